@@ -1,0 +1,172 @@
+// Package configs owns cvedge's configuration: the schema, every default, loading (YAML file
+// plus CVEDGE_* environment overrides, through viper) and validation. It is the one place
+// where a default is written down or a value is checked; other packages receive a validated
+// Config and trust it.
+//
+// The sample files beside this package (cvedge.yaml, demo.yaml) are part of it and are
+// tested to pass Load.
+//
+// This package is pure Go: it must not import gocv, onnxruntime or any cvedge package.
+package configs
+
+import "time"
+
+// Config is the whole agent configuration.
+type Config struct {
+	Agent       Agent            `mapstructure:"agent"`
+	ONNXRuntime ONNXRuntime      `mapstructure:"onnxruntime"`
+	MQTT        MQTT             `mapstructure:"mqtt"`
+	Models      map[string]Model `mapstructure:"models"`
+	Cameras     []Camera         `mapstructure:"cameras"`
+}
+
+// Agent holds identity and logging.
+type Agent struct {
+	// ID names this agent in topics and payloads. Default: the host name.
+	ID string `mapstructure:"id"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
+	// LogFormat is text, json, or auto (json when stderr is not a terminal).
+	LogFormat string `mapstructure:"log_format"`
+	// LogPredictions logs every prediction in readable form (useful for demos; noisy on a line).
+	LogPredictions bool `mapstructure:"log_predictions"`
+}
+
+// ONNXRuntime locates and tunes the onnxruntime shared library.
+type ONNXRuntime struct {
+	// Library is the path of libonnxruntime.so. Empty: search (see models.FindLibrary).
+	Library string `mapstructure:"library"`
+	// IntraOpThreads and InterOpThreads size onnxruntime's thread pools; 0 lets it choose.
+	IntraOpThreads int `mapstructure:"intra_op_threads"`
+	InterOpThreads int `mapstructure:"inter_op_threads"`
+}
+
+// MQTT is the connection to the plant's broker, and the optional embedded broker.
+type MQTT struct {
+	// Broker is the URL: tcp://host:1883, ssl://host:8883, ws://host:80/mqtt.
+	Broker string `mapstructure:"broker"`
+	// ClientID must be stable across restarts for a persistent session. Default: cvedge-<agent id>.
+	ClientID string `mapstructure:"client_id"`
+	// TopicPrefix is put before every topic. Default: cvedge/<agent id>.
+	TopicPrefix string `mapstructure:"topic_prefix"`
+	// QoS of prediction messages: 0, 1 or 2.
+	QoS int `mapstructure:"qos"`
+	// KeepAlive is the MQTT keepalive interval.
+	KeepAlive time.Duration `mapstructure:"keepalive"`
+	// ConnectTimeout bounds one connection attempt.
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	// PublishTimeout bounds the wait for one publish to be handed to the broker.
+	PublishTimeout time.Duration `mapstructure:"publish_timeout"`
+	// Embedded runs an MQTT broker inside the agent, for a single-box kiosk or the demo.
+	Embedded Embedded `mapstructure:"embedded"`
+}
+
+// Embedded configures the in-process broker.
+type Embedded struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Listen is the TCP address of the embedded broker. Keep it on loopback unless
+	// dashboards on other hosts must connect.
+	Listen string `mapstructure:"listen"`
+	// AllowExisting lets the agent go on when Listen is already taken (by a mosquitto
+	// service, say) and publish to the broker found there.
+	AllowExisting bool `mapstructure:"allow_existing"`
+}
+
+// Model is one Custom Vision export: a ZIP, its unzipped folder, or a .onnx with labels.txt.
+type Model struct {
+	// Path to the export.
+	Path string `mapstructure:"path"`
+	// Format overrides detection from the output names: auto, classifier, classifier-onnx12,
+	// detector-yolo, detector-ssd.
+	Format string `mapstructure:"format"`
+	// Threshold is the lowest probability reported: detections below it are dropped,
+	// classifier tags below it are left out of the prediction list.
+	Threshold float64 `mapstructure:"threshold"`
+	// NMSIoU is the overlap above which a weaker box of the same tag is suppressed (YOLO).
+	NMSIoU float64 `mapstructure:"nms_iou"`
+	// MaxDetections caps the boxes per image (detectors).
+	MaxDetections int `mapstructure:"max_detections"`
+	// Resize is how a region is fitted to the input: stretch, or center_crop.
+	Resize string `mapstructure:"resize"`
+	// MaxBatch is the most regions sent in one call when the model has a dynamic batch size.
+	MaxBatch int `mapstructure:"max_batch"`
+	// InputSize is used for a YOLO export whose height and width are symbolic.
+	InputSize int `mapstructure:"input_size"`
+}
+
+// Camera is one frame source and what runs on its frames.
+type Camera struct {
+	// Name identifies the camera in topics and payloads: letters, digits, '-' and '_'.
+	Name string `mapstructure:"name"`
+	// Source says where frames come from: a USB index ("0"), /dev/videoN, a
+	// /dev/v4l/by-id path, rtsp:// or http(s):// URL, a GStreamer pipeline ending in appsink,
+	// a video file, or a folder of images.
+	Source string `mapstructure:"source"`
+	// Type overrides the kind guessed from Source: auto, usb, stream, gstreamer, file, folder.
+	Type string `mapstructure:"type"`
+	// Loop replays a file or folder from the start when it ends.
+	Loop bool `mapstructure:"loop"`
+	// Realtime paces a file or folder at its frame rate and keeps only the latest frame, as a
+	// live camera does. false hands every frame to the pipeline, as fast as it takes them.
+	Realtime bool `mapstructure:"realtime"`
+	// FPS is the frame rate for a folder of images, or a file that does not say.
+	FPS float64 `mapstructure:"fps"`
+	// Pipeline says which models run on this camera's frames.
+	Pipeline Pipeline `mapstructure:"pipeline"`
+}
+
+// Pipeline chains a detector and a classifier: detect regions, crop each, classify the crop.
+// Either may be left out: a classifier alone sees the whole frame, a detector alone reports
+// its boxes.
+type Pipeline struct {
+	// Detector and Classifier name entries of Config.Models.
+	Detector   string `mapstructure:"detector"`
+	Classifier string `mapstructure:"classifier"`
+	// CropPadding grows each detected box by this fraction of its width and height on every
+	// side before the crop goes to the classifier (clamped to the frame).
+	CropPadding float64 `mapstructure:"crop_padding"`
+}
+
+// Default returns the configuration used for every key a file does not set.
+func Default() Config {
+	return Config{
+		Agent: Agent{
+			LogLevel:  "info",
+			LogFormat: "auto",
+		},
+		MQTT: MQTT{
+			Broker:         "tcp://127.0.0.1:1883",
+			QoS:            1,
+			KeepAlive:      30 * time.Second,
+			ConnectTimeout: 10 * time.Second,
+			PublishTimeout: 10 * time.Second,
+			Embedded: Embedded{
+				Listen: "127.0.0.1:1883",
+			},
+		},
+		Models:  map[string]Model{},
+		Cameras: []Camera{},
+	}
+}
+
+// DefaultModel returns the settings of a model entry before the file's keys apply.
+func DefaultModel() Model {
+	return Model{
+		Format:        "auto",
+		Threshold:     0.1,
+		NMSIoU:        0.45,
+		MaxDetections: 20,
+		Resize:        "stretch",
+		MaxBatch:      8,
+		InputSize:     416,
+	}
+}
+
+// DefaultCamera returns the settings of a camera entry before the file's keys apply.
+func DefaultCamera() Camera {
+	return Camera{
+		Type:     "auto",
+		Realtime: true,
+		Pipeline: Pipeline{CropPadding: 0.1},
+	}
+}

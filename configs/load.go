@@ -1,0 +1,267 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix starts every environment override: CVEDGE_MQTT_BROKER overrides mqtt.broker.
+const EnvPrefix = "CVEDGE"
+
+// Load reads the YAML file at path (none when path is empty), applies the defaults and the
+// CVEDGE_* environment, rejects unknown keys, fills derived defaults and validates. The
+// error names every bad key.
+func Load(path string) (*Config, error) {
+	v := viper.New()
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	def := Default()
+	for key, val := range flatten("", structToMap(def)) {
+		v.SetDefault(key, val)
+	}
+	base := ""
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		base = filepath.Dir(path)
+	}
+	cfg, err := decode(v.AllSettings())
+	if err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg.resolve(base)
+	if err := cfg.Validate(); err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+// decode turns viper's settings into a Config. Map and list entries start from their own
+// defaults, so a key left out of one camera keeps the camera default.
+func decode(settings map[string]any) (*Config, error) {
+	var problems []error
+	for _, key := range unknownKeys("", settings, reflect.TypeOf(Config{})) {
+		problems = append(problems, fmt.Errorf("%s: unknown key (check its spelling and place against configs/cvedge.yaml)", key))
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	rawModels, _ := settings["models"].(map[string]any)
+	rawCameras := settings["cameras"]
+	delete(settings, "models")
+	delete(settings, "cameras")
+
+	cfg := Default()
+	if err := decodeInto(settings, &cfg, ""); err != nil {
+		problems = append(problems, err)
+	}
+	for name, raw := range rawModels {
+		m := DefaultModel()
+		if err := decodeInto(raw, &m, "models."+name); err != nil {
+			problems = append(problems, err)
+		}
+		cfg.Models[name] = m
+	}
+	switch list := rawCameras.(type) {
+	case nil:
+	case []any:
+		for i, raw := range list {
+			c := DefaultCamera()
+			if err := decodeInto(raw, &c, fmt.Sprintf("cameras[%d]", i)); err != nil {
+				problems = append(problems, err)
+			}
+			cfg.Cameras = append(cfg.Cameras, c)
+		}
+	default:
+		problems = append(problems, errors.New("cameras: must be a list of cameras, each starting with '- name:'"))
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	return &cfg, nil
+}
+
+func decodeInto(input, out any, key string) error {
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+		WeaklyTypedInput: true,
+		Result:           out,
+	})
+	if err != nil {
+		return err
+	}
+	if err := dec.Decode(input); err != nil {
+		if key != "" {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// unknownKeys lists the keys of m, at any depth, that t has no mapstructure field for.
+func unknownKeys(prefix string, m map[string]any, t reflect.Type) []string {
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		if tag := t.Field(i).Tag.Get("mapstructure"); tag != "" {
+			fields[tag] = t.Field(i).Type
+		}
+	}
+	var bad []string
+	for k, val := range m {
+		ft, ok := fields[k]
+		key := join(prefix, k)
+		if !ok {
+			bad = append(bad, key)
+			continue
+		}
+		bad = append(bad, unknownIn(key, val, ft)...)
+	}
+	sort.Strings(bad)
+	return bad
+}
+
+func unknownIn(key string, val any, t reflect.Type) []string {
+	switch t.Kind() {
+	case reflect.Struct:
+		if sub, ok := val.(map[string]any); ok {
+			return unknownKeys(key, sub, t)
+		}
+	case reflect.Map:
+		if sub, ok := val.(map[string]any); ok && t.Elem().Kind() == reflect.Struct {
+			var bad []string
+			for name, v := range sub {
+				bad = append(bad, unknownIn(join(key, name), v, t.Elem())...)
+			}
+			return bad
+		}
+	case reflect.Slice:
+		if list, ok := val.([]any); ok && t.Elem().Kind() == reflect.Struct {
+			var bad []string
+			for i, v := range list {
+				bad = append(bad, unknownIn(fmt.Sprintf("%s[%d]", key, i), v, t.Elem())...)
+			}
+			return bad
+		}
+	}
+	return nil
+}
+
+func join(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
+}
+
+// structToMap turns a config struct into nested maps keyed by mapstructure tags.
+func structToMap(v any) map[string]any {
+	out := map[string]any{}
+	_ = mapstructure.Decode(v, &out)
+	for k, val := range out {
+		rv := reflect.ValueOf(val)
+		if rv.Kind() == reflect.Struct {
+			out[k] = structToMap(val)
+		}
+	}
+	return out
+}
+
+// flatten returns the scalar leaves of m under dotted keys, leaving out lists and maps of
+// entries (models, cameras), which have per-entry defaults instead.
+func flatten(prefix string, m map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, val := range m {
+		key := join(prefix, k)
+		switch x := val.(type) {
+		case map[string]any:
+			for kk, vv := range flatten(key, x) {
+				out[kk] = vv
+			}
+		default:
+			rv := reflect.ValueOf(val)
+			if rv.Kind() == reflect.Map || rv.Kind() == reflect.Slice {
+				continue
+			}
+			out[key] = val
+		}
+	}
+	return out
+}
+
+// resolve fills the defaults that depend on other values, and makes relative paths relative
+// to the folder of the config file.
+func (c *Config) resolve(base string) {
+	if c.Agent.ID == "" {
+		if h, err := os.Hostname(); err == nil {
+			c.Agent.ID = sanitizeID(h)
+		}
+	}
+	if c.MQTT.ClientID == "" && c.Agent.ID != "" {
+		c.MQTT.ClientID = "cvedge-" + c.Agent.ID
+	}
+	if c.MQTT.TopicPrefix == "" && c.Agent.ID != "" {
+		c.MQTT.TopicPrefix = "cvedge/" + c.Agent.ID
+	}
+	for name, m := range c.Models {
+		m.Path = relativeTo(base, m.Path)
+		c.Models[name] = m
+	}
+	for i := range c.Cameras {
+		// viper lowercases map keys, so model names are matched in lower case
+		pl := &c.Cameras[i].Pipeline
+		pl.Detector, pl.Classifier = strings.ToLower(pl.Detector), strings.ToLower(pl.Classifier)
+		if isLocalPath(c.Cameras[i].Source) {
+			c.Cameras[i].Source = relativeTo(base, c.Cameras[i].Source)
+		}
+	}
+}
+
+func relativeTo(base, p string) string {
+	if p == "" || base == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(base, p)
+}
+
+// isLocalPath reports whether a camera source can only be a relative file or folder path:
+// not a URL, a device index, an absolute path or a GStreamer pipeline.
+func isLocalPath(s string) bool {
+	if s == "" || filepath.IsAbs(s) || strings.Contains(s, "://") || strings.Contains(s, "!") {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return true
+		}
+	}
+	return false
+}
+
+// sanitizeID keeps a host name usable as one MQTT topic level.
+func sanitizeID(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '+' || r == '#' || r == ' ' {
+			return '-'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,167 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+var (
+	nameRE       = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	logLevels    = []string{"debug", "info", "warn", "error"}
+	logFormats   = []string{"auto", "text", "json"}
+	brokerScheme = []string{"tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"}
+	// ModelFormats are the values of models.<name>.format.
+	ModelFormats = []string{"auto", "classifier", "classifier-onnx12", "detector-yolo", "detector-ssd"}
+	// ResizeModes are the values of models.<name>.resize.
+	ResizeModes = []string{"stretch", "center_crop"}
+	// CameraTypes are the values of cameras[].type.
+	CameraTypes = []string{"auto", "usb", "stream", "gstreamer", "file", "folder"}
+)
+
+// Validate checks every value and returns one error per problem, each naming its key.
+func (c *Config) Validate() error {
+	var p problems
+	if !nameRE.MatchString(c.Agent.ID) {
+		p.add("agent.id", "%q must be 1-64 letters, digits, '-' or '_' (it becomes an MQTT topic level)", c.Agent.ID)
+	}
+	p.oneOf("agent.log_level", c.Agent.LogLevel, logLevels)
+	p.oneOf("agent.log_format", c.Agent.LogFormat, logFormats)
+	if c.ONNXRuntime.IntraOpThreads < 0 || c.ONNXRuntime.InterOpThreads < 0 {
+		p.add("onnxruntime", "thread counts must be 0 (automatic) or more")
+	}
+	c.MQTT.validate(&p)
+	names := make([]string, 0, len(c.Models))
+	for name := range c.Models {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		c.Models[name].validate(&p, "models."+name)
+	}
+	if len(c.Cameras) == 0 {
+		p.add("cameras", "no camera configured: add at least one under 'cameras:' (see configs/cvedge.yaml)")
+	}
+	seen := map[string]bool{}
+	for i, cam := range c.Cameras {
+		key := fmt.Sprintf("cameras[%d]", i)
+		if !nameRE.MatchString(cam.Name) {
+			p.add(key+".name", "%q must be 1-64 letters, digits, '-' or '_'", cam.Name)
+		} else if seen[cam.Name] {
+			p.add(key+".name", "%q is used by another camera; names must be unique", cam.Name)
+		}
+		seen[cam.Name] = true
+		if strings.TrimSpace(cam.Source) == "" {
+			p.add(key+".source", "empty: give a device index, /dev/video path, URL, GStreamer pipeline, file or folder")
+		}
+		p.oneOf(key+".type", cam.Type, CameraTypes)
+		if cam.FPS < 0 {
+			p.add(key+".fps", "%v must be 0 (from the source) or more", cam.FPS)
+		}
+		c.validatePipeline(&p, key+".pipeline", cam.Pipeline)
+	}
+	return p.err()
+}
+
+func (m MQTT) validate(p *problems) {
+	u, err := url.Parse(m.Broker)
+	switch {
+	case m.Broker == "":
+		p.add("mqtt.broker", "empty: give the broker URL, e.g. tcp://127.0.0.1:1883")
+	case err != nil:
+		p.add("mqtt.broker", "%q is not a URL: %v", m.Broker, err)
+	case !slices.Contains(brokerScheme, u.Scheme):
+		p.add("mqtt.broker", "scheme %q is not one of %s (e.g. tcp://host:1883, ssl://host:8883)", u.Scheme, strings.Join(brokerScheme, ", "))
+	case u.Hostname() == "":
+		p.add("mqtt.broker", "%q has no host", m.Broker)
+	}
+	if m.TopicPrefix == "" || strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") {
+		p.add("mqtt.topic_prefix", "%q must be non-empty, without + or #, and not start or end with /", m.TopicPrefix)
+	}
+	if m.QoS < 0 || m.QoS > 2 {
+		p.add("mqtt.qos", "%d must be 0, 1 or 2", m.QoS)
+	}
+	for key, d := range map[string]time.Duration{"mqtt.keepalive": m.KeepAlive, "mqtt.connect_timeout": m.ConnectTimeout, "mqtt.publish_timeout": m.PublishTimeout} {
+		if d <= 0 {
+			p.add(key, "%v must be a positive duration such as 10s", d)
+		}
+	}
+	if m.Embedded.Enabled {
+		if _, port, err := net.SplitHostPort(m.Embedded.Listen); err != nil || port == "" {
+			p.add("mqtt.embedded.listen", "%q must be host:port, e.g. 127.0.0.1:1883", m.Embedded.Listen)
+		}
+	}
+}
+
+func (m Model) validate(p *problems, key string) {
+	if strings.TrimSpace(m.Path) == "" {
+		p.add(key+".path", "empty: give the export ZIP, its folder, or a .onnx with labels.txt beside it")
+	}
+	p.oneOf(key+".format", m.Format, ModelFormats)
+	p.oneOf(key+".resize", m.Resize, ResizeModes)
+	if m.Threshold < 0 || m.Threshold > 1 {
+		p.add(key+".threshold", "%v must be between 0 and 1", m.Threshold)
+	}
+	if m.NMSIoU <= 0 || m.NMSIoU > 1 {
+		p.add(key+".nms_iou", "%v must be above 0 and at most 1", m.NMSIoU)
+	}
+	if m.MaxDetections < 1 {
+		p.add(key+".max_detections", "%d must be 1 or more", m.MaxDetections)
+	}
+	if m.MaxBatch < 1 || m.MaxBatch > 256 {
+		p.add(key+".max_batch", "%d must be between 1 and 256", m.MaxBatch)
+	}
+	if m.InputSize < 32 || m.InputSize%32 != 0 || m.InputSize > 4096 {
+		p.add(key+".input_size", "%d must be a multiple of 32 between 32 and 4096", m.InputSize)
+	}
+}
+
+func (c *Config) validatePipeline(p *problems, key string, pl Pipeline) {
+	if pl.Detector == "" && pl.Classifier == "" {
+		p.add(key, "needs a detector, a classifier, or both (names of entries under 'models:')")
+	}
+	for stage, name := range map[string]string{"detector": pl.Detector, "classifier": pl.Classifier} {
+		if name == "" {
+			continue
+		}
+		if _, ok := c.Models[name]; !ok {
+			p.add(key+"."+stage, "%q is not a model under 'models:' (have: %s)", name, strings.Join(c.modelNames(), ", "))
+		}
+	}
+	if pl.CropPadding < 0 || pl.CropPadding > 1 {
+		p.add(key+".crop_padding", "%v must be between 0 and 1 (a fraction of the box size)", pl.CropPadding)
+	}
+}
+
+func (c *Config) modelNames() []string {
+	out := make([]string, 0, len(c.Models))
+	for n := range c.Models {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return []string{"none"}
+	}
+	return out
+}
+
+// problems collects validation errors in the order found.
+type problems []error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+func (p *problems) oneOf(key, val string, allowed []string) {
+	if !slices.Contains(allowed, val) {
+		p.add(key, "%q is not one of %s", val, strings.Join(allowed, ", "))
+	}
+}
+
+func (p problems) err() error { return errors.Join(p...) }

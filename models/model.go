@@ -1,0 +1,462 @@
+// Package models loads Azure Custom Vision exports (ZIP, folder, or .onnx with labels.txt),
+// runs them with onnxruntime and decodes their outputs into predictions in the shape of the
+// Custom Vision Prediction API.
+//
+// It owns everything onnxruntime: only this package imports onnxruntime_go. It knows nothing
+// of cameras, pixels in frames, or MQTT: callers fill the input tensor through a Slot (the
+// preprocess package does that from a frame) and get Predictions back.
+package models
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"github.com/cvedge/cvedge/configs"
+	"github.com/x448/float16"
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// Info is what cvedge knows of a loaded model; `cvedge inspect` prints it.
+type Info struct {
+	Name   string
+	Source string
+	Format Format
+	// Domain is the manifest's DomainType (Classification, ObjectDetection), or derived
+	// from the format when there is no manifest.
+	Domain    string
+	Flavor    string
+	Iteration string // the manifest's IterationId; "" when unknown
+	Exported  string
+	SHA256    string
+	Labels    []string
+	Input     Input
+	Outputs   []string
+	Producer  string
+	Opset     int64
+	// Properties is metadata_properties.json, for information only.
+	Properties map[string]string
+	// Metadata is the model's own metadata_props.
+	Metadata map[string]string
+}
+
+// Slot is the input tensor area of one image in a batch, NCHW, 3*Height*Width values:
+// exactly one of F32 and F16 (IEEE half-precision bits) is set, as the model wants.
+type Slot struct {
+	F32 []float32
+	F16 []uint16
+}
+
+// Model is a loaded export with its onnxruntime session and tensors, allocated once and
+// reused. It is safe for concurrent use: calls to Predict are serialized.
+type Model struct {
+	Info Info
+
+	mu       sync.Mutex
+	sess     *ort.DynamicAdvancedSession
+	chunk    int // images per call
+	in32     []float32
+	in16     []uint16 // aliases in16b
+	in16b    []byte
+	batches  map[int]*binding
+	labelIdx map[string]int
+	yolo     YOLO
+	cfg      configs.Model
+	scratch  []float32
+	outTypes map[string]ElemType
+	closed   bool
+}
+
+// binding holds the tensors for one batch size; they share the model's buffers.
+type binding struct {
+	inputs  []ort.Value
+	outputs []ort.Value // nil entries are allocated by onnxruntime on each run
+	shapes  []ort.Shape
+}
+
+// Load reads the export at c.Path, checks it and opens an onnxruntime session for it.
+// A warm-up inference runs before it returns, so a model that loads also runs.
+func Load(rt *Runtime, name string, c configs.Model) (*Model, error) {
+	m, err := load(rt, name, c)
+	if err != nil {
+		return nil, fmt.Errorf("model %q (%s): %w", name, c.Path, err)
+	}
+	return m, nil
+}
+
+func load(rt *Runtime, name string, c configs.Model) (*Model, error) {
+	exp, err := readExportAt(c.Path)
+	if err != nil {
+		return nil, err
+	}
+	info, g, err := describe(exp, c)
+	if err != nil {
+		return nil, err
+	}
+	info.Name = name
+	m := &Model{Info: *info, cfg: c, batches: map[int]*binding{}, outTypes: map[string]ElemType{}}
+	for _, o := range g.Outputs {
+		m.outTypes[o.Name] = o.Type.Elem
+	}
+	m.yolo = YOLO{Threshold: float32(c.Threshold), IoU: float32(c.NMSIoU), MaxDetections: c.MaxDetections}
+	m.labelIdx = make(map[string]int, len(info.Labels))
+	for i, l := range info.Labels {
+		m.labelIdx[l] = i
+	}
+	opts, err := rt.sessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime session options: %w", err)
+	}
+	defer opts.Destroy()
+	m.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(exp.Model, []string{info.Input.Name}, info.Outputs, opts)
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime cannot load %s: %v (re-export the iteration from the Custom Vision portal as ONNX)", exp.ModelFile, err)
+	}
+	m.chunk = 1
+	if info.Input.DynamicBatch {
+		m.chunk = c.MaxBatch
+	}
+	per := 3 * info.Input.Width * info.Input.Height
+	if info.Input.Float16 {
+		m.in16b = make([]byte, 2*per*m.chunk)
+		m.in16 = unsafe.Slice((*uint16)(unsafe.Pointer(&m.in16b[0])), per*m.chunk)
+	} else {
+		m.in32 = make([]float32, per*m.chunk)
+	}
+	if _, err := m.Predict(1, func(int, Slot) error { return nil }); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("warm-up inference failed: %w", err)
+	}
+	return m, nil
+}
+
+// Describe checks an export's graph and derives the Info that Load and `cvedge inspect` use,
+// without onnxruntime.
+func Describe(exp *Export, c configs.Model) (*Info, error) {
+	info, _, err := describe(exp, c)
+	return info, err
+}
+
+func describe(exp *Export, c configs.Model) (*Info, *Graph, error) {
+	g, err := ParseGraph(exp.Model)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w (download or export it again)", exp.ModelFile, err)
+	}
+	if err := checkSupported(g); err != nil {
+		return nil, nil, fmt.Errorf("%s is %w", exp.ModelFile, err)
+	}
+	info, err := describeGraph(exp, g, c)
+	return info, g, err
+}
+
+func describeGraph(exp *Export, g *Graph, c configs.Model) (*Info, error) {
+	var err error
+	info := &Info{Source: exp.Source, SHA256: exp.SHA256, Labels: exp.Labels, Producer: g.Producer,
+		Opset: g.Opsets[""], Properties: exp.Properties, Metadata: g.Metadata}
+	if exp.Manifest != nil {
+		info.Domain, info.Iteration, info.Exported = exp.Manifest.DomainType, exp.Manifest.IterationID, exp.Manifest.ExportedDate
+		if exp.Manifest.Flavor != nil {
+			info.Flavor = *exp.Manifest.Flavor
+		}
+	}
+	if c.Format == "" || c.Format == "auto" {
+		if info.Format, err = detectFormat(g); err != nil {
+			return nil, err
+		}
+	} else {
+		info.Format = Format(c.Format)
+	}
+	if info.Domain == "" {
+		info.Domain = "Classification"
+		if info.Format.IsDetector() {
+			info.Domain = "ObjectDetection"
+		}
+	} else if (info.Domain == "ObjectDetection") != info.Format.IsDetector() {
+		return nil, fmt.Errorf("cvexport.manifest says %s but the outputs are those of a %s: check the format setting or the export", info.Domain, info.Format)
+	}
+	if info.Input, err = describeInput(g, info.Format, c.InputSize); err != nil {
+		return nil, err
+	}
+	if in := g.Inputs[0].Type.Dims[0].Value; in > 1 {
+		return nil, fmt.Errorf("input %q has a fixed batch of %d; expected 1 or a symbolic batch", info.Input.Name, in)
+	}
+	if info.Input.Pixels, err = pixelsFrom(g.Metadata); err != nil {
+		return nil, err
+	}
+	if info.Format == FormatDetectorSSD && g.Metadata[metaPixelFormat] == "" {
+		info.Input.Pixels.Order = RGB // the S1 sample feeds RGB
+	}
+	if info.Outputs, err = checkOutputs(g, info.Format, exp.Labels); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+// Chunk is the most images one onnxruntime call takes (1 without a dynamic batch).
+func (m *Model) Chunk() int { return m.chunk }
+
+// Predict runs the model on n images. fill(i, slot) writes image i into the input tensor;
+// it runs with the model locked, so it may use state that belongs to this model. The
+// result has one prediction list per image: classifier tags sorted by probability, or
+// detector boxes (normalized to the image that was filled in).
+func (m *Model) Predict(n int, fill func(i int, s Slot) error) ([][]Prediction, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("model %q is closed", m.Info.Name)
+	}
+	res := make([][]Prediction, n)
+	per := 3 * m.Info.Input.Width * m.Info.Input.Height
+	for start := 0; start < n; start += m.chunk {
+		b := min(m.chunk, n-start)
+		for i := 0; i < b; i++ {
+			var s Slot
+			if m.in16 != nil {
+				s.F16 = m.in16[i*per : (i+1)*per]
+			} else {
+				s.F32 = m.in32[i*per : (i+1)*per]
+			}
+			if err := fill(start+i, s); err != nil {
+				return nil, err
+			}
+		}
+		bind, err := m.binding(b)
+		if err != nil {
+			return nil, err
+		}
+		outs := slices.Clone(bind.outputs)
+		if err := m.sess.Run(bind.inputs, outs); err != nil {
+			return nil, fmt.Errorf("model %q: %w", m.Info.Name, err)
+		}
+		err = m.decode(res[start:start+b], outs)
+		for i, o := range outs {
+			if bind.outputs[i] == nil && o != nil {
+				o.Destroy()
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("model %q: %w", m.Info.Name, err)
+		}
+	}
+	return res, nil
+}
+
+// binding returns the tensors for a batch of b images, creating them on first use.
+func (m *Model) binding(b int) (*binding, error) {
+	if bd, ok := m.batches[b]; ok {
+		return bd, nil
+	}
+	in := m.Info.Input
+	shape := ort.NewShape(int64(b), 3, int64(in.Height), int64(in.Width))
+	bd := &binding{}
+	var err error
+	var t ort.Value
+	if in.Float16 {
+		t, err = ort.NewCustomDataTensor(shape, m.in16b[:2*shape.FlattenedSize()], ort.TensorElementDataTypeFloat16)
+	} else {
+		t, err = ort.NewTensor(shape, m.in32)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("input tensor: %w", err)
+	}
+	bd.inputs = []ort.Value{t}
+	for _, name := range m.Info.Outputs {
+		out, shape, err := m.preallocate(name, b)
+		if err != nil {
+			bd.destroy()
+			return nil, fmt.Errorf("output %s: %w", name, err)
+		}
+		bd.outputs = append(bd.outputs, out)
+		bd.shapes = append(bd.shapes, shape)
+	}
+	m.batches[b] = bd
+	return bd, nil
+}
+
+// preallocate makes the output tensor for fixed-shape float outputs; others (strings,
+// maps, SSD's variable counts) are left to onnxruntime.
+func (m *Model) preallocate(name string, b int) (ort.Value, ort.Shape, error) {
+	in := m.Info.Input
+	var shape ort.Shape
+	switch m.Info.Format {
+	case FormatClassifier:
+		shape = ort.NewShape(int64(b), int64(len(m.Info.Labels)))
+	case FormatDetectorYOLO:
+		shape = ort.NewShape(int64(b), int64(len(yoloAnchors)*(5+len(m.Info.Labels))), int64(in.Height/32), int64(in.Width/32))
+	default:
+		return nil, nil, nil
+	}
+	if m.outputFloat16(name) {
+		t, err := ort.NewCustomDataTensor(shape, make([]byte, 2*shape.FlattenedSize()), ort.TensorElementDataTypeFloat16)
+		return t, shape, err
+	}
+	t, err := ort.NewEmptyTensor[float32](shape)
+	return t, shape, err
+}
+
+func (m *Model) outputFloat16(name string) bool { return m.outTypes[name] == ElemFloat16 }
+
+// floats returns the values of a float32 or float16 tensor as float32.
+func (m *Model) floats(v ort.Value) ([]float32, error) {
+	switch t := v.(type) {
+	case *ort.Tensor[float32]:
+		return t.GetData(), nil
+	case *ort.CustomDataTensor:
+		raw := t.GetData()
+		m.scratch = grow(m.scratch, len(raw)/2)
+		for i := range m.scratch {
+			m.scratch[i] = float16.Frombits(uint16(raw[2*i]) | uint16(raw[2*i+1])<<8).Float32()
+		}
+		return m.scratch, nil
+	}
+	return nil, fmt.Errorf("unexpected output value %T", v)
+}
+
+// decode turns the outputs of one call into predictions, one list per image.
+func (m *Model) decode(res [][]Prediction, outs []ort.Value) error {
+	labels := m.Info.Labels
+	switch m.Info.Format {
+	case FormatClassifier:
+		data, err := m.floats(outs[0])
+		if err != nil {
+			return err
+		}
+		c := len(labels)
+		for i := range res {
+			res[i] = Classes(nil, data[i*c:(i+1)*c], 0, labels)
+		}
+	case FormatDetectorYOLO:
+		data, err := m.floats(outs[0])
+		if err != nil {
+			return err
+		}
+		in := m.Info.Input
+		gh, gw := in.Height/32, in.Width/32
+		per := len(yoloAnchors) * (5 + len(labels)) * gh * gw
+		for i := range res {
+			res[i] = m.yolo.Decode(nil, data[i*per:(i+1)*per], len(labels), gh, gw, labels)
+		}
+	case FormatDetectorSSD:
+		return m.decodeSSD(res, outs)
+	case FormatClassifierONNX12:
+		return m.decodeZipMap(res, outs[0])
+	}
+	return nil
+}
+
+func (m *Model) decodeSSD(res [][]Prediction, outs []ort.Value) error {
+	if len(res) != 1 {
+		return errors.New("SSD exports take one image per call")
+	}
+	boxes, err := m.floats(outs[0])
+	if err != nil {
+		return err
+	}
+	boxes = slices.Clone(boxes) // scratch is reused for scores
+	scores, err := m.floats(outs[1])
+	if err != nil {
+		return err
+	}
+	var classes []int64
+	switch t := outs[2].(type) {
+	case *ort.Tensor[int64]:
+		classes = t.GetData()
+	case *ort.Tensor[int32]:
+		for _, c := range t.GetData() {
+			classes = append(classes, int64(c))
+		}
+	case *ort.Tensor[float32]:
+		for _, c := range t.GetData() {
+			classes = append(classes, int64(c))
+		}
+	default:
+		return fmt.Errorf("detected_classes is %T; expected int64", outs[2])
+	}
+	res[0] = DecodeSSD(nil, boxes, scores, classes, float32(m.cfg.Threshold), m.cfg.MaxDetections, m.Info.Labels)
+	return nil
+}
+
+// decodeZipMap reads loss: a sequence with one map(tag -> probability) per image, or one
+// map for one image (older exports).
+func (m *Model) decodeZipMap(res [][]Prediction, v ort.Value) error {
+	var maps []ort.Value
+	switch t := v.(type) {
+	case *ort.Sequence:
+		vals, err := t.GetValues()
+		if err != nil {
+			return err
+		}
+		maps = vals
+	case *ort.Map:
+		maps = []ort.Value{t}
+	default:
+		return fmt.Errorf("loss is %T; expected a sequence of maps", v)
+	}
+	if len(maps) != len(res) {
+		return fmt.Errorf("loss holds %d maps for %d images", len(maps), len(res))
+	}
+	probs := make([]float32, len(m.Info.Labels))
+	for i, mv := range maps {
+		mp, ok := mv.(*ort.Map)
+		if !ok {
+			return fmt.Errorf("loss item is %T; expected a map", mv)
+		}
+		kv, vv, err := mp.GetKeysAndValues()
+		if err != nil {
+			return err
+		}
+		ks, ok := kv.(*ort.StringTensor)
+		if !ok {
+			return fmt.Errorf("loss keys are %T; expected strings", kv)
+		}
+		keys, err := ks.GetContents()
+		if err != nil {
+			return err
+		}
+		vals, err := m.floats(vv)
+		if err != nil {
+			return err
+		}
+		if len(keys) != len(m.Info.Labels) || len(vals) != len(keys) {
+			return fmt.Errorf("model has %d classes but labels.txt has %d tags: use the labels.txt exported with this model", len(keys), len(m.Info.Labels))
+		}
+		clear(probs)
+		for j, k := range keys {
+			idx, ok := m.labelIdx[k]
+			if !ok {
+				return fmt.Errorf("model tag %q is not in labels.txt: use the labels.txt exported with this model", k)
+			}
+			probs[idx] = vals[j]
+		}
+		res[i] = Classes(nil, probs, 0, m.Info.Labels)
+	}
+	return nil
+}
+
+// Close frees the session and every tensor. Predict fails afterwards.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	for _, bd := range m.batches {
+		bd.destroy()
+	}
+	m.batches = nil
+	if m.sess != nil {
+		return m.sess.Destroy()
+	}
+	return nil
+}
+
+func (bd *binding) destroy() {
+	for _, v := range append(bd.inputs, bd.outputs...) {
+		if v != nil {
+			v.Destroy()
+		}
+	}
+}

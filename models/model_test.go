@@ -1,0 +1,217 @@
+package models
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+	"github.com/x448/float16"
+)
+
+func newRuntime(tb testing.TB) *Runtime {
+	tb.Helper()
+	rt, err := NewRuntime(Options{})
+	if err != nil {
+		testenv.Missing(tb, "onnxruntime: %v", err)
+	}
+	tb.Cleanup(func() { rt.Close() })
+	return rt
+}
+
+func loadModel(tb testing.TB, rt *Runtime, path string, edit ...func(*configs.Model)) *Model {
+	tb.Helper()
+	c := configs.DefaultModel()
+	c.Path = path
+	for _, e := range edit {
+		e(&c)
+	}
+	m, err := Load(rt, "test", c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	return m
+}
+
+// scene paints an image of w x h pixels: a grey belt with shapes on it. Pixels are BGR 0-255.
+type scene struct {
+	w, h   int
+	shapes []shape
+}
+
+type shape struct {
+	kind       string // square, circle, triangle
+	cx, cy, r  float64
+	b, g, rr   float32
+	wantColour string
+}
+
+func (s scene) pixel(x, y int) (b, g, r float32) {
+	fx, fy := float64(x)+0.5, float64(y)+0.5
+	for _, sh := range s.shapes {
+		dx, dy := fx-sh.cx, fy-sh.cy
+		in := false
+		switch sh.kind {
+		case "square":
+			in = math.Abs(dx) <= sh.r && math.Abs(dy) <= sh.r
+		case "circle":
+			in = dx*dx+dy*dy <= sh.r*sh.r
+		case "triangle": // apex up, base at cy+r
+			in = dy <= sh.r && dy >= -sh.r && math.Abs(dx) <= (dy+sh.r)/2
+		}
+		if in {
+			return sh.b, sh.g, sh.rr
+		}
+	}
+	return 72, 72, 72
+}
+
+// fill writes the scene into a slot in the model's channel order and range.
+func (s scene) fill(in Input, slot Slot) {
+	plane := in.Width * in.Height
+	for y := 0; y < in.Height; y++ {
+		for x := 0; x < in.Width; x++ {
+			b, g, r := s.pixel(x*s.w/in.Width, y*s.h/in.Height)
+			c := [3]float32{b, g, r}
+			if in.Pixels.Order == RGB {
+				c[0], c[2] = c[2], c[0]
+			}
+			for ch := 0; ch < 3; ch++ {
+				v := c[ch]*in.Pixels.Scale + in.Pixels.Offset
+				i := ch*plane + y*in.Width + x
+				if slot.F16 != nil {
+					slot.F16[i] = f16(v)
+				} else {
+					slot.F32[i] = v
+				}
+			}
+		}
+	}
+}
+
+var colours = map[string][3]float32{
+	"blue": {190, 100, 30}, "green": {60, 170, 60}, "red": {45, 40, 200}, "yellow": {40, 200, 220},
+}
+
+func part(kind, colour string, cx, cy, r float64) shape {
+	c := colours[colour]
+	return shape{kind: kind, cx: cx, cy: cy, r: r, b: c[0], g: c[1], rr: c[2], wantColour: colour}
+}
+
+func predictScenes(t *testing.T, m *Model, scenes ...scene) [][]Prediction {
+	t.Helper()
+	res, err := m.Predict(len(scenes), func(i int, s Slot) error {
+		scenes[i].fill(m.Info.Input, s)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestDemoModelsDescribe(t *testing.T) {
+	rt := newRuntime(t)
+	cases := []struct {
+		dir    string
+		format Format
+		w, h   int
+		labels string
+		batch  bool
+	}{
+		{"detector", FormatDetectorYOLO, 416, 416, "part", false},
+		{"classifier", FormatClassifier, 224, 224, "blue,green,red,yellow", true},
+		{"shape", FormatClassifierONNX12, 227, 227, "circle,square,triangle", true},
+	}
+	for _, c := range cases {
+		t.Run(c.dir, func(t *testing.T) {
+			m := loadModel(t, rt, testenv.Path("testdata", "demo", c.dir))
+			in := m.Info.Input
+			if m.Info.Format != c.format || in.Width != c.w || in.Height != c.h || in.DynamicBatch != c.batch {
+				t.Fatalf("got format %s input %dx%d batch %v", m.Info.Format, in.Width, in.Height, in.DynamicBatch)
+			}
+			if got := strings.Join(m.Info.Labels, ","); got != c.labels {
+				t.Fatalf("labels %s", got)
+			}
+			if in.Pixels.Order != BGR || in.Pixels.Scale != 1 {
+				t.Fatalf("pixels %+v: the model's metadata_props say Bgr8 0-255 (metadata_properties.json says otherwise and must be ignored)", in.Pixels)
+			}
+			if len(m.Info.Iteration) != 36 || len(m.Info.SHA256) != 64 {
+				t.Fatalf("iteration %q sha %q", m.Info.Iteration, m.Info.SHA256)
+			}
+		})
+	}
+}
+
+func TestColourClassifierReadsPixels(t *testing.T) {
+	m := loadModel(t, newRuntime(t), testenv.Path("testdata", "demo", "classifier"))
+	var scenes []scene
+	var want []string
+	for _, colour := range []string{"blue", "green", "red", "yellow"} {
+		for _, kind := range []string{"square", "circle", "triangle"} {
+			scenes = append(scenes, scene{w: 120, h: 120, shapes: []shape{part(kind, colour, 60, 60, 45)}})
+			want = append(want, colour)
+		}
+	}
+	res := predictScenes(t, m, scenes...) // 12 images: more than max_batch, so chunked
+	for i, r := range res {
+		if len(r) != 4 || r[0].TagName != want[i] || r[0].Probability < 0.9 {
+			t.Errorf("scene %d: want %s first, got %+v", i, want[i], r)
+		}
+		var sum float32
+		for _, p := range r {
+			sum += p.Probability
+		}
+		if math.Abs(float64(sum-1)) > 1e-4 {
+			t.Errorf("scene %d: softmax probabilities sum to %v", i, sum)
+		}
+	}
+}
+
+func TestShapeClassifierONNX12(t *testing.T) {
+	m := loadModel(t, newRuntime(t), testenv.Path("testdata", "demo", "shape"))
+	kinds := []string{"circle", "square", "triangle"}
+	var scenes []scene
+	for _, k := range kinds {
+		scenes = append(scenes, scene{w: 227, h: 227, shapes: []shape{part(k, "red", 113, 113, 80)}})
+	}
+	for i, r := range predictScenes(t, m, scenes...) {
+		if r[0].TagName != kinds[i] || r[0].Probability < 0.8 {
+			t.Errorf("%s: got %+v", kinds[i], r)
+		}
+	}
+}
+
+func TestYOLODetectorLocalisesParts(t *testing.T) {
+	m := loadModel(t, newRuntime(t), testenv.Path("testdata", "demo", "detector"))
+	sc := scene{w: 640, h: 360, shapes: []shape{
+		part("square", "red", 120, 150, 40),
+		part("circle", "blue", 420, 220, 44),
+	}}
+	res := predictScenes(t, m, sc)[0]
+	if len(res) != 2 {
+		t.Fatalf("want 2 detections, got %d: %+v", len(res), res)
+	}
+	for _, sh := range sc.shapes {
+		truth := Box{Left: float32((sh.cx - sh.r) / 640), Top: float32((sh.cy - sh.r) / 360), Width: float32(2 * sh.r / 640), Height: float32(2 * sh.r / 360)}
+		best := float32(0)
+		for _, d := range res {
+			best = max(best, d.Box.IoU(truth))
+		}
+		if best < 0.85 {
+			t.Errorf("part at %v,%v: best IoU %.2f with %+v", sh.cx, sh.cy, best, res)
+		}
+	}
+	for _, d := range res {
+		if d.TagName != "part" || d.Probability < 0.9 {
+			t.Errorf("detection %+v", d)
+		}
+	}
+	if empty := predictScenes(t, m, scene{w: 640, h: 360})[0]; len(empty) != 0 {
+		t.Errorf("empty belt: want no detections, got %+v", empty)
+	}
+}
+
+func f16(v float32) uint16 { return float16.Fromfloat32(v).Bits() }

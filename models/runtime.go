@@ -1,0 +1,169 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// LibraryEnv names the environment variable that points at libonnxruntime.so. It is also the
+// environment override of the config key onnxruntime.library.
+const LibraryEnv = "CVEDGE_ONNXRUNTIME_LIBRARY"
+
+// libraryNames are the file names tried in each folder, newest first.
+var libraryNames = []string{"libonnxruntime.so.1.24.1", "libonnxruntime.so.1", "libonnxruntime.so"}
+
+// FindLibrary returns the onnxruntime shared library to load. It looks, in order, at the
+// configured path, the CVEDGE_ONNXRUNTIME_LIBRARY and ONNXRUNTIME_SHARED_LIBRARY_PATH
+// environment variables, lib/ beside the binary (and one folder up, for bin/cvedge), lib/
+// in the working directory and the source tree around it, then the system library folders.
+// When nothing is found the error lists every place it looked and how to fix it.
+func FindLibrary(configured string) (string, error) {
+	var tried []string
+	check := func(p, why string) bool {
+		tried = append(tried, fmt.Sprintf("%s (%s)", p, why))
+		st, err := os.Stat(p)
+		return err == nil && !st.IsDir()
+	}
+	if configured != "" {
+		if check(configured, "config onnxruntime.library") {
+			return configured, nil
+		}
+		return "", fmt.Errorf("onnxruntime library %s (config onnxruntime.library) does not exist: fix the path or remove the key to search the usual places", configured)
+	}
+	for _, env := range []string{LibraryEnv, "ONNXRUNTIME_SHARED_LIBRARY_PATH"} {
+		if p := os.Getenv(env); p != "" {
+			if check(p, "$"+env) {
+				return p, nil
+			}
+			return "", fmt.Errorf("onnxruntime library %s ($%s) does not exist: fix the variable or unset it", p, env)
+		}
+	}
+	var dirs []string
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			dirs = append(dirs, filepath.Join(filepath.Dir(exe), "lib"), filepath.Join(filepath.Dir(exe), "..", "lib"))
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			dirs = append(dirs, filepath.Join(d, "lib"))
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil || filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	dirs = append(dirs, systemLibDirs()...)
+	seen := map[string]bool{}
+	for _, d := range dirs {
+		d = filepath.Clean(d)
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		for _, n := range libraryNames {
+			if check(filepath.Join(d, n), "search") {
+				return filepath.Join(d, n), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("onnxruntime library not found; looked at:\n  %s\nfix: run scripts/setup.sh (or make setup) to fetch onnxruntime 1.24.1 into lib/, or set onnxruntime.library in the config or %s to your libonnxruntime.so",
+		strings.Join(tried, "\n  "), LibraryEnv)
+}
+
+func systemLibDirs() []string {
+	multiarch := map[string]string{"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu", "arm": "arm-linux-gnueabihf"}[runtime.GOARCH]
+	dirs := []string{"/usr/local/lib", "/usr/lib"}
+	if multiarch != "" {
+		dirs = append(dirs, "/usr/local/lib/"+multiarch, "/usr/lib/"+multiarch)
+	}
+	return append(dirs, "/opt/onnxruntime/lib")
+}
+
+// Runtime is the loaded onnxruntime library and the session settings shared by all models.
+// onnxruntime has one environment per process: the first Runtime opens it, the last Close
+// releases it.
+type Runtime struct {
+	Library        string
+	IntraOpThreads int
+	InterOpThreads int
+	closed         bool
+}
+
+var env struct {
+	sync.Mutex
+	users   int
+	library string
+}
+
+// Options are the session settings of a Runtime.
+type Options struct {
+	// Library is the configured path; empty searches (see FindLibrary).
+	Library        string
+	IntraOpThreads int
+	InterOpThreads int
+}
+
+// NewRuntime loads the onnxruntime library. Close it when every model is closed.
+func NewRuntime(o Options) (*Runtime, error) {
+	lib, err := FindLibrary(o.Library)
+	if err != nil {
+		return nil, err
+	}
+	env.Lock()
+	defer env.Unlock()
+	if env.users == 0 {
+		ort.SetSharedLibraryPath(lib)
+		if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+			return nil, fmt.Errorf("loading onnxruntime from %s: %w (it must be onnxruntime 1.24.x for this build; run scripts/setup.sh)", lib, err)
+		}
+		env.library = lib
+	} else if env.library != lib {
+		return nil, fmt.Errorf("onnxruntime is already loaded from %s; one process can load one library, not also %s", env.library, lib)
+	}
+	env.users++
+	return &Runtime{Library: lib, IntraOpThreads: o.IntraOpThreads, InterOpThreads: o.InterOpThreads}, nil
+}
+
+// Version is the onnxruntime version string.
+func (r *Runtime) Version() string { return ort.GetVersion() }
+
+// Close releases this user of the onnxruntime environment.
+func (r *Runtime) Close() error {
+	env.Lock()
+	defer env.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	env.users--
+	if env.users == 0 {
+		return ort.DestroyEnvironment()
+	}
+	return nil
+}
+
+func (r *Runtime) sessionOptions() (*ort.SessionOptions, error) {
+	o, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	if r.IntraOpThreads > 0 {
+		errs = append(errs, o.SetIntraOpNumThreads(r.IntraOpThreads))
+	}
+	if r.InterOpThreads > 0 {
+		errs = append(errs, o.SetInterOpNumThreads(r.InterOpThreads))
+	}
+	if err := errors.Join(errs...); err != nil {
+		o.Destroy()
+		return nil, err
+	}
+	return o, nil
+}

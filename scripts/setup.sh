@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# setup.sh: install what cvedge needs to build, run and test on Debian 12 or Raspberry Pi OS.
+#
+#   scripts/setup.sh            install what is missing; does nothing when all is there
+#   scripts/setup.sh --check    report what is missing, install nothing, exit 1 if anything is
+#
+# It installs:
+#   - Debian packages: g++, pkg-config, libopencv-dev (gocv), mosquitto and mosquitto-clients
+#     (tests and watching the MQTT output); npm only when the onnxruntime library must be fetched.
+#   - the onnxruntime 1.24.1 shared library for this machine (amd64 or arm64) into lib/, taken
+#     from the npm package onnxruntime-node@1.24.1 and checked against a pinned SHA-256.
+#
+# A machine that already has an onnxruntime 1.24.x library (a Jetson GPU build, say) points to
+# it and skips the fetch:
+#   CVEDGE_ONNXRUNTIME_LIBRARY=/usr/lib/libonnxruntime.so.1.24.1 scripts/setup.sh
+# The agent reads the same variable at run time (see docs/operations.md).
+#
+# Runs as root, or as a user with sudo. Safe to run again.
+set -euo pipefail
+
+ORT_VERSION=1.24.1
+declare -A ORT_SHA256=(
+  [x64]=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
+  [arm64]=7954e8bdedb497f830c6a679e818d98399b7f4d81ade1126c3e0be74d28111ab
+)
+PACKAGES=(g++ pkg-config libopencv-dev mosquitto mosquitto-clients)
+GO_MIN=1.24
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+libdir="$root/lib"
+check_only=false
+[[ "${1:-}" == "--check" ]] && check_only=true
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root to run '$*': run this script as root or install sudo"
+  fi
+}
+
+missing_packages() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || printf '%s\n' "$p"
+  done
+}
+
+apt_updated=false
+apt_install() {
+  if ! $apt_updated; then
+    say "apt-get update"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    apt_updated=true
+  fi
+  say "installing: $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+# --- Go ---------------------------------------------------------------------------------
+command -v go >/dev/null || die "Go $GO_MIN or newer is needed and 'go' is not on PATH: install it from https://go.dev/dl/ (Debian 12's golang package is too old)"
+go_version=$(go env GOVERSION | sed 's/^go//')
+if [[ "$(printf '%s\n%s\n' "$GO_MIN" "$go_version" | sort -V | head -n1)" != "$GO_MIN" ]]; then
+  die "Go $go_version is too old: cvedge needs Go $GO_MIN or newer (https://go.dev/dl/)"
+fi
+
+# --- Debian packages ----------------------------------------------------------------------
+command -v dpkg-query >/dev/null || die "this script expects a Debian-based system (Debian 12, Raspberry Pi OS, Ubuntu 24.04)"
+mapfile -t need < <(missing_packages "${PACKAGES[@]}")
+if ((${#need[@]})); then
+  $check_only && { say "missing packages: ${need[*]}"; exit 1; }
+  apt_install "${need[@]}"
+else
+  say "packages present: ${PACKAGES[*]}"
+fi
+pkg-config --exists opencv4 || die "pkg-config cannot find opencv4 although libopencv-dev is installed; check 'pkg-config --modversion opencv4'"
+
+# --- onnxruntime --------------------------------------------------------------------------
+if [[ -n "${CVEDGE_ONNXRUNTIME_LIBRARY:-}" ]]; then
+  [[ -f "$CVEDGE_ONNXRUNTIME_LIBRARY" ]] || die "CVEDGE_ONNXRUNTIME_LIBRARY=$CVEDGE_ONNXRUNTIME_LIBRARY does not exist: point it at libonnxruntime.so.$ORT_VERSION, or unset it to fetch the library into lib/"
+  say "onnxruntime: using $CVEDGE_ONNXRUNTIME_LIBRARY (CVEDGE_ONNXRUNTIME_LIBRARY); nothing fetched"
+  exit 0
+fi
+
+case "$(uname -m)" in
+  x86_64 | amd64) arch=x64 ;;
+  aarch64 | arm64) arch=arm64 ;;
+  *) die "no onnxruntime $ORT_VERSION build for $(uname -m) in onnxruntime-node: build onnxruntime yourself and set CVEDGE_ONNXRUNTIME_LIBRARY" ;;
+esac
+want=${ORT_SHA256[$arch]}
+target="$libdir/libonnxruntime.so.$ORT_VERSION"
+
+if [[ -f "$target" ]] && [[ "$(sha256sum "$target" | cut -d' ' -f1)" == "$want" ]]; then
+  say "onnxruntime $ORT_VERSION present: $target"
+else
+  $check_only && { say "onnxruntime $ORT_VERSION missing: $target"; exit 1; }
+  if ! command -v npm >/dev/null; then
+    apt_install npm
+  fi
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  say "fetching onnxruntime-node@$ORT_VERSION with npm pack"
+  (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null) ||
+    die "npm pack onnxruntime-node@$ORT_VERSION failed: check access to the npm registry, or set CVEDGE_ONNXRUNTIME_LIBRARY to a library you already have"
+  member="package/bin/napi-v6/linux/$arch/libonnxruntime.so.1"
+  tar -xzf "$tmp"/onnxruntime-node-"$ORT_VERSION".tgz -C "$tmp" "$member"
+  got=$(sha256sum "$tmp/$member" | cut -d' ' -f1)
+  [[ "$got" == "$want" ]] || die "onnxruntime library from npm has SHA-256 $got, expected $want: refusing to install it"
+  mkdir -p "$libdir"
+  install -m 0644 "$tmp/$member" "$target.tmp"
+  mv -f "$target.tmp" "$target"
+  say "installed $target"
+fi
+ln -sfn "libonnxruntime.so.$ORT_VERSION" "$libdir/libonnxruntime.so.1"
+ln -sfn "libonnxruntime.so.1" "$libdir/libonnxruntime.so"

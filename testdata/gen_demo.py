@@ -1,0 +1,372 @@
+#!/usr/bin/python3
+"""Generate the demo assets under testdata/demo/.
+
+Run with Debian's interpreter (python3-onnx, python3-numpy, python3-opencv):
+
+    /usr/bin/python3 testdata/gen_demo.py
+
+It writes:
+  demo/conveyor.avi          MJPG video, 640x360 at 10 fps: parts of three shapes and four
+                             colours passing left to right on a grey belt.
+  demo/conveyor.truth.json   per frame, every part: colour, shape and pixel box (clipped).
+  demo/detector/             a Custom Vision style "General (compact)" YOLO export folder.
+  demo/classifier/           a Custom Vision style compact classifier export folder (colour).
+  demo/shape/                a Custom Vision ONNX 1.2 style classifier folder (shape):
+                             classLabel + loss (ZipMap), for the second stage or a hierarchy.
+
+The models are real ONNX graphs whose outputs are computed from the pixels:
+  * detector: a pixel is foreground when its chroma (max channel - min channel) exceeds a
+    threshold; for every 32x32 grid cell the graph measures the extent of the foreground in
+    the 5x5 cells around it, and the cell that holds the centre of that extent emits one box
+    on the first anchor, with objectness from the fill ratio. Output layout, anchors and
+    decoding follow the Custom Vision YOLO export.
+  * colour classifier: mean colour of the foreground pixels of the crop, softmax over the
+    negative squared distance to a prototype colour per tag.
+  * shape classifier: fill ratio of the foreground inside its own extent (square 1.0,
+    circle 0.79, triangle 0.5), softmax over the negative squared distance to each.
+
+Everything is deterministic (fixed seed), so re-running gives the same files, apart from the
+video container's encoder details.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import uuid
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEMO = os.path.join(HERE, "demo")
+
+OPSET = 13
+CHROMA_MIN = 35.0  # a pixel with max-min channel spread above this is foreground
+ANCHORS = [(0.573, 0.677), (1.87, 2.06), (3.34, 5.47), (7.88, 3.53), (9.77, 9.17)]
+
+# Colours are BGR, as OpenCV draws them and as the models read them.
+COLOURS = {
+    "blue": (190, 100, 30),
+    "green": (60, 170, 60),
+    "red": (45, 40, 200),
+    "yellow": (40, 200, 220),
+}
+SHAPES = {"circle": 0.785, "square": 1.0, "triangle": 0.5}
+
+WIDTH, HEIGHT, FPS = 640, 360, 10
+
+
+# ---------------------------------------------------------------------------------------
+# graph helpers
+
+
+class G:
+    """A tiny graph builder: each call adds one node and returns its output name."""
+
+    def __init__(self):
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def const(self, value, dtype=np.float32):
+        self.n += 1
+        name = f"c{self.n}"
+        self.inits.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type, *inputs, out=None, **attrs):
+        self.n += 1
+        name = out or f"t{self.n}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [name], **attrs))
+        return name
+
+    def foreground(self, data):
+        """Hard foreground mask [N,1,H,W] (1.0 where chroma > CHROMA_MIN)."""
+        mx = self.op("ReduceMax", data, axes=[1], keepdims=1)
+        mn = self.op("ReduceMin", data, axes=[1], keepdims=1)
+        chroma = self.op("Sub", mx, mn)
+        return self.op("Cast", self.op("Greater", chroma, self.const(CHROMA_MIN)), to=TensorProto.FLOAT)
+
+    def coords(self, like):
+        """Column and row index maps with the shape of `like` ([N,1,H,W])."""
+        ones = self.op("Add", self.op("Mul", like, self.const(0.0)), self.const(1.0))
+        one = self.const(1.0)
+        x = self.op("Sub", self.op("CumSum", ones, self.const(3, np.int64)), one)
+        y = self.op("Sub", self.op("CumSum", ones, self.const(2, np.int64)), one)
+        return x, y
+
+    def extent(self, mask, coord, pool):
+        """Lowest and highest coordinate of the foreground under each pooling window."""
+        big = self.const(1e5)
+        one = self.const(1.0)
+        hi = self.op("Sub", self.op(pool[0], self.op("Mul", mask, self.op("Add", coord, one)), **pool[1]), one)
+        notm = self.op("Sub", one, mask)
+        lo = self.op("Neg", self.op(pool[0], self.op("Sub", self.op("Neg", coord), self.op("Mul", notm, big)), **pool[1]))
+        return lo, hi
+
+
+def save(graph_nodes, inits, inputs, outputs, path, meta, opsets=None, name="cvedge-fixture"):
+    graph = helper.make_graph(graph_nodes, name, inputs, outputs, initializer=inits)
+    model = helper.make_model(
+        graph,
+        opset_imports=opsets or [helper.make_opsetid("", OPSET)],
+        producer_name="cvedge testdata/gen_demo.py",
+        producer_version="1",
+    )
+    model.ir_version = 7
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(model)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    data = model.SerializeToString()
+    with open(path, "wb") as f:
+        f.write(data)
+    return data
+
+
+def export_folder(folder, data, labels, domain, flavor, iteration, meta_json):
+    """Write the files of a Custom Vision export beside model.onnx."""
+    with open(os.path.join(folder, "labels.txt"), "w") as f:
+        f.write("\n".join(labels) + "\n")
+    with open(os.path.join(folder, "metadata_properties.json"), "w") as f:
+        json.dump(meta_json, f, indent=2)
+    manifest = {
+        "DomainType": domain,
+        "Platform": "ONNX",
+        "Flavor": flavor,
+        "ExporterVersion": "2.0",
+        "ExportedDate": "2026-11-28T00:00:00.0000000Z",
+        "IterationId": iteration,
+        "ModelFileName": "model.onnx",
+        "LabelFileName": "labels.txt",
+        "MetadataPropsFileName": "metadata_properties.json",
+        "ModelFileSHA1": hashlib.sha1(data).hexdigest(),
+        "SchemaVersion": "1.0",
+    }
+    with open(os.path.join(folder, "cvexport.manifest"), "w") as f:
+        json.dump(manifest, f, indent=2)
+
+
+def iteration_id(name):
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "cvedge-demo/" + name))
+
+
+META_BGR_255 = {
+    "Image.BitmapPixelFormat": "Bgr8",
+    "Image.ColorSpaceGamma": "SRGB",
+    "Image.NominalPixelRange": "NominalRange_0_255",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# models
+
+
+def build_detector(folder, size=416, window_cells=5):
+    g = G()
+    data = "data"
+    m = g.foreground(data)
+    x, y = g.coords(m)
+    k = 32 * window_cells
+    pad = 32 * (window_cells // 2)
+    pool = {"kernel_shape": [k, k], "strides": [32, 32], "pads": [pad, pad, pad, pad]}
+    left, right = g.extent(m, x, ("MaxPool", pool))
+    top, bottom = g.extent(m, y, ("MaxPool", pool))
+    count = g.op("Mul", g.op("AveragePool", m, count_include_pad=1, **pool), g.const(float(k * k)))
+    one = g.const(1.0)
+    w = g.op("Max", g.op("Add", g.op("Sub", right, left), one), one)
+    h = g.op("Max", g.op("Add", g.op("Sub", bottom, top), one), one)
+    half = g.const(0.5)
+    cx = g.op("Mul", g.op("Add", g.op("Add", left, right), one), half)
+    cy = g.op("Mul", g.op("Add", g.op("Add", top, bottom), one), half)
+    fill = g.op("Div", count, g.op("Mul", w, h))
+    col, row = g.coords(count)
+    cell = g.const(32.0)
+    fx = g.op("Sub", g.op("Div", cx, cell), col)
+    fy = g.op("Sub", g.op("Div", cy, cell), row)
+    zero = g.const(0.0)
+
+    def inside(f):
+        return g.op("And", g.op("Not", g.op("Less", f, zero)), g.op("Less", f, one))
+
+    ok = g.op("And", inside(fx), inside(fy))
+    ok = g.op("And", ok, g.op("Greater", count, g.const(64.0)))
+    ok = g.op("And", ok, g.op("Greater", fill, g.const(0.35)))
+    ind = g.op("Cast", ok, to=TensorProto.FLOAT)
+
+    def logit(f):
+        c = g.op("Clip", f, g.const(0.02), g.const(0.98))
+        return g.op("Log", g.op("Div", c, g.op("Sub", one, c)))
+
+    tx, ty = logit(fx), logit(fy)
+    aw, ah = ANCHORS[0]
+    tw = g.op("Log", g.op("Div", g.op("Div", w, cell), g.const(aw)))
+    th = g.op("Log", g.op("Div", g.op("Div", h, cell), g.const(ah)))
+    # objectness logit: 10*fill - 3.5 where a part is centred in the cell, -10 elsewhere
+    obj = g.op("Sub", g.op("Mul", ind, g.op("Add", g.op("Mul", fill, g.const(10.0)), g.const(6.5))), g.const(10.0))
+    zeros = g.op("Mul", count, zero)
+    never = g.op("Sub", zeros, g.const(10.0))
+    chans = [tx, ty, tw, th, obj, zeros]
+    for _ in ANCHORS[1:]:
+        chans += [zeros, zeros, zeros, zeros, never, zeros]
+    g.op("Concat", *chans, axis=1, out="model_outputs0")
+
+    grid = size // 32
+    inp = helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, size, size])
+    out = helper.make_tensor_value_info("model_outputs0", TensorProto.FLOAT, [1, len(ANCHORS) * 6, grid, grid])
+    path = os.path.join(folder, "model.onnx")
+    raw = save(g.nodes, g.inits, [inp], [out], path, META_BGR_255, name="demo-detector")
+    export_folder(folder, raw, ["part"], "ObjectDetection", None, iteration_id("detector"),
+                  {"CustomVision.Metadata.AdditionalModelInfo": "", "CustomVision.Metadata.Version": "1.2",
+                   "CustomVision.Postprocess.Method": "Yolo",
+                   "CustomVision.Postprocess.Yolo.Biases": json.dumps([v for a in ANCHORS for v in a]),
+                   "CustomVision.Postprocess.Yolo.NMS": "0.45", "CustomVision.Preprocess.CropHeight": "0",
+                   "CustomVision.Preprocess.CropMethod": "NoCrop", "CustomVision.Preprocess.CropWidth": "0",
+                   "CustomVision.Preprocess.MaxDimension": "0", "CustomVision.Preprocess.MaxScale": "0.0",
+                   "CustomVision.Preprocess.MinDimension": "0", "CustomVision.Preprocess.MinScale": "0.0",
+                   "CustomVision.Preprocess.NormalizeMean": "[0.0, 0.0, 0.0]",
+                   "CustomVision.Preprocess.NormalizeStd": "[1.0, 1.0, 1.0]",
+                   "CustomVision.Preprocess.ResizeMethod": "Stretch", "CustomVision.Preprocess.TargetHeight": "416",
+                   "CustomVision.Preprocess.TargetWidth": "416", "Image.BitmapPixelFormat": "Rgb8",
+                   "Image.ColorSpaceGamma": "SRGB", "Image.NominalPixelRange": "Normalized_0_1"})
+
+
+def prototype_logits(g, features, protos, temperature):
+    """logits[n,c] = -(|f_n - p_c|^2)/T up to a per-row constant, as one Gemm."""
+    p = np.array(protos, dtype=np.float32)  # [C,F]
+    wmat = g.const((2.0 * p.T / temperature).astype(np.float32))  # [F,C]
+    bias = g.const((-(p * p).sum(axis=1) / temperature).astype(np.float32))  # [C]
+    return g.op("Gemm", features, wmat, bias)
+
+
+def build_colour_classifier(folder, size=224):
+    g = G()
+    m = g.foreground("data")
+    axes = g.const([2, 3], np.int64)
+    cnt = g.op("ReduceSum", m, axes, keepdims=0)  # [N,1]
+    sums = g.op("ReduceSum", g.op("Mul", "data", m), axes, keepdims=0)  # [N,3]
+    mean = g.op("Div", sums, g.op("Max", cnt, g.const(1.0)))
+    labels = sorted(COLOURS)
+    logits = prototype_logits(g, mean, [COLOURS[t] for t in labels], 4000.0)
+    g.op("Softmax", logits, axis=1, out="model_output")
+    inp = helper.make_tensor_value_info("data", TensorProto.FLOAT, ["batch", 3, size, size])
+    out = helper.make_tensor_value_info("model_output", TensorProto.FLOAT, ["batch", len(labels)])
+    path = os.path.join(folder, "model.onnx")
+    raw = save(g.nodes, g.inits, [inp], [out], path, META_BGR_255, name="demo-colour")
+    export_folder(folder, raw, labels, "Classification", None, iteration_id("colour"),
+                  {"CustomVision.Metadata.Version": "1.2", "CustomVision.Preprocess.ResizeMethod": "Stretch",
+                   "Image.BitmapPixelFormat": "Rgb8", "Image.NominalPixelRange": "Normalized_0_1"})
+
+
+def build_shape_classifier(folder, size=227):
+    """ONNX 1.2 era signature: classLabel (string [N,1]) and loss (seq(map(string,float)))."""
+    g = G()
+    m = g.foreground("data")
+    x, y = g.coords(m)
+    gpool = ("MaxPool", {"kernel_shape": [size, size]})
+    left, right = g.extent(m, x, gpool)
+    top, bottom = g.extent(m, y, gpool)
+    one = g.const(1.0)
+    w = g.op("Max", g.op("Add", g.op("Sub", right, left), one), one)
+    h = g.op("Max", g.op("Add", g.op("Sub", bottom, top), one), one)
+    cnt = g.op("ReduceSum", m, g.const([2, 3], np.int64), keepdims=1)  # [N,1,1,1]
+    fill = g.op("Div", cnt, g.op("Mul", w, h))
+    fill2 = g.op("Reshape", fill, g.const([-1, 1], np.int64))  # [N,1]
+    labels = sorted(SHAPES)
+    logits = prototype_logits(g, fill2, [[SHAPES[t]] for t in labels], 0.004)
+    prob = g.op("Softmax", logits, axis=1)
+    idx = g.op("ArgMax", prob, axis=1, keepdims=1)  # [N,1]
+    picked = g.op("ArrayFeatureExtractor", g.const(np.array(labels, dtype=object), object), idx, domain="ai.onnx.ml")
+    g.op("Reshape", picked, g.const([-1, 1], np.int64), out="classLabel")
+    g.nodes.append(helper.make_node("ZipMap", [prob], ["loss"], domain="ai.onnx.ml", classlabels_strings=labels))
+    inp = helper.make_tensor_value_info("data", TensorProto.FLOAT, ["None", 3, size, size])
+    out_label = helper.make_tensor_value_info("classLabel", TensorProto.STRING, ["None", 1])
+    map_type = onnx.TypeProto()
+    map_type.map_type.key_type = TensorProto.STRING
+    map_type.map_type.value_type.CopyFrom(helper.make_tensor_type_proto(TensorProto.FLOAT, None))
+    loss_type = onnx.TypeProto()
+    loss_type.sequence_type.elem_type.CopyFrom(map_type)
+    out_loss = helper.make_value_info("loss", loss_type)
+    path = os.path.join(folder, "model.onnx")
+    raw = save(g.nodes, g.inits, [inp], [out_label, out_loss], path, {"Image.BitmapPixelFormat": "Bgr8"},
+               opsets=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", 1)], name="demo-shape")
+    export_folder(folder, raw, labels, "Classification", "ONNX12", iteration_id("shape"),
+                  {"Image.BitmapPixelFormat": "Rgb8", "Image.NominalPixelRange": "Normalized_0_1"})
+
+
+# ---------------------------------------------------------------------------------------
+# video
+
+
+def part_polygon(shape, cx, cy, r):
+    if shape == "square":
+        return np.array([[cx - r, cy - r], [cx + r, cy - r], [cx + r, cy + r], [cx - r, cy + r]])
+    if shape == "triangle":
+        return np.array([[cx - r, cy + r], [cx + r, cy + r], [cx, cy - r]])
+    raise ValueError(shape)
+
+
+def build_video(path, truth_path, parts=9, spacing=300, speed=20):
+    import cv2
+
+    rng = np.random.default_rng(7)
+    colours, shapes = sorted(COLOURS), sorted(SHAPES)
+    plan = []
+    for i in range(parts):
+        plan.append({
+            "id": i + 1,
+            "colour": colours[i % len(colours)],
+            "shape": shapes[(i // len(colours) + i) % len(shapes)],
+            "r": int(rng.integers(38, 47)),
+            "cy": int(rng.integers(95, HEIGHT - 95)),
+            "x0": -60 - i * spacing,
+        })
+    frames = (60 + (parts - 1) * spacing + WIDTH + 60) // speed
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        sys.exit("cannot open a MJPG video writer")
+    noise = rng.integers(-4, 5, size=(HEIGHT, WIDTH, 1)).astype(np.int16)
+    truth = {"width": WIDTH, "height": HEIGHT, "fps": FPS, "frames": []}
+    for f in range(frames):
+        img = np.full((HEIGHT, WIDTH, 3), 72, np.uint8)
+        # belt slats move with the parts; grey only, so they carry no chroma
+        off = (f * speed) % 40
+        for x in range(-40 + off, WIDTH, 40):
+            img[:, max(x, 0):max(x + 3, 0)] = 84
+        img[:22], img[-22:] = 45, 45  # belt edges
+        items = []
+        for p in plan:
+            cx, cy, r = p["x0"] + f * speed, p["cy"], p["r"]
+            if cx + r < 0 or cx - r >= WIDTH:
+                continue
+            colour = COLOURS[p["colour"]]
+            if p["shape"] == "circle":
+                cv2.circle(img, (cx, cy), r, colour, -1, cv2.LINE_AA)
+            else:
+                cv2.fillPoly(img, [part_polygon(p["shape"], cx, cy, r).astype(np.int32)], colour, cv2.LINE_AA)
+            x1, x2 = max(cx - r, 0), min(cx + r + 1, WIDTH)
+            items.append({
+                "id": p["id"], "colour": p["colour"], "shape": p["shape"],
+                "box": [x1, cy - r, x2 - x1, 2 * r + 1],
+                "visible": round((x2 - x1) / (2 * r + 1), 3),
+            })
+        img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        writer.write(img)
+        truth["frames"].append({"index": f, "parts": items})
+    writer.release()
+    with open(truth_path, "w") as fh:
+        json.dump(truth, fh, indent=1)
+        fh.write("\n")
+
+
+def main():
+    build_detector(os.path.join(DEMO, "detector"))
+    build_colour_classifier(os.path.join(DEMO, "classifier"))
+    build_shape_classifier(os.path.join(DEMO, "shape"))
+    build_video(os.path.join(DEMO, "conveyor.avi"), os.path.join(DEMO, "conveyor.truth.json"))
+    print("wrote", DEMO)
+
+
+if __name__ == "__main__":
+    main()
