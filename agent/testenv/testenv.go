@@ -6,11 +6,15 @@
 package testenv
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // CI reports whether tests run under CI=true, where a missing dependency is a failure.
@@ -57,4 +61,72 @@ func Mosquitto(tb testing.TB) string {
 	}
 	Missing(tb, "mosquitto (run scripts/setup.sh, or apt-get install mosquitto)")
 	return ""
+}
+
+// Broker is a mosquitto process started for one test.
+type Broker struct {
+	// Addr is host:port; URL is tcp://host:port.
+	Addr, URL string
+	cmd       *exec.Cmd
+	conf      string
+}
+
+// StartMosquitto starts a mosquitto broker on a free loopback port, stopped when the test
+// ends. Extra lines are appended to its configuration file.
+func StartMosquitto(tb testing.TB, extra ...string) *Broker {
+	tb.Helper()
+	Mosquitto(tb) // skip or fail early when absent
+	port := FreePort(tb)
+	dir := tb.TempDir()
+	b := &Broker{Addr: fmt.Sprintf("127.0.0.1:%d", port), URL: fmt.Sprintf("tcp://127.0.0.1:%d", port), conf: filepath.Join(dir, "mosquitto.conf")}
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port)
+	for _, l := range extra {
+		conf += l + "\n"
+	}
+	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	b.Start(tb)
+	tb.Cleanup(b.Stop)
+	return b
+}
+
+// Start (re)starts the broker process and waits until it accepts connections.
+func (b *Broker) Start(tb testing.TB) {
+	tb.Helper()
+	b.cmd = exec.Command(Mosquitto(tb), "-c", b.conf)
+	b.cmd.Stdout, b.cmd.Stderr = io.Discard, io.Discard
+	if err := b.cmd.Start(); err != nil {
+		tb.Fatalf("starting mosquitto: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", b.Addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Stop()
+	tb.Fatalf("mosquitto did not listen on %s within 10s", b.Addr)
+}
+
+// Stop kills the broker process and waits for it.
+func (b *Broker) Stop() {
+	if b.cmd != nil && b.cmd.Process != nil {
+		_ = b.cmd.Process.Kill()
+		_ = b.cmd.Wait()
+		b.cmd = nil
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -1,0 +1,295 @@
+// Package agent is the long-running cvedge agent: it wires cameras, models and the MQTT
+// publisher from a validated config, runs one pipeline goroutine per camera and shuts
+// everything down in order.
+//
+// Start-up builds sink first (broker, publisher), then models, then sources; shutdown stops
+// the sources, lets the pipelines finish their frame, drains the publisher and frees the
+// models. The agent holds no cgo of its own: pixels stay in camera and preprocess,
+// inference in models.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/broker"
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
+)
+
+// Version and Commit are set at build time with -ldflags -X.
+var (
+	Version = "dev"
+	Commit  = "unknown"
+)
+
+// ShutdownTimeout bounds how long Run waits for queued messages when it stops.
+const ShutdownTimeout = 10 * time.Second
+
+// Agent is one configured cvedge agent.
+type Agent struct {
+	cfg     *configs.Config
+	log     *slog.Logger
+	rt      *models.Runtime
+	stages  map[string]*ModelStage
+	cameras []*camera.Camera
+	boot    string
+	started time.Time
+	pub     *publish.Publisher
+}
+
+// New loads every model the cameras use and checks every camera source. Nothing runs yet;
+// call Run, or Close to free what New loaded.
+func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
+	a = &Agent{cfg: cfg, log: log, stages: map[string]*ModelStage{}, boot: newID()[:8]}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	for _, cc := range cfg.Cameras {
+		cam, err := camera.New(cc, log)
+		if err != nil {
+			return nil, err
+		}
+		a.cameras = append(a.cameras, cam)
+	}
+	a.rt, err = models.NewRuntime(models.Options{Library: cfg.ONNXRuntime.Library, IntraOpThreads: cfg.ONNXRuntime.IntraOpThreads, InterOpThreads: cfg.ONNXRuntime.InterOpThreads})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("onnxruntime loaded", "version", a.rt.Version(), "library", a.rt.Library)
+	used := map[string]bool{}
+	for i, cc := range cfg.Cameras {
+		for _, role := range []struct {
+			name     string
+			detector bool
+		}{{cc.Pipeline.Detector, true}, {cc.Pipeline.Classifier, false}} {
+			if role.name == "" {
+				continue
+			}
+			used[role.name] = true
+			st, err := a.stage(role.name)
+			if err != nil {
+				return nil, err
+			}
+			if st.Detector() != role.detector {
+				key, want := "classifier", "a classifier"
+				if role.detector {
+					key, want = "detector", "a detector"
+				}
+				return nil, fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, key, role.name, st.Model().Info.Format, want)
+			}
+		}
+	}
+	for name := range cfg.Models {
+		if !used[name] {
+			log.Warn("model configured but used by no camera; not loaded", "model", name)
+		}
+	}
+	return a, nil
+}
+
+// stage loads a model once, however many cameras use it.
+func (a *Agent) stage(name string) (*ModelStage, error) {
+	if st, ok := a.stages[name]; ok {
+		return st, nil
+	}
+	mc := a.cfg.Models[name]
+	m, err := models.Load(a.rt, name, mc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := NewModelStage(m, mc.Resize)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	a.stages[name] = st
+	a.log.Info("model loaded", "model", name, "format", m.Info.Format, "iteration", m.Info.Iteration,
+		"input", fmt.Sprintf("%dx%d %s", m.Info.Input.Width, m.Info.Input.Height, m.Info.Input.Pixels.Order), "labels", len(m.Info.Labels))
+	return st, nil
+}
+
+// Topic returns the full topic for a path under the configured prefix.
+func (a *Agent) Topic(path string) string { return a.cfg.MQTT.TopicPrefix + "/" + path }
+
+// Run starts the broker (when embedded), the publisher, the cameras and their pipelines,
+// and runs until ctx ends. Then it shuts down in order and frees everything; the Agent
+// cannot run again.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.Close()
+	a.started = time.Now().UTC()
+	if a.cfg.MQTT.Embedded.Enabled {
+		b, err := broker.Start(a.cfg.MQTT.Embedded.Listen, quiet(a.log))
+		switch {
+		case errors.Is(err, broker.ErrAddressInUse) && a.cfg.MQTT.Embedded.AllowExisting:
+			a.log.Warn("embedded broker not started: the address is taken, publishing to the broker already there",
+				"address", a.cfg.MQTT.Embedded.Listen, "broker", a.cfg.MQTT.Broker)
+		case err != nil:
+			return err
+		default:
+			defer b.Close()
+		}
+	}
+	will, _ := json.Marshal(payload.Status{Schema: payload.Schema, Agent: a.cfg.Agent.ID, State: "offline", Reason: "connection lost", Boot: a.boot, Updated: time.Now().UTC()})
+	pub, err := publish.Connect(a.cfg.MQTT, publish.Options{
+		Will:      &publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: will},
+		OnConnect: func() []publish.Message { return []publish.Message{a.statusMessage("online", "")} },
+	}, a.log)
+	if err != nil {
+		return err
+	}
+	a.pub = pub
+
+	camCtx, stopCameras := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i, cam := range a.cameras {
+		cc := a.cfg.Cameras[i]
+		var det, cls Stage
+		if cc.Pipeline.Detector != "" {
+			det = a.stages[cc.Pipeline.Detector]
+		}
+		if cc.Pipeline.Classifier != "" {
+			cls = a.stages[cc.Pipeline.Classifier]
+		}
+		pl := NewPipeline(a.cfg.Agent.ID, a.boot, cam.Name(), det, cls, float32(cc.Pipeline.CropPadding))
+		cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
+		cam.Start(camCtx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer pl.Close()
+			a.loop(camCtx, cam, pl)
+		}()
+	}
+	a.log.Info("agent running", "agent", a.cfg.Agent.ID, "cameras", len(a.cameras), "topic_prefix", a.cfg.MQTT.TopicPrefix, "broker", a.cfg.MQTT.Broker)
+
+	<-ctx.Done()
+	a.log.Info("stopping: finishing in-flight frames and flushing MQTT")
+	stopCameras()
+	wg.Wait()
+	for _, cam := range a.cameras {
+		cam.Close()
+	}
+	drain, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := pub.Close(drain, a.statusMessage("offline", "stopped")); err != nil {
+		a.log.Warn("MQTT shutdown incomplete", "err", err)
+	}
+	st := pub.Stats()
+	a.log.Info("stopped", "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped)
+	return nil
+}
+
+// loop processes one camera's frames until the camera ends or ctx ends.
+func (a *Agent) loop(ctx context.Context, cam *camera.Camera, pl *Pipeline) {
+	topic := a.Topic("cameras/" + cam.Name() + "/predictions")
+	qos := byte(a.cfg.MQTT.QoS)
+	var failures int
+	for {
+		f, err := cam.Next(ctx)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				a.log.Info("camera finished", "camera", cam.Name())
+			}
+			return
+		}
+		msg, err := pl.Process(f)
+		f.Close()
+		if err != nil {
+			failures++
+			if failures == 1 || failures%100 == 0 {
+				a.log.Error("frame not processed", "camera", cam.Name(), "err", err, "failures", failures)
+			}
+			continue
+		}
+		body, err := json.Marshal(msg)
+		if err != nil {
+			a.log.Error("prediction not encoded", "camera", cam.Name(), "err", err)
+			continue
+		}
+		a.pub.Send(publish.Message{Topic: topic, QoS: qos, Payload: body})
+		if a.cfg.Agent.LogPredictions {
+			a.log.Info("prediction", "camera", cam.Name(), "frame", msg.FrameID, "ms", msg.LatencyMs.Total, "result", Summary(msg))
+		}
+	}
+}
+
+// statusMessage builds the retained status.
+func (a *Agent) statusMessage(state, reason string) publish.Message {
+	host, _ := os.Hostname()
+	st := payload.Status{Schema: payload.Schema, Agent: a.cfg.Agent.ID, State: state, Reason: reason, Version: Version,
+		Host: host, Boot: a.boot, Started: &a.started, Updated: time.Now().UTC()}
+	for _, cam := range a.cameras {
+		s := cam.Status()
+		st.Cameras = append(st.Cameras, payload.CameraStatus{Name: cam.Name(), Kind: string(cam.Source().Kind), State: string(s.State), Reason: s.Reason, Read: s.Read, Dropped: s.Dropped})
+	}
+	names := make([]string, 0, len(a.stages))
+	for n := range a.stages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		info := a.stages[n].Model().Info
+		st.Models = append(st.Models, payload.ModelStatus{Name: n, Format: string(info.Format), Iteration: info.Iteration, SHA256: info.SHA256, Labels: len(info.Labels)})
+	}
+	body, _ := json.Marshal(st)
+	return publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: body}
+}
+
+// Close frees the models and the onnxruntime library. Run calls it; call it yourself only
+// when Run is never called.
+func (a *Agent) Close() {
+	for name, st := range a.stages {
+		st.Close()
+		delete(a.stages, name)
+	}
+	if a.rt != nil {
+		a.rt.Close()
+		a.rt = nil
+	}
+}
+
+// newID returns a random GUID.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// quiet passes on warnings and errors only (the embedded broker is chatty at info).
+func quiet(log *slog.Logger) *slog.Logger {
+	return slog.New(minLevel{log.Handler(), slog.LevelWarn})
+}
+
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(attrs), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler { return minLevel{h.Handler.WithGroup(name), h.min} }

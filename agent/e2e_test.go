@@ -1,0 +1,249 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// truth is testdata/demo/conveyor.truth.json, written by testdata/gen_demo.py.
+type truth struct {
+	Width, Height int
+	Frames        []struct {
+		Index int
+		Parts []struct {
+			ID      int
+			Colour  string
+			Shape   string
+			Box     [4]float64 // pixels: x, y, w, h
+			Visible float64
+		}
+	}
+}
+
+func loadTruth(t *testing.T) truth {
+	t.Helper()
+	raw, err := os.ReadFile(testenv.Path("testdata", "demo", "conveyor.truth.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr truth
+	if err := json.Unmarshal(raw, &tr); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// demoConfig writes a config for the demo models and video, publishing to brokerURL, and
+// loads it the way `cvedge run` does.
+func demoConfig(t *testing.T, brokerURL, extra string) *configs.Config {
+	t.Helper()
+	demo := testenv.Path("testdata", "demo")
+	yaml := fmt.Sprintf(`
+agent:
+  id: e2e
+  log_level: warn
+mqtt:
+  broker: %s
+  client_id: cvedge-e2e-%d
+models:
+  parts:
+    path: %s
+    threshold: 0.5
+  colour:
+    path: %s
+cameras:
+  - name: conveyor
+    source: %s
+    realtime: false   # every frame, as fast as the pipeline takes them
+    pipeline:
+      detector: parts
+      classifier: colour
+%s`, brokerURL, time.Now().UnixNano(), filepath.Join(demo, "detector"), filepath.Join(demo, "classifier"), filepath.Join(demo, "conveyor.avi"), extra)
+	path := filepath.Join(t.TempDir(), "cvedge.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// collector subscribes to topic and keeps every message by topic.
+type collector struct {
+	mu   sync.Mutex
+	msgs map[string][][]byte
+	c    paho.Client
+}
+
+func subscribe(t *testing.T, brokerURL, topic string) *collector {
+	t.Helper()
+	col := &collector{msgs: map[string][][]byte{}}
+	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("e2e-sub-%d", time.Now().UnixNano()))
+	col.c = paho.NewClient(opts)
+	if tok := col.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	tok := col.c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
+		col.mu.Lock()
+		col.msgs[m.Topic()] = append(col.msgs[m.Topic()], append([]byte(nil), m.Payload()...))
+		col.mu.Unlock()
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	t.Cleanup(func() { col.c.Disconnect(100) })
+	return col
+}
+
+func (c *collector) get(topic string) [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.msgs[topic]...)
+}
+
+// TestDemoEndToEnd runs the agent on the demo video against a real mosquitto and checks the
+// predictions received over MQTT against the video's ground truth.
+func TestDemoEndToEnd(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	tr := loadTruth(t)
+	cfg := demoConfig(t, broker.URL, "")
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+
+	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	topic := "cvedge/e2e/cameras/conveyor/predictions"
+	deadline := time.Now().Add(90 * time.Second)
+	for len(col.get(topic)) < len(tr.Frames) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	got := map[int64]payload.Prediction{}
+	for _, raw := range col.get(topic) {
+		var p payload.Prediction
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatalf("bad prediction payload: %v\n%s", err, raw)
+		}
+		if p.SourcePos == nil {
+			t.Fatalf("prediction without sourcePos: %s", raw)
+		}
+		got[*p.SourcePos] = p
+	}
+	if len(got) != len(tr.Frames) {
+		t.Fatalf("received predictions for %d distinct frames, the video has %d", len(got), len(tr.Frames))
+	}
+
+	var parts, detected, classified int
+	for _, fr := range tr.Frames {
+		p := got[int64(fr.Index)]
+		if p.FrameID != uint64(fr.Index+1) || p.Width != tr.Width || p.Height != tr.Height {
+			t.Errorf("frame %d: frameId %d size %dx%d", fr.Index, p.FrameID, p.Width, p.Height)
+		}
+		used := map[int]bool{}
+		for _, part := range fr.Parts {
+			box := payload.Box{Left: float32(part.Box[0] / float64(tr.Width)), Top: float32(part.Box[1] / float64(tr.Height)),
+				Width: float32(part.Box[2] / float64(tr.Width)), Height: float32(part.Box[3] / float64(tr.Height))}
+			best, bestIoU := -1, float32(0)
+			for i, d := range p.Predictions {
+				if iou := iou(box, *d.BoundingBox); iou > bestIoU {
+					best, bestIoU = i, iou
+				}
+			}
+			if part.Visible < 0.5 {
+				if best >= 0 && bestIoU >= 0.5 {
+					used[best] = true // a part entering or leaving may be found; nothing owed
+				}
+				continue
+			}
+			parts++
+			if best < 0 || bestIoU < 0.7 {
+				t.Errorf("frame %d: %s %s part %d at %v not found (best IoU %.2f): %s", fr.Index, part.Colour, part.Shape, part.ID, part.Box, bestIoU, agent.Summary(&p))
+				continue
+			}
+			detected++
+			used[best] = true
+			c := p.Predictions[best].Classification
+			if c == nil || len(c.Predictions) == 0 || c.Predictions[0].TagName != part.Colour {
+				t.Errorf("frame %d: part %d is %s, classified %+v", fr.Index, part.ID, part.Colour, c)
+				continue
+			}
+			classified++
+		}
+		for i, d := range p.Predictions {
+			if used[i] {
+				continue
+			}
+			// a sliver of a part at the frame edge: its centre must lie on a part
+			b := d.BoundingBox
+			cx, cy := float64(b.Left+b.Width/2)*float64(tr.Width), float64(b.Top+b.Height/2)*float64(tr.Height)
+			onPart := false
+			for _, part := range fr.Parts {
+				x, y, w, h := part.Box[0]-4, part.Box[1]-4, part.Box[2]+8, part.Box[3]+8
+				onPart = onPart || (cx >= x && cx <= x+w && cy >= y && cy <= y+h)
+			}
+			if !onPart {
+				t.Errorf("frame %d: detection %d %+v matches no part", fr.Index, i, *b)
+			}
+		}
+	}
+	t.Logf("%d frames, %d visible parts, %d detected with IoU >= 0.7, %d classified right", len(tr.Frames), parts, detected, classified)
+	if parts < 100 {
+		t.Fatalf("the demo video should show over 100 visible parts, truth has %d", parts)
+	}
+
+	statuses := col.get("cvedge/e2e/status")
+	if len(statuses) == 0 {
+		t.Fatal("no status message")
+	}
+	var first, last payload.Status
+	_ = json.Unmarshal(statuses[0], &first)
+	_ = json.Unmarshal(statuses[len(statuses)-1], &last)
+	if first.State != "online" || len(first.Models) != 2 || len(first.Cameras) != 1 {
+		t.Errorf("birth status %s", statuses[0])
+	}
+	if last.State != "offline" || last.Reason != "stopped" {
+		t.Errorf("last status after shutdown %s", statuses[len(statuses)-1])
+	}
+	for _, m := range first.Models {
+		if len(m.SHA256) != 64 || !strings.Contains(m.Iteration, "-") {
+			t.Errorf("status model %+v lacks iteration or sha", m)
+		}
+	}
+}
+
+func iou(a, b payload.Box) float32 {
+	x1, y1 := max(a.Left, b.Left), max(a.Top, b.Top)
+	x2, y2 := min(a.Left+a.Width, b.Left+b.Width), min(a.Top+a.Height, b.Top+b.Height)
+	inter := max(0, x2-x1) * max(0, y2-y1)
+	u := a.Width*a.Height + b.Width*b.Height - inter
+	if u <= 0 {
+		return 0
+	}
+	return inter / u
+}

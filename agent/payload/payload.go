@@ -1,0 +1,133 @@
+// Package payload defines the JSON messages cvedge publishes over MQTT. They are the
+// contract with plant dashboards: docs/mqtt.md describes them, and a change that breaks a
+// consumer raises Schema.
+//
+// Predictions keep the shape of the Azure Custom Vision Prediction API (id, project,
+// iteration, created, predictions[] with probability, tagId, tagName, boundingBox), so
+// consumers written for the cloud read them unchanged; cvedge adds fields beside them.
+//
+// This package is pure Go and imports nothing of cvedge.
+package payload
+
+import "time"
+
+// Schema is the version of every payload in this package. Fields may be added without
+// raising it; renaming, removing or changing the meaning of a field raises it.
+const Schema = 1
+
+// Box is a region normalized to 0..1 of the frame, as in the Prediction API.
+type Box struct {
+	Left   float32 `json:"left"`
+	Top    float32 `json:"top"`
+	Width  float32 `json:"width"`
+	Height float32 `json:"height"`
+}
+
+// Tag is one prediction of the Prediction API: a tag, its probability and, for detectors,
+// its box. With two stages, each detection carries the classification of its crop.
+type Tag struct {
+	Probability    float32         `json:"probability"`
+	TagID          string          `json:"tagId,omitempty"`
+	TagName        string          `json:"tagName"`
+	BoundingBox    *Box            `json:"boundingBox,omitempty"`
+	Classification *Classification `json:"classification,omitempty"`
+}
+
+// Classification is the second stage's answer for one detected region.
+type Classification struct {
+	Model       string `json:"model"`
+	Iteration   string `json:"iteration"`
+	Predictions []Tag  `json:"predictions"`
+}
+
+// ModelRef names a model that took part in a prediction.
+type ModelRef struct {
+	Stage     string `json:"stage"` // detector or classifier
+	Name      string `json:"name"`
+	Format    string `json:"format"`
+	Iteration string `json:"iteration"`
+	SHA256    string `json:"sha256"`
+}
+
+// Latency is the time spent per stage of one frame, in milliseconds.
+type Latency struct {
+	// Queue is from capture until the pipeline took the frame.
+	Queue      float64 `json:"queue"`
+	Preprocess float64 `json:"preprocess"`
+	Detect     float64 `json:"detect"`
+	Classify   float64 `json:"classify"`
+	// Total is from capture until the message was built.
+	Total float64 `json:"total"`
+}
+
+// Quality is the capture quality of the frame (see preprocess.Quality).
+type Quality struct {
+	Sharpness    float64 `json:"sharpness"`
+	Brightness   float64 `json:"brightness"`
+	Overexposed  float64 `json:"overexposed"`
+	Underexposed float64 `json:"underexposed"`
+}
+
+// Prediction is the message of one processed frame, on <prefix>/cameras/<camera>/predictions.
+type Prediction struct {
+	Schema int `json:"schema"`
+	// ID identifies this prediction (a GUID, as in the Prediction API); feedback names it.
+	ID        string    `json:"id"`
+	Project   string    `json:"project"`
+	Iteration string    `json:"iteration"`
+	Created   time.Time `json:"created"`
+
+	Agent  string `json:"agent"`
+	Camera string `json:"camera"`
+	// Boot changes each time the agent starts; with FrameID it makes a unique key for
+	// de-duplicating redelivered messages.
+	Boot string `json:"boot"`
+	// FrameID counts this camera's frames from 1 since Boot.
+	FrameID uint64 `json:"frameId"`
+	// SourcePos is the frame's index in a file or folder source.
+	SourcePos *int64    `json:"sourcePos,omitempty"`
+	Captured  time.Time `json:"captured"`
+	TriggerID string    `json:"triggerId,omitempty"`
+	Width     int       `json:"width"`
+	Height    int       `json:"height"`
+
+	LatencyMs   Latency    `json:"latencyMs"`
+	Quality     Quality    `json:"quality"`
+	Models      []ModelRef `json:"models"`
+	Predictions []Tag      `json:"predictions"`
+}
+
+// CameraStatus is one camera in the agent status.
+type CameraStatus struct {
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+	Read    uint64 `json:"read"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// ModelStatus is one loaded model in the agent status.
+type ModelStatus struct {
+	Name      string `json:"name"`
+	Format    string `json:"format"`
+	Iteration string `json:"iteration"`
+	SHA256    string `json:"sha256"`
+	Labels    int    `json:"labels"`
+}
+
+// Status is the retained message on <prefix>/status: the birth message on connect, updated
+// when a camera or model changes, and the last will ("offline") when the agent vanishes.
+type Status struct {
+	Schema  int            `json:"schema"`
+	Agent   string         `json:"agent"`
+	State   string         `json:"state"` // online, offline
+	Reason  string         `json:"reason,omitempty"`
+	Version string         `json:"version,omitempty"`
+	Host    string         `json:"host,omitempty"`
+	Boot    string         `json:"boot,omitempty"`
+	Started *time.Time     `json:"started,omitempty"`
+	Updated time.Time      `json:"updated"`
+	Cameras []CameraStatus `json:"cameras,omitempty"`
+	Models  []ModelStatus  `json:"models,omitempty"`
+}

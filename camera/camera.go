@@ -1,0 +1,415 @@
+// Package camera turns frame sources (USB/V4L2, RTSP/HTTP streams, GStreamer pipelines,
+// video files, image folders) into Frames, with gocv.
+//
+// Each Camera owns one reader goroutine that keeps only the latest frame, so a slow
+// pipeline drops stale frames (and counts them) instead of falling behind. A source that
+// fails is reopened with capped exponential backoff. The package knows nothing of models or
+// MQTT.
+package camera
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cvedge/cvedge/configs"
+	"gocv.io/x/gocv"
+)
+
+// Frame is one captured image. It owns a gocv Mat: Close it when done.
+type Frame struct {
+	Camera string
+	// Seq numbers the frames a camera delivered, from 1, never repeating while it runs.
+	Seq uint64
+	// Captured is when the frame was read from the source.
+	Captured time.Time
+	// Pos is the frame's index in a file or folder (from 0); -1 for a live source.
+	Pos int64
+	mat gocv.Mat
+}
+
+// Mat returns the frame's pixels (BGR). It stays valid until Close.
+func (f *Frame) Mat() gocv.Mat { return f.mat }
+
+// Bounds is the frame's rectangle in pixels.
+func (f *Frame) Bounds() image.Rectangle { return image.Rect(0, 0, f.mat.Cols(), f.mat.Rows()) }
+
+// Close frees the pixels. It is safe to call twice.
+func (f *Frame) Close() {
+	if f != nil && f.mat.Ptr() != nil {
+		f.mat.Close()
+	}
+}
+
+// State is a camera's condition, as published in the agent status.
+type State string
+
+// Camera states.
+const (
+	StateStarting     State = "starting"
+	StateOnline       State = "online"
+	StateReconnecting State = "reconnecting"
+	StateEnded        State = "ended"   // a file or folder reached its end (no loop)
+	StateStopped      State = "stopped" // closed
+)
+
+// Status is a snapshot of a camera's state and counters.
+type Status struct {
+	State  State  `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// Read counts frames read; Dropped counts frames replaced by a newer one before the
+	// pipeline took them.
+	Read    uint64 `json:"read"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// grabber reads frames from one opened source.
+type grabber interface {
+	// read fills m with the next frame; io.EOF at the end of a file or folder.
+	read(m *gocv.Mat) error
+	// fps is the source's frame rate, 0 when unknown.
+	fps() float64
+	close()
+}
+
+// Camera delivers frames from one source.
+type Camera struct {
+	name string
+	cfg  configs.Camera
+	src  Source
+	log  *slog.Logger
+	open func() (grabber, error)
+
+	out     chan *Frame
+	cancel  context.CancelFunc
+	done    chan struct{}
+	seq     uint64
+	read    atomic.Uint64
+	dropped atomic.Uint64
+
+	mu     sync.Mutex
+	state  State
+	reason string
+	notify func(Status)
+
+	// MaxBackoff caps the wait between reopen attempts.
+	MaxBackoff time.Duration
+}
+
+// New checks the camera's source and returns a Camera that is not reading yet.
+func New(cfg configs.Camera, log *slog.Logger) (*Camera, error) {
+	src, err := ParseSource(cfg.Source, cfg.Type)
+	if err != nil {
+		return nil, fmt.Errorf("camera %q: %w", cfg.Name, err)
+	}
+	c := &Camera{name: cfg.Name, cfg: cfg, src: src, log: log.With("camera", cfg.Name), state: StateStarting, MaxBackoff: 30 * time.Second}
+	c.open = func() (grabber, error) { return openSource(src, cfg) }
+	return c, nil
+}
+
+// Name is the camera's configured name.
+func (c *Camera) Name() string { return c.name }
+
+// Source is the parsed source.
+func (c *Camera) Source() Source { return c.src }
+
+// OnStatus registers fn to be called (from the reader goroutine) when the state changes.
+// Call it before Start.
+func (c *Camera) OnStatus(fn func(Status)) { c.notify = fn }
+
+// Status returns the current state and counters.
+func (c *Camera) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Status{State: c.state, Reason: c.reason, Read: c.read.Load(), Dropped: c.dropped.Load()}
+}
+
+func (c *Camera) setState(s State, reason string) {
+	c.mu.Lock()
+	changed := c.state != s || c.reason != reason
+	c.state, c.reason = s, reason
+	c.mu.Unlock()
+	if changed {
+		c.log.Info("camera state", "state", s, "reason", reason)
+		if c.notify != nil {
+			c.notify(c.Status())
+		}
+	}
+}
+
+// Start begins reading in the camera's own goroutine. Close stops it.
+func (c *Camera) Start(ctx context.Context) {
+	ctx, c.cancel = context.WithCancel(ctx)
+	c.out = make(chan *Frame, 1)
+	c.done = make(chan struct{})
+	go func() {
+		defer close(c.done)
+		defer close(c.out)
+		c.run(ctx)
+	}()
+}
+
+// Next waits for the next frame. It returns io.EOF when a file or folder without loop has
+// ended or the camera was closed, and ctx.Err() when ctx ends first.
+func (c *Camera) Next(ctx context.Context) (*Frame, error) {
+	select {
+	case f, ok := <-c.out:
+		if !ok {
+			return nil, io.EOF
+		}
+		return f, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops the reader goroutine, waits for it and frees any frame not taken.
+func (c *Camera) Close() error {
+	if c.cancel == nil {
+		return nil
+	}
+	c.cancel()
+	<-c.done
+	for f := range c.out {
+		f.Close()
+	}
+	c.setState(StateStopped, "")
+	return nil
+}
+
+// run opens the source, reads until it fails or ends, and reopens with backoff.
+func (c *Camera) run(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		g, err := c.open()
+		if err != nil {
+			c.setState(StateReconnecting, err.Error())
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, c.MaxBackoff)
+			continue
+		}
+		c.setState(StateOnline, "")
+		err = c.readAll(ctx, g)
+		g.close()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, io.EOF) && c.cfg.Loop:
+			continue
+		case errors.Is(err, io.EOF):
+			c.setState(StateEnded, "end of "+string(c.src.Kind))
+			return
+		}
+		c.setState(StateReconnecting, err.Error())
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, c.MaxBackoff)
+	}
+}
+
+// readAll reads frames from g until an error or the end, handing each to the pipeline.
+func (c *Camera) readAll(ctx context.Context, g grabber) error {
+	paced := !c.src.Live() && c.cfg.Realtime
+	var interval time.Duration
+	if paced {
+		fps := c.cfg.FPS
+		if fps <= 0 {
+			fps = g.fps()
+		}
+		if fps <= 0 || math.IsNaN(fps) {
+			fps = 10
+		}
+		interval = time.Duration(float64(time.Second) / fps)
+	}
+	next := time.Now()
+	var pos int64
+	for ctx.Err() == nil {
+		m := gocv.NewMat()
+		if err := g.read(&m); err != nil {
+			m.Close()
+			return err
+		}
+		c.seq++
+		c.read.Add(1)
+		f := &Frame{Camera: c.name, Seq: c.seq, Captured: time.Now(), Pos: -1, mat: m}
+		if !c.src.Live() {
+			f.Pos = pos
+			pos++
+		}
+		if !c.hand(ctx, f, c.src.Live() || c.cfg.Realtime) {
+			return ctx.Err()
+		}
+		if paced {
+			next = next.Add(interval)
+			if d := time.Until(next); d > 0 {
+				if !sleep(ctx, d) {
+					return ctx.Err()
+				}
+			} else if d < -time.Second {
+				next = time.Now() // fell far behind (a stall): do not burst to catch up
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// hand passes f to the pipeline. With latestOnly it replaces a frame not yet taken (and
+// counts it dropped) instead of waiting. It reports false when ctx ended.
+func (c *Camera) hand(ctx context.Context, f *Frame, latestOnly bool) bool {
+	if !latestOnly {
+		select {
+		case c.out <- f:
+			return true
+		case <-ctx.Done():
+			f.Close()
+			return false
+		}
+	}
+	for {
+		select {
+		case c.out <- f:
+			return true
+		default:
+		}
+		select {
+		case old := <-c.out:
+			old.Close()
+			c.dropped.Add(1)
+		default:
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// openSource opens src with gocv.
+func openSource(src Source, cfg configs.Camera) (grabber, error) {
+	if src.Kind == KindFolder {
+		return openFolder(src.Target)
+	}
+	var (
+		vc  *gocv.VideoCapture
+		err error
+	)
+	switch src.Kind {
+	case KindUSB:
+		if src.Index >= 0 {
+			vc, err = gocv.VideoCaptureDeviceWithAPI(src.Index, gocv.VideoCaptureV4L2)
+		} else {
+			target := src.Target
+			if resolved, rerr := filepath.EvalSymlinks(target); rerr == nil {
+				target = resolved // /dev/v4l/by-id/... -> /dev/videoN
+			}
+			vc, err = gocv.VideoCaptureFileWithAPI(target, gocv.VideoCaptureV4L2)
+		}
+	case KindGStreamer:
+		vc, err = gocv.VideoCaptureFileWithAPI(src.Target, gocv.VideoCaptureGstreamer)
+	case KindStream:
+		vc, err = gocv.VideoCaptureFileWithAPI(src.Target, gocv.VideoCaptureFFmpeg)
+	default:
+		if _, serr := os.Stat(src.Target); serr != nil {
+			return nil, serr
+		}
+		vc, err = gocv.VideoCaptureFile(src.Target)
+	}
+	if err != nil {
+		if vc != nil {
+			vc.Close()
+		}
+		return nil, fmt.Errorf("cannot open %s %s: %w", src.Kind, redact(src.Target), err)
+	}
+	if !vc.IsOpened() {
+		vc.Close()
+		return nil, fmt.Errorf("cannot open %s %s", src.Kind, redact(src.Target))
+	}
+	return &capture{vc: vc, file: src.Kind == KindFile}, nil
+}
+
+// capture reads from a gocv VideoCapture.
+type capture struct {
+	vc    *gocv.VideoCapture
+	file  bool
+	fails int
+}
+
+func (c *capture) read(m *gocv.Mat) error {
+	if c.vc.Read(m) && !m.Empty() {
+		c.fails = 0
+		return nil
+	}
+	if c.file {
+		return io.EOF
+	}
+	c.fails++
+	if c.fails >= 5 {
+		return errors.New("no frame from the source after 5 reads")
+	}
+	return c.read(m)
+}
+
+func (c *capture) fps() float64 { return c.vc.Get(gocv.VideoCaptureFPS) }
+func (c *capture) close()       { c.vc.Close() }
+
+// folder reads the images of a folder in name order.
+type folder struct {
+	files []string
+	i     int
+}
+
+func openFolder(dir string) (grabber, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		if !e.IsDir() && IsImage(e.Name()) {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("folder %s holds no images (.jpg, .png, .bmp, .tif, .webp)", dir)
+	}
+	sort.Strings(files)
+	return &folder{files: files}, nil
+}
+
+func (f *folder) read(m *gocv.Mat) error {
+	for f.i < len(f.files) {
+		img := gocv.IMRead(f.files[f.i], gocv.IMReadColor)
+		f.i++
+		if img.Empty() {
+			img.Close()
+			continue // not an image after all: skip it
+		}
+		m.Close()
+		*m = img
+		return nil
+	}
+	return io.EOF
+}
+
+func (f *folder) fps() float64 { return 0 }
+func (f *folder) close()       {}

@@ -1,0 +1,127 @@
+// Command cvedge is the on-device runner for Azure Custom Vision models: it grabs frames from
+// cameras, runs exported ONNX models and publishes predictions over MQTT.
+//
+// Subcommands stay thin: they parse flags and call the library packages.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/configs"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run executes the command line and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "cvedge:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "cvedge",
+		Short:         "Run Azure Custom Vision models on cameras at the edge and publish predictions over MQTT",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout))
+	return root
+}
+
+func runCmd(stderr io.Writer) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := configs.Load(path)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg.Agent, stderr)
+			a, err := agent.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			go func() {
+				<-ctx.Done()
+				stop() // a second Ctrl-C kills at once
+			}()
+			return a.Run(ctx)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "/etc/cvedge/cvedge.yaml", "config file (YAML)")
+	return cmd
+}
+
+func versionCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and commit",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			fmt.Fprintf(stdout, "cvedge %s (commit %s)\n", agent.Version, agent.Commit)
+		},
+	}
+}
+
+func configCmd(stdout io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Check or print a config file"}
+	var path string
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate a config file; exit non-zero on errors",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if _, err := configs.Load(path); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: ok\n", path)
+			return nil
+		},
+	}
+	check.Flags().StringVarP(&path, "config", "c", "/etc/cvedge/cvedge.yaml", "config file (YAML)")
+	cmd.AddCommand(check)
+	return cmd
+}
+
+// newLogger builds the process logger: JSON when stderr is not a terminal (systemd), text on
+// a terminal, or as configured.
+func newLogger(c configs.Agent, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(c.LogLevel)))
+	opts := &slog.HandlerOptions{Level: level}
+	format := c.LogFormat
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,157 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t testing.TB, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cvedge.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const minimal = `
+agent: {id: cell1}
+models:
+  Parts: {path: parts.zip}
+cameras:
+  - name: cam1
+    source: "0"
+    pipeline: {detector: Parts}
+`
+
+func TestSamplesLoad(t *testing.T) {
+	for _, f := range []string{"cvedge.yaml", "demo.yaml"} {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestDefaultsAndDerivedValues(t *testing.T) {
+	path := write(t, minimal)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MQTT.TopicPrefix != "cvedge/cell1" || c.MQTT.ClientID != "cvedge-cell1" || c.MQTT.QoS != 1 || c.MQTT.KeepAlive != 30*time.Second {
+		t.Errorf("mqtt defaults: %+v", c.MQTT)
+	}
+	m := c.Models["parts"]
+	if m.NMSIoU != 0.45 || m.MaxDetections != 20 || m.Threshold != 0.1 || m.Resize != "stretch" {
+		t.Errorf("model defaults: %+v", m)
+	}
+	if m.Path != filepath.Join(filepath.Dir(path), "parts.zip") {
+		t.Errorf("model path not made relative to the config file: %s", m.Path)
+	}
+	cam := c.Cameras[0]
+	if cam.Source != "0" || !cam.Realtime || cam.Pipeline.CropPadding != 0.1 || cam.Pipeline.Detector != "parts" {
+		t.Errorf("camera: %+v", cam)
+	}
+}
+
+func TestExplicitZeroKeepsItsValue(t *testing.T) {
+	c, err := Load(write(t, minimal+"    realtime: false\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cameras[0].Realtime {
+		t.Error("realtime: false was replaced by the default")
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	t.Setenv("CVEDGE_MQTT_BROKER", "ssl://broker.plant:8883")
+	t.Setenv("CVEDGE_AGENT_LOG_LEVEL", "debug")
+	t.Setenv("CVEDGE_MODELS_PARTS_PATH", "/models/parts-v2.zip")
+	t.Setenv("CVEDGE_MQTT_QOS", "2")
+	c, err := Load(write(t, minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MQTT.Broker != "ssl://broker.plant:8883" || c.Agent.LogLevel != "debug" || c.MQTT.QoS != 2 {
+		t.Errorf("overrides not applied: %+v %+v", c.MQTT, c.Agent)
+	}
+	if c.Models["parts"].Path != "/models/parts-v2.zip" {
+		t.Errorf("model path override: %s", c.Models["parts"].Path)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top key", minimal + "mqt: {broker: x}\n", "mqt: unknown key"},
+		{"unknown nested key", minimal + "mqtt: {brokr: x}\n", "mqtt.brokr: unknown key"},
+		{"unknown camera key", strings.Replace(minimal, "source:", "sourc: x\n    source:", 1), "cameras[0].sourc: unknown key"},
+		{"unknown model key", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, treshold: 2}", 1), "models.parts.treshold: unknown key"},
+		{"bad qos", minimal + "mqtt: {qos: 3}\n", "mqtt.qos: 3 must be 0, 1 or 2"},
+		{"qos not a number", minimal + "mqtt: {qos: high}\n", "qos"},
+		{"bad broker scheme", minimal + "mqtt: {broker: 'http://x:1883'}\n", `mqtt.broker: scheme "http" is not one of`},
+		{"broker without host", minimal + "mqtt: {broker: 'tcp://'}\n", "mqtt.broker:"},
+		{"bad duration", minimal + "mqtt: {keepalive: 0s}\n", "mqtt.keepalive: 0s must be a positive duration"},
+		{"wildcard prefix", minimal + "mqtt: {topic_prefix: 'a/#'}\n", "mqtt.topic_prefix:"},
+		{"bad log level", strings.Replace(minimal, "id: cell1", "id: x, log_level: loud", 1), `agent.log_level: "loud" is not one of debug, info, warn, error`},
+		{"bad agent id", strings.Replace(minimal, "id: cell1", "id: 'cell/1'", 1), `agent.id: "cell/1" must be`},
+		{"no cameras", "agent: {id: x}\n", "cameras: no camera configured"},
+		{"cameras not a list", "agent: {id: x}\ncameras: {name: a}\n", "cameras: must be a list"},
+		{"camera without name", strings.Replace(minimal, "name: cam1", "name: ''", 1), `cameras[0].name: "" must be`},
+		{"duplicate camera", minimal + "  - name: cam1\n    source: '1'\n    pipeline: {detector: parts}\n", `cameras[1].name: "cam1" is used by another camera`},
+		{"empty source", strings.Replace(minimal, `source: "0"`, `source: ""`, 1), "cameras[0].source: empty"},
+		{"bad camera type", minimal + "    type: webcam\n", `cameras[0].type: "webcam" is not one of`},
+		{"no stage", strings.Replace(minimal, "pipeline: {detector: Parts}", "pipeline: {}", 1), "cameras[0].pipeline: needs a detector, a classifier, or both"},
+		{"unknown model", strings.Replace(minimal, "pipeline: {detector: Parts}", "pipeline: {detector: wheels}", 1), `cameras[0].pipeline.detector: "wheels" is not a model under 'models:' (have: parts)`},
+		{"bad padding", strings.Replace(minimal, "{detector: Parts}", "{detector: Parts, crop_padding: 2}", 1), "cameras[0].pipeline.crop_padding: 2 must be between 0 and 1"},
+		{"bad threshold", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, threshold: 1.5}", 1), "models.parts.threshold: 1.5 must be between 0 and 1"},
+		{"bad format", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, format: yolo}", 1), `models.parts.format: "yolo" is not one of`},
+		{"bad input size", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, input_size: 400}", 1), "models.parts.input_size: 400 must be a multiple of 32"},
+		{"empty model path", strings.Replace(minimal, "{path: parts.zip}", "{path: ''}", 1), "models.parts.path: empty"},
+		{"bad embedded listen", minimal + "mqtt: {embedded: {enabled: true, listen: nowhere}}\n", `mqtt.embedded.listen: "nowhere" must be host:port`},
+		{"not yaml", "cameras: [\n", "config"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(write(t, c.yaml))
+			if err == nil {
+				t.Fatalf("accepted; want error containing %q", c.want)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("want an error naming the file, got %v", err)
+	}
+}
+
+// FuzzLoad: no config file, however broken, makes Load panic.
+func FuzzLoad(f *testing.F) {
+	f.Add(minimal)
+	f.Add("cameras: [{name: a, source: '0', pipeline: {classifier: m}}]\nmodels: {m: {path: x}}\n")
+	f.Add("mqtt: {qos: [1,2]}\n")
+	f.Add("models: 7\ncameras: 'x'\n")
+	f.Add("cameras:\n  - 3\n  - {pipeline: []}\n")
+	f.Add("agent: {id: \x00}\n")
+	f.Fuzz(func(t *testing.T, yaml string) {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p)
+		if err == nil && c.Validate() != nil {
+			t.Fatal("Load returned a config that does not validate")
+		}
+	})
+}
