@@ -32,7 +32,9 @@ type Source struct {
 }
 
 // Live reports whether the source is a live camera rather than a recording.
-func (s Source) Live() bool { return s.Kind == KindUSB || s.Kind == KindStream || s.Kind == KindGStreamer }
+func (s Source) Live() bool {
+	return s.Kind == KindUSB || s.Kind == KindStream || s.Kind == KindGStreamer
+}
 
 var streamSchemes = map[string]bool{"rtsp": true, "rtsps": true, "http": true, "https": true, "rtmp": true, "udp": true, "tcp": true}
 
