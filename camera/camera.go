@@ -102,8 +102,9 @@ type Camera struct {
 	reason string
 	notify func(Status)
 
-	// MaxBackoff caps the wait between reopen attempts.
-	MaxBackoff time.Duration
+	// MinBackoff is the first wait before reopening a failed source; it doubles up to
+	// MaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
 }
 
 // New checks the camera's source and returns a Camera that is not reading yet.
@@ -112,7 +113,7 @@ func New(cfg configs.Camera, log *slog.Logger) (*Camera, error) {
 	if err != nil {
 		return nil, fmt.Errorf("camera %q: %w", cfg.Name, err)
 	}
-	c := &Camera{name: cfg.Name, cfg: cfg, src: src, log: log.With("camera", cfg.Name), state: StateStarting, MaxBackoff: 30 * time.Second}
+	c := &Camera{name: cfg.Name, cfg: cfg, src: src, log: log.With("camera", cfg.Name), state: StateStarting, MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
 	c.open = func() (grabber, error) { return openSource(src, cfg) }
 	return c, nil
 }
@@ -189,7 +190,7 @@ func (c *Camera) Close() error {
 
 // run opens the source, reads until it fails or ends, and reopens with backoff.
 func (c *Camera) run(ctx context.Context) {
-	backoff := time.Second
+	backoff := c.MinBackoff
 	for ctx.Err() == nil {
 		g, err := c.open()
 		if err != nil {
@@ -201,8 +202,12 @@ func (c *Camera) run(ctx context.Context) {
 			continue
 		}
 		c.setState(StateOnline, "")
+		before := c.read.Load()
 		err = c.readAll(ctx, g)
 		g.close()
+		if c.read.Load() > before {
+			backoff = c.MinBackoff // it delivered: the next failure starts the backoff again
+		}
 		switch {
 		case ctx.Err() != nil:
 			return

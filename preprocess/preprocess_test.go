@@ -1,0 +1,185 @@
+package preprocess
+
+import (
+	"image"
+	"math"
+	"testing"
+
+	"github.com/x448/float16"
+	"gocv.io/x/gocv"
+)
+
+// halves returns a w x h BGR image: left half bgrL, right half bgrR.
+func halves(w, h int, bgrL, bgrR [3]uint8) gocv.Mat {
+	m := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8UC3)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			c := bgrL
+			if x >= w/2 {
+				c = bgrR
+			}
+			for ch := 0; ch < 3; ch++ {
+				m.SetUCharAt(y, x*3+ch, c[ch])
+			}
+		}
+	}
+	return m
+}
+
+func TestFillLayoutOrderAndRange(t *testing.T) {
+	img := halves(40, 20, [3]uint8{10, 20, 30}, [3]uint8{200, 100, 50})
+	defer img.Close()
+	cases := []struct {
+		name          string
+		spec          Spec
+		left, right   [3]float32 // planes 0,1,2 at a left and a right pixel
+		leftX, rightX int
+	}{
+		{"bgr raw", Spec{Width: 4, Height: 2, Scale: 1}, [3]float32{10, 20, 30}, [3]float32{200, 100, 50}, 0, 3},
+		{"rgb raw", Spec{Width: 4, Height: 2, SwapRB: true, Scale: 1}, [3]float32{30, 20, 10}, [3]float32{50, 100, 200}, 0, 3},
+		{"bgr 0-1", Spec{Width: 4, Height: 2, Scale: 1.0 / 255}, [3]float32{10.0 / 255, 20.0 / 255, 30.0 / 255}, [3]float32{200.0 / 255, 100.0 / 255, 50.0 / 255}, 0, 3},
+		{"bgr -1..1", Spec{Width: 4, Height: 2, Scale: 2.0 / 255, Offset: -1}, [3]float32{10*2.0/255 - 1, 20*2.0/255 - 1, 30*2.0/255 - 1}, [3]float32{200*2.0/255 - 1, 100*2.0/255 - 1, 50*2.0/255 - 1}, 0, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tz, err := NewTensorizer(c.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tz.Close()
+			n := c.spec.Width * c.spec.Height
+			dst := make([]float32, 3*n)
+			if err := tz.Fill(img, image.Rectangle{}, dst, nil); err != nil {
+				t.Fatal(err)
+			}
+			for ch := 0; ch < 3; ch++ {
+				for _, px := range []struct {
+					x    int
+					want float32
+				}{{c.leftX, c.left[ch]}, {c.rightX, c.right[ch]}} {
+					for y := 0; y < c.spec.Height; y++ {
+						got := dst[ch*n+y*c.spec.Width+px.x]
+						if math.Abs(float64(got-px.want)) > 1e-5 {
+							t.Errorf("plane %d pixel (%d,%d) = %v, want %v", ch, px.x, y, got, px.want)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestFillFloat16AndRegion(t *testing.T) {
+	img := halves(40, 20, [3]uint8{10, 20, 30}, [3]uint8{200, 100, 50})
+	defer img.Close()
+	tz, _ := NewTensorizer(Spec{Width: 2, Height: 2, Scale: 1})
+	defer tz.Close()
+	dst := make([]uint16, 12)
+	// the right half only: every value is the right colour
+	if err := tz.Fill(img, image.Rect(20, 0, 40, 20), nil, dst); err != nil {
+		t.Fatal(err)
+	}
+	want := []float32{200, 100, 50}
+	for i, v := range dst {
+		if got := float16.Frombits(v).Float32(); got != want[i/4] {
+			t.Fatalf("value %d = %v, want %v", i, got, want[i/4])
+		}
+	}
+	if err := tz.Fill(img, image.Rect(100, 100, 120, 120), nil, dst); err == nil {
+		t.Fatal("a region outside the frame was accepted")
+	}
+	if err := tz.Fill(img, image.Rectangle{}, nil, make([]uint16, 3)); err == nil {
+		t.Fatal("a short destination was accepted")
+	}
+	empty := gocv.NewMat()
+	defer empty.Close()
+	if err := tz.Fill(empty, image.Rectangle{}, nil, dst); err == nil {
+		t.Fatal("an empty frame was accepted")
+	}
+}
+
+func TestCenterCropKeepsAspect(t *testing.T) {
+	cases := []struct {
+		r    image.Rectangle
+		w, h int
+		want image.Rectangle
+	}{
+		{image.Rect(0, 0, 640, 360), 224, 224, image.Rect(140, 0, 500, 360)},
+		{image.Rect(0, 0, 360, 640), 224, 224, image.Rect(0, 140, 360, 500)},
+		{image.Rect(10, 10, 110, 60), 2, 1, image.Rect(10, 10, 110, 60)},
+	}
+	for _, c := range cases {
+		if got := centerCrop(c.r, c.w, c.h); got != c.want {
+			t.Errorf("centerCrop(%v, %dx%d) = %v, want %v", c.r, c.w, c.h, got, c.want)
+		}
+	}
+}
+
+func TestCropRect(t *testing.T) {
+	full := image.Rect(0, 0, 640, 360)
+	cases := []struct {
+		name                     string
+		left, top, width, height float32
+		pad                      float32
+		want                     image.Rectangle
+	}{
+		{"no padding", 0.25, 0.5, 0.25, 0.25, 0, image.Rect(160, 180, 320, 270)},
+		{"padding grows each side", 0.25, 0.5, 0.25, 0.25, 0.1, image.Rect(144, 171, 336, 279)},
+		{"clamped at the edges", -0.05, 0.9, 0.2, 0.2, 0.1, image.Rect(0, 317, 109, 360)},
+		{"outside", 1.2, 1.2, 0.1, 0.1, 0, image.Rectangle{}},
+		{"NaN", float32(math.NaN()), 0, 0.1, 0.1, 0, image.Rectangle{}},
+	}
+	for _, c := range cases {
+		got := CropRect(full, 640, 360, c.left, c.top, c.width, c.height, c.pad)
+		if got != c.want && !(got.Empty() && c.want.Empty()) {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestQuality(t *testing.T) {
+	m := NewMeter()
+	defer m.Close()
+	sharp := gocv.NewMatWithSize(240, 320, gocv.MatTypeCV8UC3)
+	defer sharp.Close()
+	for y := 0; y < 240; y++ { // hard black and white stripes, 8 px each
+		for x := 0; x < 320; x++ {
+			v := uint8(0)
+			if x%16 < 8 {
+				v = 255
+			}
+			for ch := 0; ch < 3; ch++ {
+				sharp.SetUCharAt(y, 3*x+ch, v)
+			}
+		}
+	}
+	blurred := gocv.NewMat()
+	defer blurred.Close()
+	gocv.GaussianBlur(sharp, &blurred, image.Pt(15, 15), 0, 0, gocv.BorderDefault)
+	qs, qb := m.Measure(sharp, image.Rectangle{}), m.Measure(blurred, image.Rectangle{})
+	if qs.Sharpness <= 4*qb.Sharpness {
+		t.Errorf("sharp %.1f should be far above blurred %.1f", qs.Sharpness, qb.Sharpness)
+	}
+	if math.Abs(qs.Brightness-127.5) > 2 || math.Abs(qs.Overexposed-0.5) > 0.02 || math.Abs(qs.Underexposed-0.5) > 0.02 {
+		t.Errorf("stripes: %+v; want brightness 127.5 and half over, half under", qs)
+	}
+	grey := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(100, 100, 100, 0), 100, 100, gocv.MatTypeCV8UC3)
+	defer grey.Close()
+	if q := m.Measure(grey, image.Rectangle{}); q.Sharpness != 0 || q.Brightness != 100 || q.Overexposed != 0 {
+		t.Errorf("flat grey: %+v", q)
+	}
+}
+
+func BenchmarkFill1080pTo416(b *testing.B) {
+	img := halves(1920, 1080, [3]uint8{10, 20, 30}, [3]uint8{200, 100, 50})
+	defer img.Close()
+	tz, _ := NewTensorizer(Spec{Width: 416, Height: 416, Scale: 1})
+	defer tz.Close()
+	dst := make([]float32, 3*416*416)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tz.Fill(img, image.Rectangle{}, dst, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
