@@ -11,7 +11,9 @@ import (
 	"github.com/cvedge/cvedge/configs"
 )
 
-func demo(elem ...string) string { return testenv.Path(append([]string{"testdata", "demo"}, elem...)...) }
+func demo(elem ...string) string {
+	return testenv.Path(append([]string{"testdata", "demo"}, elem...)...)
+}
 
 // copyExport copies the files of a demo export into a fresh folder, so a test can break it.
 func copyExport(t *testing.T, name string) string {
