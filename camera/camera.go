@@ -418,3 +418,16 @@ func (f *folder) read(m *gocv.Mat) error {
 
 func (f *folder) fps() float64 { return 0 }
 func (f *folder) close()       {}
+
+// ReadImage reads one image file as a Frame (Seq 1, Pos 0), for offline prediction.
+func ReadImage(path string) (*Frame, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	m := gocv.IMRead(path, gocv.IMReadColor)
+	if m.Empty() {
+		m.Close()
+		return nil, fmt.Errorf("%s: not an image OpenCV can read", path)
+	}
+	return &Frame{Camera: filepath.Base(path), Seq: 1, Captured: time.Now(), Pos: 0, mat: m}, nil
+}

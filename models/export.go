@@ -54,10 +54,17 @@ type Export struct {
 	Properties map[string]string
 	// SHA256 is the hex SHA-256 of the model bytes.
 	SHA256 string
+	// labelsErr says why Labels is missing or unusable. It is reported after the graph has
+	// been checked, so a model that cannot run at all says so first.
+	labelsErr error
 }
 
+// LabelsErr says why labels.txt is missing or unusable, or nil.
+func (e *Export) LabelsErr() error { return e.labelsErr }
+
 // ReadExport reads an export ZIP as downloaded, its unzipped folder, or a bare .onnx with
-// labels.txt beside it. It checks the manifest's SHA-1 and the labels, not the graph.
+// labels.txt beside it. It checks the manifest's SHA-1, not the graph; a missing or bad
+// labels.txt is kept in LabelsErr, for Describe to report after the graph.
 func ReadExport(p string) (*Export, error) {
 	e, err := readExportAt(p)
 	if err != nil {
@@ -152,14 +159,15 @@ func readExport(fsys files, modelHint string) (*Export, error) {
 		labelFile = e.Manifest.LabelFileName
 	}
 	rawLabels, err := fsys.read(labelFile, maxSideFileBytes)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no %s beside %s: copy the labels.txt of the same export next to the model", labelFile, e.ModelFile)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", labelFile, err)
-	}
-	if e.Labels, err = ParseLabels(rawLabels); err != nil {
-		return nil, fmt.Errorf("%s: %w", labelFile, err)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		e.labelsErr = fmt.Errorf("no %s beside %s: copy the labels.txt of the same export next to the model", labelFile, e.ModelFile)
+	case err != nil:
+		e.labelsErr = fmt.Errorf("reading %s: %w", labelFile, err)
+	default:
+		if e.Labels, err = ParseLabels(rawLabels); err != nil {
+			e.labelsErr = fmt.Errorf("%s: %w", labelFile, err)
+		}
 	}
 	propsFile := "metadata_properties.json"
 	if e.Manifest != nil && e.Manifest.MetadataPropsFileName != "" {

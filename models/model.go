@@ -147,6 +147,9 @@ func describe(exp *Export, c configs.Model) (*Info, *Graph, error) {
 	if err := checkSupported(g); err != nil {
 		return nil, nil, fmt.Errorf("%s is %w", exp.ModelFile, err)
 	}
+	if exp.labelsErr != nil {
+		return nil, nil, exp.labelsErr
+	}
 	info, err := describeGraph(exp, g, c)
 	return info, g, err
 }

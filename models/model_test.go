@@ -215,3 +215,93 @@ func TestYOLODetectorLocalisesParts(t *testing.T) {
 }
 
 func f16(v float32) uint16 { return float16.Fromfloat32(v).Bits() }
+
+func TestFlavours(t *testing.T) {
+	rt := newRuntime(t)
+	belt := scene{w: 640, h: 360, shapes: []shape{part("square", "red", 120, 150, 40), part("circle", "yellow", 420, 220, 44)}}
+	crops := []scene{
+		{w: 100, h: 100, shapes: []shape{part("circle", "blue", 50, 50, 40)}},
+		{w: 100, h: 100, shapes: []shape{part("triangle", "green", 50, 50, 40)}},
+		{w: 100, h: 100, shapes: []shape{part("square", "red", 50, 50, 40)}},
+	}
+	ref := loadModel(t, rt, demo("detector"))
+	want := predictScenes(t, ref, belt)[0]
+
+	t.Run("detector float16", func(t *testing.T) {
+		m := loadModel(t, rt, testenv.Path("testdata", "models", "detector-fp16"))
+		if !m.Info.Input.Float16 || m.Info.Flavor != "OnnxFloat16" {
+			t.Fatalf("input %+v flavor %q", m.Info.Input, m.Info.Flavor)
+		}
+		got := predictScenes(t, m, belt)[0]
+		sameBoxes(t, got, want, 0.95)
+	})
+	t.Run("detector symbolic size", func(t *testing.T) {
+		for _, size := range []int{416, 320} {
+			m := loadModel(t, rt, testenv.Path("testdata", "models", "detector-symbolic"), func(c *configs.Model) { c.InputSize = size })
+			if !m.Info.Input.SymbolicSize || m.Info.Input.Width != size {
+				t.Fatalf("input %+v", m.Info.Input)
+			}
+			sameBoxes(t, predictScenes(t, m, belt)[0], want, 0.9)
+		}
+	})
+	t.Run("detector ssd", func(t *testing.T) {
+		m := loadModel(t, rt, testenv.Path("testdata", "models", "detector-ssd"))
+		if m.Info.Format != FormatDetectorSSD || m.Info.Input.Pixels.Order != RGB || m.Info.Input.Name != "image_tensor" {
+			t.Fatalf("info %+v", m.Info)
+		}
+		got := predictScenes(t, m, belt)[0]
+		sameBoxes(t, got, want, 0.9)
+		tags := map[string]bool{}
+		for _, d := range got {
+			tags[d.TagName] = true
+		}
+		if !tags["red"] || !tags["yellow"] {
+			t.Fatalf("SSD classes %+v: want red and yellow", got)
+		}
+	})
+	for _, name := range []string{"classifier-fp16", "classifier-rgb01"} {
+		t.Run(name, func(t *testing.T) {
+			m := loadModel(t, rt, testenv.Path("testdata", "models", name))
+			for i, r := range predictScenes(t, m, crops...) {
+				if r[0].TagName != crops[i].shapes[0].wantColour {
+					t.Errorf("crop %d: want %s, got %+v", i, crops[i].shapes[0].wantColour, r)
+				}
+			}
+		})
+	}
+	t.Run("rgb01 metadata decides", func(t *testing.T) {
+		m := loadModel(t, rt, testenv.Path("testdata", "models", "classifier-rgb01"))
+		if p := m.Info.Input.Pixels; p.Order != RGB || p.Scale != 1.0/255 {
+			t.Fatalf("pixels %+v, want RGB /255 from metadata_props", p)
+		}
+		// fed as metadata_properties.json would suggest to a careless reader of another model:
+		// BGR 0-255. The model then sees blue as red and saturates: the answers go wrong.
+		wrong := m.Info.Input
+		wrong.Pixels = Pixels{Order: BGR, Scale: 1}
+		res, err := m.Predict(1, func(_ int, s Slot) error { crops[0].fill(wrong, s); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0][0].TagName == "blue" {
+			t.Fatalf("wrongly fed pixels still gave blue: the test cannot tell the difference")
+		}
+	})
+}
+
+// sameBoxes checks that got has as many boxes as want, and that each box of want overlaps
+// one of got by IoU minIoU or more.
+func sameBoxes(t *testing.T, got, want []Prediction, minIoU float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d detections, want %d: %+v", len(got), len(want), got)
+	}
+	for _, w := range want {
+		best := float32(0)
+		for _, g := range got {
+			best = max(best, g.Box.IoU(*w.Box))
+		}
+		if best < minIoU {
+			t.Errorf("box %+v: best IoU %.3f among %+v", *w.Box, best, got)
+		}
+	}
+}

@@ -9,10 +9,18 @@ It writes:
   demo/conveyor.avi          MJPG video, 640x360 at 10 fps: parts of three shapes and four
                              colours passing left to right on a grey belt.
   demo/conveyor.truth.json   per frame, every part: colour, shape and pixel box (clipped).
+  demo/stills/frame_NNN.jpg  a few frames of the video as JPEG files.
   demo/detector/             a Custom Vision style "General (compact)" YOLO export folder.
   demo/classifier/           a Custom Vision style compact classifier export folder (colour).
   demo/shape/                a Custom Vision ONNX 1.2 style classifier folder (shape):
                              classLabel + loss (ZipMap), for the second stage or a hierarchy.
+  models/detector-fp16/      the detector in the float16 flavour (float16 input and output).
+  models/detector-symbolic/  the detector with symbolic height and width.
+  models/detector-ssd/       an S1 (SSD) export: image_tensor, RGB, no pixel metadata;
+                             detected_boxes/scores/classes, the class being the colour.
+  models/classifier-fp16/    the colour classifier in the float16 flavour.
+  models/classifier-rgb01/   the colour classifier wanting RGB divided by 255, as its
+                             metadata_props say.
 
 The models are real ONNX graphs whose outputs are computed from the pixels:
   * detector: a pixel is foreground when its chroma (max channel - min channel) exceeds a
@@ -41,6 +49,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEMO = os.path.join(HERE, "demo")
+MODELS = os.path.join(HERE, "models")
 
 OPSET = 13
 CHROMA_MIN = 35.0  # a pixel with max-min channel spread above this is foreground
@@ -56,6 +65,7 @@ COLOURS = {
 SHAPES = {"circle": 0.785, "square": 1.0, "triangle": 0.5}
 
 WIDTH, HEIGHT, FPS = 640, 360, 10
+STILLS = (40, 80, 120)  # frames also saved as JPEG stills, for `cvedge predict` tests
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,73 +173,127 @@ META_BGR_255 = {
 # models
 
 
-def build_detector(folder, size=416, window_cells=5):
-    g = G()
-    data = "data"
+def image_input(g, name, fp16):
+    """The float32 tensor to compute on: the input itself, or its cast from float16."""
+    return g.op("Cast", name, to=TensorProto.FLOAT) if fp16 else name
+
+
+def float_output(g, value, name, fp16):
+    """Name a result as a graph output, cast to float16 for the float16 flavour."""
+    g.op("Cast", value, to=TensorProto.FLOAT16, out=name) if fp16 else g.op("Identity", value, out=name)
+
+
+def elem(fp16):
+    return TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
+
+
+def part_cells(g, data, window_cells=5):
+    """Per 32x32 grid cell: the foreground extent in the window of cells around it, and
+    ind = 1 in the one cell that holds the centre of a part."""
     m = g.foreground(data)
     x, y = g.coords(m)
     k = 32 * window_cells
     pad = 32 * (window_cells // 2)
     pool = {"kernel_shape": [k, k], "strides": [32, 32], "pads": [pad, pad, pad, pad]}
-    left, right = g.extent(m, x, ("MaxPool", pool))
-    top, bottom = g.extent(m, y, ("MaxPool", pool))
-    count = g.op("Mul", g.op("AveragePool", m, count_include_pad=1, **pool), g.const(float(k * k)))
+    c = {"mask": m, "pool": pool, "area": float(k * k)}
+    c["left"], c["right"] = g.extent(m, x, ("MaxPool", pool))
+    c["top"], c["bottom"] = g.extent(m, y, ("MaxPool", pool))
+    c["count"] = g.op("Mul", g.op("AveragePool", m, count_include_pad=1, **pool), g.const(c["area"]))
     one = g.const(1.0)
-    w = g.op("Max", g.op("Add", g.op("Sub", right, left), one), one)
-    h = g.op("Max", g.op("Add", g.op("Sub", bottom, top), one), one)
+    c["w"] = g.op("Max", g.op("Add", g.op("Sub", c["right"], c["left"]), one), one)
+    c["h"] = g.op("Max", g.op("Add", g.op("Sub", c["bottom"], c["top"]), one), one)
     half = g.const(0.5)
-    cx = g.op("Mul", g.op("Add", g.op("Add", left, right), one), half)
-    cy = g.op("Mul", g.op("Add", g.op("Add", top, bottom), one), half)
-    fill = g.op("Div", count, g.op("Mul", w, h))
-    col, row = g.coords(count)
+    cx = g.op("Mul", g.op("Add", g.op("Add", c["left"], c["right"]), one), half)
+    cy = g.op("Mul", g.op("Add", g.op("Add", c["top"], c["bottom"]), one), half)
+    c["fill"] = g.op("Div", c["count"], g.op("Mul", c["w"], c["h"]))
+    col, row = g.coords(c["count"])
     cell = g.const(32.0)
-    fx = g.op("Sub", g.op("Div", cx, cell), col)
-    fy = g.op("Sub", g.op("Div", cy, cell), row)
+    c["fx"] = g.op("Sub", g.op("Div", cx, cell), col)
+    c["fy"] = g.op("Sub", g.op("Div", cy, cell), row)
     zero = g.const(0.0)
 
     def inside(f):
         return g.op("And", g.op("Not", g.op("Less", f, zero)), g.op("Less", f, one))
 
-    ok = g.op("And", inside(fx), inside(fy))
-    ok = g.op("And", ok, g.op("Greater", count, g.const(64.0)))
-    ok = g.op("And", ok, g.op("Greater", fill, g.const(0.35)))
-    ind = g.op("Cast", ok, to=TensorProto.FLOAT)
+    ok = g.op("And", inside(c["fx"]), inside(c["fy"]))
+    ok = g.op("And", ok, g.op("Greater", c["count"], g.const(64.0)))
+    ok = g.op("And", ok, g.op("Greater", c["fill"], g.const(0.35)))
+    c["ind"] = g.op("Cast", ok, to=TensorProto.FLOAT)
+    return c
+
+
+DETECTOR_PROPS = {
+    "CustomVision.Metadata.Version": "1.2", "CustomVision.Postprocess.Method": "Yolo",
+    "CustomVision.Postprocess.Yolo.Biases": json.dumps([v for a in ANCHORS for v in a]),
+    "CustomVision.Postprocess.Yolo.NMS": "0.45", "CustomVision.Preprocess.ResizeMethod": "Stretch",
+    "CustomVision.Preprocess.TargetHeight": "416", "CustomVision.Preprocess.TargetWidth": "416",
+    "Image.BitmapPixelFormat": "Rgb8", "Image.ColorSpaceGamma": "SRGB", "Image.NominalPixelRange": "Normalized_0_1",
+}
+
+
+def build_detector(folder, size=416, fp16=False, symbolic=False, name="detector"):
+    """Custom Vision YOLO export: data [1,3,H,W] -> model_outputs0 [1, 5*(5+1), H/32, W/32]."""
+    g = G()
+    c = part_cells(g, image_input(g, "data", fp16))
+    one = g.const(1.0)
 
     def logit(f):
-        c = g.op("Clip", f, g.const(0.02), g.const(0.98))
-        return g.op("Log", g.op("Div", c, g.op("Sub", one, c)))
+        v = g.op("Clip", f, g.const(0.02), g.const(0.98))
+        return g.op("Log", g.op("Div", v, g.op("Sub", one, v)))
 
-    tx, ty = logit(fx), logit(fy)
+    cell = g.const(32.0)
     aw, ah = ANCHORS[0]
-    tw = g.op("Log", g.op("Div", g.op("Div", w, cell), g.const(aw)))
-    th = g.op("Log", g.op("Div", g.op("Div", h, cell), g.const(ah)))
+    tw = g.op("Log", g.op("Div", g.op("Div", c["w"], cell), g.const(aw)))
+    th = g.op("Log", g.op("Div", g.op("Div", c["h"], cell), g.const(ah)))
     # objectness logit: 10*fill - 3.5 where a part is centred in the cell, -10 elsewhere
-    obj = g.op("Sub", g.op("Mul", ind, g.op("Add", g.op("Mul", fill, g.const(10.0)), g.const(6.5))), g.const(10.0))
-    zeros = g.op("Mul", count, zero)
+    obj = g.op("Sub", g.op("Mul", c["ind"], g.op("Add", g.op("Mul", c["fill"], g.const(10.0)), g.const(6.5))), g.const(10.0))
+    zeros = g.op("Mul", c["count"], g.const(0.0))
     never = g.op("Sub", zeros, g.const(10.0))
-    chans = [tx, ty, tw, th, obj, zeros]
+    chans = [logit(c["fx"]), logit(c["fy"]), tw, th, obj, zeros]
     for _ in ANCHORS[1:]:
         chans += [zeros, zeros, zeros, zeros, never, zeros]
-    g.op("Concat", *chans, axis=1, out="model_outputs0")
+    float_output(g, g.op("Concat", *chans, axis=1), "model_outputs0", fp16)
 
     grid = size // 32
-    inp = helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, size, size])
-    out = helper.make_tensor_value_info("model_outputs0", TensorProto.FLOAT, [1, len(ANCHORS) * 6, grid, grid])
-    path = os.path.join(folder, "model.onnx")
-    raw = save(g.nodes, g.inits, [inp], [out], path, META_BGR_255, name="demo-detector")
-    export_folder(folder, raw, ["part"], "ObjectDetection", None, iteration_id("detector"),
-                  {"CustomVision.Metadata.AdditionalModelInfo": "", "CustomVision.Metadata.Version": "1.2",
-                   "CustomVision.Postprocess.Method": "Yolo",
-                   "CustomVision.Postprocess.Yolo.Biases": json.dumps([v for a in ANCHORS for v in a]),
-                   "CustomVision.Postprocess.Yolo.NMS": "0.45", "CustomVision.Preprocess.CropHeight": "0",
-                   "CustomVision.Preprocess.CropMethod": "NoCrop", "CustomVision.Preprocess.CropWidth": "0",
-                   "CustomVision.Preprocess.MaxDimension": "0", "CustomVision.Preprocess.MaxScale": "0.0",
-                   "CustomVision.Preprocess.MinDimension": "0", "CustomVision.Preprocess.MinScale": "0.0",
-                   "CustomVision.Preprocess.NormalizeMean": "[0.0, 0.0, 0.0]",
-                   "CustomVision.Preprocess.NormalizeStd": "[1.0, 1.0, 1.0]",
-                   "CustomVision.Preprocess.ResizeMethod": "Stretch", "CustomVision.Preprocess.TargetHeight": "416",
-                   "CustomVision.Preprocess.TargetWidth": "416", "Image.BitmapPixelFormat": "Rgb8",
-                   "Image.ColorSpaceGamma": "SRGB", "Image.NominalPixelRange": "Normalized_0_1"})
+    in_dims = [1, 3, "height", "width"] if symbolic else [1, 3, size, size]
+    out_dims = [1, len(ANCHORS) * 6, "grid_h", "grid_w"] if symbolic else [1, len(ANCHORS) * 6, grid, grid]
+    inp = helper.make_tensor_value_info("data", elem(fp16), in_dims)
+    out = helper.make_tensor_value_info("model_outputs0", elem(fp16), out_dims)
+    raw = save(g.nodes, g.inits, [inp], [out], os.path.join(folder, "model.onnx"), META_BGR_255, name="demo-" + name)
+    export_folder(folder, raw, ["part"], "ObjectDetection", "OnnxFloat16" if fp16 else None, iteration_id(name), DETECTOR_PROPS)
+
+
+def build_ssd_detector(folder, size=320):
+    """Custom Vision S1 (SSD) export: image_tensor [1,3,320,320] RGB 0-255 (no pixel metadata)
+    -> detected_boxes [1,N,4] (x1,y1,x2,y2), detected_scores [1,N], detected_classes [1,N] int64,
+    one candidate per grid cell (NMS is in the graph: only centre cells score). The class is the
+    part's colour, from the mean colour of the foreground around the cell."""
+    g = G()
+    c = part_cells(g, "image_tensor")
+    n = (size // 32) ** 2
+    scale = g.const(1.0 / size)
+    one = g.const(1.0)
+    x1, y1 = g.op("Mul", c["left"], scale), g.op("Mul", c["top"], scale)
+    x2 = g.op("Mul", g.op("Add", c["right"], one), scale)
+    y2 = g.op("Mul", g.op("Add", c["bottom"], one), scale)
+    boxes = g.op("Reshape", g.op("Concat", x1, y1, x2, y2, axis=1), g.const([1, 4, n], np.int64))
+    g.op("Transpose", boxes, perm=[0, 2, 1], out="detected_boxes")
+    score = g.op("Mul", c["ind"], g.op("Sigmoid", g.op("Sub", g.op("Mul", c["fill"], g.const(10.0)), g.const(3.5))))
+    g.op("Reshape", score, g.const([1, n], np.int64), out="detected_scores")
+    fg = g.op("AveragePool", g.op("Mul", "image_tensor", c["mask"]), count_include_pad=1, **c["pool"])
+    mean = g.op("Div", fg, g.op("Max", g.op("AveragePool", c["mask"], count_include_pad=1, **c["pool"]), g.const(1e-6)))
+    labels = sorted(COLOURS)
+    protos = np.array([COLOURS[t][::-1] for t in labels], dtype=np.float32)  # RGB
+    wconv = g.const((2.0 * protos / 4000.0).reshape(len(labels), 3, 1, 1).astype(np.float32))
+    bconv = g.const((-(protos * protos).sum(axis=1) / 4000.0).astype(np.float32))
+    cls = g.op("ArgMax", g.op("Conv", mean, wconv, bconv), axis=1, keepdims=0)
+    g.op("Reshape", cls, g.const([1, n], np.int64), out="detected_classes")
+    inp = helper.make_tensor_value_info("image_tensor", TensorProto.FLOAT, [1, 3, size, size])
+    outs = [helper.make_tensor_value_info("detected_boxes", TensorProto.FLOAT, [1, n, 4]),
+            helper.make_tensor_value_info("detected_scores", TensorProto.FLOAT, [1, n]),
+            helper.make_tensor_value_info("detected_classes", TensorProto.INT64, [1, n])]
+    raw = save(g.nodes, g.inits, [inp], outs, os.path.join(folder, "model.onnx"), {}, name="demo-ssd")
+    export_folder(folder, raw, labels, "ObjectDetection", None, iteration_id("ssd"), {"Image.BitmapPixelFormat": "Rgb8"})
 
 
 def prototype_logits(g, features, protos, temperature):
@@ -240,21 +304,29 @@ def prototype_logits(g, features, protos, temperature):
     return g.op("Gemm", features, wmat, bias)
 
 
-def build_colour_classifier(folder, size=224):
+def build_colour_classifier(folder, size=224, fp16=False, rgb01=False, name="colour"):
+    """Compact classifier: data [N,3,224,224] -> model_output [N,4], the softmax over the
+    distance of the foreground's mean colour to each tag's colour. rgb01 makes a model that
+    wants RGB divided by 255 (and says so in its metadata_props)."""
     g = G()
-    m = g.foreground("data")
+    data = image_input(g, "data", fp16)
+    if rgb01:
+        data = g.op("Mul", data, g.const(255.0))
+    m = g.foreground(data)
     axes = g.const([2, 3], np.int64)
     cnt = g.op("ReduceSum", m, axes, keepdims=0)  # [N,1]
-    sums = g.op("ReduceSum", g.op("Mul", "data", m), axes, keepdims=0)  # [N,3]
+    sums = g.op("ReduceSum", g.op("Mul", data, m), axes, keepdims=0)  # [N,3]
     mean = g.op("Div", sums, g.op("Max", cnt, g.const(1.0)))
     labels = sorted(COLOURS)
-    logits = prototype_logits(g, mean, [COLOURS[t] for t in labels], 4000.0)
-    g.op("Softmax", logits, axis=1, out="model_output")
-    inp = helper.make_tensor_value_info("data", TensorProto.FLOAT, ["batch", 3, size, size])
-    out = helper.make_tensor_value_info("model_output", TensorProto.FLOAT, ["batch", len(labels)])
-    path = os.path.join(folder, "model.onnx")
-    raw = save(g.nodes, g.inits, [inp], [out], path, META_BGR_255, name="demo-colour")
-    export_folder(folder, raw, labels, "Classification", None, iteration_id("colour"),
+    protos = [COLOURS[t][::-1] if rgb01 else COLOURS[t] for t in labels]
+    float_output(g, g.op("Softmax", prototype_logits(g, mean, protos, 4000.0), axis=1), "model_output", fp16)
+    inp = helper.make_tensor_value_info("data", elem(fp16), ["batch", 3, size, size])
+    out = helper.make_tensor_value_info("model_output", elem(fp16), ["batch", len(labels)])
+    meta = dict(META_BGR_255)
+    if rgb01:
+        meta.update({"Image.BitmapPixelFormat": "Rgb8", "Image.NominalPixelRange": "Normalized_0_1"})
+    raw = save(g.nodes, g.inits, [inp], [out], os.path.join(folder, "model.onnx"), meta, name="demo-" + name)
+    export_folder(folder, raw, labels, "Classification", "OnnxFloat16" if fp16 else None, iteration_id(name),
                   {"CustomVision.Metadata.Version": "1.2", "CustomVision.Preprocess.ResizeMethod": "Stretch",
                    "Image.BitmapPixelFormat": "Rgb8", "Image.NominalPixelRange": "Normalized_0_1"})
 
@@ -353,6 +425,9 @@ def build_video(path, truth_path, parts=9, spacing=300, speed=20):
             })
         img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
         writer.write(img)
+        if f in STILLS:
+            os.makedirs(os.path.join(DEMO, "stills"), exist_ok=True)
+            cv2.imwrite(os.path.join(DEMO, "stills", "frame_%03d.jpg" % f), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
         truth["frames"].append({"index": f, "parts": items})
     writer.release()
     with open(truth_path, "w") as fh:
@@ -364,8 +439,14 @@ def main():
     build_detector(os.path.join(DEMO, "detector"))
     build_colour_classifier(os.path.join(DEMO, "classifier"))
     build_shape_classifier(os.path.join(DEMO, "shape"))
+    # the other export flavours, for the model tests
+    build_detector(os.path.join(MODELS, "detector-fp16"), fp16=True, name="detector-fp16")
+    build_detector(os.path.join(MODELS, "detector-symbolic"), symbolic=True, name="detector-symbolic")
+    build_ssd_detector(os.path.join(MODELS, "detector-ssd"))
+    build_colour_classifier(os.path.join(MODELS, "classifier-fp16"), fp16=True, name="colour-fp16")
+    build_colour_classifier(os.path.join(MODELS, "classifier-rgb01"), rgb01=True, name="colour-rgb01")
     build_video(os.path.join(DEMO, "conveyor.avi"), os.path.join(DEMO, "conveyor.truth.json"))
-    print("wrote", DEMO)
+    print("wrote", DEMO, "and", MODELS)
 
 
 if __name__ == "__main__":

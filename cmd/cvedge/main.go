@@ -42,7 +42,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout))
+	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout), inspectCmd(stdout), predictCmd(stdout, stderr))
 	return root
 }
 
