@@ -2,7 +2,10 @@ package models
 
 import (
 	"math"
+	"strings"
 	"testing"
+
+	"github.com/cvedge/cvedge/configs"
 )
 
 // yoloOut builds a model_outputs0 tensor for one image: every objectness at -10 (nothing),
@@ -169,4 +172,48 @@ func BenchmarkYOLODecode13x13(b *testing.B) {
 	for b.Loop() {
 		dst = y.Decode(dst[:0], out.data, 4, 13, 13, labels)
 	}
+}
+
+func TestPixelsFromMetadata(t *testing.T) {
+	cases := []struct {
+		meta          map[string]string
+		order         ChannelOrder
+		scale, offset float32
+		err           string
+	}{
+		{map[string]string{}, BGR, 1, 0, ""},
+		{map[string]string{"Image.BitmapPixelFormat": "Bgr8", "Image.NominalPixelRange": "NominalRange_0_255"}, BGR, 1, 0, ""},
+		{map[string]string{"Image.BitmapPixelFormat": "Rgb8", "Image.NominalPixelRange": "Normalized_0_1"}, RGB, 1.0 / 255, 0, ""},
+		{map[string]string{"Image.BitmapPixelFormat": "Bgra8", "Image.NominalPixelRange": "Normalized_1_1"}, BGR, 2.0 / 255, -1, ""},
+		{map[string]string{"Image.BitmapPixelFormat": "Rgba8", "Image.NominalPixelRange": "NominalRange_16_235"}, RGB, 219.0 / 255, 16, ""},
+		{map[string]string{"Image.BitmapPixelFormat": "Gray8"}, BGR, 1, 0, "Gray8"},
+		{map[string]string{"Image.NominalPixelRange": "0-255"}, BGR, 1, 0, "is not one of"},
+	}
+	for _, c := range cases {
+		p, err := pixelsFrom(c.meta)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%v: error %v, want %q", c.meta, err, c.err)
+			}
+			continue
+		}
+		if err != nil || p.Order != c.order || p.Scale != c.scale || p.Offset != c.offset {
+			t.Errorf("%v: got %+v %v", c.meta, p, err)
+		}
+	}
+}
+
+func TestFormatOverride(t *testing.T) {
+	rt := newRuntime(t)
+	c := configs.DefaultModel()
+	c.Path, c.Format = demo("detector"), "classifier"
+	if _, err := Load(rt, "x", c); err == nil || !strings.Contains(err.Error(), "cvexport.manifest says ObjectDetection but the outputs are those of a classifier") {
+		t.Fatalf("forcing a detector to classifier: %v", err)
+	}
+	c.Path, c.Format = demo("shape"), "classifier-onnx12"
+	m, err := Load(rt, "x", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
 }
