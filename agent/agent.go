@@ -203,8 +203,8 @@ func (a *Agent) loop(ctx context.Context, cam *camera.Camera, pl *Pipeline) {
 	for {
 		f, err := cam.Next(ctx)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				a.log.Info("camera finished", "camera", cam.Name())
+			if errors.Is(err, io.EOF) && ctx.Err() == nil {
+				a.log.Info("camera finished: no more frames", "camera", cam.Name(), "state", cam.Status().State)
 			}
 			return
 		}
