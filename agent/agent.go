@@ -2,10 +2,10 @@
 // publisher from a validated config, runs one pipeline goroutine per camera and shuts
 // everything down in order.
 //
-// Start-up builds sink first (broker, publisher), then models, then sources; shutdown stops
-// the sources, lets the pipelines finish their frame, drains the publisher and frees the
-// models. The agent holds no cgo of its own: pixels stay in camera and preprocess,
-// inference in models.
+// Start-up builds sink first (spool, broker, publisher), then sources; models are loaded by
+// New. Shutdown stops the sources, lets each pipeline finish its frame, drains the
+// publisher (spooling what the broker does not take in time) and frees the models. The
+// agent holds no cgo of its own: pixels stay in camera and preprocess, inference in models.
 package agent
 
 import (
@@ -19,12 +19,14 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/broker"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/agent/spool"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
@@ -36,7 +38,8 @@ var (
 	Commit  = "unknown"
 )
 
-// ShutdownTimeout bounds how long Run waits for queued messages when it stops.
+// ShutdownTimeout bounds how long Run waits for the broker to take queued messages when it
+// stops; the rest is spooled.
 const ShutdownTimeout = 10 * time.Second
 
 // Agent is one configured cvedge agent.
@@ -45,10 +48,13 @@ type Agent struct {
 	log     *slog.Logger
 	rt      *models.Runtime
 	stages  map[string]*ModelStage
-	cameras []*camera.Camera
+	runs    []*cameraRun
 	boot    string
 	started time.Time
-	pub     *publish.Publisher
+
+	pub   *publish.Publisher
+	spool *spool.Store
+	drops dropCounter
 }
 
 // New loads every model the cameras use and checks every camera source. Nothing runs yet;
@@ -65,7 +71,7 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 		if err != nil {
 			return nil, err
 		}
-		a.cameras = append(a.cameras, cam)
+		a.runs = append(a.runs, &cameraRun{cam: cam, cfg: cc, snapshots: make(chan string, 4)})
 	}
 	a.rt, err = models.NewRuntime(models.Options{Library: cfg.ONNXRuntime.Library, IntraOpThreads: cfg.ONNXRuntime.IntraOpThreads, InterOpThreads: cfg.ONNXRuntime.InterOpThreads})
 	if err != nil {
@@ -127,12 +133,15 @@ func (a *Agent) stage(name string) (*ModelStage, error) {
 // Topic returns the full topic for a path under the configured prefix.
 func (a *Agent) Topic(path string) string { return a.cfg.MQTT.TopicPrefix + "/" + path }
 
-// Run starts the broker (when embedded), the publisher, the cameras and their pipelines,
-// and runs until ctx ends. Then it shuts down in order and frees everything; the Agent
-// cannot run again.
+// Run starts the spool, the broker (when embedded), the publisher, the cameras and their
+// pipelines, and runs until ctx ends. Then it shuts down in order and frees everything; the
+// Agent cannot run again.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.Close()
 	a.started = time.Now().UTC()
+	if err := a.openSpool(); err != nil {
+		return err
+	}
 	if a.cfg.MQTT.Embedded.Enabled {
 		b, err := broker.Start(a.cfg.MQTT.Embedded.Listen, quiet(a.log))
 		switch {
@@ -149,6 +158,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	pub, err := publish.Connect(a.cfg.MQTT, publish.Options{
 		Will:      &publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: will},
 		OnConnect: func() []publish.Message { return []publish.Message{a.statusMessage("online", "")} },
+		Spool:     a.spool,
+		Subscriptions: map[string]func([]byte){
+			a.Topic("commands"): a.onCommand,
+			a.Topic("feedback"): a.onFeedback,
+		},
 	}, a.log)
 	if err != nil {
 		return err
@@ -157,33 +171,39 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	camCtx, stopCameras := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for i, cam := range a.cameras {
-		cc := a.cfg.Cameras[i]
+	for _, r := range a.runs {
 		var det, cls Stage
-		if cc.Pipeline.Detector != "" {
-			det = a.stages[cc.Pipeline.Detector]
+		if r.cfg.Pipeline.Detector != "" {
+			det = a.stages[r.cfg.Pipeline.Detector]
 		}
-		if cc.Pipeline.Classifier != "" {
-			cls = a.stages[cc.Pipeline.Classifier]
+		if r.cfg.Pipeline.Classifier != "" {
+			cls = a.stages[r.cfg.Pipeline.Classifier]
 		}
-		pl := NewPipeline(a.cfg.Agent.ID, a.boot, cam.Name(), det, cls, float32(cc.Pipeline.CropPadding))
-		cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
-		cam.Start(camCtx)
+		r.pl = NewPipeline(a.cfg.Agent.ID, a.boot, r.cam.Name(), det, cls, float32(r.cfg.Pipeline.CropPadding))
+		r.cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
+		r.cam.Start(camCtx)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer pl.Close()
-			a.loop(camCtx, cam, pl)
+			defer r.pl.Close()
+			a.loop(camCtx, r)
 		}()
 	}
-	a.log.Info("agent running", "agent", a.cfg.Agent.ID, "cameras", len(a.cameras), "topic_prefix", a.cfg.MQTT.TopicPrefix, "broker", a.cfg.MQTT.Broker)
+	if a.cfg.MQTT.StatsInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.statsLoop(camCtx)
+		}()
+	}
+	a.log.Info("agent running", "agent", a.cfg.Agent.ID, "cameras", len(a.runs), "topic_prefix", a.cfg.MQTT.TopicPrefix, "broker", a.cfg.MQTT.Broker, "spool", a.cfg.Spool.Dir)
 
 	<-ctx.Done()
 	a.log.Info("stopping: finishing in-flight frames and flushing MQTT")
 	stopCameras()
 	wg.Wait()
-	for _, cam := range a.cameras {
-		cam.Close()
+	for _, r := range a.runs {
+		r.cam.Close()
 	}
 	drain, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
@@ -191,40 +211,67 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("MQTT shutdown incomplete", "err", err)
 	}
 	st := pub.Stats()
-	a.log.Info("stopped", "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped)
+	a.log.Info("stopped", "sent", st.Sent, "spooled", st.Spooled, "lost", st.Lost, "left_in_spool", a.spool.Len())
+	return nil
+}
+
+// openSpool opens the on-disk spool and counts what its bounds drop.
+func (a *Agent) openSpool() error {
+	order := []string{spool.Samples, spool.Predictions}
+	if a.cfg.Spool.DropFirst == spool.Predictions {
+		order = []string{spool.Predictions, spool.Samples}
+	}
+	s, err := spool.Open(a.cfg.Spool.Dir, spool.Options{
+		MaxBytes:  int64(a.cfg.Spool.MaxMB) << 20,
+		MaxAge:    a.cfg.Spool.MaxAge,
+		DropOrder: order,
+		OnDrop: func(class, reason string) {
+			if n := a.drops.add(class + "/" + reason); n == 1 || n%100 == 0 {
+				a.log.Warn("spool full or too old: message dropped", "class", class, "reason", reason, "dropped_total", n)
+			}
+		},
+		OnRepair: func(msg string) { a.log.Warn("spool repaired after a crash", "detail", msg) },
+	})
+	if err != nil {
+		return fmt.Errorf("spool.dir: %w (the agent must be able to write there)", err)
+	}
+	a.spool = s
+	if n := s.Len(); n > 0 {
+		a.log.Info("spool holds messages from before; delivering them once connected", "messages", n, "bytes", s.Bytes())
+	}
 	return nil
 }
 
 // loop processes one camera's frames until the camera ends or ctx ends.
-func (a *Agent) loop(ctx context.Context, cam *camera.Camera, pl *Pipeline) {
-	topic := a.Topic("cameras/" + cam.Name() + "/predictions")
+func (a *Agent) loop(ctx context.Context, r *cameraRun) {
+	topic := a.Topic("cameras/" + r.cam.Name() + "/predictions")
 	qos := byte(a.cfg.MQTT.QoS)
-	var failures int
 	for {
-		f, err := cam.Next(ctx)
+		f, err := r.cam.Next(ctx)
 		if err != nil {
 			if errors.Is(err, io.EOF) && ctx.Err() == nil {
-				a.log.Info("camera finished: no more frames", "camera", cam.Name(), "state", cam.Status().State)
+				a.log.Info("camera finished: no more frames", "camera", r.cam.Name(), "state", r.cam.Status().State)
 			}
 			return
 		}
-		msg, err := pl.Process(f)
+		msg, err := r.pl.Process(f)
+		a.serveSnapshots(r, f, msg)
 		f.Close()
 		if err != nil {
-			failures++
-			if failures == 1 || failures%100 == 0 {
-				a.log.Error("frame not processed", "camera", cam.Name(), "err", err, "failures", failures)
+			if n := r.failed.Add(1); n == 1 || n%100 == 0 {
+				a.log.Error("frame not processed", "camera", r.cam.Name(), "err", err, "failures", n)
 			}
 			continue
 		}
+		r.count(msg)
 		body, err := json.Marshal(msg)
 		if err != nil {
-			a.log.Error("prediction not encoded", "camera", cam.Name(), "err", err)
+			a.log.Error("prediction not encoded", "camera", r.cam.Name(), "err", err)
 			continue
 		}
-		a.pub.Send(publish.Message{Topic: topic, QoS: qos, Payload: body})
+		a.pub.Send(publish.Message{Topic: topic, QoS: qos, Payload: body, Class: spool.Predictions})
 		if a.cfg.Agent.LogPredictions {
-			a.log.Info("prediction", "camera", cam.Name(), "frame", msg.FrameID, "ms", msg.LatencyMs.Total, "result", Summary(msg))
+			a.log.Info("prediction", "camera", r.cam.Name(), "frame", msg.FrameID, "ms", msg.LatencyMs.Total, "result", Summary(msg))
 		}
 	}
 }
@@ -234,16 +281,11 @@ func (a *Agent) statusMessage(state, reason string) publish.Message {
 	host, _ := os.Hostname()
 	st := payload.Status{Schema: payload.Schema, Agent: a.cfg.Agent.ID, State: state, Reason: reason, Version: Version,
 		Host: host, Boot: a.boot, Started: &a.started, Updated: time.Now().UTC()}
-	for _, cam := range a.cameras {
-		s := cam.Status()
-		st.Cameras = append(st.Cameras, payload.CameraStatus{Name: cam.Name(), Kind: string(cam.Source().Kind), State: string(s.State), Reason: s.Reason, Read: s.Read, Dropped: s.Dropped})
+	for _, r := range a.runs {
+		s := r.cam.Status()
+		st.Cameras = append(st.Cameras, payload.CameraStatus{Name: r.cam.Name(), Kind: string(r.cam.Source().Kind), State: string(s.State), Reason: s.Reason, Read: s.Read, Dropped: s.Dropped})
 	}
-	names := make([]string, 0, len(a.stages))
-	for n := range a.stages {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range a.stageNames() {
 		info := a.stages[n].Model().Info
 		st.Models = append(st.Models, payload.ModelStatus{Name: n, Format: string(info.Format), Iteration: info.Iteration, SHA256: info.SHA256, Labels: len(info.Labels)})
 	}
@@ -251,9 +293,36 @@ func (a *Agent) statusMessage(state, reason string) publish.Message {
 	return publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: body}
 }
 
-// Close frees the models and the onnxruntime library. Run calls it; call it yourself only
-// when Run is never called.
+func (a *Agent) stageNames() []string {
+	names := make([]string, 0, len(a.stages))
+	for n := range a.stages {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// run finds the camera named name.
+func (a *Agent) run(name string) (*cameraRun, error) {
+	var names []string
+	for _, r := range a.runs {
+		if r.cam.Name() == name {
+			return r, nil
+		}
+		names = append(names, r.cam.Name())
+	}
+	return nil, fmt.Errorf("no camera %q (cameras: %s)", name, strings.Join(names, ", "))
+}
+
+// Close frees the spool, the models and the onnxruntime library. Run calls it; call it
+// yourself only when Run is never called.
 func (a *Agent) Close() {
+	if a.spool != nil {
+		if err := a.spool.Close(); err != nil {
+			a.log.Warn("closing the spool", "err", err)
+		}
+		a.spool = nil
+	}
 	for name, st := range a.stages {
 		st.Close()
 		delete(a.stages, name)
@@ -262,6 +331,32 @@ func (a *Agent) Close() {
 		a.rt.Close()
 		a.rt = nil
 	}
+}
+
+// dropCounter counts spool drops by "class/reason".
+type dropCounter struct {
+	mu sync.Mutex
+	n  map[string]uint64
+}
+
+func (d *dropCounter) add(key string) uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n == nil {
+		d.n = map[string]uint64{}
+	}
+	d.n[key]++
+	return d.n[key]
+}
+
+func (d *dropCounter) snapshot() map[string]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]uint64, len(d.n))
+	for k, v := range d.n {
+		out[k] = v
+	}
+	return out
 }
 
 // newID returns a random GUID.

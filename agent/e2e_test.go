@@ -60,6 +60,8 @@ agent:
 mqtt:
   broker: %s
   client_id: cvedge-e2e-%d
+spool:
+  dir: %s
 models:
   parts:
     path: %s
@@ -73,7 +75,7 @@ cameras:
     pipeline:
       detector: parts
       classifier: colour
-%s`, brokerURL, time.Now().UnixNano(), filepath.Join(demo, "detector"), filepath.Join(demo, "classifier"), filepath.Join(demo, "conveyor.avi"), extra)
+%s`, brokerURL, time.Now().UnixNano(), filepath.Join(t.TempDir(), "spool"), filepath.Join(demo, "detector"), filepath.Join(demo, "classifier"), filepath.Join(demo, "conveyor.avi"), extra)
 	path := filepath.Join(t.TempDir(), "cvedge.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -110,6 +112,32 @@ func subscribe(t *testing.T, brokerURL, topic string) *collector {
 	}
 	t.Cleanup(func() { col.c.Disconnect(100) })
 	return col
+}
+
+// validateAll checks every message collected against its schema in docs/schemas.
+func (c *collector) validateAll(t *testing.T) {
+	t.Helper()
+	schemas := testenv.LoadSchemas(t)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for topic, msgs := range c.msgs {
+		if strings.HasSuffix(topic, "/commands") || strings.HasSuffix(topic, "/feedback") {
+			continue // what the test sent, not what the agent said
+		}
+		name := testenv.SchemaForTopic(topic)
+		if name == "" {
+			t.Errorf("topic %s has no schema in docs/schemas", topic)
+			continue
+		}
+		for _, raw := range msgs {
+			if err := schemas.Validate(name, raw); err != nil {
+				t.Errorf("%s: payload does not match %s.schema.json: %v\n%s", topic, name, err, raw)
+			}
+			n++
+		}
+	}
+	t.Logf("%d messages valid against their schemas", n)
 }
 
 func (c *collector) get(topic string) [][]byte {
@@ -217,6 +245,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("the demo video should show over 100 visible parts, truth has %d", parts)
 	}
 
+	col.validateAll(t)
 	statuses := col.get("cvedge/e2e/status")
 	if len(statuses) == 0 {
 		t.Fatal("no status message")

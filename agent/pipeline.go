@@ -24,9 +24,10 @@ type Pipeline struct {
 	Classifier Stage // nil: detections are reported without classification
 	Padding    float32
 
-	meter *preprocess.Meter
-	crops []image.Rectangle
-	index []int
+	meter  *preprocess.Meter
+	frames uint64 // messages made so far: the next FrameID
+	crops  []image.Rectangle
+	index  []int
 }
 
 // NewPipeline returns a Pipeline; Close frees its quality meter.
@@ -43,7 +44,7 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	full := f.Bounds()
 	msg := &payload.Prediction{
 		Schema: payload.Schema, ID: newID(), Agent: p.Agent, Camera: p.Camera, Boot: p.Boot,
-		FrameID: f.Seq, Captured: f.Captured, Width: full.Dx(), Height: full.Dy(),
+		Captured: f.Captured, Width: full.Dx(), Height: full.Dy(),
 		Predictions: []payload.Tag{},
 	}
 	if f.Pos >= 0 {
@@ -91,6 +92,8 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 			msg.Predictions = append(msg.Predictions, tag(c))
 		}
 	}
+	p.frames++
+	msg.FrameID = p.frames
 	msg.Created = time.Now().UTC()
 	msg.LatencyMs.Total = ms(msg.Created.Sub(f.Captured))
 	l := &msg.LatencyMs

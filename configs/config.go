@@ -16,6 +16,7 @@ type Config struct {
 	Agent       Agent            `mapstructure:"agent"`
 	ONNXRuntime ONNXRuntime      `mapstructure:"onnxruntime"`
 	MQTT        MQTT             `mapstructure:"mqtt"`
+	Spool       Spool            `mapstructure:"spool"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
 }
@@ -55,10 +56,53 @@ type MQTT struct {
 	KeepAlive time.Duration `mapstructure:"keepalive"`
 	// ConnectTimeout bounds one connection attempt.
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
-	// PublishTimeout bounds the wait for one publish to be handed to the broker.
+	// MaxReconnectInterval caps the backoff between reconnection attempts.
+	MaxReconnectInterval time.Duration `mapstructure:"max_reconnect_interval"`
+	// PublishTimeout bounds the wait for the broker's acknowledgement of one publish; a
+	// message not acknowledged in time goes to the spool.
 	PublishTimeout time.Duration `mapstructure:"publish_timeout"`
+	// Username for the broker. The password comes from PasswordFile, or from Password
+	// (best set through the environment: CVEDGE_MQTT_PASSWORD). Neither is ever logged.
+	Username     string `mapstructure:"username"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
+	// TLS secures ssl:// (tls://, mqtts://, wss://) connections.
+	TLS TLS `mapstructure:"tls"`
+	// QueueSize bounds the messages waiting in memory for the broker; beyond it they go
+	// straight to the spool.
+	QueueSize int `mapstructure:"queue_size"`
+	// StatsInterval is how often the stats message is published; 0 turns it off.
+	StatsInterval time.Duration `mapstructure:"stats_interval"`
 	// Embedded runs an MQTT broker inside the agent, for a single-box kiosk or the demo.
 	Embedded Embedded `mapstructure:"embedded"`
+}
+
+// TLS holds the files of a TLS connection to the broker.
+type TLS struct {
+	// CAFile is the PEM bundle that signs the broker's certificate. Empty: the system's.
+	CAFile string `mapstructure:"ca_file"`
+	// CertFile and KeyFile are the agent's own certificate and key, for mutual TLS.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// ServerName overrides the name checked in the broker's certificate.
+	ServerName string `mapstructure:"server_name"`
+	// InsecureSkipVerify accepts any broker certificate. For tests only.
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+}
+
+// Spool keeps predictions and samples on disk while the broker is unreachable.
+type Spool struct {
+	// Dir holds the spool. Default: $STATE_DIRECTORY/spool under systemd, else
+	// /var/lib/cvedge/spool.
+	Dir string `mapstructure:"dir"`
+	// MaxMB bounds the spool's size in MiB.
+	MaxMB int `mapstructure:"max_mb"`
+	// MaxAge drops spooled messages older than this when they come up for delivery; 0 keeps
+	// them until MaxMB forces them out.
+	MaxAge time.Duration `mapstructure:"max_age"`
+	// DropFirst is the class that loses its oldest messages first when MaxMB is hit:
+	// samples or predictions.
+	DropFirst string `mapstructure:"drop_first"`
 }
 
 // Embedded configures the in-process broker.
@@ -135,14 +179,22 @@ func Default() Config {
 			LogFormat: "auto",
 		},
 		MQTT: MQTT{
-			Broker:         "tcp://127.0.0.1:1883",
-			QoS:            1,
-			KeepAlive:      30 * time.Second,
-			ConnectTimeout: 10 * time.Second,
-			PublishTimeout: 10 * time.Second,
+			Broker:               "tcp://127.0.0.1:1883",
+			QoS:                  1,
+			KeepAlive:            30 * time.Second,
+			ConnectTimeout:       10 * time.Second,
+			MaxReconnectInterval: 30 * time.Second,
+			PublishTimeout:       10 * time.Second,
+			QueueSize:            1024,
+			StatsInterval:        10 * time.Second,
 			Embedded: Embedded{
 				Listen: "127.0.0.1:1883",
 			},
+		},
+		Spool: Spool{
+			MaxMB:     256,
+			MaxAge:    7 * 24 * time.Hour,
+			DropFirst: "samples",
 		},
 		Models:  map[string]Model{},
 		Cameras: []Camera{},

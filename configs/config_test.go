@@ -57,6 +57,22 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 	}
 }
 
+func TestSpoolDirDefault(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "/var/lib/cvedge:/var/lib/other")
+	c, err := Load(write(t, minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Spool.Dir != "/var/lib/cvedge/spool" {
+		t.Errorf("spool dir under systemd: %s", c.Spool.Dir)
+	}
+	t.Setenv("STATE_DIRECTORY", "")
+	c, _ = Load(write(t, minimal+"spool: {dir: spool}\n"))
+	if !filepath.IsAbs(c.Spool.Dir) || filepath.Base(c.Spool.Dir) != "spool" {
+		t.Errorf("relative spool dir not made relative to the config file: %s", c.Spool.Dir)
+	}
+}
+
 func TestExplicitZeroKeepsItsValue(t *testing.T) {
 	c, err := Load(write(t, minimal+"    realtime: false\n"))
 	if err != nil {
@@ -115,6 +131,12 @@ func TestBadConfigs(t *testing.T) {
 		{"empty model path", strings.Replace(minimal, "{path: parts.zip}", "{path: ''}", 1), "models.parts.path: empty"},
 		{"bad embedded listen", minimal + "mqtt: {embedded: {enabled: true, listen: nowhere}}\n", `mqtt.embedded.listen: "nowhere" must be host:port`},
 		{"not yaml", "cameras: [\n", "config"},
+		{"cert without key", minimal + "mqtt: {tls: {cert_file: cvedge.yaml}}\n", "mqtt.tls: cert_file and key_file go together"},
+		{"missing ca file", minimal + "mqtt: {tls: {ca_file: /nonexistent/ca.pem}}\n", "mqtt.tls.ca_file: stat /nonexistent/ca.pem: no such file"},
+		{"password twice", minimal + "mqtt: {password: x, password_file: cvedge.yaml}\n", "mqtt.password: set mqtt.password or mqtt.password_file, not both"},
+		{"bad drop order", minimal + "spool: {drop_first: oldest}\n", `spool.drop_first: "oldest" is not one of samples, predictions`},
+		{"spool too small", minimal + "spool: {max_mb: 0}\n", "spool.max_mb: 0 must be 1 or more"},
+		{"bad queue size", minimal + "mqtt: {queue_size: 0}\n", "mqtt.queue_size: 0 must be 1 or more"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -221,6 +221,17 @@ func (c *Config) resolve(base string) {
 	if c.MQTT.TopicPrefix == "" && c.Agent.ID != "" {
 		c.MQTT.TopicPrefix = "cvedge/" + c.Agent.ID
 	}
+	if c.Spool.Dir == "" {
+		c.Spool.Dir = "/var/lib/cvedge/spool"
+		if sd := os.Getenv("STATE_DIRECTORY"); sd != "" { // set by systemd's StateDirectory=
+			c.Spool.Dir = filepath.Join(strings.Split(sd, ":")[0], "spool")
+		}
+	}
+	c.Spool.Dir = relativeTo(base, c.Spool.Dir)
+	t := &c.MQTT.TLS
+	for _, p := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile, &c.MQTT.PasswordFile} {
+		*p = relativeTo(base, *p)
+	}
 	for name, m := range c.Models {
 		m.Path = relativeTo(base, m.Path)
 		c.Models[name] = m

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -37,6 +38,7 @@ func (c *Config) Validate() error {
 		p.add("onnxruntime", "thread counts must be 0 (automatic) or more")
 	}
 	c.MQTT.validate(&p)
+	c.Spool.validate(&p)
 	names := make([]string, 0, len(c.Models))
 	for name := range c.Models {
 		names = append(names, name)
@@ -87,16 +89,51 @@ func (m MQTT) validate(p *problems) {
 	if m.QoS < 0 || m.QoS > 2 {
 		p.add("mqtt.qos", "%d must be 0, 1 or 2", m.QoS)
 	}
-	for key, d := range map[string]time.Duration{"mqtt.keepalive": m.KeepAlive, "mqtt.connect_timeout": m.ConnectTimeout, "mqtt.publish_timeout": m.PublishTimeout} {
+	for key, d := range map[string]time.Duration{"mqtt.keepalive": m.KeepAlive, "mqtt.connect_timeout": m.ConnectTimeout, "mqtt.publish_timeout": m.PublishTimeout, "mqtt.max_reconnect_interval": m.MaxReconnectInterval} {
 		if d <= 0 {
 			p.add(key, "%v must be a positive duration such as 10s", d)
 		}
+	}
+	if m.QueueSize < 1 {
+		p.add("mqtt.queue_size", "%d must be 1 or more", m.QueueSize)
+	}
+	if m.StatsInterval < 0 {
+		p.add("mqtt.stats_interval", "%v must be 0 (off) or a positive duration", m.StatsInterval)
+	}
+	if m.Password != "" && m.PasswordFile != "" {
+		p.add("mqtt.password", "set mqtt.password or mqtt.password_file, not both")
+	}
+	for key, f := range map[string]string{"mqtt.password_file": m.PasswordFile, "mqtt.tls.ca_file": m.TLS.CAFile, "mqtt.tls.cert_file": m.TLS.CertFile, "mqtt.tls.key_file": m.TLS.KeyFile} {
+		if f == "" {
+			continue
+		}
+		if st, err := os.Stat(f); err != nil {
+			p.add(key, "%v", err)
+		} else if st.IsDir() {
+			p.add(key, "%s is a folder, not a file", f)
+		}
+	}
+	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
+		p.add("mqtt.tls", "cert_file and key_file go together (mutual TLS): set both or neither")
 	}
 	if m.Embedded.Enabled {
 		if _, port, err := net.SplitHostPort(m.Embedded.Listen); err != nil || port == "" {
 			p.add("mqtt.embedded.listen", "%q must be host:port, e.g. 127.0.0.1:1883", m.Embedded.Listen)
 		}
 	}
+}
+
+func (s Spool) validate(p *problems) {
+	if s.Dir == "" {
+		p.add("spool.dir", "empty: give a folder the agent can write")
+	}
+	if s.MaxMB < 1 {
+		p.add("spool.max_mb", "%d must be 1 or more", s.MaxMB)
+	}
+	if s.MaxAge < 0 {
+		p.add("spool.max_age", "%v must be 0 (no limit) or a positive duration", s.MaxAge)
+	}
+	p.oneOf("spool.drop_first", s.DropFirst, []string{"samples", "predictions"})
 }
 
 func (m Model) validate(p *problems, key string) {

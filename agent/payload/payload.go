@@ -82,7 +82,9 @@ type Prediction struct {
 	// Boot changes each time the agent starts; with FrameID it makes a unique key for
 	// de-duplicating redelivered messages.
 	Boot string `json:"boot"`
-	// FrameID counts this camera's frames from 1 since Boot.
+	// FrameID counts this camera's prediction messages from 1 since Boot, with no gaps: a
+	// missing number is a lost message. (Frames a live camera replaced before the pipeline
+	// took them get no number; they are counted in the stats as dropped.)
 	FrameID uint64 `json:"frameId"`
 	// SourcePos is the frame's index in a file or folder source.
 	SourcePos *int64    `json:"sourcePos,omitempty"`
@@ -130,4 +132,86 @@ type Status struct {
 	Updated time.Time      `json:"updated"`
 	Cameras []CameraStatus `json:"cameras,omitempty"`
 	Models  []ModelStatus  `json:"models,omitempty"`
+}
+
+// CameraStats is one camera in the stats message.
+type CameraStats struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	// FPS is the frames processed per second over the last interval.
+	FPS float64 `json:"fps"`
+	// Read and Dropped count frames since start (dropped: replaced by a newer one before the
+	// pipeline took them); Failed counts frames the pipeline could not process.
+	Read    uint64 `json:"read"`
+	Dropped uint64 `json:"dropped"`
+	Failed  uint64 `json:"failed"`
+	// InferenceMs is the mean model time (detect + classify) per frame over the interval.
+	InferenceMs float64 `json:"inferenceMs"`
+}
+
+// MQTTStats are the publisher's counters since start.
+type MQTTStats struct {
+	Connected bool   `json:"connected"`
+	Queued    int    `json:"queued"`
+	Sent      uint64 `json:"sent"`
+	Spooled   uint64 `json:"spooled"`
+	Drained   uint64 `json:"drained"`
+	// Skipped counts status and stats messages not sent while the broker was away.
+	Skipped uint64 `json:"skipped"`
+	// Lost counts predictions and samples the spool could not take (disk errors).
+	Lost uint64 `json:"lost"`
+}
+
+// SpoolStats describe the on-disk spool.
+type SpoolStats struct {
+	Messages int   `json:"messages"`
+	Bytes    int64 `json:"bytes"`
+	// Dropped counts messages the spool bounds threw away since start, by class and reason
+	// ("samples/bytes", "predictions/age").
+	Dropped map[string]uint64 `json:"dropped"`
+}
+
+// Stats is the periodic message on <prefix>/stats.
+type Stats struct {
+	Schema   int           `json:"schema"`
+	Agent    string        `json:"agent"`
+	Boot     string        `json:"boot"`
+	Time     time.Time     `json:"time"`
+	UptimeS  float64       `json:"uptimeS"`
+	Interval float64       `json:"intervalS"`
+	Cameras  []CameraStats `json:"cameras"`
+	MQTT     MQTTStats     `json:"mqtt"`
+	Spool    SpoolStats    `json:"spool"`
+}
+
+// Result answers one command or feedback message, on <prefix>/commands/results.
+type Result struct {
+	Schema int    `json:"schema"`
+	Agent  string `json:"agent"`
+	// ID is the id of the command or feedback answered; "" when it could not be read.
+	ID      string    `json:"id"`
+	Command string    `json:"command,omitempty"`
+	OK      bool      `json:"ok"`
+	Error   string    `json:"error,omitempty"`
+	Time    time.Time `json:"time"`
+	// Detail carries what a command returns (for example the snapshot topic).
+	Detail map[string]string `json:"detail,omitempty"`
+}
+
+// Snapshot is one frame sent on request, on <prefix>/cameras/<camera>/snapshot.
+type Snapshot struct {
+	Schema    int    `json:"schema"`
+	Agent     string `json:"agent"`
+	Camera    string `json:"camera"`
+	CommandID string `json:"commandId"`
+	Boot      string `json:"boot"`
+	// FrameID and PredictionID name the prediction made from this frame; absent when the
+	// frame could not be processed.
+	FrameID      uint64    `json:"frameId,omitempty"`
+	PredictionID string    `json:"predictionId,omitempty"`
+	Captured     time.Time `json:"captured"`
+	Width        int       `json:"width"`
+	Height       int       `json:"height"`
+	// JPEG is the frame, base64-encoded; scaled down when the full frame exceeds 1 MiB.
+	JPEG string `json:"jpeg"`
 }

@@ -6,6 +6,7 @@
 package testenv
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -13,8 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // CI reports whether tests run under CI=true, where a missing dependency is a failure.
@@ -79,7 +84,18 @@ func StartMosquitto(tb testing.TB, extra ...string) *Broker {
 	port := FreePort(tb)
 	dir := tb.TempDir()
 	b := &Broker{Addr: fmt.Sprintf("127.0.0.1:%d", port), URL: fmt.Sprintf("tcp://127.0.0.1:%d", port), conf: filepath.Join(dir, "mosquitto.conf")}
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port)
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\n", port)
+	if os.Geteuid() == 0 {
+		// else mosquitto drops to user mosquitto and cannot read or write the test's files
+		conf += "user root\n"
+	}
+	persist := false
+	for _, l := range extra {
+		persist = persist || strings.HasPrefix(l, "persistence ")
+	}
+	if !persist {
+		conf += "persistence false\n"
+	}
 	for _, l := range extra {
 		conf += l + "\n"
 	}
@@ -111,13 +127,28 @@ func (b *Broker) Start(tb testing.TB) {
 	tb.Fatalf("mosquitto did not listen on %s within 10s", b.Addr)
 }
 
-// Stop kills the broker process and waits for it.
+// Stop ends the broker process as a service manager would (SIGTERM, so a broker with
+// persistence saves its sessions), kills it if it lingers, and waits for it.
 func (b *Broker) Stop() {
-	if b.cmd != nil && b.cmd.Process != nil {
-		_ = b.cmd.Process.Kill()
-		_ = b.cmd.Wait()
-		b.cmd = nil
+	if b.cmd == nil || b.cmd.Process == nil {
+		return
 	}
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = b.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-done
+	}
+	b.cmd = nil
+}
+
+// Persistent returns the mosquitto configuration lines that keep sessions and queued
+// messages across a restart of the broker, in dir.
+func Persistent(dir string) []string {
+	return []string{"persistence true", "persistence_location " + dir + "/", "autosave_interval 1"}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -129,4 +160,80 @@ func FreePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Schemas validates payloads against the JSON Schemas in docs/schemas.
+type Schemas struct {
+	byName map[string]*jsonschema.Schema
+}
+
+// LoadSchemas compiles every docs/schemas/*.schema.json.
+func LoadSchemas(tb testing.TB) *Schemas {
+	tb.Helper()
+	files, err := filepath.Glob(Path("docs", "schemas", "*.schema.json"))
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no schemas in docs/schemas: %v", err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	for _, f := range files {
+		raw, err := os.Open(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(raw)
+		raw.Close()
+		if err != nil {
+			tb.Fatalf("%s: %v", f, err)
+		}
+		if err := c.AddResource("https://cvedge.dev/schemas/"+filepath.Base(f), doc); err != nil {
+			tb.Fatalf("%s: %v", f, err)
+		}
+	}
+	s := &Schemas{byName: map[string]*jsonschema.Schema{}}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".schema.json")
+		sch, err := c.Compile("https://cvedge.dev/schemas/" + filepath.Base(f))
+		if err != nil {
+			tb.Fatalf("%s: %v", f, err)
+		}
+		s.byName[name] = sch
+	}
+	return s
+}
+
+// Validate checks raw against the schema called name ("prediction", "status", ...).
+func (s *Schemas) Validate(name string, raw []byte) error {
+	sch, ok := s.byName[name]
+	if !ok {
+		return fmt.Errorf("no schema %q", name)
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	return sch.Validate(inst)
+}
+
+// SchemaForTopic names the schema of a topic the agent publishes, from its last levels.
+func SchemaForTopic(topic string) string {
+	switch {
+	case strings.HasSuffix(topic, "/predictions"):
+		return "prediction"
+	case strings.HasSuffix(topic, "/status"):
+		return "status"
+	case strings.HasSuffix(topic, "/stats"):
+		return "stats"
+	case strings.HasSuffix(topic, "/commands/results"):
+		return "result"
+	case strings.HasSuffix(topic, "/snapshot"):
+		return "snapshot"
+	case strings.HasSuffix(topic, "/samples"):
+		return "sample"
+	case strings.HasSuffix(topic, "/commands"):
+		return "command"
+	case strings.HasSuffix(topic, "/feedback"):
+		return "feedback"
+	}
+	return ""
 }

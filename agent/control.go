@@ -1,0 +1,161 @@
+package agent
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"image"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/agent/spool"
+	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/preprocess"
+)
+
+// cameraRun is one camera with its pipeline and counters.
+type cameraRun struct {
+	cam *camera.Camera
+	cfg configs.Camera
+	pl  *Pipeline
+
+	processed atomic.Uint64
+	failed    atomic.Uint64
+	inferUs   atomic.Uint64 // model time (detect + classify), microseconds, since start
+
+	// snapshots holds the ids of snapshot commands waiting for the next frame.
+	snapshots chan string
+}
+
+func (r *cameraRun) count(msg *payload.Prediction) {
+	r.processed.Add(1)
+	r.inferUs.Add(uint64(math.Round((msg.LatencyMs.Detect + msg.LatencyMs.Classify) * 1000)))
+}
+
+// snapshotMaxBytes bounds a snapshot JPEG; larger frames are scaled down.
+const snapshotMaxBytes = 1 << 20
+
+// onCommand takes a message from <prefix>/commands. Every command gets a result, also a
+// malformed one; nothing in a command can stop the agent.
+func (a *Agent) onCommand(raw []byte) {
+	cmd, err := payload.ParseCommand(raw)
+	if err != nil {
+		a.log.Warn("command refused", "id", cmd.ID, "err", err)
+		a.result(cmd.ID, cmd.Command, err, nil)
+		return
+	}
+	switch cmd.Command {
+	case payload.CmdSnapshot:
+		r, err := a.run(cmd.Camera)
+		if err != nil {
+			a.result(cmd.ID, cmd.Command, err, nil)
+			return
+		}
+		select {
+		case r.snapshots <- cmd.ID: // answered by the camera loop with the next frame
+		default:
+			a.result(cmd.ID, cmd.Command, fmt.Errorf("camera %q has %d snapshots waiting; try again", cmd.Camera, cap(r.snapshots)), nil)
+		}
+	case payload.CmdTrigger:
+		if _, err := a.run(cmd.Camera); err != nil {
+			a.result(cmd.ID, cmd.Command, err, nil)
+			return
+		}
+		a.result(cmd.ID, cmd.Command, fmt.Errorf("camera %q runs continuously and takes no triggers", cmd.Camera), nil)
+	default:
+		a.result(cmd.ID, cmd.Command, fmt.Errorf("command %q is not available in cvedge %s", cmd.Command, Version), nil)
+	}
+}
+
+// onFeedback takes an operator's correction from <prefix>/feedback.
+func (a *Agent) onFeedback(raw []byte) {
+	fb, err := payload.ParseFeedback(raw)
+	if err != nil {
+		a.log.Warn("feedback refused", "id", fb.ID, "err", err)
+		a.result(fb.ID, "feedback", err, nil)
+		return
+	}
+	a.result(fb.ID, "feedback", fmt.Errorf("prediction %q is unknown or too old: this agent keeps no recent frames", fb.PredictionID), nil)
+}
+
+// result publishes the answer to a command or feedback message.
+func (a *Agent) result(id, command string, err error, detail map[string]string) {
+	res := payload.Result{Schema: payload.Schema, Agent: a.cfg.Agent.ID, ID: id, Command: command, OK: err == nil, Time: time.Now().UTC(), Detail: detail}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	body, _ := json.Marshal(res)
+	a.pub.Send(publish.Message{Topic: a.Topic("commands/results"), QoS: 1, Payload: body, Class: spool.Predictions})
+}
+
+// serveSnapshots answers the snapshot commands waiting for camera r with frame f, whose
+// prediction is msg (nil when the frame could not be processed).
+func (a *Agent) serveSnapshots(r *cameraRun, f *camera.Frame, msg *payload.Prediction) {
+	for {
+		select {
+		case id := <-r.snapshots:
+			topic := a.Topic("cameras/" + r.cam.Name() + "/snapshot")
+			jpeg, err := preprocess.EncodeJPEG(f.Mat(), image.Rectangle{}, 90, snapshotMaxBytes)
+			if err != nil {
+				a.result(id, payload.CmdSnapshot, err, nil)
+				continue
+			}
+			b := f.Bounds()
+			snap := payload.Snapshot{Schema: payload.Schema, Agent: a.cfg.Agent.ID, Camera: r.cam.Name(), CommandID: id,
+				Boot: a.boot, Captured: f.Captured, Width: b.Dx(), Height: b.Dy(), JPEG: base64.StdEncoding.EncodeToString(jpeg)}
+			detail := map[string]string{"topic": topic}
+			if msg != nil {
+				snap.FrameID, snap.PredictionID = msg.FrameID, msg.ID
+				detail["predictionId"] = msg.ID
+			}
+			body, _ := json.Marshal(snap)
+			a.pub.Send(publish.Message{Topic: topic, QoS: 1, Payload: body, Class: spool.Predictions})
+			a.result(id, payload.CmdSnapshot, nil, detail)
+		default:
+			return
+		}
+	}
+}
+
+// statsLoop publishes the stats message every interval until ctx ends.
+func (a *Agent) statsLoop(ctx context.Context) {
+	every := a.cfg.MQTT.StatsInterval
+	t := time.NewTicker(every)
+	defer t.Stop()
+	type mark struct{ processed, inferUs uint64 }
+	last := make([]mark, len(a.runs))
+	prev := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			secs := now.Sub(prev).Seconds()
+			prev = now
+			st := payload.Stats{Schema: payload.Schema, Agent: a.cfg.Agent.ID, Boot: a.boot, Time: now.UTC(),
+				UptimeS: round(now.Sub(a.started).Seconds(), 1), Interval: round(secs, 3)}
+			for i, r := range a.runs {
+				cur := mark{r.processed.Load(), r.inferUs.Load()}
+				frames := cur.processed - last[i].processed
+				cs := r.cam.Status()
+				c := payload.CameraStats{Name: r.cam.Name(), State: string(cs.State), FPS: round(float64(frames)/secs, 2),
+					Read: cs.Read, Dropped: cs.Dropped, Failed: r.failed.Load()}
+				if frames > 0 {
+					c.InferenceMs = round(float64(cur.inferUs-last[i].inferUs)/1000/float64(frames), 3)
+				}
+				last[i] = cur
+				st.Cameras = append(st.Cameras, c)
+			}
+			ps := a.pub.Stats()
+			st.MQTT = payload.MQTTStats{Connected: ps.Connected, Queued: ps.Queued, Sent: ps.Sent, Spooled: ps.Spooled, Drained: ps.Drained, Skipped: ps.Skipped, Lost: ps.Lost}
+			st.Spool = payload.SpoolStats{Messages: a.spool.Len(), Bytes: a.spool.Bytes(), Dropped: a.drops.snapshot()}
+			body, _ := json.Marshal(st)
+			a.pub.Send(publish.Message{Topic: a.Topic("stats"), QoS: 0, Payload: body})
+		}
+	}
+}

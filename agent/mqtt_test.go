@@ -1,0 +1,387 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"image/jpeg"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// runAgent runs an agent in-process until the returned stop is called.
+func runAgent(t *testing.T, cfg *configs.Config) (stop func()) {
+	t.Helper()
+	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// persistentSubscriber is a subscriber with a persistent session that reconnects and
+// resubscribes by itself, as a dashboard would.
+func persistentSubscriber(t *testing.T, brokerURL, topic string) *collector {
+	t.Helper()
+	col := &collector{msgs: map[string][][]byte{}}
+	handler := func(_ paho.Client, m paho.Message) {
+		col.mu.Lock()
+		col.msgs[m.Topic()] = append(col.msgs[m.Topic()], append([]byte(nil), m.Payload()...))
+		col.mu.Unlock()
+	}
+	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("dashboard-%d", time.Now().UnixNano())).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(time.Second).
+		SetConnectRetryInterval(500 * time.Millisecond).SetOrderMatters(false).SetDefaultPublishHandler(handler)
+	opts.SetOnConnectHandler(func(c paho.Client) { c.Subscribe(topic, 1, handler) })
+	col.c = paho.NewClient(opts)
+	if tok := col.c.Connect(); !tok.WaitTimeout(10 * time.Second) {
+		t.Fatal("subscriber did not connect")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !col.c.IsConnectionOpen() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the subscription is made in the connect handler
+	t.Cleanup(func() { col.c.Disconnect(100) })
+	return col
+}
+
+// frameIDs returns the distinct frame ids of the predictions received, for one boot.
+func frameIDs(t *testing.T, msgs [][]byte) (ids map[uint64]time.Time, boots map[string]bool) {
+	t.Helper()
+	ids, boots = map[uint64]time.Time{}, map[string]bool{}
+	for _, raw := range msgs {
+		var p payload.Prediction
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatalf("bad prediction: %v", err)
+		}
+		ids[p.FrameID] = p.Created
+		boots[p.Boot] = true
+	}
+	return ids, boots
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// lastStats returns the newest stats message.
+func lastStats(col *collector, topic string) (payload.Stats, bool) {
+	msgs := col.get(topic)
+	if len(msgs) == 0 {
+		return payload.Stats{}, false
+	}
+	var s payload.Stats
+	return s, json.Unmarshal(msgs[len(msgs)-1], &s) == nil
+}
+
+// TestBrokerOutage stops the broker for 20 s while the agent publishes at well over 10
+// messages a second, then starts it again: the dashboard gets every frame id, with no gap.
+func TestBrokerOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 20 s broker outage")
+	}
+	broker := testenv.StartMosquitto(t, testenv.Persistent(t.TempDir())...)
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	cfg.MQTT.PublishTimeout = 2 * time.Second
+	cfg.MQTT.MaxReconnectInterval = time.Second
+	cfg.MQTT.StatsInterval = 500 * time.Millisecond
+	col := persistentSubscriber(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	preds := "cvedge/e2e/cameras/conveyor/predictions"
+
+	waitFor(t, "50 predictions", 30*time.Second, func() bool { return len(col.get(preds)) >= 50 })
+	broker.Stop()
+	outage := time.Now()
+	time.Sleep(20 * time.Second)
+	broker.Start(t)
+	back := time.Now()
+	// the agent spooled during the outage; wait until the spool is delivered
+	waitFor(t, "the spool to drain", 60*time.Second, func() bool {
+		s, ok := lastStats(col, "cvedge/e2e/stats")
+		return ok && s.Time.After(back) && s.MQTT.Connected && s.Spool.Messages == 0 && s.MQTT.Spooled > 0
+	})
+	stop()
+	time.Sleep(time.Second)
+
+	ids, boots := frameIDs(t, col.get(preds))
+	var max uint64
+	duringOutage := 0
+	for id, created := range ids {
+		max = maxU(max, id)
+		if created.After(outage) && created.Before(back) {
+			duringOutage++
+		}
+	}
+	var missing []uint64
+	for id := uint64(1); id <= max; id++ {
+		if _, ok := ids[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	s, _ := lastStats(col, "cvedge/e2e/stats")
+	t.Logf("%d frames, %d made during the 20 s outage (%.0f/s), spooled %d, drained %d, lost %d", max, duringOutage, float64(duringOutage)/20, s.MQTT.Spooled, s.MQTT.Drained, s.MQTT.Lost)
+	if s.MQTT.Lost != 0 {
+		t.Errorf("%d messages lost", s.MQTT.Lost)
+	}
+	if len(boots) != 1 {
+		t.Fatalf("boots %v", boots)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%d frame ids missing of %d, first %v", len(missing), max, missing[:min(10, len(missing))])
+	}
+	if duringOutage < 200 {
+		t.Fatalf("only %d predictions made during the 20 s outage arrived; the test needs 10/s or more", duringOutage)
+	}
+	col.validateAll(t)
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// TestCommands sends good and malformed commands and feedback: each gets a result naming
+// its id, and the agent keeps running.
+func TestCommands(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	runAgent(t, cfg)
+	preds := "cvedge/e2e/cameras/conveyor/predictions"
+	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.get(preds)) > 5 })
+
+	send := func(topic, body string) {
+		tok := col.c.Publish("cvedge/e2e/"+topic, 1, false, body)
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	cases := []struct {
+		topic, body, id, want string
+		ok                    bool
+	}{
+		{"commands", `{"id":"c1","command":"snapshot","camera":"conveyor"}`, "c1", "", true},
+		{"commands", `not json`, "", "not a valid JSON object", false},
+		{"commands", `{"id":"c2","command":"explode"}`, "c2", `"command" "explode" is not one of`, false},
+		{"commands", `{"id":"c3","command":"snapshot"}`, "c3", `command snapshot needs "camera"`, false},
+		{"commands", `{"id":"c4","command":"snapshot","camera":"dock"}`, "c4", `no camera "dock" (cameras: conveyor)`, false},
+		{"commands", `{"id":"c5","command":"trigger","camera":"conveyor","extra":1}`, "c5", `unknown field "extra"`, false},
+		{"commands", `{"id":"c6","command":"trigger","camera":"conveyor"}`, "c6", "runs continuously and takes no triggers", false},
+		{"commands", `{"id":"bad id!","command":"reload"}`, "bad id!", `"id" "bad id!" must be`, false},
+		{"commands", `{"id":"c7","command":"reload"} {"x":1}`, "c7", "data after the object", false},
+		{"commands", "\xff\xfe", "", "not UTF-8", false},
+		{"commands", `[]`, "", "not a valid JSON object", false},
+		{"feedback", `{"id":"f1","predictionId":"p1"}`, "f1", `"tag" must be the correct tag`, false},
+		{"feedback", `{"id":"f2","predictionId":"p1","tag":"red","detection":-1}`, "f2", `"detection" -1`, false},
+		{"feedback", `{`, "", "not a valid JSON object", false},
+	}
+	for _, c := range cases {
+		send(c.topic, c.body)
+	}
+	results := "cvedge/e2e/commands/results"
+	waitFor(t, "a result per message", 20*time.Second, func() bool { return len(col.get(results)) >= len(cases) })
+	var got []payload.Result
+	for _, raw := range col.get(results) {
+		var r payload.Result
+		json.Unmarshal(raw, &r)
+		got = append(got, r)
+	}
+	for _, c := range cases {
+		found := false
+		for i, r := range got {
+			if r.ID == c.id && r.OK == c.ok && strings.Contains(r.Error, c.want) {
+				got = append(got[:i], got[i+1:]...)
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no result for %s %q: want id %q ok %v error containing %q", c.topic, c.body, c.id, c.ok, c.want)
+		}
+	}
+	snaps := col.get("cvedge/e2e/cameras/conveyor/snapshot")
+	if len(snaps) != 1 {
+		t.Fatalf("%d snapshots", len(snaps))
+	}
+	var snap payload.Snapshot
+	json.Unmarshal(snaps[0], &snap)
+	raw, err := base64.StdEncoding.DecodeString(snap.JPEG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := jpeg.Decode(bytes.NewReader(raw))
+	if err != nil || img.Bounds().Dx() != 640 || img.Bounds().Dy() != 360 || snap.CommandID != "c1" {
+		t.Fatalf("snapshot: %v %v %+v", err, img.Bounds(), snap.CommandID)
+	}
+	before := len(col.get(preds))
+	waitFor(t, "predictions after the bad commands", 10*time.Second, func() bool { return len(col.get(preds)) > before+5 })
+	col.validateAll(t)
+}
+
+// TestTLS publishes over TLS with a test CA, and over mutual TLS with a client certificate.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	pki := newPKI(t, dir)
+	tlsPort, mtlsPort := testenv.FreePort(t), testenv.FreePort(t)
+	broker := testenv.StartMosquitto(t,
+		fmt.Sprintf("listener %d 127.0.0.1", tlsPort), "cafile "+pki.ca, "certfile "+pki.serverCert, "keyfile "+pki.serverKey,
+		fmt.Sprintf("listener %d 127.0.0.1", mtlsPort), "cafile "+pki.ca, "certfile "+pki.serverCert, "keyfile "+pki.serverKey,
+		"require_certificate true", "use_identity_as_username true")
+	col := subscribe(t, broker.URL, "#") // the plain listener
+	for _, c := range []struct {
+		name string
+		port int
+		mtls bool
+	}{{"tls", tlsPort, false}, {"mtls", mtlsPort, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := demoConfig(t, fmt.Sprintf("ssl://127.0.0.1:%d", c.port), "")
+			cfg.Agent.ID = c.name
+			cfg.MQTT.TopicPrefix = "cvedge/" + c.name
+			cfg.MQTT.TLS.CAFile = pki.ca
+			if c.mtls {
+				cfg.MQTT.TLS.CertFile, cfg.MQTT.TLS.KeyFile = pki.clientCert, pki.clientKey
+			}
+			stop := runAgent(t, cfg)
+			topic := "cvedge/" + c.name + "/cameras/conveyor/predictions"
+			waitFor(t, "predictions over "+c.name, 30*time.Second, func() bool { return len(col.get(topic)) >= 20 })
+			stop()
+		})
+	}
+	t.Run("mtls without a client certificate is refused", func(t *testing.T) {
+		cfg := demoConfig(t, fmt.Sprintf("ssl://127.0.0.1:%d", mtlsPort), "")
+		cfg.Agent.ID, cfg.MQTT.TopicPrefix, cfg.MQTT.TLS.CAFile = "nocert", "cvedge/nocert", pki.ca
+		stop := runAgent(t, cfg)
+		time.Sleep(3 * time.Second)
+		stop()
+		if n := len(col.get("cvedge/nocert/cameras/conveyor/predictions")); n != 0 {
+			t.Fatalf("%d predictions arrived without a client certificate", n)
+		}
+	})
+}
+
+type pki struct{ ca, serverCert, serverKey, clientCert, clientKey string }
+
+// newPKI writes a test CA, a server certificate for 127.0.0.1 and a client certificate.
+func newPKI(t *testing.T, dir string) pki {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cvedge test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) (string, string) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: ips,
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, _ := x509.MarshalECPrivateKey(key)
+		return write(cn+".crt", "CERTIFICATE", der), write(cn+".key", "EC PRIVATE KEY", kder)
+	}
+	p := pki{ca: write("ca.crt", "CERTIFICATE", caDER)}
+	p.serverCert, p.serverKey = issue(2, "broker", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
+	p.clientCert, p.clientKey = issue(3, "line3-agent", x509.ExtKeyUsageClientAuth, nil)
+	return p
+}
+
+// TestDocsExamplesMatchSchemas: every JSON example in docs/mqtt.md that names its schema
+// validates against it.
+func TestDocsExamplesMatchSchemas(t *testing.T) {
+	raw, err := os.ReadFile(testenv.Path("docs", "mqtt.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas := testenv.LoadSchemas(t)
+	re := regexp.MustCompile("(?s)<!-- schema: ([a-z]+) -->\\s*```json\\n(.*?)```")
+	found := re.FindAllSubmatch(raw, -1)
+	names := map[string]bool{}
+	for _, m := range found {
+		names[string(m[1])] = true
+		if err := schemas.Validate(string(m[1]), m[2]); err != nil {
+			t.Errorf("docs/mqtt.md example for %s: %v\n%s", m[1], err, m[2])
+		}
+	}
+	var list []string
+	for n := range names {
+		list = append(list, n)
+	}
+	sort.Strings(list)
+	want := "command,feedback,prediction,result,snapshot,stats,status"
+	if strings.Join(list, ",") != want {
+		t.Fatalf("docs/mqtt.md has examples for %v, want one for each of %s", list, want)
+	}
+	// and the schemas do reject what they must
+	bad := map[string]string{
+		"prediction": `{"schema":1}`,
+		"status":     `{"schema":1,"agent":"a","state":"asleep","updated":"2026-01-01T00:00:00Z"}`,
+		"result":     `{"schema":1,"agent":"a","id":"x","ok":false,"time":"2026-01-01T00:00:00Z"}`,
+		"command":    `{"id":"x","command":"snapshot"}`,
+	}
+	for name, body := range bad {
+		if schemas.Validate(name, []byte(body)) == nil {
+			t.Errorf("schema %s accepted %s", name, body)
+		}
+	}
+}

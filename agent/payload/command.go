@@ -1,0 +1,142 @@
+package payload
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// The commands the agent takes on <prefix>/commands.
+const (
+	CmdTrigger  = "trigger"  // process the next fresh frame of a camera in trigger mode
+	CmdSnapshot = "snapshot" // publish the next frame of a camera as JPEG
+	CmdReload   = "reload"   // reload the config file
+	CmdActivate = "activate" // make an iteration of a model the active one
+	CmdRollback = "rollback" // go back to the previously active iteration of a model
+)
+
+var (
+	commands = map[string][]string{ // command -> required fields
+		CmdTrigger:  {"camera"},
+		CmdSnapshot: {"camera"},
+		CmdReload:   nil,
+		CmdActivate: {"model", "iteration"},
+		CmdRollback: {"model"},
+	}
+	idRE = regexp.MustCompile(`^[A-Za-z0-9._:@/+-]{1,128}$`)
+)
+
+// Command is a request on <prefix>/commands. Every command carries an id; the result names
+// it.
+type Command struct {
+	ID        string `json:"id"`
+	Command   string `json:"command"`
+	Camera    string `json:"camera,omitempty"`
+	Model     string `json:"model,omitempty"`
+	Iteration string `json:"iteration,omitempty"`
+}
+
+// maxMessage bounds command and feedback payloads.
+const maxMessage = 64 << 10
+
+// ParseCommand reads and checks a command. On error it still returns what it could read of
+// the id, so the error result can name it.
+func ParseCommand(raw []byte) (Command, error) {
+	var c Command
+	if err := strictJSON(raw, &c); err != nil {
+		c.ID = looseID(raw)
+		return c, err
+	}
+	if !idRE.MatchString(c.ID) {
+		err := fmt.Errorf(`"id" %q must be 1-128 letters, digits or ._:@/+-`, clip(c.ID))
+		c.ID = clip(c.ID)
+		return c, err
+	}
+	need, ok := commands[c.Command]
+	if !ok {
+		return c, fmt.Errorf(`"command" %q is not one of trigger, snapshot, reload, activate, rollback`, c.Command)
+	}
+	fields := map[string]string{"camera": c.Camera, "model": c.Model, "iteration": c.Iteration}
+	for _, f := range need {
+		if strings.TrimSpace(fields[f]) == "" {
+			return c, fmt.Errorf("command %s needs %q", c.Command, f)
+		}
+	}
+	return c, nil
+}
+
+// Feedback is an operator's correction on <prefix>/feedback: prediction PredictionID was
+// wrong, and Tag is right. For a detector pipeline, Detection is the index of the detection
+// in the prediction's list.
+type Feedback struct {
+	ID           string `json:"id"`
+	PredictionID string `json:"predictionId"`
+	Tag          string `json:"tag"`
+	Detection    *int   `json:"detection,omitempty"`
+	Operator     string `json:"operator,omitempty"`
+	Note         string `json:"note,omitempty"`
+}
+
+// ParseFeedback reads and checks a feedback message.
+func ParseFeedback(raw []byte) (Feedback, error) {
+	var f Feedback
+	if err := strictJSON(raw, &f); err != nil {
+		f.ID = looseID(raw)
+		return f, err
+	}
+	switch {
+	case !idRE.MatchString(f.ID):
+		f.ID = clip(f.ID)
+		return f, fmt.Errorf(`"id" %q must be 1-128 letters, digits or ._:@/+-`, f.ID)
+	case !idRE.MatchString(f.PredictionID):
+		return f, errors.New(`"predictionId" must name the prediction being corrected (its "id")`)
+	case strings.TrimSpace(f.Tag) == "" || len(f.Tag) > 256:
+		return f, errors.New(`"tag" must be the correct tag, 1-256 characters`)
+	case f.Detection != nil && (*f.Detection < 0 || *f.Detection > 10000):
+		return f, fmt.Errorf(`"detection" %d must be the index of a detection in the prediction`, *f.Detection)
+	case len(f.Operator) > 256 || len(f.Note) > 4096:
+		return f, errors.New(`"operator" (256) or "note" (4096 characters) is too long`)
+	}
+	return f, nil
+}
+
+// strictJSON decodes one JSON object into v, rejecting unknown fields and trailing data.
+func strictJSON(raw []byte, v any) error {
+	if len(raw) > maxMessage {
+		return fmt.Errorf("message of %d bytes is larger than %d", len(raw), maxMessage)
+	}
+	if !utf8.Valid(raw) {
+		return errors.New("not UTF-8 JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("not a valid JSON object: %v", err)
+	}
+	if dec.More() {
+		return errors.New("not a valid JSON object: data after the object")
+	}
+	return nil
+}
+
+// looseID digs the id out of a message that failed strict parsing, for the error result.
+func looseID(raw []byte) string {
+	var m map[string]any
+	if json.NewDecoder(bytes.NewReader(raw)).Decode(&m) != nil {
+		return ""
+	}
+	id, _ := m["id"].(string)
+	return clip(id)
+}
+
+// clip keeps an id short enough to echo in a result.
+func clip(id string) string {
+	if len(id) > 128 {
+		id = id[:128]
+	}
+	return strings.ToValidUTF8(id, "")
+}

@@ -1,0 +1,80 @@
+package payload
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseCommand(t *testing.T) {
+	cases := []struct {
+		in, id, err string
+	}{
+		{`{"id":"a1","command":"snapshot","camera":"c"}`, "a1", ""},
+		{`{"id":"a2","command":"activate","model":"m","iteration":"it"}`, "a2", ""},
+		{`{"id":"a3","command":"activate","model":"m"}`, "a3", `needs "iteration"`},
+		{`{"id":"a4","command":"rollback"}`, "a4", `needs "model"`},
+		{`{"id":"a5","command":"reload","extra":true}`, "a5", `unknown field "extra"`},
+		{`{"command":"reload"}`, "", `"id" "" must be`},
+		{`{"id":"` + strings.Repeat("x", 300) + `","command":"reload"}`, strings.Repeat("x", 128), "must be"},
+		{`{"id":7,"command":"reload"}`, "", "not a valid JSON object"},
+		{`null`, "", `"id" "" must be`},
+		{``, "", "not a valid JSON object"},
+		{`{"id":"a6","command":"reload"}x`, "a6", "data after the object"},
+		{strings.Repeat(" ", 70000), "", "larger than"},
+	}
+	for _, c := range cases {
+		cmd, err := ParseCommand([]byte(c.in))
+		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("ParseCommand(%.40q): error %v, want %q", c.in, err, c.err)
+		}
+		if cmd.ID != c.id {
+			t.Errorf("ParseCommand(%.40q): id %q, want %q", c.in, cmd.ID, c.id)
+		}
+	}
+}
+
+func TestParseFeedback(t *testing.T) {
+	cases := []struct {
+		in, err string
+	}{
+		{`{"id":"f","predictionId":"p","tag":"red"}`, ""},
+		{`{"id":"f","predictionId":"p","tag":"red","detection":2,"operator":"o","note":"n"}`, ""},
+		{`{"id":"f","tag":"red"}`, `"predictionId" must name`},
+		{`{"id":"f","predictionId":"p","tag":"  "}`, `"tag" must be`},
+		{`{"id":"f","predictionId":"p","tag":"red","detection":-3}`, `"detection" -3`},
+		{`{"id":"f","predictionId":"p","tag":"red","colour":"x"}`, `unknown field "colour"`},
+	}
+	for _, c := range cases {
+		_, err := ParseFeedback([]byte(c.in))
+		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("ParseFeedback(%q): error %v, want %q", c.in, err, c.err)
+		}
+	}
+}
+
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{`{"id":"a","command":"snapshot","camera":"c"}`, `{"id":"a","command":"activate","model":"m","iteration":"i"}`, `{`, `[]`, `{"id":"\u0000"}`, "\xff"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := ParseCommand(raw)
+		if err == nil && (c.ID == "" || c.Command == "") {
+			t.Fatalf("accepted %q without id or command", raw)
+		}
+		if len(c.ID) > 128 {
+			t.Fatalf("id of %d bytes would be echoed", len(c.ID))
+		}
+	})
+}
+
+func FuzzParseFeedback(f *testing.F) {
+	for _, s := range []string{`{"id":"f","predictionId":"p","tag":"red","detection":0}`, `{"id":"f"}`, `{"detection":1e99}`, `"x"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fb, err := ParseFeedback(raw)
+		if err == nil && (fb.ID == "" || fb.PredictionID == "" || strings.TrimSpace(fb.Tag) == "") {
+			t.Fatalf("accepted %q without id, predictionId or tag", raw)
+		}
+	})
+}

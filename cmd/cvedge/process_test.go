@@ -1,0 +1,240 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/testenv"
+)
+
+// TestMain lets a test start this binary as the cvedge agent: with CVEDGE_TEST_MAIN=1 it runs
+// the command line instead of the tests, so a test can kill -9 a real agent process.
+func TestMain(m *testing.M) {
+	if os.Getenv("CVEDGE_TEST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// agentProcess starts `cvedge run --config cfg` as a child process.
+func agentProcess(t *testing.T, cfg string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "run", "--config", cfg)
+	cmd.Env = append(os.Environ(), "CVEDGE_TEST_MAIN=1")
+	log, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		log.Close()
+		if t.Failed() {
+			out, _ := os.ReadFile(log.Name())
+			t.Logf("agent log:\n%s", out)
+		}
+	})
+	return cmd
+}
+
+// agentConfig writes a config for the demo video, looping, every frame.
+func agentConfig(t *testing.T, brokerURL, spoolDir string) string {
+	t.Helper()
+	demo := testenv.Path("testdata", "demo")
+	yaml := fmt.Sprintf(`
+agent: {id: proc, log_level: info, log_format: text}
+mqtt:
+  broker: %s
+  client_id: cvedge-proc
+  keepalive: 2s
+  publish_timeout: 2s
+  max_reconnect_interval: 1s
+  stats_interval: 500ms
+spool: {dir: %s}
+models:
+  parts: {path: %s, threshold: 0.5}
+  colour: {path: %s}
+cameras:
+  - name: conveyor
+    source: %s
+    loop: true
+    realtime: false
+    pipeline: {detector: parts, classifier: colour}
+`, brokerURL, spoolDir, filepath.Join(demo, "detector"), filepath.Join(demo, "classifier"), filepath.Join(demo, "conveyor.avi"))
+	p := filepath.Join(t.TempDir(), "cvedge.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// inbox is a dashboard subscriber with a persistent session.
+type inbox struct {
+	mu   sync.Mutex
+	msgs map[string][][]byte
+}
+
+func dashboard(t *testing.T, brokerURL, topic string) *inbox {
+	t.Helper()
+	in := &inbox{msgs: map[string][][]byte{}}
+	h := func(_ paho.Client, m paho.Message) {
+		in.mu.Lock()
+		in.msgs[m.Topic()] = append(in.msgs[m.Topic()], append([]byte(nil), m.Payload()...))
+		in.mu.Unlock()
+	}
+	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("dash-%d", time.Now().UnixNano())).
+		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(time.Second).
+		SetConnectRetryInterval(500 * time.Millisecond).SetOrderMatters(false).SetDefaultPublishHandler(h)
+	opts.SetOnConnectHandler(func(c paho.Client) { c.Subscribe(topic, 1, h) })
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10 * time.Second) {
+		t.Fatal("dashboard did not connect")
+	}
+	time.Sleep(300 * time.Millisecond)
+	t.Cleanup(func() { c.Disconnect(100) })
+	return in
+}
+
+func (in *inbox) get(topic string) [][]byte {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([][]byte(nil), in.msgs[topic]...)
+}
+
+// frames returns the frame ids received per boot.
+func (in *inbox) frames(t *testing.T) map[string]map[uint64]bool {
+	out := map[string]map[uint64]bool{}
+	for _, raw := range in.get("cvedge/proc/cameras/conveyor/predictions") {
+		var p payload.Prediction
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatal(err)
+		}
+		if out[p.Boot] == nil {
+			out[p.Boot] = map[uint64]bool{}
+		}
+		out[p.Boot][p.FrameID] = true
+	}
+	return out
+}
+
+func until(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCrashDuringOutage: the agent is killed with kill -9 while the broker is away and
+// started again; what it spooled before dying still arrives.
+func TestCrashDuringOutage(t *testing.T) {
+	needRuntime(t)
+	broker := testenv.StartMosquitto(t, testenv.Persistent(t.TempDir())...)
+	in := dashboard(t, broker.URL, "cvedge/proc/#")
+	cfg := agentConfig(t, broker.URL, filepath.Join(t.TempDir(), "spool"))
+
+	first := agentProcess(t, cfg)
+	var boot string
+	until(t, "30 predictions from the first run", 60*time.Second, func() bool {
+		for b, ids := range in.frames(t) {
+			boot = b
+			return len(ids) >= 30
+		}
+		return false
+	})
+	before := len(in.frames(t)[boot])
+	broker.Stop()
+	time.Sleep(4 * time.Second) // the agent spools
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+
+	second := agentProcess(t, cfg)
+	time.Sleep(time.Second)
+	broker.Start(t)
+	until(t, "the first run's spooled predictions", 60*time.Second, func() bool {
+		return len(in.frames(t)[boot]) >= before+100
+	})
+	for n := 0; n != len(in.frames(t)[boot]); { // until the first run's messages stop coming
+		n = len(in.frames(t)[boot])
+		time.Sleep(2 * time.Second)
+	}
+	ids := in.frames(t)[boot]
+	var max uint64
+	for id := range ids {
+		max = max2(max, id)
+	}
+	for id := uint64(1); id <= max; id++ {
+		if !ids[id] {
+			t.Fatalf("first run: frame %d of %d missing", id, max)
+		}
+	}
+	others := 0
+	for b, ids := range in.frames(t) {
+		if b != boot {
+			others += len(ids)
+		}
+	}
+	t.Logf("first run: %d frames before the outage, %d in all after the crash, no gap; second run: %d frames", before, max, others)
+	second.Process.Signal(syscall.SIGTERM)
+	if err := second.Wait(); err != nil {
+		t.Fatalf("second run did not stop cleanly on SIGTERM: %v", err)
+	}
+}
+
+func max2(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// TestLastWill: when the agent dies without disconnecting, the broker publishes its last
+// will, a retained status that says offline.
+func TestLastWill(t *testing.T) {
+	needRuntime(t)
+	broker := testenv.StartMosquitto(t)
+	in := dashboard(t, broker.URL, "cvedge/proc/status")
+	agent := agentProcess(t, agentConfig(t, broker.URL, filepath.Join(t.TempDir(), "spool")))
+	status := func() payload.Status {
+		msgs := in.get("cvedge/proc/status")
+		var s payload.Status
+		if len(msgs) > 0 {
+			json.Unmarshal(msgs[len(msgs)-1], &s)
+		}
+		return s
+	}
+	until(t, "the birth status", 60*time.Second, func() bool { return status().State == "online" })
+	agent.Process.Signal(syscall.SIGKILL)
+	agent.Wait()
+	until(t, "the last will", 10*time.Second, func() bool {
+		s := status()
+		return s.State == "offline" && s.Reason == "connection lost"
+	})
+	// a new subscriber gets it too: it is retained
+	late := dashboard(t, broker.URL, "cvedge/proc/status")
+	until(t, "the retained status", 5*time.Second, func() bool { return len(late.get("cvedge/proc/status")) > 0 })
+	var s payload.Status
+	json.Unmarshal(late.get("cvedge/proc/status")[0], &s)
+	if s.State != "offline" {
+		t.Fatalf("retained status %+v", s)
+	}
+}
