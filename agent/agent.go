@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sort"
@@ -71,7 +70,7 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 		if err != nil {
 			return nil, err
 		}
-		a.runs = append(a.runs, &cameraRun{cam: cam, cfg: cc, snapshots: make(chan string, 4)})
+		a.runs = append(a.runs, &cameraRun{cam: cam, cfg: cc, snapshots: make(chan string, 4), triggers: make(chan trigger, 16)})
 	}
 	a.rt, err = models.NewRuntime(models.Options{Library: cfg.ONNXRuntime.Library, IntraOpThreads: cfg.ONNXRuntime.IntraOpThreads, InterOpThreads: cfg.ONNXRuntime.InterOpThreads})
 	if err != nil {
@@ -180,6 +179,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			cls = a.stages[r.cfg.Pipeline.Classifier]
 		}
 		r.pl = NewPipeline(a.cfg.Agent.ID, a.boot, r.cam.Name(), det, cls, float32(r.cfg.Pipeline.CropPadding))
+		r.pl.Gate = r.cfg.QualityGate
 		r.cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
 		r.cam.Start(camCtx)
 		wg.Add(1)
@@ -240,40 +240,6 @@ func (a *Agent) openSpool() error {
 		a.log.Info("spool holds messages from before; delivering them once connected", "messages", n, "bytes", s.Bytes())
 	}
 	return nil
-}
-
-// loop processes one camera's frames until the camera ends or ctx ends.
-func (a *Agent) loop(ctx context.Context, r *cameraRun) {
-	topic := a.Topic("cameras/" + r.cam.Name() + "/predictions")
-	qos := byte(a.cfg.MQTT.QoS)
-	for {
-		f, err := r.cam.Next(ctx)
-		if err != nil {
-			if errors.Is(err, io.EOF) && ctx.Err() == nil {
-				a.log.Info("camera finished: no more frames", "camera", r.cam.Name(), "state", r.cam.Status().State)
-			}
-			return
-		}
-		msg, err := r.pl.Process(f)
-		a.serveSnapshots(r, f, msg)
-		f.Close()
-		if err != nil {
-			if n := r.failed.Add(1); n == 1 || n%100 == 0 {
-				a.log.Error("frame not processed", "camera", r.cam.Name(), "err", err, "failures", n)
-			}
-			continue
-		}
-		r.count(msg)
-		body, err := json.Marshal(msg)
-		if err != nil {
-			a.log.Error("prediction not encoded", "camera", r.cam.Name(), "err", err)
-			continue
-		}
-		a.pub.Send(publish.Message{Topic: topic, QoS: qos, Payload: body, Class: spool.Predictions})
-		if a.cfg.Agent.LogPredictions {
-			a.log.Info("prediction", "camera", r.cam.Name(), "frame", msg.FrameID, "ms", msg.LatencyMs.Total, "result", Summary(msg))
-		}
-	}
 }
 
 // statusMessage builds the retained status.

@@ -30,6 +30,15 @@ type cameraRun struct {
 
 	// snapshots holds the ids of snapshot commands waiting for the next frame.
 	snapshots chan string
+	// triggers holds the triggers of a camera in trigger mode mqtt.
+	triggers chan trigger
+	gated    atomic.Uint64
+}
+
+// trigger is one trigger command: process the next fresh frame after at.
+type trigger struct {
+	id string
+	at time.Time
 }
 
 func (r *cameraRun) count(msg *payload.Prediction) {
@@ -62,11 +71,20 @@ func (a *Agent) onCommand(raw []byte) {
 			a.result(cmd.ID, cmd.Command, fmt.Errorf("camera %q has %d snapshots waiting; try again", cmd.Camera, cap(r.snapshots)), nil)
 		}
 	case payload.CmdTrigger:
-		if _, err := a.run(cmd.Camera); err != nil {
+		r, err := a.run(cmd.Camera)
+		if err != nil {
 			a.result(cmd.ID, cmd.Command, err, nil)
 			return
 		}
-		a.result(cmd.ID, cmd.Command, fmt.Errorf("camera %q runs continuously and takes no triggers", cmd.Camera), nil)
+		if r.cfg.Trigger != "mqtt" {
+			a.result(cmd.ID, cmd.Command, fmt.Errorf("camera %q has trigger %q and takes no trigger commands (set trigger: mqtt)", cmd.Camera, r.cfg.Trigger), nil)
+			return
+		}
+		select {
+		case r.triggers <- trigger{id: cmd.ID, at: time.Now()}: // answered by the camera loop
+		default:
+			a.result(cmd.ID, cmd.Command, fmt.Errorf("camera %q has %d triggers waiting; slow down", cmd.Camera, cap(r.triggers)), nil)
+		}
 	default:
 		a.result(cmd.ID, cmd.Command, fmt.Errorf("command %q is not available in cvedge %s", cmd.Command, Version), nil)
 	}
@@ -144,7 +162,7 @@ func (a *Agent) statsLoop(ctx context.Context) {
 				frames := cur.processed - last[i].processed
 				cs := r.cam.Status()
 				c := payload.CameraStats{Name: r.cam.Name(), State: string(cs.State), FPS: round(float64(frames)/secs, 2),
-					Read: cs.Read, Dropped: cs.Dropped, Failed: r.failed.Load()}
+					Read: cs.Read, Dropped: cs.Dropped, Failed: r.failed.Load(), Gated: r.gated.Load()}
 				if frames > 0 {
 					c.InferenceMs = round(float64(cur.inferUs-last[i].inferUs)/1000/float64(frames), 3)
 				}

@@ -214,7 +214,7 @@ func TestCommands(t *testing.T) {
 		{"commands", `{"id":"c3","command":"snapshot"}`, "c3", `command snapshot needs "camera"`, false},
 		{"commands", `{"id":"c4","command":"snapshot","camera":"dock"}`, "c4", `no camera "dock" (cameras: conveyor)`, false},
 		{"commands", `{"id":"c5","command":"trigger","camera":"conveyor","extra":1}`, "c5", `unknown field "extra"`, false},
-		{"commands", `{"id":"c6","command":"trigger","camera":"conveyor"}`, "c6", "runs continuously and takes no triggers", false},
+		{"commands", `{"id":"c6","command":"trigger","camera":"conveyor"}`, "c6", `has trigger "continuous" and takes no trigger commands`, false},
 		{"commands", `{"id":"bad id!","command":"reload"}`, "bad id!", `"id" "bad id!" must be`, false},
 		{"commands", `{"id":"c7","command":"reload"} {"x":1}`, "c7", "data after the object", false},
 		{"commands", "\xff\xfe", "", "not UTF-8", false},

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"image"
 	"math"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
 	"github.com/cvedge/cvedge/preprocess"
 )
@@ -23,6 +25,8 @@ type Pipeline struct {
 	Detector   Stage // nil: the classifier sees the whole frame
 	Classifier Stage // nil: detections are reported without classification
 	Padding    float32
+	// Gate bounds the capture quality; its Action says what happens to a frame out of bounds.
+	Gate configs.QualityGate
 
 	meter  *preprocess.Meter
 	frames uint64 // messages made so far: the next FrameID
@@ -53,7 +57,16 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	}
 	msg.LatencyMs.Queue = ms(start.Sub(f.Captured))
 	q := p.meter.Measure(f.Mat(), image.Rectangle{})
-	msg.Quality = payload.Quality(q)
+	msg.Quality = payload.Quality{Sharpness: q.Sharpness, Brightness: q.Brightness, Overexposed: q.Overexposed, Underexposed: q.Underexposed}
+	if p.Gate.Action == "flag" || p.Gate.Action == "skip" {
+		msg.Quality.Gate, msg.Quality.Failed = "pass", gateFailures(p.Gate, q)
+		if len(msg.Quality.Failed) > 0 {
+			msg.Quality.Gate = "fail"
+			if p.Gate.Action == "skip" {
+				return nil, fmt.Errorf("%w: %s", errGated, strings.Join(msg.Quality.Failed, ", "))
+			}
+		}
+	}
 	msg.LatencyMs.Preprocess = ms(time.Since(start))
 
 	if p.Detector != nil {
@@ -140,6 +153,25 @@ func (p *Pipeline) classifyCrops(f *camera.Frame, full image.Rectangle, dets []m
 		msg.Predictions[p.index[j]].Classification = c
 	}
 	return nil
+}
+
+// errGated marks a frame the quality gate kept from the models.
+var errGated = errors.New("frame skipped by the quality gate")
+
+// gateFailures names the bounds of g that q is outside of.
+func gateFailures(g configs.QualityGate, q preprocess.Quality) []string {
+	var failed []string
+	check := func(bad bool, name string) {
+		if bad {
+			failed = append(failed, name)
+		}
+	}
+	check(g.MinSharpness > 0 && q.Sharpness < g.MinSharpness, "sharpness")
+	check(g.MinBrightness > 0 && q.Brightness < g.MinBrightness, "too_dark")
+	check(g.MaxBrightness > 0 && q.Brightness > g.MaxBrightness, "too_bright")
+	check(g.MaxOverexposed > 0 && q.Overexposed > g.MaxOverexposed, "overexposed")
+	check(g.MaxUnderexposed > 0 && q.Underexposed > g.MaxUnderexposed, "underexposed")
+	return failed
 }
 
 func tag(p models.Prediction) payload.Tag {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,8 +104,13 @@ type Camera struct {
 	notify func(Status)
 
 	// MinBackoff is the first wait before reopening a failed source; it doubles up to
-	// MaxBackoff.
-	MinBackoff, MaxBackoff time.Duration
+	// MaxBackoff. NoFrame is how long a source may go without a frame before it is marked
+	// stalled and reopened (0: no watch). They start from the camera's reconnect config.
+	MinBackoff, MaxBackoff, NoFrame time.Duration
+
+	lastFrame atomic.Int64 // unix nanoseconds of the last frame read
+	stalled   atomic.Bool  // the watchdog saw no frame for NoFrame: reopen after this read
+	shape     shaper
 }
 
 // New checks the camera's source and returns a Camera that is not reading yet.
@@ -113,8 +119,13 @@ func New(cfg configs.Camera, log *slog.Logger) (*Camera, error) {
 	if err != nil {
 		return nil, fmt.Errorf("camera %q: %w", cfg.Name, err)
 	}
-	c := &Camera{name: cfg.Name, cfg: cfg, src: src, log: log.With("camera", cfg.Name), state: StateStarting, MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
-	c.open = func() (grabber, error) { return openSource(src, cfg) }
+	c := &Camera{name: cfg.Name, cfg: cfg, src: src, log: log.With("camera", cfg.Name), state: StateStarting,
+		MinBackoff: cfg.Reconnect.MinBackoff, MaxBackoff: cfg.Reconnect.MaxBackoff, NoFrame: cfg.Reconnect.NoFrameTimeout,
+		shape: newShaper(cfg.Rotate, cfg.ROI)}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff, c.MaxBackoff = time.Second, 30*time.Second
+	}
+	c.open = func() (grabber, error) { return openSource(src, cfg, c.log) }
 	return c, nil
 }
 
@@ -156,8 +167,49 @@ func (c *Camera) Start(ctx context.Context) {
 	go func() {
 		defer close(c.done)
 		defer close(c.out)
+		if c.NoFrame > 0 && c.src.Live() {
+			watchDone := make(chan struct{})
+			defer func() { <-watchDone }()
+			wctx, stopWatch := context.WithCancel(ctx)
+			defer stopWatch()
+			go func() {
+				defer close(watchDone)
+				c.watch(wctx)
+			}()
+		}
 		c.run(ctx)
 	}()
+}
+
+// watch marks the camera stalled when an online source delivers no frame for NoFrame. A
+// read blocked inside the capture library cannot be interrupted; the state says so at once,
+// and the source is reopened when the read returns.
+func (c *Camera) watch(ctx context.Context) {
+	t := time.NewTicker(max(c.NoFrame/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			last := time.Unix(0, c.lastFrame.Load())
+			if c.Status().State == StateOnline && time.Since(last) > c.NoFrame {
+				c.stalled.Store(true)
+				c.setState(StateReconnecting, fmt.Sprintf("no frame for %s", c.NoFrame))
+			}
+		}
+	}
+}
+
+// NextAfter waits for the first frame captured at or after t, closing older ones.
+func (c *Camera) NextAfter(ctx context.Context, t time.Time) (*Frame, error) {
+	for {
+		f, err := c.Next(ctx)
+		if err != nil || !f.Captured.Before(t) {
+			return f, err
+		}
+		f.Close()
+	}
 }
 
 // Next waits for the next frame. It returns io.EOF when a file or folder without loop has
@@ -201,6 +253,8 @@ func (c *Camera) run(ctx context.Context) {
 			backoff = min(2*backoff, c.MaxBackoff)
 			continue
 		}
+		c.lastFrame.Store(time.Now().UnixNano())
+		c.stalled.Store(false)
 		c.setState(StateOnline, "")
 		before := c.read.Load()
 		err = c.readAll(ctx, g)
@@ -244,6 +298,15 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 	for ctx.Err() == nil {
 		m := gocv.NewMat()
 		if err := g.read(&m); err != nil {
+			m.Close()
+			return err
+		}
+		c.lastFrame.Store(time.Now().UnixNano())
+		if c.stalled.Load() {
+			m.Close()
+			return fmt.Errorf("no frame for %s", c.NoFrame)
+		}
+		if err := c.shape.apply(&m); err != nil {
 			m.Close()
 			return err
 		}
@@ -309,8 +372,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// openSource opens src with gocv.
-func openSource(src Source, cfg configs.Camera) (grabber, error) {
+// openSource opens src with gocv; a USB camera gets its device settings.
+func openSource(src Source, cfg configs.Camera, log *slog.Logger) (grabber, error) {
 	if src.Kind == KindFolder {
 		return openFolder(src.Target)
 	}
@@ -332,6 +395,7 @@ func openSource(src Source, cfg configs.Camera) (grabber, error) {
 	case KindGStreamer:
 		vc, err = gocv.VideoCaptureFileWithAPI(src.Target, gocv.VideoCaptureGstreamer)
 	case KindStream:
+		ffmpegTimeouts()
 		vc, err = gocv.VideoCaptureFileWithAPI(src.Target, gocv.VideoCaptureFFmpeg)
 	default:
 		if _, serr := os.Stat(src.Target); serr != nil {
@@ -348,6 +412,11 @@ func openSource(src Source, cfg configs.Camera) (grabber, error) {
 	if !vc.IsOpened() {
 		vc.Close()
 		return nil, fmt.Errorf("cannot open %s %s", src.Kind, redact(src.Target))
+	}
+	if src.Kind == KindUSB {
+		if ignored := applyDevice(vc, cfg.Device); len(ignored) > 0 {
+			log.Warn("the camera ignored settings", "ignored", strings.Join(ignored, "; "))
+		}
 	}
 	return &capture{vc: vc, file: src.Kind == KindFile}, nil
 }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -234,5 +237,236 @@ func TestReconnectsWithBackoff(t *testing.T) {
 	}
 	if waited < 10*time.Millisecond+20*time.Millisecond+40*time.Millisecond {
 		t.Fatalf("three failures should back off 10+20+40 ms, came back after %v", waited)
+	}
+}
+
+// oneImage writes a w x h PNG whose pixel (x, y) has blue x*10, green y*10, red 7.
+func oneImage(t *testing.T, w, h int) string {
+	t.Helper()
+	dir := t.TempDir()
+	m := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8UC3)
+	defer m.Close()
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			m.SetUCharAt(y, 3*x, uint8(x*10))
+			m.SetUCharAt(y, 3*x+1, uint8(y*10))
+			m.SetUCharAt(y, 3*x+2, 7)
+		}
+	}
+	gocv.IMWrite(filepath.Join(dir, "a.png"), m)
+	return dir
+}
+
+// TestRotateAndROI checks on pixels that frames are turned, then cut to the ROI.
+func TestRotateAndROI(t *testing.T) {
+	dir := oneImage(t, 4, 3) // pixel (x, y) = blue 10x, green 10y
+	cases := []struct {
+		rotate   int
+		roi      []int
+		w, h     int
+		origin   [2]int // source (x, y) of the output's top-left pixel
+		topRight [2]int // source (x, y) of the output's top-right pixel
+	}{
+		{0, nil, 4, 3, [2]int{0, 0}, [2]int{3, 0}},
+		{90, nil, 3, 4, [2]int{0, 2}, [2]int{0, 0}}, // clockwise: the bottom-left corner comes to the top-left
+		{180, nil, 4, 3, [2]int{3, 2}, [2]int{0, 2}},
+		{270, nil, 3, 4, [2]int{3, 0}, [2]int{3, 2}},
+		{0, []int{1, 1, 2, 2}, 2, 2, [2]int{1, 1}, [2]int{2, 1}},
+		{90, []int{1, 0, 2, 2}, 2, 2, [2]int{0, 1}, [2]int{0, 0}},
+	}
+	for _, c := range cases {
+		cam := cameraFor(t, configs.Camera{Source: dir, Rotate: c.rotate, ROI: c.roi})
+		cam.Start(context.Background())
+		f, err := cam.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := f.Mat()
+		px := func(x, y int) [2]int { return [2]int{int(m.GetUCharAt(y, 3*x)) / 10, int(m.GetUCharAt(y, 3*x+1)) / 10} }
+		if f.Bounds().Dx() != c.w || f.Bounds().Dy() != c.h || px(0, 0) != c.origin || px(c.w-1, 0) != c.topRight {
+			t.Errorf("rotate %d roi %v: %dx%d, top-left from %v, top-right from %v; want %dx%d, %v, %v",
+				c.rotate, c.roi, f.Bounds().Dx(), f.Bounds().Dy(), px(0, 0), px(c.w-1, 0), c.w, c.h, c.origin, c.topRight)
+		}
+		f.Close()
+		cam.Close()
+	}
+}
+
+func TestROIOutsideTheFrame(t *testing.T) {
+	cam := cameraFor(t, configs.Camera{Source: oneImage(t, 4, 3), ROI: []int{2, 2, 10, 10}})
+	cam.MinBackoff, cam.MaxBackoff = time.Hour, time.Hour
+	cam.Start(context.Background())
+	defer cam.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for cam.Status().State != StateReconnecting && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := cam.Status(); st.State != StateReconnecting || !strings.Contains(st.Reason, "lies outside the 4x3 frame: fix cameras[].roi") {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// fakeDevice keeps what is set, except the properties it ignores.
+type fakeDevice struct {
+	props   map[gocv.VideoCaptureProperties]float64
+	ignores map[gocv.VideoCaptureProperties]bool
+	order   []gocv.VideoCaptureProperties
+}
+
+func (d *fakeDevice) Set(p gocv.VideoCaptureProperties, v float64) {
+	d.order = append(d.order, p)
+	if !d.ignores[p] {
+		d.props[p] = v
+	}
+}
+func (d *fakeDevice) Get(p gocv.VideoCaptureProperties) float64 { return d.props[p] }
+
+func TestApplyDeviceReportsIgnoredSettings(t *testing.T) {
+	w, h, fps, exp, gain := 1280, 720, 30.0, 150.0, 4.0
+	no := false
+	dev := &fakeDevice{props: map[gocv.VideoCaptureProperties]float64{gocv.VideoCaptureFrameWidth: 640, gocv.VideoCaptureFrameHeight: 480, gocv.VideoCaptureFPS: 15},
+		ignores: map[gocv.VideoCaptureProperties]bool{gocv.VideoCaptureFPS: true, gocv.VideoCaptureGain: true}}
+	ignored := applyDevice(dev, configs.Device{Width: &w, Height: &h, FPS: &fps, FourCC: "MJPG", AutoExposure: &no, Exposure: &exp, Gain: &gain})
+	want := []string{"fps: asked 30, device has 15", "gain: asked 4, device has 0"}
+	if strings.Join(ignored, "|") != strings.Join(want, "|") {
+		t.Fatalf("ignored %q, want %q", ignored, want)
+	}
+	if dev.props[gocv.VideoCaptureFOURCC] != fourcc("MJPG") || fourccString(fourcc("MJPG")) != "MJPG" {
+		t.Fatalf("fourcc %v", dev.props[gocv.VideoCaptureFOURCC])
+	}
+	if dev.props[gocv.VideoCaptureAutoExposure] != v4l2ExposureManual {
+		t.Fatalf("auto exposure off must write the V4L2 manual value, got %v", dev.props[gocv.VideoCaptureAutoExposure])
+	}
+	if dev.order[0] != gocv.VideoCaptureFOURCC || dev.order[1] != gocv.VideoCaptureFrameWidth {
+		t.Fatalf("format must be set before size: %v", dev.order)
+	}
+}
+
+// stalling delivers one frame, then blocks in read as a hung stream does.
+type stalling struct{ reads int }
+
+func (s *stalling) read(m *gocv.Mat) error {
+	s.reads++
+	if s.reads > 1 {
+		time.Sleep(300 * time.Millisecond)
+	}
+	m.Close()
+	*m = gocv.NewMatWithSize(2, 2, gocv.MatTypeCV8UC3)
+	return nil
+}
+func (s *stalling) fps() float64 { return 0 }
+func (s *stalling) close()       {}
+
+func TestWatchdogMarksAStalledSource(t *testing.T) {
+	cam := cameraFor(t, configs.Camera{Source: "0"})
+	cam.NoFrame, cam.MinBackoff, cam.MaxBackoff = 100*time.Millisecond, 10*time.Millisecond, 10*time.Millisecond
+	opens := 0
+	cam.open = func() (grabber, error) { opens++; return &stalling{}, nil }
+	var mu sync.Mutex
+	var reasons []string
+	cam.OnStatus(func(s Status) { mu.Lock(); reasons = append(reasons, string(s.State)+":"+s.Reason); mu.Unlock() })
+	cam.Start(context.Background())
+	go func() {
+		for {
+			f, err := cam.Next(context.Background())
+			if err != nil {
+				return
+			}
+			f.Close()
+		}
+	}()
+	time.Sleep(700 * time.Millisecond)
+	cam.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if !slicesContains(reasons, "reconnecting:no frame for 100ms") || opens < 2 {
+		t.Fatalf("states %v after %d opens", reasons, opens)
+	}
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGStreamerPipeline reads frames from a GStreamer pipeline (videotestsrc, from Debian's
+// gstreamer1.0-plugins-base).
+func TestGStreamerPipeline(t *testing.T) {
+	if _, err := exec.LookPath("gst-inspect-1.0"); err != nil {
+		if out, err := exec.Command("sh", "-c", "ls /usr/lib/*/gstreamer-1.0/libgstvideotestsrc.so").CombinedOutput(); err != nil {
+			testenv.Missing(t, "GStreamer videotestsrc (apt-get install gstreamer1.0-plugins-base): %s", out)
+		}
+	}
+	cam := cameraFor(t, configs.Camera{Source: "videotestsrc ! video/x-raw,width=320,height=240,format=BGR ! appsink"})
+	cam.Start(context.Background())
+	defer cam.Close()
+	for i := 0; i < 3; i++ {
+		f, err := cam.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Bounds().Dx() != 320 || f.Bounds().Dy() != 240 || f.Pos != -1 {
+			t.Fatalf("frame %v pos %d", f.Bounds(), f.Pos)
+		}
+		f.Close()
+	}
+	if cam.Source().Kind != KindGStreamer {
+		t.Fatalf("kind %s", cam.Source().Kind)
+	}
+}
+
+// mjpegServer serves an endless multipart MJPEG stream, as IP cameras do, until stopped.
+func mjpegServer(t *testing.T) (url string, stop func()) {
+	t.Helper()
+	m := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(40, 160, 220, 0), 120, 160, gocv.MatTypeCV8UC3)
+	buf, err := gocv.IMEncode(gocv.JPEGFileExt, m)
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := append([]byte(nil), buf.GetBytes()...)
+	buf.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+		for r.Context().Err() == nil {
+			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(frame))
+			w.Write(frame)
+			w.Write([]byte("\r\n"))
+			w.(http.Flusher).Flush()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}))
+	return srv.URL + "/mjpeg", func() { srv.CloseClientConnections(); srv.Close() }
+}
+
+// TestHTTPStreamReconnects reads an MJPEG IP camera stream, loses it, and reports it.
+func TestHTTPStreamReconnects(t *testing.T) {
+	url, stop := mjpegServer(t)
+	cam := cameraFor(t, configs.Camera{Source: url})
+	cam.MinBackoff, cam.MaxBackoff = 50*time.Millisecond, 100*time.Millisecond
+	cam.Start(context.Background())
+	defer cam.Close()
+	for i := 0; i < 3; i++ {
+		f, err := cam.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mat := f.Mat()
+		if f.Bounds().Dx() != 160 || mat.GetUCharAt(60, 80*3+2) < 200 {
+			t.Fatalf("frame %v red %d", f.Bounds(), mat.GetUCharAt(60, 80*3+2))
+		}
+		f.Close()
+	}
+	stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for cam.Status().State != StateReconnecting && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := cam.Status(); st.State != StateReconnecting || st.Reason == "" {
+		t.Fatalf("after the stream went away: %+v", st)
 	}
 }

@@ -155,8 +155,61 @@ type Camera struct {
 	Realtime bool `mapstructure:"realtime"`
 	// FPS is the frame rate for a folder of images, or a file that does not say.
 	FPS float64 `mapstructure:"fps"`
+	// Device holds the settings applied to a USB (V4L2) camera when it is opened; each is
+	// read back, and a setting the device ignored is logged.
+	Device Device `mapstructure:"device"`
+	// Rotate turns frames clockwise by 0, 90, 180 or 270 degrees, before ROI.
+	Rotate int `mapstructure:"rotate"`
+	// ROI is the region of interest [x, y, width, height] in pixels of the rotated frame;
+	// only it is passed on. Empty: the whole frame.
+	ROI []int `mapstructure:"roi"`
+	// Trigger says when a frame is processed: continuous (every fresh frame), interval (one
+	// every Interval), or mqtt (the next fresh frame after each trigger command).
+	Trigger  string        `mapstructure:"trigger"`
+	Interval time.Duration `mapstructure:"interval"`
+	// MaxFPS caps the frames processed per second in continuous mode; 0: no cap.
+	MaxFPS float64 `mapstructure:"max_fps"`
+	// Reconnect bounds how a failing source is reopened.
+	Reconnect Reconnect `mapstructure:"reconnect"`
+	// QualityGate flags or skips frames whose capture quality is out of bounds.
+	QualityGate QualityGate `mapstructure:"quality_gate"`
 	// Pipeline says which models run on this camera's frames.
 	Pipeline Pipeline `mapstructure:"pipeline"`
+}
+
+// Device holds USB camera settings; a setting left out is not touched.
+type Device struct {
+	Width        *int     `mapstructure:"width"`
+	Height       *int     `mapstructure:"height"`
+	FPS          *float64 `mapstructure:"fps"`
+	FourCC       string   `mapstructure:"fourcc"` // e.g. MJPG, YUYV
+	AutoExposure *bool    `mapstructure:"auto_exposure"`
+	Exposure     *float64 `mapstructure:"exposure"` // device units (V4L2: 100 us steps)
+	Autofocus    *bool    `mapstructure:"autofocus"`
+	Focus        *float64 `mapstructure:"focus"`
+	Gain         *float64 `mapstructure:"gain"`
+}
+
+// Reconnect bounds the reopening of a failing source.
+type Reconnect struct {
+	// MinBackoff is the first wait before reopening; it doubles up to MaxBackoff.
+	MinBackoff time.Duration `mapstructure:"min_backoff"`
+	MaxBackoff time.Duration `mapstructure:"max_backoff"`
+	// NoFrameTimeout marks a source that delivered no frame for this long as stalled and
+	// reopens it; 0 turns the watch off.
+	NoFrameTimeout time.Duration `mapstructure:"no_frame_timeout"`
+}
+
+// QualityGate bounds the capture quality of frames (see docs/cameras.md). A bound left at 0
+// is not checked.
+type QualityGate struct {
+	// Action is off, flag (process and mark the prediction) or skip (do not process).
+	Action          string  `mapstructure:"action"`
+	MinSharpness    float64 `mapstructure:"min_sharpness"`
+	MinBrightness   float64 `mapstructure:"min_brightness"`
+	MaxBrightness   float64 `mapstructure:"max_brightness"`
+	MaxOverexposed  float64 `mapstructure:"max_overexposed"`
+	MaxUnderexposed float64 `mapstructure:"max_underexposed"`
 }
 
 // Pipeline chains a detector and a classifier: detect regions, crop each, classify the crop.
@@ -217,8 +270,11 @@ func DefaultModel() Model {
 // DefaultCamera returns the settings of a camera entry before the file's keys apply.
 func DefaultCamera() Camera {
 	return Camera{
-		Type:     "auto",
-		Realtime: true,
-		Pipeline: Pipeline{CropPadding: 0.1},
+		Type:        "auto",
+		Realtime:    true,
+		Trigger:     "continuous",
+		Reconnect:   Reconnect{MinBackoff: time.Second, MaxBackoff: 30 * time.Second, NoFrameTimeout: 10 * time.Second},
+		QualityGate: QualityGate{Action: "off"},
+		Pipeline:    Pipeline{CropPadding: 0.1},
 	}
 }

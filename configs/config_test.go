@@ -137,6 +137,15 @@ func TestBadConfigs(t *testing.T) {
 		{"bad drop order", minimal + "spool: {drop_first: oldest}\n", `spool.drop_first: "oldest" is not one of samples, predictions`},
 		{"spool too small", minimal + "spool: {max_mb: 0}\n", "spool.max_mb: 0 must be 1 or more"},
 		{"bad queue size", minimal + "mqtt: {queue_size: 0}\n", "mqtt.queue_size: 0 must be 1 or more"},
+		{"bad rotation", minimal + "    rotate: 45\n", "cameras[0].rotate: 45 must be 0, 90, 180 or 270"},
+		{"short roi", minimal + "    roi: [0, 0, 100]\n", "cameras[0].roi: [0 0 100] must be [x, y, width, height]"},
+		{"bad trigger", minimal + "    trigger: gpio\n", `cameras[0].trigger: "gpio" is not one of continuous, interval, mqtt`},
+		{"interval without interval", minimal + "    trigger: interval\n", "cameras[0].interval: 0s must be a positive duration"},
+		{"bad fourcc", minimal + "    device: {fourcc: MJPEG}\n", `cameras[0].device.fourcc: "MJPEG" must be 4 characters`},
+		{"bad device width", minimal + "    device: {width: 0}\n", "cameras[0].device.width: 0 must be between 1 and 16384"},
+		{"bad gate action", minimal + "    quality_gate: {action: drop}\n", `cameras[0].quality_gate.action: "drop" is not one of off, flag, skip`},
+		{"bad gate share", minimal + "    quality_gate: {action: flag, max_overexposed: 2}\n", "cameras[0].quality_gate.max_overexposed: 2 must be a share"},
+		{"bad backoff", minimal + "    reconnect: {min_backoff: 10s, max_backoff: 1s}\n", "cameras[0].reconnect: min_backoff (10s) must be positive and max_backoff (1s) at least as long"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

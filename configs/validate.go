@@ -66,9 +66,65 @@ func (c *Config) Validate() error {
 		if cam.FPS < 0 {
 			p.add(key+".fps", "%v must be 0 (from the source) or more", cam.FPS)
 		}
+		cam.validateCapture(&p, key)
 		c.validatePipeline(&p, key+".pipeline", cam.Pipeline)
 	}
 	return p.err()
+}
+
+// Triggers are the values of cameras[].trigger; GateActions of cameras[].quality_gate.action.
+var (
+	Triggers    = []string{"continuous", "interval", "mqtt"}
+	GateActions = []string{"off", "flag", "skip"}
+)
+
+func (c Camera) validateCapture(p *problems, key string) {
+	if c.Rotate != 0 && c.Rotate != 90 && c.Rotate != 180 && c.Rotate != 270 {
+		p.add(key+".rotate", "%d must be 0, 90, 180 or 270 (degrees clockwise)", c.Rotate)
+	}
+	if len(c.ROI) != 0 && (len(c.ROI) != 4 || c.ROI[0] < 0 || c.ROI[1] < 0 || c.ROI[2] < 1 || c.ROI[3] < 1) {
+		p.add(key+".roi", "%v must be [x, y, width, height] in pixels, x and y 0 or more, width and height 1 or more", c.ROI)
+	}
+	p.oneOf(key+".trigger", c.Trigger, Triggers)
+	if c.Trigger == "interval" && c.Interval <= 0 {
+		p.add(key+".interval", "%v must be a positive duration such as 5s when trigger is interval", c.Interval)
+	}
+	if c.MaxFPS < 0 {
+		p.add(key+".max_fps", "%v must be 0 (no cap) or more", c.MaxFPS)
+	}
+	r := c.Reconnect
+	if r.MinBackoff <= 0 || r.MaxBackoff < r.MinBackoff {
+		p.add(key+".reconnect", "min_backoff (%v) must be positive and max_backoff (%v) at least as long", r.MinBackoff, r.MaxBackoff)
+	}
+	if r.NoFrameTimeout < 0 {
+		p.add(key+".reconnect.no_frame_timeout", "%v must be 0 (off) or a positive duration", r.NoFrameTimeout)
+	}
+	if f := c.Device.FourCC; f != "" && len(f) != 4 {
+		p.add(key+".device.fourcc", "%q must be 4 characters, such as MJPG or YUYV", f)
+	}
+	for name, v := range map[string]*int{"width": c.Device.Width, "height": c.Device.Height} {
+		if v != nil && (*v < 1 || *v > 16384) {
+			p.add(key+".device."+name, "%d must be between 1 and 16384", *v)
+		}
+	}
+	if v := c.Device.FPS; v != nil && (*v <= 0 || *v > 1000) {
+		p.add(key+".device.fps", "%v must be above 0 and at most 1000", *v)
+	}
+	g := c.QualityGate
+	p.oneOf(key+".quality_gate.action", g.Action, GateActions)
+	for name, v := range map[string]float64{"min_sharpness": g.MinSharpness, "min_brightness": g.MinBrightness, "max_brightness": g.MaxBrightness} {
+		if v < 0 || (name != "min_sharpness" && v > 255) {
+			p.add(key+".quality_gate."+name, "%v is out of range (brightness is 0-255, sharpness 0 or more)", v)
+		}
+	}
+	for name, v := range map[string]float64{"max_overexposed": g.MaxOverexposed, "max_underexposed": g.MaxUnderexposed} {
+		if v < 0 || v > 1 {
+			p.add(key+".quality_gate."+name, "%v must be a share between 0 and 1", v)
+		}
+	}
+	if g.MaxBrightness > 0 && g.MinBrightness > g.MaxBrightness {
+		p.add(key+".quality_gate", "min_brightness %v is above max_brightness %v", g.MinBrightness, g.MaxBrightness)
+	}
 }
 
 func (m MQTT) validate(p *problems) {

@@ -66,6 +66,11 @@ type Quality struct {
 	Brightness   float64 `json:"brightness"`
 	Overexposed  float64 `json:"overexposed"`
 	Underexposed float64 `json:"underexposed"`
+	// Gate is "pass" or "fail" when the camera has a quality gate that flags; Failed names
+	// the bounds the frame is outside of: sharpness, too_dark, too_bright, overexposed,
+	// underexposed.
+	Gate   string   `json:"gate,omitempty"`
+	Failed []string `json:"failed,omitempty"`
 }
 
 // Prediction is the message of one processed frame, on <prefix>/cameras/<camera>/predictions.
@@ -145,6 +150,8 @@ type CameraStats struct {
 	Read    uint64 `json:"read"`
 	Dropped uint64 `json:"dropped"`
 	Failed  uint64 `json:"failed"`
+	// Gated counts frames a quality gate with action skip kept from the models.
+	Gated uint64 `json:"gated"`
 	// InferenceMs is the mean model time (detect + classify) per frame over the interval.
 	InferenceMs float64 `json:"inferenceMs"`
 }

@@ -1,0 +1,155 @@
+package agent_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/testenv"
+)
+
+func predictions(t *testing.T, col *collector, camera string) []payload.Prediction {
+	t.Helper()
+	var out []payload.Prediction
+	for _, raw := range col.get("cvedge/e2e/cameras/" + camera + "/predictions") {
+		var p payload.Prediction
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// TestMQTTTrigger: a camera in trigger mode processes the next fresh frame after each
+// trigger, and the prediction and the result carry the trigger id.
+func TestMQTTTrigger(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	cfg.Cameras[0].Realtime, cfg.Cameras[0].FPS, cfg.Cameras[0].Trigger = true, 25, "mqtt"
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	runAgent(t, cfg)
+	waitFor(t, "the camera online", 10*time.Second, func() bool { return len(col.get("cvedge/e2e/status")) > 0 })
+	time.Sleep(500 * time.Millisecond)
+	if n := len(predictions(t, col, "conveyor")); n != 0 {
+		t.Fatalf("%d predictions before any trigger", n)
+	}
+	sent := map[string]time.Time{}
+	for i := 1; i <= 3; i++ {
+		id := fmt.Sprintf("part-%d", i)
+		sent[id] = time.Now()
+		col.c.Publish("cvedge/e2e/commands", 1, false, fmt.Sprintf(`{"id":%q,"command":"trigger","camera":"conveyor"}`, id)).Wait()
+		time.Sleep(300 * time.Millisecond)
+	}
+	waitFor(t, "three results", 10*time.Second, func() bool { return len(col.get("cvedge/e2e/commands/results")) >= 3 })
+	preds := predictions(t, col, "conveyor")
+	if len(preds) != 3 {
+		t.Fatalf("%d predictions for 3 triggers", len(preds))
+	}
+	byID := map[string]payload.Prediction{}
+	for _, p := range preds {
+		byID[p.ID] = p
+		if at, ok := sent[p.TriggerID]; !ok || p.Captured.Before(at) {
+			t.Errorf("prediction %s: trigger %q, captured %v, trigger sent %v: want a frame captured after the trigger", p.ID, p.TriggerID, p.Captured, at)
+		}
+	}
+	for _, raw := range col.get("cvedge/e2e/commands/results") {
+		var r payload.Result
+		json.Unmarshal(raw, &r)
+		p, ok := byID[r.Detail["predictionId"]]
+		if !r.OK || !ok || p.TriggerID != r.ID {
+			t.Errorf("result %s does not name the prediction of its trigger", raw)
+		}
+	}
+	col.validateAll(t)
+}
+
+// TestIntervalTrigger: one frame per interval.
+func TestIntervalTrigger(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	cfg.Cameras[0].Realtime, cfg.Cameras[0].FPS = true, 25
+	cfg.Cameras[0].Trigger, cfg.Cameras[0].Interval = "interval", 250*time.Millisecond
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	waitFor(t, "4 predictions", 10*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 4 })
+	stop()
+	preds := predictions(t, col, "conveyor")
+	for i := 1; i < len(preds); i++ {
+		// each tick takes the first frame captured after it; at 25 fps that is up to 40 ms late
+		if gap := preds[i].Captured.Sub(preds[i-1].Captured); gap < 250*time.Millisecond-40*time.Millisecond {
+			t.Errorf("frames %d and %d captured %v apart; the interval is 250ms", preds[i-1].FrameID, preds[i].FrameID, gap)
+		}
+	}
+}
+
+// TestQualityGate: the demo belt has a mean brightness near 70. A gate wanting 200 or more
+// flags every frame, or keeps every frame from the models.
+func TestQualityGate(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	t.Run("flag", func(t *testing.T) {
+		cfg := demoConfig(t, broker.URL, "    quality_gate: {action: flag, min_brightness: 200, max_overexposed: 0.5}\n")
+		col := subscribe(t, broker.URL, "cvedge/e2e/#")
+		stop := runAgent(t, cfg)
+		waitFor(t, "predictions", 20*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
+		stop()
+		for _, p := range predictions(t, col, "conveyor") {
+			if p.Quality.Gate != "fail" || strings.Join(p.Quality.Failed, ",") != "too_dark" {
+				t.Fatalf("frame %d quality %+v", p.FrameID, p.Quality)
+			}
+		}
+		col.validateAll(t)
+	})
+	t.Run("skip", func(t *testing.T) {
+		cfg := demoConfig(t, broker.URL, "    quality_gate: {action: skip, min_brightness: 200}\n")
+		cfg.MQTT.StatsInterval = 200 * time.Millisecond
+		col := subscribe(t, broker.URL, "cvedge/e2e/#")
+		stop := runAgent(t, cfg)
+		waitFor(t, "stats counting gated frames", 20*time.Second, func() bool {
+			s, ok := lastStats(col, "cvedge/e2e/stats")
+			return ok && len(s.Cameras) == 1 && s.Cameras[0].Gated >= 20
+		})
+		stop()
+		if n := len(predictions(t, col, "conveyor")); n != 0 {
+			t.Fatalf("%d predictions passed a gate that skips every frame", n)
+		}
+	})
+}
+
+// TestTwoCamerasShareModels runs two cameras on the same models: each gets every frame
+// right, and each model is loaded once.
+func TestTwoCamerasShareModels(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	second := cfg.Cameras[0]
+	second.Name = "conveyor2"
+	cfg.Cameras = append(cfg.Cameras, second)
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	tr := loadTruth(t)
+	stop := runAgent(t, cfg)
+	waitFor(t, "every frame on both cameras", 60*time.Second, func() bool {
+		return len(predictions(t, col, "conveyor")) >= len(tr.Frames) && len(predictions(t, col, "conveyor2")) >= len(tr.Frames)
+	})
+	stop()
+	for _, cam := range []string{"conveyor", "conveyor2"} {
+		parts := 0
+		for _, p := range predictions(t, col, cam) {
+			for _, d := range p.Predictions {
+				if d.Classification != nil {
+					parts++
+				}
+			}
+		}
+		if parts < 288 {
+			t.Errorf("%s: %d classified parts, the video shows 288 fully visible ones", cam, parts)
+		}
+	}
+	var st payload.Status
+	json.Unmarshal(col.get("cvedge/e2e/status")[0], &st)
+	if len(st.Models) != 2 || len(st.Cameras) != 2 {
+		t.Fatalf("status: %d models, %d cameras", len(st.Models), len(st.Cameras))
+	}
+}

@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/agent/spool"
+	"github.com/cvedge/cvedge/camera"
+)
+
+// loop processes one camera's frames, as its trigger mode says, until the camera ends or ctx
+// ends.
+func (a *Agent) loop(ctx context.Context, r *cameraRun) {
+	topic := a.Topic("cameras/" + r.cam.Name() + "/predictions")
+	qos := byte(a.cfg.MQTT.QoS)
+	var next time.Time // earliest start of the next frame (interval, max_fps)
+	for {
+		var (
+			f    *camera.Frame
+			trig *trigger
+			err  error
+		)
+		switch r.cfg.Trigger {
+		case "interval":
+			if !sleepUntil(ctx, next) {
+				return
+			}
+			next = time.Now().Add(r.cfg.Interval)
+			f, err = r.cam.NextAfter(ctx, time.Now())
+		case "mqtt":
+			select {
+			case t := <-r.triggers:
+				trig = &t
+			case <-ctx.Done():
+				return
+			}
+			f, err = r.cam.NextAfter(ctx, trig.at)
+		default:
+			if r.cfg.MaxFPS > 0 {
+				if !sleepUntil(ctx, next) {
+					return
+				}
+				next = time.Now().Add(time.Duration(float64(time.Second) / r.cfg.MaxFPS))
+			}
+			f, err = r.cam.Next(ctx)
+		}
+		if err != nil {
+			if trig != nil {
+				a.result(trig.id, payload.CmdTrigger, fmt.Errorf("camera %q delivered no frame: %v", r.cam.Name(), err), nil)
+			}
+			if errors.Is(err, io.EOF) && ctx.Err() == nil {
+				a.log.Info("camera finished: no more frames", "camera", r.cam.Name(), "state", r.cam.Status().State)
+			}
+			return
+		}
+		msg, err := r.pl.Process(f)
+		a.serveSnapshots(r, f, msg)
+		f.Close()
+		switch {
+		case errors.Is(err, errGated):
+			r.gated.Add(1)
+			if trig != nil {
+				a.result(trig.id, payload.CmdTrigger, err, nil)
+			}
+			continue
+		case err != nil:
+			if n := r.failed.Add(1); n == 1 || n%100 == 0 {
+				a.log.Error("frame not processed", "camera", r.cam.Name(), "err", err, "failures", n)
+			}
+			if trig != nil {
+				a.result(trig.id, payload.CmdTrigger, err, nil)
+			}
+			continue
+		}
+		if trig != nil {
+			msg.TriggerID = trig.id
+		}
+		r.count(msg)
+		body, err := json.Marshal(msg)
+		if err != nil {
+			a.log.Error("prediction not encoded", "camera", r.cam.Name(), "err", err)
+			continue
+		}
+		a.pub.Send(publish.Message{Topic: topic, QoS: qos, Payload: body, Class: spool.Predictions})
+		if trig != nil {
+			a.result(trig.id, payload.CmdTrigger, nil, map[string]string{"predictionId": msg.ID, "frameId": fmt.Sprint(msg.FrameID)})
+		}
+		if a.cfg.Agent.LogPredictions {
+			a.log.Info("prediction", "camera", r.cam.Name(), "frame", msg.FrameID, "ms", msg.LatencyMs.Total, "result", Summary(msg))
+		}
+	}
+}
+
+// sleepUntil waits until t; it reports false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
