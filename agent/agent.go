@@ -25,10 +25,12 @@ import (
 	"github.com/cvedge/cvedge/agent/broker"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/agent/sampling"
 	"github.com/cvedge/cvedge/agent/spool"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
+	"github.com/cvedge/cvedge/preprocess"
 )
 
 // Version and Commit are set at build time with -ldflags -X.
@@ -70,7 +72,11 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 		if err != nil {
 			return nil, err
 		}
-		a.runs = append(a.runs, &cameraRun{cam: cam, cfg: cc, snapshots: make(chan string, 4), triggers: make(chan trigger, 16)})
+		r := &cameraRun{cam: cam, cfg: cc, snapshots: make(chan string, 4), triggers: make(chan trigger, 16), ring: &ring{cfg: cfg.Ring}}
+		if cc.Sampling && cfg.Samples.Enabled {
+			r.sampler = sampling.New(cfg.Samples, uint64(len(a.runs))+uint64(time.Now().UnixNano()))
+		}
+		a.runs = append(a.runs, r)
 	}
 	a.rt, err = models.NewRuntime(models.Options{Library: cfg.ONNXRuntime.Library, IntraOpThreads: cfg.ONNXRuntime.IntraOpThreads, InterOpThreads: cfg.ONNXRuntime.InterOpThreads})
 	if err != nil {
@@ -182,9 +188,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		r.pl.Gate = r.cfg.QualityGate
 		r.cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
 		r.cam.Start(camCtx)
+		r.hasher = preprocess.NewHasher()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer r.hasher.Close()
 			defer r.pl.Close()
 			a.loop(camCtx, r)
 		}()
@@ -280,9 +288,12 @@ func (a *Agent) run(name string) (*cameraRun, error) {
 	return nil, fmt.Errorf("no camera %q (cameras: %s)", name, strings.Join(names, ", "))
 }
 
-// Close frees the spool, the models and the onnxruntime library. Run calls it; call it
-// yourself only when Run is never called.
+// Close frees the recent frames, the spool, the models and the onnxruntime library. Run
+// calls it; call it yourself only when Run is never called.
 func (a *Agent) Close() {
+	for _, r := range a.runs {
+		r.ring.close()
+	}
 	if a.spool != nil {
 		if err := a.spool.Close(); err != nil {
 			a.log.Warn("closing the spool", "err", err)

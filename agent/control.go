@@ -12,6 +12,7 @@ import (
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/agent/sampling"
 	"github.com/cvedge/cvedge/agent/spool"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
@@ -33,6 +34,11 @@ type cameraRun struct {
 	// triggers holds the triggers of a camera in trigger mode mqtt.
 	triggers chan trigger
 	gated    atomic.Uint64
+
+	ring    *ring
+	sampler *sampling.Sampler // nil: sampling off for this camera
+	hasher  *preprocess.Hasher
+	samples sampleCounts
 }
 
 // trigger is one trigger command: process the next fresh frame after at.
@@ -88,17 +94,6 @@ func (a *Agent) onCommand(raw []byte) {
 	default:
 		a.result(cmd.ID, cmd.Command, fmt.Errorf("command %q is not available in cvedge %s", cmd.Command, Version), nil)
 	}
-}
-
-// onFeedback takes an operator's correction from <prefix>/feedback.
-func (a *Agent) onFeedback(raw []byte) {
-	fb, err := payload.ParseFeedback(raw)
-	if err != nil {
-		a.log.Warn("feedback refused", "id", fb.ID, "err", err)
-		a.result(fb.ID, "feedback", err, nil)
-		return
-	}
-	a.result(fb.ID, "feedback", fmt.Errorf("prediction %q is unknown or too old: this agent keeps no recent frames", fb.PredictionID), nil)
 }
 
 // result publishes the answer to a command or feedback message.
@@ -162,7 +157,7 @@ func (a *Agent) statsLoop(ctx context.Context) {
 				frames := cur.processed - last[i].processed
 				cs := r.cam.Status()
 				c := payload.CameraStats{Name: r.cam.Name(), State: string(cs.State), FPS: round(float64(frames)/secs, 2),
-					Read: cs.Read, Dropped: cs.Dropped, Failed: r.failed.Load(), Gated: r.gated.Load()}
+					Read: cs.Read, Dropped: cs.Dropped, Failed: r.failed.Load(), Gated: r.gated.Load(), Samples: r.samples.snapshot()}
 				if frames > 0 {
 					c.InferenceMs = round(float64(cur.inferUs-last[i].inferUs)/1000/float64(frames), 3)
 				}

@@ -60,16 +60,19 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 			return
 		}
 		msg, err := r.pl.Process(f)
-		a.serveSnapshots(r, f, msg)
-		f.Close()
 		switch {
 		case errors.Is(err, errGated):
 			r.gated.Add(1)
+			a.serveSnapshots(r, f, nil)
+			a.sampleRules(r, f, msg)
+			f.Close()
 			if trig != nil {
 				a.result(trig.id, payload.CmdTrigger, err, nil)
 			}
 			continue
 		case err != nil:
+			a.serveSnapshots(r, f, nil)
+			f.Close()
 			if n := r.failed.Add(1); n == 1 || n%100 == 0 {
 				a.log.Error("frame not processed", "camera", r.cam.Name(), "err", err, "failures", n)
 			}
@@ -81,6 +84,9 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 		if trig != nil {
 			msg.TriggerID = trig.id
 		}
+		a.serveSnapshots(r, f, msg)
+		a.sampleRules(r, f, msg)
+		r.ring.push(f, msg) // the ring owns f now
 		r.count(msg)
 		body, err := json.Marshal(msg)
 		if err != nil {

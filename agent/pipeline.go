@@ -42,7 +42,9 @@ func NewPipeline(agent, boot, cameraName string, det, cls Stage, padding float32
 // Close frees the pipeline's scratch memory.
 func (p *Pipeline) Close() { p.meter.Close() }
 
-// Process runs the stages on f and returns the prediction message. f stays owned by the caller.
+// Process runs the stages on f and returns the prediction message. f stays owned by the
+// caller. A frame the quality gate skips returns errGated with a message that holds only its
+// quality (no FrameID: it is not published).
 func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	start := time.Now()
 	full := f.Bounds()
@@ -63,7 +65,7 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 		if len(msg.Quality.Failed) > 0 {
 			msg.Quality.Gate = "fail"
 			if p.Gate.Action == "skip" {
-				return nil, fmt.Errorf("%w: %s", errGated, strings.Join(msg.Quality.Failed, ", "))
+				return msg, fmt.Errorf("%w: %s", errGated, strings.Join(msg.Quality.Failed, ", "))
 			}
 		}
 	}

@@ -17,6 +17,8 @@ type Config struct {
 	ONNXRuntime ONNXRuntime      `mapstructure:"onnxruntime"`
 	MQTT        MQTT             `mapstructure:"mqtt"`
 	Spool       Spool            `mapstructure:"spool"`
+	Samples     Samples          `mapstructure:"samples"`
+	Ring        Ring             `mapstructure:"ring"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
 }
@@ -105,6 +107,56 @@ type Spool struct {
 	DropFirst string `mapstructure:"drop_first"`
 }
 
+// Samples says which predictions are published as likely misclassified samples, with their
+// image, on <prefix>/cameras/<camera>/samples (docs/improvement.md).
+type Samples struct {
+	Enabled bool `mapstructure:"enabled"`
+	// LowConfidence: the top probability is under Threshold.
+	LowConfidence Rule `mapstructure:"low_confidence"`
+	// SmallMargin: the top two probabilities are closer than Threshold.
+	SmallMargin Rule `mapstructure:"small_margin"`
+	// Disagreement: the classifier's top tag differs from the detector's tag, where the
+	// classifier knows that tag.
+	Disagreement Rule `mapstructure:"disagreement"`
+	// QualityGate: the frame failed the camera's quality gate.
+	QualityGate Rule `mapstructure:"quality_gate"`
+	// Audit: a random share (Rate) of predictions, whatever their confidence.
+	Audit Rule `mapstructure:"audit"`
+	// DedupDistance drops a sample whose image hash (64-bit dHash) is within this many bits
+	// of one sent in the last DedupWindow; 0 turns de-duplication off.
+	DedupDistance int           `mapstructure:"dedup_distance"`
+	DedupWindow   time.Duration `mapstructure:"dedup_window"`
+	// FullFrame adds the whole frame to samples of a detector pipeline, beside the crop.
+	FullFrame bool `mapstructure:"full_frame"`
+	// MaxImageKB caps each JPEG; a larger image is scaled down until it fits.
+	MaxImageKB int `mapstructure:"max_image_kb"`
+	// JPEGQuality is the JPEG quality of sample images, 1-100.
+	JPEGQuality int `mapstructure:"jpeg_quality"`
+}
+
+// Rule is one sampling rule with its limits.
+type Rule struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Threshold is the rule's bound (low_confidence: probability; small_margin: margin).
+	Threshold float64 `mapstructure:"threshold"`
+	// PerModel overrides Threshold for the predictions of the named models.
+	PerModel map[string]float64 `mapstructure:"per_model"`
+	// Rate is the share of predictions sampled (audit), 0..1.
+	Rate float64 `mapstructure:"rate"`
+	// PerMinute and PerHour cap the samples this rule sends per camera; 0: no cap.
+	PerMinute int `mapstructure:"per_minute"`
+	PerHour   int `mapstructure:"per_hour"`
+}
+
+// Ring keeps each camera's recent frames in memory, so an operator's correction of a
+// prediction can be answered with the image.
+type Ring struct {
+	// Frames, MaxMB and MaxAge bound the frames kept per camera; the first bound hit wins.
+	Frames int           `mapstructure:"frames"`
+	MaxMB  int           `mapstructure:"max_mb"`
+	MaxAge time.Duration `mapstructure:"max_age"`
+}
+
 // Embedded configures the in-process broker.
 type Embedded struct {
 	Enabled bool `mapstructure:"enabled"`
@@ -173,6 +225,8 @@ type Camera struct {
 	Reconnect Reconnect `mapstructure:"reconnect"`
 	// QualityGate flags or skips frames whose capture quality is out of bounds.
 	QualityGate QualityGate `mapstructure:"quality_gate"`
+	// Sampling turns the samples rules on for this camera (see Config.Samples).
+	Sampling bool `mapstructure:"sampling"`
 	// Pipeline says which models run on this camera's frames.
 	Pipeline Pipeline `mapstructure:"pipeline"`
 }
@@ -249,6 +303,19 @@ func Default() Config {
 			MaxAge:    7 * 24 * time.Hour,
 			DropFirst: "samples",
 		},
+		Samples: Samples{
+			Enabled:       true,
+			LowConfidence: Rule{Enabled: true, Threshold: 0.5, PerMinute: 6, PerHour: 60},
+			SmallMargin:   Rule{Enabled: true, Threshold: 0.1, PerMinute: 6, PerHour: 60},
+			Disagreement:  Rule{Enabled: true, PerMinute: 6, PerHour: 60},
+			QualityGate:   Rule{Enabled: true, PerMinute: 2, PerHour: 20},
+			Audit:         Rule{Enabled: false, Rate: 0.001, PerMinute: 2, PerHour: 20},
+			DedupDistance: 6,
+			DedupWindow:   10 * time.Minute,
+			MaxImageKB:    256,
+			JPEGQuality:   85,
+		},
+		Ring:    Ring{Frames: 100, MaxMB: 128, MaxAge: 10 * time.Minute},
 		Models:  map[string]Model{},
 		Cameras: []Camera{},
 	}
@@ -275,6 +342,7 @@ func DefaultCamera() Camera {
 		Trigger:     "continuous",
 		Reconnect:   Reconnect{MinBackoff: time.Second, MaxBackoff: 30 * time.Second, NoFrameTimeout: 10 * time.Second},
 		QualityGate: QualityGate{Action: "off"},
+		Sampling:    true,
 		Pipeline:    Pipeline{CropPadding: 0.1},
 	}
 }

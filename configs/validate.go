@@ -39,6 +39,10 @@ func (c *Config) Validate() error {
 	}
 	c.MQTT.validate(&p)
 	c.Spool.validate(&p)
+	c.Samples.validate(&p)
+	if c.Ring.Frames < 1 || c.Ring.MaxMB < 1 || c.Ring.MaxAge <= 0 {
+		p.add("ring", "frames (%d) and max_mb (%d) must be 1 or more, max_age (%v) a positive duration", c.Ring.Frames, c.Ring.MaxMB, c.Ring.MaxAge)
+	}
 	names := make([]string, 0, len(c.Models))
 	for name := range c.Models {
 		names = append(names, name)
@@ -176,6 +180,39 @@ func (m MQTT) validate(p *problems) {
 		if _, port, err := net.SplitHostPort(m.Embedded.Listen); err != nil || port == "" {
 			p.add("mqtt.embedded.listen", "%q must be host:port, e.g. 127.0.0.1:1883", m.Embedded.Listen)
 		}
+	}
+}
+
+func (s Samples) validate(p *problems) {
+	rules := map[string]Rule{"low_confidence": s.LowConfidence, "small_margin": s.SmallMargin, "disagreement": s.Disagreement, "quality_gate": s.QualityGate, "audit": s.Audit}
+	for name, r := range rules {
+		key := "samples." + name
+		if r.Threshold < 0 || r.Threshold > 1 {
+			p.add(key+".threshold", "%v must be between 0 and 1", r.Threshold)
+		}
+		for m, v := range r.PerModel {
+			if v < 0 || v > 1 {
+				p.add(key+".per_model."+m, "%v must be between 0 and 1", v)
+			}
+		}
+		if r.Rate < 0 || r.Rate > 1 {
+			p.add(key+".rate", "%v must be a share between 0 and 1", r.Rate)
+		}
+		if r.PerMinute < 0 || r.PerHour < 0 {
+			p.add(key, "per_minute (%d) and per_hour (%d) must be 0 (no cap) or more", r.PerMinute, r.PerHour)
+		}
+	}
+	if s.DedupDistance < 0 || s.DedupDistance > 64 {
+		p.add("samples.dedup_distance", "%d must be between 0 (off) and 64 bits", s.DedupDistance)
+	}
+	if s.DedupDistance > 0 && s.DedupWindow <= 0 {
+		p.add("samples.dedup_window", "%v must be a positive duration when dedup_distance is set", s.DedupWindow)
+	}
+	if s.MaxImageKB < 4 {
+		p.add("samples.max_image_kb", "%d must be 4 or more", s.MaxImageKB)
+	}
+	if s.JPEGQuality < 1 || s.JPEGQuality > 100 {
+		p.add("samples.jpeg_quality", "%d must be between 1 and 100", s.JPEGQuality)
 	}
 }
 

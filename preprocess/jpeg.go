@@ -48,3 +48,52 @@ func EncodeJPEG(img gocv.Mat, roi image.Rectangle, quality, maxBytes int) ([]byt
 		src = scaled
 	}
 }
+
+// Hasher computes difference hashes of image regions, for finding near-identical crops. It
+// keeps scratch Mats, is not safe for concurrent use, and must be closed.
+type Hasher struct{ small, gray gocv.Mat }
+
+// NewHasher returns a Hasher.
+func NewHasher() *Hasher { return &Hasher{small: gocv.NewMat(), gray: gocv.NewMat()} }
+
+// DHash returns the 64-bit difference hash of region roi of img: the region shrunk to 9x8
+// grey pixels, one bit per pair of horizontal neighbours (left brighter than right). Near
+// identical images differ in few bits.
+func (h *Hasher) DHash(img gocv.Mat, roi image.Rectangle) uint64 {
+	bounds := image.Rect(0, 0, img.Cols(), img.Rows())
+	if roi.Empty() {
+		roi = bounds
+	}
+	roi = roi.Intersect(bounds)
+	if roi.Empty() || img.Empty() {
+		return 0
+	}
+	region := img.Region(roi)
+	gocv.Resize(region, &h.small, image.Pt(9, 8), 0, 0, gocv.InterpolationArea)
+	region.Close()
+	if h.small.Channels() == 3 {
+		gocv.CvtColor(h.small, &h.gray, gocv.ColorBGRToGray)
+	} else {
+		h.small.CopyTo(&h.gray)
+	}
+	px, err := h.gray.DataPtrUint8()
+	if err != nil || len(px) < 72 {
+		return 0
+	}
+	var hash uint64
+	for y := 0; y < 8; y++ {
+		for x := 0; x < 8; x++ {
+			if px[y*9+x] > px[y*9+x+1] {
+				hash |= 1 << (y*8 + x)
+			}
+		}
+	}
+	return hash
+}
+
+// Close frees the scratch Mats.
+func (h *Hasher) Close() error {
+	h.small.Close()
+	h.gray.Close()
+	return nil
+}

@@ -152,6 +152,8 @@ type CameraStats struct {
 	Failed  uint64 `json:"failed"`
 	// Gated counts frames a quality gate with action skip kept from the models.
 	Gated uint64 `json:"gated"`
+	// Samples counts the samples sent since start, by reason.
+	Samples map[string]uint64 `json:"samples"`
 	// InferenceMs is the mean model time (detect + classify) per frame over the interval.
 	InferenceMs float64 `json:"inferenceMs"`
 }
@@ -221,4 +223,53 @@ type Snapshot struct {
 	Height       int       `json:"height"`
 	// JPEG is the frame, base64-encoded; scaled down when the full frame exceeds 1 MiB.
 	JPEG string `json:"jpeg"`
+}
+
+// Image is a JPEG in a sample.
+type Image struct {
+	// JPEG is base64; scaled down when needed to fit the size cap.
+	JPEG   string `json:"jpeg"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+	// Box is where a crop lies in the frame, normalized 0..1.
+	Box *Box `json:"box,omitempty"`
+}
+
+// Sample is a likely misclassified (or operator-corrected) prediction with its image, on
+// <prefix>/cameras/<camera>/samples.
+type Sample struct {
+	Schema  int       `json:"schema"`
+	ID      string    `json:"id"`
+	Agent   string    `json:"agent"`
+	Camera  string    `json:"camera"`
+	Boot    string    `json:"boot"`
+	Created time.Time `json:"created"`
+	// Reason is low_confidence, small_margin, disagreement, quality_gate, audit, shadow or
+	// operator; Detail says what the rule saw.
+	Reason string `json:"reason"`
+	Detail string `json:"detail"`
+	// PredictionID, FrameID and Captured name the prediction sampled. A frame the quality
+	// gate kept from the models has no prediction: only Captured.
+	PredictionID string    `json:"predictionId,omitempty"`
+	FrameID      uint64    `json:"frameId,omitempty"`
+	Captured     time.Time `json:"captured"`
+	// Detection is the index of the detection in the prediction's list; absent when the
+	// sample is about the whole frame.
+	Detection *int `json:"detection,omitempty"`
+	// Prediction is what the models said: the detection with its classification, or the
+	// classifier's tags for the whole frame.
+	// It is absent for a whole-frame sample of a detector pipeline (a failed quality gate).
+	Prediction *Tag `json:"prediction,omitempty"`
+	// CorrectTag, Operator, Note and FeedbackID come from an operator's correction.
+	CorrectTag string     `json:"correctTag,omitempty"`
+	Operator   string     `json:"operator,omitempty"`
+	Note       string     `json:"note,omitempty"`
+	FeedbackID string     `json:"feedbackId,omitempty"`
+	Models     []ModelRef `json:"models"`
+	// Crop is the region the classifier saw (the whole frame without a detector); Frame is
+	// the whole frame, when configured for a detector pipeline.
+	Crop  *Image `json:"crop,omitempty"`
+	Frame *Image `json:"frame,omitempty"`
+	// ImageOmitted is true when an image could not be made to fit the size cap.
+	ImageOmitted bool `json:"imageOmitted,omitempty"`
 }

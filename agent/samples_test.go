@@ -1,0 +1,152 @@
+package agent_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"image/jpeg"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/testenv"
+)
+
+func samples(t *testing.T, col *collector) []payload.Sample {
+	t.Helper()
+	var out []payload.Sample
+	for _, raw := range col.get("cvedge/e2e/cameras/conveyor/samples") {
+		var s payload.Sample
+		if err := json.Unmarshal(raw, &s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func decodeJPEG(t *testing.T, img *payload.Image) (w, h int) {
+	t.Helper()
+	if img == nil {
+		t.Fatal("no image")
+	}
+	raw, err := base64.StdEncoding.DecodeString(img.JPEG)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := jpeg.Decode(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Bounds().Dx(), m.Bounds().Dy()
+}
+
+// TestFeedbackRoundTrip: an operator corrects a prediction over MQTT; the agent answers with
+// a confirmed misclassification sample that carries the crop, the original prediction and
+// the right tag.
+func TestFeedbackRoundTrip(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.Ring.Frames = 1000
+	cfg.Samples.FullFrame = true
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	runAgent(t, cfg)
+	tr := loadTruth(t)
+	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+
+	var one, two payload.Prediction // a frame with one detection, and one with two
+	for _, p := range predictions(t, col, "conveyor") {
+		switch {
+		case len(p.Predictions) == 1 && one.ID == "" && p.Predictions[0].BoundingBox.Width > 0.1:
+			one = p
+		case len(p.Predictions) == 2 && two.ID == "":
+			two = p
+		}
+	}
+	wrong := "green"
+	if one.Predictions[0].Classification.Predictions[0].TagName == "green" {
+		wrong = "red"
+	}
+	send := func(body string) {
+		col.c.Publish("cvedge/e2e/feedback", 1, false, body).Wait()
+	}
+	send(fmt.Sprintf(`{"id":"fb-1","predictionId":%q,"tag":%q,"operator":"j.doe","note":"paint"}`, one.ID, wrong))
+	send(fmt.Sprintf(`{"id":"fb-2","predictionId":%q,"tag":"red"}`, two.ID))
+	send(fmt.Sprintf(`{"id":"fb-3","predictionId":%q,"tag":"red","detection":1}`, two.ID))
+	send(`{"id":"fb-4","predictionId":"no-such-prediction","tag":"red"}`)
+	send(fmt.Sprintf(`{"id":"fb-5","predictionId":%q,"tag":"red","detection":5}`, two.ID))
+	waitFor(t, "five results", 10*time.Second, func() bool { return len(col.get("cvedge/e2e/commands/results")) >= 5 })
+
+	results := map[string]payload.Result{}
+	for _, raw := range col.get("cvedge/e2e/commands/results") {
+		var r payload.Result
+		json.Unmarshal(raw, &r)
+		results[r.ID] = r
+	}
+	want := map[string]string{"fb-1": "", "fb-2": "has 2 detections: say which one is wrong", "fb-3": "", "fb-4": "is unknown or too old", "fb-5": `"detection" 5 is not one of them`}
+	for id, errText := range want {
+		r := results[id]
+		if r.Command != "feedback" || r.OK != (errText == "") || !strings.Contains(r.Error, errText) {
+			t.Errorf("%s: result %+v, want error %q", id, r, errText)
+		}
+	}
+	waitFor(t, "two samples", 10*time.Second, func() bool { return len(samples(t, col)) >= 2 })
+	byFeedback := map[string]payload.Sample{}
+	for _, s := range samples(t, col) {
+		byFeedback[s.FeedbackID] = s
+	}
+	s := byFeedback["fb-1"]
+	if s.Reason != "operator" || s.CorrectTag != wrong || s.Operator != "j.doe" || s.PredictionID != one.ID || s.FrameID != one.FrameID ||
+		*s.Detection != 0 || s.Prediction.Classification == nil || s.ID != results["fb-1"].Detail["sampleId"] {
+		t.Fatalf("sample %+v", s)
+	}
+	if w, h := decodeJPEG(t, s.Crop); w != s.Crop.Width || h != s.Crop.Height || w < 40 {
+		t.Fatalf("crop %dx%d, says %dx%d", w, h, s.Crop.Width, s.Crop.Height)
+	}
+	// the crop is the detection's box grown by the padding
+	b, c := one.Predictions[0].BoundingBox, s.Crop.Box
+	if c.Left > b.Left || c.Top > b.Top || c.Left+c.Width < b.Left+b.Width || c.Top+c.Height < b.Top+b.Height {
+		t.Fatalf("crop %+v does not hold the detection %+v", *c, *b)
+	}
+	if w, h := decodeJPEG(t, s.Frame); w != 640 || h != 360 {
+		t.Fatalf("full frame %dx%d", w, h)
+	}
+	if s3 := byFeedback["fb-3"]; *s3.Detection != 1 || s3.Prediction.BoundingBox.Left != two.Predictions[1].BoundingBox.Left {
+		t.Fatalf("sample for detection 1: %+v", s3)
+	}
+	col.validateAll(t)
+}
+
+// TestRuleSamples: a per-model threshold above the demo classifier's confidence makes every
+// crop a low-confidence candidate; the per-minute limit lets exactly three through.
+func TestRuleSamples(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.Samples.LowConfidence.PerModel = map[string]float64{"colour": 0.9999}
+	cfg.Samples.LowConfidence.PerMinute = 3
+	cfg.Samples.SmallMargin.Enabled = false
+	cfg.MQTT.StatsInterval = 200 * time.Millisecond
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	tr := loadTruth(t)
+	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	got := samples(t, col)
+	if len(got) != 3 {
+		t.Fatalf("%d samples, want 3 (the per-minute limit)", len(got))
+	}
+	for _, s := range got {
+		if s.Reason != "low_confidence" || !strings.Contains(s.Detail, "(colour)") || s.Crop == nil || s.Frame != nil {
+			t.Errorf("sample %+v", s)
+		}
+		decodeJPEG(t, s.Crop)
+	}
+	st, _ := lastStats(col, "cvedge/e2e/stats")
+	if st.Cameras[0].Samples["low_confidence"] != 3 {
+		t.Errorf("stats samples %v", st.Cameras[0].Samples)
+	}
+	col.validateAll(t)
+}

@@ -1,0 +1,218 @@
+// Package sampling decides which predictions are likely misclassified and worth a human's
+// look: low confidence, a small margin between the top two tags, disagreement between the
+// detector and the classifier, a failed quality gate, or a random audit. Each rule has
+// per-minute and per-hour limits, and near-identical images (by 64-bit difference hash) are
+// sent once.
+//
+// It is pure Go: it reads prediction payloads and image hashes, and knows nothing of pixels
+// or MQTT.
+package sampling
+
+import (
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// Reasons a sample is sent.
+const (
+	LowConfidence = "low_confidence"
+	SmallMargin   = "small_margin"
+	Disagreement  = "disagreement"
+	QualityGate   = "quality_gate"
+	Audit         = "audit"
+	Operator      = "operator" // an operator's correction (feedback)
+	Shadow        = "shadow"   // the candidate iteration disagrees with the active one
+)
+
+// Candidate is one sample a rule asks for, before limits and de-duplication.
+type Candidate struct {
+	// Detection is the index in the prediction's list; -1 for the whole frame.
+	Detection int
+	Reason    string
+	Detail    string
+}
+
+// Sampler applies the rules for one camera. It is safe for concurrent use.
+type Sampler struct {
+	cfg   configs.Samples
+	mu    sync.Mutex
+	rules map[string]*limiter
+	seen  []seen
+	rnd   *rand.Rand
+}
+
+type seen struct {
+	hash uint64
+	at   time.Time
+}
+
+// New returns a Sampler for cfg; seed makes the audit draws repeatable in tests.
+func New(cfg configs.Samples, seed uint64) *Sampler {
+	s := &Sampler{cfg: cfg, rules: map[string]*limiter{}, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	for name, r := range s.ruleSet() {
+		s.rules[name] = &limiter{perMinute: r.PerMinute, perHour: r.PerHour}
+	}
+	return s
+}
+
+func (s *Sampler) ruleSet() map[string]configs.Rule {
+	return map[string]configs.Rule{LowConfidence: s.cfg.LowConfidence, SmallMargin: s.cfg.SmallMargin,
+		Disagreement: s.cfg.Disagreement, QualityGate: s.cfg.QualityGate, Audit: s.cfg.Audit}
+}
+
+// threshold is the rule's bound for the predictions of model.
+func threshold(r configs.Rule, model string) float64 {
+	if v, ok := r.PerModel[model]; ok {
+		return v
+	}
+	return r.Threshold
+}
+
+// Check returns what the rules ask for in msg: at most one candidate per detection (the
+// first reason that holds, in the order disagreement, low confidence, small margin, audit),
+// and one for the whole frame when it failed the quality gate.
+func (s *Sampler) Check(msg *payload.Prediction) []Candidate {
+	if !s.cfg.Enabled {
+		return nil
+	}
+	var out []Candidate
+	if s.cfg.QualityGate.Enabled && msg.Quality.Gate == "fail" {
+		out = append(out, Candidate{Detection: -1, Reason: QualityGate, Detail: fmt.Sprintf("failed %v", msg.Quality.Failed)})
+	}
+	classifierOnly := len(msg.Predictions) > 0 && msg.Predictions[0].BoundingBox == nil
+	if classifierOnly {
+		if c, ok := s.checkTags(msg.Predictions, firstModel(msg, "classifier"), nil); ok {
+			c.Detection = -1
+			out = append(out, c)
+		}
+		return out
+	}
+	for i, d := range msg.Predictions {
+		var c Candidate
+		var ok bool
+		if d.Classification != nil {
+			c, ok = s.checkTags(d.Classification.Predictions, d.Classification.Model, &d)
+		} else {
+			c, ok = s.checkTags([]payload.Tag{d}, firstModel(msg, "detector"), nil)
+		}
+		if ok {
+			c.Detection = i
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// checkTags applies the per-prediction rules to tags sorted strongest first. det, when set,
+// is the detection the tags classify.
+func (s *Sampler) checkTags(tags []payload.Tag, model string, det *payload.Tag) (Candidate, bool) {
+	if len(tags) == 0 {
+		return Candidate{}, false
+	}
+	top := tags[0]
+	if r := s.cfg.Disagreement; r.Enabled && det != nil && det.TagName != top.TagName {
+		for _, t := range tags {
+			if t.TagName == det.TagName { // the classifier knows the detector's tag, and says otherwise
+				return Candidate{Reason: Disagreement, Detail: fmt.Sprintf("detector %s %.3f, classifier %s %.3f", det.TagName, det.Probability, top.TagName, top.Probability)}, true
+			}
+		}
+	}
+	if r := s.cfg.LowConfidence; r.Enabled && float64(top.Probability) < threshold(r, model) {
+		return Candidate{Reason: LowConfidence, Detail: fmt.Sprintf("%s %.3f under %.3g (%s)", top.TagName, top.Probability, threshold(r, model), model)}, true
+	}
+	if r := s.cfg.SmallMargin; r.Enabled && len(tags) > 1 && float64(top.Probability-tags[1].Probability) < threshold(r, model) {
+		return Candidate{Reason: SmallMargin, Detail: fmt.Sprintf("%s %.3f vs %s %.3f, margin under %.3g (%s)", top.TagName, top.Probability, tags[1].TagName, tags[1].Probability, threshold(r, model), model)}, true
+	}
+	if r := s.cfg.Audit; r.Enabled && r.Rate > 0 {
+		s.mu.Lock()
+		draw := s.rnd.Float64()
+		s.mu.Unlock()
+		if draw < r.Rate {
+			return Candidate{Reason: Audit, Detail: fmt.Sprintf("random audit, rate %g", r.Rate)}, true
+		}
+	}
+	return Candidate{}, false
+}
+
+func firstModel(msg *payload.Prediction, stage string) string {
+	for _, m := range msg.Models {
+		if m.Stage == stage {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// Admit reports whether a candidate with image hash may be sent now: its rule is under its
+// limits, and no image within DedupDistance bits was sent in the last DedupWindow. An
+// admitted sample is counted.
+func (s *Sampler) Admit(reason string, hash uint64, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.DedupDistance > 0 {
+		keep := s.seen[:0]
+		for _, x := range s.seen {
+			if now.Sub(x.at) <= s.cfg.DedupWindow {
+				keep = append(keep, x)
+			}
+		}
+		s.seen = keep
+		for _, x := range s.seen {
+			if bits.OnesCount64(x.hash^hash) <= s.cfg.DedupDistance {
+				return false
+			}
+		}
+	}
+	l, ok := s.rules[reason]
+	if ok && !l.allow(now) {
+		return false
+	}
+	if s.cfg.DedupDistance > 0 {
+		s.seen = append(s.seen, seen{hash: hash, at: now})
+		if len(s.seen) > 4096 {
+			s.seen = s.seen[len(s.seen)-4096:]
+		}
+	}
+	return true
+}
+
+// limiter counts what a rule sent in the last minute and hour.
+type limiter struct {
+	perMinute, perHour int
+	sent               []time.Time
+}
+
+func (l *limiter) allow(now time.Time) bool {
+	keep := l.sent[:0]
+	for _, t := range l.sent {
+		if now.Sub(t) < time.Hour {
+			keep = append(keep, t)
+		}
+	}
+	l.sent = keep
+	if l.perHour > 0 && len(l.sent) >= l.perHour {
+		return false
+	}
+	if l.perMinute > 0 {
+		n := 0
+		for _, t := range l.sent {
+			if now.Sub(t) < time.Minute {
+				n++
+			}
+		}
+		if n >= l.perMinute {
+			return false
+		}
+	}
+	l.sent = append(l.sent, now)
+	if len(l.sent) > 100000 { // no hourly cap: keep the memory bounded anyway
+		l.sent = l.sent[len(l.sent)-100000:]
+	}
+	return true
+}
