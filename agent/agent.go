@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cvedge/cvedge/agent/broker"
+	"github.com/cvedge/cvedge/agent/collect"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/sampling"
@@ -146,6 +147,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now().UTC()
 	if err := a.openSpool(); err != nil {
 		return err
+	}
+	for _, r := range a.runs {
+		if !r.cfg.Collect.Enabled {
+			continue
+		}
+		ds, err := collect.OpenDataset(r.cfg.Collect.Dir)
+		if err != nil {
+			return fmt.Errorf("camera %q collect.dir: %w", r.cam.Name(), err)
+		}
+		ds.SetQuota(int64(r.cfg.Collect.MaxMB) << 20)
+		r.dataset = ds
+		defer ds.Close()
 	}
 	if a.cfg.MQTT.Embedded.Enabled {
 		b, err := broker.Start(a.cfg.MQTT.Embedded.Listen, quiet(a.log))

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cvedge/cvedge/agent/collect"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/sampling"
@@ -39,6 +40,10 @@ type cameraRun struct {
 	sampler *sampling.Sampler // nil: sampling off for this camera
 	hasher  *preprocess.Hasher
 	samples sampleCounts
+
+	dataset     *collect.Dataset // nil: no data collection
+	lastCollect time.Time
+	quotaWarned bool
 }
 
 // trigger is one trigger command: process the next fresh frame after at.

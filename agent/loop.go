@@ -86,6 +86,13 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 		}
 		a.serveSnapshots(r, f, msg)
 		a.sampleRules(r, f, msg)
+		if r.dataset != nil && msg.Quality.Gate != "fail" {
+			col := r.cfg.Collect
+			if (trig != nil && col.OnTrigger) || (col.Every > 0 && time.Since(r.lastCollect) >= col.Every) {
+				r.lastCollect = time.Now()
+				a.collectImages(r, f, msg)
+			}
+		}
 		r.ring.push(f, msg) // the ring owns f now
 		r.count(msg)
 		body, err := json.Marshal(msg)

@@ -51,7 +51,7 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	msg := &payload.Prediction{
 		Schema: payload.Schema, ID: newID(), Agent: p.Agent, Camera: p.Camera, Boot: p.Boot,
 		Captured: f.Captured, Width: full.Dx(), Height: full.Dy(),
-		Predictions: []payload.Tag{},
+		Predictions: []payload.Tag{}, Models: []payload.ModelRef{},
 	}
 	if f.Pos >= 0 {
 		pos := f.Pos

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cvedge/cvedge/agent/collect"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/sampling"
@@ -247,4 +248,51 @@ func orUnknown(s string) string {
 		return "an operator"
 	}
 	return s
+}
+
+// collectImages saves the frame, or each detection's crop, into the camera's data set.
+func (a *Agent) collectImages(r *cameraRun, f *camera.Frame, msg *payload.Prediction) {
+	col := r.cfg.Collect
+	entry := func(p *payload.Tag) collect.Entry {
+		e := collect.Entry{SampleID: newID(), Agent: a.cfg.Agent.ID, Camera: r.cam.Name(), Reason: "collect",
+			PredictionID: msg.ID, Captured: msg.Captured, Models: msg.Models, Prediction: p}
+		if p != nil {
+			e.Region = p.BoundingBox
+		}
+		return e
+	}
+	var regions []image.Rectangle
+	var entries []collect.Entry
+	if col.What == "crops" {
+		for i := range msg.Predictions {
+			if msg.Predictions[i].BoundingBox == nil {
+				continue
+			}
+			p := msg.Predictions[i]
+			regions = append(regions, a.sampleRegion(r, f, msg, i))
+			entries = append(entries, entry(&p))
+		}
+	} else {
+		regions = append(regions, f.Bounds())
+		entries = append(entries, entry(nil))
+	}
+	for i, region := range regions {
+		jpeg, err := preprocess.EncodeJPEG(f.Mat(), region, col.JPEGQuality, 0)
+		if err != nil {
+			a.log.Warn("image not saved", "camera", r.cam.Name(), "err", err)
+			continue
+		}
+		_, _, err = r.dataset.AddJPEG(entries[i], jpeg, nil)
+		switch {
+		case errors.Is(err, collect.ErrQuota):
+			if !r.quotaWarned {
+				r.quotaWarned = true
+				a.log.Warn("data collection stopped: the quota is reached", "camera", r.cam.Name(), "dir", col.Dir, "max_mb", col.MaxMB)
+			}
+			return
+		case err != nil:
+			a.log.Error("image not saved", "camera", r.cam.Name(), "dir", col.Dir, "err", err)
+			return
+		}
+	}
 }

@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/jpeg"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cvedge/cvedge/agent/collect"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
 )
@@ -147,6 +150,67 @@ func TestRuleSamples(t *testing.T) {
 	st, _ := lastStats(col, "cvedge/e2e/stats")
 	if st.Cameras[0].Samples["low_confidence"] != 3 {
 		t.Errorf("stats samples %v", st.Cameras[0].Samples)
+	}
+	col.validateAll(t)
+}
+
+// TestDataCollection: a camera saves crops into a data set until its quota is reached; frames
+// that fail the quality gate are not saved.
+func TestDataCollection(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	dir := t.TempDir()
+	cfg := demoConfig(t, broker.URL, fmt.Sprintf("    collect: {enabled: true, dir: %s, what: crops, every: 1ms, max_mb: 1}\n", dir))
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	tr := loadTruth(t)
+	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	stop()
+	entries, err := collect.ReadIndex(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, e := range entries {
+		total += e.Bytes
+		if e.Reason != "collect" || e.Region == nil || e.Tag != "" || !strings.HasPrefix(e.File, "unreviewed/") || e.Camera != "conveyor" {
+			t.Fatalf("entry %+v", e)
+		}
+		if _, err := os.Stat(filepath.Join(dir, e.File)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(entries) < 50 || total > 1<<20 {
+		t.Fatalf("%d crops, %d bytes: want many, under the 1 MiB quota", len(entries), total)
+	}
+
+	gated := t.TempDir()
+	cfg = demoConfig(t, broker.URL, fmt.Sprintf("    collect: {enabled: true, dir: %s, every: 1ms}\n    quality_gate: {action: flag, min_brightness: 200}\n", gated))
+	col = subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop = runAgent(t, cfg)
+	waitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
+	stop()
+	if entries, _ := collect.ReadIndex(gated); len(entries) != 0 {
+		t.Fatalf("%d frames saved that failed the quality gate", len(entries))
+	}
+}
+
+// TestCollectOnlyCamera: before there is a model, a camera can run only to collect images.
+func TestCollectOnlyCamera(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	dir := t.TempDir()
+	cfg := demoConfig(t, broker.URL, fmt.Sprintf("    collect: {enabled: true, dir: %s, every: 1ms}\n", dir))
+	cfg.Cameras[0].Pipeline.Detector, cfg.Cameras[0].Pipeline.Classifier = "", ""
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	waitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
+	stop()
+	if entries, _ := collect.ReadIndex(dir); len(entries) < 20 || entries[0].Region != nil {
+		t.Fatalf("%d frames saved", len(entries))
+	}
+	for _, p := range predictions(t, col, "conveyor") {
+		if len(p.Models) != 0 || len(p.Predictions) != 0 || p.Quality.Brightness == 0 {
+			t.Fatalf("prediction of a camera without models: %+v", p)
+		}
 	}
 	col.validateAll(t)
 }

@@ -227,8 +227,28 @@ type Camera struct {
 	QualityGate QualityGate `mapstructure:"quality_gate"`
 	// Sampling turns the samples rules on for this camera (see Config.Samples).
 	Sampling bool `mapstructure:"sampling"`
+	// Collect saves frames or crops into a data set folder, for the first training rounds.
+	Collect Collect `mapstructure:"collect"`
 	// Pipeline says which models run on this camera's frames.
 	Pipeline Pipeline `mapstructure:"pipeline"`
+}
+
+// Collect saves a camera's images into a data set (the layout of `cvedge collect`, in
+// unreviewed/), on an interval and/or on every trigger.
+type Collect struct {
+	Enabled bool   `mapstructure:"enabled"`
+	Dir     string `mapstructure:"dir"`
+	// What is frames (the whole frame) or crops (each detection's padded crop).
+	What string `mapstructure:"what"`
+	// Every saves one image (set) per interval; 0: only on triggers.
+	Every time.Duration `mapstructure:"every"`
+	// OnTrigger saves the frame of every trigger command (trigger: mqtt).
+	OnTrigger bool `mapstructure:"on_trigger"`
+	// MaxMB is the disk quota of the data set; saving stops, with one warning, when it is
+	// reached.
+	MaxMB int `mapstructure:"max_mb"`
+	// JPEGQuality of the saved images, 1-100.
+	JPEGQuality int `mapstructure:"jpeg_quality"`
 }
 
 // Device holds USB camera settings; a setting left out is not touched.
@@ -343,6 +363,7 @@ func DefaultCamera() Camera {
 		Reconnect:   Reconnect{MinBackoff: time.Second, MaxBackoff: 30 * time.Second, NoFrameTimeout: 10 * time.Second},
 		QualityGate: QualityGate{Action: "off"},
 		Sampling:    true,
+		Collect:     Collect{What: "frames", MaxMB: 1024, JPEGQuality: 95},
 		Pipeline:    Pipeline{CropPadding: 0.1},
 	}
 }

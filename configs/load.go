@@ -237,6 +237,7 @@ func (c *Config) resolve(base string) {
 		c.Models[name] = m
 	}
 	for i := range c.Cameras {
+		c.Cameras[i].Collect.Dir = relativeTo(base, c.Cameras[i].Collect.Dir)
 		// viper lowercases map keys, so model names are matched in lower case
 		pl := &c.Cameras[i].Pipeline
 		pl.Detector, pl.Classifier = strings.ToLower(pl.Detector), strings.ToLower(pl.Classifier)

@@ -71,7 +71,7 @@ func (c *Config) Validate() error {
 			p.add(key+".fps", "%v must be 0 (from the source) or more", cam.FPS)
 		}
 		cam.validateCapture(&p, key)
-		c.validatePipeline(&p, key+".pipeline", cam.Pipeline)
+		c.validatePipeline(&p, key+".pipeline", cam.Pipeline, cam.Collect.Enabled)
 	}
 	return p.err()
 }
@@ -113,6 +113,21 @@ func (c Camera) validateCapture(p *problems, key string) {
 	}
 	if v := c.Device.FPS; v != nil && (*v <= 0 || *v > 1000) {
 		p.add(key+".device.fps", "%v must be above 0 and at most 1000", *v)
+	}
+	if col := c.Collect; col.Enabled {
+		if col.Dir == "" {
+			p.add(key+".collect.dir", "empty: give the data set folder")
+		}
+		p.oneOf(key+".collect.what", col.What, []string{"frames", "crops"})
+		if col.Every < 0 || (col.Every == 0 && !col.OnTrigger) {
+			p.add(key+".collect", "set every (an interval such as 10s), on_trigger: true, or both")
+		}
+		if col.MaxMB < 1 {
+			p.add(key+".collect.max_mb", "%d must be 1 or more", col.MaxMB)
+		}
+		if col.JPEGQuality < 1 || col.JPEGQuality > 100 {
+			p.add(key+".collect.jpeg_quality", "%d must be between 1 and 100", col.JPEGQuality)
+		}
 	}
 	g := c.QualityGate
 	p.oneOf(key+".quality_gate.action", g.Action, GateActions)
@@ -252,9 +267,9 @@ func (m Model) validate(p *problems, key string) {
 	}
 }
 
-func (c *Config) validatePipeline(p *problems, key string, pl Pipeline) {
-	if pl.Detector == "" && pl.Classifier == "" {
-		p.add(key, "needs a detector, a classifier, or both (names of entries under 'models:')")
+func (c *Config) validatePipeline(p *problems, key string, pl Pipeline, collecting bool) {
+	if pl.Detector == "" && pl.Classifier == "" && !collecting {
+		p.add(key, "needs a detector, a classifier, or both (names of entries under 'models:'); only a camera that collects images may run without models")
 	}
 	for stage, name := range map[string]string{"detector": pl.Detector, "classifier": pl.Classifier} {
 		if name == "" {

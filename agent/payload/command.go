@@ -2,6 +2,7 @@ package payload
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,8 @@ var (
 		CmdRollback: {"model"},
 	}
 	idRE = regexp.MustCompile(`^[A-Za-z0-9._:@/+-]{1,128}$`)
+	// sampleIDRE is stricter: a collector names files after sample ids.
+	sampleIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 )
 
 // Command is a request on <prefix>/commands. Every command carries an id; the result names
@@ -139,4 +142,39 @@ func clip(id string) string {
 		id = id[:128]
 	}
 	return strings.ToValidUTF8(id, "")
+}
+
+// maxSample bounds a sample payload (two JPEGs of up to a few MiB, in base64).
+const maxSample = 32 << 20
+
+// ParseSample reads a sample from an agent and checks what a collector relies on: an id,
+// the agent and camera, a reason, and JPEG images that decode from base64.
+func ParseSample(raw []byte) (Sample, error) {
+	var s Sample
+	if len(raw) > maxSample {
+		return s, fmt.Errorf("sample of %d bytes is larger than %d", len(raw), maxSample)
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return s, fmt.Errorf("not a sample: %v", err)
+	}
+	switch {
+	case s.Schema != Schema:
+		return s, fmt.Errorf("sample schema %d; this collector reads schema %d", s.Schema, Schema)
+	case !sampleIDRE.MatchString(s.ID):
+		return s, fmt.Errorf(`sample "id" %q is not a valid id (letters, digits, - and _)`, clip(s.ID))
+	case s.Agent == "" || s.Camera == "" || s.Reason == "":
+		return s, errors.New(`sample lacks "agent", "camera" or "reason"`)
+	case s.Crop == nil && s.Frame == nil && !s.ImageOmitted:
+		return s, errors.New("sample has no image")
+	}
+	for name, img := range map[string]*Image{"crop": s.Crop, "frame": s.Frame} {
+		if img == nil {
+			continue
+		}
+		b, err := base64.StdEncoding.DecodeString(img.JPEG)
+		if err != nil || len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+			return s, fmt.Errorf("sample %s: %s is not a base64 JPEG", s.ID, name)
+		}
+	}
+	return s, nil
 }

@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -77,4 +78,36 @@ func FuzzParseFeedback(f *testing.F) {
 			t.Fatalf("accepted %q without id, predictionId or tag", raw)
 		}
 	})
+}
+
+func FuzzParseSample(f *testing.F) {
+	good := `{"schema":1,"id":"s1","agent":"a","camera":"c","boot":"b","created":"2026-01-01T00:00:00Z","reason":"operator","detail":"","captured":"2026-01-01T00:00:00Z","models":[],"correctTag":"red","crop":{"jpeg":"/9j/4AAQ","width":1,"height":1}}`
+	f.Add([]byte(good))
+	f.Add([]byte(strings.Replace(good, "/9j/4AAQ", "iVBORw0K", 1)))
+	f.Add([]byte(`{"schema":2}`))
+	f.Add([]byte(`{"schema":1,"id":"s1","agent":"a","camera":"c","reason":"audit"}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s, err := ParseSample(raw)
+		if err == nil && (s.ID == "" || s.Agent == "" || (s.Crop == nil && s.Frame == nil && !s.ImageOmitted)) {
+			t.Fatalf("accepted %q", raw)
+		}
+	})
+}
+
+func TestParseSample(t *testing.T) {
+	base := `{"schema":1,"id":"s1","agent":"a","camera":"c","reason":"operator","crop":{"jpeg":"%s","width":1,"height":1}}`
+	if _, err := ParseSample([]byte(fmt.Sprintf(base, "/9j/4AAQ"))); err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		fmt.Sprintf(base, "iVBORw0K"):                                    "is not a base64 JPEG",
+		`{"schema":2,"id":"s1"}`:                                         "schema 2",
+		`{"schema":1,"id":"s1","agent":"a","camera":"c","reason":"x"}`:   "no image",
+		`{"schema":1,"id":"../x","agent":"a","camera":"c","reason":"x"}`: "not a valid id",
+		`[`: "not a sample",
+	} {
+		if _, err := ParseSample([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
 }

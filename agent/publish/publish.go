@@ -94,7 +94,7 @@ type Publisher struct {
 // after a loss, in the background with backoff. It fails only on settings that can never
 // work (unreadable TLS files or password file).
 func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) {
-	opts, err := clientOptions(cfg)
+	opts, err := ClientOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +129,10 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 	return p, nil
 }
 
-// clientOptions builds paho's options: identity, session, timeouts, credentials and TLS.
-func clientOptions(cfg configs.MQTT) (*paho.ClientOptions, error) {
+// ClientOptions builds paho's options from the MQTT config: identity, persistent session,
+// timeouts, reconnect backoff, credentials and TLS. Other MQTT clients of cvedge (the
+// collector) use it too.
+func ClientOptions(cfg configs.MQTT) (*paho.ClientOptions, error) {
 	opts := paho.NewClientOptions().
 		AddBroker(cfg.Broker).
 		SetClientID(cfg.ClientID).

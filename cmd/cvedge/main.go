@@ -42,7 +42,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout), inspectCmd(stdout), predictCmd(stdout, stderr))
+	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout), inspectCmd(stdout), predictCmd(stdout, stderr),
+		collectCmd(stdout, stderr), evalCmd(stdout, stderr))
 	return root
 }
 

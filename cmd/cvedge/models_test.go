@@ -170,6 +170,8 @@ func TestPredictErrors(t *testing.T) {
 		{[]string{"predict", "--model", "m", t.TempDir()}, "no images"},
 		{[]string{"predict", "--model", "m", "--threshold", "2", testenv.Path("testdata", "demo", "stills")}, "--threshold: 2 must be between 0 and 1"},
 		{[]string{"inspect", "--format", "yolo", "m"}, `--format: "yolo" is not one of`},
+		{[]string{"collect"}, "--out: give the data set folder"},
+		{[]string{"collect", "--out", t.TempDir(), "--broker", "http://x"}, `mqtt.broker: scheme "http" is not one of`},
 	}
 	for _, c := range cases {
 		code, _, errs := cvedge(t, c.args...)

@@ -1,0 +1,145 @@
+package eval
+
+import (
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+// TestConfusionByHand: 10 images; figures worked out by hand.
+//
+//	true \ predicted   cat  dog
+//	cat                  4    1
+//	dog                  2    3
+//
+// accuracy 7/10; cat precision 4/6, recall 4/5, F1 2*(2/3*4/5)/(2/3+4/5) = 8/11;
+// dog precision 3/4, recall 3/5, F1 2*(3/4*3/5)/(3/4+3/5) = 2/3.
+func TestConfusionByHand(t *testing.T) {
+	c := NewConfusion([]string{"cat", "dog"})
+	for i := 0; i < 4; i++ {
+		c.Add(0, 0)
+	}
+	c.Add(0, 1)
+	c.Add(1, 0)
+	c.Add(1, 0)
+	for i := 0; i < 3; i++ {
+		c.Add(1, 1)
+	}
+	if !near(c.Accuracy(), 0.7) || c.Total() != 10 {
+		t.Fatalf("accuracy %v total %d", c.Accuracy(), c.Total())
+	}
+	s := c.PerTag()
+	if !near(s[0].Precision, 4.0/6) || !near(s[0].Recall, 0.8) || !near(s[0].F1, 8.0/11) || s[0].Support != 5 {
+		t.Fatalf("cat %+v", s[0])
+	}
+	if !near(s[1].Precision, 0.75) || !near(s[1].Recall, 0.6) || !near(s[1].F1, 2.0/3) || s[1].Support != 5 {
+		t.Fatalf("dog %+v", s[1])
+	}
+}
+
+// TestAPByHand: 3 truth boxes of tag a, 4 detections by score 0.9 (hit), 0.8 (miss),
+// 0.7 (hit), 0.6 (miss); one truth never found.
+//
+//	precision 1, 1/2, 2/3, 2/4; recall 1/3, 1/3, 2/3, 2/3
+//	monotone precision: 1, 2/3, 2/3, 1/2
+//	AP = 1/3*1 + 0*2/3 + 1/3*2/3 + 0 = 5/9
+func TestAPByHand(t *testing.T) {
+	d := NewDetections()
+	box := func(x float64) Box { return Box{Left: x, Top: 0, Width: 0.1, Height: 0.1} }
+	d.AddImage(
+		[]Object{{Tag: "a", Box: box(0)}, {Tag: "a", Box: box(0.3)}, {Tag: "a", Box: box(0.6)}},
+		[]Object{{Tag: "a", Box: box(0), Score: 0.9}, {Tag: "a", Box: box(0.8), Score: 0.8}, {Tag: "a", Box: box(0.31), Score: 0.7}, {Tag: "a", Box: box(0.005), Score: 0.6}},
+	)
+	if ap := d.AP("a"); !near(ap, 5.0/9) {
+		t.Fatalf("AP %v, want 5/9", ap)
+	}
+	// a detection of the wrong tag on a truth box is a miss for its tag
+	d.AddImage([]Object{{Tag: "b", Box: box(0)}}, []Object{{Tag: "a", Box: box(0), Score: 0.95}})
+	if d.AP("b") != 0 || d.MAP() >= 5.0/9 {
+		t.Fatalf("AP b %v mAP %v", d.AP("b"), d.MAP())
+	}
+}
+
+func TestMatchFolders(t *testing.T) {
+	labels := []string{"JapaneseCherry", "hemlock"}
+	got, err := MatchFolders([]string{"Hemlock", "Japanese_Cherry"}, labels, nil)
+	if err != nil || got["Hemlock"] != "hemlock" || got["Japanese_Cherry"] != "JapaneseCherry" {
+		t.Fatalf("%v %v", got, err)
+	}
+	if _, err := MatchFolders([]string{"Oak"}, labels, nil); err == nil || !strings.Contains(err.Error(), `folder "Oak" matches no tag of the model (tags: JapaneseCherry, hemlock)`) {
+		t.Fatalf("mislabelled folder: %v", err)
+	}
+	got, err = MatchFolders([]string{"Oak"}, labels, map[string]string{"Oak": "hemlock"})
+	if err != nil || got["Oak"] != "hemlock" {
+		t.Fatalf("explicit map: %v %v", got, err)
+	}
+	if _, err := MatchFolders([]string{"Oak"}, labels, map[string]string{"Oak": "oak"}); err == nil {
+		t.Fatal("a map to a tag the model lacks was accepted")
+	}
+}
+
+func TestLoadFoldersErrors(t *testing.T) {
+	if _, err := LoadFolders(filepath.Join(t.TempDir(), "none")); err == nil {
+		t.Fatal("missing folder accepted")
+	}
+	empty := t.TempDir()
+	if _, err := LoadFolders(empty); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Fatalf("empty: %v", err)
+	}
+	os.MkdirAll(filepath.Join(empty, "red"), 0o755)
+	os.WriteFile(filepath.Join(empty, "red", "notes.txt"), []byte("x"), 0o644)
+	if _, err := LoadFolders(empty); err == nil || !strings.Contains(err.Error(), `folder "red" holds no images`) {
+		t.Fatalf("no images: %v", err)
+	}
+}
+
+func TestLoadCOCO(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ann.json"), []byte(`{
+	 "images":[{"id":1,"file_name":"img/a.jpg","width":200,"height":100}],
+	 "annotations":[{"image_id":1,"category_id":7,"bbox":[20,10,50,40]}],
+	 "categories":[{"id":7,"name":"logo"}]}`), 0o644)
+	got, err := LoadDetection(filepath.Join(dir, "ann.json"))
+	if err != nil || len(got) != 1 || got[0].File != filepath.Join(dir, "img", "a.jpg") {
+		t.Fatalf("%+v %v", got, err)
+	}
+	o := got[0].Objects[0]
+	if o.Tag != "logo" || !near(o.Box.Left, 0.1) || !near(o.Box.Top, 0.1) || !near(o.Box.Width, 0.25) || !near(o.Box.Height, 0.4) {
+		t.Fatalf("object %+v", o)
+	}
+	os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"images":[{"id":1,"file_name":"a.jpg","width":1,"height":1}],"annotations":[{"image_id":2,"category_id":7,"bbox":[0,0,1,1]}]}`), 0o644)
+	if _, err := LoadDetection(filepath.Join(dir, "bad.json")); err == nil || !strings.Contains(err.Error(), "unknown image or category") {
+		t.Fatalf("bad annotation: %v", err)
+	}
+}
+
+func TestReportWritesPicture(t *testing.T) {
+	c := NewConfusion([]string{"cat", "dog"})
+	c.Add(0, 0)
+	c.Add(1, 0)
+	acc := c.Accuracy()
+	r := &Report{Data: "field", Kind: "classification", Created: time.Now(), Models: []ModelReport{{Name: "v1", Images: 2, Accuracy: &acc, Tags: c.PerTag(), Confusion: c}}}
+	dir := t.TempDir()
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, r.Models[0].Picture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil || img.Bounds().Dx() < 100 {
+		t.Fatalf("png %v %v", img, err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	if !strings.Contains(string(md), "| v1 | - | 2 | 0 | 50.0% |") || !strings.Contains(string(md), "| dog | 1 | 0 |") {
+		t.Fatalf("report.md:\n%s", md)
+	}
+}

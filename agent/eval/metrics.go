@@ -1,0 +1,214 @@
+// Package eval scores models on labelled field images: accuracy, per-tag precision, recall
+// and F1, the confusion matrix for classifiers; AP at IoU 0.5 per tag and mAP for
+// detectors. It renders the report (Markdown, JSON, a PNG of each confusion matrix) that
+// `cvedge eval` writes. It is pure Go and runs no model itself.
+package eval
+
+import (
+	"math"
+	"sort"
+)
+
+// Confusion counts classifier answers: Matrix[truth][predicted], over Labels.
+type Confusion struct {
+	Labels []string `json:"labels"`
+	Matrix [][]int  `json:"matrix"`
+}
+
+// NewConfusion returns an empty matrix over labels.
+func NewConfusion(labels []string) *Confusion {
+	m := make([][]int, len(labels))
+	for i := range m {
+		m[i] = make([]int, len(labels))
+	}
+	return &Confusion{Labels: labels, Matrix: m}
+}
+
+// Add counts one image of tag truth predicted as predicted (indexes into Labels).
+func (c *Confusion) Add(truth, predicted int) { c.Matrix[truth][predicted]++ }
+
+// Total is the number of images counted.
+func (c *Confusion) Total() int {
+	n := 0
+	for _, row := range c.Matrix {
+		for _, v := range row {
+			n += v
+		}
+	}
+	return n
+}
+
+// Accuracy is the share of images predicted right.
+func (c *Confusion) Accuracy() float64 {
+	right := 0
+	for i := range c.Matrix {
+		right += c.Matrix[i][i]
+	}
+	return ratio(right, c.Total())
+}
+
+// TagScore is one tag's precision, recall and F1. Support is the images of the tag.
+type TagScore struct {
+	Tag       string  `json:"tag"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
+	F1        float64 `json:"f1"`
+	Support   int     `json:"support"`
+}
+
+// PerTag scores every tag. A tag never predicted has precision 0; one never present has
+// recall 0 (and is reported with support 0).
+func (c *Confusion) PerTag() []TagScore {
+	out := make([]TagScore, len(c.Labels))
+	for k, tag := range c.Labels {
+		tp, predicted, actual := c.Matrix[k][k], 0, 0
+		for i := range c.Matrix {
+			predicted += c.Matrix[i][k]
+			actual += c.Matrix[k][i]
+		}
+		s := TagScore{Tag: tag, Precision: ratio(tp, predicted), Recall: ratio(tp, actual), Support: actual}
+		if s.Precision+s.Recall > 0 {
+			s.F1 = 2 * s.Precision * s.Recall / (s.Precision + s.Recall)
+		}
+		out[k] = s
+	}
+	return out
+}
+
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// Box is a region normalized to 0..1.
+type Box struct{ Left, Top, Width, Height float64 }
+
+// IoU is the intersection over union of two boxes.
+func (b Box) IoU(o Box) float64 {
+	x1, y1 := math.Max(b.Left, o.Left), math.Max(b.Top, o.Top)
+	x2, y2 := math.Min(b.Left+b.Width, o.Left+o.Width), math.Min(b.Top+b.Height, o.Top+o.Height)
+	inter := math.Max(0, x2-x1) * math.Max(0, y2-y1)
+	union := b.Width*b.Height + o.Width*o.Height - inter
+	if union <= 0 {
+		return 0
+	}
+	return inter / union
+}
+
+// Object is a tagged box: ground truth, or a detection with its score.
+type Object struct {
+	Tag   string
+	Box   Box
+	Score float64
+}
+
+// Detections accumulates detector results for AP.
+type Detections struct {
+	// IoU is the overlap a detection needs with a truth box of its tag to count (0.5).
+	IoU    float64
+	truths map[string]int
+	scored map[string][]scoredHit
+}
+
+type scoredHit struct {
+	score float64
+	hit   bool
+}
+
+// NewDetections returns an accumulator at IoU 0.5.
+func NewDetections() *Detections {
+	return &Detections{IoU: 0.5, truths: map[string]int{}, scored: map[string][]scoredHit{}}
+}
+
+// AddImage matches one image's detections to its truth: strongest first, each to the
+// unmatched truth box of the same tag it overlaps most, if by IoU or more (as in Pascal VOC).
+func (d *Detections) AddImage(truth, found []Object) {
+	used := make([]bool, len(truth))
+	for _, t := range truth {
+		d.truths[t.Tag]++
+	}
+	order := make([]int, len(found))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return found[order[a]].Score > found[order[b]].Score })
+	for _, i := range order {
+		f := found[i]
+		best, bestIoU := -1, d.IoU
+		for j, t := range truth {
+			if used[j] || t.Tag != f.Tag {
+				continue
+			}
+			if iou := f.Box.IoU(t.Box); iou >= bestIoU {
+				best, bestIoU = j, iou
+			}
+		}
+		if best >= 0 {
+			used[best] = true
+		}
+		d.scored[f.Tag] = append(d.scored[f.Tag], scoredHit{score: f.Score, hit: best >= 0})
+	}
+}
+
+// AP is the average precision of tag: the area under its precision-recall curve, with
+// precision made monotone (all-point interpolation, as VOC 2010 and later).
+func (d *Detections) AP(tag string) float64 {
+	n := d.truths[tag]
+	if n == 0 {
+		return 0
+	}
+	hits := append([]scoredHit(nil), d.scored[tag]...)
+	sort.SliceStable(hits, func(a, b int) bool { return hits[a].score > hits[b].score })
+	var recall, precision []float64
+	tp := 0
+	for i, h := range hits {
+		if h.hit {
+			tp++
+		}
+		recall = append(recall, float64(tp)/float64(n))
+		precision = append(precision, float64(tp)/float64(i+1))
+	}
+	for i := len(precision) - 2; i >= 0; i-- {
+		precision[i] = math.Max(precision[i], precision[i+1])
+	}
+	ap, prev := 0.0, 0.0
+	for i := range recall {
+		ap += (recall[i] - prev) * precision[i]
+		prev = recall[i]
+	}
+	return ap
+}
+
+// Tags lists the tags seen in truth or detections, sorted.
+func (d *Detections) Tags() []string {
+	set := map[string]bool{}
+	for t := range d.truths {
+		set[t] = true
+	}
+	for t := range d.scored {
+		set[t] = true
+	}
+	out := make([]string, 0, len(set))
+	for t := range set {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// MAP is the mean AP over the tags that have truth boxes.
+func (d *Detections) MAP() float64 {
+	sum, n := 0.0, 0
+	for _, t := range d.Tags() {
+		if d.truths[t] > 0 {
+			sum += d.AP(t)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}

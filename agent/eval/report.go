@@ -1,0 +1,266 @@
+package eval
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/palette"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// ModelReport is one model's scores.
+type ModelReport struct {
+	Name      string `json:"name"`
+	Source    string `json:"source"`
+	Format    string `json:"format"`
+	Iteration string `json:"iteration"`
+	Images    int    `json:"images"`
+	// Failed counts images that could not be read or run.
+	Failed int `json:"failed"`
+	// Classifiers.
+	Accuracy  *float64   `json:"accuracy,omitempty"`
+	Tags      []TagScore `json:"tags,omitempty"`
+	Confusion *Confusion `json:"confusion,omitempty"`
+	// Detectors.
+	AP  map[string]float64 `json:"ap,omitempty"`
+	MAP *float64           `json:"map,omitempty"`
+	// Picture is the confusion matrix PNG, relative to the report.
+	Picture string `json:"picture,omitempty"`
+}
+
+// Report is what `cvedge eval` writes.
+type Report struct {
+	Data    string        `json:"data"`
+	Kind    string        `json:"kind"` // classification or detection
+	Created time.Time     `json:"created"`
+	Models  []ModelReport `json:"models"`
+}
+
+// Write saves report.json, report.md and a confusion matrix PNG per classifier into dir.
+func (r *Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i := range r.Models {
+		m := &r.Models[i]
+		if m.Confusion == nil {
+			continue
+		}
+		m.Picture = fmt.Sprintf("confusion-%d-%s.png", i+1, safe(m.Name))
+		if err := ConfusionPNG(m.Confusion, m.Name, filepath.Join(dir, m.Picture)); err != nil {
+			return fmt.Errorf("confusion matrix of %s: %w", m.Name, err)
+		}
+	}
+	raw, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(raw, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.Markdown()), 0o644)
+}
+
+func safe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == ' ' || r == ':' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+func pct(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }
+
+// Markdown renders the report; with several models they sit side by side.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Evaluation on %s\n\n%s data set, %s.\n\n", r.Data, r.Kind, r.Created.Format(time.RFC3339))
+	b.WriteString("| model | iteration | images | failed |")
+	if r.Kind == "classification" {
+		b.WriteString(" accuracy |\n|---|---|---|---|---|\n")
+	} else {
+		b.WriteString(" mAP@0.5 |\n|---|---|---|---|---|\n")
+	}
+	for _, m := range r.Models {
+		score := "-"
+		if m.Accuracy != nil {
+			score = pct(*m.Accuracy)
+		} else if m.MAP != nil {
+			score = fmt.Sprintf("%.3f", *m.MAP)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s |\n", m.Name, orDash(m.Iteration), m.Images, m.Failed, score)
+	}
+	if r.Kind == "classification" {
+		b.WriteString("\n## Per tag\n\n| tag |")
+		for _, m := range r.Models {
+			fmt.Fprintf(&b, " %s precision | recall | F1 |", m.Name)
+		}
+		b.WriteString(" support |\n|---|" + strings.Repeat("---|---|---|", len(r.Models)) + "---|\n")
+		for _, tag := range r.allTags() {
+			fmt.Fprintf(&b, "| %s |", tag)
+			support := 0
+			for _, m := range r.Models {
+				s, ok := find(m.Tags, tag)
+				if !ok {
+					b.WriteString(" - | - | - |")
+					continue
+				}
+				support = max(support, s.Support)
+				fmt.Fprintf(&b, " %s | %s | %.3f |", pct(s.Precision), pct(s.Recall), s.F1)
+			}
+			fmt.Fprintf(&b, " %d |\n", support)
+		}
+		for _, m := range r.Models {
+			fmt.Fprintf(&b, "\n## Confusion matrix: %s\n\nRows are the true tags, columns the predicted ones.\n\n| true \\ predicted |", m.Name)
+			for _, l := range m.Confusion.Labels {
+				fmt.Fprintf(&b, " %s |", l)
+			}
+			b.WriteString("\n|---|" + strings.Repeat("---|", len(m.Confusion.Labels)) + "\n")
+			for i, row := range m.Confusion.Matrix {
+				fmt.Fprintf(&b, "| %s |", m.Confusion.Labels[i])
+				for _, v := range row {
+					fmt.Fprintf(&b, " %d |", v)
+				}
+				b.WriteString("\n")
+			}
+			if m.Picture != "" {
+				fmt.Fprintf(&b, "\n![confusion matrix of %s](%s)\n", m.Name, m.Picture)
+			}
+		}
+	} else {
+		b.WriteString("\n## AP@0.5 per tag\n\n| tag |")
+		for _, m := range r.Models {
+			fmt.Fprintf(&b, " %s |", m.Name)
+		}
+		b.WriteString("\n|---|" + strings.Repeat("---|", len(r.Models)) + "\n")
+		for _, tag := range r.allTags() {
+			fmt.Fprintf(&b, "| %s |", tag)
+			for _, m := range r.Models {
+				if v, ok := m.AP[tag]; ok {
+					fmt.Fprintf(&b, " %.3f |", v)
+				} else {
+					b.WriteString(" - |")
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+func (r *Report) allTags() []string {
+	var tags []string
+	seen := map[string]bool{}
+	for _, m := range r.Models {
+		for _, t := range m.Tags {
+			if !seen[t.Tag] {
+				seen[t.Tag] = true
+				tags = append(tags, t.Tag)
+			}
+		}
+		for t := range m.AP {
+			if !seen[t] {
+				seen[t] = true
+				tags = append(tags, t)
+			}
+		}
+	}
+	return tags
+}
+
+func find(scores []TagScore, tag string) (TagScore, bool) {
+	for _, s := range scores {
+		if s.Tag == tag {
+			return s, true
+		}
+	}
+	return TagScore{}, false
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// grid shows a confusion matrix to gonum/plot: truth rows from the top, predictions as
+// columns.
+type grid struct{ c *Confusion }
+
+func (g grid) Dims() (c, r int)   { return len(g.c.Labels), len(g.c.Labels) }
+func (g grid) X(c int) float64    { return float64(c) }
+func (g grid) Y(r int) float64    { return float64(r) }
+func (g grid) Z(c, r int) float64 { return float64(g.c.Matrix[len(g.c.Labels)-1-r][c]) }
+
+// ConfusionPNG draws the matrix as a heat map with the counts in the cells.
+func ConfusionPNG(c *Confusion, title, path string) error {
+	n := len(c.Labels)
+	if n == 0 {
+		return fmt.Errorf("no tags")
+	}
+	p := plot.New()
+	p.Title.Text = "Confusion matrix: " + title
+	p.X.Label.Text = "predicted"
+	p.Y.Label.Text = "true"
+	hm := plotter.NewHeatMap(grid{c}, reversed{palette.Heat(32, 1)}) // many: dark, none: pale
+	hm.Min, hm.Max = 0, math.Max(1, float64(maxCell(c)))
+	p.Add(hm)
+	var xys plotter.XYs
+	var texts []string
+	for r := 0; r < n; r++ {
+		for col := 0; col < n; col++ {
+			xys = append(xys, plotter.XY{X: float64(col), Y: float64(r)})
+			texts = append(texts, fmt.Sprint(c.Matrix[n-1-r][col]))
+		}
+	}
+	labels, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: texts})
+	if err != nil {
+		return err
+	}
+	for i := range labels.TextStyle {
+		labels.TextStyle[i].Color = color.Black
+		labels.TextStyle[i].XAlign, labels.TextStyle[i].YAlign = -0.5, -0.5
+	}
+	p.Add(labels)
+	var xt, yt []plot.Tick
+	for i, l := range c.Labels {
+		xt = append(xt, plot.Tick{Value: float64(i), Label: l})
+		yt = append(yt, plot.Tick{Value: float64(n - 1 - i), Label: l})
+	}
+	p.X.Tick.Marker, p.Y.Tick.Marker = plot.ConstantTicks(xt), plot.ConstantTicks(yt)
+	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = -0.5, float64(n)-0.5, -0.5, float64(n)-0.5
+	side := vg.Length(3+0.8*float64(n)) * vg.Inch
+	return p.Save(side, side, path)
+}
+
+// reversed runs a palette backwards.
+type reversed struct{ p palette.Palette }
+
+func (r reversed) Colors() []color.Color {
+	c := r.p.Colors()
+	out := make([]color.Color, len(c))
+	for i := range c {
+		out[i] = c[len(c)-1-i]
+	}
+	return out
+}
+
+func maxCell(c *Confusion) int {
+	m := 0
+	for _, row := range c.Matrix {
+		for _, v := range row {
+			m = max(m, v)
+		}
+	}
+	return m
+}

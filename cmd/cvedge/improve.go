@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/agent/collect"
+	"github.com/cvedge/cvedge/agent/eval"
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
+)
+
+func collectCmd(stdout, stderr io.Writer) *cobra.Command {
+	cfg := configs.Default().MQTT
+	host, _ := os.Hostname()
+	cfg.ClientID = "cvedge-collect-" + host
+	var (
+		out, topic string
+		upload     bool
+		every      time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "collect --out DIR",
+		Short: "Collect the samples of many agents into a Custom Vision data set, and optionally upload them",
+		Long: "Subscribe to the samples that agents publish and write them into DIR: a folder per corrected tag, unreviewed/ for\n" +
+			"samples nobody tagged yet, frames/ for whole frames, and index.jsonl. A restart resumes the data set. With --upload\n" +
+			"the corrected images go to the Custom Vision training project named by " + collect.EnvEndpoint + ",\n" +
+			collect.EnvKey + " and " + collect.EnvProject + ".",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if out == "" {
+				return errors.New("--out: give the data set folder")
+			}
+			check := configs.Default()
+			check.MQTT = cfg
+			check.Agent.ID, check.MQTT.TopicPrefix = "collect", "collect"
+			if err := mqttProblems(check.Validate()); err != nil {
+				return err
+			}
+			log := newLogger(configs.Agent{LogLevel: "info", LogFormat: "auto"}, stderr)
+			ds, err := collect.OpenDataset(out)
+			if err != nil {
+				return err
+			}
+			defer ds.Close()
+			c := &collect.Collector{DS: ds, Log: log}
+			if upload {
+				t, err := collect.TrainingFromEnv(log)
+				if err != nil {
+					return err
+				}
+				c.Up = &collect.Uploader{T: t, Dir: out}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log.Info("collecting", "data_set", out, "samples", ds.Len(), "topic", topic, "upload", upload)
+			err = c.Run(ctx, cfg, topic, every)
+			fmt.Fprintf(stdout, "%s: %s; %d samples in the data set\n", out, c.Counts(), ds.Len())
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "", "data set folder (created; resumed when it exists)")
+	f.StringVar(&topic, "topic", "cvedge/+/cameras/+/samples", "MQTT topic filter of the samples")
+	f.StringVar(&cfg.Broker, "broker", cfg.Broker, "broker URL")
+	f.StringVar(&cfg.ClientID, "client-id", cfg.ClientID, "stable client id: the broker keeps samples for it while the collector is away")
+	f.StringVar(&cfg.Username, "username", "", "broker user name")
+	f.StringVar(&cfg.PasswordFile, "password-file", "", "file holding the broker password (or set CVEDGE_MQTT_PASSWORD)")
+	f.StringVar(&cfg.TLS.CAFile, "ca-file", "", "CA bundle of the broker's certificate")
+	f.StringVar(&cfg.TLS.CertFile, "cert-file", "", "client certificate, for mutual TLS")
+	f.StringVar(&cfg.TLS.KeyFile, "key-file", "", "client key, for mutual TLS")
+	f.BoolVar(&upload, "upload", false, "upload corrected images to the Custom Vision training project")
+	f.DurationVar(&every, "upload-interval", 30*time.Second, "how often to upload new corrected images")
+	cfg.Password = os.Getenv("CVEDGE_MQTT_PASSWORD")
+	return cmd
+}
+
+// mqttProblems keeps the MQTT part of a validation error, with flag names.
+func mqttProblems(err error) error {
+	if err == nil {
+		return nil
+	}
+	var keep []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.HasPrefix(line, "mqtt.") {
+			keep = append(keep, line)
+		}
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(keep, "\n"))
+}
+
+func evalCmd(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		mf        modelFlags
+		paths     []string
+		data, out string
+		mapping   []string
+	)
+	cmd := &cobra.Command{
+		Use:   "eval --model M [--model M2 ...] --data DIR",
+		Short: "Score models on labelled field images, side by side",
+		Long: "Run one or more models on a labelled data set and report accuracy, per-tag precision, recall and F1 and the\n" +
+			"confusion matrix (classifiers), or AP@0.5 per tag and mAP (detectors). Classification data is a folder per tag;\n" +
+			"folder names match tags ignoring case and punctuation, or use --map Folder=tag. Detection data is a COCO JSON\n" +
+			"file or a folder written by cvedge collect. Writes report.md, report.json and a PNG per confusion matrix.",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if len(paths) == 0 || data == "" {
+				return errors.New("give --model (one or more) and --data")
+			}
+			explicit := map[string]string{}
+			for _, m := range mapping {
+				k, v, ok := strings.Cut(m, "=")
+				if !ok || k == "" || v == "" {
+					return fmt.Errorf("--map %q: write FOLDER=TAG", m)
+				}
+				explicit[k] = v
+			}
+			rt, err := mf.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			var stages []*agent.ModelStage
+			defer func() {
+				for _, s := range stages {
+					s.Close()
+				}
+			}()
+			for _, p := range paths {
+				mc, err := mf.model(p)
+				if err != nil {
+					return err
+				}
+				m, err := models.Load(rt, filepath.Base(filepath.Clean(p)), mc)
+				if err != nil {
+					return err
+				}
+				st, err := agent.NewModelStage(m, mc.Resize)
+				if err != nil {
+					m.Close()
+					return err
+				}
+				stages = append(stages, st)
+				if st.Detector() != stages[0].Detector() {
+					return errors.New("--model: give classifiers only, or detectors only, in one evaluation")
+				}
+			}
+			report := &eval.Report{Data: data, Created: time.Now().UTC(), Kind: "classification"}
+			prog := newProgress(stderr)
+			if stages[0].Detector() {
+				report.Kind = "detection"
+				err = evalDetectors(report, stages, data, prog)
+			} else {
+				err = evalClassifiers(report, stages, data, explicit, prog)
+			}
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = "eval-" + time.Now().Format("20060102-150405")
+			}
+			if err := report.Write(out); err != nil {
+				return err
+			}
+			for _, m := range report.Models {
+				switch {
+				case m.Accuracy != nil:
+					fmt.Fprintf(stdout, "%s: accuracy %.1f%% on %d images (%d failed)\n", m.Name, 100**m.Accuracy, m.Images, m.Failed)
+				case m.MAP != nil:
+					fmt.Fprintf(stdout, "%s: mAP@0.5 %.3f on %d images (%d failed)\n", m.Name, *m.MAP, m.Images, m.Failed)
+				}
+			}
+			fmt.Fprintf(stdout, "report: %s\n", filepath.Join(out, "report.md"))
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&paths, "model", nil, "a model to score (repeat to compare iterations)")
+	cmd.Flags().StringVar(&data, "data", "", "labelled data set: a folder per tag, a COCO JSON file, or a cvedge collect folder")
+	cmd.Flags().StringVar(&out, "out", "", "report folder (default eval-<date>-<time>)")
+	cmd.Flags().StringArrayVar(&mapping, "map", nil, "FOLDER=TAG: the tag of a folder whose name differs from it")
+	mf.register(cmd)
+	return cmd
+}
+
+func evalClassifiers(report *eval.Report, stages []*agent.ModelStage, data string, explicit map[string]string, prog *progress) error {
+	set, err := eval.LoadFolders(data)
+	if err != nil {
+		return err
+	}
+	for _, st := range stages {
+		info := st.Model().Info
+		match, err := eval.MatchFolders(set.Folders, info.Labels, explicit)
+		if err != nil {
+			return fmt.Errorf("model %s: %w", info.Name, err)
+		}
+		index := map[string]int{}
+		for i, l := range info.Labels {
+			index[l] = i
+		}
+		conf := eval.NewConfusion(info.Labels)
+		mr := eval.ModelReport{Name: info.Name, Source: info.Source, Format: string(info.Format), Iteration: info.Iteration}
+		pl := agent.NewPipeline("", "", "", nil, st, 0)
+		total := 0
+		for _, f := range set.Folders {
+			total += len(set.Files[f])
+		}
+		for _, folder := range set.Folders {
+			for _, file := range set.Files[folder] {
+				mr.Images++
+				prog.step(info.Name, mr.Images, total)
+				msg, err := predictFile(pl, file)
+				if err != nil || len(msg.Predictions) == 0 {
+					mr.Failed++
+					continue
+				}
+				conf.Add(index[match[folder]], index[msg.Predictions[0].TagName])
+			}
+		}
+		pl.Close()
+		prog.done()
+		if mr.Failed == mr.Images {
+			return fmt.Errorf("model %s: none of the %d images could be read or run", info.Name, mr.Images)
+		}
+		acc := conf.Accuracy()
+		mr.Accuracy, mr.Tags, mr.Confusion = &acc, conf.PerTag(), conf
+		report.Models = append(report.Models, mr)
+	}
+	return nil
+}
+
+func evalDetectors(report *eval.Report, stages []*agent.ModelStage, data string, prog *progress) error {
+	images, err := eval.LoadDetection(data)
+	if err != nil {
+		return err
+	}
+	for _, st := range stages {
+		info := st.Model().Info
+		for _, im := range images {
+			for _, o := range im.Objects {
+				if !contains(info.Labels, o.Tag) {
+					return fmt.Errorf("model %s: the data set has tag %q, which the model does not know (tags: %s)", info.Name, o.Tag, strings.Join(info.Labels, ", "))
+				}
+			}
+		}
+		det := eval.NewDetections()
+		mr := eval.ModelReport{Name: info.Name, Source: info.Source, Format: string(info.Format), Iteration: info.Iteration}
+		pl := agent.NewPipeline("", "", "", st, nil, 0)
+		for _, im := range images {
+			mr.Images++
+			prog.step(info.Name, mr.Images, len(images))
+			msg, err := predictFile(pl, im.File)
+			if err != nil {
+				mr.Failed++
+				continue
+			}
+			var found []eval.Object
+			for _, p := range msg.Predictions {
+				b := p.BoundingBox
+				found = append(found, eval.Object{Tag: p.TagName, Score: float64(p.Probability), Box: eval.Box{Left: float64(b.Left), Top: float64(b.Top), Width: float64(b.Width), Height: float64(b.Height)}})
+			}
+			det.AddImage(im.Objects, found)
+		}
+		pl.Close()
+		prog.done()
+		if mr.Failed == mr.Images {
+			return fmt.Errorf("model %s: none of the %d images could be read or run", info.Name, mr.Images)
+		}
+		mr.AP = map[string]float64{}
+		for _, tag := range det.Tags() {
+			mr.AP[tag] = det.AP(tag)
+		}
+		m := det.MAP()
+		mr.MAP = &m
+		report.Models = append(report.Models, mr)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// predictFile runs the pipeline on one image file.
+func predictFile(pl *agent.Pipeline, file string) (*payload.Prediction, error) {
+	f, err := camera.ReadImage(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return pl.Process(f)
+}
+
+// progress draws a bar on a terminal, and nothing elsewhere.
+type progress struct {
+	w    io.Writer
+	on   bool
+	last time.Time
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.on = true
+		}
+	}
+	return p
+}
+
+func (p *progress) step(name string, n, total int) {
+	if !p.on || (time.Since(p.last) < 100*time.Millisecond && n < total) {
+		return
+	}
+	p.last = time.Now()
+	width := 30
+	fill := width * n / max(total, 1)
+	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d", name, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), n, total)
+}
+
+func (p *progress) done() {
+	if p.on {
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cvedge/cvedge/agent/eval"
+	"github.com/cvedge/cvedge/agent/testenv"
+)
+
+func readReport(t *testing.T, dir string) eval.Report {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r eval.Report
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestEvalRealHemlock: the real export scores 100% with a 10/10 diagonal on its 20 photos.
+func TestEvalRealHemlock(t *testing.T) {
+	needRuntime(t)
+	dir := testenv.RealData(t, "hemlock-cherry-onnx12")
+	out := t.TempDir()
+	code, stdout, errs := cvedge(t, "eval", "--model", dir, "--data", filepath.Join(dir, "images"), "--out", out)
+	if code != 0 || !strings.Contains(stdout, "accuracy 100.0% on 20 images (0 failed)") {
+		t.Fatalf("exit %d\n%s%s", code, stdout, errs)
+	}
+	r := readReport(t, out)
+	m := r.Models[0]
+	if *m.Accuracy != 1 || fmt.Sprint(m.Confusion.Matrix) != "[[10 0] [0 10]]" || strings.Join(m.Confusion.Labels, ",") != "JapaneseCherry,hemlock" {
+		t.Fatalf("report %+v", m)
+	}
+	if _, err := os.Stat(filepath.Join(out, m.Picture)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writePart writes a PNG of a part of colour c (BGR order as the demo uses) on the grey belt.
+func writePart(t *testing.T, path string, bgr [3]uint8) {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 100, 100))
+	for y := 0; y < 100; y++ {
+		for x := 0; x < 100; x++ {
+			c := color.RGBA{72, 72, 72, 255}
+			if x >= 20 && x < 80 && y >= 20 && y < 80 {
+				c = color.RGBA{bgr[2], bgr[1], bgr[0], 255}
+			}
+			img.Set(x, y, c)
+		}
+	}
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	png.Encode(f, img)
+}
+
+// TestEvalHandComputed: a small data set with one mislabelled image, scored by hand.
+//
+// Folders: red (3 images, one of them really green), green (2), blue (1), Yellow (1). The
+// classifier sees colours, so:
+//
+//	true \ predicted  blue green red yellow
+//	blue                1    0    0    0
+//	green               0    2    0    0
+//	red                 0    1    2    0
+//	yellow              0    0    0    1
+//
+// accuracy 6/7; red recall 2/3, precision 1; green precision 2/3, recall 1.
+func TestEvalHandComputed(t *testing.T) {
+	needRuntime(t)
+	data := t.TempDir()
+	colours := map[string][3]uint8{"blue": {190, 100, 30}, "green": {60, 170, 60}, "red": {45, 40, 200}, "yellow": {40, 200, 220}}
+	files := map[string]string{"red/1.png": "red", "red/2.png": "red", "red/3.png": "green", "green/1.png": "green", "green/2.png": "green", "blue/1.png": "blue", "Yellow/1.png": "yellow"}
+	for f, c := range files {
+		writePart(t, filepath.Join(data, f), colours[c])
+	}
+	out := t.TempDir()
+	code, stdout, errs := cvedge(t, "eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", data, "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, errs)
+	}
+	m := readReport(t, out).Models[0]
+	if fmt.Sprint(m.Confusion.Matrix) != "[[1 0 0 0] [0 2 0 0] [0 1 2 0] [0 0 0 1]]" || !near(*m.Accuracy, 6.0/7) {
+		t.Fatalf("confusion %v accuracy %v", m.Confusion.Matrix, *m.Accuracy)
+	}
+	for _, s := range m.Tags {
+		switch s.Tag {
+		case "red":
+			if !near(s.Recall, 2.0/3) || s.Precision != 1 || s.Support != 3 {
+				t.Errorf("red %+v", s)
+			}
+		case "green":
+			if !near(s.Precision, 2.0/3) || s.Recall != 1 {
+				t.Errorf("green %+v", s)
+			}
+		}
+	}
+}
+
+func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// TestEvalDetectorCOCO scores the demo detector on stills of the video, from a COCO file
+// written from the video's ground truth.
+func TestEvalDetectorCOCO(t *testing.T) {
+	needRuntime(t)
+	demo := testenv.Path("testdata", "demo")
+	var truth struct {
+		Width, Height int
+		Frames        []struct {
+			Parts []struct {
+				Box     [4]float64
+				Visible float64
+			}
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(demo, "conveyor.truth.json"))
+	json.Unmarshal(raw, &truth)
+	dir := t.TempDir()
+	type img struct {
+		ID       int    `json:"id"`
+		FileName string `json:"file_name"`
+		Width    int    `json:"width"`
+		Height   int    `json:"height"`
+	}
+	type ann struct {
+		ImageID    int       `json:"image_id"`
+		CategoryID int       `json:"category_id"`
+		BBox       []float64 `json:"bbox"`
+	}
+	c := struct {
+		Images      []img            `json:"images"`
+		Annotations []ann            `json:"annotations"`
+		Categories  []map[string]any `json:"categories"`
+	}{Categories: []map[string]any{{"id": 1, "name": "part"}}}
+	for i, frame := range []int{40, 120} { // every part fully in view
+		name := fmt.Sprintf("frame_%03d.jpg", frame)
+		b, _ := os.ReadFile(filepath.Join(demo, "stills", name))
+		os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		c.Images = append(c.Images, img{ID: i + 1, FileName: name, Width: truth.Width, Height: truth.Height})
+		for _, p := range truth.Frames[frame].Parts {
+			c.Annotations = append(c.Annotations, ann{ImageID: i + 1, CategoryID: 1, BBox: p.Box[:]})
+		}
+	}
+	coco, _ := json.Marshal(c)
+	os.WriteFile(filepath.Join(dir, "annotations.json"), coco, 0o644)
+	out := t.TempDir()
+	code, stdout, errs := cvedge(t, "eval", "--model", filepath.Join(demo, "detector"), "--threshold", "0.5", "--data", filepath.Join(dir, "annotations.json"), "--out", out)
+	if code != 0 || !strings.Contains(stdout, "mAP@0.5 1.000 on 2 images") {
+		t.Fatalf("exit %d\n%s%s", code, stdout, errs)
+	}
+}
+
+func TestEvalRefusesBadData(t *testing.T) {
+	needRuntime(t)
+	empty := t.TempDir()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", empty}, "is empty"},
+		{[]string{"eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", filepath.Join(empty, "none")}, "no such file"},
+		{[]string{"eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", testenv.Path("testdata", "demo")}, `folder "classifier" holds no images`},
+		{[]string{"eval", "--data", empty}, "give --model"},
+		{[]string{"eval", "--model", "m", "--data", empty, "--map", "x"}, "write FOLDER=TAG"},
+	}
+	for _, c := range cases {
+		code, _, errs := cvedge(t, c.args...)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, %q; want %q", c.args[1:], code, errs, c.want)
+		}
+	}
+	mislabelled := t.TempDir()
+	writePart(t, filepath.Join(mislabelled, "purple", "1.png"), [3]uint8{200, 0, 200})
+	code, _, errs := cvedge(t, "eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", mislabelled)
+	if code == 0 || !strings.Contains(errs, `folder "purple" matches no tag of the model (tags: blue, green, red, yellow)`) {
+		t.Errorf("mislabelled: exit %d %q", code, errs)
+	}
+}
