@@ -28,6 +28,7 @@ import (
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/sampling"
 	"github.com/cvedge/cvedge/agent/spool"
+	"github.com/cvedge/cvedge/agent/store"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
@@ -57,6 +58,13 @@ type Agent struct {
 	pub   *publish.Publisher
 	spool *spool.Store
 	drops dropCounter
+	store *store.Store
+	// lifecycle serializes model changes (activate, rollback, add); lifecycleWG waits for
+	// those still running at shutdown.
+	lifecycle   sync.Mutex
+	lifecycleWG sync.WaitGroup
+	lcMu        sync.Mutex // guards stopping and lifecycleWG.Add
+	stopping    bool
 }
 
 // New loads every model the cameras use and checks every camera source. Nothing runs yet;
@@ -84,26 +92,34 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 		return nil, err
 	}
 	log.Info("onnxruntime loaded", "version", a.rt.Version(), "library", a.rt.Library)
+	if a.store, err = store.Open(cfg.Store.Dir); err != nil {
+		return nil, fmt.Errorf("store.dir: %w", err)
+	}
 	used := map[string]bool{}
 	for i, cc := range cfg.Cameras {
-		for _, role := range []struct {
-			name     string
-			detector bool
-		}{{cc.Pipeline.Detector, true}, {cc.Pipeline.Classifier, false}} {
-			if role.name == "" {
+		type role struct {
+			key, name string
+			detector  bool
+		}
+		roles := []role{{"detector", cc.Pipeline.Detector, true}, {"classifier", cc.Pipeline.Classifier, false}}
+		for tag, name := range cc.Pipeline.Routes {
+			roles = append(roles, role{"routes." + tag, name, false})
+		}
+		for _, r := range roles {
+			if r.name == "" {
 				continue
 			}
-			used[role.name] = true
-			st, err := a.stage(role.name)
+			used[r.name] = true
+			st, err := a.stage(r.name)
 			if err != nil {
 				return nil, err
 			}
-			if st.Detector() != role.detector {
-				key, want := "classifier", "a classifier"
-				if role.detector {
-					key, want = "detector", "a detector"
+			if st.Detector() != r.detector {
+				want := "a classifier"
+				if r.detector {
+					want = "a detector"
 				}
-				return nil, fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, key, role.name, st.Model().Info.Format, want)
+				return nil, fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, r.key, r.name, st.Model().Info.Format, want)
 			}
 		}
 	}
@@ -115,25 +131,65 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 	return a, nil
 }
 
-// stage loads a model once, however many cameras use it.
+// stage loads a model once, however many cameras use it: the model store's active
+// iteration when it has one, else the configured path. A configured shadow starts with it.
 func (a *Agent) stage(name string) (*ModelStage, error) {
 	if st, ok := a.stages[name]; ok {
 		return st, nil
 	}
 	mc := a.cfg.Models[name]
+	st, err := a.store.State(name)
+	if err != nil {
+		return nil, err
+	}
+	if st.Active != "" {
+		if mc.Path, err = a.store.ExportPath(name, st.Active); err != nil {
+			return nil, err
+		}
+	} else if mc.Path == "" {
+		return nil, fmt.Errorf("models.%s.path: empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", name, a.cfg.Store.Dir, name)
+	}
 	m, err := models.Load(a.rt, name, mc)
 	if err != nil {
 		return nil, err
 	}
-	st, err := NewModelStage(m, mc.Resize)
+	stage, err := NewModelStage(m, mc.Resize)
 	if err != nil {
 		m.Close()
 		return nil, err
 	}
-	a.stages[name] = st
+	a.stages[name] = stage
+	if sh := mc.Shadow; sh.Iteration != "" || sh.Path != "" {
+		if err := a.startShadow(name, stage, mc); err != nil {
+			return nil, err
+		}
+	}
 	a.log.Info("model loaded", "model", name, "format", m.Info.Format, "iteration", m.Info.Iteration,
 		"input", fmt.Sprintf("%dx%d %s", m.Info.Input.Width, m.Info.Input.Height, m.Info.Input.Pixels.Order), "labels", len(m.Info.Labels))
-	return st, nil
+	return stage, nil
+}
+
+// startShadow loads the candidate iteration of a model and runs it beside the active one.
+func (a *Agent) startShadow(name string, stage *ModelStage, mc configs.Model) error {
+	sc := mc
+	sc.Path = mc.Shadow.Path
+	if mc.Shadow.Iteration != "" {
+		p, err := a.store.ExportPath(name, mc.Shadow.Iteration)
+		if err != nil {
+			return fmt.Errorf("models.%s.shadow.iteration: %w", name, err)
+		}
+		sc.Path = p
+	}
+	m, err := models.Load(a.rt, name, sc)
+	if err != nil {
+		return fmt.Errorf("models.%s.shadow: %w", name, err)
+	}
+	if err := stage.SetShadow(m, mc.Shadow.MaxPerSecond); err != nil {
+		m.Close()
+		return fmt.Errorf("models.%s.shadow: %w", name, err)
+	}
+	a.log.Info("shadow run", "model", name, "active", stage.Ref().Iteration, "candidate", m.Info.Iteration, "max_per_second", mc.Shadow.MaxPerSecond)
+	return nil
 }
 
 // Topic returns the full topic for a path under the configured prefix.
@@ -199,6 +255,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		r.pl = NewPipeline(a.cfg.Agent.ID, a.boot, r.cam.Name(), det, cls, float32(r.cfg.Pipeline.CropPadding))
 		r.pl.Gate = r.cfg.QualityGate
+		r.pl.Thresholds = r.cfg.Pipeline.Thresholds
+		r.pl.VoteOver(r.cfg.Pipeline.Vote)
+		if len(r.cfg.Pipeline.Routes) > 0 {
+			r.pl.Routes = map[string]Stage{}
+			for tag, name := range r.cfg.Pipeline.Routes {
+				r.pl.Routes[tag] = a.stages[name]
+			}
+		}
 		r.cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
 		r.cam.Start(camCtx)
 		r.hasher = preprocess.NewHasher()
@@ -223,6 +287,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("stopping: finishing in-flight frames and flushing MQTT")
 	stopCameras()
 	wg.Wait()
+	a.lcMu.Lock()
+	a.stopping = true
+	a.lcMu.Unlock()
+	a.lifecycleWG.Wait()
 	for _, r := range a.runs {
 		r.cam.Close()
 	}

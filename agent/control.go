@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"math"
@@ -96,6 +97,18 @@ func (a *Agent) onCommand(raw []byte) {
 		default:
 			a.result(cmd.ID, cmd.Command, fmt.Errorf("camera %q has %d triggers waiting; slow down", cmd.Camera, cap(r.triggers)), nil)
 		}
+	case payload.CmdActivate, payload.CmdRollback, payload.CmdAdd:
+		a.lcMu.Lock()
+		defer a.lcMu.Unlock()
+		if a.stopping {
+			a.result(cmd.ID, cmd.Command, errors.New("the agent is stopping"), nil)
+			return
+		}
+		a.lifecycleWG.Add(1)
+		go func() { // loading a model takes a while: not on paho's goroutine
+			defer a.lifecycleWG.Done()
+			a.lifecycleCommand(cmd)
+		}()
 	default:
 		a.result(cmd.ID, cmd.Command, fmt.Errorf("command %q is not available in cvedge %s", cmd.Command, Version), nil)
 	}
@@ -168,6 +181,9 @@ func (a *Agent) statsLoop(ctx context.Context) {
 				}
 				last[i] = cur
 				st.Cameras = append(st.Cameras, c)
+			}
+			for _, n := range a.stageNames() {
+				st.Models = append(st.Models, payload.ModelStats{Name: n, Iteration: a.stages[n].Ref().Iteration, Shadow: a.stages[n].shadowStats()})
 			}
 			ps := a.pub.Stats()
 			st.MQTT = payload.MQTTStats{Connected: ps.Connected, Queued: ps.Queued, Sent: ps.Sent, Spooled: ps.Spooled, Drained: ps.Drained, Skipped: ps.Skipped, Lost: ps.Lost}

@@ -210,7 +210,7 @@ func TestCommands(t *testing.T) {
 	}{
 		{"commands", `{"id":"c1","command":"snapshot","camera":"conveyor"}`, "c1", "", true},
 		{"commands", `not json`, "", "not a valid JSON object", false},
-		{"commands", `{"id":"c2","command":"explode"}`, "c2", `"command" "explode" is not one of`, false},
+		{"commands", `{"id":"c2","command":"explode"}`, "c2", `"command" "explode" is not one of trigger, snapshot, reload, activate, rollback, add`, false},
 		{"commands", `{"id":"c3","command":"snapshot"}`, "c3", `command snapshot needs "camera"`, false},
 		{"commands", `{"id":"c4","command":"snapshot","camera":"dock"}`, "c4", `no camera "dock" (cameras: conveyor)`, false},
 		{"commands", `{"id":"c5","command":"trigger","camera":"conveyor","extra":1}`, "c5", `unknown field "extra"`, false},

@@ -27,6 +27,11 @@ type Pipeline struct {
 	Padding    float32
 	// Gate bounds the capture quality; its Action says what happens to a frame out of bounds.
 	Gate configs.QualityGate
+	// Routes maps a first-level tag to the second-level classifier that refines it.
+	Routes map[string]Stage
+	// Thresholds are per-tag minimum probabilities (see configs.Pipeline).
+	Thresholds map[string]float64
+	tracker    *tracker // nil: no N-frame vote
 
 	meter  *preprocess.Meter
 	frames uint64 // messages made so far: the next FrameID
@@ -37,6 +42,13 @@ type Pipeline struct {
 // NewPipeline returns a Pipeline; Close frees its quality meter.
 func NewPipeline(agent, boot, cameraName string, det, cls Stage, padding float32) *Pipeline {
 	return &Pipeline{Agent: agent, Boot: boot, Camera: cameraName, Detector: det, Classifier: cls, Padding: padding, meter: preprocess.NewMeter()}
+}
+
+// VoteOver turns on N-frame agreement.
+func (p *Pipeline) VoteOver(v configs.Vote) {
+	if v.Frames > 0 {
+		p.tracker = newTracker(v)
+	}
 }
 
 // Close frees the pipeline's scratch memory.
@@ -71,41 +83,8 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	}
 	msg.LatencyMs.Preprocess = ms(time.Since(start))
 
-	if p.Detector != nil {
-		ref := p.Detector.Ref()
-		ref.Stage = "detector"
-		msg.Models = append(msg.Models, ref)
-		msg.Iteration = ref.Iteration
-		t := time.Now()
-		res, fill, err := p.Detector.Infer(f, []image.Rectangle{full})
-		if err != nil {
-			return nil, fmt.Errorf("camera %s frame %d: detector: %w", p.Camera, f.Seq, err)
-		}
-		msg.LatencyMs.Preprocess += ms(fill)
-		msg.LatencyMs.Detect = ms(time.Since(t) - fill)
-		for _, d := range res[0] {
-			msg.Predictions = append(msg.Predictions, tag(d))
-		}
-		if p.Classifier != nil && len(res[0]) > 0 {
-			if err := p.classifyCrops(f, full, res[0], msg); err != nil {
-				return nil, err
-			}
-		}
-	} else if p.Classifier != nil {
-		ref := p.Classifier.Ref()
-		ref.Stage = "classifier"
-		msg.Models = append(msg.Models, ref)
-		msg.Iteration = ref.Iteration
-		t := time.Now()
-		res, fill, err := p.Classifier.Infer(f, []image.Rectangle{full})
-		if err != nil {
-			return nil, fmt.Errorf("camera %s frame %d: classifier: %w", p.Camera, f.Seq, err)
-		}
-		msg.LatencyMs.Preprocess += ms(fill)
-		msg.LatencyMs.Classify = ms(time.Since(t) - fill)
-		for _, c := range res[0] {
-			msg.Predictions = append(msg.Predictions, tag(c))
-		}
+	if err := p.runModels(f, full, msg); err != nil {
+		return nil, err
 	}
 	p.frames++
 	msg.FrameID = p.frames
@@ -122,39 +101,168 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	return msg, nil
 }
 
-// classifyCrops classifies the padded crop of every detection, in as few calls as the
-// classifier's batch allows, and attaches each answer to its detection.
-func (p *Pipeline) classifyCrops(f *camera.Frame, full image.Rectangle, dets []models.Prediction, msg *payload.Prediction) error {
-	ref := p.Classifier.Ref()
-	ref.Stage = "classifier"
-	msg.Models = append(msg.Models, ref)
-	p.crops, p.index = p.crops[:0], p.index[:0]
-	for i, d := range dets {
-		r := preprocess.CropRect(full, full.Dx(), full.Dy(), d.Box.Left, d.Box.Top, d.Box.Width, d.Box.Height, p.Padding)
-		if r.Dx() < 2 || r.Dy() < 2 {
-			continue // box outside the frame: nothing to classify
+// runModels runs the detector (if any), then the classifier on each detection's padded crop
+// (or on the whole frame), then the second-level classifiers the routes choose.
+func (p *Pipeline) runModels(f *camera.Frame, full image.Rectangle, msg *payload.Prediction) error {
+	if p.Detector == nil {
+		if p.Classifier == nil {
+			return nil
 		}
-		p.crops = append(p.crops, r)
-		p.index = append(p.index, i)
-	}
-	if len(p.crops) == 0 {
+		cls, err := p.classify(f, []image.Rectangle{full}, msg)
+		if err != nil {
+			return err
+		}
+		c := cls[0]
+		msg.Iteration = c.Iteration
+		msg.Predictions = c.Predictions
+		msg.Uncertain, msg.Route, msg.Shadow = c.Uncertain, c.Next, c.Shadow
+		if p.tracker != nil && len(c.Predictions) > 0 {
+			msg.Vote = p.tracker.frame(finalTag(payload.Tag{TagName: c.Predictions[0].TagName, Classification: c}))
+		}
 		return nil
 	}
 	t := time.Now()
-	res, fill, err := p.Classifier.Infer(f, p.crops)
+	inf, err := p.Detector.Infer(f, []image.Rectangle{full})
 	if err != nil {
-		return fmt.Errorf("camera %s frame %d: classifier: %w", p.Camera, f.Seq, err)
+		return fmt.Errorf("camera %s frame %d: detector: %w", p.Camera, f.Seq, err)
+	}
+	ref := inf.Ref
+	ref.Stage = "detector"
+	msg.Models = append(msg.Models, ref)
+	msg.Iteration = ref.Iteration
+	msg.LatencyMs.Preprocess += ms(inf.Fill)
+	msg.LatencyMs.Detect = ms(time.Since(t) - inf.Fill)
+	var kept []models.Prediction
+	for _, d := range inf.Preds[0] {
+		if p.under(d.TagName, d.Probability) {
+			continue
+		}
+		kept = append(kept, d)
+		msg.Predictions = append(msg.Predictions, tag(d))
+	}
+	if p.Classifier != nil && len(kept) > 0 {
+		p.crops, p.index = p.crops[:0], p.index[:0]
+		for i, d := range kept {
+			r := preprocess.CropRect(full, full.Dx(), full.Dy(), d.Box.Left, d.Box.Top, d.Box.Width, d.Box.Height, p.Padding)
+			if r.Dx() < 2 || r.Dy() < 2 {
+				continue // box outside the frame: nothing to classify
+			}
+			p.crops = append(p.crops, r)
+			p.index = append(p.index, i)
+		}
+		if len(p.crops) > 0 {
+			cls, err := p.classify(f, p.crops, msg)
+			if err != nil {
+				return err
+			}
+			for j, c := range cls {
+				msg.Predictions[p.index[j]].Classification = c
+			}
+		}
+	}
+	if p.tracker != nil {
+		p.tracker.detections(msg.Predictions)
+	}
+	return nil
+}
+
+// classify runs the classifier on the regions (one call, batched as the model allows), the
+// shadow candidate when it is due, and the second level the routes choose for each region.
+func (p *Pipeline) classify(f *camera.Frame, regions []image.Rectangle, msg *payload.Prediction) ([]*payload.Classification, error) {
+	t := time.Now()
+	inf, err := p.Classifier.Infer(f, regions)
+	if err != nil {
+		return nil, fmt.Errorf("camera %s frame %d: classifier: %w", p.Camera, f.Seq, err)
+	}
+	ref := inf.Ref
+	ref.Stage = "classifier"
+	msg.Models = append(msg.Models, ref)
+	fill := inf.Fill
+	out := make([]*payload.Classification, len(regions))
+	for i, preds := range inf.Preds {
+		out[i] = p.classification(ref, preds)
+	}
+	if ms, ok := p.Classifier.(*ModelStage); ok {
+		sh, record, err := ms.ShadowInfer(f, regions)
+		if err != nil {
+			return nil, fmt.Errorf("camera %s frame %d: shadow: %w", p.Camera, f.Seq, err)
+		}
+		if record != nil {
+			fill += sh.Fill
+			for i, preds := range sh.Preds {
+				if len(preds) == 0 || len(out[i].Predictions) == 0 {
+					continue
+				}
+				active := out[i].Predictions[0].TagName
+				a := &payload.ShadowAnswer{Iteration: sh.Ref.Iteration, TagName: preds[0].TagName, Probability: preds[0].Probability, Agrees: preds[0].TagName == active}
+				out[i].Shadow = a
+				record(active, a.Agrees)
+			}
+		}
+	}
+	// second level: group the regions by the route their top tag picks
+	routed := map[string][]int{}
+	for i, c := range out {
+		if c.Uncertain || len(c.Predictions) == 0 {
+			continue
+		}
+		if name := p.routeFor(c.Predictions[0].TagName); name != "" {
+			routed[name] = append(routed[name], i)
+		}
+	}
+	for name, idx := range routed {
+		stage := p.Routes[name]
+		sub := make([]image.Rectangle, len(idx))
+		for k, i := range idx {
+			sub[k] = regions[i]
+		}
+		inf2, err := stage.Infer(f, sub)
+		if err != nil {
+			return nil, fmt.Errorf("camera %s frame %d: route %s: %w", p.Camera, f.Seq, name, err)
+		}
+		ref2 := inf2.Ref
+		ref2.Stage = "route"
+		msg.Models = append(msg.Models, ref2)
+		fill += inf2.Fill
+		for k, i := range idx {
+			out[i].Next = p.classification(ref2, inf2.Preds[k])
+		}
 	}
 	msg.LatencyMs.Preprocess += ms(fill)
 	msg.LatencyMs.Classify = ms(time.Since(t) - fill)
-	for j, preds := range res {
-		c := &payload.Classification{Model: ref.Name, Iteration: ref.Iteration, Predictions: make([]payload.Tag, 0, len(preds))}
-		for _, pr := range preds {
-			c.Predictions = append(c.Predictions, tag(pr))
-		}
-		msg.Predictions[p.index[j]].Classification = c
+	return out, nil
+}
+
+// classification builds one level's answer, marking it uncertain under its tag's threshold.
+func (p *Pipeline) classification(ref payload.ModelRef, preds []models.Prediction) *payload.Classification {
+	c := &payload.Classification{Model: ref.Name, Iteration: ref.Iteration, Predictions: make([]payload.Tag, 0, len(preds))}
+	for _, pr := range preds {
+		c.Predictions = append(c.Predictions, tag(pr))
 	}
-	return nil
+	if len(preds) > 0 && p.under(preds[0].TagName, preds[0].Probability) {
+		c.Uncertain = true
+	}
+	return c
+}
+
+// under reports whether probability is under the per-tag threshold of tag.
+func (p *Pipeline) under(tagName string, probability float32) bool {
+	for t, v := range p.Thresholds {
+		if strings.EqualFold(t, tagName) {
+			return float64(probability) < v
+		}
+	}
+	return false
+}
+
+// routeFor returns the route name (key of Routes) for a first-level tag, or "".
+func (p *Pipeline) routeFor(tagName string) string {
+	for t := range p.Routes {
+		if strings.EqualFold(t, tagName) {
+			return t
+		}
+	}
+	return ""
 }
 
 // errGated marks a frame the quality gate kept from the models.

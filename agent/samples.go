@@ -239,6 +239,23 @@ func (a *Agent) operatorSample(r *cameraRun, f *camera.Frame, msg *payload.Predi
 	}
 	s := a.newSample(r, f, msg, det, a.sampleRegion(r, f, msg, det))
 	s.Reason, s.Detail = sampling.Operator, "corrected by "+orUnknown(fb.Operator)
+	// evidence for a candidate iteration: was it right where the active one was corrected?
+	var c *payload.Classification
+	var sh *payload.ShadowAnswer
+	if s.Prediction != nil {
+		c = s.Prediction.Classification
+	}
+	if c != nil {
+		sh = c.Shadow
+	}
+	if det < 0 && msg.Shadow != nil {
+		sh = msg.Shadow
+	}
+	if sh != nil && c != nil {
+		if stage, ok := a.stages[c.Model]; ok {
+			stage.shadowReview(sh.TagName, fb.Tag)
+		}
+	}
 	s.CorrectTag, s.Operator, s.Note, s.FeedbackID = fb.Tag, fb.Operator, fb.Note, fb.ID
 	return s, nil
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"image"
+	"sync"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
@@ -14,26 +15,35 @@ import (
 // Stage runs one model on regions of a frame. It is the seam between the pipeline and
 // onnxruntime: tests of the pipeline may give it a fake.
 type Stage interface {
-	// Infer returns one prediction list per region (boxes normalized to their region) and
-	// the time spent filling the input tensor, which is part of the total.
-	Infer(f *camera.Frame, regions []image.Rectangle) ([][]models.Prediction, time.Duration, error)
-	// Ref names the model for payloads.
+	// Infer runs the model on the regions of f.
+	Infer(f *camera.Frame, regions []image.Rectangle) (Inference, error)
+	// Ref names the model serving now, for payloads.
 	Ref() payload.ModelRef
 	// Detector reports whether the model finds boxes.
 	Detector() bool
 }
 
-// ModelStage runs a loaded model, filling its input tensor straight from the frame. One
-// ModelStage serves every camera that uses the model; the model's lock serializes them, and
-// the Tensorizer is only used under that lock.
-type ModelStage struct {
+// Inference is what one Infer call returns.
+type Inference struct {
+	// Preds has one prediction list per region (boxes normalized to their region).
+	Preds [][]models.Prediction
+	// Fill is the time spent filling the input tensor, part of the total.
+	Fill time.Duration
+	// Ref names the iteration that made these predictions, even if another was swapped in
+	// since.
+	Ref payload.ModelRef
+	// Labels are the tags of that iteration.
+	Labels []string
+}
+
+// loaded is one iteration of a model with its tensorizer.
+type loaded struct {
 	model *models.Model
 	tz    *preprocess.Tensorizer
 	ref   payload.ModelRef
 }
 
-// NewModelStage wraps a loaded model. resize is "stretch" or "center_crop".
-func NewModelStage(m *models.Model, resize string) (*ModelStage, error) {
+func newLoaded(m *models.Model, resize string) (*loaded, error) {
 	in := m.Info.Input
 	tz, err := preprocess.NewTensorizer(preprocess.Spec{
 		Width: in.Width, Height: in.Height,
@@ -44,36 +54,101 @@ func NewModelStage(m *models.Model, resize string) (*ModelStage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %q: %w", m.Info.Name, err)
 	}
-	return &ModelStage{model: m, tz: tz, ref: payload.ModelRef{
+	return &loaded{model: m, tz: tz, ref: payload.ModelRef{
 		Name: m.Info.Name, Format: string(m.Info.Format), Iteration: m.Info.Iteration, SHA256: m.Info.SHA256,
 	}}, nil
 }
 
-// Infer implements Stage.
-func (s *ModelStage) Infer(f *camera.Frame, regions []image.Rectangle) ([][]models.Prediction, time.Duration, error) {
+// infer fills the input from the frame and runs the model; the model's lock serializes
+// callers, and the Tensorizer is only used under it.
+func (l *loaded) infer(f *camera.Frame, regions []image.Rectangle) (Inference, error) {
 	mat := f.Mat()
 	var fill time.Duration
-	res, err := s.model.Predict(len(regions), func(i int, slot models.Slot) error {
+	res, err := l.model.Predict(len(regions), func(i int, slot models.Slot) error {
 		t := time.Now()
-		err := s.tz.Fill(mat, regions[i], slot.F32, slot.F16)
+		err := l.tz.Fill(mat, regions[i], slot.F32, slot.F16)
 		fill += time.Since(t)
 		return err
 	})
-	return res, fill, err
+	return Inference{Preds: res, Fill: fill, Ref: l.ref, Labels: l.model.Info.Labels}, err
+}
+
+func (l *loaded) close() {
+	l.model.Close()
+	l.tz.Close()
+}
+
+// ModelStage serves one configured model to every camera that uses it. The iteration it
+// runs can be swapped while cameras run: Swap loads nothing, it only exchanges the serving
+// iteration between two frames and frees the old one once no frame uses it.
+type ModelStage struct {
+	mu     sync.RWMutex // read: a frame is using cur; write: a swap
+	cur    *loaded
+	resize string
+	// shadow, when set, is a candidate iteration run beside cur (see shadow.go).
+	shadow *shadowRun
+}
+
+// NewModelStage wraps a loaded model. resize is "stretch" or "center_crop".
+func NewModelStage(m *models.Model, resize string) (*ModelStage, error) {
+	l, err := newLoaded(m, resize)
+	if err != nil {
+		return nil, err
+	}
+	return &ModelStage{cur: l, resize: resize}, nil
+}
+
+// Infer implements Stage.
+func (s *ModelStage) Infer(f *camera.Frame, regions []image.Rectangle) (Inference, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cur.infer(f, regions)
 }
 
 // Ref implements Stage.
-func (s *ModelStage) Ref() payload.ModelRef { return s.ref }
+func (s *ModelStage) Ref() payload.ModelRef {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cur.ref
+}
 
 // Detector implements Stage.
-func (s *ModelStage) Detector() bool { return s.model.Info.Format.IsDetector() }
+func (s *ModelStage) Detector() bool { return s.Model().Info.Format.IsDetector() }
 
-// Model returns the wrapped model.
-func (s *ModelStage) Model() *models.Model { return s.model }
+// Model returns the iteration serving now.
+func (s *ModelStage) Model() *models.Model {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cur.model
+}
 
-// Close frees the model and the Tensorizer.
+// Swap makes m the serving iteration, between frames, and frees the one it replaces. m
+// must do the same job (detector or classifier).
+func (s *ModelStage) Swap(m *models.Model) error {
+	l, err := newLoaded(m, s.resize)
+	if err != nil {
+		return err
+	}
+	if m.Info.Format.IsDetector() != s.Detector() {
+		l.close()
+		return fmt.Errorf("iteration %s is a %s and cannot replace a %s", m.Info.Iteration, m.Info.Format, s.Model().Info.Format)
+	}
+	s.mu.Lock()
+	old := s.cur
+	s.cur = l
+	s.mu.Unlock() // frames from here on use m; none uses old any more
+	old.close()
+	return nil
+}
+
+// Close frees the serving iteration and the shadow.
 func (s *ModelStage) Close() error {
-	err := s.model.Close()
-	s.tz.Close()
-	return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur.close()
+	if s.shadow != nil {
+		s.shadow.close()
+		s.shadow = nil
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ type Config struct {
 	MQTT        MQTT             `mapstructure:"mqtt"`
 	Spool       Spool            `mapstructure:"spool"`
 	Samples     Samples          `mapstructure:"samples"`
+	Store       Store            `mapstructure:"store"`
 	Ring        Ring             `mapstructure:"ring"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
@@ -122,6 +123,8 @@ type Samples struct {
 	QualityGate Rule `mapstructure:"quality_gate"`
 	// Audit: a random share (Rate) of predictions, whatever their confidence.
 	Audit Rule `mapstructure:"audit"`
+	// Shadow: the candidate iteration's top tag differs from the active one's.
+	Shadow Rule `mapstructure:"shadow"`
 	// DedupDistance drops a sample whose image hash (64-bit dHash) is within this many bits
 	// of one sent in the last DedupWindow; 0 turns de-duplication off.
 	DedupDistance int           `mapstructure:"dedup_distance"`
@@ -168,9 +171,19 @@ type Embedded struct {
 	AllowExisting bool `mapstructure:"allow_existing"`
 }
 
+// Store keeps the iterations of each model (docs/pipelines.md).
+type Store struct {
+	// Dir holds the store. Default: $STATE_DIRECTORY/models under systemd, else
+	// /var/lib/cvedge/models.
+	Dir string `mapstructure:"dir"`
+	// CAFile adds CA certificates to trust for remote adds (https), beside the system's.
+	CAFile string `mapstructure:"ca_file"`
+}
+
 // Model is one Custom Vision export: a ZIP, its unzipped folder, or a .onnx with labels.txt.
 type Model struct {
-	// Path to the export.
+	// Path to the export. Once the model store has an active iteration of this model, that
+	// iteration is used instead; Path may then be left out.
 	Path string `mapstructure:"path"`
 	// Format overrides detection from the output names: auto, classifier, classifier-onnx12,
 	// detector-yolo, detector-ssd.
@@ -188,6 +201,17 @@ type Model struct {
 	MaxBatch int `mapstructure:"max_batch"`
 	// InputSize is used for a YOLO export whose height and width are symbolic.
 	InputSize int `mapstructure:"input_size"`
+	// Shadow runs a candidate iteration beside the active one (classifiers).
+	Shadow Shadow `mapstructure:"shadow"`
+}
+
+// Shadow names a candidate iteration to run beside the active one, on the same crops.
+type Shadow struct {
+	// Iteration is an iteration in the model store, or Path an export; neither: no shadow.
+	Iteration string `mapstructure:"iteration"`
+	Path      string `mapstructure:"path"`
+	// MaxPerSecond caps how often the candidate runs, to bound its cost.
+	MaxPerSecond float64 `mapstructure:"max_per_second"`
 }
 
 // Camera is one frame source and what runs on its frames.
@@ -296,6 +320,25 @@ type Pipeline struct {
 	// CropPadding grows each detected box by this fraction of its width and height on every
 	// side before the crop goes to the classifier (clamped to the frame).
 	CropPadding float64 `mapstructure:"crop_padding"`
+	// Routes sends a region on to a second-level classifier chosen by the classifier's top
+	// tag: tag -> model name (material first, then the product of that material).
+	Routes map[string]string `mapstructure:"routes"`
+	// Thresholds are per-tag minimum probabilities, at every level: a detection under its
+	// tag's threshold is dropped; a classification under it is marked uncertain and not
+	// routed further. Tags are matched without regard to case.
+	Thresholds map[string]float64 `mapstructure:"thresholds"`
+	// Vote decides a part by majority over the frames that see it (0: off).
+	Vote Vote `mapstructure:"vote"`
+}
+
+// Vote is N-frame agreement: detections are tracked across frames by overlap, and a part's
+// tag is decided by majority once Frames frames have seen it.
+type Vote struct {
+	Frames int `mapstructure:"frames"`
+	// IoU is the overlap that links a detection to the part seen in the previous frame.
+	IoU float64 `mapstructure:"iou"`
+	// MaxGap is how many frames a part may be missed before it is forgotten.
+	MaxGap int `mapstructure:"max_gap"`
 }
 
 // Default returns the configuration used for every key a file does not set.
@@ -330,6 +373,7 @@ func Default() Config {
 			Disagreement:  Rule{Enabled: true, PerMinute: 6, PerHour: 60},
 			QualityGate:   Rule{Enabled: true, PerMinute: 2, PerHour: 20},
 			Audit:         Rule{Enabled: false, Rate: 0.001, PerMinute: 2, PerHour: 20},
+			Shadow:        Rule{Enabled: true, PerMinute: 6, PerHour: 60},
 			DedupDistance: 6,
 			DedupWindow:   10 * time.Minute,
 			MaxImageKB:    256,
@@ -351,6 +395,7 @@ func DefaultModel() Model {
 		Resize:        "stretch",
 		MaxBatch:      8,
 		InputSize:     416,
+		Shadow:        Shadow{MaxPerSecond: 2},
 	}
 }
 
@@ -364,6 +409,6 @@ func DefaultCamera() Camera {
 		QualityGate: QualityGate{Action: "off"},
 		Sampling:    true,
 		Collect:     Collect{What: "frames", MaxMB: 1024, JPEGQuality: 95},
-		Pipeline:    Pipeline{CropPadding: 0.1},
+		Pipeline:    Pipeline{CropPadding: 0.1, Vote: Vote{IoU: 0.3, MaxGap: 2}},
 	}
 }

@@ -128,7 +128,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad threshold", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, threshold: 1.5}", 1), "models.parts.threshold: 1.5 must be between 0 and 1"},
 		{"bad format", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, format: yolo}", 1), `models.parts.format: "yolo" is not one of`},
 		{"bad input size", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, input_size: 400}", 1), "models.parts.input_size: 400 must be a multiple of 32"},
-		{"empty model path", strings.Replace(minimal, "{path: parts.zip}", "{path: ''}", 1), "models.parts.path: empty"},
+		{"shadow twice", strings.Replace(minimal, "{path: parts.zip}", "{path: p, shadow: {iteration: a, path: b}}", 1), "models.parts.shadow: give iteration (in the model store) or path, not both"},
 		{"bad embedded listen", minimal + "mqtt: {embedded: {enabled: true, listen: nowhere}}\n", `mqtt.embedded.listen: "nowhere" must be host:port`},
 		{"not yaml", "cameras: [\n", "config"},
 		{"cert without key", minimal + "mqtt: {tls: {cert_file: cvedge.yaml}}\n", "mqtt.tls: cert_file and key_file go together"},

@@ -228,12 +228,21 @@ func (c *Config) resolve(base string) {
 		}
 	}
 	c.Spool.Dir = relativeTo(base, c.Spool.Dir)
+	if c.Store.Dir == "" {
+		c.Store.Dir = "/var/lib/cvedge/models"
+		if sd := os.Getenv("STATE_DIRECTORY"); sd != "" {
+			c.Store.Dir = filepath.Join(strings.Split(sd, ":")[0], "models")
+		}
+	}
+	c.Store.Dir = relativeTo(base, c.Store.Dir)
+	c.Store.CAFile = relativeTo(base, c.Store.CAFile)
 	t := &c.MQTT.TLS
 	for _, p := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile, &c.MQTT.PasswordFile} {
 		*p = relativeTo(base, *p)
 	}
 	for name, m := range c.Models {
 		m.Path = relativeTo(base, m.Path)
+		m.Shadow.Path = relativeTo(base, m.Shadow.Path)
 		c.Models[name] = m
 	}
 	for i := range c.Cameras {
@@ -241,6 +250,9 @@ func (c *Config) resolve(base string) {
 		// viper lowercases map keys, so model names are matched in lower case
 		pl := &c.Cameras[i].Pipeline
 		pl.Detector, pl.Classifier = strings.ToLower(pl.Detector), strings.ToLower(pl.Classifier)
+		for tag, model := range pl.Routes {
+			pl.Routes[tag] = strings.ToLower(model)
+		}
 		if isLocalPath(c.Cameras[i].Source) {
 			c.Cameras[i].Source = relativeTo(base, c.Cameras[i].Source)
 		}

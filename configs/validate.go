@@ -199,7 +199,7 @@ func (m MQTT) validate(p *problems) {
 }
 
 func (s Samples) validate(p *problems) {
-	rules := map[string]Rule{"low_confidence": s.LowConfidence, "small_margin": s.SmallMargin, "disagreement": s.Disagreement, "quality_gate": s.QualityGate, "audit": s.Audit}
+	rules := map[string]Rule{"low_confidence": s.LowConfidence, "small_margin": s.SmallMargin, "disagreement": s.Disagreement, "quality_gate": s.QualityGate, "audit": s.Audit, "shadow": s.Shadow}
 	for name, r := range rules {
 		key := "samples." + name
 		if r.Threshold < 0 || r.Threshold > 1 {
@@ -245,8 +245,11 @@ func (s Spool) validate(p *problems) {
 }
 
 func (m Model) validate(p *problems, key string) {
-	if strings.TrimSpace(m.Path) == "" {
-		p.add(key+".path", "empty: give the export ZIP, its folder, or a .onnx with labels.txt beside it")
+	if m.Shadow.Iteration != "" && m.Shadow.Path != "" {
+		p.add(key+".shadow", "give iteration (in the model store) or path, not both")
+	}
+	if m.Shadow.MaxPerSecond <= 0 {
+		p.add(key+".shadow.max_per_second", "%v must be above 0", m.Shadow.MaxPerSecond)
 	}
 	p.oneOf(key+".format", m.Format, ModelFormats)
 	p.oneOf(key+".resize", m.Resize, ResizeModes)
@@ -281,6 +284,22 @@ func (c *Config) validatePipeline(p *problems, key string, pl Pipeline, collecti
 	}
 	if pl.CropPadding < 0 || pl.CropPadding > 1 {
 		p.add(key+".crop_padding", "%v must be between 0 and 1 (a fraction of the box size)", pl.CropPadding)
+	}
+	if len(pl.Routes) > 0 && pl.Classifier == "" {
+		p.add(key+".routes", "routes follow the classifier's tags: set pipeline.classifier")
+	}
+	for tag, model := range pl.Routes {
+		if _, ok := c.Models[model]; !ok {
+			p.add(key+".routes."+tag, "%q is not a model under 'models:' (have: %s)", model, strings.Join(c.modelNames(), ", "))
+		}
+	}
+	for tag, v := range pl.Thresholds {
+		if v < 0 || v > 1 {
+			p.add(key+".thresholds."+tag, "%v must be between 0 and 1", v)
+		}
+	}
+	if v := pl.Vote; v.Frames < 0 || v.Frames > 1000 || v.IoU <= 0 || v.IoU > 1 || v.MaxGap < 0 {
+		p.add(key+".vote", "frames (%d) must be 0 (off) to 1000, iou (%v) above 0 and at most 1, max_gap (%d) 0 or more", v.Frames, v.IoU, v.MaxGap)
 	}
 }
 

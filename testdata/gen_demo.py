@@ -21,6 +21,8 @@ It writes:
   models/classifier-fp16/    the colour classifier in the float16 flavour.
   models/classifier-rgb01/   the colour classifier wanting RGB divided by 255, as its
                              metadata_props say.
+  models/classifier-v2/      another iteration of the colour classifier, its tags ending in
+                             _v2, for model lifecycle tests.
 
 The models are real ONNX graphs whose outputs are computed from the pixels:
   * detector: a pixel is foreground when its chroma (max channel - min channel) exceeds a
@@ -304,7 +306,7 @@ def prototype_logits(g, features, protos, temperature):
     return g.op("Gemm", features, wmat, bias)
 
 
-def build_colour_classifier(folder, size=224, fp16=False, rgb01=False, name="colour"):
+def build_colour_classifier(folder, size=224, fp16=False, rgb01=False, name="colour", tag_suffix=""):
     """Compact classifier: data [N,3,224,224] -> model_output [N,4], the softmax over the
     distance of the foreground's mean colour to each tag's colour. rgb01 makes a model that
     wants RGB divided by 255 (and says so in its metadata_props)."""
@@ -326,7 +328,7 @@ def build_colour_classifier(folder, size=224, fp16=False, rgb01=False, name="col
     if rgb01:
         meta.update({"Image.BitmapPixelFormat": "Rgb8", "Image.NominalPixelRange": "Normalized_0_1"})
     raw = save(g.nodes, g.inits, [inp], [out], os.path.join(folder, "model.onnx"), meta, name="demo-" + name)
-    export_folder(folder, raw, labels, "Classification", "OnnxFloat16" if fp16 else None, iteration_id(name),
+    export_folder(folder, raw, [t + tag_suffix for t in labels], "Classification", "OnnxFloat16" if fp16 else None, iteration_id(name),
                   {"CustomVision.Metadata.Version": "1.2", "CustomVision.Preprocess.ResizeMethod": "Stretch",
                    "Image.BitmapPixelFormat": "Rgb8", "Image.NominalPixelRange": "Normalized_0_1"})
 
@@ -445,6 +447,8 @@ def main():
     build_ssd_detector(os.path.join(MODELS, "detector-ssd"))
     build_colour_classifier(os.path.join(MODELS, "classifier-fp16"), fp16=True, name="colour-fp16")
     build_colour_classifier(os.path.join(MODELS, "classifier-rgb01"), rgb01=True, name="colour-rgb01")
+    # a second iteration of the colour classifier whose tags say which iteration answered
+    build_colour_classifier(os.path.join(MODELS, "classifier-v2"), name="colour-v2", tag_suffix="_v2")
     build_video(os.path.join(DEMO, "conveyor.avi"), os.path.join(DEMO, "conveyor.truth.json"))
     print("wrote", DEMO, "and", MODELS)
 

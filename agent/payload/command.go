@@ -18,6 +18,7 @@ const (
 	CmdReload   = "reload"   // reload the config file
 	CmdActivate = "activate" // make an iteration of a model the active one
 	CmdRollback = "rollback" // go back to the previously active iteration of a model
+	CmdAdd      = "add"      // download an iteration (https URL + SHA-256) into the model store
 )
 
 var (
@@ -27,6 +28,7 @@ var (
 		CmdReload:   nil,
 		CmdActivate: {"model", "iteration"},
 		CmdRollback: {"model"},
+		CmdAdd:      {"model", "url", "sha256"},
 	}
 	idRE = regexp.MustCompile(`^[A-Za-z0-9._:@/+-]{1,128}$`)
 	// sampleIDRE is stricter: a collector names files after sample ids.
@@ -41,6 +43,10 @@ type Command struct {
 	Camera    string `json:"camera,omitempty"`
 	Model     string `json:"model,omitempty"`
 	Iteration string `json:"iteration,omitempty"`
+	// URL, SHA256 and Activate are for add.
+	URL      string `json:"url,omitempty"`
+	SHA256   string `json:"sha256,omitempty"`
+	Activate bool   `json:"activate,omitempty"`
 }
 
 // maxMessage bounds command and feedback payloads.
@@ -61,9 +67,9 @@ func ParseCommand(raw []byte) (Command, error) {
 	}
 	need, ok := commands[c.Command]
 	if !ok {
-		return c, fmt.Errorf(`"command" %q is not one of trigger, snapshot, reload, activate, rollback`, c.Command)
+		return c, fmt.Errorf(`"command" %q is not one of trigger, snapshot, reload, activate, rollback, add`, c.Command)
 	}
-	fields := map[string]string{"camera": c.Camera, "model": c.Model, "iteration": c.Iteration}
+	fields := map[string]string{"camera": c.Camera, "model": c.Model, "iteration": c.Iteration, "url": c.URL, "sha256": c.SHA256}
 	for _, f := range need {
 		if strings.TrimSpace(fields[f]) == "" {
 			return c, fmt.Errorf("command %s needs %q", c.Command, f)

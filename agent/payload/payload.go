@@ -31,18 +31,52 @@ type Tag struct {
 	TagName        string          `json:"tagName"`
 	BoundingBox    *Box            `json:"boundingBox,omitempty"`
 	Classification *Classification `json:"classification,omitempty"`
+	// Vote is the N-frame agreement on this part, when the pipeline votes.
+	Vote *Vote `json:"vote,omitempty"`
 }
 
-// Classification is the second stage's answer for one detected region.
+// Classification is a classifier's answer for one region: the crop of a detection, or the
+// whole frame.
 type Classification struct {
 	Model       string `json:"model"`
 	Iteration   string `json:"iteration"`
 	Predictions []Tag  `json:"predictions"`
+	// Uncertain is true when the top tag is under its per-tag threshold: the answer is not
+	// routed further.
+	Uncertain bool `json:"uncertain,omitempty"`
+	// Next is the second-level classifier's answer, chosen by this level's top tag.
+	Next *Classification `json:"next,omitempty"`
+	// Shadow is the candidate iteration's answer on the same region, when one ran.
+	Shadow *ShadowAnswer `json:"shadow,omitempty"`
+}
+
+// ShadowAnswer is what a candidate iteration said beside the active one.
+type ShadowAnswer struct {
+	Iteration   string  `json:"iteration"`
+	TagName     string  `json:"tagName"`
+	Probability float32 `json:"probability"`
+	// Agrees is true when the candidate's top tag is the active one's.
+	Agrees bool `json:"agrees"`
+}
+
+// Vote is the N-frame agreement on one part (a detection tracked across frames), or on the
+// whole frame for a classifier alone.
+type Vote struct {
+	// Track numbers the part since the agent started (0 for the whole frame).
+	Track int `json:"track"`
+	// Frames is how many frames have seen it; Needed how many the decision takes.
+	Frames int `json:"frames"`
+	Needed int `json:"needed"`
+	// Tag is the most frequent final tag so far.
+	Tag string `json:"tag"`
+	// Decided is true once Frames reached Needed; First only on the frame that decided.
+	Decided bool `json:"decided"`
+	First   bool `json:"first"`
 }
 
 // ModelRef names a model that took part in a prediction.
 type ModelRef struct {
-	Stage     string `json:"stage"` // detector or classifier
+	Stage     string `json:"stage"` // detector, classifier, or route (a second-level classifier)
 	Name      string `json:"name"`
 	Format    string `json:"format"`
 	Iteration string `json:"iteration"`
@@ -102,6 +136,12 @@ type Prediction struct {
 	Quality     Quality    `json:"quality"`
 	Models      []ModelRef `json:"models"`
 	Predictions []Tag      `json:"predictions"`
+	// For a classifier alone (no detector), the levels beyond the tags above: Uncertain,
+	// the second level chosen by the top tag (Route), the shadow's answer, and the vote.
+	Uncertain bool            `json:"uncertain,omitempty"`
+	Route     *Classification `json:"route,omitempty"`
+	Shadow    *ShadowAnswer   `json:"shadow,omitempty"`
+	Vote      *Vote           `json:"vote,omitempty"`
 }
 
 // CameraStatus is one camera in the agent status.
@@ -189,6 +229,7 @@ type Stats struct {
 	UptimeS  float64       `json:"uptimeS"`
 	Interval float64       `json:"intervalS"`
 	Cameras  []CameraStats `json:"cameras"`
+	Models   []ModelStats  `json:"models"`
 	MQTT     MQTTStats     `json:"mqtt"`
 	Spool    SpoolStats    `json:"spool"`
 }
@@ -272,4 +313,31 @@ type Sample struct {
 	Frame *Image `json:"frame,omitempty"`
 	// ImageOmitted is true when an image could not be made to fit the size cap.
 	ImageOmitted bool `json:"imageOmitted,omitempty"`
+}
+
+// TagAgreement counts, for one tag of the active iteration, how often the candidate agreed.
+type TagAgreement struct {
+	Compared uint64 `json:"compared"`
+	Agreed   uint64 `json:"agreed"`
+}
+
+// ShadowStats is the evidence about a candidate iteration: how often it agrees with the
+// active one, and how often it was right where an operator corrected the active one.
+type ShadowStats struct {
+	Iteration string                  `json:"iteration"`
+	Compared  uint64                  `json:"compared"`
+	Agreed    uint64                  `json:"agreed"`
+	Agreement float64                 `json:"agreement"`
+	ByTag     map[string]TagAgreement `json:"byTag"`
+	// Reviewed counts operator corrections of regions the candidate also saw;
+	// CandidateRight those where it said the corrected tag.
+	Reviewed       uint64 `json:"reviewed"`
+	CandidateRight uint64 `json:"candidateRight"`
+}
+
+// ModelStats is one model in the stats message.
+type ModelStats struct {
+	Name      string       `json:"name"`
+	Iteration string       `json:"iteration"`
+	Shadow    *ShadowStats `json:"shadow,omitempty"`
 }

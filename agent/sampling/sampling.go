@@ -63,7 +63,7 @@ func New(cfg configs.Samples, seed uint64) *Sampler {
 
 func (s *Sampler) ruleSet() map[string]configs.Rule {
 	return map[string]configs.Rule{LowConfidence: s.cfg.LowConfidence, SmallMargin: s.cfg.SmallMargin,
-		Disagreement: s.cfg.Disagreement, QualityGate: s.cfg.QualityGate, Audit: s.cfg.Audit}
+		Disagreement: s.cfg.Disagreement, QualityGate: s.cfg.QualityGate, Audit: s.cfg.Audit, Shadow: s.cfg.Shadow}
 }
 
 // threshold is the rule's bound for the predictions of model.
@@ -87,7 +87,10 @@ func (s *Sampler) Check(msg *payload.Prediction) []Candidate {
 	}
 	classifierOnly := len(msg.Predictions) > 0 && msg.Predictions[0].BoundingBox == nil
 	if classifierOnly {
-		if c, ok := s.checkTags(msg.Predictions, firstModel(msg, "classifier"), nil); ok {
+		if c, ok := s.checkShadow(msg.Shadow, msg.Predictions); ok {
+			c.Detection = -1
+			out = append(out, c)
+		} else if c, ok := s.checkTags(msg.Predictions, firstModel(msg, "classifier"), nil); ok {
 			c.Detection = -1
 			out = append(out, c)
 		}
@@ -97,7 +100,9 @@ func (s *Sampler) Check(msg *payload.Prediction) []Candidate {
 		var c Candidate
 		var ok bool
 		if d.Classification != nil {
-			c, ok = s.checkTags(d.Classification.Predictions, d.Classification.Model, &d)
+			if c, ok = s.checkShadow(d.Classification.Shadow, d.Classification.Predictions); !ok {
+				c, ok = s.checkTags(d.Classification.Predictions, d.Classification.Model, &d)
+			}
 		} else {
 			c, ok = s.checkTags([]payload.Tag{d}, firstModel(msg, "detector"), nil)
 		}
@@ -107,6 +112,14 @@ func (s *Sampler) Check(msg *payload.Prediction) []Candidate {
 		}
 	}
 	return out
+}
+
+// checkShadow asks for a sample when the candidate iteration disagreed with the active one.
+func (s *Sampler) checkShadow(sh *payload.ShadowAnswer, tags []payload.Tag) (Candidate, bool) {
+	if !s.cfg.Shadow.Enabled || sh == nil || sh.Agrees || len(tags) == 0 {
+		return Candidate{}, false
+	}
+	return Candidate{Reason: Shadow, Detail: fmt.Sprintf("active %s %.3f, candidate %s %s %.3f", tags[0].TagName, tags[0].Probability, sh.Iteration, sh.TagName, sh.Probability)}, true
 }
 
 // checkTags applies the per-prediction rules to tags sorted strongest first. det, when set,

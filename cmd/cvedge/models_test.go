@@ -180,3 +180,37 @@ func TestPredictErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestModelsCommands(t *testing.T) {
+	needRuntime(t)
+	dir := t.TempDir()
+	code, out, errs := cvedge(t, "models", "--store", dir, "add", "--model", "colour", testenv.Path("testdata", "demo", "classifier"))
+	if code != 0 || !strings.Contains(out, "colour: iteration ad92cb91-12e0-5f2a-9680-3961651a2636 added") {
+		t.Fatalf("add: %d %s%s", code, out, errs)
+	}
+	code, out, errs = cvedge(t, "models", "--store", dir, "add", "--model", "colour", "--activate", testenv.Path("testdata", "models", "classifier-v2"))
+	if code != 0 || !strings.Contains(out, "is active") {
+		t.Fatalf("add --activate: %d %s%s", code, out, errs)
+	}
+	code, _, errs = cvedge(t, "models", "--store", dir, "add", "--model", "colour", filepath.Join(testenv.RealData(t, "legacy-onnx10-plankton"), "model.onnx"))
+	if code == 0 || !strings.Contains(errs, "ONNX 1.0 export") {
+		t.Fatalf("a model that does not load entered the store: %d %s", code, errs)
+	}
+	_, out, _ = cvedge(t, "models", "--store", dir, "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[2], "*") || strings.Contains(lines[1], "*") {
+		t.Fatalf("list:\n%s", out)
+	}
+	if code, out, _ := cvedge(t, "models", "--store", dir, "rollback", "colour"); code != 0 || !strings.Contains(out, "ad92cb91-12e0-5f2a-9680-3961651a2636 is active again") {
+		t.Fatalf("rollback: %s", out)
+	}
+	for _, args := range [][]string{
+		{"models", "--store", dir, "activate", "colour", "../../etc"},
+		{"models", "--store", dir, "add", "--model", "../x", "p"},
+		{"models", "--store", dir, "rollback", "colour"},
+	} {
+		if code, _, errs := cvedge(t, args...); code == 0 || errs == "" {
+			t.Errorf("%v: exit %d", args, code)
+		}
+	}
+}

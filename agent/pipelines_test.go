@@ -1,0 +1,179 @@
+package agent_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// runDemo runs the demo video once through cfg and returns the predictions and the last
+// stats message.
+func runDemo(t *testing.T, broker *testenv.Broker, cfg *configs.Config) ([]payload.Prediction, *collector) {
+	t.Helper()
+	cfg.MQTT.StatsInterval = 200 * time.Millisecond
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	tr := loadTruth(t)
+	waitFor(t, "every frame", 60*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	time.Sleep(400 * time.Millisecond) // one more stats message
+	stop()
+	return predictions(t, col, "conveyor"), col
+}
+
+// truthAt returns the truth part under the centre of a detection.
+func truthAt(tr truth, frame int, b *payload.Box) (colour, shape string, ok bool) {
+	cx, cy := float64(b.Left+b.Width/2)*float64(tr.Width), float64(b.Top+b.Height/2)*float64(tr.Height)
+	for _, p := range tr.Frames[frame].Parts {
+		if cx >= p.Box[0] && cx <= p.Box[0]+p.Box[2] && cy >= p.Box[1] && cy <= p.Box[1]+p.Box[3] {
+			return p.Colour, p.Shape, p.Visible >= 0.5
+		}
+	}
+	return "", "", false
+}
+
+// TestHierarchy: detector, then the shape classifier, then a colour classifier chosen by
+// shape (circles and squares; triangles stop at the shape). Every level's answer is in the
+// payload and matches the video's truth.
+func TestHierarchy(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	shape := configs.DefaultModel()
+	shape.Path = testenv.Path("testdata", "demo", "shape")
+	cfg.Models["shape"] = shape
+	cfg.Cameras[0].Pipeline.Classifier = "shape"
+	cfg.Cameras[0].Pipeline.Routes = map[string]string{"circle": "colour", "square": "colour"}
+	preds, col := runDemo(t, broker, cfg)
+	tr := loadTruth(t)
+	checked := 0
+	for _, p := range preds {
+		for _, d := range p.Predictions {
+			colour, shapeTruth, visible := truthAt(tr, int(*p.SourcePos), d.BoundingBox)
+			c := d.Classification
+			if !visible || c == nil {
+				continue
+			}
+			if c.Model != "shape" || c.Predictions[0].TagName != shapeTruth {
+				t.Fatalf("frame %d: shape %s, truth %s", p.FrameID, c.Predictions[0].TagName, shapeTruth)
+			}
+			switch shapeTruth {
+			case "triangle":
+				if c.Next != nil {
+					t.Fatalf("frame %d: a triangle was routed to %s", p.FrameID, c.Next.Model)
+				}
+			default:
+				if c.Next == nil || c.Next.Model != "colour" || c.Next.Predictions[0].TagName != colour {
+					t.Fatalf("frame %d: %s %s routed to %+v", p.FrameID, colour, shapeTruth, c.Next)
+				}
+			}
+			checked++
+		}
+	}
+	if checked < 200 {
+		t.Fatalf("only %d parts checked", checked)
+	}
+	col.validateAll(t)
+}
+
+// TestPerTagThresholds: the detector's probability follows the part's fill (square 0.998,
+// circle 0.987 and up to 0.996 when cut by the frame edge, triangle 0.82); a threshold of 0.997
+// on the tag keeps the squares only.
+func TestPerTagThresholds(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.Cameras[0].Pipeline.Thresholds = map[string]float64{"Part": 0.997}
+	preds, _ := runDemo(t, broker, cfg)
+	tr := loadTruth(t)
+	squares := 0
+	for _, p := range preds {
+		for _, d := range p.Predictions {
+			if _, shape, ok := truthAt(tr, int(*p.SourcePos), d.BoundingBox); ok && shape != "square" {
+				t.Fatalf("frame %d: a %s passed the 0.997 threshold with %.3f", p.FrameID, shape, d.Probability)
+			}
+			squares++
+		}
+	}
+	if squares < 50 {
+		t.Fatalf("%d squares kept", squares)
+	}
+}
+
+// TestVote: parts are tracked across frames and decided by majority after three frames.
+func TestVote(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.Cameras[0].Pipeline.Vote.Frames = 3
+	preds, col := runDemo(t, broker, cfg)
+	tr := loadTruth(t)
+	firsts := map[int]bool{}
+	for _, p := range preds {
+		for _, d := range p.Predictions {
+			v := d.Vote
+			if v == nil || v.Needed != 3 || v.Decided != (v.Frames >= 3) {
+				t.Fatalf("frame %d: vote %+v", p.FrameID, v)
+			}
+			if !v.First {
+				continue
+			}
+			if firsts[v.Track] {
+				t.Fatalf("track %d decided twice", v.Track)
+			}
+			firsts[v.Track] = true
+			if colour, _, ok := truthAt(tr, int(*p.SourcePos), d.BoundingBox); ok && v.Tag != colour {
+				t.Fatalf("frame %d: track %d decided %s, the part is %s", p.FrameID, v.Track, v.Tag, colour)
+			}
+		}
+	}
+	// nine parts cross the belt; a part entering as a sliver may start a second track
+	if len(firsts) < 9 || len(firsts) > 18 {
+		t.Fatalf("%d parts decided, the video has 9", len(firsts))
+	}
+	col.validateAll(t)
+}
+
+// TestShadow runs a candidate iteration beside the active one: one that answers alike
+// (agreement 1, no samples), and one whose tags differ (agreement 0, shadow samples).
+func TestShadow(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	for _, c := range []struct {
+		name, candidate string
+		agreement       float64
+	}{{"agrees", "classifier-rgb01", 1}, {"disagrees", "classifier-v2", 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := demoConfig(t, broker.URL, "")
+			m := cfg.Models["colour"]
+			m.Shadow.Path, m.Shadow.MaxPerSecond = testenv.Path("testdata", "models", c.candidate), 1000
+			cfg.Models["colour"] = m
+			_, col := runDemo(t, broker, cfg)
+			s, _ := lastStats(col, "cvedge/e2e/stats")
+			var sh *payload.ShadowStats
+			for _, ms := range s.Models {
+				if ms.Name == "colour" {
+					sh = ms.Shadow
+				}
+			}
+			if sh == nil || sh.Compared < 100 || sh.Agreement != c.agreement {
+				t.Fatalf("shadow stats %+v", sh)
+			}
+			var shadowSamples int
+			for _, raw := range col.get("cvedge/e2e/cameras/conveyor/samples") {
+				var smp payload.Sample
+				json.Unmarshal(raw, &smp)
+				if smp.Reason == "shadow" {
+					shadowSamples++
+					if !strings.Contains(smp.Detail, "candidate") || smp.Prediction.Classification.Shadow == nil {
+						t.Fatalf("shadow sample %+v", smp)
+					}
+				}
+			}
+			if (c.agreement == 0) != (shadowSamples > 0) {
+				t.Fatalf("%d shadow samples with agreement %v", shadowSamples, c.agreement)
+			}
+			col.validateAll(t)
+		})
+	}
+}

@@ -1,0 +1,136 @@
+package agent
+
+import (
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// tracker decides parts by N-frame agreement: it links each detection to the part seen in
+// earlier frames by box overlap, and takes the most frequent final tag once enough frames
+// have seen the part. A tracker belongs to one camera's pipeline.
+type tracker struct {
+	cfg    configs.Vote
+	next   int
+	tracks []*track
+	whole  []string // the last tags of the whole frame, for a classifier alone
+}
+
+type track struct {
+	id      int
+	box     payload.Box
+	tags    map[string]int
+	order   []string // tags in first-seen order, for stable ties
+	seen    int
+	missed  int
+	decided bool
+}
+
+func newTracker(cfg configs.Vote) *tracker { return &tracker{cfg: cfg} }
+
+// finalTag is the deepest level's top tag of a detection.
+func finalTag(t payload.Tag) string {
+	c := t.Classification
+	if c == nil {
+		return t.TagName
+	}
+	for c.Next != nil {
+		c = c.Next
+	}
+	if len(c.Predictions) == 0 {
+		return t.TagName
+	}
+	return c.Predictions[0].TagName
+}
+
+// detections sets the Vote of every detection in dets (one frame's).
+func (tr *tracker) detections(dets []payload.Tag) {
+	used := make([]bool, len(tr.tracks))
+	for i := range dets {
+		b := dets[i].BoundingBox
+		best, bestIoU := -1, float32(tr.cfg.IoU)
+		for j, t := range tr.tracks {
+			if used[j] || b == nil {
+				continue
+			}
+			if iou := iouBox(*b, t.box); iou >= bestIoU {
+				best, bestIoU = j, iou
+			}
+		}
+		var t *track
+		if best >= 0 {
+			used[best] = true
+			t = tr.tracks[best]
+		} else {
+			tr.next++
+			t = &track{id: tr.next, tags: map[string]int{}}
+			tr.tracks = append(tr.tracks, t)
+			used = append(used, true)
+		}
+		if b != nil {
+			t.box = *b
+		}
+		t.missed = 0
+		t.seen++
+		tag := finalTag(dets[i])
+		if t.tags[tag] == 0 {
+			t.order = append(t.order, tag)
+		}
+		t.tags[tag]++
+		v := &payload.Vote{Track: t.id, Frames: t.seen, Needed: tr.cfg.Frames, Tag: majority(t.tags, t.order)}
+		if t.seen >= tr.cfg.Frames {
+			v.Decided, v.First = true, !t.decided
+			t.decided = true
+		}
+		dets[i].Vote = v
+	}
+	keep := tr.tracks[:0]
+	for j, t := range tr.tracks {
+		if j < len(used) && !used[j] {
+			t.missed++
+		}
+		if t.missed <= tr.cfg.MaxGap {
+			keep = append(keep, t)
+		}
+	}
+	tr.tracks = keep
+}
+
+// frame votes over the last Frames final tags of the whole frame (a classifier alone).
+func (tr *tracker) frame(tag string) *payload.Vote {
+	tr.whole = append(tr.whole, tag)
+	if len(tr.whole) > tr.cfg.Frames {
+		tr.whole = tr.whole[1:]
+	}
+	counts, order := map[string]int{}, []string{}
+	for _, t := range tr.whole {
+		if counts[t] == 0 {
+			order = append(order, t)
+		}
+		counts[t]++
+	}
+	v := &payload.Vote{Frames: len(tr.whole), Needed: tr.cfg.Frames, Tag: majority(counts, order)}
+	v.Decided = v.Frames >= v.Needed
+	v.First = v.Decided
+	return v
+}
+
+func majority(counts map[string]int, order []string) string {
+	best := ""
+	for _, t := range order {
+		if best == "" || counts[t] > counts[best] {
+			best = t
+		}
+	}
+	return best
+}
+
+func iouBox(a, b payload.Box) float32 {
+	x1, y1 := max(a.Left, b.Left), max(a.Top, b.Top)
+	x2, y2 := min(a.Left+a.Width, b.Left+b.Width), min(a.Top+a.Height, b.Top+b.Height)
+	inter := max(0, x2-x1) * max(0, y2-y1)
+	u := a.Width*a.Height + b.Width*b.Height - inter
+	if u <= 0 {
+		return 0
+	}
+	return inter / u
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cvedge/cvedge/agent/store"
+	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
+)
+
+// storeFlags find the model store: --store, or store.dir of --config.
+type storeFlags struct{ config, dir string }
+
+func (s *storeFlags) register(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVarP(&s.config, "config", "c", "/etc/cvedge/cvedge.yaml", "config file whose store.dir and models to use")
+	cmd.PersistentFlags().StringVar(&s.dir, "store", "", "model store folder (instead of the config's store.dir)")
+}
+
+// open returns the store and, when a config was read, its model settings.
+func (s *storeFlags) open() (*store.Store, map[string]configs.Model, error) {
+	settings := map[string]configs.Model{}
+	dir := s.dir
+	if dir == "" {
+		cfg, err := configs.Load(s.config)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w\n(give --store DIR to work on a store without a config)", err)
+		}
+		dir, settings = cfg.Store.Dir, cfg.Models
+	}
+	st, err := store.Open(dir)
+	return st, settings, err
+}
+
+const runningHint = "a running agent takes this on its next start; to switch it now, send the activate or rollback command over MQTT (docs/pipelines.md)"
+
+func modelsCmd(stdout io.Writer) *cobra.Command {
+	var sf storeFlags
+	cmd := &cobra.Command{Use: "models", Short: "Manage the iterations of models in the model store"}
+	sf.register(cmd)
+
+	list := &cobra.Command{
+		Use:   "list [MODEL]",
+		Short: "List models and their iterations; * marks the active one",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			st, _, err := sf.open()
+			if err != nil {
+				return err
+			}
+			names := args
+			if len(names) == 0 {
+				if names, err = st.Models(); err != nil {
+					return err
+				}
+			}
+			w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "MODEL\tITERATION\tACTIVE\tSHA-256\tADDED\tSOURCE")
+			for _, n := range names {
+				state, err := st.State(n)
+				if err != nil {
+					return err
+				}
+				for _, it := range state.Iterations {
+					mark := ""
+					if it.ID == state.Active {
+						mark = "*"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n, it.ID, mark, it.SHA256[:12], it.Added.Format("2006-01-02 15:04"), it.Source)
+				}
+			}
+			return w.Flush()
+		},
+	}
+
+	var (
+		name     string
+		activate bool
+		library  string
+	)
+	add := &cobra.Command{
+		Use:   "add --model NAME PATH",
+		Short: "Check an export (it must load and run) and keep it in the store as an iteration of NAME",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := store.CheckModel(name); err != nil {
+				return fmt.Errorf("--model: %w", err)
+			}
+			st, settings, err := sf.open()
+			if err != nil {
+				return err
+			}
+			rt, err := models.NewRuntime(models.Options{Library: library})
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			mc, ok := settings[name]
+			if !ok {
+				mc = configs.DefaultModel()
+			}
+			check := func(path string) (store.Described, error) {
+				mc.Path = path
+				m, err := models.Load(rt, name, mc)
+				if err != nil {
+					return store.Described{}, err
+				}
+				defer m.Close()
+				return store.Described{IterationID: m.Info.Iteration, SHA256: m.Info.SHA256}, nil
+			}
+			src, _ := filepath.Abs(args[0])
+			it, err := st.Add(name, args[0], src, check)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: iteration %s added (SHA-256 %s)\n", name, it.ID, it.SHA256[:12])
+			if activate {
+				if _, err := st.Activate(name, it.ID); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%s: %s is active; %s\n", name, it.ID, runningHint)
+			}
+			return nil
+		},
+	}
+	add.Flags().StringVar(&name, "model", "", "model name (as under models: in the config)")
+	add.Flags().BoolVar(&activate, "activate", false, "make it the active iteration")
+	add.Flags().StringVar(&library, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
+
+	act := &cobra.Command{
+		Use:   "activate MODEL ITERATION",
+		Short: "Make an iteration in the store the active one",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			st, _, err := sf.open()
+			if err != nil {
+				return err
+			}
+			if _, err := st.Activate(args[0], args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: %s is active; %s\n", args[0], args[1], runningHint)
+			return nil
+		},
+	}
+	rb := &cobra.Command{
+		Use:   "rollback MODEL",
+		Short: "Make the previously active iteration active again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			st, _, err := sf.open()
+			if err != nil {
+				return err
+			}
+			state, err := st.Rollback(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: %s is active again; %s\n", args[0], state.Active, runningHint)
+			return nil
+		},
+	}
+	cmd.AddCommand(list, add, act, rb)
+	return cmd
+}
