@@ -65,6 +65,7 @@ type Agent struct {
 	lifecycleWG sync.WaitGroup
 	lcMu        sync.Mutex // guards stopping and lifecycleWG.Add
 	stopping    bool
+	llm         *fallback // nil: no LLM fallback
 }
 
 // New loads every model the cameras use and checks every camera source. Nothing runs yet;
@@ -242,6 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.pub = pub
+	a.startFallback()
 
 	camCtx, stopCameras := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -291,6 +293,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.stopping = true
 	a.lcMu.Unlock()
 	a.lifecycleWG.Wait()
+	a.stopFallback()
 	for _, r := range a.runs {
 		r.cam.Close()
 	}

@@ -185,6 +185,7 @@ func (a *Agent) statsLoop(ctx context.Context) {
 			for _, n := range a.stageNames() {
 				st.Models = append(st.Models, payload.ModelStats{Name: n, Iteration: a.stages[n].Ref().Iteration, Shadow: a.stages[n].shadowStats()})
 			}
+			st.LLM = a.llm.stats()
 			ps := a.pub.Stats()
 			st.MQTT = payload.MQTTStats{Connected: ps.Connected, Queued: ps.Queued, Sent: ps.Sent, Spooled: ps.Spooled, Drained: ps.Drained, Skipped: ps.Skipped, Lost: ps.Lost}
 			st.Spool = payload.SpoolStats{Messages: a.spool.Len(), Bytes: a.spool.Bytes(), Dropped: a.drops.snapshot()}

@@ -86,6 +86,7 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 		}
 		a.serveSnapshots(r, f, msg)
 		a.sampleRules(r, f, msg)
+		a.askLLM(r, f, msg)
 		if r.dataset != nil && msg.Quality.Gate != "fail" {
 			col := r.cfg.Collect
 			if (trig != nil && col.OnTrigger) || (col.Every > 0 && time.Since(r.lastCollect) >= col.Every) {

@@ -368,7 +368,7 @@ func TestDocsExamplesMatchSchemas(t *testing.T) {
 		list = append(list, n)
 	}
 	sort.Strings(list)
-	want := "command,feedback,prediction,result,sample,snapshot,stats,status"
+	want := "command,feedback,followup,prediction,result,sample,snapshot,stats,status"
 	if strings.Join(list, ",") != want {
 		t.Fatalf("docs/mqtt.md has examples for %v, want one for each of %s", list, want)
 	}

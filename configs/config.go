@@ -19,6 +19,7 @@ type Config struct {
 	Spool       Spool            `mapstructure:"spool"`
 	Samples     Samples          `mapstructure:"samples"`
 	Store       Store            `mapstructure:"store"`
+	LLM         LLM              `mapstructure:"llm"`
 	Ring        Ring             `mapstructure:"ring"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
@@ -171,6 +172,42 @@ type Embedded struct {
 	AllowExisting bool `mapstructure:"allow_existing"`
 }
 
+// LLM is an OpenAI-compatible chat-completions endpoint with image input (Azure OpenAI,
+// OpenAI, or a local server such as Ollama or vLLM), asked about crops whose confidence stays
+// low. The prompt is per model (Model.LLM). Calls run in the background and never hold up a
+// camera.
+type LLM struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Endpoint is the full chat-completions URL.
+	Endpoint string `mapstructure:"endpoint"`
+	// Model goes in the request (OpenAI, Ollama, vLLM); Azure deployments ignore it.
+	Model string `mapstructure:"model"`
+	// KeyEnv names the environment variable holding the key; KeyHeader is where it is sent:
+	// Authorization (as a bearer token) or api-key (Azure OpenAI). The key is never logged.
+	KeyEnv    string `mapstructure:"key_env"`
+	KeyHeader string `mapstructure:"key_header"`
+	// Timeout bounds one call.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// PerMinute and PerHour are the budget of calls, all cameras together.
+	PerMinute int `mapstructure:"per_minute"`
+	PerHour   int `mapstructure:"per_hour"`
+	// Queue bounds the calls waiting; more are dropped and counted.
+	Queue int `mapstructure:"queue"`
+	// MaxImageKB caps the crop sent.
+	MaxImageKB int `mapstructure:"max_image_kb"`
+}
+
+// ModelLLM says when and how to ask the LLM about this classifier's answers.
+type ModelLLM struct {
+	// Prompt describes the task: the tags and the features that tell them apart. Empty: the
+	// model's answers are never sent.
+	Prompt string `mapstructure:"prompt"`
+	// Below asks about crops whose top probability is under this.
+	Below float64 `mapstructure:"below"`
+	// Tags are the allowed answers; empty: the model's labels.
+	Tags []string `mapstructure:"tags"`
+}
+
 // Store keeps the iterations of each model (docs/pipelines.md).
 type Store struct {
 	// Dir holds the store. Default: $STATE_DIRECTORY/models under systemd, else
@@ -203,6 +240,8 @@ type Model struct {
 	InputSize int `mapstructure:"input_size"`
 	// Shadow runs a candidate iteration beside the active one (classifiers).
 	Shadow Shadow `mapstructure:"shadow"`
+	// LLM asks the configured LLM about low-confidence answers (classifiers).
+	LLM ModelLLM `mapstructure:"llm"`
 }
 
 // Shadow names a candidate iteration to run beside the active one, on the same crops.
@@ -379,7 +418,9 @@ func Default() Config {
 			MaxImageKB:    256,
 			JPEGQuality:   85,
 		},
-		Ring:    Ring{Frames: 100, MaxMB: 128, MaxAge: 10 * time.Minute},
+		Ring: Ring{Frames: 100, MaxMB: 128, MaxAge: 10 * time.Minute},
+		LLM: LLM{KeyEnv: "CVEDGE_LLM_KEY", KeyHeader: "Authorization", Timeout: 20 * time.Second,
+			PerMinute: 6, PerHour: 60, Queue: 16, MaxImageKB: 256},
 		Models:  map[string]Model{},
 		Cameras: []Camera{},
 	}
@@ -396,6 +437,7 @@ func DefaultModel() Model {
 		MaxBatch:      8,
 		InputSize:     416,
 		Shadow:        Shadow{MaxPerSecond: 2},
+		LLM:           ModelLLM{Below: 0.5},
 	}
 }
 

@@ -40,6 +40,7 @@ func (c *Config) Validate() error {
 	c.MQTT.validate(&p)
 	c.Spool.validate(&p)
 	c.Samples.validate(&p)
+	c.LLM.validate(&p)
 	if c.Ring.Frames < 1 || c.Ring.MaxMB < 1 || c.Ring.MaxAge <= 0 {
 		p.add("ring", "frames (%d) and max_mb (%d) must be 1 or more, max_age (%v) a positive duration", c.Ring.Frames, c.Ring.MaxMB, c.Ring.MaxAge)
 	}
@@ -231,6 +232,21 @@ func (s Samples) validate(p *problems) {
 	}
 }
 
+func (l LLM) validate(p *problems) {
+	if !l.Enabled {
+		return
+	}
+	if u, err := url.Parse(l.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		p.add("llm.endpoint", "%q must be the full chat-completions URL, e.g. https://myres.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01", l.Endpoint)
+	}
+	if l.Timeout <= 0 {
+		p.add("llm.timeout", "%v must be a positive duration", l.Timeout)
+	}
+	if l.PerMinute < 0 || l.PerHour < 0 || l.Queue < 1 || l.MaxImageKB < 4 {
+		p.add("llm", "per_minute (%d) and per_hour (%d) must be 0 (no cap) or more, queue (%d) 1 or more, max_image_kb (%d) 4 or more", l.PerMinute, l.PerHour, l.Queue, l.MaxImageKB)
+	}
+}
+
 func (s Spool) validate(p *problems) {
 	if s.Dir == "" {
 		p.add("spool.dir", "empty: give a folder the agent can write")
@@ -247,6 +263,9 @@ func (s Spool) validate(p *problems) {
 func (m Model) validate(p *problems, key string) {
 	if m.Shadow.Iteration != "" && m.Shadow.Path != "" {
 		p.add(key+".shadow", "give iteration (in the model store) or path, not both")
+	}
+	if m.LLM.Below < 0 || m.LLM.Below > 1 {
+		p.add(key+".llm.below", "%v must be between 0 and 1", m.LLM.Below)
 	}
 	if m.Shadow.MaxPerSecond <= 0 {
 		p.add(key+".shadow.max_per_second", "%v must be above 0", m.Shadow.MaxPerSecond)

@@ -230,6 +230,7 @@ type Stats struct {
 	Interval float64       `json:"intervalS"`
 	Cameras  []CameraStats `json:"cameras"`
 	Models   []ModelStats  `json:"models"`
+	LLM      *LLMStats     `json:"llm,omitempty"`
 	MQTT     MQTTStats     `json:"mqtt"`
 	Spool    SpoolStats    `json:"spool"`
 }
@@ -285,8 +286,8 @@ type Sample struct {
 	Camera  string    `json:"camera"`
 	Boot    string    `json:"boot"`
 	Created time.Time `json:"created"`
-	// Reason is low_confidence, small_margin, disagreement, quality_gate, audit, shadow or
-	// operator; Detail says what the rule saw.
+	// Reason is low_confidence, small_margin, disagreement, quality_gate, audit, shadow, llm
+	// or operator; Detail says what the rule saw.
 	Reason string `json:"reason"`
 	Detail string `json:"detail"`
 	// PredictionID, FrameID and Captured name the prediction sampled. A frame the quality
@@ -340,4 +341,42 @@ type ModelStats struct {
 	Name      string       `json:"name"`
 	Iteration string       `json:"iteration"`
 	Shadow    *ShadowStats `json:"shadow,omitempty"`
+}
+
+// FollowUp is a later answer about a prediction, from another source than the models, on
+// <prefix>/cameras/<camera>/followups.
+type FollowUp struct {
+	Schema       int       `json:"schema"`
+	ID           string    `json:"id"`
+	Agent        string    `json:"agent"`
+	Camera       string    `json:"camera"`
+	Boot         string    `json:"boot"`
+	Created      time.Time `json:"created"`
+	PredictionID string    `json:"predictionId"`
+	FrameID      uint64    `json:"frameId"`
+	// Detection is the index of the detection in the prediction; absent for the whole frame.
+	Detection *int `json:"detection,omitempty"`
+	// Source is "llm"; Model the LLM's model or deployment.
+	Source string `json:"source"`
+	Model  string `json:"model"`
+	// Tag and Reason are the LLM's answer; ModelTag and ModelProbability what the classifier
+	// said; Agrees whether they match.
+	Tag              string  `json:"tag"`
+	Reason           string  `json:"reason"`
+	ModelTag         string  `json:"modelTag"`
+	ModelProbability float32 `json:"modelProbability"`
+	Agrees           bool    `json:"agrees"`
+	LatencyMs        float64 `json:"latencyMs"`
+}
+
+// LLMStats count the LLM fallback's calls since start.
+type LLMStats struct {
+	Asked       uint64 `json:"asked"`
+	Answered    uint64 `json:"answered"`
+	Agreed      uint64 `json:"agreed"`
+	Invalid     uint64 `json:"invalid"`
+	OutsideTags uint64 `json:"outsideTags"`
+	Failed      uint64 `json:"failed"`
+	OverBudget  uint64 `json:"overBudget"`
+	Dropped     uint64 `json:"dropped"`
 }

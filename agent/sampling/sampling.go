@@ -42,7 +42,7 @@ type Candidate struct {
 type Sampler struct {
 	cfg   configs.Samples
 	mu    sync.Mutex
-	rules map[string]*limiter
+	rules map[string]*Limiter
 	seen  []seen
 	rnd   *rand.Rand
 }
@@ -54,9 +54,9 @@ type seen struct {
 
 // New returns a Sampler for cfg; seed makes the audit draws repeatable in tests.
 func New(cfg configs.Samples, seed uint64) *Sampler {
-	s := &Sampler{cfg: cfg, rules: map[string]*limiter{}, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	s := &Sampler{cfg: cfg, rules: map[string]*Limiter{}, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 	for name, r := range s.ruleSet() {
-		s.rules[name] = &limiter{perMinute: r.PerMinute, perHour: r.PerHour}
+		s.rules[name] = NewLimiter(r.PerMinute, r.PerHour)
 	}
 	return s
 }
@@ -183,7 +183,7 @@ func (s *Sampler) Admit(reason string, hash uint64, now time.Time) bool {
 		}
 	}
 	l, ok := s.rules[reason]
-	if ok && !l.allow(now) {
+	if ok && !l.Allow(now) {
 		return false
 	}
 	if s.cfg.DedupDistance > 0 {
@@ -195,13 +195,19 @@ func (s *Sampler) Admit(reason string, hash uint64, now time.Time) bool {
 	return true
 }
 
-// limiter counts what a rule sent in the last minute and hour.
-type limiter struct {
+// Limiter caps events per minute and per hour. It is not safe for concurrent use.
+type Limiter struct {
 	perMinute, perHour int
 	sent               []time.Time
 }
 
-func (l *limiter) allow(now time.Time) bool {
+// NewLimiter returns a Limiter; 0 means no cap.
+func NewLimiter(perMinute, perHour int) *Limiter {
+	return &Limiter{perMinute: perMinute, perHour: perHour}
+}
+
+// Allow reports whether one more event fits under the caps now, and counts it if so.
+func (l *Limiter) Allow(now time.Time) bool {
 	keep := l.sent[:0]
 	for _, t := range l.sent {
 		if now.Sub(t) < time.Hour {

@@ -230,6 +230,8 @@ func SchemaForTopic(topic string) string {
 		return "snapshot"
 	case strings.HasSuffix(topic, "/samples"):
 		return "sample"
+	case strings.HasSuffix(topic, "/followups"):
+		return "followup"
 	case strings.HasSuffix(topic, "/commands"):
 		return "command"
 	case strings.HasSuffix(topic, "/feedback"):

@@ -1,0 +1,123 @@
+package agent_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/testenv"
+)
+
+// chatServer speaks the chat-completions API: it answers each request with the next reply
+// (a content string, or "" to hang past the timeout), and counts the requests.
+type chatServer struct {
+	mu      sync.Mutex
+	replies []string
+	calls   int
+}
+
+func (c *chatServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	i := c.calls
+	c.calls++
+	reply := c.replies[i%len(c.replies)]
+	c.mu.Unlock()
+	if r.Header.Get("Authorization") != "Bearer test-key" {
+		http.Error(w, "no key", http.StatusUnauthorized)
+		return
+	}
+	if reply == "" {
+		time.Sleep(time.Second)
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]string{"content": reply}}}})
+}
+
+// TestLLMFallback: low-confidence crops go to a local chat-completions server. Good answers
+// become follow-ups (and a sample when they disagree); invalid JSON, a tag outside the list
+// and a timeout are counted, never published; the hourly budget caps the calls.
+func TestLLMFallback(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	chat := &chatServer{replies: []string{
+		`{"tag":"red","reason":"red paint"}`,
+		`not json`,
+		`{"tag":"purple","reason":"?"}`,
+		"",
+		`{"tag":"blue","reason":"blue anodised"}`,
+	}}
+	srv := httptest.NewServer(chat)
+	defer srv.Close()
+	t.Setenv("CVEDGE_LLM_KEY", "test-key")
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.LLM.Enabled, cfg.LLM.Endpoint, cfg.LLM.Model = true, srv.URL+"/v1/chat/completions", "local-vision"
+	cfg.LLM.Timeout, cfg.LLM.PerMinute, cfg.LLM.PerHour = 300*time.Millisecond, 0, 5
+	m := cfg.Models["colour"]
+	m.LLM.Prompt, m.LLM.Below = "Parts are painted blue, green, red or yellow. Name the paint colour.", 0.9999
+	cfg.Models["colour"] = m
+	cfg.MQTT.StatsInterval = 200 * time.Millisecond
+	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	waitFor(t, "the LLM calls", 30*time.Second, func() bool {
+		s, ok := lastStats(col, "cvedge/e2e/stats")
+		return ok && s.LLM != nil && s.LLM.Answered+s.LLM.Invalid+s.LLM.OutsideTags+s.LLM.Failed >= 5
+	})
+	stop()
+	preds := predictions(t, col, "conveyor")
+	chat.mu.Lock()
+	calls := chat.calls
+	chat.mu.Unlock()
+	if calls != 5 {
+		t.Fatalf("%d calls; the budget is 5 an hour", calls)
+	}
+	byID := map[string]payload.Prediction{}
+	for _, p := range preds {
+		byID[p.ID] = p
+	}
+	var follow []payload.FollowUp
+	for _, raw := range col.get("cvedge/e2e/cameras/conveyor/followups") {
+		var f payload.FollowUp
+		json.Unmarshal(raw, &f)
+		follow = append(follow, f)
+	}
+	if len(follow) != 2 {
+		t.Fatalf("%d follow-ups, want 2 (the valid answers)", len(follow))
+	}
+	disagreements := 0
+	for _, f := range follow {
+		p, ok := byID[f.PredictionID]
+		if !ok || f.Source != "llm" || f.Model != "local-vision" || f.Detection == nil {
+			t.Fatalf("follow-up %+v", f)
+		}
+		said := p.Predictions[*f.Detection].Classification.Predictions[0].TagName
+		if f.ModelTag != said || f.Agrees != (f.Tag == said) {
+			t.Fatalf("follow-up %+v, the model said %s", f, said)
+		}
+		if !f.Agrees {
+			disagreements++
+		}
+	}
+	var llmSamples int
+	for _, raw := range col.get("cvedge/e2e/cameras/conveyor/samples") {
+		var s payload.Sample
+		json.Unmarshal(raw, &s)
+		if s.Reason == "llm" {
+			llmSamples++
+			if !strings.Contains(s.Detail, "the LLM says") || s.Crop == nil {
+				t.Fatalf("llm sample %+v", s)
+			}
+		}
+	}
+	if llmSamples != disagreements {
+		t.Fatalf("%d llm samples for %d disagreements", llmSamples, disagreements)
+	}
+	s, _ := lastStats(col, "cvedge/e2e/stats")
+	if l := s.LLM; l.Asked != 5 || l.Answered != 2 || l.Invalid != 1 || l.OutsideTags != 1 || l.Failed != 1 || l.OverBudget == 0 {
+		t.Fatalf("llm stats %+v", l)
+	}
+	col.validateAll(t)
+}
