@@ -13,7 +13,12 @@ TESTTAGS  ?= matprofile
 
 export CGO_ENABLED := 1
 
-.PHONY: setup build run test bench lint clean fixtures
+NFPM      ?= go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+# Debian versions must start with a digit: a vX.Y.Z tag gives X.Y.Z, anything else 0.0.0+git<commit>.
+TAG         := $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)
+DEB_VERSION ?= $(if $(TAG),$(patsubst v%,%,$(TAG)),0.0.0+git$(COMMIT))
+
+.PHONY: setup build run test bench lint clean fixtures deb
 
 setup:
 	@scripts/setup.sh
@@ -28,6 +33,7 @@ run: setup build
 
 test: setup lint
 	$(GO) test -tags $(TESTTAGS) $(TESTFLAGS) ./...
+	$(MAKE) --no-print-directory deb
 
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -40,6 +46,16 @@ lint:
 # python3-opencv from Debian, run by /usr/bin/python3).
 fixtures:
 	/usr/bin/python3 testdata/gen_demo.py
+
+# A .deb for this machine's architecture (amd64 or arm64), with nfpm: the binary, onnxruntime,
+# the systemd unit and the sample config. It is listed and checked by scripts/check-deb.sh.
+deb: setup build
+	@mkdir -p dist
+	rm -f dist/cvedge_*.deb
+	VERSION=$(DEB_VERSION) DEB_ARCH=$$(dpkg --print-architecture) $(NFPM) package --config scripts/nfpm.yaml --packager deb --target dist/
+	scripts/check-deb.sh dist/cvedge_*.deb
+	@if [ "$$(dpkg --print-architecture)" != arm64 ]; then \
+	  echo "deb: arm64 not built: it needs a cross toolchain with OpenCV for arm64 (gcc-aarch64-linux-gnu, libopencv-dev:arm64); build it on an arm64 machine with make deb"; fi
 
 clean:
 	rm -rf bin dist

@@ -20,10 +20,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/broker"
 	"github.com/cvedge/cvedge/agent/collect"
+	"github.com/cvedge/cvedge/agent/ops"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/sampling"
@@ -47,20 +49,26 @@ const ShutdownTimeout = 10 * time.Second
 
 // Agent is one configured cvedge agent.
 type Agent struct {
-	cfg     *configs.Config
+	conf    atomic.Pointer[configs.Config] // replaced whole by Reload; read with c()
 	log     *slog.Logger
 	rt      *models.Runtime
-	stages  map[string]*ModelStage
-	runs    []*cameraRun
 	boot    string
 	started time.Time
 
-	pub   *publish.Publisher
-	spool *spool.Store
-	drops dropCounter
-	store *store.Store
-	// lifecycle serializes model changes (activate, rollback, add); lifecycleWG waits for
-	// those still running at shutdown.
+	// mu guards runs and stages, which Reload replaces; read them with runsNow, stageNamed
+	// and stageNames once Run has started.
+	mu     sync.RWMutex
+	runs   []*cameraRun
+	stages map[string]*ModelStage
+	loops  *loops
+
+	pub     *publish.Publisher
+	spool   *spool.Store
+	drops   dropCounter
+	store   *store.Store
+	metrics *ops.Metrics
+	// lifecycle serializes model changes (activate, rollback, add) and reloads; lifecycleWG
+	// waits for those still running at shutdown.
 	lifecycle   sync.Mutex
 	lifecycleWG sync.WaitGroup
 	lcMu        sync.Mutex // guards stopping and lifecycleWG.Add
@@ -68,26 +76,19 @@ type Agent struct {
 	llm         *fallback // nil: no LLM fallback
 }
 
+// c is the config in force.
+func (a *Agent) c() *configs.Config { return a.conf.Load() }
+
 // New loads every model the cameras use and checks every camera source. Nothing runs yet;
 // call Run, or Close to free what New loaded.
 func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
-	a = &Agent{cfg: cfg, log: log, stages: map[string]*ModelStage{}, boot: newID()[:8]}
+	a = &Agent{log: log, stages: map[string]*ModelStage{}, boot: newID()[:8]}
+	a.conf.Store(cfg)
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
-	for _, cc := range cfg.Cameras {
-		cam, err := camera.New(cc, log)
-		if err != nil {
-			return nil, err
-		}
-		r := &cameraRun{cam: cam, cfg: cc, snapshots: make(chan string, 4), triggers: make(chan trigger, 16), ring: &ring{cfg: cfg.Ring}}
-		if cc.Sampling && cfg.Samples.Enabled {
-			r.sampler = sampling.New(cfg.Samples, uint64(len(a.runs))+uint64(time.Now().UnixNano()))
-		}
-		a.runs = append(a.runs, r)
-	}
 	a.rt, err = models.NewRuntime(models.Options{Library: cfg.ONNXRuntime.Library, IntraOpThreads: cfg.ONNXRuntime.IntraOpThreads, InterOpThreads: cfg.ONNXRuntime.InterOpThreads})
 	if err != nil {
 		return nil, err
@@ -95,6 +96,42 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 	log.Info("onnxruntime loaded", "version", a.rt.Version(), "library", a.rt.Library)
 	if a.store, err = store.Open(cfg.Store.Dir); err != nil {
 		return nil, fmt.Errorf("store.dir: %w", err)
+	}
+	a.runs, a.stages, err = a.build(cfg)
+	return a, err
+}
+
+// build makes the cameras and loads the models of cfg: the part of the agent a reload
+// replaces. On error it frees what it loaded.
+func (a *Agent) build(cfg *configs.Config) (runs []*cameraRun, stages map[string]*ModelStage, err error) {
+	stages = map[string]*ModelStage{}
+	defer func() {
+		if err != nil {
+			for _, r := range runs {
+				r.close()
+			}
+			for _, st := range stages {
+				st.Close()
+			}
+			runs, stages = nil, nil
+		}
+	}()
+	for i, cc := range cfg.Cameras {
+		cam, err := camera.New(cc, a.log)
+		if err != nil {
+			return runs, stages, err
+		}
+		r := &cameraRun{cam: cam, cfg: cc, snapshots: make(chan string, 4), triggers: make(chan trigger, 16), ring: &ring{cfg: cfg.Ring}}
+		if cc.Sampling && cfg.Samples.Enabled {
+			r.sampler = sampling.New(cfg.Samples, uint64(i)+uint64(time.Now().UnixNano()))
+		}
+		if cc.Collect.Enabled {
+			if r.dataset, err = collect.OpenDataset(cc.Collect.Dir); err != nil {
+				return append(runs, r), stages, fmt.Errorf("cameras[%d].collect.dir: %w", i, err)
+			}
+			r.dataset.SetQuota(int64(cc.Collect.MaxMB) << 20)
+		}
+		runs = append(runs, r)
 	}
 	used := map[string]bool{}
 	for i, cc := range cfg.Cameras {
@@ -111,34 +148,35 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 				continue
 			}
 			used[r.name] = true
-			st, err := a.stage(r.name)
+			st, err := a.loadStage(cfg, stages, r.name)
 			if err != nil {
-				return nil, err
+				return runs, stages, err
 			}
 			if st.Detector() != r.detector {
 				want := "a classifier"
 				if r.detector {
 					want = "a detector"
 				}
-				return nil, fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, r.key, r.name, st.Model().Info.Format, want)
+				return runs, stages, fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, r.key, r.name, st.Model().Info.Format, want)
 			}
 		}
 	}
 	for name := range cfg.Models {
 		if !used[name] {
-			log.Warn("model configured but used by no camera; not loaded", "model", name)
+			a.log.Warn("model configured but used by no camera; not loaded", "model", name)
 		}
 	}
-	return a, nil
+	return runs, stages, nil
 }
 
-// stage loads a model once, however many cameras use it: the model store's active
-// iteration when it has one, else the configured path. A configured shadow starts with it.
-func (a *Agent) stage(name string) (*ModelStage, error) {
-	if st, ok := a.stages[name]; ok {
+// loadStage loads a model once into stages, however many cameras use it: the model store's
+// active iteration when it has one, else the configured path. A configured shadow starts
+// with it.
+func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*ModelStage, name string) (*ModelStage, error) {
+	if st, ok := stages[name]; ok {
 		return st, nil
 	}
-	mc := a.cfg.Models[name]
+	mc := cfg.Models[name]
 	st, err := a.store.State(name)
 	if err != nil {
 		return nil, err
@@ -148,7 +186,7 @@ func (a *Agent) stage(name string) (*ModelStage, error) {
 			return nil, err
 		}
 	} else if mc.Path == "" {
-		return nil, fmt.Errorf("models.%s.path: empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", name, a.cfg.Store.Dir, name)
+		return nil, fmt.Errorf("models.%s.path: empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", name, cfg.Store.Dir, name)
 	}
 	m, err := models.Load(a.rt, name, mc)
 	if err != nil {
@@ -159,7 +197,7 @@ func (a *Agent) stage(name string) (*ModelStage, error) {
 		m.Close()
 		return nil, err
 	}
-	a.stages[name] = stage
+	stages[name] = stage
 	if sh := mc.Shadow; sh.Iteration != "" || sh.Path != "" {
 		if err := a.startShadow(name, stage, mc); err != nil {
 			return nil, err
@@ -194,43 +232,40 @@ func (a *Agent) startShadow(name string, stage *ModelStage, mc configs.Model) er
 }
 
 // Topic returns the full topic for a path under the configured prefix.
-func (a *Agent) Topic(path string) string { return a.cfg.MQTT.TopicPrefix + "/" + path }
+func (a *Agent) Topic(path string) string { return a.c().MQTT.TopicPrefix + "/" + path }
 
-// Run starts the spool, the broker (when embedded), the publisher, the cameras and their
-// pipelines, and runs until ctx ends. Then it shuts down in order and frees everything; the
-// Agent cannot run again.
+// Run starts the spool, the broker (when embedded), the publisher, the HTTP server, the
+// cameras and their pipelines, and runs until ctx ends. Then it shuts down in order and
+// frees everything; the Agent cannot run again.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.Close()
+	cfg := a.c()
 	a.started = time.Now().UTC()
 	if err := a.openSpool(); err != nil {
 		return err
 	}
-	for _, r := range a.runs {
-		if !r.cfg.Collect.Enabled {
-			continue
-		}
-		ds, err := collect.OpenDataset(r.cfg.Collect.Dir)
-		if err != nil {
-			return fmt.Errorf("camera %q collect.dir: %w", r.cam.Name(), err)
-		}
-		ds.SetQuota(int64(r.cfg.Collect.MaxMB) << 20)
-		r.dataset = ds
-		defer ds.Close()
-	}
-	if a.cfg.MQTT.Embedded.Enabled {
-		b, err := broker.Start(a.cfg.MQTT.Embedded.Listen, quiet(a.log))
+	if cfg.MQTT.Embedded.Enabled {
+		b, err := broker.Start(cfg.MQTT.Embedded.Listen, quiet(a.log))
 		switch {
-		case errors.Is(err, broker.ErrAddressInUse) && a.cfg.MQTT.Embedded.AllowExisting:
+		case errors.Is(err, broker.ErrAddressInUse) && cfg.MQTT.Embedded.AllowExisting:
 			a.log.Warn("embedded broker not started: the address is taken, publishing to the broker already there",
-				"address", a.cfg.MQTT.Embedded.Listen, "broker", a.cfg.MQTT.Broker)
+				"address", cfg.MQTT.Embedded.Listen, "broker", cfg.MQTT.Broker)
 		case err != nil:
 			return err
 		default:
 			defer b.Close()
 		}
 	}
-	will, _ := json.Marshal(payload.Status{Schema: payload.Schema, Agent: a.cfg.Agent.ID, State: "offline", Reason: "connection lost", Boot: a.boot, Updated: time.Now().UTC()})
-	pub, err := publish.Connect(a.cfg.MQTT, publish.Options{
+	a.metrics = ops.NewMetrics(a.snapshot)
+	if cfg.HTTP.Listen != "" {
+		srv, err := ops.Serve(cfg.HTTP.Listen, a.metrics, a.readiness, a.log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	will, _ := json.Marshal(payload.Status{Schema: payload.Schema, Agent: cfg.Agent.ID, State: "offline", Reason: "connection lost", Boot: a.boot, Updated: time.Now().UTC()})
+	pub, err := publish.Connect(cfg.MQTT, publish.Options{
 		Will:      &publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: will},
 		OnConnect: func() []publish.Message { return []publish.Message{a.statusMessage("online", "")} },
 		Spool:     a.spool,
@@ -238,65 +273,46 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.Topic("commands"): a.onCommand,
 			a.Topic("feedback"): a.onFeedback,
 		},
+		Observe: a.observePublish,
 	}, a.log)
 	if err != nil {
 		return err
 	}
 	a.pub = pub
 	a.startFallback()
+	a.loops = a.startLoops(a.runs, a.stages)
 
-	camCtx, stopCameras := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, r := range a.runs {
-		var det, cls Stage
-		if r.cfg.Pipeline.Detector != "" {
-			det = a.stages[r.cfg.Pipeline.Detector]
-		}
-		if r.cfg.Pipeline.Classifier != "" {
-			cls = a.stages[r.cfg.Pipeline.Classifier]
-		}
-		r.pl = NewPipeline(a.cfg.Agent.ID, a.boot, r.cam.Name(), det, cls, float32(r.cfg.Pipeline.CropPadding))
-		r.pl.Gate = r.cfg.QualityGate
-		r.pl.Thresholds = r.cfg.Pipeline.Thresholds
-		r.pl.VoteOver(r.cfg.Pipeline.Vote)
-		if len(r.cfg.Pipeline.Routes) > 0 {
-			r.pl.Routes = map[string]Stage{}
-			for tag, name := range r.cfg.Pipeline.Routes {
-				r.pl.Routes[tag] = a.stages[name]
-			}
-		}
-		r.cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
-		r.cam.Start(camCtx)
-		r.hasher = preprocess.NewHasher()
-		wg.Add(1)
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	if cfg.MQTT.StatsInterval > 0 {
+		bg.Add(1)
 		go func() {
-			defer wg.Done()
-			defer r.hasher.Close()
-			defer r.pl.Close()
-			a.loop(camCtx, r)
+			defer bg.Done()
+			a.statsLoop(bgCtx)
 		}()
 	}
-	if a.cfg.MQTT.StatsInterval > 0 {
-		wg.Add(1)
+	notify := ops.NewNotifier()
+	notify.Send("READY=1")
+	if every := ops.WatchdogInterval(); every > 0 && notify != nil {
+		bg.Add(1)
 		go func() {
-			defer wg.Done()
-			a.statsLoop(camCtx)
+			defer bg.Done()
+			a.watchdog(bgCtx, notify, every)
 		}()
 	}
-	a.log.Info("agent running", "agent", a.cfg.Agent.ID, "cameras", len(a.runs), "topic_prefix", a.cfg.MQTT.TopicPrefix, "broker", a.cfg.MQTT.Broker, "spool", a.cfg.Spool.Dir)
+	a.log.Info("agent running", "agent", cfg.Agent.ID, "cameras", len(a.runs), "topic_prefix", cfg.MQTT.TopicPrefix, "broker", cfg.MQTT.Broker, "spool", cfg.Spool.Dir)
 
 	<-ctx.Done()
+	notify.Send("STOPPING=1")
 	a.log.Info("stopping: finishing in-flight frames and flushing MQTT")
-	stopCameras()
-	wg.Wait()
 	a.lcMu.Lock()
 	a.stopping = true
 	a.lcMu.Unlock()
-	a.lifecycleWG.Wait()
+	a.lifecycleWG.Wait() // a reload or model change in progress finishes first
+	a.loops.stop(a.runsNow())
+	stopBackground()
+	bg.Wait()
 	a.stopFallback()
-	for _, r := range a.runs {
-		r.cam.Close()
-	}
 	drain, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	if err := pub.Close(drain, a.statusMessage("offline", "stopped")); err != nil {
@@ -307,15 +323,81 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// loops are the running camera goroutines of one set of runs.
+type loops struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// startLoops builds each camera's pipeline from stages and starts the camera and its loop.
+func (a *Agent) startLoops(runs []*cameraRun, stages map[string]*ModelStage) *loops {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &loops{cancel: cancel}
+	for _, r := range runs {
+		var det, cls Stage
+		if r.cfg.Pipeline.Detector != "" {
+			det = stages[r.cfg.Pipeline.Detector]
+		}
+		if r.cfg.Pipeline.Classifier != "" {
+			cls = stages[r.cfg.Pipeline.Classifier]
+		}
+		r.pl = NewPipeline(a.c().Agent.ID, a.boot, r.cam.Name(), det, cls, float32(r.cfg.Pipeline.CropPadding))
+		r.pl.Gate = r.cfg.QualityGate
+		r.pl.Thresholds = r.cfg.Pipeline.Thresholds
+		r.pl.VoteOver(r.cfg.Pipeline.Vote)
+		if len(r.cfg.Pipeline.Routes) > 0 {
+			r.pl.Routes = map[string]Stage{}
+			for tag, name := range r.cfg.Pipeline.Routes {
+				r.pl.Routes[tag] = stages[name]
+			}
+		}
+		r.cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
+		r.cam.Start(ctx)
+		r.hasher = preprocess.NewHasher()
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer r.hasher.Close()
+			defer r.pl.Close()
+			a.loop(ctx, r)
+		}()
+	}
+	return l
+}
+
+// stop ends the loops, letting each finish its frame, and stops the cameras.
+func (l *loops) stop(runs []*cameraRun) {
+	l.cancel()
+	l.wg.Wait()
+	for _, r := range runs {
+		r.cam.Close()
+	}
+}
+
+// runsNow returns the cameras running now.
+func (a *Agent) runsNow() []*cameraRun {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.runs
+}
+
+// stageNamed returns the stage serving model name now.
+func (a *Agent) stageNamed(name string) (*ModelStage, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	st, ok := a.stages[name]
+	return st, ok
+}
+
 // openSpool opens the on-disk spool and counts what its bounds drop.
 func (a *Agent) openSpool() error {
 	order := []string{spool.Samples, spool.Predictions}
-	if a.cfg.Spool.DropFirst == spool.Predictions {
+	if a.c().Spool.DropFirst == spool.Predictions {
 		order = []string{spool.Predictions, spool.Samples}
 	}
-	s, err := spool.Open(a.cfg.Spool.Dir, spool.Options{
-		MaxBytes:  int64(a.cfg.Spool.MaxMB) << 20,
-		MaxAge:    a.cfg.Spool.MaxAge,
+	s, err := spool.Open(a.c().Spool.Dir, spool.Options{
+		MaxBytes:  int64(a.c().Spool.MaxMB) << 20,
+		MaxAge:    a.c().Spool.MaxAge,
 		DropOrder: order,
 		OnDrop: func(class, reason string) {
 			if n := a.drops.add(class + "/" + reason); n == 1 || n%100 == 0 {
@@ -337,14 +419,18 @@ func (a *Agent) openSpool() error {
 // statusMessage builds the retained status.
 func (a *Agent) statusMessage(state, reason string) publish.Message {
 	host, _ := os.Hostname()
-	st := payload.Status{Schema: payload.Schema, Agent: a.cfg.Agent.ID, State: state, Reason: reason, Version: Version,
+	st := payload.Status{Schema: payload.Schema, Agent: a.c().Agent.ID, State: state, Reason: reason, Version: Version,
 		Host: host, Boot: a.boot, Started: &a.started, Updated: time.Now().UTC()}
-	for _, r := range a.runs {
+	for _, r := range a.runsNow() {
 		s := r.cam.Status()
 		st.Cameras = append(st.Cameras, payload.CameraStatus{Name: r.cam.Name(), Kind: string(r.cam.Source().Kind), State: string(s.State), Reason: s.Reason, Read: s.Read, Dropped: s.Dropped})
 	}
 	for _, n := range a.stageNames() {
-		info := a.stages[n].Model().Info
+		stage, ok := a.stageNamed(n)
+		if !ok {
+			continue
+		}
+		info := stage.Model().Info
 		st.Models = append(st.Models, payload.ModelStatus{Name: n, Format: string(info.Format), Iteration: info.Iteration, SHA256: info.SHA256, Labels: len(info.Labels)})
 	}
 	body, _ := json.Marshal(st)
@@ -352,6 +438,8 @@ func (a *Agent) statusMessage(state, reason string) publish.Message {
 }
 
 func (a *Agent) stageNames() []string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	names := make([]string, 0, len(a.stages))
 	for n := range a.stages {
 		names = append(names, n)
@@ -363,7 +451,7 @@ func (a *Agent) stageNames() []string {
 // run finds the camera named name.
 func (a *Agent) run(name string) (*cameraRun, error) {
 	var names []string
-	for _, r := range a.runs {
+	for _, r := range a.runsNow() {
 		if r.cam.Name() == name {
 			return r, nil
 		}
@@ -376,7 +464,7 @@ func (a *Agent) run(name string) (*cameraRun, error) {
 // calls it; call it yourself only when Run is never called.
 func (a *Agent) Close() {
 	for _, r := range a.runs {
-		r.ring.close()
+		r.close()
 	}
 	if a.spool != nil {
 		if err := a.spool.Close(); err != nil {

@@ -42,6 +42,9 @@ type cameraRun struct {
 	hasher  *preprocess.Hasher
 	samples sampleCounts
 
+	// busySince is when the loop started its current frame (unix ns), 0 between frames.
+	busySince atomic.Int64
+
 	dataset     *collect.Dataset // nil: no data collection
 	lastCollect time.Time
 	quotaWarned bool
@@ -51,6 +54,14 @@ type cameraRun struct {
 type trigger struct {
 	id string
 	at time.Time
+}
+
+// close frees what the run holds beside its camera: the recent frames and the data set.
+func (r *cameraRun) close() {
+	r.ring.close()
+	if r.dataset != nil {
+		r.dataset.Close()
+	}
 }
 
 func (r *cameraRun) count(msg *payload.Prediction) {
@@ -116,7 +127,7 @@ func (a *Agent) onCommand(raw []byte) {
 
 // result publishes the answer to a command or feedback message.
 func (a *Agent) result(id, command string, err error, detail map[string]string) {
-	res := payload.Result{Schema: payload.Schema, Agent: a.cfg.Agent.ID, ID: id, Command: command, OK: err == nil, Time: time.Now().UTC(), Detail: detail}
+	res := payload.Result{Schema: payload.Schema, Agent: a.c().Agent.ID, ID: id, Command: command, OK: err == nil, Time: time.Now().UTC(), Detail: detail}
 	if err != nil {
 		res.Error = err.Error()
 	}
@@ -137,7 +148,7 @@ func (a *Agent) serveSnapshots(r *cameraRun, f *camera.Frame, msg *payload.Predi
 				continue
 			}
 			b := f.Bounds()
-			snap := payload.Snapshot{Schema: payload.Schema, Agent: a.cfg.Agent.ID, Camera: r.cam.Name(), CommandID: id,
+			snap := payload.Snapshot{Schema: payload.Schema, Agent: a.c().Agent.ID, Camera: r.cam.Name(), CommandID: id,
 				Boot: a.boot, Captured: f.Captured, Width: b.Dx(), Height: b.Dy(), JPEG: base64.StdEncoding.EncodeToString(jpeg)}
 			detail := map[string]string{"topic": topic}
 			if msg != nil {
@@ -155,11 +166,11 @@ func (a *Agent) serveSnapshots(r *cameraRun, f *camera.Frame, msg *payload.Predi
 
 // statsLoop publishes the stats message every interval until ctx ends.
 func (a *Agent) statsLoop(ctx context.Context) {
-	every := a.cfg.MQTT.StatsInterval
+	every := a.c().MQTT.StatsInterval
 	t := time.NewTicker(every)
 	defer t.Stop()
 	type mark struct{ processed, inferUs uint64 }
-	last := make([]mark, len(a.runs))
+	last := map[*cameraRun]mark{}
 	prev := time.Now()
 	for {
 		select {
@@ -168,22 +179,24 @@ func (a *Agent) statsLoop(ctx context.Context) {
 		case now := <-t.C:
 			secs := now.Sub(prev).Seconds()
 			prev = now
-			st := payload.Stats{Schema: payload.Schema, Agent: a.cfg.Agent.ID, Boot: a.boot, Time: now.UTC(),
+			st := payload.Stats{Schema: payload.Schema, Agent: a.c().Agent.ID, Boot: a.boot, Time: now.UTC(),
 				UptimeS: round(now.Sub(a.started).Seconds(), 1), Interval: round(secs, 3)}
-			for i, r := range a.runs {
+			for _, r := range a.runsNow() {
 				cur := mark{r.processed.Load(), r.inferUs.Load()}
-				frames := cur.processed - last[i].processed
+				frames := cur.processed - last[r].processed
 				cs := r.cam.Status()
 				c := payload.CameraStats{Name: r.cam.Name(), State: string(cs.State), FPS: round(float64(frames)/secs, 2),
 					Read: cs.Read, Dropped: cs.Dropped, Failed: r.failed.Load(), Gated: r.gated.Load(), Samples: r.samples.snapshot()}
 				if frames > 0 {
-					c.InferenceMs = round(float64(cur.inferUs-last[i].inferUs)/1000/float64(frames), 3)
+					c.InferenceMs = round(float64(cur.inferUs-last[r].inferUs)/1000/float64(frames), 3)
 				}
-				last[i] = cur
+				last[r] = cur
 				st.Cameras = append(st.Cameras, c)
 			}
 			for _, n := range a.stageNames() {
-				st.Models = append(st.Models, payload.ModelStats{Name: n, Iteration: a.stages[n].Ref().Iteration, Shadow: a.stages[n].shadowStats()})
+				if stage, ok := a.stageNamed(n); ok {
+					st.Models = append(st.Models, payload.ModelStats{Name: n, Iteration: stage.Ref().Iteration, Shadow: stage.shadowStats()})
+				}
 			}
 			st.LLM = a.llm.stats()
 			ps := a.pub.Stats()

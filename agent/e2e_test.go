@@ -62,6 +62,10 @@ mqtt:
   client_id: cvedge-e2e-%d
 spool:
   dir: %s
+http:
+  listen: ""
+store:
+  dir: %s
 models:
   parts:
     path: %s
@@ -75,7 +79,7 @@ cameras:
     pipeline:
       detector: parts
       classifier: colour
-%s`, brokerURL, time.Now().UnixNano(), filepath.Join(t.TempDir(), "spool"), filepath.Join(demo, "detector"), filepath.Join(demo, "classifier"), filepath.Join(demo, "conveyor.avi"), extra)
+%s`, brokerURL, time.Now().UnixNano(), filepath.Join(t.TempDir(), "spool"), filepath.Join(t.TempDir(), "models"), filepath.Join(demo, "detector"), filepath.Join(demo, "classifier"), filepath.Join(demo, "conveyor.avi"), extra)
 	path := filepath.Join(t.TempDir(), "cvedge.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

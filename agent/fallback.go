@@ -49,7 +49,7 @@ type llmJob struct {
 }
 
 func (a *Agent) startFallback() {
-	c := a.cfg.LLM
+	c := a.c().LLM
 	if !c.Enabled {
 		return
 	}
@@ -85,7 +85,7 @@ func (a *Agent) askLLM(r *cameraRun, f *camera.Frame, msg *payload.Prediction) {
 		return
 	}
 	consider := func(det int, c *payload.Classification, region image.Rectangle) {
-		mc, ok := a.cfg.Models[c.Model]
+		mc, ok := a.c().Models[c.Model]
 		if !ok || mc.LLM.Prompt == "" || len(c.Predictions) == 0 || float64(c.Predictions[0].Probability) >= mc.LLM.Below {
 			return
 		}
@@ -96,7 +96,7 @@ func (a *Agent) askLLM(r *cameraRun, f *camera.Frame, msg *payload.Prediction) {
 			a.llm.overBudget.Add(1)
 			return
 		}
-		jpeg, err := preprocess.EncodeJPEG(f.Mat(), region, 85, a.cfg.LLM.MaxImageKB<<10)
+		jpeg, err := preprocess.EncodeJPEG(f.Mat(), region, 85, a.c().LLM.MaxImageKB<<10)
 		if err != nil {
 			a.llm.failed.Add(1)
 			return
@@ -133,7 +133,7 @@ func (a *Agent) askLLM(r *cameraRun, f *camera.Frame, msg *payload.Prediction) {
 // ask calls the LLM for one job and publishes what it says.
 func (a *Agent) ask(j llmJob) {
 	a.llm.asked.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.LLM.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), a.c().LLM.Timeout)
 	defer cancel()
 	start := time.Now()
 	ans, err := a.llm.client.Ask(ctx, j.prompt, j.tags, j.jpeg)
@@ -154,8 +154,8 @@ func (a *Agent) ask(j llmJob) {
 	if agrees {
 		a.llm.agreed.Add(1)
 	}
-	fu := payload.FollowUp{Schema: payload.Schema, ID: newID(), Agent: a.cfg.Agent.ID, Camera: j.run.cam.Name(), Boot: a.boot,
-		Created: time.Now().UTC(), PredictionID: j.msg.ID, FrameID: j.msg.FrameID, Source: "llm", Model: a.cfg.LLM.Model,
+	fu := payload.FollowUp{Schema: payload.Schema, ID: newID(), Agent: a.c().Agent.ID, Camera: j.run.cam.Name(), Boot: a.boot,
+		Created: time.Now().UTC(), PredictionID: j.msg.ID, FrameID: j.msg.FrameID, Source: "llm", Model: a.c().LLM.Model,
 		Tag: ans.Tag, Reason: ans.Reason, ModelTag: j.modelTag, ModelProbability: j.modelProb, Agrees: agrees,
 		LatencyMs: ms(time.Since(start))}
 	if j.detection >= 0 {
@@ -167,7 +167,7 @@ func (a *Agent) ask(j llmJob) {
 	if agrees {
 		return
 	}
-	s := &payload.Sample{Schema: payload.Schema, ID: newID(), Agent: a.cfg.Agent.ID, Camera: j.run.cam.Name(), Boot: a.boot,
+	s := &payload.Sample{Schema: payload.Schema, ID: newID(), Agent: a.c().Agent.ID, Camera: j.run.cam.Name(), Boot: a.boot,
 		Created: time.Now().UTC(), Reason: "llm", Detail: fmt.Sprintf("the LLM says %s (%s); the model said %s %.3f", ans.Tag, ans.Reason, j.modelTag, j.modelProb),
 		PredictionID: j.msg.ID, FrameID: j.msg.FrameID, Captured: j.msg.Captured, Models: j.msg.Models,
 		Crop: &payload.Image{JPEG: base64.StdEncoding.EncodeToString(j.jpeg), Width: j.size.X, Height: j.size.Y, Box: j.crop}}

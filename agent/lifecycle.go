@@ -35,7 +35,7 @@ func (a *Agent) Rollback(name string) (string, error) {
 }
 
 func (a *Agent) activate(name, id string, rollback bool) (string, error) {
-	stage, ok := a.stages[name]
+	stage, ok := a.stageNamed(name)
 	if !ok {
 		return "", fmt.Errorf("model %q serves no camera on this agent (models: %v)", name, a.stageNames())
 	}
@@ -46,7 +46,7 @@ func (a *Agent) activate(name, id string, rollback bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	mc := a.cfg.Models[name]
+	mc := a.c().Models[name]
 	mc.Path = path
 	m, err := models.Load(a.rt, name, mc) // the warm-up runs here
 	if err != nil {
@@ -80,7 +80,7 @@ func (a *Agent) activate(name, id string, rollback bool) (string, error) {
 func (a *Agent) AddRemote(ctx context.Context, name, url, sha string, activate bool) (store.Iteration, error) {
 	a.lifecycle.Lock()
 	defer a.lifecycle.Unlock()
-	if _, ok := a.stages[name]; !ok {
+	if _, ok := a.stageNamed(name); !ok {
 		return store.Iteration{}, fmt.Errorf("model %q serves no camera on this agent (models: %v)", name, a.stageNames())
 	}
 	client, err := a.downloadClient()
@@ -105,7 +105,7 @@ func (a *Agent) AddRemote(ctx context.Context, name, url, sha string, activate b
 // describe returns the store's check: the export must load and run, as Load does.
 func (a *Agent) describe(name string) func(string) (store.Described, error) {
 	return func(path string) (store.Described, error) {
-		mc := a.cfg.Models[name]
+		mc := a.c().Models[name]
 		mc.Path = path
 		m, err := models.Load(a.rt, name, mc)
 		if err != nil {
@@ -119,7 +119,7 @@ func (a *Agent) describe(name string) func(string) (store.Described, error) {
 // downloadClient trusts the system's CAs and store.ca_file.
 func (a *Agent) downloadClient() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if f := a.cfg.Store.CAFile; f != "" {
+	if f := a.c().Store.CAFile; f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("store.ca_file: %w", err)
@@ -154,8 +154,8 @@ func (a *Agent) lifecycleCommand(cmd payload.Command) {
 		it, err = a.AddRemote(ctx, cmd.Model, cmd.URL, cmd.SHA256, cmd.Activate)
 		cancel()
 		detail["storeId"] = it.ID
-		if err == nil && cmd.Activate {
-			iteration = a.stages[cmd.Model].Ref().Iteration
+		if stage, ok := a.stageNamed(cmd.Model); ok && err == nil && cmd.Activate {
+			iteration = stage.Ref().Iteration
 		}
 	}
 	if iteration != "" {

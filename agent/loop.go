@@ -18,7 +18,7 @@ import (
 // ends.
 func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 	topic := a.Topic("cameras/" + r.cam.Name() + "/predictions")
-	qos := byte(a.cfg.MQTT.QoS)
+	qos := byte(a.c().MQTT.QoS)
 	var next time.Time // earliest start of the next frame (interval, max_fps)
 	for {
 		var (
@@ -59,7 +59,9 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 			}
 			return
 		}
+		r.busySince.Store(time.Now().UnixNano())
 		msg, err := r.pl.Process(f)
+		r.busySince.Store(0)
 		switch {
 		case errors.Is(err, errGated):
 			r.gated.Add(1)
@@ -101,11 +103,12 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 			a.log.Error("prediction not encoded", "camera", r.cam.Name(), "err", err)
 			continue
 		}
-		a.pub.Send(publish.Message{Topic: topic, QoS: qos, Payload: body, Class: spool.Predictions})
+		a.pub.Send(publish.Message{Topic: topic, QoS: qos, Payload: body, Class: spool.Predictions, Camera: r.cam.Name()})
+		a.observe(r, msg)
 		if trig != nil {
 			a.result(trig.id, payload.CmdTrigger, nil, map[string]string{"predictionId": msg.ID, "frameId": fmt.Sprint(msg.FrameID)})
 		}
-		if a.cfg.Agent.LogPredictions {
+		if a.c().Agent.LogPredictions {
 			a.log.Info("prediction", "camera", r.cam.Name(), "frame", msg.FrameID, "ms", msg.LatencyMs.Total, "result", Summary(msg))
 		}
 	}

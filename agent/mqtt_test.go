@@ -69,7 +69,7 @@ func persistentSubscriber(t *testing.T, brokerURL, topic string) *collector {
 	}
 	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("dashboard-%d", time.Now().UnixNano())).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(time.Second).
-		SetConnectRetryInterval(500 * time.Millisecond).SetOrderMatters(false).SetDefaultPublishHandler(handler)
+		SetConnectRetryInterval(500 * time.Millisecond).SetDefaultPublishHandler(handler)
 	opts.SetOnConnectHandler(func(c paho.Client) { c.Subscribe(topic, 1, handler) })
 	col.c = paho.NewClient(opts)
 	if tok := col.c.Connect(); !tok.WaitTimeout(10 * time.Second) {

@@ -140,7 +140,7 @@ func (a *Agent) sampleRegion(r *cameraRun, f *camera.Frame, msg *payload.Predict
 
 // newSample builds a sample of detection det (or the whole frame) with its images.
 func (a *Agent) newSample(r *cameraRun, f *camera.Frame, msg *payload.Prediction, det int, region image.Rectangle) *payload.Sample {
-	s := &payload.Sample{Schema: payload.Schema, ID: newID(), Agent: a.cfg.Agent.ID, Camera: r.cam.Name(), Boot: a.boot,
+	s := &payload.Sample{Schema: payload.Schema, ID: newID(), Agent: a.c().Agent.ID, Camera: r.cam.Name(), Boot: a.boot,
 		Created: time.Now().UTC(), FrameID: msg.FrameID, Captured: msg.Captured, Models: msg.Models}
 	if msg.FrameID > 0 { // published: dashboards know it by this id
 		s.PredictionID = msg.ID
@@ -157,7 +157,7 @@ func (a *Agent) newSample(r *cameraRun, f *camera.Frame, msg *payload.Prediction
 		s.Prediction = &payload.Tag{Probability: top.Probability, TagName: top.TagName,
 			Classification: &payload.Classification{Model: ref.Name, Iteration: ref.Iteration, Predictions: msg.Predictions}}
 	}
-	sc := a.cfg.Samples
+	sc := a.c().Samples
 	maxBytes := sc.MaxImageKB << 10
 	full := f.Bounds()
 	crop, err := preprocess.EncodeJPEG(f.Mat(), region, sc.JPEGQuality, maxBytes)
@@ -199,7 +199,7 @@ func (a *Agent) onFeedback(raw []byte) {
 		a.result(fb.ID, "feedback", err, nil)
 		return
 	}
-	for _, r := range a.runs {
+	for _, r := range a.runsNow() {
 		var s *payload.Sample
 		var serr error
 		found := r.ring.with(fb.PredictionID, func(f *camera.Frame, msg *payload.Prediction) {
@@ -216,7 +216,7 @@ func (a *Agent) onFeedback(raw []byte) {
 		a.result(fb.ID, "feedback", nil, map[string]string{"sampleId": s.ID, "camera": r.cam.Name()})
 		return
 	}
-	rc := a.cfg.Ring
+	rc := a.c().Ring
 	a.result(fb.ID, "feedback", fmt.Errorf("prediction %q is unknown or too old: each camera keeps its last %d frames, for at most %s (ring)", fb.PredictionID, rc.Frames, rc.MaxAge), nil)
 }
 
@@ -252,7 +252,7 @@ func (a *Agent) operatorSample(r *cameraRun, f *camera.Frame, msg *payload.Predi
 		sh = msg.Shadow
 	}
 	if sh != nil && c != nil {
-		if stage, ok := a.stages[c.Model]; ok {
+		if stage, ok := a.stageNamed(c.Model); ok {
 			stage.shadowReview(sh.TagName, fb.Tag)
 		}
 	}
@@ -271,7 +271,7 @@ func orUnknown(s string) string {
 func (a *Agent) collectImages(r *cameraRun, f *camera.Frame, msg *payload.Prediction) {
 	col := r.cfg.Collect
 	entry := func(p *payload.Tag) collect.Entry {
-		e := collect.Entry{SampleID: newID(), Agent: a.cfg.Agent.ID, Camera: r.cam.Name(), Reason: "collect",
+		e := collect.Entry{SampleID: newID(), Agent: a.c().Agent.ID, Camera: r.cam.Name(), Reason: "collect",
 			PredictionID: msg.ID, Captured: msg.Captured, Models: msg.Models, Prediction: p}
 		if p != nil {
 			e.Region = p.BoundingBox

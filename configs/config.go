@@ -20,6 +20,7 @@ type Config struct {
 	Samples     Samples          `mapstructure:"samples"`
 	Store       Store            `mapstructure:"store"`
 	LLM         LLM              `mapstructure:"llm"`
+	HTTP        HTTP             `mapstructure:"http"`
 	Ring        Ring             `mapstructure:"ring"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
@@ -206,6 +207,12 @@ type ModelLLM struct {
 	Below float64 `mapstructure:"below"`
 	// Tags are the allowed answers; empty: the model's labels.
 	Tags []string `mapstructure:"tags"`
+}
+
+// HTTP serves Prometheus /metrics, /healthz and /readyz.
+type HTTP struct {
+	// Listen is host:port; loopback by default. Empty turns the server off.
+	Listen string `mapstructure:"listen"`
 }
 
 // Store keeps the iterations of each model (docs/pipelines.md).

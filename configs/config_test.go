@@ -98,6 +98,19 @@ func TestEnvironmentOverrides(t *testing.T) {
 	if c.Models["parts"].Path != "/models/parts-v2.zip" {
 		t.Errorf("model path override: %s", c.Models["parts"].Path)
 	}
+	t.Setenv("CVEDGE_MODELS_PARTS_THRESHOLD", "0.7")            // not in the file
+	t.Setenv("CVEDGE_CAMERAS_0_SOURCE", "rtsp://10.0.0.5/live") // in the file
+	t.Setenv("CVEDGE_CAMERAS_0_PIPELINE_CROP_PADDING", "0.25")  // nested, not in the file
+	t.Setenv("CVEDGE_CAMERAS_0_REALTIME", "false")
+	t.Setenv("CVEDGE_CAMERAS_3_SOURCE", "ignored: no such camera")
+	c, err = Load(write(t, minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cam := c.Cameras[0]
+	if c.Models["parts"].Threshold != 0.7 || cam.Source != "rtsp://10.0.0.5/live" || cam.Pipeline.CropPadding != 0.25 || cam.Realtime {
+		t.Errorf("entry overrides: threshold %v, camera %+v", c.Models["parts"].Threshold, cam)
+	}
 }
 
 func TestBadConfigs(t *testing.T) {

@@ -3,14 +3,17 @@ package configs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 // EnvPrefix starts every environment override: CVEDGE_MQTT_BROKER overrides mqtt.broker.
@@ -37,7 +40,9 @@ func Load(path string) (*Config, error) {
 		}
 		base = filepath.Dir(path)
 	}
-	cfg, err := decode(v.AllSettings())
+	settings := v.AllSettings()
+	envEntries(settings, os.Environ())
+	cfg, err := decode(settings)
 	if err != nil {
 		if path != "" {
 			return nil, fmt.Errorf("config %s: %w", path, err)
@@ -52,6 +57,87 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
+}
+
+// envEntries applies CVEDGE_* variables to the entries of models and cameras, which viper
+// cannot reach: CVEDGE_MODELS_<NAME>_<KEY> and CVEDGE_CAMERAS_<INDEX>_<KEY>, where KEY is
+// the key path in capitals with '_' for '.' (CVEDGE_CAMERAS_0_PIPELINE_CROP_PADDING). A
+// variable for a model or camera the file does not have is ignored.
+func envEntries(settings map[string]any, environ []string) {
+	modelKeys := leafKeys("", reflect.TypeOf(Model{}))
+	cameraKeys := leafKeys("", reflect.TypeOf(Camera{}))
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix+"_") {
+			continue
+		}
+		rest := strings.TrimPrefix(name, EnvPrefix+"_")
+		switch {
+		case strings.HasPrefix(rest, "MODELS_"):
+			models, _ := settings["models"].(map[string]any)
+			for mname, raw := range models {
+				entry, ok := raw.(map[string]any)
+				prefix := "MODELS_" + envName(mname) + "_"
+				if !ok || !strings.HasPrefix(rest, prefix) {
+					continue
+				}
+				if key, found := modelKeys[strings.TrimPrefix(rest, prefix)]; found {
+					setPath(entry, key, val)
+				}
+			}
+		case strings.HasPrefix(rest, "CAMERAS_"):
+			cams, _ := settings["cameras"].([]any)
+			idx, tail, ok := strings.Cut(strings.TrimPrefix(rest, "CAMERAS_"), "_")
+			n, err := strconv.Atoi(idx)
+			if !ok || err != nil || n < 0 || n >= len(cams) {
+				continue
+			}
+			entry, ok := cams[n].(map[string]any)
+			if key, found := cameraKeys[tail]; ok && found {
+				setPath(entry, key, val)
+			}
+		}
+	}
+}
+
+// leafKeys maps the environment form of every key path of t (CROP_PADDING) to the path
+// (pipeline.crop_padding).
+func leafKeys(prefix string, t reflect.Type) map[string]string {
+	out := map[string]string{}
+	for i := 0; i < t.NumField(); i++ {
+		tag := t.Field(i).Tag.Get("mapstructure")
+		if tag == "" {
+			continue
+		}
+		key := join(prefix, tag)
+		ft := t.Field(i).Type
+		if ft.Kind() == reflect.Struct {
+			for k, v := range leafKeys(key, ft) {
+				out[k] = v
+			}
+			continue
+		}
+		out[envName(key)] = key
+	}
+	return out
+}
+
+func envName(key string) string {
+	return strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key))
+}
+
+// setPath sets a dotted key in nested maps, creating the maps on the way.
+func setPath(m map[string]any, key, val string) {
+	parts := strings.Split(key, ".")
+	for _, p := range parts[:len(parts)-1] {
+		sub, ok := m[p].(map[string]any)
+		if !ok {
+			sub = map[string]any{}
+			m[p] = sub
+		}
+		m = sub
+	}
+	m[parts[len(parts)-1]] = val
 }
 
 // decode turns viper's settings into a Config. Map and list entries start from their own
@@ -288,4 +374,29 @@ func sanitizeID(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// Print writes the effective config as YAML, with secrets redacted.
+func (c *Config) Print(w io.Writer) error {
+	cp := *c
+	if cp.MQTT.Password != "" {
+		cp.MQTT.Password = "<redacted>"
+	}
+	out := structToMap(cp)
+	models := map[string]any{}
+	for name, m := range cp.Models {
+		models[name] = structToMap(m)
+	}
+	out["models"] = models
+	cams := make([]any, len(cp.Cameras))
+	for i, cam := range cp.Cameras {
+		cams[i] = structToMap(cam)
+	}
+	out["cameras"] = cams
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	return enc.Close()
 }

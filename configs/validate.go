@@ -41,6 +41,11 @@ func (c *Config) Validate() error {
 	c.Spool.validate(&p)
 	c.Samples.validate(&p)
 	c.LLM.validate(&p)
+	if l := c.HTTP.Listen; l != "" {
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+			p.add("http.listen", "%q must be host:port, e.g. 127.0.0.1:9810 (empty turns the server off)", l)
+		}
+	}
 	if c.Ring.Frames < 1 || c.Ring.MaxMB < 1 || c.Ring.MaxAge <= 0 {
 		p.add("ring", "frames (%d) and max_mb (%d) must be 1 or more, max_age (%v) a positive duration", c.Ring.Frames, c.Ring.MaxMB, c.Ring.MaxAge)
 	}

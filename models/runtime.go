@@ -48,7 +48,8 @@ func FindLibrary(configured string) (string, error) {
 	var dirs []string
 	if exe, err := os.Executable(); err == nil {
 		if exe, err = filepath.EvalSymlinks(exe); err == nil {
-			dirs = append(dirs, filepath.Join(filepath.Dir(exe), "lib"), filepath.Join(filepath.Dir(exe), "..", "lib"))
+			d := filepath.Dir(exe)
+			dirs = append(dirs, filepath.Join(d, "lib"), filepath.Join(d, "..", "lib"), filepath.Join(d, "..", "lib", "cvedge"))
 		}
 	}
 	if wd, err := os.Getwd(); err == nil {
@@ -79,7 +80,7 @@ func FindLibrary(configured string) (string, error) {
 
 func systemLibDirs() []string {
 	multiarch := map[string]string{"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu", "arm": "arm-linux-gnueabihf"}[runtime.GOARCH]
-	dirs := []string{"/usr/local/lib", "/usr/lib"}
+	dirs := []string{"/usr/local/lib/cvedge", "/usr/lib/cvedge", "/usr/local/lib", "/usr/lib"}
 	if multiarch != "" {
 		dirs = append(dirs, "/usr/local/lib/"+multiarch, "/usr/lib/"+multiarch)
 	}

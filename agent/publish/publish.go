@@ -39,6 +39,9 @@ type Message struct {
 	// arrive even if the broker is away; "" for messages that are only worth sending now
 	// (status, stats).
 	Class string
+	// Camera, when set, is passed to Options.Observe.
+	Camera string
+	queued time.Time
 }
 
 // Options configure a Publisher beyond the MQTT config.
@@ -53,6 +56,9 @@ type Options struct {
 	// Subscriptions are topics to subscribe to (QoS 1, again on every reconnection), with the
 	// function that takes each message. Handlers run on paho's goroutines: keep them short.
 	Subscriptions map[string]func(payload []byte)
+	// Observe, when set, hears how long each live message took from Send to the broker's
+	// acknowledgement.
+	Observe func(m Message, d time.Duration)
 }
 
 // Stats are the publisher's counters.
@@ -88,6 +94,7 @@ type Publisher struct {
 	wg      sync.WaitGroup
 
 	sent, spooled, drained, skipped, lost atomic.Uint64
+	observe                               func(Message, time.Duration)
 }
 
 // Connect starts a client for cfg. It returns at once; the connection is made, and remade
@@ -100,7 +107,7 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 	}
 	p := &Publisher{
 		log: log.With("component", "mqtt"), timeout: cfg.PublishTimeout, spool: o.Spool,
-		queue: make(chan Message, cfg.QueueSize), wake: make(chan struct{}, 1), stop: make(chan struct{}),
+		queue: make(chan Message, cfg.QueueSize), wake: make(chan struct{}, 1), stop: make(chan struct{}), observe: o.Observe,
 	}
 	if o.Will != nil {
 		opts.SetBinaryWill(o.Will.Topic, o.Will.Payload, o.Will.QoS, o.Will.Retained)
@@ -201,6 +208,7 @@ func tlsConfig(t configs.TLS) (*tls.Config, error) {
 // Send queues m. It never blocks on the network: when the memory queue is full, a message
 // with a Class goes straight to the spool, and any other is dropped and counted.
 func (p *Publisher) Send(m Message) {
+	m.queued = time.Now()
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
 	if p.closed {
@@ -221,6 +229,9 @@ func (p *Publisher) live() {
 		if !p.hurry.Load() && p.client.IsConnectionOpen() {
 			if err := p.publish(m); err == nil {
 				p.sent.Add(1)
+				if p.observe != nil {
+					p.observe(m, time.Since(m.queued))
+				}
 				continue
 			} else {
 				p.log.Debug("publish not confirmed; spooling", "topic", m.Topic, "err", err)

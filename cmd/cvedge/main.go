@@ -13,10 +13,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/agent/ops"
 	"github.com/cvedge/cvedge/configs"
 )
 
@@ -64,15 +66,52 @@ func runCmd(stderr io.Writer) *cobra.Command {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			done := make(chan struct{})
 			go func() {
-				<-ctx.Done()
-				stop() // a second Ctrl-C kills at once
+				defer close(done)
+				for {
+					select {
+					case <-ctx.Done():
+						stop() // a second Ctrl-C kills at once
+						signal.Stop(hup)
+						return
+					case <-hup:
+						reload(a, path, log)
+					}
+				}
 			}()
-			return a.Run(ctx)
+			err = a.Run(ctx)
+			stop()
+			<-done
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "/etc/cvedge/cvedge.yaml", "config file (YAML)")
 	return cmd
+}
+
+// reload applies the config file again (SIGHUP). A config that does not load, or whose
+// cameras and models do not build, leaves the running one in place.
+func reload(a *agent.Agent, path string, log *slog.Logger) {
+	n := ops.NewNotifier()
+	n.Send("RELOADING=1")
+	defer n.Send("READY=1")
+	log.Info("SIGHUP: reloading the config", "config", path)
+	cfg, err := configs.Load(path)
+	if err != nil {
+		log.Error("reload refused, the running config stays", "err", err)
+		return
+	}
+	restart, err := a.Reload(cfg)
+	if err != nil {
+		log.Error("reload refused, the running config stays", "err", err)
+		return
+	}
+	if len(restart) > 0 {
+		log.Warn("these sections changed but take effect only after a restart; they keep their old values", "sections", strings.Join(restart, ", "))
+	}
 }
 
 func versionCmd(stdout io.Writer) *cobra.Command {
@@ -102,7 +141,20 @@ func configCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	check.Flags().StringVarP(&path, "config", "c", "/etc/cvedge/cvedge.yaml", "config file (YAML)")
-	cmd.AddCommand(check)
+	print := &cobra.Command{
+		Use:   "print",
+		Short: "Print the effective config (file, environment and defaults) with secrets redacted",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := configs.Load(path)
+			if err != nil {
+				return err
+			}
+			return cfg.Print(stdout)
+		},
+	}
+	print.Flags().StringVarP(&path, "config", "c", "/etc/cvedge/cvedge.yaml", "config file (YAML)")
+	cmd.AddCommand(check, print)
 	return cmd
 }
 
@@ -121,8 +173,9 @@ func newLogger(c configs.Agent, w io.Writer) *slog.Logger {
 			}
 		}
 	}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(ops.NewLimitedHandler(h, 10*time.Second)) // a failing camera does not flood the journal
 }

@@ -1,0 +1,160 @@
+// Package ops is what operators see of a running agent: Prometheus metrics, the /healthz
+// and /readyz endpoints, systemd notifications (ready, watchdog, stopping), and a log handler
+// that keeps repeated errors from flooding the journal. It is pure Go.
+package ops
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Snapshot is the agent state read at each scrape.
+type Snapshot struct {
+	Cameras []CameraState
+	Models  []ModelState
+	// MQTTConnected, and the publisher's counters since start.
+	MQTTConnected                      bool
+	Sent, Spooled, Drained, Skip, Lost uint64
+	SpoolMessages                      int
+	SpoolBytes                         int64
+	SpoolDropped                       map[string]uint64 // "class/reason"
+	LLM                                map[string]uint64 // outcome -> calls
+}
+
+// CameraState is one camera at scrape time.
+type CameraState struct {
+	Name, State                             string
+	Read, Dropped, Processed, Failed, Gated uint64
+	Samples                                 map[string]uint64 // reason -> samples
+}
+
+// ModelState is one loaded model at scrape time.
+type ModelState struct {
+	Name, Iteration, SHA256, Format string
+	// ShadowAgreement is the candidate's agreement with the active iteration; negative when
+	// no shadow runs.
+	ShadowAgreement float64
+}
+
+// CameraStates are the states a camera can be in, for cvedge_camera_state.
+var CameraStates = []string{"starting", "online", "reconnecting", "ended", "stopped"}
+
+// Metrics are the agent's Prometheus metrics: histograms and counters updated as frames
+// are processed, and the rest read from a Snapshot at scrape time.
+type Metrics struct {
+	Registry *prometheus.Registry
+	// Stage is the time per stage of a frame: queue, preprocess, detect, classify, publish.
+	Stage *prometheus.HistogramVec
+	// Detections and Crops count regions per frame.
+	Detections, Crops *prometheus.HistogramVec
+	// Predictions counts the final tags reported, by camera, model and tag.
+	Predictions *prometheus.CounterVec
+}
+
+// NewMetrics registers the metrics; snapshot is called at every scrape.
+func NewMetrics(snapshot func() Snapshot) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		Stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cvedge_stage_seconds", Help: "Time per stage of a frame: queue (capture to pipeline), preprocess, detect, classify, publish (to the broker's acknowledgement).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}, []string{"camera", "stage"}),
+		Detections: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cvedge_detections_per_frame", Help: "Detections per processed frame.", Buckets: []float64{0, 1, 2, 3, 5, 8, 13, 20},
+		}, []string{"camera"}),
+		Crops: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cvedge_crops_per_frame", Help: "Regions classified per processed frame.", Buckets: []float64{0, 1, 2, 3, 5, 8, 13, 20},
+		}, []string{"camera"}),
+		Predictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cvedge_predictions_total", Help: "Final tags reported (the deepest level's top tag), by model and tag.",
+		}, []string{"camera", "model", "tag"}),
+	}
+	reg.MustRegister(m.Stage, m.Detections, m.Crops, m.Predictions, &snapshotCollector{snap: snapshot},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+var (
+	descRead       = prometheus.NewDesc("cvedge_frames_read_total", "Frames read from the camera.", []string{"camera"}, nil)
+	descProcessed  = prometheus.NewDesc("cvedge_frames_processed_total", "Frames processed and published.", []string{"camera"}, nil)
+	descDropped    = prometheus.NewDesc("cvedge_frames_dropped_total", "Stale frames replaced by a newer one before the pipeline took them.", []string{"camera"}, nil)
+	descFailed     = prometheus.NewDesc("cvedge_frames_failed_total", "Frames the pipeline could not process.", []string{"camera"}, nil)
+	descGated      = prometheus.NewDesc("cvedge_frames_gated_total", "Frames a quality gate kept from the models.", []string{"camera"}, nil)
+	descCamState   = prometheus.NewDesc("cvedge_camera_state", "1 for the camera's current state.", []string{"camera", "state"}, nil)
+	descSamples    = prometheus.NewDesc("cvedge_samples_total", "Samples sent, by reason.", []string{"camera", "reason"}, nil)
+	descModel      = prometheus.NewDesc("cvedge_model_info", "The iteration each model serves (value 1).", []string{"model", "iteration", "sha256", "format"}, nil)
+	descShadow     = prometheus.NewDesc("cvedge_shadow_agreement", "How often the candidate iteration agrees with the active one (0..1).", []string{"model"}, nil)
+	descConnected  = prometheus.NewDesc("cvedge_mqtt_connected", "1 while the MQTT broker is connected.", nil, nil)
+	descMQTT       = prometheus.NewDesc("cvedge_mqtt_messages_total", "MQTT messages: sent (acknowledged), spooled, drained (from the spool), skipped (status and stats while offline), lost.", []string{"outcome"}, nil)
+	descSpoolMsgs  = prometheus.NewDesc("cvedge_spool_messages", "Messages waiting in the on-disk spool.", nil, nil)
+	descSpoolBytes = prometheus.NewDesc("cvedge_spool_bytes", "Bytes of the messages waiting in the spool.", nil, nil)
+	descSpoolDrop  = prometheus.NewDesc("cvedge_spool_dropped_total", "Messages the spool bounds dropped.", []string{"class", "reason"}, nil)
+	descLLM        = prometheus.NewDesc("cvedge_llm_calls_total", "LLM fallback calls by outcome.", []string{"outcome"}, nil)
+)
+
+// snapshotCollector turns a Snapshot into metrics at scrape time.
+type snapshotCollector struct{ snap func() Snapshot }
+
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRead, descProcessed, descDropped, descFailed, descGated, descCamState, descSamples,
+		descModel, descShadow, descConnected, descMQTT, descSpoolMsgs, descSpoolBytes, descSpoolDrop, descLLM} {
+		ch <- d
+	}
+}
+
+func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.snap()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, cam := range s.Cameras {
+		counter(descRead, cam.Read, cam.Name)
+		counter(descProcessed, cam.Processed, cam.Name)
+		counter(descDropped, cam.Dropped, cam.Name)
+		counter(descFailed, cam.Failed, cam.Name)
+		counter(descGated, cam.Gated, cam.Name)
+		for _, st := range CameraStates {
+			v := 0.0
+			if st == cam.State {
+				v = 1
+			}
+			gauge(descCamState, v, cam.Name, st)
+		}
+		for reason, n := range cam.Samples {
+			counter(descSamples, n, cam.Name, reason)
+		}
+	}
+	for _, m := range s.Models {
+		gauge(descModel, 1, m.Name, m.Iteration, m.SHA256, m.Format)
+		if m.ShadowAgreement >= 0 {
+			gauge(descShadow, m.ShadowAgreement, m.Name)
+		}
+	}
+	connected := 0.0
+	if s.MQTTConnected {
+		connected = 1
+	}
+	gauge(descConnected, connected)
+	for outcome, v := range map[string]uint64{"sent": s.Sent, "spooled": s.Spooled, "drained": s.Drained, "skipped": s.Skip, "lost": s.Lost} {
+		counter(descMQTT, v, outcome)
+	}
+	gauge(descSpoolMsgs, float64(s.SpoolMessages))
+	gauge(descSpoolBytes, float64(s.SpoolBytes))
+	for key, n := range s.SpoolDropped {
+		class, reason := key, ""
+		for i := 0; i < len(key); i++ {
+			if key[i] == '/' {
+				class, reason = key[:i], key[i+1:]
+				break
+			}
+		}
+		counter(descSpoolDrop, n, class, reason)
+	}
+	for outcome, n := range s.LLM {
+		counter(descLLM, n, outcome)
+	}
+}

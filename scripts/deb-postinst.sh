@@ -1,0 +1,11 @@
+#!/bin/sh
+# postinst of the cvedge .deb: the service user, then systemd. The service is not started:
+# edit /etc/cvedge/cvedge.yaml first, then systemctl enable --now cvedge.
+set -e
+if ! getent passwd cvedge >/dev/null; then
+  useradd --system --user-group --home-dir /var/lib/cvedge --no-create-home --shell /usr/sbin/nologin cvedge
+fi
+if getent group video >/dev/null; then usermod -aG video cvedge; fi
+chgrp cvedge /etc/cvedge/cvedge.yaml || true
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+exit 0
