@@ -7,7 +7,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X github.com/cvedge/cvedge/agent.Version=$(VERSION) -X github.com/cvedge/cvedge/agent.Commit=$(COMMIT)
 CONFIG    ?= configs/demo.yaml
-TESTFLAGS ?=
+# -p 1: packages one at a time, so the timing-sensitive tests (broker outages, watchdog) do
+# not compete for the CPU of a small box.
+TESTFLAGS ?= -p 1
 # matprofile makes gocv count live Mats; camera, preprocess and agent tests fail on a leak.
 TESTTAGS  ?= matprofile
 

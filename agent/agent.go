@@ -76,6 +76,12 @@ type Agent struct {
 	llm         *fallback // nil: no LLM fallback
 }
 
+// RuntimeOptions turns the onnxruntime config into the runtime's options.
+func RuntimeOptions(c configs.ONNXRuntime, log *slog.Logger) models.Options {
+	return models.Options{Library: c.Library, IntraOpThreads: c.IntraOpThreads, InterOpThreads: c.InterOpThreads,
+		GraphOptimization: c.GraphOptimization, NoMemoryArena: !c.MemoryArena, ExecutionProvider: c.ExecutionProvider, DeviceID: c.DeviceID, Log: log}
+}
+
 // c is the config in force.
 func (a *Agent) c() *configs.Config { return a.conf.Load() }
 
@@ -89,7 +95,7 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 			a.Close()
 		}
 	}()
-	a.rt, err = models.NewRuntime(models.Options{Library: cfg.ONNXRuntime.Library, IntraOpThreads: cfg.ONNXRuntime.IntraOpThreads, InterOpThreads: cfg.ONNXRuntime.InterOpThreads})
+	a.rt, err = models.NewRuntime(RuntimeOptions(cfg.ONNXRuntime, log))
 	if err != nil {
 		return nil, err
 	}

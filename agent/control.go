@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,9 @@ type cameraRun struct {
 
 	// busySince is when the loop started its current frame (unix ns), 0 between frames.
 	busySince atomic.Int64
+	// queue keeps the queue latency (ms) of the last 1000 frames, for cvedge bench.
+	queueMu sync.Mutex
+	queue   []float64
 
 	dataset     *collect.Dataset // nil: no data collection
 	lastCollect time.Time
@@ -56,6 +60,13 @@ type trigger struct {
 	at time.Time
 }
 
+// queueMs returns the queue latencies of the recent frames.
+func (r *cameraRun) queueMs() []float64 {
+	r.queueMu.Lock()
+	defer r.queueMu.Unlock()
+	return append([]float64(nil), r.queue...)
+}
+
 // close frees what the run holds beside its camera: the recent frames and the data set.
 func (r *cameraRun) close() {
 	r.ring.close()
@@ -65,6 +76,12 @@ func (r *cameraRun) close() {
 }
 
 func (r *cameraRun) count(msg *payload.Prediction) {
+	r.queueMu.Lock()
+	if len(r.queue) >= 1000 {
+		r.queue = r.queue[1:]
+	}
+	r.queue = append(r.queue, msg.LatencyMs.Queue)
+	r.queueMu.Unlock()
 	r.processed.Add(1)
 	r.inferUs.Add(uint64(math.Round((msg.LatencyMs.Detect + msg.LatencyMs.Classify) * 1000)))
 }

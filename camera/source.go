@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"gocv.io/x/gocv"
 )
 
 // Kind is the kind of frame source.
@@ -132,3 +134,6 @@ var imageExts = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".bmp
 
 // IsImage reports whether a file name has an image extension a folder source reads.
 func IsImage(name string) bool { return imageExts[strings.ToLower(filepath.Ext(name))] }
+
+// OpenCVVersion is the OpenCV version gocv runs on.
+func OpenCVVersion() string { return gocv.OpenCVVersion() }

@@ -45,6 +45,15 @@ type ONNXRuntime struct {
 	// IntraOpThreads and InterOpThreads size onnxruntime's thread pools; 0 lets it choose.
 	IntraOpThreads int `mapstructure:"intra_op_threads"`
 	InterOpThreads int `mapstructure:"inter_op_threads"`
+	// GraphOptimization is all, extended, basic or disabled.
+	GraphOptimization string `mapstructure:"graph_optimization"`
+	// MemoryArena lets onnxruntime keep freed buffers for reuse (faster, more memory).
+	MemoryArena bool `mapstructure:"memory_arena"`
+	// ExecutionProvider is cpu, cuda, tensorrt (Jetson) or openvino (Intel). One this
+	// onnxruntime build lacks falls back to cpu, with a log line that says so.
+	ExecutionProvider string `mapstructure:"execution_provider"`
+	// DeviceID picks the GPU for cuda and tensorrt.
+	DeviceID int `mapstructure:"device_id"`
 }
 
 // MQTT is the connection to the plant's broker, and the optional embedded broker.
@@ -394,6 +403,7 @@ func Default() Config {
 			LogLevel:  "info",
 			LogFormat: "auto",
 		},
+		ONNXRuntime: ONNXRuntime{GraphOptimization: "all", MemoryArena: true, ExecutionProvider: "cpu"},
 		MQTT: MQTT{
 			Broker:               "tcp://127.0.0.1:1883",
 			QoS:                  1,

@@ -37,6 +37,11 @@ func (c *Config) Validate() error {
 	if c.ONNXRuntime.IntraOpThreads < 0 || c.ONNXRuntime.InterOpThreads < 0 {
 		p.add("onnxruntime", "thread counts must be 0 (automatic) or more")
 	}
+	p.oneOf("onnxruntime.graph_optimization", c.ONNXRuntime.GraphOptimization, GraphOptimizations)
+	p.oneOf("onnxruntime.execution_provider", c.ONNXRuntime.ExecutionProvider, ExecutionProviders)
+	if c.ONNXRuntime.DeviceID < 0 {
+		p.add("onnxruntime.device_id", "%d must be 0 or more", c.ONNXRuntime.DeviceID)
+	}
 	c.MQTT.validate(&p)
 	c.Spool.validate(&p)
 	c.Samples.validate(&p)
@@ -81,6 +86,13 @@ func (c *Config) Validate() error {
 	}
 	return p.err()
 }
+
+// GraphOptimizations and ExecutionProviders are the values of onnxruntime.graph_optimization
+// and onnxruntime.execution_provider.
+var (
+	GraphOptimizations = []string{"all", "extended", "basic", "disabled"}
+	ExecutionProviders = []string{"cpu", "cuda", "tensorrt", "openvino"}
+)
 
 // Triggers are the values of cameras[].trigger; GateActions of cameras[].quality_gate.action.
 var (

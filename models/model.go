@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/cvedge/cvedge/configs"
@@ -105,7 +106,7 @@ func load(rt *Runtime, name string, c configs.Model) (*Model, error) {
 	for i, l := range info.Labels {
 		m.labelIdx[l] = i
 	}
-	opts, err := rt.sessionOptions()
+	opts, err := rt.sessionOptions(name)
 	if err != nil {
 		return nil, fmt.Errorf("onnxruntime session options: %w", err)
 	}
@@ -462,4 +463,37 @@ func (bd *binding) destroy() {
 			v.Destroy()
 		}
 	}
+}
+
+// Time runs the session calls times on a batch of batch images already in the input tensor
+// (whatever the last Predict filled), and returns each call's duration: onnxruntime's own
+// time, with no filling or decoding. It is what `cvedge bench` compares the pipeline with.
+func (m *Model) Time(batch, calls int) ([]time.Duration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("model %q is closed", m.Info.Name)
+	}
+	batch = min(max(batch, 1), m.chunk)
+	bind, err := m.binding(batch)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]time.Duration, 0, calls)
+	outs := make([]ort.Value, len(bind.outputs))
+	for i := 0; i < calls; i++ {
+		copy(outs, bind.outputs)
+		t := time.Now()
+		err := m.sess.Run(bind.inputs, outs)
+		out = append(out, time.Since(t))
+		for j, o := range outs {
+			if bind.outputs[j] == nil && o != nil {
+				o.Destroy()
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -1,6 +1,8 @@
 package models
 
 import (
+	"bytes"
+	"log/slog"
 	"math"
 	"strings"
 	"testing"
@@ -303,5 +305,26 @@ func sameBoxes(t *testing.T, got, want []Prediction, minIoU float32) {
 		if best < minIoU {
 			t.Errorf("box %+v: best IoU %.3f among %+v", *w.Box, best, got)
 		}
+	}
+}
+
+// TestProviderFallsBackToCPU: this onnxruntime build has no CUDA; asking for it loads the
+// model on the CPU and says so.
+func TestProviderFallsBackToCPU(t *testing.T) {
+	newRuntime(t) // skip or fail here when onnxruntime is missing
+	var buf bytes.Buffer
+	rt, err := NewRuntime(Options{ExecutionProvider: "cuda", GraphOptimization: "basic", NoMemoryArena: true, IntraOpThreads: 1,
+		Log: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	m := loadModel(t, rt, testenv.Path("testdata", "demo", "classifier"))
+	if !strings.Contains(buf.String(), "execution provider not available in this onnxruntime; running on the CPU") || !strings.Contains(buf.String(), "provider=cuda") {
+		t.Fatalf("log:\n%s", buf.String())
+	}
+	res := predictScenes(t, m, scene{w: 100, h: 100, shapes: []shape{part("square", "red", 50, 50, 40)}})
+	if res[0][0].TagName != "red" {
+		t.Fatalf("on the CPU: %+v", res[0])
 	}
 }

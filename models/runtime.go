@@ -3,6 +3,8 @@ package models
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -91,10 +93,9 @@ func systemLibDirs() []string {
 // onnxruntime has one environment per process: the first Runtime opens it, the last Close
 // releases it.
 type Runtime struct {
-	Library        string
-	IntraOpThreads int
-	InterOpThreads int
-	closed         bool
+	Library string
+	opts    Options
+	closed  bool
 }
 
 var env struct {
@@ -109,6 +110,15 @@ type Options struct {
 	Library        string
 	IntraOpThreads int
 	InterOpThreads int
+	// GraphOptimization is all (default), extended, basic or disabled.
+	GraphOptimization string
+	// NoMemoryArena turns onnxruntime's CPU memory arena off.
+	NoMemoryArena bool
+	// ExecutionProvider is cpu (default), cuda, tensorrt or openvino; DeviceID picks the GPU.
+	ExecutionProvider string
+	DeviceID          int
+	// Log hears that a provider is not available and the model runs on the CPU.
+	Log *slog.Logger
 }
 
 // NewRuntime loads the onnxruntime library. Close it when every model is closed.
@@ -129,7 +139,10 @@ func NewRuntime(o Options) (*Runtime, error) {
 		return nil, fmt.Errorf("onnxruntime is already loaded from %s; one process can load one library, not also %s", env.library, lib)
 	}
 	env.users++
-	return &Runtime{Library: lib, IntraOpThreads: o.IntraOpThreads, InterOpThreads: o.InterOpThreads}, nil
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Runtime{Library: lib, opts: o}, nil
 }
 
 // Version is the onnxruntime version string.
@@ -150,21 +163,65 @@ func (r *Runtime) Close() error {
 	return nil
 }
 
-func (r *Runtime) sessionOptions() (*ort.SessionOptions, error) {
+// sessionOptions builds the options of one session. A provider this onnxruntime build
+// cannot use is logged and left out: the session runs on the CPU.
+func (r *Runtime) sessionOptions(model string) (*ort.SessionOptions, error) {
 	o, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
-	if r.IntraOpThreads > 0 {
-		errs = append(errs, o.SetIntraOpNumThreads(r.IntraOpThreads))
+	if r.opts.IntraOpThreads > 0 {
+		errs = append(errs, o.SetIntraOpNumThreads(r.opts.IntraOpThreads))
 	}
-	if r.InterOpThreads > 0 {
-		errs = append(errs, o.SetInterOpNumThreads(r.InterOpThreads))
+	if r.opts.InterOpThreads > 0 {
+		errs = append(errs, o.SetInterOpNumThreads(r.opts.InterOpThreads))
+	}
+	level := map[string]ort.GraphOptimizationLevel{"": ort.GraphOptimizationLevelEnableAll, "all": ort.GraphOptimizationLevelEnableAll,
+		"extended": ort.GraphOptimizationLevelEnableExtended, "basic": ort.GraphOptimizationLevelEnableBasic, "disabled": ort.GraphOptimizationLevelDisableAll}[r.opts.GraphOptimization]
+	errs = append(errs, o.SetGraphOptimizationLevel(level))
+	if r.opts.NoMemoryArena {
+		errs = append(errs, o.SetCpuMemArena(false))
 	}
 	if err := errors.Join(errs...); err != nil {
 		o.Destroy()
 		return nil, err
 	}
+	if ep := r.opts.ExecutionProvider; ep != "" && ep != "cpu" {
+		if err := r.appendProvider(o, ep); err != nil {
+			r.opts.Log.Warn("execution provider not available in this onnxruntime; running on the CPU", "model", model, "provider", ep, "err", err)
+		} else {
+			r.opts.Log.Info("execution provider", "model", model, "provider", ep, "device", r.opts.DeviceID)
+		}
+	}
 	return o, nil
+}
+
+func (r *Runtime) appendProvider(o *ort.SessionOptions, ep string) error {
+	device := fmt.Sprint(r.opts.DeviceID)
+	switch ep {
+	case "cuda":
+		c, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			return err
+		}
+		defer c.Destroy()
+		if err := c.Update(map[string]string{"device_id": device}); err != nil {
+			return err
+		}
+		return o.AppendExecutionProviderCUDA(c)
+	case "tensorrt":
+		t, err := ort.NewTensorRTProviderOptions()
+		if err != nil {
+			return err
+		}
+		defer t.Destroy()
+		if err := t.Update(map[string]string{"device_id": device, "trt_fp16_enable": "1"}); err != nil {
+			return err
+		}
+		return o.AppendExecutionProviderTensorRT(t)
+	case "openvino":
+		return o.AppendExecutionProviderOpenVINO(map[string]string{"device_type": "CPU"})
+	}
+	return fmt.Errorf("unknown execution provider %q", ep)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -343,4 +344,58 @@ func (p *progress) done() {
 	if p.on {
 		fmt.Fprintln(p.w)
 	}
+}
+
+func benchCmd(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		o        agent.BenchOptions
+		asJSON   bool
+		markdown string
+		lib      string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench --detector D --classifier C --source FILE",
+		Short: "Measure the models alone, the pipeline and the whole agent on this machine, in one run",
+		Long: "Measure, in one run: onnxruntime's own time per call for each model (a tight loop); the full pipeline\n" +
+			"(capture, decode, preprocess, detect, crop, classify, JSON) with per-stage p50 and p99; the pipeline publishing\n" +
+			"to an embedded MQTT broker; the efficiency (end-to-end throughput divided by what the raw model times allow for\n" +
+			"the same work); Go heap allocations per frame; peak RSS; and, with --cameras, several realtime cameras sharing\n" +
+			"the models. Timings are measured, never asserted.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Source == "" {
+				return errors.New("--source: give a video file or an image folder")
+			}
+			o.Runtime = configs.Default().ONNXRuntime
+			o.Runtime.Library = lib
+			rep, err := agent.Bench(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if markdown != "" {
+				if err := os.WriteFile(markdown, []byte(rep.Markdown()), 0o644); err != nil {
+					return err
+				}
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			fmt.Fprint(stdout, rep.Markdown())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Detector, "detector", "", "detector export")
+	f.StringVar(&o.Classifier, "classifier", "", "classifier export (on each detection's crop, or the whole frame)")
+	f.StringVar(&o.Source, "source", "", "video file or image folder (looped as needed)")
+	f.IntVar(&o.Frames, "frames", 300, "frames through the pipeline")
+	f.IntVar(&o.Cameras, "cameras", 0, "also run this many realtime cameras on the source, sharing the models")
+	f.Float64Var(&o.FPS, "fps", 10, "frame rate of each realtime camera")
+	f.Float64Var(&o.Seconds, "seconds", 10, "how long the realtime cameras run")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.StringVar(&markdown, "markdown", "", "also write the report's tables to this file")
+	f.StringVar(&lib, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
+	return cmd
 }

@@ -45,7 +45,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout), inspectCmd(stdout), predictCmd(stdout, stderr),
-		collectCmd(stdout, stderr), evalCmd(stdout, stderr), modelsCmd(stdout))
+		collectCmd(stdout, stderr), evalCmd(stdout, stderr), modelsCmd(stdout), benchCmd(stdout, stderr))
 	return root
 }
 

@@ -1,0 +1,519 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/broker"
+	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
+)
+
+// BenchOptions say what `cvedge bench` measures.
+type BenchOptions struct {
+	Detector, Classifier string // export paths; either may be empty
+	Source               string // a video file or folder
+	Frames               int    // frames through the pipeline (the source loops as needed)
+	// Cameras, FPS and Seconds run that many realtime cameras on the source at FPS for
+	// Seconds, to check for backlog; 0 cameras skips it.
+	Cameras int
+	FPS     float64
+	Seconds float64
+	Runtime configs.ONNXRuntime
+	Log     *slog.Logger
+}
+
+// Percentiles are a latency's median and 99th percentile, in milliseconds.
+type Percentiles struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+// RawTiming is onnxruntime's own time per call, in a tight loop, for one model and batch.
+type RawTiming struct {
+	Model  string      `json:"model"`
+	Batch  int         `json:"batch"`
+	Calls  int         `json:"calls"`
+	MeanMs float64     `json:"meanMs"`
+	Ms     Percentiles `json:"ms"`
+}
+
+// CameraBench is one realtime camera of the multi-camera run.
+type CameraBench struct {
+	Name    string      `json:"name"`
+	FPS     float64     `json:"fps"`
+	Dropped uint64      `json:"dropped"`
+	QueueMs Percentiles `json:"queueMs"`
+}
+
+// BenchReport is what `cvedge bench` measured, in one run on one machine.
+type BenchReport struct {
+	Machine  map[string]string `json:"machine"`
+	Frames   int               `json:"frames"`
+	Raw      []RawTiming       `json:"raw"`
+	Pipeline struct {
+		FPS                float64                `json:"fps"`
+		StageMs            map[string]Percentiles `json:"stageMs"`
+		DetectionsPerFrame float64                `json:"detectionsPerFrame"`
+		CropsPerFrame      float64                `json:"cropsPerFrame"`
+		AllocsPerFrame     float64                `json:"allocsPerFrame"`
+		BytesPerFrame      float64                `json:"bytesPerFrame"`
+	} `json:"pipeline"`
+	EndToEnd struct {
+		FPS       float64     `json:"fps"`
+		PublishMs Percentiles `json:"publishMs"`
+	} `json:"endToEnd"`
+	// ModelBoundFPS is the throughput the raw model times allow for the same work (the
+	// detector per frame plus the classifier on that frame's crops); Efficiency is the
+	// end-to-end throughput divided by it.
+	ModelBoundFPS float64 `json:"modelBoundFps"`
+	Efficiency    float64 `json:"efficiency"`
+	// PeakRSSMB is the process's peak resident memory with one pipeline, its models and the
+	// embedded broker (measured before the multi-camera run).
+	PeakRSSMB float64       `json:"peakRssMB"`
+	Cameras   []CameraBench `json:"cameras,omitempty"`
+}
+
+// Bench measures the models alone, the pipeline, and the pipeline publishing to an embedded
+// broker, in one run.
+func Bench(ctx context.Context, o BenchOptions) (*BenchReport, error) {
+	if o.Detector == "" && o.Classifier == "" {
+		return nil, errors.New("give a detector, a classifier, or both")
+	}
+	if o.Frames <= 0 {
+		o.Frames = 200
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	rt, err := models.NewRuntime(RuntimeOptions(o.Runtime, o.Log))
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Close()
+	rep := &BenchReport{Machine: machine(rt), Frames: o.Frames}
+	load := func(name, path string) (*ModelStage, error) {
+		if path == "" {
+			return nil, nil
+		}
+		mc := configs.DefaultModel()
+		mc.Path = path
+		m, err := models.Load(rt, name, mc)
+		if err != nil {
+			return nil, err
+		}
+		st, err := NewModelStage(m, mc.Resize)
+		if err != nil {
+			m.Close()
+		}
+		return st, err
+	}
+	det, err := load("detector", o.Detector)
+	if err != nil {
+		return nil, err
+	}
+	if det != nil {
+		defer det.Close()
+	}
+	cls, err := load("classifier", o.Classifier)
+	if err != nil {
+		return nil, err
+	}
+	if cls != nil {
+		defer cls.Close()
+	}
+	var detS, clsS Stage
+	if det != nil {
+		detS = det
+	}
+	if cls != nil {
+		clsS = cls
+	}
+
+	// 1. the pipeline alone: frames, stage latencies, allocations
+	crops, err := benchPipeline(ctx, o, detS, clsS, rep)
+	if err != nil {
+		return nil, err
+	}
+	// 2. the models alone, on the same work
+	var modelTime time.Duration
+	if det != nil {
+		t, err := rawTiming(det.Model(), 1, 100)
+		if err != nil {
+			return nil, err
+		}
+		rep.Raw = append(rep.Raw, t)
+		modelTime += time.Duration(float64(rep.Frames) * t.MeanMs * float64(time.Millisecond))
+	}
+	if cls != nil {
+		counts := map[int]int{}
+		for _, k := range crops {
+			if det == nil {
+				k = 1
+			}
+			if k > 0 {
+				counts[k]++
+			}
+		}
+		var ks []int
+		for k := range counts {
+			ks = append(ks, k)
+		}
+		sort.Ints(ks)
+		for _, k := range ks {
+			t, err := rawTiming(cls.Model(), k, 100)
+			if err != nil {
+				return nil, err
+			}
+			rep.Raw = append(rep.Raw, t)
+			modelTime += time.Duration(float64(counts[k]) * t.MeanMs * float64(time.Millisecond))
+		}
+	}
+	if modelTime > 0 {
+		rep.ModelBoundFPS = round(float64(rep.Frames)/modelTime.Seconds(), 2)
+	}
+	// 3. end to end: the pipeline publishing to an embedded broker
+	if err := benchEndToEnd(ctx, o, detS, clsS, rep); err != nil {
+		return nil, err
+	}
+	if rep.ModelBoundFPS > 0 {
+		rep.Efficiency = round(rep.EndToEnd.FPS/rep.ModelBoundFPS, 3)
+	}
+	rep.PeakRSSMB = peakRSSMB() // one pipeline, its models and a broker; before the cameras run
+	// 4. several realtime cameras sharing the models
+	if o.Cameras > 0 {
+		if err := benchCameras(ctx, o, rep); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// benchSource opens the source as a camera that hands over every frame.
+func benchSource(o BenchOptions, name string) (*camera.Camera, error) {
+	cc := configs.DefaultCamera()
+	cc.Name, cc.Source, cc.Loop, cc.Realtime = name, o.Source, true, false
+	return camera.New(cc, o.Log)
+}
+
+// benchPipeline runs Frames frames through the pipeline and the JSON encoding; it returns
+// the crops per frame.
+func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *BenchReport) ([]int, error) {
+	cam, err := benchSource(o, "bench")
+	if err != nil {
+		return nil, err
+	}
+	cam.Start(ctx)
+	defer cam.Close()
+	pl := NewPipeline("bench", "bench", "bench", det, cls, 0.1)
+	defer pl.Close()
+	stages := map[string][]float64{}
+	var crops []int
+	var detections int
+	const warm = 10
+	var ms0, ms1 runtime.MemStats
+	var start time.Time
+	for i := 0; i < o.Frames+warm; i++ {
+		if i == warm {
+			runtime.GC()
+			runtime.ReadMemStats(&ms0)
+			start = time.Now()
+		}
+		f, err := cam.Next(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", o.Source, err)
+		}
+		msg, err := pl.Process(f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := json.Marshal(msg); err != nil {
+			return nil, err
+		}
+		if i < warm {
+			continue
+		}
+		l := msg.LatencyMs
+		for k, v := range map[string]float64{"queue": l.Queue, "preprocess": l.Preprocess, "detect": l.Detect, "classify": l.Classify, "total": l.Total} {
+			stages[k] = append(stages[k], v)
+		}
+		n := 0
+		for _, p := range msg.Predictions {
+			if p.Classification != nil {
+				n++
+			}
+		}
+		if det == nil && cls != nil {
+			n = 1
+		}
+		crops = append(crops, n)
+		if det != nil {
+			detections += len(msg.Predictions)
+		}
+	}
+	wall := time.Since(start)
+	runtime.ReadMemStats(&ms1)
+	p := &rep.Pipeline
+	p.FPS = round(float64(o.Frames)/wall.Seconds(), 2)
+	p.StageMs = map[string]Percentiles{}
+	for k, v := range stages {
+		p.StageMs[k] = percentiles(v)
+	}
+	total := 0
+	for _, c := range crops {
+		total += c
+	}
+	p.CropsPerFrame = round(float64(total)/float64(o.Frames), 2)
+	p.DetectionsPerFrame = round(float64(detections)/float64(o.Frames), 2)
+	p.AllocsPerFrame = round(float64(ms1.Mallocs-ms0.Mallocs)/float64(o.Frames), 1)
+	p.BytesPerFrame = round(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(o.Frames), 0)
+	return crops, nil
+}
+
+// benchEndToEnd runs the frames again, publishing each prediction at QoS 1 to an embedded
+// broker on loopback, and waits until the broker acknowledged every one.
+func benchEndToEnd(ctx context.Context, o BenchOptions, det, cls Stage, rep *BenchReport) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	b, err := broker.Start(addr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	mc := configs.Default().MQTT
+	mc.Broker, mc.ClientID, mc.QueueSize = "tcp://"+addr, "cvedge-bench", 4096
+	var publishMs []float64
+	var acked atomic.Int64
+	pub, err := publish.Connect(mc, publish.Options{Observe: func(_ publish.Message, d time.Duration) {
+		publishMs = append(publishMs, float64(d.Microseconds())/1000) // one live goroutine calls this
+		acked.Add(1)
+	}}, o.Log)
+	if err != nil {
+		return err
+	}
+	defer pub.Close(context.Background())
+	for deadline := time.Now().Add(10 * time.Second); !pub.Connected(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return errors.New("bench: the embedded broker did not accept the connection")
+		}
+	}
+	cam, err := benchSource(o, "bench")
+	if err != nil {
+		return err
+	}
+	cam.Start(ctx)
+	defer cam.Close()
+	pl := NewPipeline("bench", "bench", "bench", det, cls, 0.1)
+	defer pl.Close()
+	start := time.Now()
+	for i := 0; i < o.Frames; i++ {
+		f, err := cam.Next(ctx)
+		if err != nil {
+			return err
+		}
+		msg, err := pl.Process(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		body, _ := json.Marshal(msg)
+		pub.Send(publish.Message{Topic: "cvedge/bench/cameras/bench/predictions", QoS: 1, Payload: body, Class: "", Camera: "bench"})
+	}
+	for deadline := time.Now().Add(30 * time.Second); acked.Load() < int64(o.Frames); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: the broker acknowledged %d of %d messages", acked.Load(), o.Frames)
+		}
+	}
+	rep.EndToEnd.FPS = round(float64(o.Frames)/time.Since(start).Seconds(), 2)
+	rep.EndToEnd.PublishMs = percentiles(publishMs)
+	return nil
+}
+
+// benchCameras runs realtime cameras on the source through one agent, with the models
+// shared, and reports each camera's rate, drops and queue latency.
+func benchCameras(ctx context.Context, o BenchOptions, rep *BenchReport) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "cvedge-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg := configs.Default()
+	cfg.Agent.ID, cfg.ONNXRuntime = "bench", o.Runtime
+	cfg.MQTT.Broker, cfg.MQTT.ClientID, cfg.MQTT.TopicPrefix, cfg.MQTT.StatsInterval = "tcp://"+addr, "cvedge-bench-cams", "cvedge/bench", 0
+	cfg.MQTT.Embedded = configs.Embedded{Enabled: true, Listen: addr}
+	cfg.Spool.Dir, cfg.Store.Dir, cfg.HTTP.Listen = dir+"/spool", dir+"/models", ""
+	cfg.Samples.Enabled = false
+	cfg.Models = map[string]configs.Model{}
+	pipe := configs.Pipeline{CropPadding: 0.1, Vote: configs.Vote{IoU: 0.3}}
+	if o.Detector != "" {
+		m := configs.DefaultModel()
+		m.Path = o.Detector
+		cfg.Models["detector"], pipe.Detector = m, "detector"
+	}
+	if o.Classifier != "" {
+		m := configs.DefaultModel()
+		m.Path = o.Classifier
+		cfg.Models["classifier"], pipe.Classifier = m, "classifier"
+	}
+	for i := 0; i < o.Cameras; i++ {
+		c := configs.DefaultCamera()
+		c.Name, c.Source, c.Loop, c.Realtime, c.FPS, c.Pipeline = fmt.Sprintf("cam%d", i+1), o.Source, true, true, o.FPS, pipe
+		cfg.Cameras = append(cfg.Cameras, c)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	a, err := New(&cfg, o.Log)
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	time.Sleep(time.Second) // cameras open, the first frames pass
+	type mark struct {
+		processed, dropped uint64
+	}
+	before := map[string]mark{}
+	for _, r := range a.runsNow() {
+		before[r.cam.Name()] = mark{r.processed.Load(), r.cam.Status().Dropped}
+	}
+	time.Sleep(time.Duration(o.Seconds * float64(time.Second)))
+	for _, r := range a.runsNow() {
+		b := before[r.cam.Name()]
+		cb := CameraBench{Name: r.cam.Name(), FPS: round(float64(r.processed.Load()-b.processed)/o.Seconds, 2), Dropped: r.cam.Status().Dropped - b.dropped}
+		cb.QueueMs = percentiles(r.queueMs())
+		rep.Cameras = append(rep.Cameras, cb)
+	}
+	cancel()
+	return <-done
+}
+
+func rawTiming(m *models.Model, batch, calls int) (RawTiming, error) {
+	if _, err := m.Time(batch, 5); err != nil { // warm-up
+		return RawTiming{}, err
+	}
+	d, err := m.Time(batch, calls)
+	if err != nil {
+		return RawTiming{}, err
+	}
+	var ms []float64
+	var sum float64
+	for _, x := range d {
+		v := float64(x.Microseconds()) / 1000
+		ms = append(ms, v)
+		sum += v
+	}
+	return RawTiming{Model: m.Info.Name, Batch: batch, Calls: calls, MeanMs: round(sum/float64(len(ms)), 3), Ms: percentiles(ms)}, nil
+}
+
+func percentiles(v []float64) Percentiles {
+	if len(v) == 0 {
+		return Percentiles{}
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	at := func(q float64) float64 { return round(s[min(len(s)-1, int(q*float64(len(s))))], 3) }
+	return Percentiles{P50: at(0.5), P99: at(0.99)}
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// peakRSSMB reads the process's peak resident memory (VmHWM).
+func peakRSSMB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var kb float64
+		if _, err := fmt.Sscanf(sc.Text(), "VmHWM: %f kB", &kb); err == nil {
+			return round(kb/1024, 1)
+		}
+	}
+	return 0
+}
+
+// machine names what the figures were measured on.
+func machine(rt *models.Runtime) map[string]string {
+	m := map[string]string{"os": runtime.GOOS + "/" + runtime.GOARCH, "cores": fmt.Sprint(runtime.NumCPU()), "go": runtime.Version(),
+		"onnxruntime": rt.Version(), "opencv": camera.OpenCVVersion(), "cvedge": Version + " (" + Commit + ")"}
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && (strings.TrimSpace(k) == "model name" || strings.TrimSpace(k) == "Model") {
+				m["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
+
+// Markdown renders the report as the table of docs/benchmarks.md.
+func (r *BenchReport) Markdown() string {
+	var b strings.Builder
+	b.WriteString("| machine | |\n|---|---|\n")
+	keys := make([]string, 0, len(r.Machine))
+	for k := range r.Machine {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "| %s | %s |\n", k, r.Machine[k])
+	}
+	fmt.Fprintf(&b, "\n%d frames.\n\n| onnxruntime alone (tight loop) | batch | mean ms | p50 ms | p99 ms |\n|---|---|---|---|---|\n", r.Frames)
+	for _, t := range r.Raw {
+		fmt.Fprintf(&b, "| %s | %d | %.3f | %.3f | %.3f |\n", t.Model, t.Batch, t.MeanMs, t.Ms.P50, t.Ms.P99)
+	}
+	p := r.Pipeline
+	b.WriteString("\n| pipeline stage | p50 ms | p99 ms |\n|---|---|---|\n")
+	for _, k := range []string{"queue", "preprocess", "detect", "classify", "total"} {
+		fmt.Fprintf(&b, "| %s | %.3f | %.3f |\n", k, p.StageMs[k].P50, p.StageMs[k].P99)
+	}
+	fmt.Fprintf(&b, "| publish (to the broker's acknowledgement) | %.3f | %.3f |\n", r.EndToEnd.PublishMs.P50, r.EndToEnd.PublishMs.P99)
+	fmt.Fprintf(&b, "\n| figure | value |\n|---|---|\n")
+	fmt.Fprintf(&b, "| throughput allowed by the raw model times (same work) | %.2f frames/s |\n", r.ModelBoundFPS)
+	fmt.Fprintf(&b, "| pipeline throughput (capture, preprocess, models, JSON) | %.2f frames/s |\n", p.FPS)
+	fmt.Fprintf(&b, "| end-to-end throughput (and MQTT QoS 1 to an embedded broker) | %.2f frames/s |\n", r.EndToEnd.FPS)
+	fmt.Fprintf(&b, "| **efficiency** (end-to-end / model-bound) | **%.3f** |\n", r.Efficiency)
+	fmt.Fprintf(&b, "| detections per frame, crops per frame | %.2f, %.2f |\n", p.DetectionsPerFrame, p.CropsPerFrame)
+	fmt.Fprintf(&b, "| Go heap allocations per frame (pipeline and JSON) | %.1f (%.0f bytes) |\n", p.AllocsPerFrame, p.BytesPerFrame)
+	fmt.Fprintf(&b, "| peak RSS (one pipeline, its models, the broker) | %.1f MB |\n", r.PeakRSSMB)
+	if len(r.Cameras) > 0 {
+		b.WriteString("\n| realtime camera | processed fps | dropped | queue p50 ms | queue p99 ms |\n|---|---|---|---|---|\n")
+		for _, c := range r.Cameras {
+			fmt.Fprintf(&b, "| %s | %.2f | %d | %.3f | %.3f |\n", c.Name, c.FPS, c.Dropped, c.QueueMs.P50, c.QueueMs.P99)
+		}
+	}
+	return b.String()
+}
