@@ -37,8 +37,10 @@ test: setup lint
 	$(GO) test -tags $(TESTTAGS) $(TESTFLAGS) ./...
 	$(MAKE) --no-print-directory deb
 
-bench: setup
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Measures the demo on this machine (cvedge bench and the Go benchmarks) and writes the
+# figures into docs/benchmarks.md. Run it on an idle machine.
+bench: setup build
+	scripts/bench.sh
 
 lint:
 	$(GO) vet ./...

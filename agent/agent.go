@@ -79,7 +79,7 @@ type Agent struct {
 // RuntimeOptions turns the onnxruntime config into the runtime's options.
 func RuntimeOptions(c configs.ONNXRuntime, log *slog.Logger) models.Options {
 	return models.Options{Library: c.Library, IntraOpThreads: c.IntraOpThreads, InterOpThreads: c.InterOpThreads,
-		GraphOptimization: c.GraphOptimization, NoMemoryArena: !c.MemoryArena, ExecutionProvider: c.ExecutionProvider, DeviceID: c.DeviceID, Log: log}
+		GraphOptimization: c.GraphOptimization, NoMemoryArena: !c.MemoryArena, NoSpinning: !c.Spinning, ExecutionProvider: c.ExecutionProvider, DeviceID: c.DeviceID, Log: log}
 }
 
 // c is the config in force.

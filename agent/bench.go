@@ -8,15 +8,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/broker"
+	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
@@ -84,7 +87,11 @@ type BenchReport struct {
 	Efficiency    float64 `json:"efficiency"`
 	// PeakRSSMB is the process's peak resident memory with one pipeline, its models and the
 	// embedded broker (measured before the multi-camera run).
-	PeakRSSMB float64       `json:"peakRssMB"`
+	PeakRSSMB float64 `json:"peakRssMB"`
+	// AnonRSSMB and FileRSSMB split the resident memory at that point into private memory
+	// and file-backed pages (code and data of cvedge and its shared libraries).
+	AnonRSSMB float64       `json:"anonRssMB"`
+	FileRSSMB float64       `json:"fileRssMB"`
 	Cameras   []CameraBench `json:"cameras,omitempty"`
 }
 
@@ -106,6 +113,9 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchReport, error) {
 	}
 	defer rt.Close()
 	rep := &BenchReport{Machine: machine(rt), Frames: o.Frames}
+	rt0 := o.Runtime
+	rep.Machine["onnxruntime session"] = fmt.Sprintf("provider %s, intra_op_threads %d, inter_op_threads %d, graph_optimization %s, memory_arena %v, spinning %v",
+		rt0.ExecutionProvider, rt0.IntraOpThreads, rt0.InterOpThreads, rt0.GraphOptimization, rt0.MemoryArena, rt0.Spinning)
 	load := func(name, path string) (*ModelStage, error) {
 		if path == "" {
 			return nil, nil
@@ -149,51 +159,75 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	// 2. the models alone, on the same work
-	var modelTime time.Duration
+	// 2. the models alone, on the same work: the detector once per frame, the classifier on
+	// each frame's crops as one batch. They are timed before and after the end-to-end run
+	// (3), so that a machine that slows down or speeds up between runs shows in both sides
+	// of the efficiency.
+	type rawJob struct {
+		m      *models.Model
+		batch  int
+		weight int // calls of this batch size in the pipeline's work
+		calls  []time.Duration
+	}
+	var jobs []*rawJob
 	if det != nil {
-		t, err := rawTiming(det.Model(), 1, 100)
-		if err != nil {
-			return nil, err
-		}
-		rep.Raw = append(rep.Raw, t)
-		modelTime += time.Duration(float64(rep.Frames) * t.MeanMs * float64(time.Millisecond))
+		jobs = append(jobs, &rawJob{m: det.Model(), batch: 1, weight: rep.Frames})
 	}
 	if cls != nil {
-		counts := map[int]int{}
+		counts := map[int]int{} // batch size: calls
+		chunk := cls.Model().Chunk()
 		for _, k := range crops {
 			if det == nil {
 				k = 1
 			}
-			if k > 0 {
-				counts[k]++
+			// the pipeline's calls for k crops: full batches of chunk, then the rest
+			if k >= chunk {
+				counts[chunk] += k / chunk
+			}
+			if k%chunk > 0 {
+				counts[k%chunk]++
 			}
 		}
-		var ks []int
-		for k := range counts {
-			ks = append(ks, k)
-		}
-		sort.Ints(ks)
-		for _, k := range ks {
-			t, err := rawTiming(cls.Model(), k, 100)
-			if err != nil {
-				return nil, err
-			}
-			rep.Raw = append(rep.Raw, t)
-			modelTime += time.Duration(float64(counts[k]) * t.MeanMs * float64(time.Millisecond))
+		for _, k := range slices.Sorted(maps.Keys(counts)) {
+			jobs = append(jobs, &rawJob{m: cls.Model(), batch: k, weight: counts[k]})
 		}
 	}
-	if modelTime > 0 {
-		rep.ModelBoundFPS = round(float64(rep.Frames)/modelTime.Seconds(), 2)
+	timeAll := func() error {
+		for _, j := range jobs {
+			if _, err := j.m.Time(j.batch, 5); err != nil { // warm-up
+				return err
+			}
+			d, err := j.m.Time(j.batch, 50)
+			if err != nil {
+				return err
+			}
+			j.calls = append(j.calls, d...)
+		}
+		return nil
+	}
+	if err := timeAll(); err != nil {
+		return nil, err
 	}
 	// 3. end to end: the pipeline publishing to an embedded broker
 	if err := benchEndToEnd(ctx, o, detS, clsS, rep); err != nil {
 		return nil, err
 	}
+	if err := timeAll(); err != nil {
+		return nil, err
+	}
+	var modelTime time.Duration
+	for _, j := range jobs {
+		t := rawTiming(j.m.Info.Name, j.batch, j.calls)
+		rep.Raw = append(rep.Raw, t)
+		modelTime += time.Duration(float64(j.weight) * t.MeanMs * float64(time.Millisecond))
+	}
+	if modelTime > 0 {
+		rep.ModelBoundFPS = round(float64(rep.Frames)/modelTime.Seconds(), 2)
+	}
 	if rep.ModelBoundFPS > 0 {
 		rep.Efficiency = round(rep.EndToEnd.FPS/rep.ModelBoundFPS, 3)
 	}
-	rep.PeakRSSMB = peakRSSMB() // one pipeline, its models and a broker; before the cameras run
+	rep.PeakRSSMB, rep.AnonRSSMB, rep.FileRSSMB = memoryMB() // one pipeline, its models and a broker; before the cameras run
 	// 4. several realtime cameras sharing the models
 	if o.Cameras > 0 {
 		if err := benchCameras(ctx, o, rep); err != nil {
@@ -227,26 +261,31 @@ func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 	const warm = 10
 	var ms0, ms1 runtime.MemStats
 	var start time.Time
-	for i := 0; i < o.Frames+warm; i++ {
+	var failed error
+	i := 0
+	_, err = Stream(ctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
+		if i == o.Frames+warm || failed != nil {
+			return nil, i, io.EOF
+		}
+		f, err := cam.Next(ctx)
+		i++
+		return f, i, err
+	}, func(f *camera.Frame, i int, msg *payload.Prediction, err error) {
+		f.Close()
+		if err == nil {
+			_, err = json.Marshal(msg)
+		}
+		if err != nil {
+			failed = err
+			return
+		}
 		if i == warm {
 			runtime.GC()
 			runtime.ReadMemStats(&ms0)
 			start = time.Now()
 		}
-		f, err := cam.Next(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", o.Source, err)
-		}
-		msg, err := pl.Process(f)
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-		if _, err := json.Marshal(msg); err != nil {
-			return nil, err
-		}
-		if i < warm {
-			continue
+		if i <= warm {
+			return
 		}
 		l := msg.LatencyMs
 		for k, v := range map[string]float64{"queue": l.Queue, "preprocess": l.Preprocess, "detect": l.Detect, "classify": l.Classify, "total": l.Total} {
@@ -265,6 +304,12 @@ func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 		if det != nil {
 			detections += len(msg.Predictions)
 		}
+	})
+	if failed != nil {
+		return nil, failed
+	}
+	if !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading %s: %w", o.Source, err)
 	}
 	wall := time.Since(start)
 	runtime.ReadMemStats(&ms1)
@@ -323,18 +368,32 @@ func benchEndToEnd(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 	pl := NewPipeline("bench", "bench", "bench", det, cls, 0.1)
 	defer pl.Close()
 	start := time.Now()
-	for i := 0; i < o.Frames; i++ {
+	var failed error
+	i := 0
+	_, err = Stream(ctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
+		if i == o.Frames || failed != nil {
+			return nil, i, io.EOF
+		}
 		f, err := cam.Next(ctx)
-		if err != nil {
-			return err
-		}
-		msg, err := pl.Process(f)
+		i++
+		return f, i, err
+	}, func(f *camera.Frame, _ int, msg *payload.Prediction, err error) {
 		f.Close()
-		if err != nil {
-			return err
+		var body []byte
+		if err == nil {
+			body, err = json.Marshal(msg)
 		}
-		body, _ := json.Marshal(msg)
+		if err != nil {
+			failed = err
+			return
+		}
 		pub.Send(publish.Message{Topic: "cvedge/bench/cameras/bench/predictions", QoS: 1, Payload: body, Class: "", Camera: "bench"})
+	})
+	if failed != nil {
+		return failed
+	}
+	if !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading %s: %w", o.Source, err)
 	}
 	for deadline := time.Now().Add(30 * time.Second); acked.Load() < int64(o.Frames); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -410,22 +469,16 @@ func benchCameras(ctx context.Context, o BenchOptions, rep *BenchReport) error {
 	return <-done
 }
 
-func rawTiming(m *models.Model, batch, calls int) (RawTiming, error) {
-	if _, err := m.Time(batch, 5); err != nil { // warm-up
-		return RawTiming{}, err
-	}
-	d, err := m.Time(batch, calls)
-	if err != nil {
-		return RawTiming{}, err
-	}
+// rawTiming summarises the durations of one model's calls on batches of batch images.
+func rawTiming(model string, batch int, calls []time.Duration) RawTiming {
 	var ms []float64
 	var sum float64
-	for _, x := range d {
+	for _, x := range calls {
 		v := float64(x.Microseconds()) / 1000
 		ms = append(ms, v)
 		sum += v
 	}
-	return RawTiming{Model: m.Info.Name, Batch: batch, Calls: calls, MeanMs: round(sum/float64(len(ms)), 3), Ms: percentiles(ms)}, nil
+	return RawTiming{Model: model, Batch: batch, Calls: len(calls), MeanMs: round(sum/float64(max(1, len(ms))), 3), Ms: percentiles(ms)}
 }
 
 func percentiles(v []float64) Percentiles {
@@ -447,21 +500,35 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// peakRSSMB reads the process's peak resident memory (VmHWM).
-func peakRSSMB() float64 {
+// memoryMB reads the process's memory figures from /proc/self/status, in MB: peak resident
+// (VmHWM), and the resident memory now split into private (RssAnon) and file-backed
+// (RssFile: the code of cvedge and of the libraries it loads, shared with other processes).
+func memoryMB() (peak, anon, file float64) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		return 0
+		return 0, 0, 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
 		var kb float64
-		if _, err := fmt.Sscanf(sc.Text(), "VmHWM: %f kB", &kb); err == nil {
-			return round(kb/1024, 1)
+		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%f kB", &kb); err != nil {
+			continue
+		}
+		switch k {
+		case "VmHWM":
+			peak = round(kb/1024, 1)
+		case "RssAnon":
+			anon = round(kb/1024, 1)
+		case "RssFile":
+			file = round(kb/1024, 1)
 		}
 	}
-	return 0
+	return peak, anon, file
 }
 
 // machine names what the figures were measured on.
@@ -509,6 +576,7 @@ func (r *BenchReport) Markdown() string {
 	fmt.Fprintf(&b, "| detections per frame, crops per frame | %.2f, %.2f |\n", p.DetectionsPerFrame, p.CropsPerFrame)
 	fmt.Fprintf(&b, "| Go heap allocations per frame (pipeline and JSON) | %.1f (%.0f bytes) |\n", p.AllocsPerFrame, p.BytesPerFrame)
 	fmt.Fprintf(&b, "| peak RSS (one pipeline, its models, the broker) | %.1f MB |\n", r.PeakRSSMB)
+	fmt.Fprintf(&b, "| of the resident memory then: private, file-backed (shared libraries) | %.1f MB, %.1f MB |\n", r.AnonRSSMB, r.FileRSSMB)
 	if len(r.Cameras) > 0 {
 		b.WriteString("\n| realtime camera | processed fps | dropped | queue p50 ms | queue p99 ms |\n|---|---|---|---|---|\n")
 		for _, c := range r.Cameras {

@@ -43,8 +43,6 @@ type cameraRun struct {
 	hasher  *preprocess.Hasher
 	samples sampleCounts
 
-	// busySince is when the loop started its current frame (unix ns), 0 between frames.
-	busySince atomic.Int64
 	// queue keeps the queue latency (ms) of the last 1000 frames, for cvedge bench.
 	queueMu sync.Mutex
 	queue   []float64

@@ -130,9 +130,9 @@ func (a *Agent) watchdog(ctx context.Context, n *ops.Notifier, every time.Durati
 		case now := <-t.C:
 			healthy := true
 			for _, r := range a.runsNow() {
-				if busy := r.busySince.Load(); busy != 0 && now.Sub(time.Unix(0, busy)) > every/2 {
+				if busy := r.pl.BusySince(); !busy.IsZero() && now.Sub(busy) > every/2 {
 					healthy = false
-					a.log.Error("a camera pipeline is stuck in a frame; not feeding the watchdog", "camera", r.cam.Name(), "for", now.Sub(time.Unix(0, busy)).Round(time.Second))
+					a.log.Error("a camera pipeline is stuck in a frame; not feeding the watchdog", "camera", r.cam.Name(), "for", now.Sub(busy).Round(time.Second))
 				}
 			}
 			if healthy {

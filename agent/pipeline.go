@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
@@ -35,8 +37,10 @@ type Pipeline struct {
 
 	meter  *preprocess.Meter
 	frames uint64 // messages made so far: the next FrameID
-	crops  []image.Rectangle
-	index  []int
+	// busy holds when each step began on its current frame (unix ns), 0 between frames.
+	busy  [steps]atomic.Int64
+	crops []image.Rectangle
+	index []int
 }
 
 // NewPipeline returns a Pipeline; Close frees its quality meter.
@@ -56,9 +60,33 @@ func (p *Pipeline) Close() { p.meter.Close() }
 
 // Process runs the stages on f and returns the prediction message. f stays owned by the
 // caller. A frame the quality gate skips returns errGated with a message that holds only its
-// quality (no FrameID: it is not published).
+// quality (no FrameID: it is not published). Stream does the same work in three steps that
+// overlap across frames: prepare, detect, complete.
 func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
-	start := time.Now()
+	msg, err := p.prepare(f, nil)
+	if err != nil {
+		return msg, err
+	}
+	kept, err := p.detect(f, msg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.complete(f, msg, kept)
+}
+
+// The steps of a frame, for BusySince.
+const (
+	stepPrepare = iota
+	stepDetect
+	stepComplete
+	steps
+)
+
+// prepare starts the message of f: its quality, the gate, and, when a is given and the
+// detector is a model, the detector's input filled ahead into a.
+func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, error) {
+	start := p.begin(stepPrepare)
+	defer p.end(stepPrepare)
 	full := f.Bounds()
 	msg := &payload.Prediction{
 		Schema: payload.Schema, ID: newID(), Agent: p.Agent, Camera: p.Camera, Boot: p.Boot,
@@ -82,8 +110,65 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 		}
 	}
 	msg.LatencyMs.Preprocess = ms(time.Since(start))
+	if det, ok := p.Detector.(*ModelStage); ok && a != nil {
+		if err := det.FillAhead(a, f, full); err != nil {
+			return nil, fmt.Errorf("camera %s frame %d: detector input: %w", p.Camera, f.Seq, err)
+		}
+	}
+	return msg, nil
+}
 
-	if err := p.runModels(f, full, msg); err != nil {
+// detect runs the detector (if any) on f, on its input filled ahead in a when there is one,
+// and returns the detections over the per-tag thresholds, which it adds to msg.
+func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([]models.Prediction, error) {
+	if p.Detector == nil {
+		return nil, nil
+	}
+	t := p.begin(stepDetect)
+	defer p.end(stepDetect)
+	if a != nil && a.filled {
+		msg.LatencyMs.Queue += ms(t.Sub(a.at)) // prepared, waiting for the detector
+	}
+	full := f.Bounds()
+	var inf Inference
+	var err error
+	if det, ok := p.Detector.(*ModelStage); ok && a != nil {
+		inf, err = det.InferAhead(a, f, full)
+	} else {
+		inf, err = p.Detector.Infer(f, []image.Rectangle{full})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("camera %s frame %d: detector: %w", p.Camera, f.Seq, err)
+	}
+	ref := inf.Ref
+	ref.Stage = "detector"
+	msg.Models = append(msg.Models, ref)
+	msg.Iteration = ref.Iteration
+	msg.LatencyMs.Preprocess += ms(inf.Fill)
+	if inf.Ahead {
+		msg.LatencyMs.Detect = ms(time.Since(t))
+	} else {
+		msg.LatencyMs.Detect = ms(time.Since(t) - inf.Fill)
+	}
+	kept := make([]models.Prediction, 0, len(inf.Preds[0]))
+	msg.Predictions = slices.Grow(msg.Predictions, len(inf.Preds[0]))
+	for _, d := range inf.Preds[0] {
+		if p.under(d.TagName, d.Probability) {
+			continue
+		}
+		kept = append(kept, d)
+		msg.Predictions = append(msg.Predictions, tag(d))
+	}
+	return kept, nil
+}
+
+// complete runs the classifier on each detection's padded crop (or on the whole frame when
+// there is no detector), the second-level classifiers the routes choose and the vote, and
+// numbers the message.
+func (p *Pipeline) complete(f *camera.Frame, msg *payload.Prediction, kept []models.Prediction) (*payload.Prediction, error) {
+	p.begin(stepComplete)
+	defer p.end(stepComplete)
+	if err := p.classifyAll(f, msg, kept); err != nil {
 		return nil, err
 	}
 	p.frames++
@@ -101,9 +186,32 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	return msg, nil
 }
 
-// runModels runs the detector (if any), then the classifier on each detection's padded crop
-// (or on the whole frame), then the second-level classifiers the routes choose.
-func (p *Pipeline) runModels(f *camera.Frame, full image.Rectangle, msg *payload.Prediction) error {
+func (p *Pipeline) begin(step int) time.Time {
+	t := time.Now()
+	p.busy[step].Store(t.UnixNano())
+	return t
+}
+
+func (p *Pipeline) end(step int) { p.busy[step].Store(0) }
+
+// BusySince is when the pipeline's oldest unfinished step on a frame began (zero when idle):
+// the watchdog's measure of a stuck model or capture.
+func (p *Pipeline) BusySince() time.Time {
+	var oldest int64
+	for i := range p.busy {
+		if v := p.busy[i].Load(); v != 0 && (oldest == 0 || v < oldest) {
+			oldest = v
+		}
+	}
+	if oldest == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, oldest)
+}
+
+// classifyAll classifies the whole frame (no detector) or each kept detection's crop.
+func (p *Pipeline) classifyAll(f *camera.Frame, msg *payload.Prediction, kept []models.Prediction) error {
+	full := f.Bounds()
 	if p.Detector == nil {
 		if p.Classifier == nil {
 			return nil
@@ -120,25 +228,6 @@ func (p *Pipeline) runModels(f *camera.Frame, full image.Rectangle, msg *payload
 			msg.Vote = p.tracker.frame(finalTag(payload.Tag{TagName: c.Predictions[0].TagName, Classification: c}))
 		}
 		return nil
-	}
-	t := time.Now()
-	inf, err := p.Detector.Infer(f, []image.Rectangle{full})
-	if err != nil {
-		return fmt.Errorf("camera %s frame %d: detector: %w", p.Camera, f.Seq, err)
-	}
-	ref := inf.Ref
-	ref.Stage = "detector"
-	msg.Models = append(msg.Models, ref)
-	msg.Iteration = ref.Iteration
-	msg.LatencyMs.Preprocess += ms(inf.Fill)
-	msg.LatencyMs.Detect = ms(time.Since(t) - inf.Fill)
-	var kept []models.Prediction
-	for _, d := range inf.Preds[0] {
-		if p.under(d.TagName, d.Probability) {
-			continue
-		}
-		kept = append(kept, d)
-		msg.Predictions = append(msg.Predictions, tag(d))
 	}
 	if p.Classifier != nil && len(kept) > 0 {
 		p.crops, p.index = p.crops[:0], p.index[:0]

@@ -27,8 +27,10 @@ type Stage interface {
 type Inference struct {
 	// Preds has one prediction list per region (boxes normalized to their region).
 	Preds [][]models.Prediction
-	// Fill is the time spent filling the input tensor, part of the total.
-	Fill time.Duration
+	// Fill is the time spent filling the input tensor: part of the call's time, unless
+	// Ahead says the input was filled before the call.
+	Fill  time.Duration
+	Ahead bool
 	// Ref names the iteration that made these predictions, even if another was swapped in
 	// since.
 	Ref payload.ModelRef
@@ -44,15 +46,9 @@ type loaded struct {
 }
 
 func newLoaded(m *models.Model, resize string) (*loaded, error) {
-	in := m.Info.Input
-	tz, err := preprocess.NewTensorizer(preprocess.Spec{
-		Width: in.Width, Height: in.Height,
-		SwapRB: in.Pixels.Order == models.RGB,
-		Scale:  in.Pixels.Scale, Offset: in.Pixels.Offset,
-		CenterCrop: resize == "center_crop",
-	})
+	tz, err := tensorizer(m, resize)
 	if err != nil {
-		return nil, fmt.Errorf("model %q: %w", m.Info.Name, err)
+		return nil, err
 	}
 	return &loaded{model: m, tz: tz, ref: payload.ModelRef{
 		Name: m.Info.Name, Format: string(m.Info.Format), Iteration: m.Info.Iteration, SHA256: m.Info.SHA256,
@@ -71,6 +67,21 @@ func (l *loaded) infer(f *camera.Frame, regions []image.Rectangle) (Inference, e
 		return err
 	})
 	return Inference{Preds: res, Fill: fill, Ref: l.ref, Labels: l.model.Info.Labels}, err
+}
+
+// tensorizer makes the preprocessing that turns pixels into m's input.
+func tensorizer(m *models.Model, resize string) (*preprocess.Tensorizer, error) {
+	in := m.Info.Input
+	tz, err := preprocess.NewTensorizer(preprocess.Spec{
+		Width: in.Width, Height: in.Height,
+		SwapRB: in.Pixels.Order == models.RGB,
+		Scale:  in.Pixels.Scale, Offset: in.Pixels.Offset,
+		CenterCrop: resize == "center_crop",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("model %q: %w", m.Info.Name, err)
+	}
+	return tz, nil
 }
 
 func (l *loaded) close() {
@@ -103,6 +114,69 @@ func (s *ModelStage) Infer(f *camera.Frame, regions []image.Rectangle) (Inferenc
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.cur.infer(f, regions)
+}
+
+// Ahead is one frame's input to a ModelStage, filled before the model's turn by a goroutine
+// of its own (see Stream), with its own preprocessing scratch. It is remade when the serving
+// iteration changes. The zero Ahead is ready; Close frees it.
+type Ahead struct {
+	feed   *models.Feed
+	tz     *preprocess.Tensorizer
+	l      *loaded // the iteration the feed was made for
+	filled bool
+	fill   time.Duration
+	at     time.Time // when it was filled
+}
+
+// Close frees the feed and the scratch.
+func (a *Ahead) Close() {
+	if a.feed != nil {
+		a.feed.Close()
+		a.tz.Close()
+		a.feed, a.tz, a.l = nil, nil, nil
+	}
+	a.filled = false
+}
+
+// FillAhead fills a with region r of f for the serving iteration.
+func (s *ModelStage) FillAhead(a *Ahead, f *camera.Frame, r image.Rectangle) error {
+	a.filled = false
+	s.mu.RLock()
+	l := s.cur
+	s.mu.RUnlock()
+	if a.l != l {
+		a.Close()
+		feed, err := l.model.NewFeed()
+		if err != nil {
+			return err
+		}
+		tz, err := tensorizer(l.model, s.resize)
+		if err != nil {
+			feed.Close()
+			return err
+		}
+		a.feed, a.tz, a.l = feed, tz, l
+	}
+	t := time.Now()
+	slot := a.feed.Slot()
+	if err := a.tz.Fill(f.Mat(), r, slot.F32, slot.F16); err != nil {
+		return err
+	}
+	a.filled, a.fill, a.at = true, time.Since(t), time.Now()
+	return nil
+}
+
+// InferAhead runs the model on a, filled from region r of f; if another iteration was swapped
+// in since a was filled, it fills the input again for that one.
+func (s *ModelStage) InferAhead(a *Ahead, f *camera.Frame, r image.Rectangle) (Inference, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !a.filled || a.l != s.cur {
+		return s.cur.infer(f, []image.Rectangle{r})
+	}
+	a.filled = false
+	preds, err := s.cur.model.Run(a.feed)
+	return Inference{Preds: [][]models.Prediction{preds}, Fill: a.fill, Ahead: true, Ref: s.cur.ref, Labels: s.cur.model.Info.Labels}, err
 }
 
 // Ref implements Stage.

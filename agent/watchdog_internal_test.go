@@ -28,7 +28,8 @@ func TestWatchdogStopsForAStuckPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &cameraRun{cam: cam}
+	r := &cameraRun{cam: cam, pl: NewPipeline("a", "b", "line", nil, nil, 0)}
+	defer r.pl.Close()
 	a := &Agent{log: slog.New(slog.NewTextHandler(io.Discard, nil)), runs: []*cameraRun{r}}
 	pings := func(d time.Duration) int {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -50,7 +51,7 @@ func TestWatchdogStopsForAStuckPipeline(t *testing.T) {
 	if n := pings(200 * time.Millisecond); n < 3 {
 		t.Fatalf("an idle agent sent %d pings in 200ms at a 40ms watchdog", n)
 	}
-	r.busySince.Store(time.Now().Add(-time.Second).UnixNano()) // stuck in a frame for a second
+	r.pl.busy[stepDetect].Store(time.Now().Add(-time.Second).UnixNano()) // stuck in a frame for a second
 	if n := pings(200 * time.Millisecond); n != 0 {
 		t.Fatalf("a stuck pipeline still fed the watchdog %d times", n)
 	}

@@ -9,7 +9,10 @@
 // This package is pure Go: it must not import gocv, onnxruntime or any cvedge package.
 package configs
 
-import "time"
+import (
+	"runtime"
+	"time"
+)
 
 // Config is the whole agent configuration.
 type Config struct {
@@ -42,13 +45,19 @@ type Agent struct {
 type ONNXRuntime struct {
 	// Library is the path of libonnxruntime.so. Empty: search (see models.FindLibrary).
 	Library string `mapstructure:"library"`
-	// IntraOpThreads and InterOpThreads size onnxruntime's thread pools; 0 lets it choose.
+	// IntraOpThreads and InterOpThreads size onnxruntime's thread pools; 0 lets onnxruntime
+	// choose (one per core). The default for intra_op_threads is one less than the cores
+	// (at least 1): the core left over grabs, preprocesses and publishes the next frame while
+	// the model runs.
 	IntraOpThreads int `mapstructure:"intra_op_threads"`
 	InterOpThreads int `mapstructure:"inter_op_threads"`
 	// GraphOptimization is all, extended, basic or disabled.
 	GraphOptimization string `mapstructure:"graph_optimization"`
 	// MemoryArena lets onnxruntime keep freed buffers for reuse (faster, more memory).
 	MemoryArena bool `mapstructure:"memory_arena"`
+	// Spinning lets onnxruntime's pool threads busy-wait between calls: a little faster per
+	// call on an idle machine, but the spinning takes CPU from capture and preprocessing.
+	Spinning bool `mapstructure:"spinning"`
 	// ExecutionProvider is cpu, cuda, tensorrt (Jetson) or openvino (Intel). One this
 	// onnxruntime build lacks falls back to cpu, with a log line that says so.
 	ExecutionProvider string `mapstructure:"execution_provider"`
@@ -403,7 +412,7 @@ func Default() Config {
 			LogLevel:  "info",
 			LogFormat: "auto",
 		},
-		ONNXRuntime: ONNXRuntime{GraphOptimization: "all", MemoryArena: true, ExecutionProvider: "cpu"},
+		ONNXRuntime: ONNXRuntime{IntraOpThreads: max(1, runtime.NumCPU()-1), GraphOptimization: "all", MemoryArena: true, ExecutionProvider: "cpu"},
 		MQTT: MQTT{
 			Broker:               "tcp://127.0.0.1:1883",
 			QoS:                  1,

@@ -3,6 +3,7 @@ package configs
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,9 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 	}
 	if m.Path != filepath.Join(filepath.Dir(path), "parts.zip") {
 		t.Errorf("model path not made relative to the config file: %s", m.Path)
+	}
+	if rt := c.ONNXRuntime; rt.IntraOpThreads != max(1, runtime.NumCPU()-1) || rt.Spinning || !rt.MemoryArena || rt.ExecutionProvider != "cpu" || rt.GraphOptimization != "all" {
+		t.Errorf("onnxruntime defaults: %+v", rt)
 	}
 	cam := c.Cameras[0]
 	if cam.Source != "0" || !cam.Realtime || cam.Pipeline.CropPadding != 0.1 || cam.Pipeline.Detector != "parts" {

@@ -1,8 +1,9 @@
 package models
 
 import (
+	"cmp"
 	"math"
-	"sort"
+	"slices"
 )
 
 // Box is a region in normalized coordinates (0..1 of the image width and height), as in the
@@ -161,7 +162,7 @@ func DecodeSSD(dst []Prediction, boxes, scores []float32, classes []int64, thres
 		})
 	}
 	found := dst[start:]
-	sort.SliceStable(found, func(a, b int) bool { return found[a].Probability > found[b].Probability })
+	byProbability(found)
 	if len(found) > maxDet {
 		dst = dst[:start+maxDet]
 	}
@@ -177,9 +178,13 @@ func Classes(dst []Prediction, probs []float32, threshold float32, labels []stri
 			dst = append(dst, Prediction{Tag: k, TagName: label(labels, k), Probability: p})
 		}
 	}
-	found := dst[start:]
-	sort.SliceStable(found, func(a, b int) bool { return found[a].Probability > found[b].Probability })
+	byProbability(dst[start:])
 	return dst
+}
+
+// byProbability sorts predictions, most probable first, keeping the order of ties.
+func byProbability(p []Prediction) {
+	slices.SortStableFunc(p, func(a, b Prediction) int { return cmp.Compare(b.Probability, a.Probability) })
 }
 
 func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }

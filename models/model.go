@@ -66,6 +66,7 @@ type Model struct {
 	yolo     YOLO
 	cfg      configs.Model
 	scratch  []float32
+	outs     []ort.Value // the outputs of the current call
 	outTypes map[string]ElemType
 	closed   bool
 }
@@ -230,18 +231,8 @@ func (m *Model) Predict(n int, fill func(i int, s Slot) error) ([][]Prediction, 
 		if err != nil {
 			return nil, err
 		}
-		outs := slices.Clone(bind.outputs)
-		if err := m.sess.Run(bind.inputs, outs); err != nil {
-			return nil, fmt.Errorf("model %q: %w", m.Info.Name, err)
-		}
-		err = m.decode(res[start:start+b], outs)
-		for i, o := range outs {
-			if bind.outputs[i] == nil && o != nil {
-				o.Destroy()
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("model %q: %w", m.Info.Name, err)
+		if err := m.run(bind, res[start:start+b]); err != nil {
+			return nil, err
 		}
 	}
 	return res, nil
@@ -252,15 +243,26 @@ func (m *Model) binding(b int) (*binding, error) {
 	if bd, ok := m.batches[b]; ok {
 		return bd, nil
 	}
+	bd, err := m.newBinding(b, m.in32, m.in16b)
+	if err != nil {
+		return nil, err
+	}
+	m.batches[b] = bd
+	return bd, nil
+}
+
+// newBinding makes the tensors of one call on b images: the input over in32 or in16b (as
+// the model's input type says), and the fixed-shape outputs.
+func (m *Model) newBinding(b int, in32 []float32, in16b []byte) (*binding, error) {
 	in := m.Info.Input
 	shape := ort.NewShape(int64(b), 3, int64(in.Height), int64(in.Width))
 	bd := &binding{}
 	var err error
 	var t ort.Value
 	if in.Float16 {
-		t, err = ort.NewCustomDataTensor(shape, m.in16b[:2*shape.FlattenedSize()], ort.TensorElementDataTypeFloat16)
+		t, err = ort.NewCustomDataTensor(shape, in16b[:2*shape.FlattenedSize()], ort.TensorElementDataTypeFloat16)
 	} else {
-		t, err = ort.NewTensor(shape, m.in32)
+		t, err = ort.NewTensor(shape, in32[:shape.FlattenedSize()])
 	}
 	if err != nil {
 		return nil, fmt.Errorf("input tensor: %w", err)
@@ -275,8 +277,27 @@ func (m *Model) binding(b int) (*binding, error) {
 		bd.outputs = append(bd.outputs, out)
 		bd.shapes = append(bd.shapes, shape)
 	}
-	m.batches[b] = bd
 	return bd, nil
+}
+
+// run makes one onnxruntime call on bd and decodes it into res, one list per image. The
+// caller holds m.mu.
+func (m *Model) run(bd *binding, res [][]Prediction) error {
+	m.outs = append(m.outs[:0], bd.outputs...) // onnxruntime fills the nil ones
+	outs := m.outs
+	if err := m.sess.Run(bd.inputs, outs); err != nil {
+		return fmt.Errorf("model %q: %w", m.Info.Name, err)
+	}
+	err := m.decode(res, outs)
+	for i, o := range outs {
+		if bd.outputs[i] == nil && o != nil {
+			o.Destroy()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("model %q: %w", m.Info.Name, err)
+	}
+	return nil
 }
 
 // preallocate makes the output tensor for fixed-shape float outputs; others (strings,
@@ -329,7 +350,7 @@ func (m *Model) decode(res [][]Prediction, outs []ort.Value) error {
 		}
 		c := len(labels)
 		for i := range res {
-			res[i] = Classes(nil, data[i*c:(i+1)*c], 0, labels)
+			res[i] = Classes(make([]Prediction, 0, c), data[i*c:(i+1)*c], 0, labels)
 		}
 	case FormatDetectorYOLO:
 		data, err := m.floats(outs[0])

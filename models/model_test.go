@@ -328,3 +328,38 @@ func TestProviderFallsBackToCPU(t *testing.T) {
 		t.Fatalf("on the CPU: %+v", res[0])
 	}
 }
+
+// A Feed filled outside the model's lock gives what Predict gives, for float32 and float16
+// models, and is refused by a model of another input.
+func TestFeedMatchesPredict(t *testing.T) {
+	rt := newRuntime(t)
+	sc := scene{w: 640, h: 360, shapes: []shape{part("square", "red", 120, 150, 40), part("circle", "blue", 420, 220, 44)}}
+	det := loadModel(t, rt, testenv.Path("testdata", "demo", "detector"))
+	for _, path := range []string{testenv.Path("testdata", "demo", "detector"), testenv.Path("testdata", "models", "detector-fp16")} {
+		m := loadModel(t, rt, path)
+		feed, err := m.NewFeed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc.fill(m.Info.Input, feed.Slot())
+		got, err := m.Run(feed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := predictScenes(t, m, sc)[0]
+		if len(got) != 2 || len(got) != len(want) {
+			t.Fatalf("%s: feed gave %+v, Predict %+v", path, got, want)
+		}
+		sameBoxes(t, got, want, 0.99)
+		if m.Info.Input.Float16 {
+			if _, err := det.Run(feed); err == nil || !strings.Contains(err.Error(), "feed was made for") {
+				t.Errorf("float32 detector ran a float16 feed: %v", err)
+			}
+		}
+		feed.Close()
+		feed.Close() // twice is harmless
+		if _, err := m.Run(feed); err == nil {
+			t.Error("a closed feed ran")
+		}
+	}
+}

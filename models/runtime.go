@@ -114,6 +114,9 @@ type Options struct {
 	GraphOptimization string
 	// NoMemoryArena turns onnxruntime's CPU memory arena off.
 	NoMemoryArena bool
+	// NoSpinning stops onnxruntime's idle pool threads from busy-waiting for the next
+	// call, which leaves the CPU to capture, preprocessing and the other models.
+	NoSpinning bool
 	// ExecutionProvider is cpu (default), cuda, tensorrt or openvino; DeviceID picks the GPU.
 	ExecutionProvider string
 	DeviceID          int
@@ -182,6 +185,10 @@ func (r *Runtime) sessionOptions(model string) (*ort.SessionOptions, error) {
 	errs = append(errs, o.SetGraphOptimizationLevel(level))
 	if r.opts.NoMemoryArena {
 		errs = append(errs, o.SetCpuMemArena(false))
+	}
+	if r.opts.NoSpinning {
+		errs = append(errs, o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"),
+			o.AddSessionConfigEntry("session.inter_op.allow_spinning", "0"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		o.Destroy()

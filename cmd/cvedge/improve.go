@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -352,6 +353,8 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 		asJSON   bool
 		markdown string
 		lib      string
+		config   string
+		cpuProf  string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench --detector D --classifier C --source FILE",
@@ -367,7 +370,27 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 				return errors.New("--source: give a video file or an image folder")
 			}
 			o.Runtime = configs.Default().ONNXRuntime
-			o.Runtime.Library = lib
+			if config != "" {
+				cfg, err := configs.Load(config)
+				if err != nil {
+					return err
+				}
+				o.Runtime = cfg.ONNXRuntime
+			}
+			if lib != "" {
+				o.Runtime.Library = lib
+			}
+			if cpuProf != "" {
+				f, err := os.Create(cpuProf)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			rep, err := agent.Bench(cmd.Context(), o)
 			if err != nil {
 				return err
@@ -396,6 +419,8 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.Float64Var(&o.Seconds, "seconds", 10, "how long the realtime cameras run")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.StringVar(&markdown, "markdown", "", "also write the report's tables to this file")
-	f.StringVar(&lib, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
+	f.StringVar(&lib, "onnxruntime-library", "", "path of libonnxruntime.so (default: the config's, or search)")
+	f.StringVar(&config, "config", "", "take the onnxruntime section (threads, graph optimization, memory arena, execution provider) from this config")
+	f.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")
 	return cmd
 }

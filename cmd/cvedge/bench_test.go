@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/agent/testenv"
+)
+
+// TestBench: `cvedge bench` on the demo measures every part of its report, from real runs;
+// the figures are checked for presence and consistency, not for speed.
+func TestBench(t *testing.T) {
+	needRuntime(t)
+	md := filepath.Join(t.TempDir(), "bench.md")
+	code, out, errs := cvedge(t, "bench", "--json", "--markdown", md,
+		"--detector", testenv.Path("testdata", "demo", "detector"), "--classifier", testenv.Path("testdata", "demo", "classifier"),
+		"--source", testenv.Path("testdata", "demo", "conveyor.avi"), "--frames", "30", "--cameras", "2", "--fps", "5", "--seconds", "2")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	var r agent.BenchReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if r.Frames != 30 || r.Machine["onnxruntime"] != "1.24.1" || r.Machine["opencv"] == "" || !strings.Contains(r.Machine["onnxruntime session"], "spinning false") {
+		t.Errorf("frames and machine: %d %v", r.Frames, r.Machine)
+	}
+	if len(r.Raw) < 2 || r.Raw[0].Model != "detector" || r.Raw[0].Batch != 1 || r.Raw[0].Calls != 100 || r.Raw[0].MeanMs <= 0 {
+		t.Errorf("raw timings: %+v", r.Raw)
+	}
+	for _, x := range r.Raw[1:] {
+		if x.Model != "classifier" || x.Batch < 1 || x.MeanMs <= 0 {
+			t.Errorf("classifier timing: %+v", x)
+		}
+	}
+	p := r.Pipeline
+	// the demo video has two parts in most frames, each cropped and classified
+	if p.FPS <= 0 || p.CropsPerFrame < 1 || p.DetectionsPerFrame < p.CropsPerFrame || p.AllocsPerFrame <= 0 || p.StageMs["detect"].P50 <= 0 || p.StageMs["classify"].P50 <= 0 {
+		t.Errorf("pipeline: %+v", p)
+	}
+	if r.EndToEnd.FPS <= 0 || r.ModelBoundFPS <= 0 || r.Efficiency != math.Round(r.EndToEnd.FPS/r.ModelBoundFPS*1000)/1000 {
+		t.Errorf("end to end %v fps, model-bound %v fps, efficiency %v", r.EndToEnd.FPS, r.ModelBoundFPS, r.Efficiency)
+	}
+	if r.PeakRSSMB <= 0 || r.AnonRSSMB <= 0 || r.FileRSSMB <= 0 || r.AnonRSSMB+r.FileRSSMB > r.PeakRSSMB+1 {
+		t.Errorf("memory: peak %v, anon %v, file %v", r.PeakRSSMB, r.AnonRSSMB, r.FileRSSMB)
+	}
+	if len(r.Cameras) != 2 {
+		t.Fatalf("cameras: %+v", r.Cameras)
+	}
+	for _, c := range r.Cameras {
+		if c.FPS < 2 || c.FPS > 6 {
+			t.Errorf("camera %s at 5 fps processed %v fps", c.Name, c.FPS)
+		}
+	}
+	doc, err := os.ReadFile(md)
+	if err != nil || !strings.Contains(string(doc), "**efficiency**") || !strings.Contains(string(doc), "| cam2 |") {
+		t.Errorf("markdown: %v\n%s", err, doc)
+	}
+}
+
+// TestBenchErrors: what bench is missing or cannot open is named.
+func TestBenchErrors(t *testing.T) {
+	needRuntime(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--detector", testenv.Path("testdata", "demo", "detector")}, "--source: give a video file or an image folder"},
+		{[]string{"--source", testenv.Path("testdata", "demo", "conveyor.avi")}, "give a detector, a classifier, or both"},
+		{[]string{"--detector", "/nonexistent/model.zip", "--source", testenv.Path("testdata", "demo", "conveyor.avi")}, "/nonexistent/model.zip"},
+		{[]string{"--detector", testenv.Path("testdata", "demo", "detector"), "--source", "/nonexistent/video.avi"}, "/nonexistent/video.avi"},
+		{[]string{"--config", "/nonexistent/cvedge.yaml", "--detector", "x", "--source", "y"}, "/nonexistent/cvedge.yaml"},
+	} {
+		code, _, errs := cvedge(t, append([]string{"bench"}, c.args...)...)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("bench %v: exit %d, want an error with %q:\n%s", c.args, code, c.want, errs)
+		}
+	}
+}
