@@ -255,30 +255,18 @@ func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 	defer cam.Close()
 	pl := NewPipeline("bench", "bench", "bench", det, cls, 0.1)
 	defer pl.Close()
-	stages := map[string][]float64{}
-	var crops []int
+	// allocated up front, so that the bookkeeping does not count in the allocations per frame
+	names := []string{"queue", "preprocess", "detect", "classify", "total"}
+	stages := make([][]float64, len(names))
+	for k := range stages {
+		stages[k] = make([]float64, 0, o.Frames)
+	}
+	crops := make([]int, 0, o.Frames)
 	var detections int
 	const warm = 10
 	var ms0, ms1 runtime.MemStats
 	var start time.Time
-	var failed error
-	i := 0
-	_, err = Stream(ctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
-		if i == o.Frames+warm || failed != nil {
-			return nil, i, io.EOF
-		}
-		f, err := cam.Next(ctx)
-		i++
-		return f, i, err
-	}, func(f *camera.Frame, i int, msg *payload.Prediction, err error) {
-		f.Close()
-		if err == nil {
-			_, err = json.Marshal(msg)
-		}
-		if err != nil {
-			failed = err
-			return
-		}
+	err = benchStream(ctx, o, pl, cam, o.Frames+warm, func(i int, msg *payload.Prediction, _ []byte) {
 		if i == warm {
 			runtime.GC()
 			runtime.ReadMemStats(&ms0)
@@ -288,7 +276,7 @@ func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 			return
 		}
 		l := msg.LatencyMs
-		for k, v := range map[string]float64{"queue": l.Queue, "preprocess": l.Preprocess, "detect": l.Detect, "classify": l.Classify, "total": l.Total} {
+		for k, v := range [...]float64{l.Queue, l.Preprocess, l.Detect, l.Classify, l.Total} {
 			stages[k] = append(stages[k], v)
 		}
 		n := 0
@@ -305,11 +293,8 @@ func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 			detections += len(msg.Predictions)
 		}
 	})
-	if failed != nil {
-		return nil, failed
-	}
-	if !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("reading %s: %w", o.Source, err)
+	if err != nil {
+		return nil, err
 	}
 	wall := time.Since(start)
 	runtime.ReadMemStats(&ms1)
@@ -317,7 +302,7 @@ func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 	p.FPS = round(float64(o.Frames)/wall.Seconds(), 2)
 	p.StageMs = map[string]Percentiles{}
 	for k, v := range stages {
-		p.StageMs[k] = percentiles(v)
+		p.StageMs[names[k]] = percentiles(v)
 	}
 	total := 0
 	for _, c := range crops {
@@ -328,6 +313,43 @@ func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 	p.AllocsPerFrame = round(float64(ms1.Mallocs-ms0.Mallocs)/float64(o.Frames), 1)
 	p.BytesPerFrame = round(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(o.Frames), 0)
 	return crops, nil
+}
+
+// benchStream runs n frames of cam through pl as the agent does (Stream) and gives each
+// message, with its JSON, to use. It stops at the first error.
+func benchStream(ctx context.Context, o BenchOptions, pl *Pipeline, cam *camera.Camera, n int, use func(i int, msg *payload.Prediction, body []byte)) error {
+	var stop atomic.Bool // read by Stream's grabbing goroutine
+	var failed error
+	i := 0
+	_, err := Stream(ctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
+		if i == n || stop.Load() {
+			return nil, i, io.EOF
+		}
+		f, err := cam.Next(ctx)
+		i++
+		return f, i, err
+	}, func(f *camera.Frame, i int, msg *payload.Prediction, err error) {
+		f.Close()
+		var body []byte
+		if err == nil {
+			body, err = json.Marshal(msg)
+		}
+		if err != nil {
+			if failed == nil {
+				failed = err
+			}
+			stop.Store(true)
+			return
+		}
+		use(i, msg, body)
+	})
+	if failed != nil {
+		return failed
+	}
+	if !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading %s: %w", o.Source, err)
+	}
+	return nil
 }
 
 // benchEndToEnd runs the frames again, publishing each prediction at QoS 1 to an embedded
@@ -368,32 +390,11 @@ func benchEndToEnd(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 	pl := NewPipeline("bench", "bench", "bench", det, cls, 0.1)
 	defer pl.Close()
 	start := time.Now()
-	var failed error
-	i := 0
-	_, err = Stream(ctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
-		if i == o.Frames || failed != nil {
-			return nil, i, io.EOF
-		}
-		f, err := cam.Next(ctx)
-		i++
-		return f, i, err
-	}, func(f *camera.Frame, _ int, msg *payload.Prediction, err error) {
-		f.Close()
-		var body []byte
-		if err == nil {
-			body, err = json.Marshal(msg)
-		}
-		if err != nil {
-			failed = err
-			return
-		}
+	err = benchStream(ctx, o, pl, cam, o.Frames, func(_ int, _ *payload.Prediction, body []byte) {
 		pub.Send(publish.Message{Topic: "cvedge/bench/cameras/bench/predictions", QoS: 1, Payload: body, Class: "", Camera: "bench"})
 	})
-	if failed != nil {
-		return failed
-	}
-	if !errors.Is(err, io.EOF) {
-		return fmt.Errorf("reading %s: %w", o.Source, err)
+	if err != nil {
+		return err
 	}
 	for deadline := time.Now().Add(30 * time.Second); acked.Load() < int64(o.Frames); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {

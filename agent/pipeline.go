@@ -111,9 +111,7 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 	}
 	msg.LatencyMs.Preprocess = ms(time.Since(start))
 	if det, ok := p.Detector.(*ModelStage); ok && a != nil {
-		if err := det.FillAhead(a, f, full); err != nil {
-			return nil, fmt.Errorf("camera %s frame %d: detector input: %w", p.Camera, f.Seq, err)
-		}
+		det.FillAhead(a, f, full)
 	}
 	return msg, nil
 }

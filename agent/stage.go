@@ -138,8 +138,10 @@ func (a *Ahead) Close() {
 	a.filled = false
 }
 
-// FillAhead fills a with region r of f for the serving iteration.
-func (s *ModelStage) FillAhead(a *Ahead, f *camera.Frame, r image.Rectangle) error {
+// FillAhead fills a with region r of f for the serving iteration. It is best effort: when
+// it fails (the iteration was swapped out meanwhile, say), a stays unfilled and InferAhead
+// fills the input itself, which reports any error that recurs.
+func (s *ModelStage) FillAhead(a *Ahead, f *camera.Frame, r image.Rectangle) {
 	a.filled = false
 	s.mu.RLock()
 	l := s.cur
@@ -148,22 +150,21 @@ func (s *ModelStage) FillAhead(a *Ahead, f *camera.Frame, r image.Rectangle) err
 		a.Close()
 		feed, err := l.model.NewFeed()
 		if err != nil {
-			return err
+			return
 		}
 		tz, err := tensorizer(l.model, s.resize)
 		if err != nil {
 			feed.Close()
-			return err
+			return
 		}
 		a.feed, a.tz, a.l = feed, tz, l
 	}
 	t := time.Now()
 	slot := a.feed.Slot()
 	if err := a.tz.Fill(f.Mat(), r, slot.F32, slot.F16); err != nil {
-		return err
+		return
 	}
 	a.filled, a.fill, a.at = true, time.Since(t), time.Now()
-	return nil
 }
 
 // InferAhead runs the model on a, filled from region r of f; if another iteration was swapped
