@@ -74,6 +74,8 @@ type Agent struct {
 	lcMu        sync.Mutex // guards stopping and lifecycleWG.Add
 	stopping    bool
 	llm         *fallback // nil: no LLM fallback
+	// source reads the config again for ReloadConfig; nil: nothing to reload from.
+	source func() (*configs.Config, error)
 }
 
 // RuntimeOptions turns the onnxruntime config into the runtime's options.

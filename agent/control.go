@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,7 +124,7 @@ func (a *Agent) onCommand(raw []byte) {
 		default:
 			a.result(cmd.ID, cmd.Command, fmt.Errorf("camera %q has %d triggers waiting; slow down", cmd.Camera, cap(r.triggers)), nil)
 		}
-	case payload.CmdActivate, payload.CmdRollback, payload.CmdAdd:
+	case payload.CmdActivate, payload.CmdRollback, payload.CmdAdd, payload.CmdReload:
 		a.lcMu.Lock()
 		defer a.lcMu.Unlock()
 		if a.stopping {
@@ -131,13 +132,32 @@ func (a *Agent) onCommand(raw []byte) {
 			return
 		}
 		a.lifecycleWG.Add(1)
-		go func() { // loading a model takes a while: not on paho's goroutine
+		go func() { // loading models takes a while: not on paho's goroutine
 			defer a.lifecycleWG.Done()
+			if cmd.Command == payload.CmdReload {
+				a.reloadCommand(cmd)
+				return
+			}
 			a.lifecycleCommand(cmd)
 		}()
 	default:
 		a.result(cmd.ID, cmd.Command, fmt.Errorf("command %q is not available in cvedge %s", cmd.Command, Version), nil)
 	}
+}
+
+// reloadCommand answers the reload command: the config file read and applied again, as
+// on SIGHUP. detail.restartNeeded names the sections that keep their old values until a
+// restart.
+func (a *Agent) reloadCommand(cmd payload.Command) {
+	restart, err := a.ReloadConfig("command " + cmd.ID)
+	var detail map[string]string
+	if err == nil {
+		detail = map[string]string{"cameras": fmt.Sprint(len(a.runsNow())), "models": fmt.Sprint(len(a.stageNames()))}
+		if len(restart) > 0 {
+			detail["restartNeeded"] = strings.Join(restart, ", ")
+		}
+	}
+	a.result(cmd.ID, cmd.Command, err, detail)
 }
 
 // result publishes the answer to a command or feedback message.

@@ -217,6 +217,7 @@ func TestCommands(t *testing.T) {
 		{"commands", `{"id":"c6","command":"trigger","camera":"conveyor"}`, "c6", `has trigger "continuous" and takes no trigger commands`, false},
 		{"commands", `{"id":"bad id!","command":"reload"}`, "bad id!", `"id" "bad id!" must be`, false},
 		{"commands", `{"id":"c7","command":"reload"} {"x":1}`, "c7", "data after the object", false},
+		{"commands", `{"id":"c8","command":"reload"}`, "c8", "not started from a config file: there is nothing to reload", false},
 		{"commands", "\xff\xfe", "", "not UTF-8", false},
 		{"commands", `[]`, "", "not a valid JSON object", false},
 		{"feedback", `{"id":"f1","predictionId":"p1"}`, "f1", `"tag" must be the correct tag`, false},

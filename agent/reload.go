@@ -3,9 +3,44 @@ package agent
 import (
 	"errors"
 	"reflect"
+	"strings"
 
+	"github.com/cvedge/cvedge/agent/ops"
 	"github.com/cvedge/cvedge/configs"
 )
+
+// ReloadFrom sets where ReloadConfig reads the config: normally the agent's config file.
+// Call it before Run.
+func (a *Agent) ReloadFrom(load func() (*configs.Config, error)) { a.source = load }
+
+// ReloadConfig reads the config again and applies it (Reload), for SIGHUP and the reload
+// command; by names which, for the log. systemd hears that the agent is reloading. A config
+// that does not load or build is refused and logged, and the running one stays. It returns
+// the sections that changed but keep their old values until a restart.
+func (a *Agent) ReloadConfig(by string) ([]string, error) {
+	if a.source == nil {
+		return nil, errors.New("this agent was not started from a config file: there is nothing to reload")
+	}
+	n := ops.NewNotifier()
+	n.Send("RELOADING=1")
+	defer n.Send("READY=1")
+	a.log.Info("reloading the config", "by", by)
+	restart, err := func() ([]string, error) {
+		next, err := a.source()
+		if err != nil {
+			return nil, err
+		}
+		return a.Reload(next)
+	}()
+	if err != nil {
+		a.log.Error("reload refused, the running config stays", "by", by, "err", err)
+		return restart, err
+	}
+	if len(restart) > 0 {
+		a.log.Warn("these sections changed but take effect only after a restart; they keep their old values", "sections", strings.Join(restart, ", "))
+	}
+	return restart, nil
+}
 
 // Reload applies a new config while the agent runs, in four steps: build (cameras and
 // models of the new config, loaded and warmed up), validate, swap (the old cameras finish

@@ -65,6 +65,7 @@ func runCmd(stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			a.ReloadFrom(func() (*configs.Config, error) { return configs.Load(path) })
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
@@ -78,7 +79,7 @@ func runCmd(stderr io.Writer) *cobra.Command {
 						signal.Stop(hup)
 						return
 					case <-hup:
-						reload(a, path, log)
+						a.ReloadConfig("SIGHUP")
 					}
 				}
 			}()
@@ -90,28 +91,6 @@ func runCmd(stderr io.Writer) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "/etc/cvedge/cvedge.yaml", "config file (YAML)")
 	return cmd
-}
-
-// reload applies the config file again (SIGHUP). A config that does not load, or whose
-// cameras and models do not build, leaves the running one in place.
-func reload(a *agent.Agent, path string, log *slog.Logger) {
-	n := ops.NewNotifier()
-	n.Send("RELOADING=1")
-	defer n.Send("READY=1")
-	log.Info("SIGHUP: reloading the config", "config", path)
-	cfg, err := configs.Load(path)
-	if err != nil {
-		log.Error("reload refused, the running config stays", "err", err)
-		return
-	}
-	restart, err := a.Reload(cfg)
-	if err != nil {
-		log.Error("reload refused, the running config stays", "err", err)
-		return
-	}
-	if len(restart) > 0 {
-		log.Warn("these sections changed but take effect only after a restart; they keep their old values", "sections", strings.Join(restart, ", "))
-	}
 }
 
 func versionCmd(stdout io.Writer) *cobra.Command {

@@ -91,6 +91,7 @@ cameras:
 type inbox struct {
 	mu   sync.Mutex
 	msgs map[string][][]byte
+	c    paho.Client
 }
 
 func dashboard(t *testing.T, brokerURL, topic string) *inbox {
@@ -106,6 +107,7 @@ func dashboard(t *testing.T, brokerURL, topic string) *inbox {
 		SetConnectRetryInterval(500 * time.Millisecond).SetDefaultPublishHandler(h)
 	opts.SetOnConnectHandler(func(c paho.Client) { c.Subscribe(topic, 1, h) })
 	c := paho.NewClient(opts)
+	in.c = c
 	if tok := c.Connect(); !tok.WaitTimeout(10 * time.Second) {
 		t.Fatal("dashboard did not connect")
 	}
@@ -286,7 +288,8 @@ func TestGracefulShutdown(t *testing.T) {
 }
 
 // TestReloadOnSIGHUP: a good config adds a camera without a restart; a broken one (unknown
-// key, missing model) is refused and the running config stays.
+// key, missing model) is refused and the running config stays. The reload command over MQTT
+// does the same and answers with the outcome.
 func TestReloadOnSIGHUP(t *testing.T) {
 	needRuntime(t)
 	broker := testenv.StartMosquitto(t)
@@ -318,13 +321,42 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		before := count("conveyor2")
 		until(t, "frames after a refused reload", 30*time.Second, func() bool { return count("conveyor2") > before+20 })
 	}
+
+	// the same over MQTT: the reload command answers with what happened
+	reloadCmd := func(id string) payload.Result {
+		t.Helper()
+		if tok := in.c.Publish("cvedge/proc/commands", 1, false, `{"id":"`+id+`","command":"reload"}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+		var res payload.Result
+		until(t, "the reload result", 60*time.Second, func() bool {
+			for _, raw := range in.get("cvedge/proc/commands/results") {
+				if json.Unmarshal(raw, &res) == nil && res.ID == id {
+					return true
+				}
+			}
+			return false
+		})
+		return res
+	}
+	os.WriteFile(cfgPath, []byte(strings.Replace(second, "threshold: 0.5", "threshold: 2", 1)), 0o600)
+	if res := reloadCmd("r1"); res.OK || !strings.Contains(res.Error, "threshold") {
+		t.Fatalf("reload of a broken config: %+v", res)
+	}
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(orig), "keepalive: 2s", "keepalive: 3s", 1)), 0o600)
+	if res := reloadCmd("r2"); !res.OK || res.Detail["cameras"] != "1" || res.Detail["restartNeeded"] != "mqtt" {
+		t.Fatalf("reload back to one camera: %+v", res)
+	}
+	before := count("conveyor")
+	until(t, "frames after the reload command", 30*time.Second, func() bool { return count("conveyor") > before+20 })
+
 	agent.Process.Signal(syscall.SIGTERM)
 	if err := agent.Wait(); err != nil {
 		t.Fatalf("exit: %v", err)
 	}
 	log, _ := os.ReadFile(agent.Stdout.(*os.File).Name())
-	if n := strings.Count(string(log), "reload refused"); n != 2 {
-		t.Fatalf("%d refused reloads logged, want 2:\n%s", n, log)
+	if n := strings.Count(string(log), "reload refused"); n != 3 {
+		t.Fatalf("%d refused reloads logged, want 3:\n%s", n, log)
 	}
 	if !strings.Contains(string(log), "config reloaded") {
 		t.Fatalf("no reload logged:\n%s", log)
