@@ -59,7 +59,7 @@ deb: setup build
 	VERSION=$(DEB_VERSION) DEB_ARCH=$$(dpkg --print-architecture) $(NFPM) package --config scripts/nfpm.yaml --packager deb --target dist/
 	scripts/check-deb.sh dist/cvedge_*.deb
 	@if [ "$$(dpkg --print-architecture)" != arm64 ]; then \
-	  echo "deb: arm64 not built: it needs a cross toolchain with OpenCV for arm64 (gcc-aarch64-linux-gnu, libopencv-dev:arm64); build it on an arm64 machine with make deb"; fi
+	  echo "deb: arm64 not built here: the cgo build needs OpenCV for arm64, and Debian 12's libopencv-dev:arm64 conflicts with libopencv-dev:amd64, so no cross toolchain can sit beside this build; run make deb on an arm64 machine (Raspberry Pi OS bookworm, Jetson)"; fi
 
 clean:
 	rm -rf bin dist
