@@ -64,7 +64,7 @@ type Agent struct {
 
 	pub     *publish.Publisher
 	spool   *spool.Store
-	drops   dropCounter
+	drops   tally // spool drops by "class/reason"
 	store   *store.Store
 	metrics *ops.Metrics
 	// lifecycle serializes model changes (activate, rollback, add) and reloads; lifecycleWG
@@ -196,15 +196,11 @@ func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*ModelStage, na
 	} else if mc.Path == "" {
 		return nil, fmt.Errorf("models.%s.path: empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", name, cfg.Store.Dir, name)
 	}
-	m, err := models.Load(a.rt, name, mc)
+	stage, err := LoadStage(a.rt, name, mc)
 	if err != nil {
 		return nil, err
 	}
-	stage, err := NewModelStage(m, mc.Resize)
-	if err != nil {
-		m.Close()
-		return nil, err
-	}
+	m := stage.Model()
 	stages[name] = stage
 	if sh := mc.Shadow; sh.Iteration != "" || sh.Path != "" {
 		if err := a.startShadow(name, stage, mc); err != nil {
@@ -490,27 +486,30 @@ func (a *Agent) Close() {
 	}
 }
 
-// dropCounter counts spool drops by "class/reason".
-type dropCounter struct {
+// tally counts events by key (spool drops by "class/reason", samples by reason); it is safe
+// for concurrent use.
+type tally struct {
 	mu sync.Mutex
 	n  map[string]uint64
 }
 
-func (d *dropCounter) add(key string) uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.n == nil {
-		d.n = map[string]uint64{}
+// add counts one event of key and returns the count so far.
+func (t *tally) add(key string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == nil {
+		t.n = map[string]uint64{}
 	}
-	d.n[key]++
-	return d.n[key]
+	t.n[key]++
+	return t.n[key]
 }
 
-func (d *dropCounter) snapshot() map[string]uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make(map[string]uint64, len(d.n))
-	for k, v := range d.n {
+// snapshot copies the counts (an empty map, never nil, when nothing was counted).
+func (t *tally) snapshot() map[string]uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]uint64, len(t.n))
+	for k, v := range t.n {
 		out[k] = v
 	}
 	return out

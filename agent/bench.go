@@ -122,15 +122,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchReport, error) {
 		}
 		mc := configs.DefaultModel()
 		mc.Path = path
-		m, err := models.Load(rt, name, mc)
-		if err != nil {
-			return nil, err
-		}
-		st, err := NewModelStage(m, mc.Resize)
-		if err != nil {
-			m.Close()
-		}
-		return st, err
+		return LoadStage(rt, name, mc)
 	}
 	det, err := load("detector", o.Detector)
 	if err != nil {

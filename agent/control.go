@@ -42,7 +42,7 @@ type cameraRun struct {
 	ring    *ring
 	sampler *sampling.Sampler // nil: sampling off for this camera
 	hasher  *preprocess.Hasher
-	samples sampleCounts
+	samples tally // samples sent by reason
 
 	// queue keeps the queue latency (ms) of the last 1000 frames, for cvedge bench.
 	queueMu sync.Mutex

@@ -85,31 +85,6 @@ func (r *ring) close() {
 	}
 }
 
-// sampleCounts counts the samples sent per reason.
-type sampleCounts struct {
-	mu sync.Mutex
-	n  map[string]uint64
-}
-
-func (c *sampleCounts) add(reason string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[string]uint64{}
-	}
-	c.n[reason]++
-}
-
-func (c *sampleCounts) snapshot() map[string]uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]uint64, len(c.n))
-	for k, v := range c.n {
-		out[k] = v
-	}
-	return out
-}
-
 // sampleRules runs the sampling rules on a processed frame and sends what they admit. It
 // runs on the camera's goroutine.
 func (a *Agent) sampleRules(r *cameraRun, f *camera.Frame, msg *payload.Prediction) {

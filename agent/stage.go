@@ -8,6 +8,7 @@ import (
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
 	"github.com/cvedge/cvedge/preprocess"
 )
@@ -98,6 +99,21 @@ type ModelStage struct {
 	resize string
 	// shadow, when set, is a candidate iteration run beside cur (see shadow.go).
 	shadow *shadowRun
+}
+
+// LoadStage loads the export mc.Path as model name (its warm-up inference included) and
+// wraps it in a ModelStage.
+func LoadStage(rt *models.Runtime, name string, mc configs.Model) (*ModelStage, error) {
+	m, err := models.Load(rt, name, mc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := NewModelStage(m, mc.Resize)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // NewModelStage wraps a loaded model. resize is "stretch" or "center_crop".

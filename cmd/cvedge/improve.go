@@ -22,7 +22,6 @@ import (
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
-	"github.com/cvedge/cvedge/models"
 )
 
 func collectCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -150,13 +149,8 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				m, err := models.Load(rt, filepath.Base(filepath.Clean(p)), mc)
+				st, err := agent.LoadStage(rt, filepath.Base(filepath.Clean(p)), mc)
 				if err != nil {
-					return err
-				}
-				st, err := agent.NewModelStage(m, mc.Resize)
-				if err != nil {
-					m.Close()
 					return err
 				}
 				stages = append(stages, st)

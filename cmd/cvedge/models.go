@@ -184,13 +184,8 @@ func predictCmd(stdout, stderr io.Writer) *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				m, err := models.Load(rt, filepath.Base(path), mc)
+				st, err := agent.LoadStage(rt, filepath.Base(path), mc)
 				if err != nil {
-					return nil, err
-				}
-				st, err := agent.NewModelStage(m, mc.Resize)
-				if err != nil {
-					m.Close()
 					return nil, err
 				}
 				stages = append(stages, st)
