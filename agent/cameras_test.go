@@ -11,10 +11,10 @@ import (
 	"github.com/cvedge/cvedge/agent/testenv"
 )
 
-func predictions(t *testing.T, col *collector, camera string) []payload.Prediction {
+func predictions(t *testing.T, col *testenv.Inbox, camera string) []payload.Prediction {
 	t.Helper()
 	var out []payload.Prediction
-	for _, raw := range col.get("cvedge/e2e/cameras/" + camera + "/predictions") {
+	for _, raw := range col.Get("cvedge/e2e/cameras/" + camera + "/predictions") {
 		var p payload.Prediction
 		if err := json.Unmarshal(raw, &p); err != nil {
 			t.Fatal(err)
@@ -30,9 +30,9 @@ func TestMQTTTrigger(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
 	cfg.Cameras[0].Realtime, cfg.Cameras[0].FPS, cfg.Cameras[0].Trigger = true, 25, "mqtt"
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
-	waitFor(t, "the camera online", 10*time.Second, func() bool { return len(col.get("cvedge/e2e/status")) > 0 })
+	waitFor(t, "the camera online", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/status")) > 0 })
 	time.Sleep(500 * time.Millisecond)
 	if n := len(predictions(t, col, "conveyor")); n != 0 {
 		t.Fatalf("%d predictions before any trigger", n)
@@ -41,10 +41,10 @@ func TestMQTTTrigger(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("part-%d", i)
 		sent[id] = time.Now()
-		col.c.Publish("cvedge/e2e/commands", 1, false, fmt.Sprintf(`{"id":%q,"command":"trigger","camera":"conveyor"}`, id)).Wait()
+		col.Publish(t, "cvedge/e2e/commands", fmt.Sprintf(`{"id":%q,"command":"trigger","camera":"conveyor"}`, id))
 		time.Sleep(300 * time.Millisecond)
 	}
-	waitFor(t, "three results", 10*time.Second, func() bool { return len(col.get("cvedge/e2e/commands/results")) >= 3 })
+	waitFor(t, "three results", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= 3 })
 	preds := predictions(t, col, "conveyor")
 	if len(preds) != 3 {
 		t.Fatalf("%d predictions for 3 triggers", len(preds))
@@ -56,7 +56,7 @@ func TestMQTTTrigger(t *testing.T) {
 			t.Errorf("prediction %s: trigger %q, captured %v, trigger sent %v: want a frame captured after the trigger", p.ID, p.TriggerID, p.Captured, at)
 		}
 	}
-	for _, raw := range col.get("cvedge/e2e/commands/results") {
+	for _, raw := range col.Get("cvedge/e2e/commands/results") {
 		var r payload.Result
 		json.Unmarshal(raw, &r)
 		p, ok := byID[r.Detail["predictionId"]]
@@ -64,7 +64,7 @@ func TestMQTTTrigger(t *testing.T) {
 			t.Errorf("result %s does not name the prediction of its trigger", raw)
 		}
 	}
-	col.validateAll(t)
+	col.ValidateAll(t)
 }
 
 // TestIntervalTrigger: one frame per interval.
@@ -73,7 +73,7 @@ func TestIntervalTrigger(t *testing.T) {
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
 	cfg.Cameras[0].Realtime, cfg.Cameras[0].FPS = true, 25
 	cfg.Cameras[0].Trigger, cfg.Cameras[0].Interval = "interval", 250*time.Millisecond
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	waitFor(t, "4 predictions", 10*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 4 })
 	stop()
@@ -92,7 +92,7 @@ func TestQualityGate(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	t.Run("flag", func(t *testing.T) {
 		cfg := demoConfig(t, broker.URL, "    quality_gate: {action: flag, min_brightness: 200, max_overexposed: 0.5}\n")
-		col := subscribe(t, broker.URL, "cvedge/e2e/#")
+		col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 		stop := runAgent(t, cfg)
 		waitFor(t, "predictions", 20*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
 		stop()
@@ -101,12 +101,12 @@ func TestQualityGate(t *testing.T) {
 				t.Fatalf("frame %d quality %+v", p.FrameID, p.Quality)
 			}
 		}
-		col.validateAll(t)
+		col.ValidateAll(t)
 	})
 	t.Run("skip", func(t *testing.T) {
 		cfg := demoConfig(t, broker.URL, "    quality_gate: {action: skip, min_brightness: 200}\n")
 		cfg.MQTT.StatsInterval = 200 * time.Millisecond
-		col := subscribe(t, broker.URL, "cvedge/e2e/#")
+		col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 		stop := runAgent(t, cfg)
 		waitFor(t, "stats counting gated frames", 20*time.Second, func() bool {
 			s, ok := lastStats(col, "cvedge/e2e/stats")
@@ -127,7 +127,7 @@ func TestTwoCamerasShareModels(t *testing.T) {
 	second := cfg.Cameras[0]
 	second.Name = "conveyor2"
 	cfg.Cameras = append(cfg.Cameras, second)
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	tr := loadTruth(t)
 	stop := runAgent(t, cfg)
 	waitFor(t, "every frame on both cameras", 60*time.Second, func() bool {
@@ -148,7 +148,7 @@ func TestTwoCamerasShareModels(t *testing.T) {
 		}
 	}
 	var st payload.Status
-	json.Unmarshal(col.get("cvedge/e2e/status")[0], &st)
+	json.Unmarshal(col.Get("cvedge/e2e/status")[0], &st)
 	if len(st.Models) != 2 || len(st.Cameras) != 2 {
 		t.Fatalf("status: %d models, %d cameras", len(st.Models), len(st.Cameras))
 	}

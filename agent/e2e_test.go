@@ -8,11 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/payload"
@@ -91,72 +88,13 @@ cameras:
 	return cfg
 }
 
-// collector subscribes to topic and keeps every message by topic.
-type collector struct {
-	mu   sync.Mutex
-	msgs map[string][][]byte
-	c    paho.Client
-}
-
-func subscribe(t *testing.T, brokerURL, topic string) *collector {
-	t.Helper()
-	col := &collector{msgs: map[string][][]byte{}}
-	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("e2e-sub-%d", time.Now().UnixNano()))
-	col.c = paho.NewClient(opts)
-	if tok := col.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber connect: %v", tok.Error())
-	}
-	tok := col.c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
-		col.mu.Lock()
-		col.msgs[m.Topic()] = append(col.msgs[m.Topic()], append([]byte(nil), m.Payload()...))
-		col.mu.Unlock()
-	})
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	t.Cleanup(func() { col.c.Disconnect(100) })
-	return col
-}
-
-// validateAll checks every message collected against its schema in docs/schemas.
-func (c *collector) validateAll(t *testing.T) {
-	t.Helper()
-	schemas := testenv.LoadSchemas(t)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for topic, msgs := range c.msgs {
-		if strings.HasSuffix(topic, "/commands") || strings.HasSuffix(topic, "/feedback") {
-			continue // what the test sent, not what the agent said
-		}
-		name := testenv.SchemaForTopic(topic)
-		if name == "" {
-			t.Errorf("topic %s has no schema in docs/schemas", topic)
-			continue
-		}
-		for _, raw := range msgs {
-			if err := schemas.Validate(name, raw); err != nil {
-				t.Errorf("%s: payload does not match %s.schema.json: %v\n%s", topic, name, err, raw)
-			}
-			n++
-		}
-	}
-	t.Logf("%d messages valid against their schemas", n)
-}
-
-func (c *collector) get(topic string) [][]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([][]byte(nil), c.msgs[topic]...)
-}
-
 // TestDemoEndToEnd runs the agent on the demo video against a real mosquitto and checks the
 // predictions received over MQTT against the video's ground truth.
 func TestDemoEndToEnd(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	tr := loadTruth(t)
 	cfg := demoConfig(t, broker.URL, "")
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 
 	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
@@ -168,7 +106,7 @@ func TestDemoEndToEnd(t *testing.T) {
 
 	topic := "cvedge/e2e/cameras/conveyor/predictions"
 	deadline := time.Now().Add(90 * time.Second)
-	for len(col.get(topic)) < len(tr.Frames) && time.Now().Before(deadline) {
+	for len(col.Get(topic)) < len(tr.Frames) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	cancel()
@@ -177,7 +115,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 
 	got := map[int64]payload.Prediction{}
-	for _, raw := range col.get(topic) {
+	for _, raw := range col.Get(topic) {
 		var p payload.Prediction
 		if err := json.Unmarshal(raw, &p); err != nil {
 			t.Fatalf("bad prediction payload: %v\n%s", err, raw)
@@ -249,8 +187,8 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("the demo video should show over 100 visible parts, truth has %d", parts)
 	}
 
-	col.validateAll(t)
-	statuses := col.get("cvedge/e2e/status")
+	col.ValidateAll(t)
+	statuses := col.Get("cvedge/e2e/status")
 	if len(statuses) == 0 {
 		t.Fatal("no status message")
 	}

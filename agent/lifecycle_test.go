@@ -47,18 +47,16 @@ func addToStore(t *testing.T, dir, model, export string) store.Iteration {
 	return it
 }
 
-func command(t *testing.T, col *collector, body string) {
+func command(t *testing.T, col *testenv.Inbox, body string) {
 	t.Helper()
-	if tok := col.c.Publish("cvedge/e2e/commands", 1, false, body); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("publish: %v", tok.Error())
-	}
+	col.Publish(t, "cvedge/e2e/commands", body)
 }
 
-func resultFor(t *testing.T, col *collector, id string) payload.Result {
+func resultFor(t *testing.T, col *testenv.Inbox, id string) payload.Result {
 	t.Helper()
 	var found payload.Result
 	waitFor(t, "result "+id, 30*time.Second, func() bool {
-		for _, raw := range col.get("cvedge/e2e/commands/results") {
+		for _, raw := range col.Get("cvedge/e2e/commands/results") {
 			var r payload.Result
 			json.Unmarshal(raw, &r)
 			if r.ID == id {
@@ -85,17 +83,17 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	m := cfg.Models["colour"]
 	m.Path = "" // the store's active iteration serves
 	cfg.Models["colour"] = m
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	preds := "cvedge/e2e/cameras/conveyor/predictions"
-	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.get(preds)) > 30 })
+	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get(preds)) > 30 })
 
 	command(t, col, fmt.Sprintf(`{"id":"a1","command":"activate","model":"colour","iteration":%q}`, v2.ID))
 	if r := resultFor(t, col, "a1"); !r.OK || r.Detail["iteration"] != v2.ID {
 		t.Fatalf("activate v2: %+v", r)
 	}
-	n := len(col.get(preds))
-	waitFor(t, "frames on v2", 20*time.Second, func() bool { return len(col.get(preds)) > n+30 })
+	n := len(col.Get(preds))
+	waitFor(t, "frames on v2", 20*time.Second, func() bool { return len(col.Get(preds)) > n+30 })
 	command(t, col, fmt.Sprintf(`{"id":"a2","command":"activate","model":"colour","iteration":%q}`, wrongJob.ID))
 	if r := resultFor(t, col, "a2"); r.OK || !strings.Contains(r.Error, "cannot replace a classifier") || !strings.Contains(r.Error, v2.ID+" keeps serving") {
 		t.Fatalf("wrong job: %+v", r)
@@ -108,14 +106,14 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	if r := resultFor(t, col, "a4"); !r.OK || r.Detail["iteration"] != v1.ID {
 		t.Fatalf("rollback: %+v", r)
 	}
-	n = len(col.get(preds))
-	waitFor(t, "frames after the rollback", 20*time.Second, func() bool { return len(col.get(preds)) > n+30 })
+	n = len(col.Get(preds))
+	waitFor(t, "frames after the rollback", 20*time.Second, func() bool { return len(col.Get(preds)) > n+30 })
 	stop()
 
 	seen := map[string]int{}
 	ids := map[uint64]bool{}
 	var maxID uint64
-	for _, raw := range col.get(preds) {
+	for _, raw := range col.Get(preds) {
 		var p payload.Prediction
 		json.Unmarshal(raw, &p)
 		ids[p.FrameID] = true
@@ -149,7 +147,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	if seen[v1.ID] == 0 || seen[v2.ID] == 0 {
 		t.Fatalf("iterations seen %v", seen)
 	}
-	statuses := col.get("cvedge/e2e/status")
+	statuses := col.Get("cvedge/e2e/status")
 	var last payload.Status
 	json.Unmarshal(statuses[len(statuses)-1], &last)
 	for _, m := range last.Models {
@@ -161,7 +159,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	if st, _ := s.State("colour"); st.Active != v1.ID {
 		t.Fatalf("store active %s", st.Active)
 	}
-	col.validateAll(t)
+	col.ValidateAll(t)
 }
 
 // TestRemoteAdd downloads an iteration over https, checks its SHA-256, and activates it.
@@ -178,9 +176,9 @@ func TestRemoteAdd(t *testing.T) {
 
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
 	cfg.Store.Dir, cfg.Store.CAFile = t.TempDir(), caFile
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
-	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.get("cvedge/e2e/cameras/conveyor/predictions")) > 5 })
+	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get("cvedge/e2e/cameras/conveyor/predictions")) > 5 })
 
 	command(t, col, fmt.Sprintf(`{"id":"r1","command":"add","model":"colour","url":%q,"sha256":%q}`, srv.URL+"/v2.zip", strings.Repeat("ab", 32)))
 	if r := resultFor(t, col, "r1"); r.OK || !strings.Contains(r.Error, "refused") {
@@ -196,7 +194,7 @@ func TestRemoteAdd(t *testing.T) {
 		t.Fatalf("add and activate: %+v", r)
 	}
 	waitFor(t, "a v2 answer", 20*time.Second, func() bool {
-		msgs := col.get("cvedge/e2e/cameras/conveyor/predictions")
+		msgs := col.Get("cvedge/e2e/cameras/conveyor/predictions")
 		var p payload.Prediction
 		json.Unmarshal(msgs[len(msgs)-1], &p)
 		return len(p.Predictions) > 0 && p.Predictions[0].Classification != nil && strings.HasSuffix(p.Predictions[0].Classification.Predictions[0].TagName, "_v2")

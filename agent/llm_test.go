@@ -60,7 +60,7 @@ func TestLLMFallback(t *testing.T) {
 	m.LLM.Prompt, m.LLM.Below = "Parts are painted blue, green, red or yellow. Name the paint colour.", 0.9999
 	cfg.Models["colour"] = m
 	cfg.MQTT.StatsInterval = 200 * time.Millisecond
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	waitFor(t, "the LLM calls", 30*time.Second, func() bool {
 		s, ok := lastStats(col, "cvedge/e2e/stats")
@@ -79,7 +79,7 @@ func TestLLMFallback(t *testing.T) {
 		byID[p.ID] = p
 	}
 	var follow []payload.FollowUp
-	for _, raw := range col.get("cvedge/e2e/cameras/conveyor/followups") {
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/followups") {
 		var f payload.FollowUp
 		json.Unmarshal(raw, &f)
 		follow = append(follow, f)
@@ -102,7 +102,7 @@ func TestLLMFallback(t *testing.T) {
 		}
 	}
 	var llmSamples int
-	for _, raw := range col.get("cvedge/e2e/cameras/conveyor/samples") {
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/samples") {
 		var s payload.Sample
 		json.Unmarshal(raw, &s)
 		if s.Reason == "llm" {
@@ -119,5 +119,5 @@ func TestLLMFallback(t *testing.T) {
 	if l := s.LLM; l.Asked != 5 || l.Answered != 2 || l.Invalid != 1 || l.OutsideTags != 1 || l.Failed != 1 || l.OverBudget == 0 {
 		t.Fatalf("llm stats %+v", l)
 	}
-	col.validateAll(t)
+	col.ValidateAll(t)
 }

@@ -24,8 +24,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
@@ -57,33 +55,6 @@ func runAgent(t *testing.T, cfg *configs.Config) (stop func()) {
 	return stop
 }
 
-// persistentSubscriber is a subscriber with a persistent session that reconnects and
-// resubscribes by itself, as a dashboard would.
-func persistentSubscriber(t *testing.T, brokerURL, topic string) *collector {
-	t.Helper()
-	col := &collector{msgs: map[string][][]byte{}}
-	handler := func(_ paho.Client, m paho.Message) {
-		col.mu.Lock()
-		col.msgs[m.Topic()] = append(col.msgs[m.Topic()], append([]byte(nil), m.Payload()...))
-		col.mu.Unlock()
-	}
-	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("dashboard-%d", time.Now().UnixNano())).
-		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(time.Second).
-		SetConnectRetryInterval(500 * time.Millisecond).SetDefaultPublishHandler(handler)
-	opts.SetOnConnectHandler(func(c paho.Client) { c.Subscribe(topic, 1, handler) })
-	col.c = paho.NewClient(opts)
-	if tok := col.c.Connect(); !tok.WaitTimeout(10 * time.Second) {
-		t.Fatal("subscriber did not connect")
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !col.c.IsConnectionOpen() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond) // the subscription is made in the connect handler
-	t.Cleanup(func() { col.c.Disconnect(100) })
-	return col
-}
-
 // frameIDs returns the distinct frame ids of the predictions received, for one boot.
 func frameIDs(t *testing.T, msgs [][]byte) (ids map[uint64]time.Time, boots map[string]bool) {
 	t.Helper()
@@ -111,8 +82,8 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 // lastStats returns the newest stats message.
-func lastStats(col *collector, topic string) (payload.Stats, bool) {
-	msgs := col.get(topic)
+func lastStats(col *testenv.Inbox, topic string) (payload.Stats, bool) {
+	msgs := col.Get(topic)
 	if len(msgs) == 0 {
 		return payload.Stats{}, false
 	}
@@ -131,11 +102,11 @@ func TestBrokerOutage(t *testing.T) {
 	cfg.MQTT.PublishTimeout = 2 * time.Second
 	cfg.MQTT.MaxReconnectInterval = time.Second
 	cfg.MQTT.StatsInterval = 500 * time.Millisecond
-	col := persistentSubscriber(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Dashboard(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	preds := "cvedge/e2e/cameras/conveyor/predictions"
 
-	waitFor(t, "50 predictions", 30*time.Second, func() bool { return len(col.get(preds)) >= 50 })
+	waitFor(t, "50 predictions", 30*time.Second, func() bool { return len(col.Get(preds)) >= 50 })
 	broker.Stop()
 	outage := time.Now()
 	time.Sleep(20 * time.Second)
@@ -149,7 +120,7 @@ func TestBrokerOutage(t *testing.T) {
 	stop()
 	time.Sleep(time.Second)
 
-	ids, boots := frameIDs(t, col.get(preds))
+	ids, boots := frameIDs(t, col.Get(preds))
 	var max uint64
 	duringOutage := 0
 	for id, created := range ids {
@@ -178,7 +149,7 @@ func TestBrokerOutage(t *testing.T) {
 	if duringOutage < 200 {
 		t.Fatalf("only %d predictions made during the 20 s outage arrived; the test needs 10/s or more", duringOutage)
 	}
-	col.validateAll(t)
+	col.ValidateAll(t)
 }
 
 func maxU(a, b uint64) uint64 {
@@ -193,17 +164,11 @@ func maxU(a, b uint64) uint64 {
 func TestCommands(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
 	preds := "cvedge/e2e/cameras/conveyor/predictions"
-	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.get(preds)) > 5 })
+	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get(preds)) > 5 })
 
-	send := func(topic, body string) {
-		tok := col.c.Publish("cvedge/e2e/"+topic, 1, false, body)
-		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish: %v", tok.Error())
-		}
-	}
 	cases := []struct {
 		topic, body, id, want string
 		ok                    bool
@@ -225,12 +190,12 @@ func TestCommands(t *testing.T) {
 		{"feedback", `{`, "", "not a valid JSON object", false},
 	}
 	for _, c := range cases {
-		send(c.topic, c.body)
+		col.Publish(t, "cvedge/e2e/"+c.topic, c.body)
 	}
 	results := "cvedge/e2e/commands/results"
-	waitFor(t, "a result per message", 20*time.Second, func() bool { return len(col.get(results)) >= len(cases) })
+	waitFor(t, "a result per message", 20*time.Second, func() bool { return len(col.Get(results)) >= len(cases) })
 	var got []payload.Result
-	for _, raw := range col.get(results) {
+	for _, raw := range col.Get(results) {
 		var r payload.Result
 		json.Unmarshal(raw, &r)
 		got = append(got, r)
@@ -248,7 +213,7 @@ func TestCommands(t *testing.T) {
 			t.Errorf("no result for %s %q: want id %q ok %v error containing %q", c.topic, c.body, c.id, c.ok, c.want)
 		}
 	}
-	snaps := col.get("cvedge/e2e/cameras/conveyor/snapshot")
+	snaps := col.Get("cvedge/e2e/cameras/conveyor/snapshot")
 	if len(snaps) != 1 {
 		t.Fatalf("%d snapshots", len(snaps))
 	}
@@ -262,9 +227,9 @@ func TestCommands(t *testing.T) {
 	if err != nil || img.Bounds().Dx() != 640 || img.Bounds().Dy() != 360 || snap.CommandID != "c1" {
 		t.Fatalf("snapshot: %v %v %+v", err, img.Bounds(), snap.CommandID)
 	}
-	before := len(col.get(preds))
-	waitFor(t, "predictions after the bad commands", 10*time.Second, func() bool { return len(col.get(preds)) > before+5 })
-	col.validateAll(t)
+	before := len(col.Get(preds))
+	waitFor(t, "predictions after the bad commands", 10*time.Second, func() bool { return len(col.Get(preds)) > before+5 })
+	col.ValidateAll(t)
 }
 
 // TestTLS publishes over TLS with a test CA, and over mutual TLS with a client certificate.
@@ -276,7 +241,7 @@ func TestTLS(t *testing.T) {
 		fmt.Sprintf("listener %d 127.0.0.1", tlsPort), "cafile "+pki.ca, "certfile "+pki.serverCert, "keyfile "+pki.serverKey,
 		fmt.Sprintf("listener %d 127.0.0.1", mtlsPort), "cafile "+pki.ca, "certfile "+pki.serverCert, "keyfile "+pki.serverKey,
 		"require_certificate true", "use_identity_as_username true")
-	col := subscribe(t, broker.URL, "#") // the plain listener
+	col := testenv.Subscribe(t, broker.URL, "#") // the plain listener
 	for _, c := range []struct {
 		name string
 		port int
@@ -292,7 +257,7 @@ func TestTLS(t *testing.T) {
 			}
 			stop := runAgent(t, cfg)
 			topic := "cvedge/" + c.name + "/cameras/conveyor/predictions"
-			waitFor(t, "predictions over "+c.name, 30*time.Second, func() bool { return len(col.get(topic)) >= 20 })
+			waitFor(t, "predictions over "+c.name, 30*time.Second, func() bool { return len(col.Get(topic)) >= 20 })
 			stop()
 		})
 	}
@@ -302,7 +267,7 @@ func TestTLS(t *testing.T) {
 		stop := runAgent(t, cfg)
 		time.Sleep(3 * time.Second)
 		stop()
-		if n := len(col.get("cvedge/nocert/cameras/conveyor/predictions")); n != 0 {
+		if n := len(col.Get("cvedge/nocert/cameras/conveyor/predictions")); n != 0 {
 			t.Fatalf("%d predictions arrived without a client certificate", n)
 		}
 	})

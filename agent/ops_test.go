@@ -47,7 +47,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "")
 	cfg.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
 	base := "http://" + cfg.HTTP.Listen
 	tr := loadTruth(t)

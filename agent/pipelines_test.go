@@ -13,10 +13,10 @@ import (
 
 // runDemo runs the demo video once through cfg and returns the predictions and the last
 // stats message.
-func runDemo(t *testing.T, broker *testenv.Broker, cfg *configs.Config) ([]payload.Prediction, *collector) {
+func runDemo(t *testing.T, broker *testenv.Broker, cfg *configs.Config) ([]payload.Prediction, *testenv.Inbox) {
 	t.Helper()
 	cfg.MQTT.StatsInterval = 200 * time.Millisecond
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	tr := loadTruth(t)
 	waitFor(t, "every frame", 60*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
@@ -76,7 +76,7 @@ func TestHierarchy(t *testing.T) {
 	if checked < 200 {
 		t.Fatalf("only %d parts checked", checked)
 	}
-	col.validateAll(t)
+	col.ValidateAll(t)
 }
 
 // TestPerTagThresholds: the detector's probability follows the part's fill (square 0.998,
@@ -132,7 +132,7 @@ func TestVote(t *testing.T) {
 	if len(firsts) < 9 || len(firsts) > 18 {
 		t.Fatalf("%d parts decided, the video has 9", len(firsts))
 	}
-	col.validateAll(t)
+	col.ValidateAll(t)
 }
 
 // TestShadow runs a candidate iteration beside the active one: one that answers alike
@@ -160,7 +160,7 @@ func TestShadow(t *testing.T) {
 				t.Fatalf("shadow stats %+v", sh)
 			}
 			var shadowSamples int
-			for _, raw := range col.get("cvedge/e2e/cameras/conveyor/samples") {
+			for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/samples") {
 				var smp payload.Sample
 				json.Unmarshal(raw, &smp)
 				if smp.Reason == "shadow" {
@@ -173,7 +173,7 @@ func TestShadow(t *testing.T) {
 			if (c.agreement == 0) != (shadowSamples > 0) {
 				t.Fatalf("%d shadow samples with agreement %v", shadowSamples, c.agreement)
 			}
-			col.validateAll(t)
+			col.ValidateAll(t)
 		})
 	}
 }

@@ -17,10 +17,10 @@ import (
 	"github.com/cvedge/cvedge/agent/testenv"
 )
 
-func samples(t *testing.T, col *collector) []payload.Sample {
+func samples(t *testing.T, col *testenv.Inbox) []payload.Sample {
 	t.Helper()
 	var out []payload.Sample
-	for _, raw := range col.get("cvedge/e2e/cameras/conveyor/samples") {
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/samples") {
 		var s payload.Sample
 		if err := json.Unmarshal(raw, &s); err != nil {
 			t.Fatal(err)
@@ -54,7 +54,7 @@ func TestFeedbackRoundTrip(t *testing.T) {
 	cfg := demoConfig(t, broker.URL, "")
 	cfg.Ring.Frames = 1000
 	cfg.Samples.FullFrame = true
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
 	tr := loadTruth(t)
 	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
@@ -73,17 +73,17 @@ func TestFeedbackRoundTrip(t *testing.T) {
 		wrong = "red"
 	}
 	send := func(body string) {
-		col.c.Publish("cvedge/e2e/feedback", 1, false, body).Wait()
+		col.Publish(t, "cvedge/e2e/feedback", body)
 	}
 	send(fmt.Sprintf(`{"id":"fb-1","predictionId":%q,"tag":%q,"operator":"j.doe","note":"paint"}`, one.ID, wrong))
 	send(fmt.Sprintf(`{"id":"fb-2","predictionId":%q,"tag":"red"}`, two.ID))
 	send(fmt.Sprintf(`{"id":"fb-3","predictionId":%q,"tag":"red","detection":1}`, two.ID))
 	send(`{"id":"fb-4","predictionId":"no-such-prediction","tag":"red"}`)
 	send(fmt.Sprintf(`{"id":"fb-5","predictionId":%q,"tag":"red","detection":5}`, two.ID))
-	waitFor(t, "five results", 10*time.Second, func() bool { return len(col.get("cvedge/e2e/commands/results")) >= 5 })
+	waitFor(t, "five results", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= 5 })
 
 	results := map[string]payload.Result{}
-	for _, raw := range col.get("cvedge/e2e/commands/results") {
+	for _, raw := range col.Get("cvedge/e2e/commands/results") {
 		var r payload.Result
 		json.Unmarshal(raw, &r)
 		results[r.ID] = r
@@ -119,7 +119,7 @@ func TestFeedbackRoundTrip(t *testing.T) {
 	if s3 := byFeedback["fb-3"]; *s3.Detection != 1 || s3.Prediction.BoundingBox.Left != two.Predictions[1].BoundingBox.Left {
 		t.Fatalf("sample for detection 1: %+v", s3)
 	}
-	col.validateAll(t)
+	col.ValidateAll(t)
 }
 
 // TestRuleSamples: a per-model threshold above the demo classifier's confidence makes every
@@ -131,7 +131,7 @@ func TestRuleSamples(t *testing.T) {
 	cfg.Samples.LowConfidence.PerMinute = 3
 	cfg.Samples.SmallMargin.Enabled = false
 	cfg.MQTT.StatsInterval = 200 * time.Millisecond
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	tr := loadTruth(t)
 	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
@@ -151,7 +151,7 @@ func TestRuleSamples(t *testing.T) {
 	if st.Cameras[0].Samples["low_confidence"] != 3 {
 		t.Errorf("stats samples %v", st.Cameras[0].Samples)
 	}
-	col.validateAll(t)
+	col.ValidateAll(t)
 }
 
 // TestDataCollection: a camera saves crops into a data set until its quota is reached; frames
@@ -160,7 +160,7 @@ func TestDataCollection(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	dir := t.TempDir()
 	cfg := demoConfig(t, broker.URL, fmt.Sprintf("    collect: {enabled: true, dir: %s, what: crops, every: 1ms, max_mb: 1}\n", dir))
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	tr := loadTruth(t)
 	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
@@ -185,7 +185,7 @@ func TestDataCollection(t *testing.T) {
 
 	gated := t.TempDir()
 	cfg = demoConfig(t, broker.URL, fmt.Sprintf("    collect: {enabled: true, dir: %s, every: 1ms}\n    quality_gate: {action: flag, min_brightness: 200}\n", gated))
-	col = subscribe(t, broker.URL, "cvedge/e2e/#")
+	col = testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop = runAgent(t, cfg)
 	waitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
 	stop()
@@ -200,7 +200,7 @@ func TestCollectOnlyCamera(t *testing.T) {
 	dir := t.TempDir()
 	cfg := demoConfig(t, broker.URL, fmt.Sprintf("    collect: {enabled: true, dir: %s, every: 1ms}\n", dir))
 	cfg.Cameras[0].Pipeline.Detector, cfg.Cameras[0].Pipeline.Classifier = "", ""
-	col := subscribe(t, broker.URL, "cvedge/e2e/#")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	waitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
 	stop()
@@ -212,5 +212,5 @@ func TestCollectOnlyCamera(t *testing.T) {
 			t.Fatalf("prediction of a camera without models: %+v", p)
 		}
 	}
-	col.validateAll(t)
+	col.ValidateAll(t)
 }

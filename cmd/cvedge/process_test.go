@@ -7,12 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
@@ -87,45 +84,10 @@ cameras:
 	return p
 }
 
-// inbox is a dashboard subscriber with a persistent session.
-type inbox struct {
-	mu   sync.Mutex
-	msgs map[string][][]byte
-	c    paho.Client
-}
-
-func dashboard(t *testing.T, brokerURL, topic string) *inbox {
-	t.Helper()
-	in := &inbox{msgs: map[string][][]byte{}}
-	h := func(_ paho.Client, m paho.Message) {
-		in.mu.Lock()
-		in.msgs[m.Topic()] = append(in.msgs[m.Topic()], append([]byte(nil), m.Payload()...))
-		in.mu.Unlock()
-	}
-	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(fmt.Sprintf("dash-%d", time.Now().UnixNano())).
-		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(time.Second).
-		SetConnectRetryInterval(500 * time.Millisecond).SetDefaultPublishHandler(h)
-	opts.SetOnConnectHandler(func(c paho.Client) { c.Subscribe(topic, 1, h) })
-	c := paho.NewClient(opts)
-	in.c = c
-	if tok := c.Connect(); !tok.WaitTimeout(10 * time.Second) {
-		t.Fatal("dashboard did not connect")
-	}
-	time.Sleep(300 * time.Millisecond)
-	t.Cleanup(func() { c.Disconnect(100) })
-	return in
-}
-
-func (in *inbox) get(topic string) [][]byte {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return append([][]byte(nil), in.msgs[topic]...)
-}
-
 // frames returns the frame ids received per boot.
-func (in *inbox) frames(t *testing.T) map[string]map[uint64]bool {
+func frames(t *testing.T, in *testenv.Inbox) map[string]map[uint64]bool {
 	out := map[string]map[uint64]bool{}
-	for _, raw := range in.get("cvedge/proc/cameras/conveyor/predictions") {
+	for _, raw := range in.Get("cvedge/proc/cameras/conveyor/predictions") {
 		var p payload.Prediction
 		if err := json.Unmarshal(raw, &p); err != nil {
 			t.Fatal(err)
@@ -154,19 +116,19 @@ func until(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 func TestCrashDuringOutage(t *testing.T) {
 	needRuntime(t)
 	broker := testenv.StartMosquitto(t, testenv.Persistent(t.TempDir())...)
-	in := dashboard(t, broker.URL, "cvedge/proc/#")
+	in := testenv.Dashboard(t, broker.URL, "cvedge/proc/#")
 	cfg := agentConfig(t, broker.URL, filepath.Join(t.TempDir(), "spool"))
 
 	first := agentProcess(t, cfg)
 	var boot string
 	until(t, "30 predictions from the first run", 60*time.Second, func() bool {
-		for b, ids := range in.frames(t) {
+		for b, ids := range frames(t, in) {
 			boot = b
 			return len(ids) >= 30
 		}
 		return false
 	})
-	before := len(in.frames(t)[boot])
+	before := len(frames(t, in)[boot])
 	broker.Stop()
 	time.Sleep(4 * time.Second) // the agent spools
 	first.Process.Signal(syscall.SIGKILL)
@@ -176,13 +138,13 @@ func TestCrashDuringOutage(t *testing.T) {
 	time.Sleep(time.Second)
 	broker.Start(t)
 	until(t, "the first run's spooled predictions", 60*time.Second, func() bool {
-		return len(in.frames(t)[boot]) >= before+20 // at least 5 a second during the 4 s outage
+		return len(frames(t, in)[boot]) >= before+20 // at least 5 a second during the 4 s outage
 	})
-	for n := 0; n != len(in.frames(t)[boot]); { // until the first run's messages stop coming
-		n = len(in.frames(t)[boot])
+	for n := 0; n != len(frames(t, in)[boot]); { // until the first run's messages stop coming
+		n = len(frames(t, in)[boot])
 		time.Sleep(2 * time.Second)
 	}
-	ids := in.frames(t)[boot]
+	ids := frames(t, in)[boot]
 	var max uint64
 	for id := range ids {
 		max = max2(max, id)
@@ -193,7 +155,7 @@ func TestCrashDuringOutage(t *testing.T) {
 		}
 	}
 	others := 0
-	for b, ids := range in.frames(t) {
+	for b, ids := range frames(t, in) {
 		if b != boot {
 			others += len(ids)
 		}
@@ -217,10 +179,10 @@ func max2(a, b uint64) uint64 {
 func TestLastWill(t *testing.T) {
 	needRuntime(t)
 	broker := testenv.StartMosquitto(t)
-	in := dashboard(t, broker.URL, "cvedge/proc/status")
+	in := testenv.Dashboard(t, broker.URL, "cvedge/proc/status")
 	agent := agentProcess(t, agentConfig(t, broker.URL, filepath.Join(t.TempDir(), "spool")))
 	status := func() payload.Status {
-		msgs := in.get("cvedge/proc/status")
+		msgs := in.Get("cvedge/proc/status")
 		var s payload.Status
 		if len(msgs) > 0 {
 			json.Unmarshal(msgs[len(msgs)-1], &s)
@@ -235,10 +197,10 @@ func TestLastWill(t *testing.T) {
 		return s.State == "offline" && s.Reason == "connection lost"
 	})
 	// a new subscriber gets it too: it is retained
-	late := dashboard(t, broker.URL, "cvedge/proc/status")
-	until(t, "the retained status", 5*time.Second, func() bool { return len(late.get("cvedge/proc/status")) > 0 })
+	late := testenv.Dashboard(t, broker.URL, "cvedge/proc/status")
+	until(t, "the retained status", 5*time.Second, func() bool { return len(late.Get("cvedge/proc/status")) > 0 })
 	var s payload.Status
-	json.Unmarshal(late.get("cvedge/proc/status")[0], &s)
+	json.Unmarshal(late.Get("cvedge/proc/status")[0], &s)
 	if s.State != "offline" {
 		t.Fatalf("retained status %+v", s)
 	}
@@ -249,10 +211,10 @@ func TestLastWill(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	needRuntime(t)
 	broker := testenv.StartMosquitto(t)
-	in := dashboard(t, broker.URL, "cvedge/proc/#")
+	in := testenv.Dashboard(t, broker.URL, "cvedge/proc/#")
 	agent := agentProcess(t, agentConfig(t, broker.URL, filepath.Join(t.TempDir(), "spool")))
 	until(t, "50 predictions", 60*time.Second, func() bool {
-		for _, ids := range in.frames(t) {
+		for _, ids := range frames(t, in) {
 			return len(ids) >= 50
 		}
 		return false
@@ -262,7 +224,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	for boot, ids := range in.frames(t) {
+	for boot, ids := range frames(t, in) {
 		var max uint64
 		for id := range ids {
 			max = max2(max, id)
@@ -275,7 +237,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	// the dashboard handles messages concurrently: the newest status is the latest updated
 	var last payload.Status
-	for _, raw := range in.get("cvedge/proc/status") {
+	for _, raw := range in.Get("cvedge/proc/status") {
 		var s payload.Status
 		json.Unmarshal(raw, &s)
 		if s.Updated.After(last.Updated) {
@@ -293,11 +255,11 @@ func TestGracefulShutdown(t *testing.T) {
 func TestReloadOnSIGHUP(t *testing.T) {
 	needRuntime(t)
 	broker := testenv.StartMosquitto(t)
-	in := dashboard(t, broker.URL, "cvedge/proc/#")
+	in := testenv.Dashboard(t, broker.URL, "cvedge/proc/#")
 	cfgPath := agentConfig(t, broker.URL, filepath.Join(t.TempDir(), "spool"))
 	orig, _ := os.ReadFile(cfgPath)
 	agent := agentProcess(t, cfgPath)
-	count := func(cam string) int { return len(in.get("cvedge/proc/cameras/" + cam + "/predictions")) }
+	count := func(cam string) int { return len(in.Get("cvedge/proc/cameras/" + cam + "/predictions")) }
 	until(t, "predictions", 60*time.Second, func() bool { return count("conveyor") > 20 })
 
 	second := strings.Replace(string(orig), "  - name: conveyor\n", "  - name: conveyor2\n    source: "+testenv.Path("testdata", "demo", "conveyor.avi")+
@@ -306,7 +268,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	agent.Process.Signal(syscall.SIGHUP)
 	until(t, "the new camera's predictions", 60*time.Second, func() bool { return count("conveyor2") > 20 })
 	var st payload.Status
-	msgs := in.get("cvedge/proc/status")
+	msgs := in.Get("cvedge/proc/status")
 	json.Unmarshal(msgs[len(msgs)-1], &st)
 	if len(st.Cameras) != 2 {
 		t.Fatalf("status after reload: %+v", st.Cameras)
@@ -325,12 +287,10 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	// the same over MQTT: the reload command answers with what happened
 	reloadCmd := func(id string) payload.Result {
 		t.Helper()
-		if tok := in.c.Publish("cvedge/proc/commands", 1, false, `{"id":"`+id+`","command":"reload"}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish: %v", tok.Error())
-		}
+		in.Publish(t, "cvedge/proc/commands", `{"id":"`+id+`","command":"reload"}`)
 		var res payload.Result
 		until(t, "the reload result", 60*time.Second, func() bool {
-			for _, raw := range in.get("cvedge/proc/commands/results") {
+			for _, raw := range in.Get("cvedge/proc/commands/results") {
 				if json.Unmarshal(raw, &res) == nil && res.ID == id {
 					return true
 				}
