@@ -32,7 +32,7 @@ func TestMQTTTrigger(t *testing.T) {
 	cfg.Cameras[0].Realtime, cfg.Cameras[0].FPS, cfg.Cameras[0].Trigger = true, 25, "mqtt"
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
-	waitFor(t, "the camera online", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/status")) > 0 })
+	testenv.WaitFor(t, "the camera online", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/status")) > 0 })
 	time.Sleep(500 * time.Millisecond)
 	if n := len(predictions(t, col, "conveyor")); n != 0 {
 		t.Fatalf("%d predictions before any trigger", n)
@@ -44,7 +44,7 @@ func TestMQTTTrigger(t *testing.T) {
 		col.Publish(t, "cvedge/e2e/commands", fmt.Sprintf(`{"id":%q,"command":"trigger","camera":"conveyor"}`, id))
 		time.Sleep(300 * time.Millisecond)
 	}
-	waitFor(t, "three results", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= 3 })
+	testenv.WaitFor(t, "three results", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= 3 })
 	preds := predictions(t, col, "conveyor")
 	if len(preds) != 3 {
 		t.Fatalf("%d predictions for 3 triggers", len(preds))
@@ -75,7 +75,7 @@ func TestIntervalTrigger(t *testing.T) {
 	cfg.Cameras[0].Trigger, cfg.Cameras[0].Interval = "interval", 250*time.Millisecond
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
-	waitFor(t, "4 predictions", 10*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 4 })
+	testenv.WaitFor(t, "4 predictions", 10*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 4 })
 	stop()
 	preds := predictions(t, col, "conveyor")
 	for i := 1; i < len(preds); i++ {
@@ -94,7 +94,7 @@ func TestQualityGate(t *testing.T) {
 		cfg := demoConfig(t, broker.URL, "    quality_gate: {action: flag, min_brightness: 200, max_overexposed: 0.5}\n")
 		col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 		stop := runAgent(t, cfg)
-		waitFor(t, "predictions", 20*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
+		testenv.WaitFor(t, "predictions", 20*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
 		stop()
 		for _, p := range predictions(t, col, "conveyor") {
 			if p.Quality.Gate != "fail" || strings.Join(p.Quality.Failed, ",") != "too_dark" {
@@ -108,7 +108,7 @@ func TestQualityGate(t *testing.T) {
 		cfg.MQTT.StatsInterval = 200 * time.Millisecond
 		col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 		stop := runAgent(t, cfg)
-		waitFor(t, "stats counting gated frames", 20*time.Second, func() bool {
+		testenv.WaitFor(t, "stats counting gated frames", 20*time.Second, func() bool {
 			s, ok := lastStats(col, "cvedge/e2e/stats")
 			return ok && len(s.Cameras) == 1 && s.Cameras[0].Gated >= 20
 		})
@@ -130,7 +130,7 @@ func TestTwoCamerasShareModels(t *testing.T) {
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	tr := loadTruth(t)
 	stop := runAgent(t, cfg)
-	waitFor(t, "every frame on both cameras", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "every frame on both cameras", 60*time.Second, func() bool {
 		return len(predictions(t, col, "conveyor")) >= len(tr.Frames) && len(predictions(t, col, "conveyor2")) >= len(tr.Frames)
 	})
 	stop()

@@ -55,7 +55,7 @@ func command(t *testing.T, col *testenv.Inbox, body string) {
 func resultFor(t *testing.T, col *testenv.Inbox, id string) payload.Result {
 	t.Helper()
 	var found payload.Result
-	waitFor(t, "result "+id, 30*time.Second, func() bool {
+	testenv.WaitFor(t, "result "+id, 30*time.Second, func() bool {
 		for _, raw := range col.Get("cvedge/e2e/commands/results") {
 			var r payload.Result
 			json.Unmarshal(raw, &r)
@@ -86,14 +86,14 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	preds := "cvedge/e2e/cameras/conveyor/predictions"
-	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get(preds)) > 30 })
+	testenv.WaitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get(preds)) > 30 })
 
 	command(t, col, fmt.Sprintf(`{"id":"a1","command":"activate","model":"colour","iteration":%q}`, v2.ID))
 	if r := resultFor(t, col, "a1"); !r.OK || r.Detail["iteration"] != v2.ID {
 		t.Fatalf("activate v2: %+v", r)
 	}
 	n := len(col.Get(preds))
-	waitFor(t, "frames on v2", 20*time.Second, func() bool { return len(col.Get(preds)) > n+30 })
+	testenv.WaitFor(t, "frames on v2", 20*time.Second, func() bool { return len(col.Get(preds)) > n+30 })
 	command(t, col, fmt.Sprintf(`{"id":"a2","command":"activate","model":"colour","iteration":%q}`, wrongJob.ID))
 	if r := resultFor(t, col, "a2"); r.OK || !strings.Contains(r.Error, "cannot replace a classifier") || !strings.Contains(r.Error, v2.ID+" keeps serving") {
 		t.Fatalf("wrong job: %+v", r)
@@ -107,7 +107,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 		t.Fatalf("rollback: %+v", r)
 	}
 	n = len(col.Get(preds))
-	waitFor(t, "frames after the rollback", 20*time.Second, func() bool { return len(col.Get(preds)) > n+30 })
+	testenv.WaitFor(t, "frames after the rollback", 20*time.Second, func() bool { return len(col.Get(preds)) > n+30 })
 	stop()
 
 	seen := map[string]int{}
@@ -178,7 +178,7 @@ func TestRemoteAdd(t *testing.T) {
 	cfg.Store.Dir, cfg.Store.CAFile = t.TempDir(), caFile
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
-	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get("cvedge/e2e/cameras/conveyor/predictions")) > 5 })
+	testenv.WaitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get("cvedge/e2e/cameras/conveyor/predictions")) > 5 })
 
 	command(t, col, fmt.Sprintf(`{"id":"r1","command":"add","model":"colour","url":%q,"sha256":%q}`, srv.URL+"/v2.zip", strings.Repeat("ab", 32)))
 	if r := resultFor(t, col, "r1"); r.OK || !strings.Contains(r.Error, "refused") {
@@ -193,7 +193,7 @@ func TestRemoteAdd(t *testing.T) {
 	if !r.OK || r.Detail["storeId"] == "" || r.Detail["iteration"] != r.Detail["storeId"] {
 		t.Fatalf("add and activate: %+v", r)
 	}
-	waitFor(t, "a v2 answer", 20*time.Second, func() bool {
+	testenv.WaitFor(t, "a v2 answer", 20*time.Second, func() bool {
 		msgs := col.Get("cvedge/e2e/cameras/conveyor/predictions")
 		var p payload.Prediction
 		json.Unmarshal(msgs[len(msgs)-1], &p)

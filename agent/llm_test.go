@@ -62,7 +62,7 @@ func TestLLMFallback(t *testing.T) {
 	cfg.MQTT.StatsInterval = 200 * time.Millisecond
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
-	waitFor(t, "the LLM calls", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the LLM calls", 30*time.Second, func() bool {
 		s, ok := lastStats(col, "cvedge/e2e/stats")
 		return ok && s.LLM != nil && s.LLM.Answered+s.LLM.Invalid+s.LLM.OutsideTags+s.LLM.Failed >= 5
 	})

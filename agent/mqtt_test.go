@@ -70,17 +70,6 @@ func frameIDs(t *testing.T, msgs [][]byte) (ids map[uint64]time.Time, boots map[
 	return ids, boots
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // lastStats returns the newest stats message.
 func lastStats(col *testenv.Inbox, topic string) (payload.Stats, bool) {
 	msgs := col.Get(topic)
@@ -106,14 +95,14 @@ func TestBrokerOutage(t *testing.T) {
 	stop := runAgent(t, cfg)
 	preds := "cvedge/e2e/cameras/conveyor/predictions"
 
-	waitFor(t, "50 predictions", 30*time.Second, func() bool { return len(col.Get(preds)) >= 50 })
+	testenv.WaitFor(t, "50 predictions", 30*time.Second, func() bool { return len(col.Get(preds)) >= 50 })
 	broker.Stop()
 	outage := time.Now()
 	time.Sleep(20 * time.Second)
 	broker.Start(t)
 	back := time.Now()
 	// the agent spooled during the outage; wait until the spool is delivered
-	waitFor(t, "the spool to drain", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "the spool to drain", 60*time.Second, func() bool {
 		s, ok := lastStats(col, "cvedge/e2e/stats")
 		return ok && s.Time.After(back) && s.MQTT.Connected && s.Spool.Messages == 0 && s.MQTT.Spooled > 0
 	})
@@ -167,7 +156,7 @@ func TestCommands(t *testing.T) {
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
 	preds := "cvedge/e2e/cameras/conveyor/predictions"
-	waitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get(preds)) > 5 })
+	testenv.WaitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get(preds)) > 5 })
 
 	cases := []struct {
 		topic, body, id, want string
@@ -193,7 +182,7 @@ func TestCommands(t *testing.T) {
 		col.Publish(t, "cvedge/e2e/"+c.topic, c.body)
 	}
 	results := "cvedge/e2e/commands/results"
-	waitFor(t, "a result per message", 20*time.Second, func() bool { return len(col.Get(results)) >= len(cases) })
+	testenv.WaitFor(t, "a result per message", 20*time.Second, func() bool { return len(col.Get(results)) >= len(cases) })
 	var got []payload.Result
 	for _, raw := range col.Get(results) {
 		var r payload.Result
@@ -228,7 +217,7 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("snapshot: %v %v %+v", err, img.Bounds(), snap.CommandID)
 	}
 	before := len(col.Get(preds))
-	waitFor(t, "predictions after the bad commands", 10*time.Second, func() bool { return len(col.Get(preds)) > before+5 })
+	testenv.WaitFor(t, "predictions after the bad commands", 10*time.Second, func() bool { return len(col.Get(preds)) > before+5 })
 	col.ValidateAll(t)
 }
 
@@ -257,7 +246,7 @@ func TestTLS(t *testing.T) {
 			}
 			stop := runAgent(t, cfg)
 			topic := "cvedge/" + c.name + "/cameras/conveyor/predictions"
-			waitFor(t, "predictions over "+c.name, 30*time.Second, func() bool { return len(col.Get(topic)) >= 20 })
+			testenv.WaitFor(t, "predictions over "+c.name, 30*time.Second, func() bool { return len(col.Get(topic)) >= 20 })
 			stop()
 		})
 	}

@@ -51,8 +51,8 @@ func TestMetricsAndHealth(t *testing.T) {
 	runAgent(t, cfg)
 	base := "http://" + cfg.HTTP.Listen
 	tr := loadTruth(t)
-	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
-	waitFor(t, "the camera to end", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	testenv.WaitFor(t, "the camera to end", 10*time.Second, func() bool {
 		_, body := get(t, base+"/metrics")
 		return strings.Contains(body, `cvedge_camera_state{camera="conveyor",state="ended"} 1`)
 	})
@@ -102,7 +102,7 @@ func TestReadyWhileRunning(t *testing.T) {
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
 	cfg.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	runAgent(t, cfg)
-	waitFor(t, "ready", 20*time.Second, func() bool {
+	testenv.WaitFor(t, "ready", 20*time.Second, func() bool {
 		resp, err := http.Get("http://" + cfg.HTTP.Listen + "/readyz")
 		if err != nil {
 			return false // not listening yet
@@ -163,8 +163,8 @@ func TestSystemdNotify(t *testing.T) {
 	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
 	broker := testenv.StartMosquitto(t)
 	stop := runAgent(t, demoConfig(t, broker.URL, "    loop: true\n"))
-	waitFor(t, "READY=1", 20*time.Second, func() bool { return n.count("READY=1") == 1 })
-	waitFor(t, "watchdog pings", 5*time.Second, func() bool { return n.count("WATCHDOG=1") >= 5 })
+	testenv.WaitFor(t, "READY=1", 20*time.Second, func() bool { return n.count("READY=1") == 1 })
+	testenv.WaitFor(t, "watchdog pings", 5*time.Second, func() bool { return n.count("WATCHDOG=1") >= 5 })
 	stop()
 	if n.count("STOPPING=1") != 1 {
 		t.Fatalf("notifications %v", n.msgs)

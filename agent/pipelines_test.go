@@ -19,7 +19,7 @@ func runDemo(t *testing.T, broker *testenv.Broker, cfg *configs.Config) ([]paylo
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	tr := loadTruth(t)
-	waitFor(t, "every frame", 60*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	testenv.WaitFor(t, "every frame", 60*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 	time.Sleep(400 * time.Millisecond) // one more stats message
 	stop()
 	return predictions(t, col, "conveyor"), col

@@ -57,7 +57,7 @@ func TestFeedbackRoundTrip(t *testing.T) {
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
 	tr := loadTruth(t)
-	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 
 	var one, two payload.Prediction // a frame with one detection, and one with two
 	for _, p := range predictions(t, col, "conveyor") {
@@ -80,7 +80,7 @@ func TestFeedbackRoundTrip(t *testing.T) {
 	send(fmt.Sprintf(`{"id":"fb-3","predictionId":%q,"tag":"red","detection":1}`, two.ID))
 	send(`{"id":"fb-4","predictionId":"no-such-prediction","tag":"red"}`)
 	send(fmt.Sprintf(`{"id":"fb-5","predictionId":%q,"tag":"red","detection":5}`, two.ID))
-	waitFor(t, "five results", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= 5 })
+	testenv.WaitFor(t, "five results", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= 5 })
 
 	results := map[string]payload.Result{}
 	for _, raw := range col.Get("cvedge/e2e/commands/results") {
@@ -95,7 +95,7 @@ func TestFeedbackRoundTrip(t *testing.T) {
 			t.Errorf("%s: result %+v, want error %q", id, r, errText)
 		}
 	}
-	waitFor(t, "two samples", 10*time.Second, func() bool { return len(samples(t, col)) >= 2 })
+	testenv.WaitFor(t, "two samples", 10*time.Second, func() bool { return len(samples(t, col)) >= 2 })
 	byFeedback := map[string]payload.Sample{}
 	for _, s := range samples(t, col) {
 		byFeedback[s.FeedbackID] = s
@@ -134,7 +134,7 @@ func TestRuleSamples(t *testing.T) {
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	tr := loadTruth(t)
-	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 	time.Sleep(500 * time.Millisecond)
 	stop()
 	got := samples(t, col)
@@ -163,7 +163,7 @@ func TestDataCollection(t *testing.T) {
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	tr := loadTruth(t)
-	waitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 	stop()
 	entries, err := collect.ReadIndex(dir)
 	if err != nil {
@@ -187,7 +187,7 @@ func TestDataCollection(t *testing.T) {
 	cfg = demoConfig(t, broker.URL, fmt.Sprintf("    collect: {enabled: true, dir: %s, every: 1ms}\n    quality_gate: {action: flag, min_brightness: 200}\n", gated))
 	col = testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop = runAgent(t, cfg)
-	waitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
+	testenv.WaitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
 	stop()
 	if entries, _ := collect.ReadIndex(gated); len(entries) != 0 {
 		t.Fatalf("%d frames saved that failed the quality gate", len(entries))
@@ -202,7 +202,7 @@ func TestCollectOnlyCamera(t *testing.T) {
 	cfg.Cameras[0].Pipeline.Detector, cfg.Cameras[0].Pipeline.Classifier = "", ""
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
-	waitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
+	testenv.WaitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
 	stop()
 	if entries, _ := collect.ReadIndex(dir); len(entries) < 20 || entries[0].Region != nil {
 		t.Fatalf("%d frames saved", len(entries))

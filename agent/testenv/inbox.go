@@ -104,3 +104,16 @@ func (in *Inbox) ValidateAll(tb testing.TB) {
 	}
 	tb.Logf("%d messages valid against their schemas", n)
 }
+
+// WaitFor polls cond every 100 ms until it holds, and fails the test after timeout, naming
+// what it waited for.
+func WaitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -100,17 +100,6 @@ func frames(t *testing.T, in *testenv.Inbox) map[string]map[uint64]bool {
 	return out
 }
 
-func until(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestCrashDuringOutage: the agent is killed with kill -9 while the broker is away and
 // started again; what it spooled before dying still arrives.
 func TestCrashDuringOutage(t *testing.T) {
@@ -121,7 +110,7 @@ func TestCrashDuringOutage(t *testing.T) {
 
 	first := agentProcess(t, cfg)
 	var boot string
-	until(t, "30 predictions from the first run", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "30 predictions from the first run", 60*time.Second, func() bool {
 		for b, ids := range frames(t, in) {
 			boot = b
 			return len(ids) >= 30
@@ -137,7 +126,7 @@ func TestCrashDuringOutage(t *testing.T) {
 	second := agentProcess(t, cfg)
 	time.Sleep(time.Second)
 	broker.Start(t)
-	until(t, "the first run's spooled predictions", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "the first run's spooled predictions", 60*time.Second, func() bool {
 		return len(frames(t, in)[boot]) >= before+20 // at least 5 a second during the 4 s outage
 	})
 	for n := 0; n != len(frames(t, in)[boot]); { // until the first run's messages stop coming
@@ -189,16 +178,16 @@ func TestLastWill(t *testing.T) {
 		}
 		return s
 	}
-	until(t, "the birth status", 60*time.Second, func() bool { return status().State == "online" })
+	testenv.WaitFor(t, "the birth status", 60*time.Second, func() bool { return status().State == "online" })
 	agent.Process.Signal(syscall.SIGKILL)
 	agent.Wait()
-	until(t, "the last will", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the last will", 10*time.Second, func() bool {
 		s := status()
 		return s.State == "offline" && s.Reason == "connection lost"
 	})
 	// a new subscriber gets it too: it is retained
 	late := testenv.Dashboard(t, broker.URL, "cvedge/proc/status")
-	until(t, "the retained status", 5*time.Second, func() bool { return len(late.Get("cvedge/proc/status")) > 0 })
+	testenv.WaitFor(t, "the retained status", 5*time.Second, func() bool { return len(late.Get("cvedge/proc/status")) > 0 })
 	var s payload.Status
 	json.Unmarshal(late.Get("cvedge/proc/status")[0], &s)
 	if s.State != "offline" {
@@ -213,7 +202,7 @@ func TestGracefulShutdown(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	in := testenv.Dashboard(t, broker.URL, "cvedge/proc/#")
 	agent := agentProcess(t, agentConfig(t, broker.URL, filepath.Join(t.TempDir(), "spool")))
-	until(t, "50 predictions", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "50 predictions", 60*time.Second, func() bool {
 		for _, ids := range frames(t, in) {
 			return len(ids) >= 50
 		}
@@ -260,13 +249,13 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	orig, _ := os.ReadFile(cfgPath)
 	agent := agentProcess(t, cfgPath)
 	count := func(cam string) int { return len(in.Get("cvedge/proc/cameras/" + cam + "/predictions")) }
-	until(t, "predictions", 60*time.Second, func() bool { return count("conveyor") > 20 })
+	testenv.WaitFor(t, "predictions", 60*time.Second, func() bool { return count("conveyor") > 20 })
 
 	second := strings.Replace(string(orig), "  - name: conveyor\n", "  - name: conveyor2\n    source: "+testenv.Path("testdata", "demo", "conveyor.avi")+
 		"\n    loop: true\n    realtime: false\n    pipeline: {detector: parts, classifier: colour}\n  - name: conveyor\n", 1)
 	os.WriteFile(cfgPath, []byte(second), 0o600)
 	agent.Process.Signal(syscall.SIGHUP)
-	until(t, "the new camera's predictions", 60*time.Second, func() bool { return count("conveyor2") > 20 })
+	testenv.WaitFor(t, "the new camera's predictions", 60*time.Second, func() bool { return count("conveyor2") > 20 })
 	var st payload.Status
 	msgs := in.Get("cvedge/proc/status")
 	json.Unmarshal(msgs[len(msgs)-1], &st)
@@ -281,7 +270,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		os.WriteFile(cfgPath, []byte(broken), 0o600)
 		agent.Process.Signal(syscall.SIGHUP)
 		before := count("conveyor2")
-		until(t, "frames after a refused reload", 30*time.Second, func() bool { return count("conveyor2") > before+20 })
+		testenv.WaitFor(t, "frames after a refused reload", 30*time.Second, func() bool { return count("conveyor2") > before+20 })
 	}
 
 	// the same over MQTT: the reload command answers with what happened
@@ -289,7 +278,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Helper()
 		in.Publish(t, "cvedge/proc/commands", `{"id":"`+id+`","command":"reload"}`)
 		var res payload.Result
-		until(t, "the reload result", 60*time.Second, func() bool {
+		testenv.WaitFor(t, "the reload result", 60*time.Second, func() bool {
 			for _, raw := range in.Get("cvedge/proc/commands/results") {
 				if json.Unmarshal(raw, &res) == nil && res.ID == id {
 					return true
@@ -308,7 +297,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("reload back to one camera: %+v", res)
 	}
 	before := count("conveyor")
-	until(t, "frames after the reload command", 30*time.Second, func() bool { return count("conveyor") > before+20 })
+	testenv.WaitFor(t, "frames after the reload command", 30*time.Second, func() bool { return count("conveyor") > before+20 })
 
 	agent.Process.Signal(syscall.SIGTERM)
 	if err := agent.Wait(); err != nil {
