@@ -18,6 +18,7 @@ import (
 // ends. The frames go through the pipeline one ahead (see Stream).
 func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 	var next time.Time // earliest start of the next frame (interval, max_fps)
+	topic := a.Topic("cameras/" + r.cam.Name() + "/predictions")
 	trig, err := Stream(ctx, r.pl, func(ctx context.Context) (*camera.Frame, *trigger, error) {
 		switch r.cfg.Trigger {
 		case "interval":
@@ -46,7 +47,7 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 			return f, nil, err
 		}
 	}, func(f *camera.Frame, trig *trigger, msg *payload.Prediction, err error) {
-		a.handle(r, f, trig, msg, err)
+		a.handle(r, topic, f, trig, msg, err)
 	})
 	if trig != nil {
 		a.result(trig.id, payload.CmdTrigger, fmt.Errorf("camera %q delivered no frame: %v", r.cam.Name(), err), nil)
@@ -57,8 +58,8 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 }
 
 // handle does what follows the models for one frame: snapshots, samples, the LLM fallback,
-// collection, the ring, publishing and the trigger's result. It owns f.
-func (a *Agent) handle(r *cameraRun, f *camera.Frame, trig *trigger, msg *payload.Prediction, err error) {
+// collection, the ring, publishing on topic and the trigger's result. It owns f.
+func (a *Agent) handle(r *cameraRun, topic string, f *camera.Frame, trig *trigger, msg *payload.Prediction, err error) {
 	switch {
 	case errors.Is(err, errGated):
 		r.gated.Add(1)
@@ -100,7 +101,7 @@ func (a *Agent) handle(r *cameraRun, f *camera.Frame, trig *trigger, msg *payloa
 		a.log.Error("prediction not encoded", "camera", r.cam.Name(), "err", err)
 		return
 	}
-	a.pub.Send(publish.Message{Topic: a.Topic("cameras/" + r.cam.Name() + "/predictions"), QoS: byte(a.c().MQTT.QoS), Payload: body, Class: spool.Predictions, Camera: r.cam.Name()})
+	a.pub.Send(publish.Message{Topic: topic, QoS: byte(a.c().MQTT.QoS), Payload: body, Class: spool.Predictions, Camera: r.cam.Name()})
 	a.observe(r, msg)
 	if trig != nil {
 		a.result(trig.id, payload.CmdTrigger, nil, map[string]string{"predictionId": msg.ID, "frameId": fmt.Sprint(msg.FrameID)})
