@@ -197,6 +197,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add("models: 7\ncameras: 'x'\n")
 	f.Add("cameras:\n  - 3\n  - {pipeline: []}\n")
 	f.Add("agent: {id: \x00}\n")
+	f.Add(minimal + "onnxruntime: {spinning: [1], execution_provider: {a: b}, device_id: x}\n")
 	f.Fuzz(func(t *testing.T, yaml string) {
 		p := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
