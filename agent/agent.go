@@ -10,8 +10,6 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -513,16 +511,6 @@ func (t *tally) snapshot() map[string]uint64 {
 		out[k] = v
 	}
 	return out
-}
-
-// newID returns a random GUID.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // quiet passes on warnings and errors only (the embedded broker is chatty at info).

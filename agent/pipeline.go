@@ -38,9 +38,32 @@ type Pipeline struct {
 	meter  *preprocess.Meter
 	frames uint64 // messages made so far: the next FrameID
 	// busy holds when each step began on its current frame (unix ns), 0 between frames.
-	busy  [steps]atomic.Int64
-	crops []image.Rectangle
-	index []int
+	busy [steps]atomic.Int64
+	// Each step has its own scratch, as Stream runs the steps of a frame on three
+	// goroutines: the model results it reuses from frame to frame, and the slabs that the
+	// frame's message is cut from. In steady state a frame allocates next to nothing.
+	pre struct {
+		msgs slab[payload.Prediction]
+		refs slab[payload.ModelRef]
+		pos  slab[int64]
+		ids  idBatch
+	}
+	det struct {
+		res    models.Results
+		tags   slab[payload.Tag]
+		boxes  slab[payload.Box]
+		kept   slab[models.Box]
+		region [1]image.Rectangle
+	}
+	cmp struct {
+		res, shadow, route models.Results
+		cls                slab[payload.Classification]
+		tags               slab[payload.Tag]
+		out                []*payload.Classification
+		crops              []image.Rectangle
+		index              []int
+		region             [1]image.Rectangle
+	}
 }
 
 // NewPipeline returns a Pipeline; Close frees its quality meter.
@@ -88,14 +111,16 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 	start := p.begin(stepPrepare)
 	defer p.end(stepPrepare)
 	full := f.Bounds()
-	msg := &payload.Prediction{
-		Schema: payload.Schema, ID: newID(), Agent: p.Agent, Camera: p.Camera, Boot: p.Boot,
+	msg := p.pre.msgs.one()
+	*msg = payload.Prediction{
+		Schema: payload.Schema, ID: p.pre.ids.next(), Agent: p.Agent, Camera: p.Camera, Boot: p.Boot,
 		Captured: f.Captured, Width: full.Dx(), Height: full.Dy(),
-		Predictions: []payload.Tag{}, Models: []payload.ModelRef{},
+		// room for the detector, the classifier and the routes
+		Predictions: []payload.Tag{}, Models: p.pre.refs.take(2 + len(p.Routes))[:0],
 	}
 	if f.Pos >= 0 {
-		pos := f.Pos
-		msg.SourcePos = &pos
+		msg.SourcePos = p.pre.pos.one()
+		*msg.SourcePos = f.Pos
 	}
 	msg.LatencyMs.Queue = ms(start.Sub(f.Captured))
 	q := p.meter.Measure(f.Mat(), image.Rectangle{})
@@ -117,8 +142,8 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 }
 
 // detect runs the detector (if any) on f, on its input filled ahead in a when there is one,
-// and returns the detections over the per-tag thresholds, which it adds to msg.
-func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([]models.Prediction, error) {
+// adds the detections over the per-tag thresholds to msg, and returns their boxes.
+func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([]models.Box, error) {
 	if p.Detector == nil {
 		return nil, nil
 	}
@@ -131,9 +156,10 @@ func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([
 	var inf Inference
 	var err error
 	if det, ok := p.Detector.(*ModelStage); ok && a != nil {
-		inf, err = det.InferAhead(a, f, full)
+		inf, err = det.InferAhead(a, f, full, &p.det.res)
 	} else {
-		inf, err = p.Detector.Infer(f, []image.Rectangle{full})
+		p.det.region[0] = full
+		inf, err = p.Detector.Infer(f, p.det.region[:], &p.det.res)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("camera %s frame %d: detector: %w", p.Camera, f.Seq, err)
@@ -148,14 +174,20 @@ func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([
 	} else {
 		msg.LatencyMs.Detect = ms(time.Since(t) - inf.Fill)
 	}
-	kept := make([]models.Prediction, 0, len(inf.Preds[0]))
-	msg.Predictions = slices.Grow(msg.Predictions, len(inf.Preds[0]))
+	// The boxes are copied out of the results, which the next frame reuses while the
+	// complete step classifies this one's crops.
+	n := len(inf.Preds[0])
+	kept := p.det.kept.take(n)[:0]
+	msg.Predictions = p.det.tags.take(n)[:0]
 	for _, d := range inf.Preds[0] {
-		if p.under(d.TagName, d.Probability) {
+		if p.under(d.TagName, d.Probability) || d.Box == nil {
 			continue
 		}
-		kept = append(kept, d)
-		msg.Predictions = append(msg.Predictions, tag(d))
+		kept = append(kept, *d.Box)
+		t := tag(d)
+		t.BoundingBox = p.det.boxes.one()
+		*t.BoundingBox = clampBox(*d.Box)
+		msg.Predictions = append(msg.Predictions, t)
 	}
 	return kept, nil
 }
@@ -163,7 +195,7 @@ func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([
 // complete runs the classifier on each detection's padded crop (or on the whole frame when
 // there is no detector), the second-level classifiers the routes choose and the vote, and
 // numbers the message.
-func (p *Pipeline) complete(f *camera.Frame, msg *payload.Prediction, kept []models.Prediction) (*payload.Prediction, error) {
+func (p *Pipeline) complete(f *camera.Frame, msg *payload.Prediction, kept []models.Box) (*payload.Prediction, error) {
 	p.begin(stepComplete)
 	defer p.end(stepComplete)
 	if err := p.classifyAll(f, msg, kept); err != nil {
@@ -208,13 +240,14 @@ func (p *Pipeline) BusySince() time.Time {
 }
 
 // classifyAll classifies the whole frame (no detector) or each kept detection's crop.
-func (p *Pipeline) classifyAll(f *camera.Frame, msg *payload.Prediction, kept []models.Prediction) error {
+func (p *Pipeline) classifyAll(f *camera.Frame, msg *payload.Prediction, kept []models.Box) error {
 	full := f.Bounds()
 	if p.Detector == nil {
 		if p.Classifier == nil {
 			return nil
 		}
-		cls, err := p.classify(f, []image.Rectangle{full}, msg)
+		p.cmp.region[0] = full
+		cls, err := p.classify(f, p.cmp.region[:], msg)
 		if err != nil {
 			return err
 		}
@@ -228,22 +261,23 @@ func (p *Pipeline) classifyAll(f *camera.Frame, msg *payload.Prediction, kept []
 		return nil
 	}
 	if p.Classifier != nil && len(kept) > 0 {
-		p.crops, p.index = p.crops[:0], p.index[:0]
-		for i, d := range kept {
-			r := preprocess.CropRect(full, full.Dx(), full.Dy(), d.Box.Left, d.Box.Top, d.Box.Width, d.Box.Height, p.Padding)
+		c := &p.cmp
+		c.crops, c.index = c.crops[:0], c.index[:0]
+		for i, b := range kept {
+			r := preprocess.CropRect(full, full.Dx(), full.Dy(), b.Left, b.Top, b.Width, b.Height, p.Padding)
 			if r.Dx() < 2 || r.Dy() < 2 {
 				continue // box outside the frame: nothing to classify
 			}
-			p.crops = append(p.crops, r)
-			p.index = append(p.index, i)
+			c.crops = append(c.crops, r)
+			c.index = append(c.index, i)
 		}
-		if len(p.crops) > 0 {
-			cls, err := p.classify(f, p.crops, msg)
+		if len(c.crops) > 0 {
+			cls, err := p.classify(f, c.crops, msg)
 			if err != nil {
 				return err
 			}
-			for j, c := range cls {
-				msg.Predictions[p.index[j]].Classification = c
+			for j, cl := range cls {
+				msg.Predictions[c.index[j]].Classification = cl
 			}
 		}
 	}
@@ -255,9 +289,10 @@ func (p *Pipeline) classifyAll(f *camera.Frame, msg *payload.Prediction, kept []
 
 // classify runs the classifier on the regions (one call, batched as the model allows), the
 // shadow candidate when it is due, and the second level the routes choose for each region.
+// The list it returns is scratch, valid until the next call.
 func (p *Pipeline) classify(f *camera.Frame, regions []image.Rectangle, msg *payload.Prediction) ([]*payload.Classification, error) {
 	t := time.Now()
-	inf, err := p.Classifier.Infer(f, regions)
+	inf, err := p.Classifier.Infer(f, regions, &p.cmp.res)
 	if err != nil {
 		return nil, fmt.Errorf("camera %s frame %d: classifier: %w", p.Camera, f.Seq, err)
 	}
@@ -265,12 +300,13 @@ func (p *Pipeline) classify(f *camera.Frame, regions []image.Rectangle, msg *pay
 	ref.Stage = "classifier"
 	msg.Models = append(msg.Models, ref)
 	fill := inf.Fill
-	out := make([]*payload.Classification, len(regions))
+	out := slices.Grow(p.cmp.out[:0], len(regions))[:len(regions)]
+	p.cmp.out = out
 	for i, preds := range inf.Preds {
 		out[i] = p.classification(ref, preds)
 	}
 	if ms, ok := p.Classifier.(*ModelStage); ok {
-		sh, record, err := ms.ShadowInfer(f, regions)
+		sh, record, err := ms.ShadowInfer(f, regions, &p.cmp.shadow)
 		if err != nil {
 			return nil, fmt.Errorf("camera %s frame %d: shadow: %w", p.Camera, f.Seq, err)
 		}
@@ -303,7 +339,7 @@ func (p *Pipeline) classify(f *camera.Frame, regions []image.Rectangle, msg *pay
 		for k, i := range idx {
 			sub[k] = regions[i]
 		}
-		inf2, err := stage.Infer(f, sub)
+		inf2, err := stage.Infer(f, sub, &p.cmp.route)
 		if err != nil {
 			return nil, fmt.Errorf("camera %s frame %d: route %s: %w", p.Camera, f.Seq, name, err)
 		}
@@ -322,9 +358,10 @@ func (p *Pipeline) classify(f *camera.Frame, regions []image.Rectangle, msg *pay
 
 // classification builds one level's answer, marking it uncertain under its tag's threshold.
 func (p *Pipeline) classification(ref payload.ModelRef, preds []models.Prediction) *payload.Classification {
-	c := &payload.Classification{Model: ref.Name, Iteration: ref.Iteration, Predictions: make([]payload.Tag, 0, len(preds))}
-	for _, pr := range preds {
-		c.Predictions = append(c.Predictions, tag(pr))
+	c := p.cmp.cls.one()
+	c.Model, c.Iteration, c.Predictions = ref.Name, ref.Iteration, p.cmp.tags.take(len(preds))
+	for i, pr := range preds {
+		c.Predictions[i] = tag(pr)
 	}
 	if len(preds) > 0 && p.under(preds[0].TagName, preds[0].Probability) {
 		c.Uncertain = true
@@ -371,19 +408,16 @@ func gateFailures(g configs.QualityGate, q preprocess.Quality) []string {
 	return failed
 }
 
+// tag is a prediction's tag and probability; detect adds the box.
 func tag(p models.Prediction) payload.Tag {
-	t := payload.Tag{Probability: p.Probability, TagName: p.TagName}
-	if p.Box != nil {
-		t.BoundingBox = clampBox(*p.Box)
-	}
-	return t
+	return payload.Tag{Probability: p.Probability, TagName: p.TagName}
 }
 
 // clampBox keeps a box inside the frame, as the Prediction API reports it.
-func clampBox(b models.Box) *payload.Box {
+func clampBox(b models.Box) payload.Box {
 	x1, y1 := clamp01(b.Left), clamp01(b.Top)
 	x2, y2 := clamp01(b.Left+b.Width), clamp01(b.Top+b.Height)
-	return &payload.Box{Left: x1, Top: y1, Width: x2 - x1, Height: y2 - y1}
+	return payload.Box{Left: x1, Top: y1, Width: x2 - x1, Height: y2 - y1}
 }
 
 func clamp01(v float32) float32 { return min(max(v, 0), 1) }

@@ -100,15 +100,16 @@ func (s *shadowRun) stats() *payload.ShadowStats {
 func (s *shadowRun) close() { s.l.close() }
 
 // ShadowInfer runs the stage's candidate iteration on the regions if it has one and its rate
-// limit allows. record, nil when it did not run, counts each region's comparison.
-func (s *ModelStage) ShadowInfer(f *camera.Frame, regions []image.Rectangle) (inf Inference, record func(activeTag string, agrees bool), err error) {
+// limit allows, with the predictions put in into as Infer does. record, nil when it did not
+// run, counts each region's comparison.
+func (s *ModelStage) ShadowInfer(f *camera.Frame, regions []image.Rectangle, into *models.Results) (inf Inference, record func(activeTag string, agrees bool), err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock() // SetShadow waits, so the candidate is not freed while it runs
 	sh := s.shadow
 	if sh == nil || !sh.allow(time.Now()) {
 		return Inference{}, nil, nil
 	}
-	inf, err = sh.l.infer(f, regions)
+	inf, err = sh.l.infer(f, regions, into)
 	if err != nil {
 		return inf, nil, err
 	}

@@ -16,8 +16,9 @@ import (
 // Stage runs one model on regions of a frame. It is the seam between the pipeline and
 // onnxruntime: tests of the pipeline may give it a fake.
 type Stage interface {
-	// Infer runs the model on the regions of f.
-	Infer(f *camera.Frame, regions []image.Rectangle) (Inference, error)
+	// Infer runs the model on the regions of f. The predictions are put in into, which the
+	// caller reuses from frame to frame: they are valid until its next use.
+	Infer(f *camera.Frame, regions []image.Rectangle, into *models.Results) (Inference, error)
 	// Ref names the model serving now, for payloads.
 	Ref() payload.ModelRef
 	// Detector reports whether the model finds boxes.
@@ -26,7 +27,8 @@ type Stage interface {
 
 // Inference is what one Infer call returns.
 type Inference struct {
-	// Preds has one prediction list per region (boxes normalized to their region).
+	// Preds has one prediction list per region (boxes normalized to their region), held by
+	// the Results given to the call.
 	Preds [][]models.Prediction
 	// Fill is the time spent filling the input tensor: part of the call's time, unless
 	// Ahead says the input was filled before the call.
@@ -58,16 +60,19 @@ func newLoaded(m *models.Model, resize string) (*loaded, error) {
 
 // infer fills the input from the frame and runs the model; the model's lock serializes
 // callers, and the Tensorizer is only used under it.
-func (l *loaded) infer(f *camera.Frame, regions []image.Rectangle) (Inference, error) {
+func (l *loaded) infer(f *camera.Frame, regions []image.Rectangle, into *models.Results) (Inference, error) {
 	mat := f.Mat()
 	var fill time.Duration
-	res, err := l.model.Predict(len(regions), func(i int, slot models.Slot) error {
+	err := l.model.PredictInto(into, len(regions), func(i int, slot models.Slot) error {
 		t := time.Now()
 		err := l.tz.Fill(mat, regions[i], slot.F32, slot.F16)
 		fill += time.Since(t)
 		return err
 	})
-	return Inference{Preds: res, Fill: fill, Ref: l.ref, Labels: l.model.Info.Labels}, err
+	if err != nil {
+		return Inference{}, err
+	}
+	return Inference{Preds: into.Lists(), Fill: fill, Ref: l.ref, Labels: l.model.Info.Labels}, nil
 }
 
 // tensorizer makes the preprocessing that turns pixels into m's input.
@@ -126,10 +131,10 @@ func NewModelStage(m *models.Model, resize string) (*ModelStage, error) {
 }
 
 // Infer implements Stage.
-func (s *ModelStage) Infer(f *camera.Frame, regions []image.Rectangle) (Inference, error) {
+func (s *ModelStage) Infer(f *camera.Frame, regions []image.Rectangle, into *models.Results) (Inference, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.cur.infer(f, regions)
+	return s.cur.infer(f, regions, into)
 }
 
 // Ahead is one frame's input to a ModelStage, filled before the model's turn by a goroutine
@@ -141,7 +146,8 @@ type Ahead struct {
 	l      *loaded // the iteration the feed was made for
 	filled bool
 	fill   time.Duration
-	at     time.Time // when it was filled
+	at     time.Time          // when it was filled
+	region [1]image.Rectangle // scratch: the region, when InferAhead fills it itself
 }
 
 // Close frees the feed and the scratch.
@@ -183,17 +189,21 @@ func (s *ModelStage) FillAhead(a *Ahead, f *camera.Frame, r image.Rectangle) {
 	a.filled, a.fill, a.at = true, time.Since(t), time.Now()
 }
 
-// InferAhead runs the model on a, filled from region r of f; if another iteration was swapped
-// in since a was filled, it fills the input again for that one.
-func (s *ModelStage) InferAhead(a *Ahead, f *camera.Frame, r image.Rectangle) (Inference, error) {
+// InferAhead runs the model on a, filled from region r of f, with the predictions put in
+// into (as Infer does); if another iteration was swapped in since a was filled, it fills the
+// input again for that one.
+func (s *ModelStage) InferAhead(a *Ahead, f *camera.Frame, r image.Rectangle, into *models.Results) (Inference, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if !a.filled || a.l != s.cur {
-		return s.cur.infer(f, []image.Rectangle{r})
+		a.region[0] = r
+		return s.cur.infer(f, a.region[:], into)
 	}
 	a.filled = false
-	preds, err := s.cur.model.Run(a.feed)
-	return Inference{Preds: [][]models.Prediction{preds}, Fill: a.fill, Ahead: true, Ref: s.cur.ref, Labels: s.cur.model.Info.Labels}, err
+	if err := s.cur.model.RunInto(into, a.feed); err != nil {
+		return Inference{}, err
+	}
+	return Inference{Preds: into.Lists(), Fill: a.fill, Ahead: true, Ref: s.cur.ref, Labels: s.cur.model.Info.Labels}, nil
 }
 
 // Ref implements Stage.

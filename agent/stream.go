@@ -25,7 +25,7 @@ func Stream[T any](ctx context.Context, p *Pipeline, next func(context.Context) 
 		msg  *payload.Prediction
 		err  error
 		a    *Ahead
-		kept []models.Prediction
+		kept []models.Box
 	}
 	// Two detector inputs: one the detector reads, one being filled. An input comes back to
 	// free once the detector is done with it.

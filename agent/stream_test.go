@@ -186,29 +186,41 @@ func TestStreamMatchesProcess(t *testing.T) {
 	}
 }
 
+// demoPipeline is the demo's detector and its classifier in a pipeline, with 30 frames of
+// the demo video read first. The test's cleanup frees them all.
+func demoPipeline(tb testing.TB) (*agent.Pipeline, []*camera.Frame) {
+	tb.Helper()
+	rt, err := models.NewRuntime(models.Options{})
+	if err != nil {
+		testenv.Missing(tb, "onnxruntime: %v", err)
+	}
+	tb.Cleanup(func() { rt.Close() }) // cleanups run last first: this one after the models'
+	det := stage(tb, rt, testenv.Path("testdata", "demo", "detector"))
+	cls := stage(tb, rt, testenv.Path("testdata", "demo", "classifier"))
+	cam := video(tb, context.Background())
+	var frames []*camera.Frame
+	tb.Cleanup(func() {
+		for _, f := range frames {
+			f.Close()
+		}
+	})
+	for range 30 {
+		f, err := cam.Next(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		frames = append(frames, f)
+	}
+	pl := agent.NewPipeline("a", "b", "conveyor", det, cls, 0.1)
+	tb.Cleanup(pl.Close)
+	return pl, frames
+}
+
 // BenchmarkProcess: one frame of the demo through the detector and the classifier on its
 // crops, and the JSON of the message, one frame at a time (no capture: the frames are read
 // first). allocs/op is the Go heap allocations per frame.
 func BenchmarkProcess(b *testing.B) {
-	rt, err := models.NewRuntime(models.Options{})
-	if err != nil {
-		testenv.Missing(b, "onnxruntime: %v", err)
-	}
-	defer rt.Close()
-	det := stage(b, rt, testenv.Path("testdata", "demo", "detector"))
-	cls := stage(b, rt, testenv.Path("testdata", "demo", "classifier"))
-	cam := video(b, context.Background())
-	var frames []*camera.Frame
-	for range 30 {
-		f, err := cam.Next(context.Background())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		frames = append(frames, f)
-	}
-	pl := agent.NewPipeline("a", "b", "conveyor", det, cls, 0.1)
-	defer pl.Close()
+	pl, frames := demoPipeline(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
@@ -220,4 +232,52 @@ func BenchmarkProcess(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// The pipeline reuses its model results and cuts messages out of slabs: a message must still
+// read the same after later frames went through, and a frame must cost (next to) no
+// allocation of its own in steady state.
+func TestProcessAllocations(t *testing.T) {
+	pl, frames := demoPipeline(t)
+	var msgs []*payload.Prediction
+	var bodies [][]byte
+	for range 3 {
+		for _, f := range frames {
+			msg, err := pl.Process(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := json.Marshal(msg)
+			msgs, bodies = append(msgs, msg), append(bodies, body)
+		}
+	}
+	parts := 0
+	for i, msg := range msgs {
+		if again, _ := json.Marshal(msg); string(again) != string(bodies[i]) {
+			t.Fatalf("message %d changed after later frames:\nthen %s\nnow  %s", i, bodies[i], again)
+		}
+		for _, p := range msg.Predictions {
+			if p.BoundingBox != nil && p.Classification != nil && len(p.Classification.Predictions) > 0 {
+				parts++
+			}
+		}
+	}
+	if parts < len(msgs) {
+		t.Fatalf("only %d classified detections in %d frames: the test frames show too little", parts, len(msgs))
+	}
+	if matProfile {
+		t.Log("allocations not counted: with the matprofile tag gocv allocates to record each Mat (make test counts them in a run without it)")
+		return
+	}
+	i := 0
+	n := testing.AllocsPerRun(90, func() {
+		if _, err := pl.Process(frames[i%len(frames)]); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	if n > 1 {
+		t.Errorf("Process allocates %.0f times a frame in steady state; want at most 1 (slab blocks, IDs)", n)
+	}
+	t.Logf("%.0f allocations a frame", n)
 }

@@ -56,8 +56,8 @@ type YOLO struct {
 }
 
 // Decode reads one image's output, laid out [anchors*(5+classes), gh, gw] (channel-major),
-// and appends the detections to dst.
-func (y *YOLO) Decode(dst []Prediction, out []float32, classes, gh, gw int, labels []string) []Prediction {
+// and appends the detections to dst, their boxes stored in boxes (nil: allocated).
+func (y *YOLO) Decode(dst []Prediction, boxes *Boxes, out []float32, classes, gh, gw int, labels []string) []Prediction {
 	na := len(yoloAnchors)
 	stride := 5 + classes
 	if classes <= 0 || gh <= 0 || gw <= 0 || len(out) < na*stride*gh*gw {
@@ -110,11 +110,11 @@ func (y *YOLO) Decode(dst []Prediction, out []float32, classes, gh, gw int, labe
 			}
 		}
 	}
-	return y.suppress(dst, classes, labels)
+	return y.suppress(dst, boxes, classes, labels)
 }
 
 // suppress runs the bundled code's NMS over the boxes in y.order.
-func (y *YOLO) suppress(dst []Prediction, classes int, labels []string) []Prediction {
+func (y *YOLO) suppress(dst []Prediction, boxes *Boxes, classes int, labels []string) []Prediction {
 	bestOf := func(i int32) float32 { return y.probs[int(i)*classes+int(y.best[i])] }
 	for found := 0; found < y.MaxDetections && len(y.order) > 0; found++ {
 		top := 0
@@ -129,7 +129,7 @@ func (y *YOLO) suppress(dst []Prediction, classes int, labels []string) []Predic
 			break
 		}
 		k := y.best[i]
-		dst = append(dst, Prediction{Tag: int(k), TagName: label(labels, int(k)), Probability: p, Box: boxPtr(y.boxes[i])})
+		dst = append(dst, Prediction{Tag: int(k), TagName: label(labels, int(k)), Probability: p, Box: boxes.New(y.boxes[i])})
 		// zero the chosen class of the chosen box and of every box overlapping it
 		keep := y.order[:0]
 		for _, j := range y.order {
@@ -147,8 +147,9 @@ func (y *YOLO) suppress(dst []Prediction, classes int, labels []string) []Predic
 }
 
 // DecodeSSD reads the S1 (SSD) outputs: boxes [N,4] as x1,y1,x2,y2 normalized, scores [N],
-// classes [N]. NMS already ran inside the graph; only the threshold applies.
-func DecodeSSD(dst []Prediction, boxes, scores []float32, classes []int64, threshold float32, maxDet int, labels []string) []Prediction {
+// classes [N]. NMS already ran inside the graph; only the threshold applies. The boxes of
+// the detections appended to dst are stored in store (nil: allocated).
+func DecodeSSD(dst []Prediction, store *Boxes, boxes, scores []float32, classes []int64, threshold float32, maxDet int, labels []string) []Prediction {
 	start := len(dst)
 	n := min(len(scores), len(classes), len(boxes)/4)
 	for i := 0; i < n; i++ {
@@ -158,7 +159,7 @@ func DecodeSSD(dst []Prediction, boxes, scores []float32, classes []int64, thres
 		b := boxes[i*4 : i*4+4]
 		dst = append(dst, Prediction{
 			Tag: int(classes[i]), TagName: labels[classes[i]], Probability: scores[i],
-			Box: &Box{Left: b[0], Top: b[1], Width: b[2] - b[0], Height: b[3] - b[1]},
+			Box: store.New(Box{Left: b[0], Top: b[1], Width: b[2] - b[0], Height: b[3] - b[1]}),
 		})
 	}
 	found := dst[start:]
@@ -205,8 +206,6 @@ func label(labels []string, k int) string {
 	}
 	return ""
 }
-
-func boxPtr(b Box) *Box { return &b }
 
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {

@@ -41,7 +41,7 @@ func TestYOLODecodeByHand(t *testing.T) {
 	// cell row 1, col 0, anchor 0: tx=ty=0 (sigmoid 0.5), tw=0, th=ln 2, objectness logit 2
 	out.set(0, 1, 0, 0, 0, 0, float32(math.Log(2)), 2, 5)
 	y := YOLO{Threshold: 0.1, IoU: 0.45, MaxDetections: 20}
-	got := y.Decode(nil, out.data, 1, 2, 2, []string{"logo"})
+	got := y.Decode(nil, nil, out.data, 1, 2, 2, []string{"logo"})
 	// x = (0.5+0)/2 = 0.25, y = (0.5+1)/2 = 0.75
 	// w = e^0 * 0.573 / 2 = 0.2865, h = e^ln2 * 0.677 / 2 = 0.677
 	// left = 0.25 - 0.14325 = 0.10675, top = 0.75 - 0.3385 = 0.4115
@@ -62,7 +62,7 @@ func TestYOLOSecondClassOfTheSameBox(t *testing.T) {
 	out := newYOLOOut(2, 3, 3)
 	out.set(2, 1, 1, 0.2, -0.3, 0.1, 0.4, 0, 1, 0)
 	y := YOLO{Threshold: 0.1, IoU: 0.45, MaxDetections: 20}
-	got := y.Decode(nil, out.data, 2, 3, 3, []string{"steel", "brass"})
+	got := y.Decode(nil, nil, out.data, 2, 3, 3, []string{"steel", "brass"})
 	if len(got) != 2 || got[0].TagName != "steel" || !near(got[0].Probability, 0.3655293) ||
 		got[1].TagName != "brass" || !near(got[1].Probability, 0.1344707) || *got[0].Box != *got[1].Box {
 		t.Fatalf("got %+v", got)
@@ -118,7 +118,7 @@ func TestYOLONMS(t *testing.T) {
 				maxDet = c.maxDet
 			}
 			y := YOLO{Threshold: 0.1, IoU: 0.45, MaxDetections: maxDet}
-			got := y.Decode(nil, out.data, 2, 5, 5, labels)
+			got := y.Decode(nil, nil, out.data, 2, 5, 5, labels)
 			if len(got) != len(c.want) {
 				t.Fatalf("got %+v, want tags %v", got, c.want)
 			}
@@ -133,7 +133,7 @@ func TestYOLONMS(t *testing.T) {
 
 func TestYOLOShortOutputIsIgnored(t *testing.T) {
 	y := YOLO{Threshold: 0.1, IoU: 0.45, MaxDetections: 20}
-	if got := y.Decode(nil, make([]float32, 10), 1, 13, 13, []string{"x"}); len(got) != 0 {
+	if got := y.Decode(nil, nil, make([]float32, 10), 1, 13, 13, []string{"x"}); len(got) != 0 {
 		t.Fatalf("got %+v from a short tensor", got)
 	}
 }
@@ -142,14 +142,14 @@ func TestDecodeSSD(t *testing.T) {
 	boxes := []float32{0.1, 0.2, 0.3, 0.5, 0.5, 0.5, 0.9, 0.9, 0, 0, 1, 1, 0, 0, 0.1, 0.1}
 	scores := []float32{0.6, 0.9, 0.05, 0.7}
 	classes := []int64{1, 0, 0, 7} // 7 is no label: ignored
-	got := DecodeSSD(nil, boxes, scores, classes, 0.1, 20, []string{"nut", "bolt"})
+	got := DecodeSSD(nil, nil, boxes, scores, classes, 0.1, 20, []string{"nut", "bolt"})
 	if len(got) != 2 || got[0].TagName != "nut" || got[0].Probability != 0.9 || got[1].TagName != "bolt" {
 		t.Fatalf("got %+v", got)
 	}
 	if b := *got[1].Box; !near(b.Left, 0.1) || !near(b.Top, 0.2) || !near(b.Width, 0.2) || !near(b.Height, 0.3) {
 		t.Fatalf("box %+v: x1,y1,x2,y2 must become left,top,width,height", b)
 	}
-	if got := DecodeSSD(nil, boxes, scores, classes, 0.1, 1, []string{"nut", "bolt"}); len(got) != 1 {
+	if got := DecodeSSD(nil, nil, boxes, scores, classes, 0.1, 1, []string{"nut", "bolt"}); len(got) != 1 {
 		t.Fatalf("max detections: %+v", got)
 	}
 }
@@ -168,9 +168,11 @@ func BenchmarkYOLODecode13x13(b *testing.B) {
 	y := YOLO{Threshold: 0.1, IoU: 0.45, MaxDetections: 20}
 	labels := []string{"a", "b", "c", "d"}
 	dst := make([]Prediction, 0, 20)
+	var boxes Boxes // reused, as Results reuses it
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = y.Decode(dst[:0], out.data, 4, 13, 13, labels)
+		boxes.Reset()
+		dst = y.Decode(dst[:0], &boxes, out.data, 4, 13, 13, labels)
 	}
 }
 

@@ -67,18 +67,29 @@ func (f *Feed) Close() {
 
 // Run runs the model on a filled Feed and returns the image's predictions, as Predict does.
 func (m *Model) Run(f *Feed) ([]Prediction, error) {
+	var r Results
+	if err := m.RunInto(&r, f); err != nil {
+		return nil, err
+	}
+	return r.Lists()[0], nil
+}
+
+// RunInto is Run with the predictions put in r (one list), which the caller reuses from call
+// to call: in steady state it allocates nothing.
+func (m *Model) RunInto(r *Results, f *Feed) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, fmt.Errorf("model %q is closed", m.Info.Name)
+		return fmt.Errorf("model %q is closed", m.Info.Name)
 	}
 	if !f.Fits(m) {
-		return nil, fmt.Errorf("model %q: the feed was made for a %dx%d model, not this %dx%d one",
+		return fmt.Errorf("model %q: the feed was made for a %dx%d model, not this %dx%d one",
 			m.Info.Name, f.spec.Width, f.spec.Height, m.Info.Input.Width, m.Info.Input.Height)
 	}
-	res := make([][]Prediction, 1)
-	if err := m.run(f.bind, res); err != nil {
-		return nil, err
+	r.reset()
+	if err := m.run(f.bind, 1, r); err != nil {
+		return err
 	}
-	return res[0], nil
+	r.finish()
+	return nil
 }

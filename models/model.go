@@ -68,7 +68,11 @@ type Model struct {
 	scratch  []float32
 	outs     []ort.Value // the outputs of the current call
 	outTypes map[string]ElemType
-	closed   bool
+	// bindIO: the session runs on the CPU, so tensors bound once (ort.IoBinding) are read
+	// and written in place on every run. Another provider copies a bound input to its
+	// device when it is bound, so there each run passes the tensors afresh.
+	bindIO bool
+	closed bool
 }
 
 // binding holds the tensors for one batch size; they share the model's buffers.
@@ -76,6 +80,9 @@ type binding struct {
 	inputs  []ort.Value
 	outputs []ort.Value // nil entries are allocated by onnxruntime on each run
 	shapes  []ort.Shape
+	// io binds inputs and outputs to the session once, when every output is preallocated:
+	// a run through it allocates nothing on the Go side.
+	io *ort.IoBinding
 }
 
 // Load reads the export at c.Path, checks it and opens an onnxruntime session for it.
@@ -107,11 +114,12 @@ func load(rt *Runtime, name string, c configs.Model) (*Model, error) {
 	for i, l := range info.Labels {
 		m.labelIdx[l] = i
 	}
-	opts, err := rt.sessionOptions(name)
+	opts, cpu, err := rt.sessionOptions(name)
 	if err != nil {
 		return nil, fmt.Errorf("onnxruntime session options: %w", err)
 	}
 	defer opts.Destroy()
+	m.bindIO = cpu
 	m.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(exp.Model, []string{info.Input.Name}, info.Outputs, opts)
 	if err != nil {
 		return nil, fmt.Errorf("onnxruntime cannot load %s: %v (re-export the iteration from the Custom Vision portal as ONNX)", exp.ModelFile, err)
@@ -207,12 +215,22 @@ func (m *Model) Chunk() int { return m.chunk }
 // result has one prediction list per image: classifier tags sorted by probability, or
 // detector boxes (normalized to the image that was filled in).
 func (m *Model) Predict(n int, fill func(i int, s Slot) error) ([][]Prediction, error) {
+	var r Results
+	if err := m.PredictInto(&r, n, fill); err != nil {
+		return nil, err
+	}
+	return r.Lists(), nil
+}
+
+// PredictInto is Predict with the predictions put in r, which the caller reuses from call to
+// call: in steady state it allocates nothing.
+func (m *Model) PredictInto(r *Results, n int, fill func(i int, s Slot) error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, fmt.Errorf("model %q is closed", m.Info.Name)
+		return fmt.Errorf("model %q is closed", m.Info.Name)
 	}
-	res := make([][]Prediction, n)
+	r.reset()
 	per := 3 * m.Info.Input.Width * m.Info.Input.Height
 	for start := 0; start < n; start += m.chunk {
 		b := min(m.chunk, n-start)
@@ -224,18 +242,19 @@ func (m *Model) Predict(n int, fill func(i int, s Slot) error) ([][]Prediction, 
 				s.F32 = m.in32[i*per : (i+1)*per]
 			}
 			if err := fill(start+i, s); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		bind, err := m.binding(b)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if err := m.run(bind, res[start:start+b]); err != nil {
-			return nil, err
+		if err := m.run(bind, b, r); err != nil {
+			return err
 		}
 	}
-	return res, nil
+	r.finish()
+	return nil
 }
 
 // binding returns the tensors for a batch of b images, creating them on first use.
@@ -277,18 +296,51 @@ func (m *Model) newBinding(b int, in32 []float32, in16b []byte) (*binding, error
 		bd.outputs = append(bd.outputs, out)
 		bd.shapes = append(bd.shapes, shape)
 	}
+	if m.bindIO && !slices.Contains(bd.outputs, nil) {
+		if err := m.bind(bd); err != nil {
+			bd.destroy()
+			return nil, fmt.Errorf("onnxruntime binding: %w", err)
+		}
+	}
 	return bd, nil
 }
 
-// run makes one onnxruntime call on bd and decodes it into res, one list per image. The
-// caller holds m.mu.
-func (m *Model) run(bd *binding, res [][]Prediction) error {
+// bind binds bd's input and outputs to the session.
+func (m *Model) bind(bd *binding) error {
+	io, err := m.sess.CreateIoBinding()
+	if err != nil {
+		return err
+	}
+	bd.io = io
+	if err := io.BindInput(m.Info.Input.Name, bd.inputs[0]); err != nil {
+		return err
+	}
+	for i, name := range m.Info.Outputs {
+		if err := io.BindOutput(name, bd.outputs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run makes one onnxruntime call on bd, for b images, and appends their predictions to r.
+// The caller holds m.mu.
+func (m *Model) run(bd *binding, b int, r *Results) error {
+	if bd.io != nil {
+		if err := m.sess.RunWithBinding(bd.io); err != nil {
+			return fmt.Errorf("model %q: %w", m.Info.Name, err)
+		}
+		if err := m.decode(r, b, bd.outputs); err != nil {
+			return fmt.Errorf("model %q: %w", m.Info.Name, err)
+		}
+		return nil
+	}
 	m.outs = append(m.outs[:0], bd.outputs...) // onnxruntime fills the nil ones
 	outs := m.outs
 	if err := m.sess.Run(bd.inputs, outs); err != nil {
 		return fmt.Errorf("model %q: %w", m.Info.Name, err)
 	}
-	err := m.decode(res, outs)
+	err := m.decode(r, b, outs)
 	for i, o := range outs {
 		if bd.outputs[i] == nil && o != nil {
 			o.Destroy()
@@ -339,8 +391,9 @@ func (m *Model) floats(v ort.Value) ([]float32, error) {
 	return nil, fmt.Errorf("unexpected output value %T", v)
 }
 
-// decode turns the outputs of one call into predictions, one list per image.
-func (m *Model) decode(res [][]Prediction, outs []ort.Value) error {
+// decode turns the outputs of one call on images images into predictions, appending one
+// list per image to r.
+func (m *Model) decode(r *Results, images int, outs []ort.Value) error {
 	labels := m.Info.Labels
 	switch m.Info.Format {
 	case FormatClassifier:
@@ -349,8 +402,9 @@ func (m *Model) decode(res [][]Prediction, outs []ort.Value) error {
 			return err
 		}
 		c := len(labels)
-		for i := range res {
-			res[i] = Classes(make([]Prediction, 0, c), data[i*c:(i+1)*c], 0, labels)
+		for i := range images {
+			r.preds = Classes(r.preds, data[i*c:(i+1)*c], 0, labels)
+			r.endImage()
 		}
 	case FormatDetectorYOLO:
 		data, err := m.floats(outs[0])
@@ -360,19 +414,20 @@ func (m *Model) decode(res [][]Prediction, outs []ort.Value) error {
 		in := m.Info.Input
 		gh, gw := in.Height/32, in.Width/32
 		per := len(yoloAnchors) * (5 + len(labels)) * gh * gw
-		for i := range res {
-			res[i] = m.yolo.Decode(nil, data[i*per:(i+1)*per], len(labels), gh, gw, labels)
+		for i := range images {
+			r.preds = m.yolo.Decode(r.preds, &r.boxes, data[i*per:(i+1)*per], len(labels), gh, gw, labels)
+			r.endImage()
 		}
 	case FormatDetectorSSD:
-		return m.decodeSSD(res, outs)
+		return m.decodeSSD(r, images, outs)
 	case FormatClassifierONNX12:
-		return m.decodeZipMap(res, outs[0])
+		return m.decodeZipMap(r, images, outs[0])
 	}
 	return nil
 }
 
-func (m *Model) decodeSSD(res [][]Prediction, outs []ort.Value) error {
-	if len(res) != 1 {
+func (m *Model) decodeSSD(r *Results, images int, outs []ort.Value) error {
+	if images != 1 {
 		return errors.New("SSD exports take one image per call")
 	}
 	boxes, err := m.floats(outs[0])
@@ -399,13 +454,14 @@ func (m *Model) decodeSSD(res [][]Prediction, outs []ort.Value) error {
 	default:
 		return fmt.Errorf("detected_classes is %T; expected int64", outs[2])
 	}
-	res[0] = DecodeSSD(nil, boxes, scores, classes, float32(m.cfg.Threshold), m.cfg.MaxDetections, m.Info.Labels)
+	r.preds = DecodeSSD(r.preds, &r.boxes, boxes, scores, classes, float32(m.cfg.Threshold), m.cfg.MaxDetections, m.Info.Labels)
+	r.endImage()
 	return nil
 }
 
 // decodeZipMap reads loss: a sequence with one map(tag -> probability) per image, or one
 // map for one image (older exports).
-func (m *Model) decodeZipMap(res [][]Prediction, v ort.Value) error {
+func (m *Model) decodeZipMap(r *Results, images int, v ort.Value) error {
 	var maps []ort.Value
 	switch t := v.(type) {
 	case *ort.Sequence:
@@ -419,11 +475,11 @@ func (m *Model) decodeZipMap(res [][]Prediction, v ort.Value) error {
 	default:
 		return fmt.Errorf("loss is %T; expected a sequence of maps", v)
 	}
-	if len(maps) != len(res) {
-		return fmt.Errorf("loss holds %d maps for %d images", len(maps), len(res))
+	if len(maps) != images {
+		return fmt.Errorf("loss holds %d maps for %d images", len(maps), images)
 	}
 	probs := make([]float32, len(m.Info.Labels))
-	for i, mv := range maps {
+	for _, mv := range maps {
 		mp, ok := mv.(*ort.Map)
 		if !ok {
 			return fmt.Errorf("loss item is %T; expected a map", mv)
@@ -455,7 +511,8 @@ func (m *Model) decodeZipMap(res [][]Prediction, v ort.Value) error {
 			}
 			probs[idx] = vals[j]
 		}
-		res[i] = Classes(nil, probs, 0, m.Info.Labels)
+		r.preds = Classes(r.preds, probs, 0, m.Info.Labels)
+		r.endImage()
 	}
 	return nil
 }
@@ -479,6 +536,10 @@ func (m *Model) Close() error {
 }
 
 func (bd *binding) destroy() {
+	if bd.io != nil {
+		bd.io.Destroy()
+		bd.io = nil
+	}
 	for _, v := range append(bd.inputs, bd.outputs...) {
 		if v != nil {
 			v.Destroy()
@@ -505,7 +566,12 @@ func (m *Model) Time(batch, calls int) ([]time.Duration, error) {
 	for i := 0; i < calls; i++ {
 		copy(outs, bind.outputs)
 		t := time.Now()
-		err := m.sess.Run(bind.inputs, outs)
+		var err error
+		if bind.io != nil {
+			err = m.sess.RunWithBinding(bind.io)
+		} else {
+			err = m.sess.Run(bind.inputs, outs)
+		}
 		out = append(out, time.Since(t))
 		for j, o := range outs {
 			if bind.outputs[j] == nil && o != nil {

@@ -363,3 +363,73 @@ func TestFeedMatchesPredict(t *testing.T) {
 		}
 	}
 }
+
+// A Results reused from call to call holds each call's own predictions (the bound tensors
+// are read and written afresh on every run), its lists do not overlap, and a steady stream
+// of calls allocates nothing.
+func TestResultsReused(t *testing.T) {
+	rt := newRuntime(t)
+	a := scene{w: 640, h: 360, shapes: []shape{part("square", "red", 120, 150, 40), part("circle", "blue", 420, 220, 44)}}
+	b := scene{w: 640, h: 360, shapes: []shape{part("square", "green", 500, 90, 40)}}
+	cropA := scene{w: 100, h: 100, shapes: []shape{part("square", "red", 50, 50, 40)}}
+	cropB := scene{w: 100, h: 100, shapes: []shape{part("square", "blue", 50, 50, 40)}}
+	for _, c := range []struct {
+		path   string
+		scenes [2][]scene // two calls
+	}{
+		{testenv.Path("testdata", "demo", "detector"), [2][]scene{{a}, {b}}},
+		{testenv.Path("testdata", "models", "detector-fp16"), [2][]scene{{a}, {b}}},
+		{testenv.Path("testdata", "demo", "classifier"), [2][]scene{{cropA, cropB, cropA}, {cropB}}},
+	} {
+		m := loadModel(t, rt, c.path)
+		var r Results
+		call := func(sc []scene) func(i int, s Slot) error {
+			return func(i int, s Slot) error { sc[i].fill(m.Info.Input, s); return nil }
+		}
+		for k, sc := range c.scenes {
+			if err := m.PredictInto(&r, len(sc), call(sc)); err != nil {
+				t.Fatal(err)
+			}
+			want := predictScenes(t, m, sc...)
+			got := r.Lists()
+			if len(got) != len(want) {
+				t.Fatalf("%s call %d: %d lists, want %d", c.path, k, len(got), len(want))
+			}
+			for i := range want {
+				if len(got[i]) != len(want[i]) || len(got[i]) == 0 || got[i][0].TagName != want[i][0].TagName {
+					t.Fatalf("%s call %d image %d: %+v, want %+v", c.path, k, i, got[i], want[i])
+				}
+				if m.Info.Format.IsDetector() {
+					sameBoxes(t, got[i], want[i], 0.99)
+				}
+				if cap(got[i]) != len(got[i]) {
+					t.Errorf("%s: list %d has room beyond its end (cap %d, len %d): an append would overwrite the next", c.path, i, cap(got[i]), len(got[i]))
+				}
+			}
+		}
+		sc := c.scenes[0]
+		fill := call(sc)
+		if n := testing.AllocsPerRun(20, func() {
+			if err := m.PredictInto(&r, len(sc), fill); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%s: PredictInto with a reused Results allocates %.1f times a call", c.path, n)
+		}
+		if m.Info.Format.IsDetector() {
+			feed, err := m.NewFeed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.fill(m.Info.Input, feed.Slot())
+			if n := testing.AllocsPerRun(20, func() {
+				if err := m.RunInto(&r, feed); err != nil {
+					t.Fatal(err)
+				}
+			}); n != 0 {
+				t.Errorf("%s: RunInto with a reused Results allocates %.1f times a call", c.path, n)
+			}
+			feed.Close()
+		}
+	}
+}

@@ -166,12 +166,13 @@ func (r *Runtime) Close() error {
 	return nil
 }
 
-// sessionOptions builds the options of one session. A provider this onnxruntime build
-// cannot use is logged and left out: the session runs on the CPU.
-func (r *Runtime) sessionOptions(model string) (*ort.SessionOptions, error) {
-	o, err := ort.NewSessionOptions()
+// sessionOptions builds the options of one session, and says whether it runs on the CPU
+// alone. A provider this onnxruntime build cannot use is logged and left out: the session
+// runs on the CPU.
+func (r *Runtime) sessionOptions(model string) (o *ort.SessionOptions, cpu bool, err error) {
+	o, err = ort.NewSessionOptions()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var errs []error
 	if r.opts.IntraOpThreads > 0 {
@@ -192,16 +193,18 @@ func (r *Runtime) sessionOptions(model string) (*ort.SessionOptions, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		o.Destroy()
-		return nil, err
+		return nil, false, err
 	}
+	cpu = true
 	if ep := r.opts.ExecutionProvider; ep != "" && ep != "cpu" {
 		if err := r.appendProvider(o, ep); err != nil {
 			r.opts.Log.Warn("execution provider not available in this onnxruntime; running on the CPU", "model", model, "provider", ep, "err", err)
 		} else {
 			r.opts.Log.Info("execution provider", "model", model, "provider", ep, "device", r.opts.DeviceID)
+			cpu = false
 		}
 	}
-	return o, nil
+	return o, cpu, nil
 }
 
 func (r *Runtime) appendProvider(o *ort.SessionOptions, ep string) error {

@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"unsafe"
+)
+
+// slab cuts small slices of T out of larger blocks, so that the many small parts of a frame's
+// message (its tags, boxes, classifications) cost an allocation per block rather than one
+// each. A block is never reused: the collector frees it once no message holds a part of it,
+// so a message may be kept (by the ring, a sample, the publisher) as long as it is needed,
+// and a part handed to another goroutine stays that goroutine's. A slab belongs to one
+// goroutine.
+type slab[T any] struct {
+	block []T
+}
+
+// slabBytes is the size of a block; a request for more than a quarter of it gets a slice of
+// its own.
+const slabBytes = 16 << 10
+
+// take returns a zeroed slice of n elements, with no room beyond them (an append allocates
+// rather than write over the next part). It is never nil, so that an empty list encodes as
+// [] in JSON.
+func (s *slab[T]) take(n int) []T {
+	if n == 0 {
+		return []T{}
+	}
+	if n > len(s.block) {
+		var zero T
+		per := max(16, slabBytes/max(1, int(unsafe.Sizeof(zero))))
+		if n > per/4 {
+			return make([]T, n)
+		}
+		s.block = make([]T, per)
+	}
+	out := s.block[:n:n]
+	s.block = s.block[n:]
+	return out
+}
+
+// one returns a pointer to a new zero T.
+func (s *slab[T]) one() *T { return &s.take(1)[0] }
+
+// idBatch hands out random (version 4) UUIDs, made idsPerBatch at a time into one string
+// that each ID is a part of: one allocation per batch rather than per ID.
+type idBatch struct {
+	batch string
+}
+
+const idsPerBatch = 32
+
+func (b *idBatch) next() string {
+	if len(b.batch) == 0 {
+		buf := make([]byte, 0, idsPerBatch*36)
+		for range idsPerBatch {
+			buf = appendID(buf)
+		}
+		b.batch = string(buf)
+	}
+	id := b.batch[:36]
+	b.batch = b.batch[36:]
+	return id
+}
+
+// newID returns a random (version 4) UUID.
+func newID() string { return string(appendID(make([]byte, 0, 36))) }
+
+// appendID appends a random (version 4) UUID, 36 characters, to dst.
+func appendID(dst []byte) []byte {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	for i, part := range [...][2]int{{0, 4}, {4, 6}, {6, 8}, {8, 10}, {10, 16}} {
+		if i > 0 {
+			dst = append(dst, '-')
+		}
+		dst = hex.AppendEncode(dst, b[part[0]:part[1]])
+	}
+	return dst
+}
