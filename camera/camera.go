@@ -294,6 +294,8 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 		interval = time.Duration(float64(time.Second) / fps)
 	}
 	next := time.Now()
+	pace := time.NewTimer(time.Hour) // one timer for the run, not one per frame
+	defer pace.Stop()
 	var pos int64
 	for ctx.Err() == nil {
 		m := gocv.NewMat()
@@ -323,7 +325,10 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 		if paced {
 			next = next.Add(interval)
 			if d := time.Until(next); d > 0 {
-				if !sleep(ctx, d) {
+				pace.Reset(d)
+				select {
+				case <-pace.C:
+				case <-ctx.Done():
 					return ctx.Err()
 				}
 			} else if d < -time.Second {

@@ -225,9 +225,10 @@ func (p *Publisher) Send(m Message) {
 // live publishes the memory queue, spooling what the broker does not take.
 func (p *Publisher) live() {
 	defer p.wg.Done()
+	wait := stoppedTimer()
 	for m := range p.queue {
 		if !p.hurry.Load() && p.client.IsConnectionOpen() {
-			if err := p.publish(m); err == nil {
+			if err := p.publish(m, wait); err == nil {
 				p.sent.Add(1)
 				if p.observe != nil {
 					p.observe(m, time.Since(m.queued))
@@ -275,6 +276,7 @@ func (p *Publisher) drain() {
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	wait := stoppedTimer()
 	for {
 		select {
 		case <-p.stop:
@@ -291,7 +293,7 @@ func (p *Publisher) drain() {
 			if !ok {
 				break
 			}
-			if err := p.publish(Message{Topic: rec.Topic, QoS: rec.QoS, Retained: rec.Retained, Payload: rec.Payload}); err != nil {
+			if err := p.publish(Message{Topic: rec.Topic, QoS: rec.QoS, Retained: rec.Retained, Payload: rec.Payload}, wait); err != nil {
 				break // try again on the next tick
 			}
 			if err := p.spool.Ack(tk); err != nil {
@@ -309,12 +311,25 @@ func (p *Publisher) drain() {
 	}
 }
 
-func (p *Publisher) publish(m Message) error {
+// publish sends m and waits for the broker's acknowledgement, up to the timeout, on wait: a
+// timer that belongs to the calling goroutine (token.WaitTimeout makes one per message).
+func (p *Publisher) publish(m Message, wait *time.Timer) error {
 	t := p.client.Publish(m.Topic, m.QoS, m.Retained, m.Payload)
-	if !t.WaitTimeout(p.timeout) {
+	wait.Reset(p.timeout)
+	defer wait.Stop()
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-wait.C:
 		return fmt.Errorf("no acknowledgement within %s", p.timeout)
 	}
-	return t.Error()
+}
+
+// stoppedTimer returns a timer for publish to reset.
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
 }
 
 // Stats returns the counters.
@@ -352,8 +367,9 @@ func (p *Publisher) Close(ctx context.Context, last ...Message) error {
 	close(done)
 	var err error
 	if p.client.IsConnectionOpen() && !p.hurry.Load() {
+		wait := stoppedTimer()
 		for _, m := range last {
-			err = errors.Join(err, p.publish(m))
+			err = errors.Join(err, p.publish(m, wait))
 		}
 	}
 	p.client.Disconnect(250)
