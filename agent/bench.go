@@ -93,6 +93,10 @@ type BenchReport struct {
 	AnonRSSMB float64       `json:"anonRssMB"`
 	FileRSSMB float64       `json:"fileRssMB"`
 	Cameras   []CameraBench `json:"cameras,omitempty"`
+	// AgentAllocsPerFrame is the Go heap allocations of the whole agent during the
+	// multi-camera run, per frame processed: the pipelines, the ring, samples, stats, the
+	// JSON, the MQTT client and the embedded broker.
+	AgentAllocsPerFrame float64 `json:"agentAllocsPerFrame,omitempty"`
 }
 
 // Bench measures the models alone, the pipeline, and the pipeline publishing to an embedded
@@ -448,10 +452,20 @@ func benchCameras(ctx context.Context, o BenchOptions, rep *BenchReport) error {
 		processed, dropped uint64
 	}
 	before := map[string]mark{}
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	for _, r := range a.runsNow() {
 		before[r.cam.Name()] = mark{r.processed.Load(), r.cam.Status().Dropped}
 	}
 	time.Sleep(time.Duration(o.Seconds * float64(time.Second)))
+	runtime.ReadMemStats(&ms1)
+	var processed uint64
+	for _, r := range a.runsNow() {
+		processed += r.processed.Load() - before[r.cam.Name()].processed
+	}
+	if processed > 0 {
+		rep.AgentAllocsPerFrame = round(float64(ms1.Mallocs-ms0.Mallocs)/float64(processed), 1)
+	}
 	for _, r := range a.runsNow() {
 		b := before[r.cam.Name()]
 		cb := CameraBench{Name: r.cam.Name(), FPS: round(float64(r.processed.Load()-b.processed)/o.Seconds, 2), Dropped: r.cam.Status().Dropped - b.dropped}
@@ -536,6 +550,10 @@ func machine(rt *models.Runtime) map[string]string {
 			}
 		}
 	}
+	m["malloc arenas"] = "glibc default (8 per core)"
+	if v := os.Getenv("MALLOC_ARENA_MAX"); v != "" {
+		m["malloc arenas"] = "MALLOC_ARENA_MAX=" + v
+	}
 	return m
 }
 
@@ -575,6 +593,7 @@ func (r *BenchReport) Markdown() string {
 		for _, c := range r.Cameras {
 			fmt.Fprintf(&b, "| %s | %.2f | %d | %.3f | %.3f |\n", c.Name, c.FPS, c.Dropped, c.QueueMs.P50, c.QueueMs.P99)
 		}
+		fmt.Fprintf(&b, "\nThe whole agent in this run (pipelines, ring, stats, JSON, the MQTT client and the embedded broker): %.1f Go heap allocations per frame processed.\n", r.AgentAllocsPerFrame)
 	}
 	return b.String()
 }

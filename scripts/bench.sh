@@ -22,6 +22,9 @@ doc=${BENCH_DOC:-docs/benchmarks.md}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# the malloc setting of the systemd unit (configs/cvedge.service), unless given
+export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
+
 echo "bench: cvedge bench on the demo ($frames frames, then $cameras cameras at $fps fps for ${seconds}s)" >&2
 ./bin/cvedge bench --detector testdata/demo/detector --classifier testdata/demo/classifier \
 	--source testdata/demo/conveyor.avi --frames "$frames" \

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -349,6 +350,7 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 		lib      string
 		config   string
 		cpuProf  string
+		memProf  string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench --detector D --classifier C --source FILE",
@@ -389,6 +391,11 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if memProf != "" {
+				if err := writeHeapProfile(memProf); err != nil {
+					return fmt.Errorf("--memprofile: %w", err)
+				}
+			}
 			if markdown != "" {
 				if err := os.WriteFile(markdown, []byte(rep.Markdown()), 0o644); err != nil {
 					return err
@@ -416,5 +423,20 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&lib, "onnxruntime-library", "", "path of libonnxruntime.so (default: the config's, or search)")
 	f.StringVar(&config, "config", "", "take the onnxruntime section (threads, graph optimization, memory arena, execution provider) from this config")
 	f.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")
+	f.StringVar(&memProf, "memprofile", "", "write a Go heap profile (what is live at the end, and what the run allocated) to this file (go tool pprof)")
 	return cmd
+}
+
+// writeHeapProfile writes the Go heap profile, after a collection, to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
