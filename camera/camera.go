@@ -298,23 +298,23 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 	defer pace.Stop()
 	var pos int64
 	for ctx.Err() == nil {
-		m := gocv.NewMat()
-		if err := g.read(&m); err != nil {
-			m.Close()
+		f := &Frame{Camera: c.name, Pos: -1, mat: gocv.NewMat()} // read into f.mat: one allocation a frame
+		if err := g.read(&f.mat); err != nil {
+			f.Close()
 			return err
 		}
 		c.lastFrame.Store(time.Now().UnixNano())
 		if c.stalled.Load() {
-			m.Close()
+			f.Close()
 			return fmt.Errorf("no frame for %s", c.NoFrame)
 		}
-		if err := c.shape.apply(&m); err != nil {
-			m.Close()
+		if err := c.shape.apply(&f.mat); err != nil {
+			f.Close()
 			return err
 		}
 		c.seq++
 		c.read.Add(1)
-		f := &Frame{Camera: c.name, Seq: c.seq, Captured: time.Now(), Pos: -1, mat: m}
+		f.Seq, f.Captured = c.seq, time.Now()
 		if !c.src.Live() {
 			f.Pos = pos
 			pos++
