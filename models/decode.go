@@ -34,7 +34,8 @@ type Prediction struct {
 	Tag         int
 	TagName     string
 	Probability float32
-	// Box is set by detectors only.
+	// Box is set by detectors only. From PredictInto or RunInto it points into the
+	// Results, and is valid until the Results' next use.
 	Box *Box
 }
 

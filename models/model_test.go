@@ -433,3 +433,33 @@ func TestResultsReused(t *testing.T) {
 		}
 	}
 }
+
+// Where the session runs on another provider than the CPU, tensors are passed on each run
+// instead of bound once; both ways give the same predictions.
+func TestUnboundRunsMatchBound(t *testing.T) {
+	rt := newRuntime(t)
+	sc := []scene{
+		{w: 640, h: 360, shapes: []shape{part("square", "red", 120, 150, 40), part("circle", "blue", 420, 220, 44)}},
+		{w: 640, h: 360, shapes: []shape{part("square", "green", 500, 90, 40)}},
+	}
+	for _, path := range []string{testenv.Path("testdata", "demo", "detector"), testenv.Path("testdata", "demo", "classifier")} {
+		bound, unbound := loadModel(t, rt, path), loadModel(t, rt, path)
+		unbound.mu.Lock()
+		for _, bd := range unbound.batches { // made by the warm-up, bound
+			bd.destroy()
+		}
+		unbound.batches, unbound.bindIO = map[int]*binding{}, false
+		unbound.mu.Unlock()
+		for i := range sc {
+			want, got := predictScenes(t, bound, sc[i]), predictScenes(t, unbound, sc[i])
+			if len(got[0]) == 0 || len(got[0]) != len(want[0]) || got[0][0].TagName != want[0][0].TagName || got[0][0].Probability != want[0][0].Probability {
+				t.Fatalf("%s scene %d: unbound %+v, bound %+v", path, i, got[0], want[0])
+			}
+		}
+		for _, bd := range unbound.batches {
+			if bd.io != nil {
+				t.Fatalf("%s: a binding made with bindIO false is bound", path)
+			}
+		}
+	}
+}
