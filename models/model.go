@@ -326,30 +326,25 @@ func (m *Model) bind(bd *binding) error {
 // run makes one onnxruntime call on bd, for b images, and appends their predictions to r.
 // The caller holds m.mu.
 func (m *Model) run(bd *binding, b int, r *Results) error {
-	if bd.io != nil {
-		if err := m.sess.RunWithBinding(bd.io); err != nil {
-			return fmt.Errorf("model %q: %w", m.Info.Name, err)
-		}
-		if err := m.decode(r, b, bd.outputs); err != nil {
-			return fmt.Errorf("model %q: %w", m.Info.Name, err)
-		}
-		return nil
+	outs, err := m.call(bd)
+	if err == nil {
+		err = m.decode(r, b, outs)
 	}
-	m.outs = append(m.outs[:0], bd.outputs...) // onnxruntime fills the nil ones
-	outs := m.outs
-	if err := m.sess.Run(bd.inputs, outs); err != nil {
-		return fmt.Errorf("model %q: %w", m.Info.Name, err)
-	}
-	err := m.decode(r, b, outs)
-	for i, o := range outs {
-		if bd.outputs[i] == nil && o != nil {
-			o.Destroy()
-		}
-	}
+	bd.release(outs)
 	if err != nil {
 		return fmt.Errorf("model %q: %w", m.Info.Name, err)
 	}
 	return nil
+}
+
+// call makes one onnxruntime call on bd and returns its outputs: bd's own tensors, with the
+// ones bd leaves to onnxruntime filled in (release frees those). The caller holds m.mu.
+func (m *Model) call(bd *binding) ([]ort.Value, error) {
+	if bd.io != nil {
+		return bd.outputs, m.sess.RunWithBinding(bd.io)
+	}
+	m.outs = append(m.outs[:0], bd.outputs...) // onnxruntime fills the nil ones
+	return m.outs, m.sess.Run(bd.inputs, m.outs)
 }
 
 // preallocate makes the output tensor for fixed-shape float outputs; others (strings,
@@ -535,6 +530,15 @@ func (m *Model) Close() error {
 	return nil
 }
 
+// release frees the outputs of a call on bd that onnxruntime allocated.
+func (bd *binding) release(outs []ort.Value) {
+	for i, o := range outs {
+		if bd.outputs[i] == nil && o != nil {
+			o.Destroy()
+		}
+	}
+}
+
 func (bd *binding) destroy() {
 	if bd.io != nil {
 		bd.io.Destroy()
@@ -562,22 +566,11 @@ func (m *Model) Time(batch, calls int) ([]time.Duration, error) {
 		return nil, err
 	}
 	out := make([]time.Duration, 0, calls)
-	outs := make([]ort.Value, len(bind.outputs))
 	for i := 0; i < calls; i++ {
-		copy(outs, bind.outputs)
 		t := time.Now()
-		var err error
-		if bind.io != nil {
-			err = m.sess.RunWithBinding(bind.io)
-		} else {
-			err = m.sess.Run(bind.inputs, outs)
-		}
+		outs, err := m.call(bind)
 		out = append(out, time.Since(t))
-		for j, o := range outs {
-			if bind.outputs[j] == nil && o != nil {
-				o.Destroy()
-			}
-		}
+		bind.release(outs)
 		if err != nil {
 			return nil, err
 		}
