@@ -461,16 +461,15 @@ func benchCameras(ctx context.Context, o BenchOptions, rep *BenchReport) error {
 	runtime.ReadMemStats(&ms1)
 	var processed uint64
 	for _, r := range a.runsNow() {
-		processed += r.processed.Load() - before[r.cam.Name()].processed
+		b := before[r.cam.Name()]
+		n := r.processed.Load() - b.processed
+		processed += n
+		cb := CameraBench{Name: r.cam.Name(), FPS: round(float64(n)/o.Seconds, 2), Dropped: r.cam.Status().Dropped - b.dropped}
+		cb.QueueMs = percentiles(r.queueMs())
+		rep.Cameras = append(rep.Cameras, cb)
 	}
 	if processed > 0 {
 		rep.AgentAllocsPerFrame = round(float64(ms1.Mallocs-ms0.Mallocs)/float64(processed), 1)
-	}
-	for _, r := range a.runsNow() {
-		b := before[r.cam.Name()]
-		cb := CameraBench{Name: r.cam.Name(), FPS: round(float64(r.processed.Load()-b.processed)/o.Seconds, 2), Dropped: r.cam.Status().Dropped - b.dropped}
-		cb.QueueMs = percentiles(r.queueMs())
-		rep.Cameras = append(rep.Cameras, cb)
 	}
 	cancel()
 	return <-done
