@@ -15,6 +15,7 @@ import (
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
 )
 
 // truth is testdata/demo/conveyor.truth.json, written by testdata/gen_demo.py.
@@ -208,13 +209,5 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 }
 
-func iou(a, b payload.Box) float32 {
-	x1, y1 := max(a.Left, b.Left), max(a.Top, b.Top)
-	x2, y2 := min(a.Left+a.Width, b.Left+b.Width), min(a.Top+a.Height, b.Top+b.Height)
-	inter := max(0, x2-x1) * max(0, y2-y1)
-	u := a.Width*a.Height + b.Width*b.Height - inter
-	if u <= 0 {
-		return 0
-	}
-	return inter / u
-}
+// iou is the intersection over union of two payload boxes (models.Box has the same fields).
+func iou(a, b payload.Box) float32 { return models.Box(a).IoU(models.Box(b)) }

@@ -3,6 +3,7 @@ package agent
 import (
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
 )
 
 // tracker decides parts by N-frame agreement: it links each detection to the part seen in
@@ -52,7 +53,7 @@ func (tr *tracker) detections(dets []payload.Tag) {
 			if used[j] || b == nil {
 				continue
 			}
-			if iou := iouBox(*b, t.box); iou >= bestIoU {
+			if iou := models.Box(*b).IoU(models.Box(t.box)); iou >= bestIoU {
 				best, bestIoU = j, iou
 			}
 		}
@@ -122,15 +123,4 @@ func majority(counts map[string]int, order []string) string {
 		}
 	}
 	return best
-}
-
-func iouBox(a, b payload.Box) float32 {
-	x1, y1 := max(a.Left, b.Left), max(a.Top, b.Top)
-	x2, y2 := min(a.Left+a.Width, b.Left+b.Width), min(a.Top+a.Height, b.Top+b.Height)
-	inter := max(0, x2-x1) * max(0, y2-y1)
-	u := a.Width*a.Height + b.Width*b.Height - inter
-	if u <= 0 {
-		return 0
-	}
-	return inter / u
 }
