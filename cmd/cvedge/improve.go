@@ -134,31 +134,21 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 				}
 				explicit[k] = v
 			}
-			rt, err := mf.runtime()
+			set, err := mf.openStages()
 			if err != nil {
 				return err
 			}
-			defer rt.Close()
-			var stages []*agent.ModelStage
-			defer func() {
-				for _, s := range stages {
-					s.Close()
-				}
-			}()
+			defer set.close()
 			for _, p := range paths {
-				mc, err := mf.model(p)
+				st, err := set.load(p)
 				if err != nil {
 					return err
 				}
-				st, err := agent.LoadStage(rt, filepath.Base(filepath.Clean(p)), mc)
-				if err != nil {
-					return err
-				}
-				stages = append(stages, st)
-				if st.Detector() != stages[0].Detector() {
+				if st.Detector() != set.stages[0].Detector() {
 					return errors.New("--model: give classifiers only, or detectors only, in one evaluation")
 				}
 			}
+			stages := set.stages
 			report := &eval.Report{Data: data, Created: time.Now().UTC(), Kind: "classification"}
 			prog := newProgress(stderr)
 			if stages[0].Detector() {

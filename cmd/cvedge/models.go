@@ -60,6 +60,43 @@ func (f *modelFlags) runtime() (*models.Runtime, error) {
 	return models.NewRuntime(models.Options{Library: f.library})
 }
 
+// stageSet holds the models a command loads with its command line's settings.
+type stageSet struct {
+	flags  *modelFlags
+	rt     *models.Runtime
+	stages []*agent.ModelStage // in the order loaded
+}
+
+// openStages opens onnxruntime for the command's models; the set's close frees them and it.
+func (f *modelFlags) openStages() (*stageSet, error) {
+	rt, err := f.runtime()
+	if err != nil {
+		return nil, err
+	}
+	return &stageSet{flags: f, rt: rt}, nil
+}
+
+// load loads the export at path, named after its file or folder.
+func (s *stageSet) load(path string) (*agent.ModelStage, error) {
+	mc, err := s.flags.model(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := agent.LoadStage(s.rt, filepath.Base(filepath.Clean(path)), mc)
+	if err != nil {
+		return nil, err
+	}
+	s.stages = append(s.stages, st)
+	return st, nil
+}
+
+func (s *stageSet) close() {
+	for _, st := range s.stages {
+		st.Close()
+	}
+	s.rt.Close()
+}
+
 func inspectCmd(stdout io.Writer) *cobra.Command {
 	var mf modelFlags
 	cmd := &cobra.Command{
@@ -165,31 +202,16 @@ func predictCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rt, err := mf.runtime()
+			set, err := mf.openStages()
 			if err != nil {
 				return err
 			}
-			defer rt.Close()
-			var stages []*agent.ModelStage
-			defer func() {
-				for _, s := range stages {
-					s.Close()
-				}
-			}()
+			defer set.close()
 			load := func(path string) (agent.Stage, error) {
 				if path == "" {
 					return nil, nil
 				}
-				mc, err := mf.model(path)
-				if err != nil {
-					return nil, err
-				}
-				st, err := agent.LoadStage(rt, filepath.Base(path), mc)
-				if err != nil {
-					return nil, err
-				}
-				stages = append(stages, st)
-				return st, nil
+				return set.load(path)
 			}
 			var dst, cst agent.Stage
 			if model != "" {
