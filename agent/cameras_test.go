@@ -128,7 +128,7 @@ func TestTwoCamerasShareModels(t *testing.T) {
 	second.Name = "conveyor2"
 	cfg.Cameras = append(cfg.Cameras, second)
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	stop := runAgent(t, cfg)
 	testenv.WaitFor(t, "every frame on both cameras", 60*time.Second, func() bool {
 		return len(predictions(t, col, "conveyor")) >= len(tr.Frames) && len(predictions(t, col, "conveyor2")) >= len(tr.Frames)

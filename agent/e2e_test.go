@@ -18,34 +18,6 @@ import (
 	"github.com/cvedge/cvedge/models"
 )
 
-// truth is testdata/demo/conveyor.truth.json, written by testdata/gen_demo.py.
-type truth struct {
-	Width, Height int
-	Frames        []struct {
-		Index int
-		Parts []struct {
-			ID      int
-			Colour  string
-			Shape   string
-			Box     [4]float64 // pixels: x, y, w, h
-			Visible float64
-		}
-	}
-}
-
-func loadTruth(t *testing.T) truth {
-	t.Helper()
-	raw, err := os.ReadFile(testenv.Path("testdata", "demo", "conveyor.truth.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tr truth
-	if err := json.Unmarshal(raw, &tr); err != nil {
-		t.Fatal(err)
-	}
-	return tr
-}
-
 // demoConfig writes a config for the demo models and video, publishing to brokerURL, and
 // loads it the way `cvedge run` does.
 func demoConfig(t *testing.T, brokerURL, extra string) *configs.Config {
@@ -93,7 +65,7 @@ cameras:
 // predictions received over MQTT against the video's ground truth.
 func TestDemoEndToEnd(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	cfg := demoConfig(t, broker.URL, "")
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 

@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"archive/zip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -165,8 +164,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 // TestRemoteAdd downloads an iteration over https, checks its SHA-256, and activates it.
 func TestRemoteAdd(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
-	zipPath := filepath.Join(t.TempDir(), "v2.zip")
-	zipDir(t, testenv.Path("testdata", "models", "classifier-v2"), zipPath)
+	zipPath := testenv.ZipDir(t, testenv.Path("testdata", "models", "classifier-v2"), "", nil)
 	body, _ := os.ReadFile(zipPath)
 	sum := sha256.Sum256(body)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
@@ -199,21 +197,4 @@ func TestRemoteAdd(t *testing.T) {
 		json.Unmarshal(msgs[len(msgs)-1], &p)
 		return len(p.Predictions) > 0 && p.Predictions[0].Classification != nil && strings.HasSuffix(p.Predictions[0].Classification.Predictions[0].TagName, "_v2")
 	})
-}
-
-func zipDir(t *testing.T, dir, out string) {
-	t.Helper()
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zw := zip.NewWriter(f)
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		w, _ := zw.Create(e.Name())
-		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		w.Write(b)
-	}
-	zw.Close()
-	f.Close()
 }

@@ -50,7 +50,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
 	base := "http://" + cfg.HTTP.Listen
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 	testenv.WaitFor(t, "the camera to end", 10*time.Second, func() bool {
 		_, body := get(t, base+"/metrics")

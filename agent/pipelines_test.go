@@ -18,7 +18,7 @@ func runDemo(t *testing.T, broker *testenv.Broker, cfg *configs.Config) ([]paylo
 	cfg.MQTT.StatsInterval = 200 * time.Millisecond
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	testenv.WaitFor(t, "every frame", 60*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 	time.Sleep(400 * time.Millisecond) // one more stats message
 	stop()
@@ -26,7 +26,7 @@ func runDemo(t *testing.T, broker *testenv.Broker, cfg *configs.Config) ([]paylo
 }
 
 // truthAt returns the truth part under the centre of a detection.
-func truthAt(tr truth, frame int, b *payload.Box) (colour, shape string, ok bool) {
+func truthAt(tr testenv.Truth, frame int, b *payload.Box) (colour, shape string, ok bool) {
 	cx, cy := float64(b.Left+b.Width/2)*float64(tr.Width), float64(b.Top+b.Height/2)*float64(tr.Height)
 	for _, p := range tr.Frames[frame].Parts {
 		if cx >= p.Box[0] && cx <= p.Box[0]+p.Box[2] && cy >= p.Box[1] && cy <= p.Box[1]+p.Box[3] {
@@ -48,7 +48,7 @@ func TestHierarchy(t *testing.T) {
 	cfg.Cameras[0].Pipeline.Classifier = "shape"
 	cfg.Cameras[0].Pipeline.Routes = map[string]string{"circle": "colour", "square": "colour"}
 	preds, col := runDemo(t, broker, cfg)
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	checked := 0
 	for _, p := range preds {
 		for _, d := range p.Predictions {
@@ -87,7 +87,7 @@ func TestPerTagThresholds(t *testing.T) {
 	cfg := demoConfig(t, broker.URL, "")
 	cfg.Cameras[0].Pipeline.Thresholds = map[string]float64{"Part": 0.997}
 	preds, _ := runDemo(t, broker, cfg)
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	squares := 0
 	for _, p := range preds {
 		for _, d := range p.Predictions {
@@ -108,7 +108,7 @@ func TestVote(t *testing.T) {
 	cfg := demoConfig(t, broker.URL, "")
 	cfg.Cameras[0].Pipeline.Vote.Frames = 3
 	preds, col := runDemo(t, broker, cfg)
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	firsts := map[int]bool{}
 	for _, p := range preds {
 		for _, d := range p.Predictions {

@@ -56,7 +56,7 @@ func TestFeedbackRoundTrip(t *testing.T) {
 	cfg.Samples.FullFrame = true
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 
 	var one, two payload.Prediction // a frame with one detection, and one with two
@@ -133,7 +133,7 @@ func TestRuleSamples(t *testing.T) {
 	cfg.MQTT.StatsInterval = 200 * time.Millisecond
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 	time.Sleep(500 * time.Millisecond)
 	stop()
@@ -162,7 +162,7 @@ func TestDataCollection(t *testing.T) {
 	cfg := demoConfig(t, broker.URL, fmt.Sprintf("    collect: {enabled: true, dir: %s, what: crops, every: 1ms, max_mb: 1}\n", dir))
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
-	tr := loadTruth(t)
+	tr := testenv.DemoTruth(t)
 	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 	stop()
 	entries, err := collect.ReadIndex(dir)

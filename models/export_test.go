@@ -1,7 +1,6 @@
 package models
 
 import (
-	"archive/zip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,26 +34,8 @@ func copyExport(t *testing.T, name string) string {
 	return dir
 }
 
-func zipDir(t *testing.T, dir, prefix string) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "export.zip")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zw := zip.NewWriter(f)
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		w, _ := zw.Create(prefix + e.Name())
-		raw, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		w.Write(raw)
-	}
-	w, _ := zw.Create(prefix + "python/onnxruntime_predict.py")
-	w.Write([]byte("# sample code"))
-	zw.Close()
-	f.Close()
-	return out
-}
+// sampleCode is what an export ZIP carries beside the model: the portal's sample code.
+var sampleCode = map[string]string{"python/onnxruntime_predict.py": "# sample code"}
 
 func TestReadExportForms(t *testing.T) {
 	folder := copyExport(t, "classifier")
@@ -65,8 +46,8 @@ func TestReadExportForms(t *testing.T) {
 	}
 	forms := map[string]string{
 		"folder":          folder,
-		"zip":             zipDir(t, folder, ""),
-		"zip in a folder": zipDir(t, folder, "export/"),
+		"zip":             testenv.ZipDir(t, folder, "", sampleCode),
+		"zip in a folder": testenv.ZipDir(t, folder, "export/", sampleCode),
 		"bare onnx":       filepath.Join(bare, "model.onnx"),
 	}
 	for name, p := range forms {

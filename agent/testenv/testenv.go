@@ -1,19 +1,25 @@
 // Package testenv finds what tests need outside the Go code (the repository root, the shared
 // real-data folder, the onnxruntime library, a mosquitto binary) and applies one rule when
-// something is missing: skip on a developer machine, fail under CI=true.
+// something is missing: skip on a developer machine, fail under CI=true. It also holds what
+// the tests of several packages share: an MQTT test client, schema checks, the demo's ground
+// truth, export ZIPs.
 //
 // It is imported by tests only, and imports nothing of cvedge.
 package testenv
 
 import (
+	"archive/zip"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -238,4 +244,75 @@ func SchemaForTopic(topic string) string {
 		return "feedback"
 	}
 	return ""
+}
+
+// Truth is the demo video's ground truth, testdata/demo/conveyor.truth.json, written by
+// testdata/gen_demo.py.
+type Truth struct {
+	Width, Height int
+	Frames        []struct {
+		Index int
+		Parts []struct {
+			ID      int
+			Colour  string
+			Shape   string
+			Box     [4]float64 // pixels: x, y, w, h
+			Visible float64
+		}
+	}
+}
+
+// DemoTruth reads the demo video's ground truth.
+func DemoTruth(tb testing.TB) Truth {
+	tb.Helper()
+	raw, err := os.ReadFile(Path("testdata", "demo", "conveyor.truth.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var tr Truth
+	if err := json.Unmarshal(raw, &tr); err != nil {
+		tb.Fatalf("conveyor.truth.json: %v", err)
+	}
+	return tr
+}
+
+// ZipDir writes the files of dir (not its subfolders) into a new ZIP, each named under
+// prefix, with extra files beside them (name under prefix: contents), and returns its path.
+func ZipDir(tb testing.TB, dir, prefix string, extra map[string]string) string {
+	tb.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		if files[e.Name()], err = os.ReadFile(filepath.Join(dir, e.Name())); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for name, contents := range extra {
+		files[name] = []byte(contents)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		w, err := zw.Create(prefix + name)
+		if err == nil {
+			_, err = w.Write(files[name])
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	out := filepath.Join(tb.TempDir(), filepath.Base(dir)+".zip")
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }

@@ -119,17 +119,7 @@ func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
 func TestEvalDetectorCOCO(t *testing.T) {
 	needRuntime(t)
 	demo := testenv.Path("testdata", "demo")
-	var truth struct {
-		Width, Height int
-		Frames        []struct {
-			Parts []struct {
-				Box     [4]float64
-				Visible float64
-			}
-		}
-	}
-	raw, _ := os.ReadFile(filepath.Join(demo, "conveyor.truth.json"))
-	json.Unmarshal(raw, &truth)
+	truth := testenv.DemoTruth(t)
 	dir := t.TempDir()
 	type img struct {
 		ID       int    `json:"id"`

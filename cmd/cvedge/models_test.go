@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -119,20 +118,7 @@ func TestInspectDemo(t *testing.T) {
 func TestPredictTwoStages(t *testing.T) {
 	needRuntime(t)
 	demo := testenv.Path("testdata", "demo")
-	var truth struct {
-		Width, Height int
-		Frames        []struct {
-			Parts []struct {
-				Colour  string
-				Box     [4]float64
-				Visible float64
-			}
-		}
-	}
-	raw, _ := os.ReadFile(filepath.Join(demo, "conveyor.truth.json"))
-	if err := json.Unmarshal(raw, &truth); err != nil {
-		t.Fatal(err)
-	}
+	truth := testenv.DemoTruth(t)
 	res := predictJSON(t, "--detector", filepath.Join(demo, "detector"), "--classifier", filepath.Join(demo, "classifier"), "--threshold", "0.5", filepath.Join(demo, "stills"))
 	if len(res) != 3 {
 		t.Fatalf("%d results for 3 stills", len(res))
