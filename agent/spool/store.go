@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -32,8 +33,32 @@ type Options struct {
 // Store is the spool: one Log per class under one folder.
 type Store struct {
 	o    Options
+	dir  string
 	mu   sync.Mutex
 	logs map[string]*Log
+	// writeErr is the error of the last append that failed (nil: the last one worked);
+	// probed is when the folder was last tried with a probe write while it was failing.
+	writeErr   error
+	failed     uint64
+	probed     time.Time
+	probeEvery time.Duration
+}
+
+// Health is the spool's state for stats, metrics and readiness.
+type Health struct {
+	// Writable is false from an append that failed (disk full, read-only, I/O error) until
+	// one succeeds, or a probe write shows the disk takes data again.
+	Writable bool
+	// Error is the last append's error while not writable.
+	Error string
+	// Messages and Bytes are the records waiting; DiskBytes the size of the spool's files.
+	Messages  int
+	Bytes     int64
+	DiskBytes int64
+	// WriteFailures counts appends that failed; CorruptBytes the bytes of corrupt records
+	// skipped since start.
+	WriteFailures uint64
+	CorruptBytes  int64
 }
 
 // Open opens (or creates) the spool in dir with one log per class in o.DropOrder.
@@ -41,7 +66,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if len(o.DropOrder) == 0 {
 		return nil, errors.New("spool: no classes")
 	}
-	s := &Store{o: o, logs: map[string]*Log{}}
+	s := &Store{o: o, dir: dir, logs: map[string]*Log{}, probeEvery: 5 * time.Second}
 	for _, c := range o.DropOrder {
 		l, err := OpenLog(filepath.Join(dir, c), o.OnRepair)
 		if err != nil {
@@ -72,7 +97,54 @@ func (s *Store) Append(class string, r Record) error {
 			break
 		}
 	}
-	return l.Append(r)
+	if err := l.Append(r); err != nil {
+		s.writeErr = err
+		s.failed++
+		return err
+	}
+	s.writeErr = nil
+	return nil
+}
+
+// probeBytes is the size of the probe write that tells whether a failing spool folder takes
+// data again.
+const probeBytes = 64 << 10
+
+// Health reports the spool's state. While appends fail, it tries a probe write in the
+// spool's folder at most every few seconds, so the spool shows writable again once the
+// disk has room, even before the next message needs it.
+func (s *Store) Health() Health {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeErr != nil && time.Since(s.probed) >= s.probeEvery {
+		s.probed = time.Now()
+		if s.probe() == nil {
+			s.writeErr = nil
+		}
+	}
+	h := Health{Writable: s.writeErr == nil, WriteFailures: s.failed, Bytes: s.bytes()}
+	if s.writeErr != nil {
+		h.Error = s.writeErr.Error()
+	}
+	for _, l := range s.logs {
+		h.Messages += l.Len()
+		h.DiskBytes += l.DiskBytes()
+		h.CorruptBytes += l.Skipped()
+	}
+	return h
+}
+
+func (s *Store) probe() error {
+	f, err := os.CreateTemp(s.dir, ".probe-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(make([]byte, probeBytes)); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 // dropOldest removes one record of the first class in drop order that has any.
@@ -109,15 +181,17 @@ type Ticket struct {
 	pos   Pos
 }
 
-// Next returns the oldest record of all classes without removing it; records past MaxAge are
-// dropped on the way. ok is false when the spool is empty.
+// Next hands out the oldest record of all classes not yet handed out, without removing it:
+// Ack removes it once delivered, and Rewind hands out again from the oldest after a failed
+// delivery. Records past MaxAge are dropped on the way. ok is false when every record is
+// handed out.
 func (s *Store) Next() (t Ticket, r Record, ok bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		t, r, ok = Ticket{}, Record{}, false
 		for _, c := range s.o.DropOrder {
-			rec, pos, err := s.logs[c].Peek()
+			rec, pos, err := s.logs[c].Ahead()
 			if errors.Is(err, ErrEmpty) {
 				continue
 			}
@@ -128,13 +202,31 @@ func (s *Store) Next() (t Ticket, r Record, ok bool, err error) {
 				t, r, ok = Ticket{Class: c, pos: pos}, rec, true
 			}
 		}
-		if !ok || s.o.MaxAge <= 0 || time.Since(r.Created) <= s.o.MaxAge {
-			return t, r, ok, nil
+		if !ok {
+			return t, r, false, nil
 		}
-		if err := s.logs[t.Class].Pop(); err != nil {
-			return Ticket{}, Record{}, false, err
+		l := s.logs[t.Class]
+		if s.o.MaxAge > 0 && time.Since(r.Created) > s.o.MaxAge {
+			if _, head, err := l.Peek(); err == nil && head == t.pos {
+				if err := l.Pop(); err != nil {
+					return Ticket{}, Record{}, false, err
+				}
+				s.dropped(t.Class, "age")
+				continue
+			}
 		}
-		s.dropped(t.Class, "age")
+		l.Advance(t.pos)
+		return t, r, true, nil
+	}
+}
+
+// Rewind hands out every record not yet acknowledged again, oldest first, after a delivery
+// failed.
+func (s *Store) Rewind() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.logs {
+		l.Rewind()
 	}
 }
 
