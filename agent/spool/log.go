@@ -217,10 +217,10 @@ type Log struct {
 	next  Pos   // the next record Ahead hands out; never before the oldest
 	// nextSize is the size of the record at next, once Ahead has read it (0: not read).
 	nextSize int64
-	count int
-	bytes int64
-	pops  int
-	saved time.Time
+	count    int
+	bytes    int64
+	pops     int
+	saved    time.Time
 	// skipped counts bytes of corrupt records passed over; onRepair hears of each.
 	skipped  int64
 	onRepair func(msg string)
