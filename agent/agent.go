@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -62,6 +63,7 @@ type Agent struct {
 
 	pub     *publish.Publisher
 	spool   *spool.Store
+	dead    *spool.DeadLetter
 	drops   tally // spool drops by "class/reason"
 	store   *store.Store
 	metrics *ops.Metrics
@@ -268,9 +270,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	will, _ := json.Marshal(payload.Status{Schema: payload.Schema, Agent: cfg.Agent.ID, State: "offline", Reason: "connection lost", Boot: a.boot, Updated: time.Now().UTC()})
 	pub, err := publish.Connect(cfg.MQTT, publish.Options{
-		Will:      &publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: will},
-		OnConnect: func() []publish.Message { return []publish.Message{a.statusMessage("online", "")} },
-		Spool:     a.spool,
+		Will:       &publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: will},
+		OnConnect:  func() []publish.Message { return []publish.Message{a.statusMessage("online", "")} },
+		Spool:      a.spool,
+		DeadLetter: a.dead,
 		Subscriptions: map[string]func([]byte){
 			a.Topic("commands"): a.onCommand,
 			a.Topic("feedback"): a.onFeedback,
@@ -412,6 +415,10 @@ func (a *Agent) openSpool() error {
 		return fmt.Errorf("spool.dir: %w (the agent must be able to write there)", err)
 	}
 	a.spool = s
+	dl := filepath.Join(a.c().Spool.Dir, "deadletter")
+	if a.dead, err = spool.OpenDeadLetter(dl, int64(a.c().Spool.DeadLetterMB)<<20); err != nil {
+		return fmt.Errorf("spool.dir: %w (the agent must be able to write there)", err)
+	}
 	if n := s.Len(); n > 0 {
 		a.log.Info("spool holds messages from before; delivering them once connected", "messages", n, "bytes", s.Bytes())
 	}

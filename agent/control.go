@@ -234,9 +234,7 @@ func (a *Agent) statsLoop(ctx context.Context) {
 				}
 			}
 			st.LLM = a.llm.stats()
-			ps := a.pub.Stats()
-			st.MQTT = payload.MQTTStats{Connected: ps.Connected, Queued: ps.Queued, Sent: ps.Sent, Spooled: ps.Spooled, Drained: ps.Drained, Skipped: ps.Skipped, Lost: ps.Lost}
-			st.Spool = payload.SpoolStats{Messages: a.spool.Len(), Bytes: a.spool.Bytes(), Dropped: a.drops.snapshot()}
+			st.MQTT, st.Spool = a.deliveryStats()
 			body, _ := json.Marshal(st)
 			a.pub.Send(publish.Message{Topic: a.Topic("stats"), QoS: 0, Payload: body})
 		}

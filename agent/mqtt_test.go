@@ -3,21 +3,12 @@ package agent_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"image/jpeg"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -224,11 +215,11 @@ func TestCommands(t *testing.T) {
 // TestTLS publishes over TLS with a test CA, and over mutual TLS with a client certificate.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	pki := newPKI(t, dir)
+	pki := testenv.NewPKI(t, dir)
 	tlsPort, mtlsPort := testenv.FreePort(t), testenv.FreePort(t)
 	broker := testenv.StartMosquitto(t,
-		fmt.Sprintf("listener %d 127.0.0.1", tlsPort), "cafile "+pki.ca, "certfile "+pki.serverCert, "keyfile "+pki.serverKey,
-		fmt.Sprintf("listener %d 127.0.0.1", mtlsPort), "cafile "+pki.ca, "certfile "+pki.serverCert, "keyfile "+pki.serverKey,
+		fmt.Sprintf("listener %d 127.0.0.1", tlsPort), "cafile "+pki.CA, "certfile "+pki.ServerCert, "keyfile "+pki.ServerKey,
+		fmt.Sprintf("listener %d 127.0.0.1", mtlsPort), "cafile "+pki.CA, "certfile "+pki.ServerCert, "keyfile "+pki.ServerKey,
 		"require_certificate true", "use_identity_as_username true")
 	col := testenv.Subscribe(t, broker.URL, "#") // the plain listener
 	for _, c := range []struct {
@@ -240,9 +231,9 @@ func TestTLS(t *testing.T) {
 			cfg := demoConfig(t, fmt.Sprintf("ssl://127.0.0.1:%d", c.port), "")
 			cfg.Agent.ID = c.name
 			cfg.MQTT.TopicPrefix = "cvedge/" + c.name
-			cfg.MQTT.TLS.CAFile = pki.ca
+			cfg.MQTT.TLS.CAFile = pki.CA
 			if c.mtls {
-				cfg.MQTT.TLS.CertFile, cfg.MQTT.TLS.KeyFile = pki.clientCert, pki.clientKey
+				cfg.MQTT.TLS.CertFile, cfg.MQTT.TLS.KeyFile = pki.ClientCert, pki.ClientKey
 			}
 			stop := runAgent(t, cfg)
 			topic := "cvedge/" + c.name + "/cameras/conveyor/predictions"
@@ -252,7 +243,7 @@ func TestTLS(t *testing.T) {
 	}
 	t.Run("mtls without a client certificate is refused", func(t *testing.T) {
 		cfg := demoConfig(t, fmt.Sprintf("ssl://127.0.0.1:%d", mtlsPort), "")
-		cfg.Agent.ID, cfg.MQTT.TopicPrefix, cfg.MQTT.TLS.CAFile = "nocert", "cvedge/nocert", pki.ca
+		cfg.Agent.ID, cfg.MQTT.TopicPrefix, cfg.MQTT.TLS.CAFile = "nocert", "cvedge/nocert", pki.CA
 		stop := runAgent(t, cfg)
 		time.Sleep(3 * time.Second)
 		stop()
@@ -260,45 +251,6 @@ func TestTLS(t *testing.T) {
 			t.Fatalf("%d predictions arrived without a client certificate", n)
 		}
 	})
-}
-
-type pki struct{ ca, serverCert, serverKey, clientCert, clientKey string }
-
-// newPKI writes a test CA, a server certificate for 127.0.0.1 and a client certificate.
-func newPKI(t *testing.T, dir string) pki {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cvedge test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: ips,
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(key)
-		return write(cn+".crt", "CERTIFICATE", der), write(cn+".key", "EC PRIVATE KEY", kder)
-	}
-	p := pki{ca: write("ca.crt", "CERTIFICATE", caDER)}
-	p.serverCert, p.serverKey = issue(2, "broker", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
-	p.clientCert, p.clientKey = issue(3, "line3-agent", x509.ExtKeyUsageClientAuth, nil)
-	return p
 }
 
 // TestDocsExamplesMatchSchemas: every JSON example in docs/mqtt.md that names its schema

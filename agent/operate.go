@@ -12,7 +12,7 @@ import (
 
 // snapshot is the state the metrics read at each scrape.
 func (a *Agent) snapshot() ops.Snapshot {
-	s := ops.Snapshot{SpoolDropped: a.drops.snapshot()}
+	s := ops.Snapshot{}
 	for _, r := range a.runsNow() {
 		st := r.cam.Status()
 		s.Cameras = append(s.Cameras, ops.CameraState{Name: r.cam.Name(), State: string(st.State), Read: st.Read, Dropped: st.Dropped,
@@ -31,11 +31,7 @@ func (a *Agent) snapshot() ops.Snapshot {
 		s.Models = append(s.Models, ms)
 	}
 	if a.pub != nil {
-		ps := a.pub.Stats()
-		s.MQTTConnected, s.Sent, s.Spooled, s.Drained, s.Skip, s.Lost = ps.Connected, ps.Sent, ps.Spooled, ps.Drained, ps.Skipped, ps.Lost
-	}
-	if a.spool != nil {
-		s.SpoolMessages, s.SpoolBytes = a.spool.Len(), a.spool.Bytes()
+		s.MQTT, s.Spool = a.deliveryStats()
 	}
 	if l := a.llm.stats(); l != nil {
 		s.LLM = map[string]uint64{"answered": l.Answered, "invalid": l.Invalid, "outside_tags": l.OutsideTags, "failed": l.Failed, "over_budget": l.OverBudget, "dropped": l.Dropped}
@@ -63,10 +59,34 @@ func (a *Agent) readiness() []string {
 			}
 		}
 	}
-	if a.pub == nil || (!a.pub.Connected() && (a.spool == nil || a.spool.Bytes() >= int64(a.c().Spool.MaxMB)<<20)) {
+	if a.pub == nil {
+		return append(why, "the MQTT publisher is not running")
+	}
+	ms, ss := a.deliveryStats()
+	if ms.State != "connected" && ms.State != "connecting" {
+		why = append(why, "MQTT broker "+ms.State+": "+ms.LastError)
+	} else if ms.LastError != "" {
+		why = append(why, "MQTT broker: "+ms.LastError)
+	}
+	if !ss.Writable {
+		why = append(why, "the spool cannot write: "+ss.Error)
+	} else if !ms.Connected && ss.Bytes >= int64(a.c().Spool.MaxMB)<<20 {
 		why = append(why, "the MQTT broker is not connected and the spool is full")
 	}
 	return why
+}
+
+// deliveryStats reads the publisher's and the spool's state.
+func (a *Agent) deliveryStats() (payload.MQTTStats, payload.SpoolStats) {
+	ps := a.pub.Stats()
+	ms := payload.MQTTStats{Connected: ps.Connected, State: ps.State, LastError: ps.LastError, Queued: ps.Queued, InFlight: ps.InFlight,
+		Sent: ps.Sent, Spooled: ps.Spooled, Drained: ps.Drained, Skipped: ps.Skipped, Lost: ps.Lost, SetAside: ps.SetAside}
+	ss := payload.SpoolStats{Writable: true, Dropped: a.drops.snapshot()}
+	if a.spool != nil {
+		h := a.spool.Health()
+		ss.Writable, ss.Error, ss.Messages, ss.Bytes, ss.DiskBytes, ss.WriteFailures, ss.CorruptBytes = h.Writable, h.Error, h.Messages, h.Bytes, h.DiskBytes, h.WriteFailures, h.CorruptBytes
+	}
+	return ms, ss
 }
 
 // observe records a processed frame in the metrics.

@@ -94,6 +94,19 @@ type MQTT struct {
 	// QueueSize bounds the messages waiting in memory for the broker; beyond it they go
 	// straight to the spool.
 	QueueSize int `mapstructure:"queue_size"`
+	// Inflight is how many QoS 1 and 2 messages are published without waiting for the
+	// broker's acknowledgement (the window); a broker far away needs a wide one (rate x round
+	// trip). 1 publishes one message at a time.
+	Inflight int `mapstructure:"inflight"`
+	// MaxPayloadKB is the largest message the broker takes, in KiB (mosquitto's
+	// message_size_limit, 128 for AWS IoT Core); 0: no limit. Sample and snapshot images
+	// are re-encoded smaller to fit; any other message over it is set aside in the
+	// dead-letter folder instead of being sent.
+	MaxPayloadKB int `mapstructure:"max_payload_kb"`
+	// SpoolFirst writes every message that must arrive (predictions, samples, results) to
+	// the spool before it is published, so a crash at any moment loses none; each costs a
+	// disk sync (docs/benchmarks.md).
+	SpoolFirst bool `mapstructure:"spool_first"`
 	// StatsInterval is how often the stats message is published; 0 turns it off.
 	StatsInterval time.Duration `mapstructure:"stats_interval"`
 	// Embedded runs an MQTT broker inside the agent, for a single-box kiosk or the demo.
@@ -126,6 +139,9 @@ type Spool struct {
 	// DropFirst is the class that loses its oldest messages first when MaxMB is hit:
 	// samples or predictions.
 	DropFirst string `mapstructure:"drop_first"`
+	// DeadLetterMB bounds the dead-letter folder (<dir>/deadletter), where messages that
+	// can never be delivered are kept as JSON files; past it the oldest go.
+	DeadLetterMB int `mapstructure:"dead_letter_mb"`
 }
 
 // Samples says which predictions are published as likely misclassified samples, with their
@@ -421,15 +437,17 @@ func Default() Config {
 			MaxReconnectInterval: 30 * time.Second,
 			PublishTimeout:       10 * time.Second,
 			QueueSize:            1024,
+			Inflight:             64,
 			StatsInterval:        10 * time.Second,
 			Embedded: Embedded{
 				Listen: "127.0.0.1:1883",
 			},
 		},
 		Spool: Spool{
-			MaxMB:     256,
-			MaxAge:    7 * 24 * time.Hour,
-			DropFirst: "samples",
+			MaxMB:        256,
+			MaxAge:       7 * 24 * time.Hour,
+			DropFirst:    "samples",
+			DeadLetterMB: 64,
 		},
 		Samples: Samples{
 			Enabled:       true,

@@ -190,6 +190,14 @@ func (m MQTT) validate(p *problems) {
 	if m.QueueSize < 1 {
 		p.add("mqtt.queue_size", "%d must be 1 or more", m.QueueSize)
 	}
+	if m.Inflight < 1 || m.Inflight > 1024 {
+		p.add("mqtt.inflight", "%d must be from 1 to 1024 (messages in flight without acknowledgement)", m.Inflight)
+	}
+	if m.MaxPayloadKB < 0 || m.MaxPayloadKB > 256<<10 {
+		p.add("mqtt.max_payload_kb", "%d must be 0 (no limit) or up to 262144 (256 MiB, the most MQTT carries)", m.MaxPayloadKB)
+	} else if m.MaxPayloadKB > 0 && m.MaxPayloadKB < 8 {
+		p.add("mqtt.max_payload_kb", "%d KiB is too small for a prediction message: give 8 or more, or 0 for no limit", m.MaxPayloadKB)
+	}
 	if m.StatsInterval < 0 {
 		p.add("mqtt.stats_interval", "%v must be 0 (off) or a positive duration", m.StatsInterval)
 	}
@@ -275,6 +283,9 @@ func (s Spool) validate(p *problems) {
 		p.add("spool.max_age", "%v must be 0 (no limit) or a positive duration", s.MaxAge)
 	}
 	p.oneOf("spool.drop_first", s.DropFirst, []string{"samples", "predictions"})
+	if s.DeadLetterMB < 1 {
+		p.add("spool.dead_letter_mb", "%d must be 1 or more", s.DeadLetterMB)
+	}
 }
 
 func (m Model) validate(p *problems, key string) {

@@ -4,21 +4,22 @@
 package ops
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cvedge/cvedge/agent/payload"
 )
 
 // Snapshot is the agent state read at each scrape.
 type Snapshot struct {
 	Cameras []CameraState
 	Models  []ModelState
-	// MQTTConnected, and the publisher's counters since start.
-	MQTTConnected                      bool
-	Sent, Spooled, Drained, Skip, Lost uint64
-	SpoolMessages                      int
-	SpoolBytes                         int64
-	SpoolDropped                       map[string]uint64 // "class/reason"
-	LLM                                map[string]uint64 // outcome -> calls
+	// MQTT and Spool are the delivery state, as in the stats message.
+	MQTT  payload.MQTTStats
+	Spool payload.SpoolStats
+	LLM   map[string]uint64 // outcome -> calls
 }
 
 // CameraState is one camera at scrape time.
@@ -86,10 +87,16 @@ var (
 	descModel      = prometheus.NewDesc("cvedge_model_info", "The iteration each model serves (value 1).", []string{"model", "iteration", "sha256", "format"}, nil)
 	descShadow     = prometheus.NewDesc("cvedge_shadow_agreement", "How often the candidate iteration agrees with the active one (0..1).", []string{"model"}, nil)
 	descConnected  = prometheus.NewDesc("cvedge_mqtt_connected", "1 while the MQTT broker is connected.", nil, nil)
-	descMQTT       = prometheus.NewDesc("cvedge_mqtt_messages_total", "MQTT messages: sent (acknowledged), spooled, drained (from the spool), skipped (status and stats while offline), lost.", []string{"outcome"}, nil)
+	descMQTT       = prometheus.NewDesc("cvedge_mqtt_messages_total", "MQTT messages: sent (acknowledged), spooled, drained (from the spool), skipped (status and stats while offline), lost, set_aside (undeliverable, in the dead-letter folder).", []string{"outcome"}, nil)
 	descSpoolMsgs  = prometheus.NewDesc("cvedge_spool_messages", "Messages waiting in the on-disk spool.", nil, nil)
 	descSpoolBytes = prometheus.NewDesc("cvedge_spool_bytes", "Bytes of the messages waiting in the spool.", nil, nil)
 	descSpoolDrop  = prometheus.NewDesc("cvedge_spool_dropped_total", "Messages the spool bounds dropped.", []string{"class", "reason"}, nil)
+	descMQTTState  = prometheus.NewDesc("cvedge_mqtt_state", "1 for the publisher's state: connected, stalled (nothing acknowledged), connecting, refused.", []string{"state"}, nil)
+	descInFlight   = prometheus.NewDesc("cvedge_mqtt_in_flight", "Messages published and not yet acknowledged.", nil, nil)
+	descWritable   = prometheus.NewDesc("cvedge_spool_writable", "1 while the spool can write; 0 on a full or failing disk.", nil, nil)
+	descSpoolDisk  = prometheus.NewDesc("cvedge_spool_disk_bytes", "Size of the spool's files.", nil, nil)
+	descSpoolFail  = prometheus.NewDesc("cvedge_spool_write_failures_total", "Spool appends that failed (disk full, I/O error).", nil, nil)
+	descCorrupt    = prometheus.NewDesc("cvedge_spool_corrupt_bytes_total", "Bytes of torn or corrupt spool records skipped.", nil, nil)
 	descLLM        = prometheus.NewDesc("cvedge_llm_calls_total", "LLM fallback calls by outcome.", []string{"outcome"}, nil)
 )
 
@@ -98,7 +105,8 @@ type snapshotCollector struct{ snap func() Snapshot }
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRead, descProcessed, descDropped, descFailed, descGated, descCamState, descSamples,
-		descModel, descShadow, descConnected, descMQTT, descSpoolMsgs, descSpoolBytes, descSpoolDrop, descLLM} {
+		descModel, descShadow, descConnected, descMQTT, descSpoolMsgs, descSpoolBytes, descSpoolDrop, descLLM,
+		descMQTTState, descInFlight, descWritable, descSpoolDisk, descSpoolFail, descCorrupt} {
 		ch <- d
 	}
 }
@@ -134,27 +142,33 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descShadow, m.ShadowAgreement, m.Name)
 		}
 	}
-	connected := 0.0
-	if s.MQTTConnected {
-		connected = 1
+	mq, sp := s.MQTT, s.Spool
+	gauge(descConnected, b2f(mq.Connected))
+	for _, st := range []string{"connected", "stalled", "connecting", "refused"} {
+		gauge(descMQTTState, b2f(st == mq.State), st)
 	}
-	gauge(descConnected, connected)
-	for outcome, v := range map[string]uint64{"sent": s.Sent, "spooled": s.Spooled, "drained": s.Drained, "skipped": s.Skip, "lost": s.Lost} {
+	gauge(descInFlight, float64(mq.InFlight))
+	for outcome, v := range map[string]uint64{"sent": mq.Sent, "spooled": mq.Spooled, "drained": mq.Drained, "skipped": mq.Skipped, "lost": mq.Lost, "set_aside": mq.SetAside} {
 		counter(descMQTT, v, outcome)
 	}
-	gauge(descSpoolMsgs, float64(s.SpoolMessages))
-	gauge(descSpoolBytes, float64(s.SpoolBytes))
-	for key, n := range s.SpoolDropped {
-		class, reason := key, ""
-		for i := 0; i < len(key); i++ {
-			if key[i] == '/' {
-				class, reason = key[:i], key[i+1:]
-				break
-			}
-		}
+	gauge(descWritable, b2f(sp.Writable))
+	gauge(descSpoolMsgs, float64(sp.Messages))
+	gauge(descSpoolBytes, float64(sp.Bytes))
+	gauge(descSpoolDisk, float64(sp.DiskBytes))
+	counter(descSpoolFail, sp.WriteFailures)
+	counter(descCorrupt, uint64(sp.CorruptBytes))
+	for key, n := range sp.Dropped {
+		class, reason, _ := strings.Cut(key, "/")
 		counter(descSpoolDrop, n, class, reason)
 	}
 	for outcome, n := range s.LLM {
 		counter(descLLM, n, outcome)
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

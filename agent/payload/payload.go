@@ -200,8 +200,13 @@ type CameraStats struct {
 
 // MQTTStats are the publisher's counters since start.
 type MQTTStats struct {
-	Connected bool   `json:"connected"`
+	Connected bool `json:"connected"`
+	// State is connected, stalled (connected, nothing acknowledged within the stall time),
+	// connecting or refused; LastError says why when it is not connected.
+	State     string `json:"state"`
+	LastError string `json:"lastError,omitempty"`
 	Queued    int    `json:"queued"`
+	InFlight  int    `json:"inFlight"`
 	Sent      uint64 `json:"sent"`
 	Spooled   uint64 `json:"spooled"`
 	Drained   uint64 `json:"drained"`
@@ -209,12 +214,26 @@ type MQTTStats struct {
 	Skipped uint64 `json:"skipped"`
 	// Lost counts predictions and samples the spool could not take (disk errors).
 	Lost uint64 `json:"lost"`
+	// SetAside counts messages that can never be delivered (over mqtt.max_payload_kb, or
+	// refused each time), kept in the dead-letter folder.
+	SetAside uint64 `json:"setAside"`
 }
 
 // SpoolStats describe the on-disk spool.
 type SpoolStats struct {
-	Messages int   `json:"messages"`
-	Bytes    int64 `json:"bytes"`
+	// Writable is false while the spool cannot write (disk full, read-only, I/O error);
+	// Error says why.
+	Writable bool   `json:"writable"`
+	Error    string `json:"error,omitempty"`
+	Messages int    `json:"messages"`
+	Bytes    int64  `json:"bytes"`
+	// DiskBytes is the size of the spool's files, delivered records not yet given back
+	// included.
+	DiskBytes int64 `json:"diskBytes"`
+	// WriteFailures counts appends that failed; CorruptBytes the bytes of corrupt records
+	// skipped (never delivered).
+	WriteFailures uint64 `json:"writeFailures"`
+	CorruptBytes  int64  `json:"corruptBytes"`
 	// Dropped counts messages the spool bounds threw away since start, by class and reason
 	// ("samples/bytes", "predictions/age").
 	Dropped map[string]uint64 `json:"dropped"`

@@ -316,3 +316,21 @@ func ZipDir(tb testing.TB, dir, prefix string, extra map[string]string) string {
 	}
 	return out
 }
+
+// Freeze stops the broker process with SIGSTOP: its connections stay open and nothing
+// answers, as with a hung broker or a pulled cable. Thaw lets it go on.
+func (b *Broker) Freeze(tb testing.TB) {
+	tb.Helper()
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		tb.Fatalf("freezing mosquitto: %v", err)
+	}
+	tb.Cleanup(func() { b.Thaw(tb) })
+}
+
+// Thaw resumes a frozen broker (SIGCONT).
+func (b *Broker) Thaw(tb testing.TB) {
+	tb.Helper()
+	if b.cmd != nil && b.cmd.Process != nil {
+		_ = b.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}

@@ -1,0 +1,305 @@
+package publish_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/agent/spool"
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// logBuffer collects a publisher's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// count is the number of log lines that contain s.
+func (l *logBuffer) count(s string) int { return strings.Count(l.String(), s) }
+
+func mqttConfig(broker string) configs.MQTT {
+	c := configs.Default().MQTT
+	c.Broker = broker
+	c.ClientID = fmt.Sprintf("pub-test-%d", time.Now().UnixNano())
+	c.TopicPrefix = "t"
+	c.KeepAlive = 3 * time.Second
+	c.ConnectTimeout = 2 * time.Second
+	c.PublishTimeout = 2 * time.Second
+	c.MaxReconnectInterval = time.Second
+	return c
+}
+
+type harness struct {
+	pub   *publish.Publisher
+	spool *spool.Store
+	dead  *spool.DeadLetter
+	logs  *logBuffer
+}
+
+func start(t *testing.T, cfg configs.MQTT, o publish.Options) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{DropOrder: []string{spool.Samples, spool.Predictions}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := spool.OpenDeadLetter(filepath.Join(dir, "deadletter"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{spool: s, dead: dl, logs: &logBuffer{}}
+	o.Spool, o.DeadLetter = s, dl
+	h.pub, err = publish.Connect(cfg, o, slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.pub.Close(ctx)
+		s.Close()
+		if t.Failed() {
+			t.Logf("publisher log:\n%s", h.logs)
+		}
+	})
+	return h
+}
+
+func (h *harness) waitConnected(t *testing.T) {
+	t.Helper()
+	testenv.WaitFor(t, "the publisher to connect", 15*time.Second, h.pub.Connected)
+}
+
+// msg is message i on topic prefix/i, with a JSON body padded to size bytes.
+func msg(prefix string, i, size int) publish.Message {
+	body := fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("x", max(size-20, 0)))
+	return publish.Message{Topic: fmt.Sprintf("%s/%d", prefix, i), QoS: 1, Payload: []byte(body), Class: spool.Predictions}
+}
+
+// received returns the distinct message numbers that arrived under prefix.
+func received(in *testenv.Inbox, prefix string, n int) map[int]bool {
+	got := map[int]bool{}
+	for i := 0; i < n; i++ {
+		if len(in.Get(fmt.Sprintf("%s/%d", prefix, i))) > 0 {
+			got[i] = true
+		}
+	}
+	return got
+}
+
+// TestWindowKeepsUpWithFarBroker: a broker 100 ms away (200 ms round trip) takes 40
+// messages a second as they come. Published one acknowledged message at a time it takes
+// 5 a second, and the queue grows without end.
+func TestWindowKeepsUpWithFarBroker(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	far := testenv.DelayProxy(t, broker.Addr, 100*time.Millisecond)
+	sub := testenv.Subscribe(t, broker.URL, "far/#")
+	h := start(t, mqttConfig(far.URL), publish.Options{})
+	h.waitConnected(t)
+
+	const n = 160
+	maxQueued := 0
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < n; i++ {
+		<-tick.C
+		h.pub.Send(msg("far", i, 200))
+		st := h.pub.Stats()
+		maxQueued = max(maxQueued, st.Queued)
+	}
+	testenv.WaitFor(t, "every message at the subscriber", 30*time.Second, func() bool { return len(received(sub, "far", n)) == n })
+	st := h.pub.Stats()
+	t.Logf("40 msg/s over a 200 ms round trip: at most %d queued, %d spooled", maxQueued, st.Spooled)
+	if maxQueued > 16 || st.Spooled != 0 {
+		t.Fatalf("the publisher fell behind a far broker: up to %d messages queued in memory, %d spooled", maxQueued, st.Spooled)
+	}
+}
+
+// TestFrozenBroker freezes the broker (SIGSTOP: the connection stays open, nothing answers).
+// Within the stall time the publisher notices, and from then on every message is on disk
+// at once: nothing waits in memory, where a crash would lose it. When the broker thaws,
+// everything arrives.
+func TestFrozenBroker(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	sub := testenv.Dashboard(t, broker.URL, "frozen/#")
+	cfg := mqttConfig(broker.URL)
+	h := start(t, cfg, publish.Options{})
+	h.waitConnected(t)
+
+	i := 0
+	send := func(d time.Duration) {
+		for end := time.Now().Add(d); time.Now().Before(end); i++ {
+			h.pub.Send(msg("frozen", i, 100))
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	send(time.Second)
+	broker.Freeze(t)
+	frozeAt := time.Now()
+	noticed := time.Time{}
+	for time.Since(frozeAt) < 10*time.Second && noticed.IsZero() {
+		send(100 * time.Millisecond)
+		if st := h.pub.Stats(); st.State != "connected" {
+			noticed = time.Now()
+		}
+	}
+	if noticed.IsZero() {
+		t.Fatalf("a frozen broker was not noticed within 10 s (stall time %s)", min(cfg.PublishTimeout, cfg.KeepAlive))
+	}
+	t.Logf("frozen broker noticed after %s (stall time %s)", noticed.Sub(frozeAt).Round(100*time.Millisecond), min(cfg.PublishTimeout, cfg.KeepAlive))
+	send(2 * time.Second)
+	testenv.WaitFor(t, "nothing left in memory", time.Second, func() bool {
+		st := h.pub.Stats()
+		return st.Queued == 0 && st.InFlight == 0
+	})
+	st := h.pub.Stats()
+	if int(st.Sent)+h.spool.Len() < i {
+		t.Fatalf("of %d messages, %d acknowledged and %d on disk: the rest only in memory", i, st.Sent, h.spool.Len())
+	}
+	broker.Thaw(t)
+	testenv.WaitFor(t, "every message after the thaw", 60*time.Second, func() bool { return len(received(sub, "frozen", i)) == i })
+}
+
+// TestMessageOverBrokerLimit: a message larger than the broker takes must not stop
+// delivery. A broker that drops the connection over it (mosquitto's max_packet_size, AWS IoT
+// Core) made the agent send it again first after every reconnection, so nothing behind it
+// arrived. Without mqtt.max_payload_kb the message is recognised by the broker dropping the
+// connection each time it is sent, and set aside; with it, it is set aside before it is
+// sent (which also covers brokers that drop it silently, as message_size_limit does).
+func TestMessageOverBrokerLimit(t *testing.T) {
+	for _, c := range []struct {
+		limitKB int
+		broker  string
+	}{{0, "max_packet_size 10000"}, {9, "max_packet_size 10000"}, {9, "message_size_limit 10000"}} {
+		t.Run(fmt.Sprintf("max_payload_kb=%d,%s", c.limitKB, strings.Fields(c.broker)[0]), func(t *testing.T) {
+			broker := testenv.StartMosquitto(t, c.broker)
+			sub := testenv.Dashboard(t, broker.URL, "big/#")
+			cfg := mqttConfig(broker.URL)
+			cfg.MaxPayloadKB = c.limitKB
+			h := start(t, cfg, publish.Options{})
+			h.waitConnected(t)
+			const n = 60
+			for i := 0; i < n; i++ {
+				if i == 5 {
+					h.pub.Send(msg("big", 1000, 20000))
+				}
+				h.pub.Send(msg("big", i, 200))
+				time.Sleep(20 * time.Millisecond)
+			}
+			testenv.WaitFor(t, "every message behind the big one", 60*time.Second, func() bool { return len(received(sub, "big", n)) == n })
+			testenv.WaitFor(t, "the big message set aside", 20*time.Second, func() bool { return h.pub.Stats().SetAside >= 1 })
+			if n := h.pub.Stats().SetAside; n != 1 {
+				t.Fatalf("%d messages set aside, want 1", n)
+			}
+			files, _ := filepath.Glob(filepath.Join(h.dead.Dir(), "*.json"))
+			if len(files) != 1 {
+				t.Fatalf("%d dead-letter files, want 1", len(files))
+			}
+			raw, _ := os.ReadFile(files[0])
+			var l spool.Letter
+			if err := json.Unmarshal(raw, &l); err != nil || l.Topic != "big/1000" || l.Bytes < 19000 || l.Reason == "" || !json.Valid(l.Payload) {
+				t.Fatalf("dead letter %s: %v: topic %q, %d bytes, reason %q", files[0], err, l.Topic, l.Bytes, l.Reason)
+			}
+			t.Logf("set aside: %s", l.Reason)
+			if len(sub.Get("big/1000")) != 0 {
+				t.Fatal("the broker delivered a message over its limit")
+			}
+			if h.logs.count("message set aside") != 1 {
+				t.Fatalf("want one log line for the message set aside:\n%s", h.logs)
+			}
+		})
+	}
+}
+
+// TestConnectionFailuresExplained: each way a connection fails gives one log line with the
+// reason and what to fix (not one per retry), and the reason in the stats.
+func TestConnectionFailuresExplained(t *testing.T) {
+	dir := t.TempDir()
+	pki := testenv.NewPKI(t, dir)
+	other := testenv.NewPKI(t, t.TempDir())
+	pwfile := filepath.Join(dir, "passwd")
+	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pwfile, "line3", "Right-Pa55").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v %s", err, out)
+	}
+	acl := filepath.Join(dir, "acl")
+	os.WriteFile(acl, []byte("topic write #\n"), 0o600)
+	tlsPort, mtlsPort := testenv.FreePort(t), testenv.FreePort(t)
+	testenv.StartMosquitto(t,
+		fmt.Sprintf("listener %d 127.0.0.1", tlsPort), "cafile "+pki.CA, "certfile "+pki.ServerCert, "keyfile "+pki.ServerKey,
+		fmt.Sprintf("listener %d 127.0.0.1", mtlsPort), "cafile "+pki.CA, "certfile "+pki.ServerCert, "keyfile "+pki.ServerKey, "require_certificate true")
+	pwBroker := testenv.StartMosquitto(t, "allow_anonymous false", "password_file "+pwfile)
+	aclBroker := testenv.StartMosquitto(t, "acl_file "+acl)
+	closed := testenv.FreePort(t)
+
+	cases := []struct {
+		name, state, want string
+		cfg               func(c *configs.MQTT)
+	}{
+		{"wrong password", "refused", "mqtt.username and mqtt.password", func(c *configs.MQTT) {
+			c.Broker = pwBroker.URL
+			c.Username, c.Password = "line3", "Wrong-Pa55"
+		}},
+		{"nothing listening", "refused", "nothing accepts connections", func(c *configs.MQTT) {
+			c.Broker = fmt.Sprintf("tcp://127.0.0.1:%d", closed)
+		}},
+		{"unknown CA", "refused", "set mqtt.tls.ca_file", func(c *configs.MQTT) {
+			c.Broker = fmt.Sprintf("ssl://127.0.0.1:%d", tlsPort)
+			c.TLS.CAFile = other.CA
+		}},
+		{"client certificate rejected", "refused", "rejected this agent's client certificate", func(c *configs.MQTT) {
+			c.Broker = fmt.Sprintf("ssl://127.0.0.1:%d", mtlsPort)
+			c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile = pki.CA, other.ClientCert, other.ClientKey
+		}},
+		{"access refused by the ACL", "connected", "did not deliver it back", func(c *configs.MQTT) {
+			c.Broker = aclBroker.URL
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := mqttConfig("")
+			c.cfg(&cfg)
+			h := start(t, cfg, publish.Options{
+				Subscriptions: map[string]func([]byte){"t/commands": func([]byte) {}},
+				OnConnect: func() []publish.Message {
+					return []publish.Message{{Topic: "t/status", QoS: 1, Retained: true, Payload: []byte(time.Now().String())}}
+				},
+				Echo: "t/status",
+			})
+			testenv.WaitFor(t, "the reason in the stats", 30*time.Second, func() bool {
+				st := h.pub.Stats()
+				return st.State == c.state && strings.Contains(st.LastError, c.want)
+			})
+			time.Sleep(3 * time.Second) // a few more attempts
+			if n := h.logs.count(c.want); n != 1 {
+				t.Fatalf("the reason was logged %d times, want once:\n%s", n, h.logs)
+			}
+			if strings.Contains(h.logs.String(), "Wrong-Pa55") || strings.Contains(h.pub.Stats().LastError, "Wrong-Pa55") {
+				t.Fatal("the password shows in the log or the stats")
+			}
+		})
+	}
+}
