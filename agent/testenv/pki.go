@@ -55,4 +55,3 @@ func NewPKI(t testing.TB, dir string) PKI {
 	p.ClientCert, p.ClientKey = issue(3, "line3-agent", x509.ExtKeyUsageClientAuth, nil)
 	return p
 }
-
