@@ -113,7 +113,7 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 		opts.SetBinaryWill(o.Will.Topic, o.Will.Payload, o.Will.QoS, o.Will.Retained)
 	}
 	opts.SetOnConnectHandler(func(c paho.Client) {
-		p.log.Info("connected to MQTT broker", "broker", cfg.Broker, "client_id", cfg.ClientID)
+		p.log.Info("connected to MQTT broker", "broker", configs.Redact(cfg.Broker), "client_id", cfg.ClientID)
 		if o.OnConnect != nil {
 			for _, m := range o.OnConnect() {
 				c.Publish(m.Topic, m.QoS, m.Retained, m.Payload) // tracked by paho; never wait in a handler
@@ -126,7 +126,7 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 		p.poke()
 	})
 	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
-		p.log.Warn("lost the MQTT broker; spooling until it is back", "broker", cfg.Broker, "err", err)
+		p.log.Warn("lost the MQTT broker; spooling until it is back", "broker", configs.Redact(cfg.Broker), "err", configs.RedactError(err))
 	})
 	p.client = paho.NewClient(opts)
 	p.client.Connect() // with ConnectRetry the token completes only once connected; do not wait
@@ -168,7 +168,7 @@ func ClientOptions(cfg configs.MQTT) (*paho.ClientOptions, error) {
 	}
 	u, err := url.Parse(cfg.Broker)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt.broker: %w", err)
+		return nil, configs.RedactError(fmt.Errorf("mqtt.broker: %w", err)) // url.Error repeats the URL
 	}
 	t := cfg.TLS
 	secure := map[string]bool{"ssl": true, "tls": true, "mqtts": true, "wss": true, "tcps": true}[u.Scheme]
