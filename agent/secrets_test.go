@@ -233,3 +233,57 @@ cameras:
 	}
 	t.Logf("camera reasons: %v; reload: %s", reasons, reload.Error)
 }
+
+// TestShutdownWithHangingCamera: a GStreamer camera whose open never returns (appsrc, which
+// nobody feeds: OpenCV waits for its first frame for good) is reported, and neither a reload
+// nor the shutdown waits for it.
+func TestShutdownWithHangingCamera(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, `  - name: hanging
+    source: appsrc ! videoconvert ! appsink
+    reconnect: {no_frame_timeout: 300ms}
+    pipeline: {detector: parts}
+`)
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
+	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ReloadFrom(func() (*configs.Config, error) { return cfg, nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer cancel()
+	testenv.WaitFor(t, "the hanging camera reported", 20*time.Second, func() bool {
+		msgs := col.Get("cvedge/e2e/status")
+		var st payload.Status
+		if len(msgs) == 0 || json.Unmarshal(msgs[len(msgs)-1], &st) != nil {
+			return false
+		}
+		for _, c := range st.Cameras {
+			if c.Name == "hanging" && c.State == "reconnecting" && strings.Contains(c.Reason, "opening the source has not finished") {
+				return true
+			}
+		}
+		return false
+	})
+	reloaded := make(chan error, 1)
+	go func() { _, err := a.ReloadConfig("test"); reloaded <- err }()
+	select {
+	case err := <-reloaded:
+		if err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reload did not finish within 20 s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the agent did not stop within 20 s")
+	}
+}
