@@ -120,7 +120,7 @@ type Camera struct {
 func New(cfg configs.Camera, log *slog.Logger) (*Camera, error) {
 	src, err := ParseSource(cfg.Source, cfg.Type)
 	if err != nil {
-		return nil, fmt.Errorf("camera %q: %w", cfg.Name, err)
+		return nil, configs.RedactError(fmt.Errorf("camera %q: %w", cfg.Name, err))
 	}
 	c := &Camera{name: cfg.Name, cfg: cfg, src: src, log: log.With("camera", cfg.Name), state: StateStarting,
 		MinBackoff: cfg.Reconnect.MinBackoff, MaxBackoff: cfg.Reconnect.MaxBackoff, NoFrame: cfg.Reconnect.NoFrameTimeout,

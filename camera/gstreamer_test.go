@@ -252,3 +252,19 @@ func FuzzPipelineError(f *testing.F) {
 		}
 	})
 }
+
+// TestNewMasksSourceErrors: a source refused at startup is quoted with its password masked,
+// whatever the kind it was given as.
+func TestNewMasksSourceErrors(t *testing.T) {
+	const pw = "CamPa55word"
+	for _, c := range []configs.Camera{
+		{Name: "a", Source: "rtsp://viewer:" + pw + "@", Type: "stream"},
+		{Name: "b", Source: "rtsp://viewer:" + pw + "@10.0.0.5/x", Type: "usb"},
+		{Name: "c", Source: "souphttpsrc user-pw=" + pw + " ! jpegdec", Type: "gstreamer"},
+	} {
+		_, err := New(c, quietLog)
+		if err == nil || strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), "***") {
+			t.Errorf("New(%q as %s): %v", c.Source, c.Type, err)
+		}
+	}
+}
