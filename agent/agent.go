@@ -253,7 +253,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		switch {
 		case errors.Is(err, broker.ErrAddressInUse) && cfg.MQTT.Embedded.AllowExisting:
 			a.log.Warn("embedded broker not started: the address is taken, publishing to the broker already there",
-				"address", cfg.MQTT.Embedded.Listen, "broker", cfg.MQTT.Broker)
+				"address", cfg.MQTT.Embedded.Listen, "broker", configs.Redact(cfg.MQTT.Broker))
 		case err != nil:
 			return err
 		default:
@@ -305,7 +305,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.watchdog(bgCtx, notify, every)
 		}()
 	}
-	a.log.Info("agent running", "agent", cfg.Agent.ID, "cameras", len(a.runs), "topic_prefix", cfg.MQTT.TopicPrefix, "broker", cfg.MQTT.Broker, "spool", cfg.Spool.Dir)
+	a.log.Info("agent running", "agent", cfg.Agent.ID, "cameras", len(a.runs), "topic_prefix", cfg.MQTT.TopicPrefix, "broker", configs.Redact(cfg.MQTT.Broker), "spool", cfg.Spool.Dir)
 
 	<-ctx.Done()
 	notify.Send("STOPPING=1")
@@ -428,11 +428,11 @@ func (a *Agent) openSpool() error {
 // statusMessage builds the retained status.
 func (a *Agent) statusMessage(state, reason string) publish.Message {
 	host, _ := os.Hostname()
-	st := payload.Status{Schema: payload.Schema, Agent: a.c().Agent.ID, State: state, Reason: reason, Version: Version,
+	st := payload.Status{Schema: payload.Schema, Agent: a.c().Agent.ID, State: state, Reason: camera.Redact(reason), Version: Version,
 		Host: host, Boot: a.boot, Started: &a.started, Updated: time.Now().UTC()}
 	for _, r := range a.runsNow() {
 		s := r.cam.Status()
-		st.Cameras = append(st.Cameras, payload.CameraStatus{Name: r.cam.Name(), Kind: string(r.cam.Source().Kind), State: string(s.State), Reason: s.Reason, Read: s.Read, Dropped: s.Dropped})
+		st.Cameras = append(st.Cameras, payload.CameraStatus{Name: r.cam.Name(), Kind: string(r.cam.Source().Kind), State: string(s.State), Reason: camera.Redact(s.Reason), Read: s.Read, Dropped: s.Dropped})
 	}
 	for _, n := range a.stageNames() {
 		stage, ok := a.stageNamed(n)

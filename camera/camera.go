@@ -111,13 +111,16 @@ type Camera struct {
 	lastFrame atomic.Int64 // unix nanoseconds of the last frame read
 	stalled   atomic.Bool  // the watchdog saw no frame for NoFrame: reopen after this read
 	shape     shaper
+	// opening counts the opens of the source still inside the capture library, including
+	// one the camera stopped waiting for when it closed (see openAbandonable).
+	opening atomic.Int32
 }
 
 // New checks the camera's source and returns a Camera that is not reading yet.
 func New(cfg configs.Camera, log *slog.Logger) (*Camera, error) {
 	src, err := ParseSource(cfg.Source, cfg.Type)
 	if err != nil {
-		return nil, fmt.Errorf("camera %q: %w", cfg.Name, err)
+		return nil, configs.RedactError(fmt.Errorf("camera %q: %w", cfg.Name, err))
 	}
 	c := &Camera{name: cfg.Name, cfg: cfg, src: src, log: log.With("camera", cfg.Name), state: StateStarting,
 		MinBackoff: cfg.Reconnect.MinBackoff, MaxBackoff: cfg.Reconnect.MaxBackoff, NoFrame: cfg.Reconnect.NoFrameTimeout,
@@ -147,6 +150,7 @@ func (c *Camera) Status() Status {
 }
 
 func (c *Camera) setState(s State, reason string) {
+	reason = Redact(reason) // errors from OpenCV and GStreamer repeat the source
 	c.mu.Lock()
 	changed := c.state != s || c.reason != reason
 	c.state, c.reason = s, reason
@@ -236,6 +240,10 @@ func (c *Camera) Close() error {
 	for f := range c.out {
 		f.Close()
 	}
+	if n := c.opening.Load(); n > 0 {
+		c.log.Warn("the camera stopped while opening its source was still blocked in the capture library; that open is left behind and freed if it ever returns",
+			"component", "camera", "opens_blocked", n)
+	}
 	c.setState(StateStopped, "")
 	return nil
 }
@@ -244,7 +252,13 @@ func (c *Camera) Close() error {
 func (c *Camera) run(ctx context.Context) {
 	backoff := c.MinBackoff
 	for ctx.Err() == nil {
-		g, err := c.open()
+		g, err := c.openAbandonable(ctx)
+		if ctx.Err() != nil {
+			if g != nil {
+				g.close()
+			}
+			return
+		}
 		if err != nil {
 			c.setState(StateReconnecting, err.Error())
 			if !sleep(ctx, backoff) {
@@ -276,6 +290,51 @@ func (c *Camera) run(ctx context.Context) {
 			return
 		}
 		backoff = min(2*backoff, c.MaxBackoff)
+	}
+}
+
+// openAbandonable opens the source in a goroutine of its own and waits for it until ctx ends.
+// An open may block in the capture library for good (OpenCV's GStreamer backend waits
+// forever on some pipelines, a network source may hang), and the camera must still stop:
+// when ctx ends first, the open is abandoned, counted in c.opening, and its goroutine closes
+// what it opened if it ever returns. An open that takes longer than NoFrame marks the camera
+// reconnecting with the reason, and is waited for (a second open is not started beside it).
+func (c *Camera) openAbandonable(ctx context.Context) (grabber, error) {
+	type result struct {
+		g   grabber
+		err error
+	}
+	res := make(chan result) // unbuffered: a result nobody takes goes to the abandon case
+	abandon := make(chan struct{})
+	c.opening.Add(1)
+	go func() {
+		defer c.opening.Add(-1)
+		g, err := c.open()
+		select {
+		case res <- result{g, err}:
+		case <-abandon:
+			if g != nil {
+				g.close()
+			}
+		}
+	}()
+	var slow <-chan time.Time
+	if c.NoFrame > 0 {
+		t := time.NewTimer(c.NoFrame)
+		defer t.Stop()
+		slow = t.C
+	}
+	for {
+		select {
+		case r := <-res:
+			return r.g, r.err
+		case <-slow:
+			slow = nil
+			c.setState(StateReconnecting, fmt.Sprintf("opening the source has not finished after %s (reconnect.no_frame_timeout): the capture library is still waiting for it; check that the source answers", c.NoFrame))
+		case <-ctx.Done():
+			close(abandon)
+			return nil, ctx.Err()
+		}
 	}
 }
 
@@ -398,6 +457,9 @@ func openSource(src Source, cfg configs.Camera, log *slog.Logger) (grabber, erro
 			vc, err = gocv.VideoCaptureFileWithAPI(target, gocv.VideoCaptureV4L2)
 		}
 	case KindGStreamer:
+		if err := checkPipeline(src.Target); err != nil {
+			return nil, err
+		}
 		vc, err = gocv.VideoCaptureFileWithAPI(src.Target, gocv.VideoCaptureGstreamer)
 	case KindStream:
 		ffmpegTimeouts()
@@ -412,11 +474,12 @@ func openSource(src Source, cfg configs.Camera, log *slog.Logger) (grabber, erro
 		if vc != nil {
 			vc.Close()
 		}
-		return nil, fmt.Errorf("cannot open %s %s: %w", src.Kind, redact(src.Target), err)
+		// gocv's error repeats the source: mask its secrets in the text, not only ours
+		return nil, configs.RedactError(fmt.Errorf("cannot open %s %s: %w", src.Kind, src.Target, err))
 	}
 	if !vc.IsOpened() {
 		vc.Close()
-		return nil, fmt.Errorf("cannot open %s %s", src.Kind, redact(src.Target))
+		return nil, fmt.Errorf("cannot open %s %s", src.Kind, Redact(src.Target))
 	}
 	if src.Kind == KindUSB {
 		if ignored := applyDevice(vc, cfg.Device); len(ignored) > 0 {

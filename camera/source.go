@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gocv.io/x/gocv"
+
+	"github.com/cvedge/cvedge/configs"
 )
 
 // Kind is the kind of frame source.
@@ -71,11 +73,11 @@ func ParseSource(source, kind string) (Source, error) {
 	case KindStream:
 		u, err := url.Parse(s)
 		if err != nil || !streamSchemes[strings.ToLower(u.Scheme)] || u.Host == "" {
-			return Source{}, fmt.Errorf("stream %q must be a URL such as rtsp://host:554/path or http://host/mjpeg", redact(s))
+			return Source{}, fmt.Errorf("stream %q must be a URL such as rtsp://host:554/path or http://host/mjpeg", Redact(s))
 		}
 	case KindGStreamer:
 		if !strings.Contains(s, "appsink") {
-			return Source{}, fmt.Errorf("GStreamer pipeline %q must end in appsink (e.g. '... ! videoconvert ! appsink')", s)
+			return Source{}, fmt.Errorf("GStreamer pipeline %q must end in appsink (e.g. '... ! videoconvert ! appsink')", Redact(s))
 		}
 	case KindFile, KindFolder:
 		s = strings.TrimPrefix(s, "file://")
@@ -117,17 +119,12 @@ func guess(s string) Kind {
 	return KindFile
 }
 
-// redact hides the password of a URL for messages and logs.
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
+// Redact hides the secrets of a camera source, or of any text that repeats one (an error
+// from OpenCV or GStreamer): URL passwords (rtsp://user:***@host, also inside a pipeline)
+// and the values of GStreamer's user-id, user-pw, proxy-id and proxy-pw properties. Sources
+// without secrets come back unchanged. It is configs.Redact, the one masking function of
+// cvedge (configs cannot import camera; the config printout uses it too).
+func Redact(source string) string { return configs.Redact(source) }
 
 // imageExts are the file types a folder source reads.
 var imageExts = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".bmp": true, ".tif": true, ".tiff": true, ".webp": true}

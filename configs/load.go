@@ -36,7 +36,7 @@ func Load(path string) (*Config, error) {
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+			return nil, RedactError(fmt.Errorf("config %s: %w", path, err))
 		}
 		base = filepath.Dir(path)
 	}
@@ -45,16 +45,16 @@ func Load(path string) (*Config, error) {
 	cfg, err := decode(settings)
 	if err != nil {
 		if path != "" {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+			return nil, RedactError(fmt.Errorf("config %s: %w", path, err))
 		}
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, RedactError(fmt.Errorf("config: %w", err))
 	}
 	cfg.resolve(base)
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil { // errors quote values: mask their secrets
 		if path != "" {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+			return nil, RedactError(fmt.Errorf("config %s: %w", path, err))
 		}
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, RedactError(fmt.Errorf("config: %w", err))
 	}
 	return cfg, nil
 }
@@ -376,7 +376,9 @@ func sanitizeID(s string) string {
 	}, s)
 }
 
-// Print writes the effective config as YAML, with secrets redacted.
+// Print writes the effective config as YAML, with secrets redacted: the MQTT password, and
+// in every value what Redact masks (camera URL and pipeline credentials, a broker URL's
+// password).
 func (c *Config) Print(w io.Writer) error {
 	cp := *c
 	if cp.MQTT.Password != "" {
@@ -393,10 +395,28 @@ func (c *Config) Print(w io.Writer) error {
 		cams[i] = structToMap(cam)
 	}
 	out["cameras"] = cams
+	redactValues(out)
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
 	if err := enc.Encode(out); err != nil {
 		return err
 	}
 	return enc.Close()
+}
+
+// redactValues applies Redact to every string in v, a tree of maps and lists.
+func redactValues(v any) any {
+	switch x := v.(type) {
+	case string:
+		return Redact(x)
+	case map[string]any:
+		for k, val := range x {
+			x[k] = redactValues(val)
+		}
+	case []any:
+		for i, val := range x {
+			x[i] = redactValues(val)
+		}
+	}
+	return v
 }

@@ -66,7 +66,7 @@ func (c *Collector) Run(ctx context.Context, cfg configs.MQTT, topic string, upl
 		return err
 	}
 	opts.SetOnConnectHandler(func(cl paho.Client) {
-		c.Log.Info("connected; subscribing", "broker", cfg.Broker, "topic", topic)
+		c.Log.Info("connected; subscribing", "broker", configs.Redact(cfg.Broker), "topic", topic)
 		cl.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { c.Handle(m.Topic(), m.Payload()) })
 	})
 	opts.SetConnectionLostHandler(func(_ paho.Client, err error) { c.Log.Warn("lost the broker; reconnecting", "err", err) })

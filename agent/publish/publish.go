@@ -197,7 +197,7 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 	}
 	window := max(cfg.Inflight, 1)
 	p := &Publisher{
-		log: log.With("component", "mqtt"), broker: redactURL(cfg.Broker), spool: o.Spool, dead: o.DeadLetter,
+		log: log.With("component", "mqtt"), broker: configs.Redact(cfg.Broker), spool: o.Spool, dead: o.DeadLetter,
 		stallAfter: min(cfg.PublishTimeout, cfg.KeepAlive), window: window, maxPayload: cfg.MaxPayloadKB << 10,
 		spoolFirst: cfg.SpoolFirst && o.Spool != nil,
 		queue:      make(chan Message, cfg.QueueSize), flights: make(chan flight, window), slots: make(chan struct{}, window), subs: make(chan subCheck, 4), echo: make(chan int64, 1),
@@ -255,7 +255,7 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 		p.connectionLost(err)
 		p.alarm.fire()
 		p.failed("connection lost", err)
-		p.log.Warn("lost the MQTT broker; spooling until it is back", "broker", p.broker, "err", err)
+		p.log.Warn("lost the MQTT broker; spooling until it is back", "broker", p.broker, "err", configs.RedactError(err))
 	})
 	opts.SetConnectionNotificationHandler(func(_ paho.Client, n paho.ConnectionNotification) {
 		switch n := n.(type) {
@@ -307,7 +307,7 @@ func ClientOptions(cfg configs.MQTT) (*paho.ClientOptions, error) {
 	}
 	u, err := url.Parse(cfg.Broker)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt.broker: %w", err)
+		return nil, configs.RedactError(fmt.Errorf("mqtt.broker: %w", err)) // url.Error repeats the URL
 	}
 	t := cfg.TLS
 	secure := map[string]bool{"ssl": true, "tls": true, "mqtts": true, "wss": true, "tcps": true}[u.Scheme]
@@ -897,10 +897,10 @@ func (p *Publisher) failed(what string, err error) {
 	if err == nil {
 		return
 	}
-	hint := Explain(err)
-	key, reason := what+": "+hint, what+": "+hint+" ("+err.Error()+")"
+	hint, detail := Explain(err), configs.Redact(err.Error())
+	key, reason := what+": "+hint, what+": "+hint+" ("+detail+")"
 	if hint == "" {
-		key, reason = what+": "+err.Error(), what+": "+err.Error()
+		key, reason = what+": "+detail, what+": "+detail
 	}
 	now := time.Now()
 	p.connMu.Lock()
@@ -963,15 +963,6 @@ func Explain(err error) string {
 		return "the broker does not answer in time: check mqtt.broker, the network and firewalls"
 	}
 	return ""
-}
-
-// redactURL hides a password in a broker URL.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return s
-	}
-	return u.Redacted()
 }
 
 // stoppedTimer returns a timer for a goroutine to reset.

@@ -29,7 +29,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(stderr, "cvedge:", err)
+		fmt.Fprintln(stderr, "cvedge:", configs.Redact(err.Error())) // errors may quote a source or URL
 		return 1
 	}
 	return 0

@@ -44,3 +44,29 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
 }
+
+// TestConfigCommandsMaskSecrets: config print, and the errors of config check and run, show
+// camera and broker URLs with their passwords masked.
+func TestConfigCommandsMaskSecrets(t *testing.T) {
+	const pw = "CamPa55word"
+	dir := t.TempDir()
+	cameras := "cameras:\n" +
+		"  - {name: dock, source: 'rtsp://viewer:" + pw + "@10.0.0.5:554/stream1', pipeline: {detector: m}}\n" +
+		"  - {name: gate, source: 'souphttpsrc location=http://10.0.0.6/x user-id=viewer user-pw=" + pw + " ! jpegdec ! videoconvert ! appsink', pipeline: {detector: m}}\n"
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("agent: {id: x}\nmqtt: {broker: 'tcp://agent:"+pw+"@127.0.0.1:1883'}\nmodels: {m: {path: /nonexistent}}\n"+cameras), 0o600)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("agent: {id: x}\nmqtt: {broker: 'tcp://agent:"+pw+"@'}\nmodels: {m: {path: /nonexistent}}\n"+cameras), 0o600)
+
+	code, out, errs := cvedge(t, "config", "print", "--config", good)
+	if code != 0 || strings.Contains(out+errs, pw) || !strings.Contains(out, "rtsp://viewer:***@10.0.0.5:554/stream1") ||
+		!strings.Contains(out, "user-pw=***") || !strings.Contains(out, "tcp://agent:***@127.0.0.1:1883") {
+		t.Errorf("config print: exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, args := range [][]string{{"config", "check", "--config", bad}, {"config", "print", "--config", bad}, {"run", "--config", bad}} {
+		code, out, errs := cvedge(t, args...)
+		if code == 0 || strings.Contains(out+errs, pw) || !strings.Contains(errs, `mqtt.broker: "tcp://agent:***@" has no host`) {
+			t.Errorf("%v: exit %d\nstdout %s\nstderr %s", args, code, out, errs)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package configs
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+)
+
+// Masked replaces a secret in what Redact returns.
+const Masked = "***"
+
+var (
+	// secretQuery finds password parameters in a URL query: ?password=..., &pwd=...
+	secretQuery = regexp.MustCompile(`(?i)([?&](?:password|passwd|pwd|pass)=)[^&#\s"']*`)
+	// gstCredential finds the credential properties of GStreamer elements (rtspsrc,
+	// souphttpsrc, ...) with their value: unquoted (backslash escapes allowed), "double" or
+	// 'single' quoted, a quote left open running to the end.
+	gstCredential = regexp.MustCompile(`(?i)\b((?:user|proxy)-(?:pw|id))(\s*=\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|(?:\\.|[^\s!"'\\])*)`)
+)
+
+// Redact hides the secrets in a camera source, a broker URL, or any text that repeats them
+// (an error from OpenCV or GStreamer, a log line): the password of every URL's userinfo
+// (rtsp://user:pass@host becomes rtsp://user:***@host, also inside a GStreamer pipeline),
+// password parameters of a URL query (?password=, pwd=, passwd=, pass=), and the values of
+// GStreamer's user-id, user-pw, proxy-id and proxy-pw properties, quoted or not. Text
+// without secrets comes back unchanged, and Redact(Redact(s)) == Redact(s).
+//
+// It is the one masking function of cvedge: camera.Redact is this function, and the config
+// printout, the camera's states and errors, and the agent's log and status go through it.
+func Redact(s string) string {
+	if !strings.Contains(s, "://") && !strings.Contains(s, "=") {
+		return s // the common case: a device, a file, a camera name
+	}
+	s = redactUserinfo(s)
+	s = secretQuery.ReplaceAllString(s, "${1}"+Masked)
+	return gstCredential.ReplaceAllStringFunc(s, func(m string) string {
+		sub := gstCredential.FindStringSubmatch(m)
+		val := sub[3]
+		if val == "" {
+			return m
+		}
+		q := ""
+		if val[0] == '"' || val[0] == '\'' {
+			q = val[:1]
+		}
+		return sub[1] + sub[2] + q + Masked + q
+	})
+}
+
+// redactUserinfo masks the password of every URL in s: after each "://", the authority runs
+// to the path, the query, whitespace or a quote; its userinfo is what comes before its last
+// '@', and the password what follows the userinfo's first ':'.
+func redactUserinfo(s string) string {
+	var b strings.Builder
+	done := 0 // s[:done] is in b
+	for i := 0; ; {
+		j := strings.Index(s[i:], "://")
+		if j < 0 {
+			break
+		}
+		start := i + j + len("://")
+		end := start
+		for end < len(s) && !isAuthorityEnd(s[end]) {
+			end++
+		}
+		auth := s[start:end]
+		if at := strings.LastIndexByte(auth, '@'); at >= 0 {
+			if colon := strings.IndexByte(auth[:at], ':'); colon >= 0 {
+				b.WriteString(s[done : start+colon+1])
+				b.WriteString(Masked)
+				done = start + at
+			}
+		}
+		i = start
+	}
+	if done == 0 {
+		return s
+	}
+	b.WriteString(s[done:])
+	return b.String()
+}
+
+func isAuthorityEnd(c byte) bool {
+	switch c {
+	case '/', '?', '#', ' ', '\t', '\n', '\r', '\v', '\f', '"', '\'', '<', '>':
+		return true
+	}
+	return false
+}
+
+// RedactError returns err with Redact applied to its text. The result still matches its
+// cause with errors.Is, but does not unwrap to it: the cause's text holds the secrets.
+func RedactError(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if red := Redact(msg); red != msg {
+		return &redacted{msg: red, cause: err}
+	}
+	return err
+}
+
+type redacted struct {
+	msg   string
+	cause error
+}
+
+func (e *redacted) Error() string { return e.msg }
+
+// Is lets errors.Is see the cause (os.ErrNotExist, context.Canceled, ...).
+func (e *redacted) Is(target error) bool { return errors.Is(e.cause, target) }
