@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cvedge/cvedge/agent/store"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/models"
 )
@@ -251,5 +252,18 @@ func TestModelsSlotGuard(t *testing.T) {
 	}
 	if code, out, errs := cvedge(t, "models", "--store", dir, "activate", "--allow-tag-change", "colour", v2); code != 0 || !strings.Contains(out, v2+" is active") {
 		t.Fatalf("activate v2 with --allow-tag-change: exit %d, %s%s", code, out, errs)
+	}
+	// a store whose detector got active unchecked (by hand): rolling back to a classifier
+	// is refused as the rollback command refuses it
+	st, _ := store.Open(dir)
+	if _, err := st.Activate("colour", detector); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = cvedge(t, "models", "--store", dir, "rollback", "colour")
+	if code == 0 || !strings.Contains(errs, "a classifier cannot replace a detector-yolo") {
+		t.Fatalf("rollback from a detector to a classifier: exit %d, %s", code, errs)
+	}
+	if state, _ := st.State("colour"); state.Active != detector {
+		t.Fatalf("a refused rollback changed the store: %s is active", state.Active)
 	}
 }

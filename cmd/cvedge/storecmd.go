@@ -158,39 +158,12 @@ func modelsCmd(stdout io.Writer) *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			model, id := args[0], args[1]
-			if err := store.CheckModel(model); err != nil {
-				return err
-			}
 			st, settings, err := sf.open()
 			if err != nil {
 				return err
 			}
-			path, err := st.ExportPath(model, id)
-			if err != nil {
+			if err := checkActivation(st, settings, library, model, id, allowTagChange); err != nil {
 				return err
-			}
-			rt, err := models.NewRuntime(models.Options{Library: library})
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
-			mc, ok := settings[model]
-			if !ok {
-				mc = configs.DefaultModel()
-			}
-			cur, err := serving(rt, st, model, mc)
-			if err != nil {
-				return err
-			}
-			m, err := loadAt(rt, model, mc, path)
-			if err != nil {
-				return fmt.Errorf("iteration %s refused: %w", id, err)
-			}
-			m.Close()
-			if cur != nil {
-				if err := models.CheckReplace(*cur, m.Info, allowTagChange); err != nil {
-					return fmt.Errorf("iteration %s refused: %w", id, err)
-				}
 			}
 			if _, err := st.Activate(model, id); err != nil {
 				return err
@@ -206,8 +179,16 @@ func modelsCmd(stdout io.Writer) *cobra.Command {
 		Short: "Make the previously active iteration active again",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			st, _, err := sf.open()
+			st, settings, err := sf.open()
 			if err != nil {
+				return err
+			}
+			target, err := st.RollbackTarget(args[0])
+			if err != nil {
+				return err
+			}
+			// as the rollback command: the same job, and the tags may change back
+			if err := checkActivation(st, settings, library, args[0], target, true); err != nil {
 				return err
 			}
 			state, err := st.Rollback(args[0])
@@ -218,8 +199,46 @@ func modelsCmd(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+	rb.Flags().StringVar(&library, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
 	cmd.AddCommand(list, add, act, rb)
 	return cmd
+}
+
+// checkActivation refuses to make iteration id of model active when it does not load or
+// run, or when models.CheckReplace refuses it in place of what serves now: the checks of
+// the activate and rollback commands over MQTT.
+func checkActivation(st *store.Store, settings map[string]configs.Model, library, model, id string, allowTagChange bool) error {
+	if err := store.CheckModel(model); err != nil {
+		return err
+	}
+	path, err := st.ExportPath(model, id)
+	if err != nil {
+		return err
+	}
+	rt, err := models.NewRuntime(models.Options{Library: library})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	mc, ok := settings[model]
+	if !ok {
+		mc = configs.DefaultModel()
+	}
+	cur, err := serving(rt, st, model, mc)
+	if err != nil {
+		return err
+	}
+	m, err := loadAt(rt, model, mc, path)
+	if err != nil {
+		return fmt.Errorf("iteration %s refused: %w", id, err)
+	}
+	m.Close()
+	if cur != nil {
+		if err := models.CheckReplace(*cur, m.Info, allowTagChange); err != nil {
+			return fmt.Errorf("iteration %s refused: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // loadAt loads the export at path with the settings of model name (a check that it runs).
