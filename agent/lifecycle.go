@@ -102,7 +102,7 @@ func (a *Agent) AddRemote(ctx context.Context, name, url, sha string, activate, 
 	defer os.Remove(file)
 	dir := file + ".d"
 	defer os.RemoveAll(dir)
-	if err := store.Unpack(file, dir, lim); err != nil {
+	if err := store.Unpack(ctx, file, dir, lim); err != nil {
 		return store.Iteration{}, fmt.Errorf("export from %s refused: %w", url, err)
 	}
 	if err := ctx.Err(); err != nil {

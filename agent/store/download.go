@@ -168,8 +168,9 @@ func (i *idleReader) stop() { i.t.Stop() }
 // than lim.MaxUnpacked (as declared, and as actually inflated: headers can lie), and an entry
 // that inflates more than MaxRatio times. Like the export reader, it takes the files at the
 // top of the ZIP or one folder down, by their base names, and skips deeper folders (sample
-// code). On error dir may hold part of the files; the caller removes it.
-func Unpack(zipPath, dir string, lim Limits) error {
+// code). It stops when ctx ends. On error dir may hold part of the files; the caller
+// removes it.
+func Unpack(ctx context.Context, zipPath, dir string, lim Limits) error {
 	z, err := zip.OpenReader(zipPath)
 	if err != nil {
 		return fmt.Errorf("not a readable ZIP: %w (download the export again)", err)
@@ -217,7 +218,7 @@ func Unpack(zipPath, dir string, lim Limits) error {
 		budget = 1 << 62
 	}
 	for base, f := range chosen {
-		n, err := unpackOne(f, filepath.Join(dir, base), budget)
+		n, err := unpackOne(ctx, f, filepath.Join(dir, base), budget)
 		if err != nil {
 			return fmt.Errorf("%s in the ZIP: %w", base, err)
 		}
@@ -228,7 +229,7 @@ func Unpack(zipPath, dir string, lim Limits) error {
 
 // unpackOne writes entry f to dst, at most budget bytes and at most what its header
 // declares, and returns the bytes written.
-func unpackOne(f *zip.File, dst string, budget int64) (int64, error) {
+func unpackOne(ctx context.Context, f *zip.File, dst string, budget int64) (int64, error) {
 	rc, err := f.Open()
 	if err != nil {
 		return 0, fmt.Errorf("%w (download the export again)", err)
@@ -238,7 +239,7 @@ func unpackOne(f *zip.File, dst string, budget int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(out, io.LimitReader(rc, budget+1))
+	n, err := io.Copy(ctxWriter{ctx, out}, io.LimitReader(rc, budget+1))
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -253,4 +254,17 @@ func unpackOne(f *zip.File, dst string, budget int64) (int64, error) {
 		return n, errors.New("inflates more than 100 times: refused (a zip bomb, not a model)")
 	}
 	return n, nil
+}
+
+// ctxWriter stops a copy once ctx ends.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

@@ -102,7 +102,7 @@ func TestUnpackZipBomb(t *testing.T) {
 	for i, c := range cases {
 		dir := filepath.Join(t.TempDir(), "out")
 		var err error
-		heap := allocated(func() { err = Unpack(c.zip, dir, c.lim) })
+		heap := allocated(func() { err = Unpack(context.Background(), c.zip, dir, c.lim) })
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("case %d: %v, want %q", i, err, c.want)
 		}
@@ -143,7 +143,7 @@ func TestUnpackStreams(t *testing.T) {
 	model = nil
 	dir := filepath.Join(t.TempDir(), "out")
 	var err error
-	heap := allocated(func() { err = Unpack(zipPath, dir, Limits{MaxUnpacked: 64 << 20}) })
+	heap := allocated(func() { err = Unpack(context.Background(), zipPath, dir, Limits{MaxUnpacked: 64 << 20}) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,12 +156,17 @@ func TestUnpackStreams(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "predict.py")); err == nil {
 		t.Fatal("a sample code file was unpacked")
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Unpack(ctx, zipPath, filepath.Join(t.TempDir(), "c"), Limits{MaxUnpacked: 64 << 20}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("unpacking after shutdown: %v", err)
+	}
 	many := writeZip(t, func(zw *zip.Writer) {
 		for i := 0; i <= MaxEntries; i++ {
 			zw.Create(filepath.Join("x", strings.Repeat("a", 1+i%50), hex.EncodeToString([]byte{byte(i), byte(i >> 8)})))
 		}
 	})
-	if err := Unpack(many, filepath.Join(t.TempDir(), "m"), Limits{}); err == nil || !strings.Contains(err.Error(), "entries, more than 1000") {
+	if err := Unpack(context.Background(), many, filepath.Join(t.TempDir(), "m"), Limits{}); err == nil || !strings.Contains(err.Error(), "entries, more than 1000") {
 		t.Fatalf("many entries: %v", err)
 	}
 }
