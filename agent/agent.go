@@ -76,6 +76,8 @@ type Agent struct {
 	llm         *fallback // nil: no LLM fallback
 	// source reads the config again for ReloadConfig; nil: nothing to reload from.
 	source func() (*configs.Config, error)
+	// cmds: commands.allow, signatures, and the remote add in flight
+	cmds commandState
 }
 
 // RuntimeOptions turns the onnxruntime config into the runtime's options.
@@ -313,6 +315,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.lcMu.Lock()
 	a.stopping = true
 	a.lcMu.Unlock()
+	// a remote add in flight ends now and answers "cancelled"
+	a.cmds.stop()
 	a.lifecycleWG.Wait() // a reload or model change in progress finishes first
 	a.loops.stop(a.runsNow())
 	stopBackground()

@@ -91,9 +91,12 @@ const snapshotMaxBytes = 1 << 20
 // onCommand takes a message from <prefix>/commands. Every command gets a result, also a
 // malformed one; nothing in a command can stop the agent.
 func (a *Agent) onCommand(raw []byte) {
-	cmd, err := payload.ParseCommand(raw)
+	cmd, signed, err := payload.ParseSignedCommand(raw)
+	if err == nil {
+		err = a.admit(cmd, signed)
+	}
 	if err != nil {
-		a.log.Warn("command refused", "id", cmd.ID, "err", err)
+		a.log.Warn("command refused", "id", cmd.ID, "command", cmd.Command, "err", err)
 		a.result(cmd.ID, cmd.Command, err, nil)
 		return
 	}
@@ -131,9 +134,18 @@ func (a *Agent) onCommand(raw []byte) {
 			a.result(cmd.ID, cmd.Command, errors.New("the agent is stopping"), nil)
 			return
 		}
+		if cmd.Command == payload.CmdAdd {
+			if busy := a.cmds.startAdd(cmd.ID); busy != "" {
+				a.result(cmd.ID, cmd.Command, fmt.Errorf("the remote add %s is still running; send this one again after its result", busy), nil)
+				return
+			}
+		}
 		a.lifecycleWG.Add(1)
-		go func() { // loading models takes a while: not on paho's goroutine
+		go func() { // loading models and downloads take a while: not on paho's goroutine
 			defer a.lifecycleWG.Done()
+			if cmd.Command == payload.CmdAdd {
+				defer a.cmds.doneAdd()
+			}
 			if cmd.Command == payload.CmdReload {
 				a.reloadCommand(cmd)
 				return

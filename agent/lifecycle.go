@@ -2,8 +2,8 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,16 +14,22 @@ import (
 	"github.com/cvedge/cvedge/models"
 )
 
+// addTimeout bounds a whole remote add (download, unpacking, check), beside the silence
+// bound of store.download_timeout.
+const addTimeout = 15 * time.Minute
+
 // Activate loads iteration id of a model from the store, checks it (shapes, labels, a
-// warm-up inference, the same job), records it as active and swaps it in between frames.
-// If anything fails, the serving iteration keeps serving and the store is unchanged.
-func (a *Agent) Activate(name, id string) (string, error) {
+// warm-up inference, the same job, and the same tags unless allowTagChange), records it as
+// active and swaps it in between frames. If anything fails, the serving iteration keeps
+// serving and the store is unchanged.
+func (a *Agent) Activate(name, id string, allowTagChange bool) (string, error) {
 	a.lifecycle.Lock()
 	defer a.lifecycle.Unlock()
-	return a.activate(name, id, false)
+	return a.activate(name, id, false, allowTagChange)
 }
 
-// Rollback activates the iteration that was active before the current one.
+// Rollback activates the iteration that was active before the current one. Going back
+// may change the tags back: a rollback is not held by the tag check, only by the job.
 func (a *Agent) Rollback(name string) (string, error) {
 	a.lifecycle.Lock()
 	defer a.lifecycle.Unlock()
@@ -31,10 +37,10 @@ func (a *Agent) Rollback(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return a.activate(name, id, true)
+	return a.activate(name, id, true, true)
 }
 
-func (a *Agent) activate(name, id string, rollback bool) (string, error) {
+func (a *Agent) activate(name, id string, rollback, allowTagChange bool) (string, error) {
 	stage, ok := a.stageNamed(name)
 	if !ok {
 		return "", fmt.Errorf("model %q serves no camera on this agent (models: %v)", name, a.stageNames())
@@ -52,9 +58,9 @@ func (a *Agent) activate(name, id string, rollback bool) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("iteration %s refused, %s keeps serving: %w", id, stage.Ref().Iteration, err)
 	}
-	if m.Info.Format.IsDetector() != stage.Detector() {
+	if err := models.CheckReplace(stage.Model().Info, m.Info, allowTagChange); err != nil {
 		m.Close()
-		return "", fmt.Errorf("iteration %s is a %s and cannot replace a %s; %s keeps serving", id, m.Info.Format, stage.Model().Info.Format, stage.Ref().Iteration)
+		return "", fmt.Errorf("iteration %s refused, %s keeps serving: %w", id, stage.Ref().Iteration, err)
 	}
 	old := stage.Ref().Iteration
 	if rollback {
@@ -75,29 +81,44 @@ func (a *Agent) activate(name, id string, rollback bool) (string, error) {
 	return m.Info.Iteration, nil
 }
 
-// AddRemote downloads an export from an https URL, checks its SHA-256 and that it loads,
-// keeps it in the store, and activates it when asked.
-func (a *Agent) AddRemote(ctx context.Context, name, url, sha string, activate bool) (store.Iteration, error) {
-	a.lifecycle.Lock()
-	defer a.lifecycle.Unlock()
+// AddRemote downloads an export from an https URL, checks its SHA-256, unpacks it within
+// the store's bounds, checks that it loads, keeps it in the store, and activates it when
+// asked (with the tag check of Activate). The download and unpacking hold no lock, so
+// other commands, reloads and shutdown go on meanwhile; ctx ends them.
+func (a *Agent) AddRemote(ctx context.Context, name, url, sha string, activate, allowTagChange bool) (store.Iteration, error) {
 	if _, ok := a.stageNamed(name); !ok {
 		return store.Iteration{}, fmt.Errorf("model %q serves no camera on this agent (models: %v)", name, a.stageNames())
 	}
-	client, err := a.downloadClient()
+	sc := a.c().Store
+	lim := store.Limits{MaxDownload: int64(sc.MaxDownloadMB) << 20, MaxUnpacked: int64(sc.MaxUnpackedMB) << 20, Timeout: sc.DownloadTimeout}
+	client, err := a.downloadClient(lim.Timeout)
 	if err != nil {
 		return store.Iteration{}, err
 	}
-	file, err := a.store.Download(ctx, client, url, sha)
+	file, err := a.store.Download(ctx, client, url, sha, lim)
 	if err != nil {
 		return store.Iteration{}, err
 	}
 	defer os.Remove(file)
-	it, err := a.store.Add(name, file, url, a.describe(name))
+	dir := file + ".d"
+	defer os.RemoveAll(dir)
+	if err := store.Unpack(ctx, file, dir, lim); err != nil {
+		return store.Iteration{}, fmt.Errorf("export from %s refused: %w", url, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Iteration{}, err
+	}
+	a.lifecycle.Lock()
+	defer a.lifecycle.Unlock()
+	if _, ok := a.stageNamed(name); !ok { // a reload may have taken it away meanwhile
+		return store.Iteration{}, fmt.Errorf("model %q serves no camera on this agent (models: %v)", name, a.stageNames())
+	}
+	it, err := a.store.Add(name, dir, url, a.describe(name))
 	if err != nil {
 		return it, err
 	}
 	if activate {
-		_, err = a.activate(name, it.ID, false)
+		_, err = a.activate(name, it.ID, false, allowTagChange)
 	}
 	return it, err
 }
@@ -117,23 +138,21 @@ func (a *Agent) describe(name string) func(string) (store.Described, error) {
 }
 
 // downloadClient trusts the system's CAs and store.ca_file.
-func (a *Agent) downloadClient() (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+func (a *Agent) downloadClient(timeout time.Duration) (*http.Client, error) {
+	var pool *x509.CertPool
 	if f := a.c().Store.CAFile; f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("store.ca_file: %w", err)
 		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
+		if pool, err = x509.SystemCertPool(); err != nil {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("store.ca_file %s: no PEM certificate in it", f)
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &http.Client{Transport: tr, Timeout: 10 * time.Minute}, nil
+	return store.Client(pool, timeout), nil
 }
 
 // lifecycleCommand runs activate, rollback and add for onCommand, off paho's goroutine.
@@ -145,14 +164,17 @@ func (a *Agent) lifecycleCommand(cmd payload.Command) {
 	)
 	switch cmd.Command {
 	case payload.CmdActivate:
-		iteration, err = a.Activate(cmd.Model, cmd.Iteration)
+		iteration, err = a.Activate(cmd.Model, cmd.Iteration, cmd.AllowTagChange)
 	case payload.CmdRollback:
 		iteration, err = a.Rollback(cmd.Model)
 	case payload.CmdAdd:
 		var it store.Iteration
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		it, err = a.AddRemote(ctx, cmd.Model, cmd.URL, cmd.SHA256, cmd.Activate)
+		ctx, cancel := context.WithTimeout(a.cmds.context(), addTimeout)
+		it, err = a.AddRemote(ctx, cmd.Model, cmd.URL, cmd.SHA256, cmd.Activate, cmd.AllowTagChange)
 		cancel()
+		if errors.Is(err, context.Canceled) && a.cmds.context().Err() != nil {
+			err = errors.New("cancelled: the agent is stopping; send the add again once it runs")
+		}
 		detail["storeId"] = it.ID
 		if stage, ok := a.stageNamed(cmd.Model); ok && err == nil && cmd.Activate {
 			iteration = stage.Ref().Iteration

@@ -87,14 +87,19 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	preds := "cvedge/e2e/cameras/conveyor/predictions"
 	testenv.WaitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get(preds)) > 30 })
 
-	command(t, col, fmt.Sprintf(`{"id":"a1","command":"activate","model":"colour","iteration":%q}`, v2.ID))
+	command(t, col, fmt.Sprintf(`{"id":"a0","command":"activate","model":"colour","iteration":%q}`, v2.ID))
+	if r := resultFor(t, col, "a0"); r.OK || !strings.Contains(r.Error, `tags change (added: "blue_v2", "green_v2", "red_v2", "yellow_v2"; removed: "blue", "green", "red", "yellow")`) ||
+		!strings.Contains(r.Error, `"allowTagChange": true`) || !strings.Contains(r.Error, v1.ID+" keeps serving") {
+		t.Fatalf("activate v2 with other tags, not allowed: %+v", r)
+	}
+	command(t, col, fmt.Sprintf(`{"id":"a1","command":"activate","model":"colour","iteration":%q,"allowTagChange":true}`, v2.ID))
 	if r := resultFor(t, col, "a1"); !r.OK || r.Detail["iteration"] != v2.ID {
 		t.Fatalf("activate v2: %+v", r)
 	}
 	n := len(col.Get(preds))
 	testenv.WaitFor(t, "frames on v2", 20*time.Second, func() bool { return len(col.Get(preds)) > n+30 })
-	command(t, col, fmt.Sprintf(`{"id":"a2","command":"activate","model":"colour","iteration":%q}`, wrongJob.ID))
-	if r := resultFor(t, col, "a2"); r.OK || !strings.Contains(r.Error, "cannot replace a classifier") || !strings.Contains(r.Error, v2.ID+" keeps serving") {
+	command(t, col, fmt.Sprintf(`{"id":"a2","command":"activate","model":"colour","iteration":%q,"allowTagChange":true}`, wrongJob.ID))
+	if r := resultFor(t, col, "a2"); r.OK || !strings.Contains(r.Error, "a detector-yolo cannot replace a classifier") || !strings.Contains(r.Error, v2.ID+" keeps serving") {
 		t.Fatalf("wrong job: %+v", r)
 	}
 	command(t, col, `{"id":"a3","command":"activate","model":"colour","iteration":"../../etc"}`)
@@ -161,7 +166,8 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	col.ValidateAll(t)
 }
 
-// TestRemoteAdd downloads an iteration over https, checks its SHA-256, and activates it.
+// TestRemoteAdd downloads an iteration over https, checks its SHA-256, and activates it
+// once the tag change is allowed; a zip bomb is refused by store.max_unpacked_mb.
 func TestRemoteAdd(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	zipPath := testenv.ZipDir(t, testenv.Path("testdata", "models", "classifier-v2"), "", nil)
@@ -169,14 +175,28 @@ func TestRemoteAdd(t *testing.T) {
 	sum := sha256.Sum256(body)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
 	defer srv.Close()
+
+	bombZip := zipBomb(t, 256<<20)
+	bombBody, _ := os.ReadFile(bombZip)
+	bombSum := sha256.Sum256(bombBody)
+	bombSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(bombBody) }))
+	defer bombSrv.Close()
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+	os.WriteFile(caFile, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: bombSrv.Certificate().Raw})...), 0o644)
 
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
 	cfg.Store.Dir, cfg.Store.CAFile = t.TempDir(), caFile
+	cfg.Store.MaxUnpackedMB = 64
+	cfg.Commands.Allow = append(cfg.Commands.Allow, "add")
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
 	testenv.WaitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get("cvedge/e2e/cameras/conveyor/predictions")) > 5 })
+
+	command(t, col, fmt.Sprintf(`{"id":"r0","command":"add","model":"colour","url":%q,"sha256":%q}`, bombSrv.URL+"/bomb.zip", hex.EncodeToString(bombSum[:])))
+	if r := resultFor(t, col, "r0"); r.OK || !strings.Contains(r.Error, "more than store.max_unpacked_mb (64 MiB)") {
+		t.Fatalf("zip bomb: %+v", r)
+	}
 
 	command(t, col, fmt.Sprintf(`{"id":"r1","command":"add","model":"colour","url":%q,"sha256":%q}`, srv.URL+"/v2.zip", strings.Repeat("ab", 32)))
 	if r := resultFor(t, col, "r1"); r.OK || !strings.Contains(r.Error, "refused") {
@@ -186,7 +206,11 @@ func TestRemoteAdd(t *testing.T) {
 	if r := resultFor(t, col, "r2"); r.OK || !strings.Contains(r.Error, "takes an https URL") {
 		t.Fatalf("http: %+v", r)
 	}
-	command(t, col, fmt.Sprintf(`{"id":"r3","command":"add","model":"colour","url":%q,"sha256":%q,"activate":true}`, srv.URL+"/v2.zip", hex.EncodeToString(sum[:])))
+	command(t, col, fmt.Sprintf(`{"id":"r2b","command":"add","model":"colour","url":%q,"sha256":%q,"activate":true}`, srv.URL+"/v2.zip", hex.EncodeToString(sum[:])))
+	if r := resultFor(t, col, "r2b"); r.OK || !strings.Contains(r.Error, `tags change (added: "blue_v2"`) {
+		t.Fatalf("add and activate with other tags, not allowed: %+v", r)
+	}
+	command(t, col, fmt.Sprintf(`{"id":"r3","command":"add","model":"colour","url":%q,"sha256":%q,"activate":true,"allowTagChange":true}`, srv.URL+"/v2.zip", hex.EncodeToString(sum[:])))
 	r := resultFor(t, col, "r3")
 	if !r.OK || r.Detail["storeId"] == "" || r.Detail["iteration"] != r.Detail["storeId"] {
 		t.Fatalf("add and activate: %+v", r)

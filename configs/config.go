@@ -25,6 +25,7 @@ type Config struct {
 	LLM         LLM              `mapstructure:"llm"`
 	HTTP        HTTP             `mapstructure:"http"`
 	Ring        Ring             `mapstructure:"ring"`
+	Commands    Commands         `mapstructure:"commands"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
 }
@@ -256,6 +257,31 @@ type Store struct {
 	Dir string `mapstructure:"dir"`
 	// CAFile adds CA certificates to trust for remote adds (https), beside the system's.
 	CAFile string `mapstructure:"ca_file"`
+	// MaxDownloadMB bounds the ZIP a remote add downloads; the download stops there.
+	MaxDownloadMB int `mapstructure:"max_download_mb"`
+	// MaxUnpackedMB bounds what a downloaded ZIP unpacks to (a zip bomb stops there).
+	MaxUnpackedMB int `mapstructure:"max_unpacked_mb"`
+	// DownloadTimeout bounds connecting, the TLS handshake, the wait for the answer, and
+	// every silence of the server during a remote add.
+	DownloadTimeout time.Duration `mapstructure:"download_timeout"`
+}
+
+// Commands says which commands on <prefix>/commands this agent takes, and which of them
+// must be signed (docs/mqtt.md, "Trust model").
+type Commands struct {
+	// Allow lists the commands the agent takes; any other is answered with a refusal.
+	// Default: every command but add.
+	Allow []string `mapstructure:"allow"`
+	// PublicKey is the ed25519 public key that signs commands: base64 of the 32 key bytes,
+	// or a PEM "PUBLIC KEY" block. Empty (and no public_key_file): no command is signed.
+	PublicKey string `mapstructure:"public_key"`
+	// PublicKeyFile holds the key instead (PEM, as written by openssl pkey -pubout).
+	PublicKeyFile string `mapstructure:"public_key_file"`
+	// Signed lists the commands that must carry a valid signature once a key is set.
+	Signed []string `mapstructure:"signed"`
+	// MaxAge is how old a signed command's timestamp may be, and how far in the future
+	// (clock skew); a signature is remembered this long to refuse its replay.
+	MaxAge time.Duration `mapstructure:"max_age"`
 }
 
 // Model is one Custom Vision export: a ZIP, its unzipped folder, or a .onnx with labels.txt.
@@ -463,6 +489,12 @@ func Default() Config {
 			JPEGQuality:   85,
 		},
 		Ring: Ring{Frames: 100, MaxMB: 128, MaxAge: 10 * time.Minute},
+		Commands: Commands{
+			Allow:  []string{"trigger", "snapshot", "reload", "activate", "rollback"},
+			Signed: []string{"add", "activate", "reload"},
+			MaxAge: 5 * time.Minute,
+		},
+		Store: Store{MaxDownloadMB: 512, MaxUnpackedMB: 1024, DownloadTimeout: 30 * time.Second},
 		LLM: LLM{KeyEnv: "CVEDGE_LLM_KEY", KeyHeader: "Authorization", Timeout: 20 * time.Second,
 			PerMinute: 6, PerHour: 60, Queue: 16, MaxImageKB: 256},
 		Models:  map[string]Model{},

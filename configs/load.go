@@ -322,6 +322,7 @@ func (c *Config) resolve(base string) {
 	}
 	c.Store.Dir = relativeTo(base, c.Store.Dir)
 	c.Store.CAFile = relativeTo(base, c.Store.CAFile)
+	c.Commands.PublicKeyFile = relativeTo(base, c.Commands.PublicKeyFile)
 	t := &c.MQTT.TLS
 	for _, p := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile, &c.MQTT.PasswordFile} {
 		*p = relativeTo(base, *p)

@@ -1,6 +1,10 @@
 package configs
 
 import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -46,6 +50,8 @@ func (c *Config) Validate() error {
 	c.Spool.validate(&p)
 	c.Samples.validate(&p)
 	c.LLM.validate(&p)
+	c.Store.validate(&p)
+	c.Commands.validate(&p)
 	if l := c.HTTP.Listen; l != "" {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
 			p.add("http.listen", "%q must be host:port, e.g. 127.0.0.1:9810 (empty turns the server off)", l)
@@ -376,3 +382,96 @@ func (p *problems) oneOf(key, val string, allowed []string) {
 }
 
 func (p problems) err() error { return errors.Join(p...) }
+
+// CommandNames are the commands on <prefix>/commands: the values of commands.allow and
+// commands.signed.
+var CommandNames = []string{"trigger", "snapshot", "reload", "activate", "rollback", "add"}
+
+func (s Store) validate(p *problems) {
+	if s.MaxDownloadMB < 1 {
+		p.add("store.max_download_mb", "%d must be 1 or more (MiB)", s.MaxDownloadMB)
+	}
+	if s.MaxUnpackedMB < 1 {
+		p.add("store.max_unpacked_mb", "%d must be 1 or more (MiB)", s.MaxUnpackedMB)
+	}
+	if s.DownloadTimeout <= 0 {
+		p.add("store.download_timeout", "%v must be a positive duration, e.g. 30s", s.DownloadTimeout)
+	}
+}
+
+func (c Commands) validate(p *problems) {
+	for i, name := range c.Allow {
+		p.oneOf(fmt.Sprintf("commands.allow[%d]", i), name, CommandNames)
+	}
+	for i, name := range c.Signed {
+		p.oneOf(fmt.Sprintf("commands.signed[%d]", i), name, CommandNames)
+	}
+	if c.MaxAge <= 0 {
+		p.add("commands.max_age", "%v must be a positive duration, e.g. 5m", c.MaxAge)
+	}
+	key, err := c.Key()
+	switch {
+	case err != nil:
+		p.add(err.(keyError).key, "%v", err.(keyError).err)
+	case key == nil && len(c.Signed) > 0 && !slices.Equal(c.Signed, Default().Commands.Signed):
+		p.add("commands.signed", "names commands to sign but no key checks them: set commands.public_key or commands.public_key_file")
+	}
+}
+
+// keyError names the key whose public key could not be read.
+type keyError struct {
+	key string
+	err error
+}
+
+func (e keyError) Error() string { return e.key + ": " + e.err.Error() }
+func (e keyError) Unwrap() error { return e.err }
+
+// Key returns the ed25519 key that signs commands, from public_key or public_key_file;
+// nil when neither is set.
+func (c Commands) Key() (ed25519.PublicKey, error) {
+	text, key := c.PublicKey, "commands.public_key"
+	switch {
+	case c.PublicKey != "" && c.PublicKeyFile != "":
+		return nil, keyError{key, errors.New("give public_key or public_key_file, not both")}
+	case c.PublicKeyFile != "":
+		key = "commands.public_key_file"
+		raw, err := os.ReadFile(c.PublicKeyFile)
+		if err != nil {
+			return nil, keyError{key, fmt.Errorf("%w (write it with: openssl pkey -in key.pem -pubout)", err)}
+		}
+		text = string(raw)
+	case c.PublicKey == "":
+		return nil, nil
+	}
+	pub, err := ParsePublicKey(text)
+	if err != nil {
+		return nil, keyError{key, err}
+	}
+	return pub, nil
+}
+
+// ParsePublicKey reads an ed25519 public key: a PEM "PUBLIC KEY" block (openssl pkey
+// -pubout), or base64 of the 32 raw key bytes.
+func ParsePublicKey(text string) (ed25519.PublicKey, error) {
+	text = strings.TrimSpace(text)
+	if block, _ := pem.Decode([]byte(text)); block != nil {
+		if block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("a PEM %q block; want an ed25519 \"PUBLIC KEY\" (openssl pkey -in key.pem -pubout)", block.Type)
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("not a readable public key: %w", err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("a %T key; commands are signed with ed25519 (openssl genpkey -algorithm ed25519)", k)
+		}
+		return pub, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(text)
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, errors.New("not an ed25519 public key: give a PEM \"PUBLIC KEY\" block or base64 of its 32 bytes (cvedge commands keygen)")
+	}
+	return ed25519.PublicKey(raw), nil
+}

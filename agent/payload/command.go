@@ -47,6 +47,11 @@ type Command struct {
 	URL      string `json:"url,omitempty"`
 	SHA256   string `json:"sha256,omitempty"`
 	Activate bool   `json:"activate,omitempty"`
+	// AllowTagChange lets activate (and add with activate) put in an iteration whose tags
+	// differ from the serving one's.
+	AllowTagChange bool `json:"allowTagChange,omitempty"`
+	// Timestamp (RFC 3339) is when a signed command was signed; see Signed.
+	Timestamp string `json:"timestamp,omitempty"`
 }
 
 // maxMessage bounds command and feedback payloads.

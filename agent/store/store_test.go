@@ -173,7 +173,7 @@ func TestDownload(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
 	defer srv.Close()
 	s, _ := Open(t.TempDir())
-	f, err := s.Download(context.Background(), srv.Client(), srv.URL+"/export.zip", strings.ToUpper(good))
+	f, err := s.Download(context.Background(), srv.Client(), srv.URL+"/export.zip", strings.ToUpper(good), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,18 +181,18 @@ func TestDownload(t *testing.T) {
 		t.Fatalf("downloaded %s with %s", f, got)
 	}
 	bad := strings.Repeat("0", 64)
-	if _, err := s.Download(context.Background(), srv.Client(), srv.URL+"/export.zip", bad); err == nil || !strings.Contains(err.Error(), "refused") {
+	if _, err := s.Download(context.Background(), srv.Client(), srv.URL+"/export.zip", bad, Limits{}); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("wrong hash: %v", err)
 	}
 	if left, _ := filepath.Glob(filepath.Join(s.Dir(), ".downloads", "*")); len(left) != 1 {
 		t.Fatalf("a refused download was left behind: %v", left)
 	}
 	for url, want := range map[string]string{"http://example/export.zip": "takes an https URL", "https://": "takes an https URL"} {
-		if _, err := s.Download(context.Background(), srv.Client(), url, good); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := s.Download(context.Background(), srv.Client(), url, good, Limits{}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v", url, err)
 		}
 	}
-	if _, err := s.Download(context.Background(), srv.Client(), srv.URL, "abc"); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
+	if _, err := s.Download(context.Background(), srv.Client(), srv.URL, "abc", Limits{}); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
 		t.Errorf("short hash: %v", err)
 	}
 }

@@ -46,6 +46,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout), inspectCmd(stdout), predictCmd(stdout, stderr),
 		collectCmd(stdout, stderr), evalCmd(stdout, stderr), modelsCmd(stdout), benchCmd(stdout, stderr))
+	root.AddCommand(commandsCmd(os.Stdin, stdout))
 	return root
 }
 

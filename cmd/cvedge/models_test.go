@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cvedge/cvedge/agent/store"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/models"
 )
@@ -174,7 +175,11 @@ func TestModelsCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "colour: iteration ad92cb91-12e0-5f2a-9680-3961651a2636 added") {
 		t.Fatalf("add: %d %s%s", code, out, errs)
 	}
-	code, out, errs = cvedge(t, "models", "--store", dir, "add", "--model", "colour", "--activate", testenv.Path("testdata", "models", "classifier-v2"))
+	code, _, errs = cvedge(t, "models", "--store", dir, "add", "--model", "colour", "--activate", testenv.Path("testdata", "models", "classifier-v2"))
+	if code == 0 || !strings.Contains(errs, `is in the store but not active: the tags change (added: "blue_v2"`) {
+		t.Fatalf("add --activate with other tags: %d %s", code, errs)
+	}
+	code, out, errs = cvedge(t, "models", "--store", dir, "add", "--model", "colour", "--activate", "--allow-tag-change", testenv.Path("testdata", "models", "classifier-v2"))
 	if code != 0 || !strings.Contains(out, "is active") {
 		t.Fatalf("add --activate: %d %s%s", code, out, errs)
 	}
@@ -198,5 +203,67 @@ func TestModelsCommands(t *testing.T) {
 		if code, _, errs := cvedge(t, args...); code == 0 || errs == "" {
 			t.Errorf("%v: exit %d", args, code)
 		}
+	}
+}
+
+// TestModelsSlotGuard: cvedge models refuses what the activate command refuses: a detector
+// in a classifier's place (exit 1, the formats named), and other tags without
+// --allow-tag-change.
+func TestModelsSlotGuard(t *testing.T) {
+	needRuntime(t)
+	dir := t.TempDir()
+	add := func(args ...string) (int, string, string) {
+		return cvedge(t, append([]string{"models", "--store", dir, "add", "--model", "colour"}, args...)...)
+	}
+	if code, _, errs := add(testenv.Path("testdata", "demo", "classifier")); code != 0 {
+		t.Fatalf("add the classifier: %s", errs)
+	}
+	code, _, errs := add("--activate", "--allow-tag-change", testenv.Path("testdata", "demo", "detector"))
+	if code == 0 || !strings.Contains(errs, "a detector-yolo cannot replace a classifier") {
+		t.Fatalf("add --activate a detector in the classifier's place: exit %d, %s", code, errs)
+	}
+	_, out, _ := cvedge(t, "models", "--store", dir, "list", "colour")
+	var detector string
+	for _, line := range strings.Split(out, "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 2 && f[2] != "*" {
+			detector = f[1]
+		}
+	}
+	if detector == "" {
+		t.Fatalf("the detector is not in the store (not active):\n%s", out)
+	}
+	code, _, errs = cvedge(t, "models", "--store", dir, "activate", "--allow-tag-change", "colour", detector)
+	if code == 0 || !strings.Contains(errs, "a detector-yolo cannot replace a classifier") {
+		t.Fatalf("activate a detector in the classifier's place: exit %d, %s", code, errs)
+	}
+	if code, _, errs := add(testenv.Path("testdata", "models", "classifier-v2")); code != 0 {
+		t.Fatalf("add v2: %s", errs)
+	}
+	_, out, _ = cvedge(t, "models", "--store", dir, "list", "colour")
+	v2 := ""
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[1] != detector && f[1] != "ITERATION" && f[1] != "ad92cb91-12e0-5f2a-9680-3961651a2636" {
+			v2 = f[1]
+		}
+	}
+	code, _, errs = cvedge(t, "models", "--store", dir, "activate", "colour", v2)
+	if code == 0 || !strings.Contains(errs, `removed: "blue", "green", "red", "yellow"`) || !strings.Contains(errs, "--allow-tag-change") {
+		t.Fatalf("activate v2 without --allow-tag-change: exit %d, %s", code, errs)
+	}
+	if code, out, errs := cvedge(t, "models", "--store", dir, "activate", "--allow-tag-change", "colour", v2); code != 0 || !strings.Contains(out, v2+" is active") {
+		t.Fatalf("activate v2 with --allow-tag-change: exit %d, %s%s", code, out, errs)
+	}
+	// a store whose detector got active unchecked (by hand): rolling back to a classifier
+	// is refused as the rollback command refuses it
+	st, _ := store.Open(dir)
+	if _, err := st.Activate("colour", detector); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = cvedge(t, "models", "--store", dir, "rollback", "colour")
+	if code == 0 || !strings.Contains(errs, "a classifier cannot replace a detector-yolo") {
+		t.Fatalf("rollback from a detector to a classifier: exit %d, %s", code, errs)
+	}
+	if state, _ := st.State("colour"); state.Active != detector {
+		t.Fatalf("a refused rollback changed the store: %s is active", state.Active)
 	}
 }
