@@ -189,7 +189,7 @@ func (a *Agent) serveSnapshots(r *cameraRun, f *camera.Frame, msg *payload.Predi
 		select {
 		case id := <-r.snapshots:
 			topic := a.Topic("cameras/" + r.cam.Name() + "/snapshot")
-			jpeg, err := preprocess.EncodeJPEG(f.Mat(), image.Rectangle{}, 90, snapshotMaxBytes)
+			jpeg, err := preprocess.EncodeJPEG(f.Mat(), image.Rectangle{}, 90, a.imageBytes(snapshotMaxBytes, 1))
 			if err != nil {
 				a.result(id, payload.CmdSnapshot, err, nil)
 				continue

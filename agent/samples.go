@@ -133,8 +133,12 @@ func (a *Agent) newSample(r *cameraRun, f *camera.Frame, msg *payload.Prediction
 			Classification: &payload.Classification{Model: ref.Name, Iteration: ref.Iteration, Predictions: msg.Predictions}}
 	}
 	sc := a.c().Samples
-	maxBytes := sc.MaxImageKB << 10
 	full := f.Bounds()
+	images := 1
+	if sc.FullFrame && region != full {
+		images = 2
+	}
+	maxBytes := a.imageBytes(sc.MaxImageKB<<10, images)
 	crop, err := preprocess.EncodeJPEG(f.Mat(), region, sc.JPEGQuality, maxBytes)
 	if err != nil {
 		s.ImageOmitted = true
@@ -287,4 +291,17 @@ func (a *Agent) collectImages(r *cameraRun, f *camera.Frame, msg *payload.Predic
 			return
 		}
 	}
+}
+
+// payloadOverhead is room kept for a message's JSON around its base64 images.
+const payloadOverhead = 8 << 10
+
+// imageBytes is the most bytes each of n JPEG images in one message may take: limit, or
+// less when mqtt.max_payload_kb would not take n such images (base64 makes 4 bytes of 3).
+func (a *Agent) imageBytes(limit, n int) int {
+	payloadMax := a.c().MQTT.MaxPayloadKB << 10
+	if payloadMax <= 0 {
+		return limit
+	}
+	return min(limit, max(1, (payloadMax-payloadOverhead)*3/4/n))
 }

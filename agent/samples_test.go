@@ -214,3 +214,40 @@ func TestCollectOnlyCamera(t *testing.T) {
 	}
 	col.ValidateAll(t)
 }
+
+// TestSamplesFitMaxPayload: with mqtt.max_payload_kb under the size of a sample with its
+// full frame, the images are re-encoded smaller so the sample still fits, and the broker
+// (which drops anything over its message_size_limit) delivers it.
+func TestSamplesFitMaxPayload(t *testing.T) {
+	broker := testenv.StartMosquitto(t, "message_size_limit 12288")
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.MQTT.MaxPayloadKB = 12
+	cfg.Samples.FullFrame = true
+	cfg.Samples.LowConfidence.PerModel = map[string]float64{"colour": 0.9999}
+	cfg.Samples.LowConfidence.PerMinute = 3
+	cfg.Samples.SmallMargin.Enabled = false
+	cfg.MQTT.StatsInterval = 200 * time.Millisecond
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	tr := testenv.DemoTruth(t)
+	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	testenv.WaitFor(t, "three samples", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/cameras/conveyor/samples")) >= 3 })
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/samples") {
+		if len(raw) > 12<<10 {
+			t.Fatalf("a sample of %d bytes is over mqtt.max_payload_kb", len(raw))
+		}
+	}
+	for _, s := range samples(t, col) {
+		if s.Crop == nil || s.Frame == nil || s.ImageOmitted {
+			t.Fatalf("sample without its images: crop %v frame %v omitted %v", s.Crop != nil, s.Frame != nil, s.ImageOmitted)
+		}
+		decodeJPEG(t, s.Crop)
+		decodeJPEG(t, s.Frame)
+	}
+	if st, ok := lastStats(col, "cvedge/e2e/stats"); !ok || st.MQTT.SetAside != 0 {
+		t.Fatalf("messages set aside: %+v", st.MQTT)
+	}
+	col.ValidateAll(t)
+}
