@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,4 +171,58 @@ func TestSystemdNotify(t *testing.T) {
 	if n.count("STOPPING=1") != 1 {
 		t.Fatalf("notifications %v", n.msgs)
 	}
+}
+
+// TestNotReadyWithReason: /readyz says not ready, with the reason, while the broker refuses
+// the agent's password, and while the spool's disk is full; and ready again once each is
+// fixed. Before, neither was noticed: no log line, and /readyz said ready.
+func TestNotReadyWithReason(t *testing.T) {
+	dir := t.TempDir()
+	pwfile := filepath.Join(dir, "passwd")
+	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pwfile, "line3", "Right-Pa55").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v %s", err, out)
+	}
+	broker := testenv.StartMosquitto(t, "allow_anonymous false", "password_file "+pwfile)
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	cfg.MQTT.Username, cfg.MQTT.Password = "line3", "Wrong-Pa55"
+	cfg.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	spoolDisk := filepath.Join(dir, "disk")
+	os.MkdirAll(spoolDisk, 0o750)
+	if err := syscall.Mount("tmpfs", spoolDisk, "tmpfs", 0, "size=2m"); err != nil {
+		testenv.Missing(t, "a tmpfs for the spool (needs root): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(spoolDisk, syscall.MNT_DETACH) })
+	cfg.Spool.Dir = filepath.Join(spoolDisk, "spool")
+	runAgent(t, cfg)
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + cfg.HTTP.Listen + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var body string
+	testenv.WaitFor(t, "not ready: the broker refuses the password", 20*time.Second, func() bool {
+		code, b := readyz()
+		body = b
+		return code == 503 && strings.Contains(b, "mqtt.username and mqtt.password")
+	})
+	// the messages go to the spool; a ballast file fills its disk
+	os.WriteFile(filepath.Join(spoolDisk, "ballast"), make([]byte, 2<<20), 0o640)
+	testenv.WaitFor(t, "not ready: the spool cannot write", 20*time.Second, func() bool {
+		code, b := readyz()
+		body = b
+		return code == 503 && strings.Contains(b, "the spool cannot write") && strings.Contains(b, "no space left")
+	})
+	if strings.Contains(body, "Wrong-Pa55") {
+		t.Fatal("/readyz shows the password")
+	}
+	os.Remove(filepath.Join(spoolDisk, "ballast"))
+	testenv.WaitFor(t, "the spool writable again", 20*time.Second, func() bool {
+		_, b := readyz()
+		return !strings.Contains(b, "the spool cannot write")
+	})
+	t.Logf("last /readyz while failing: %s", body)
 }
