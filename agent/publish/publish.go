@@ -134,6 +134,7 @@ type pending struct {
 	tk   spool.Ticket
 	tok  paho.Token
 	sent time.Time
+	qos  byte
 }
 
 // Publisher delivers messages to one broker.
@@ -451,7 +452,9 @@ func done(t paho.Token) bool {
 
 func (p *Publisher) delivered(m Message) {
 	p.sent.Add(1)
-	p.unstall()
+	if m.QoS > 0 { // a QoS 0 token completes once written, answered or not
+		p.unstall()
+	}
 	if p.observe != nil {
 		p.observe(m, time.Since(m.queued))
 	}
@@ -567,7 +570,7 @@ func (p *Publisher) drain() {
 				p.ack(tk)
 				continue
 			}
-			pend = append(pend, pending{tk: tk, tok: p.client.Publish(rec.Topic, rec.QoS, rec.Retained, rec.Payload), sent: time.Now()})
+			pend = append(pend, pending{tk: tk, tok: p.client.Publish(rec.Topic, rec.QoS, rec.Retained, rec.Payload), sent: time.Now(), qos: rec.QoS})
 		}
 		if len(pend) == 0 {
 			if rewind {
@@ -606,7 +609,9 @@ func (p *Publisher) drain() {
 			p.ack(f.tk)
 			p.drained.Add(1)
 			p.sent.Add(1)
-			p.unstall()
+			if f.qos > 0 {
+				p.unstall()
+			}
 			pend = append(pend[:0], pend[1:]...)
 			probe = false
 			continue
