@@ -347,3 +347,34 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFarBroker publishes b.N messages to a broker 100 ms away (a 200 ms round trip)
+// and waits for every acknowledgement, one message at a time in flight and with the default
+// window: msgs/s is the rate the broker takes.
+func BenchmarkFarBroker(b *testing.B) {
+	broker := testenv.StartMosquitto(b)
+	far := testenv.DelayProxy(b, broker.Addr, 100*time.Millisecond)
+	for _, window := range []int{1, 64} {
+		b.Run(fmt.Sprintf("inflight=%d", window), func(b *testing.B) {
+			cfg := mqttConfig(far.URL)
+			cfg.Inflight = window
+			cfg.QueueSize = max(cfg.QueueSize, b.N+1)
+			cfg.PublishTimeout = time.Minute
+			pub, err := publish.Connect(cfg, publish.Options{}, slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pub.Close(context.Background())
+			testenv.WaitFor(b, "connected", 10*time.Second, pub.Connected)
+			body := msg("far", 0, 1024)
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				pub.Send(body)
+			}
+			testenv.WaitFor(b, "every acknowledgement", 5*time.Minute, func() bool { return pub.Stats().Sent >= uint64(b.N) })
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+		})
+	}
+}
