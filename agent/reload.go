@@ -158,7 +158,8 @@ func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 }
 
 // keepWorkingSources opens, once, the new source of every running camera whose capture
-// settings change in cfg. A camera whose new source cannot be opened (or delivers no frame)
+// settings change in cfg (but a USB device that stays the same, which cannot be opened
+// twice). A camera whose new source cannot be opened (or delivers no frame)
 // keeps its running settings in cfg, and the reason is returned by camera name and logged.
 func (a *Agent) keepWorkingSources(cfg *configs.Config, running map[string]*cameraRun) map[string]string {
 	kept := map[string]string{}
@@ -168,6 +169,9 @@ func (a *Agent) keepWorkingSources(cfg *configs.Config, running map[string]*came
 			continue
 		}
 		cam, err := camera.New(cc, a.log)
+		if err == nil && cam.Source().Kind == camera.KindUSB && old.cam.Source() == cam.Source() {
+			continue // the same device with other settings: it cannot be opened twice, so it is not tried beside the running one
+		}
 		if err == nil {
 			err = cam.Probe()
 		}
