@@ -323,7 +323,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.pub = pub
 	a.startFallback()
-	a.loops = a.startLoops(a.runs, a.stages)
+	started := a.startLoops(a.runs, a.stages)
+	a.lcMu.Lock() // a reload command may come as soon as the publisher is connected
+	a.loops = started
+	a.lcMu.Unlock()
 
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
@@ -343,7 +346,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.watchdog(bgCtx, notify, every)
 		}()
 	}
-	a.log.Info("agent running", "agent", cfg.Agent.ID, "cameras", len(a.runs), "topic_prefix", cfg.MQTT.TopicPrefix, "broker", cfg.MQTT.Broker, "spool", cfg.Spool.Dir)
+	a.log.Info("agent running", "agent", cfg.Agent.ID, "cameras", len(a.runsNow()), "topic_prefix", cfg.MQTT.TopicPrefix, "broker", cfg.MQTT.Broker, "spool", cfg.Spool.Dir)
 
 	<-ctx.Done()
 	notify.Send("STOPPING=1")

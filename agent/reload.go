@@ -137,7 +137,10 @@ func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 	a.runs, a.stages, a.stagePaths = runs, stages, paths
 	a.mu.Unlock()
 	a.conf.Store(&merged)
-	a.loops = a.startLoops(runs, stages)
+	started := a.startLoops(runs, stages)
+	a.lcMu.Lock()
+	a.loops = started
+	a.lcMu.Unlock()
 	for _, r := range old {
 		r.close()
 	}
