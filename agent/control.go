@@ -31,7 +31,8 @@ type cameraRun struct {
 	pl  *Pipeline
 
 	// camStarted: cam runs already (a reload took it over), so it is not started again.
-	camStarted bool
+	// ringMoved: a reload handed ring on to the camera's next run, which closes it.
+	camStarted, ringMoved bool
 
 	processed atomic.Uint64
 	failed    atomic.Uint64
@@ -72,7 +73,9 @@ func (r *cameraRun) queueMs() []float64 {
 
 // close frees what the run holds beside its camera: the recent frames and the data set.
 func (r *cameraRun) close() {
-	r.ring.close()
+	if !r.ringMoved {
+		r.ring.close()
+	}
 	if r.dataset != nil {
 		r.dataset.Close()
 	}

@@ -130,6 +130,10 @@ func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 			r.failed.Store(o.failed.Load())
 			r.gated.Store(o.gated.Load())
 			r.inferUs.Store(o.inferUs.Load())
+			if reflect.DeepEqual(cur.Ring, merged.Ring) { // its recent frames stay answerable to feedback
+				r.ring.close()
+				r.ring, o.ringMoved = o.ring, true
+			}
 		}
 	}
 	a.mu.Lock()

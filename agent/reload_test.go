@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
 )
@@ -195,5 +197,34 @@ func TestFrameIDsSurviveReload(t *testing.T) {
 	}
 	if int(last) != len(preds) {
 		t.Errorf("%d predictions received, the last frameId is %d: ids skipped", len(preds), last)
+	}
+}
+
+// TestFeedbackAfterReload: an operator's correction of a prediction made before a reload is
+// answered after it, from the camera's recent frames, which the reload keeps.
+func TestFeedbackAfterReload(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
+	a := startAgent(t, cfg, nil)
+	var before payload.Prediction
+	testenv.WaitFor(t, "a prediction with a detection", 20*time.Second, func() bool {
+		for _, p := range predictions(t, col, "conveyor") {
+			if len(p.Predictions) == 1 {
+				before = p
+				return true
+			}
+		}
+		return false
+	})
+	next := *cfg
+	next.Cameras = []configs.Camera{cfg.Cameras[0]}
+	next.Cameras[0].Pipeline.CropPadding = 0.2
+	if _, err := a.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-1","predictionId":%q,"tag":"red"}`, before.ID))
+	if r := resultFor(t, col, "fb-1"); !r.OK || r.Detail["camera"] != "conveyor" {
+		t.Fatalf("feedback on a prediction from before the reload: %+v", r)
 	}
 }
