@@ -109,6 +109,16 @@ func TestConfigCheckLoadsModelsAndOpensCameras(t *testing.T) {
 			}
 		})
 	}
+
+	// a model the store has an active iteration of counts as present, whatever its path says
+	cfg := checkConfig(t, "/nonexistent/detector.zip", video)
+	store := filepath.Join(filepath.Dir(cfg), "models")
+	if code, _, errs := cvedge(t, "models", "--store", store, "add", "--model", "parts", "--activate", detector); code != 0 {
+		t.Fatalf("models add: exit %d, %s", code, errs)
+	}
+	if code, out, errs := cvedge(t, "config", "check", "--offline", "--config", cfg); code != 0 || !strings.Contains(out, ": ok: 2 models loaded") {
+		t.Fatalf("a model in the store: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
 }
 
 // TestRunNamesTheKey: `cvedge run` refuses a model that does not load, naming its key.
