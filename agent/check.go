@@ -15,8 +15,8 @@ import (
 )
 
 // CheckConfig checks what configs.Load cannot: that every model loads through onnxruntime
-// (the model store's active iteration when the store has one, else models.<name>.path) and
-// does the job its cameras give it, and that every camera source parses, its file or
+// (the model store's active iteration when the store has one, else models.<name>.path),
+// with its shadow if it has one, and does the job its cameras give it, and that every camera source parses, its file or
 // folder existing. Unless offline, it also opens every camera once and reads a frame. It
 // loads and closes everything it opens, and returns one error per problem, each naming its
 // key. It is `cvedge config check`; `cvedge run` makes the same checks, but a camera that
@@ -72,6 +72,26 @@ func CheckConfig(cfg *configs.Config, offline bool, log *slog.Logger) error {
 		}
 		detector[name] = m.Info.Format.IsDetector()
 		m.Close()
+		if sh := mc.Shadow; sh.Path != "" || sh.Iteration != "" {
+			sc, key := mc, "models."+name+".shadow.path"
+			sc.Path = sh.Path
+			if sh.Iteration != "" {
+				key = "models." + name + ".shadow.iteration"
+				if st == nil {
+					add(key, fmt.Errorf("%q: the model store (%s) does not exist: add it with `cvedge models add`", sh.Iteration, cfg.Store.Dir))
+					continue
+				}
+				if sc.Path, err = st.ExportPath(name, sh.Iteration); err != nil {
+					add(key, err)
+					continue
+				}
+			}
+			if m, err := models.Load(rt, name, sc); err != nil {
+				add(key, err)
+			} else {
+				m.Close()
+			}
+		}
 	}
 	for i, cc := range cfg.Cameras {
 		key := fmt.Sprintf("cameras[%d]", i)

@@ -110,6 +110,18 @@ func TestConfigCheckLoadsModelsAndOpensCameras(t *testing.T) {
 		})
 	}
 
+	// a shadow that does not load is named too
+	raw, err := os.ReadFile(checkConfig(t, detector, video))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shadow := strings.Replace(string(raw), "  colour: {path: ", "  colour: {shadow: {path: /nonexistent/candidate.zip}, path: ", 1)
+	shadowCfg := filepath.Join(t.TempDir(), "shadow.yaml")
+	os.WriteFile(shadowCfg, []byte(shadow), 0o600)
+	if code, _, errs := cvedge(t, "config", "check", "--offline", "--config", shadowCfg); code == 0 || !strings.Contains(errs, "models.colour.shadow.path: model \"colour\" (/nonexistent/candidate.zip)") {
+		t.Fatalf("a shadow that does not load: exit %d, stderr %q", code, errs)
+	}
+
 	// a model the store has an active iteration of counts as present, whatever its path says
 	cfg := checkConfig(t, "/nonexistent/detector.zip", video)
 	store := filepath.Join(filepath.Dir(cfg), "models")
