@@ -108,7 +108,7 @@ func CheckConfig(cfg *configs.Config, offline bool, log *slog.Logger) error {
 		if offline {
 			continue
 		}
-		if err := cam.Probe(); err != nil {
+		if err := cam.Probe(ProbeTimeout); err != nil {
 			add(key+".source", fmt.Errorf("%w (check the camera and its cable or URL; --offline checks the config without opening cameras)", err))
 		}
 	}

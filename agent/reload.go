@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cvedge/cvedge/agent/ops"
 	"github.com/cvedge/cvedge/camera"
@@ -164,6 +165,10 @@ func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 	return res, nil
 }
 
+// ProbeTimeout bounds how long a reload and `cvedge config check` wait for a camera source to
+// open and deliver its first frame before they call it one that cannot be opened.
+const ProbeTimeout = 10 * time.Second
+
 // keepWorkingSources opens, once, the new source of every running camera whose capture
 // settings change in cfg (but a USB device that stays the same, which cannot be opened
 // twice). A camera whose new source cannot be opened (or delivers no frame)
@@ -180,7 +185,7 @@ func (a *Agent) keepWorkingSources(cfg *configs.Config, running map[string]*came
 			continue // the same device with other settings: it cannot be opened twice, so it is not tried beside the running one
 		}
 		if err == nil {
-			err = cam.Probe()
+			err = cam.Probe(ProbeTimeout)
 		}
 		if err == nil {
 			continue

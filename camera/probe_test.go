@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
@@ -27,6 +28,7 @@ func TestProbe(t *testing.T) {
 		{"roi outside the frame", video, []int{0, 0, 100000, 10}, "lies outside the"},
 		{"not a video", notVideo, nil, "cannot open file " + notVideo},
 		{"folder without images", empty, nil, "holds no images"},
+		{"pipeline that never delivers", "appsrc ! videoconvert ! appsink", nil, "did not finish within"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -36,7 +38,7 @@ func TestProbe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = cam.Probe()
+			err = cam.Probe(3 * time.Second)
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("probe: %v", err)
