@@ -68,8 +68,8 @@ func (a *Agent) ReloadConfig(by string) (ReloadResult, error) {
 //
 // A camera whose capture settings (source, type, device, rotate, roi, loop, realtime, fps,
 // reconnect) did not change keeps running through the reload: it is not reopened and loses
-// no frame. A camera whose new source cannot be opened keeps its old settings and goes on
-// running, while the rest of the new config applies; the result says which and why. A model
+// no frame. A camera whose new source parses but cannot be opened keeps its old settings and
+// goes on running, while the rest of the new config applies; the result says which and why. A model
 // whose settings and export did not change keeps its loaded session.
 func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 	a.lcMu.Lock()
@@ -171,8 +171,9 @@ const ProbeTimeout = 10 * time.Second
 
 // keepWorkingSources opens, once, the new source of every running camera whose capture
 // settings change in cfg (but a USB device that stays the same, which cannot be opened
-// twice). A camera whose new source cannot be opened (or delivers no frame)
-// keeps its running settings in cfg, and the reason is returned by camera name and logged.
+// twice). A camera whose new source cannot be opened, or delivers no frame within
+// ProbeTimeout, keeps its running settings in cfg, and the reason is returned by camera
+// name and logged. A new source that does not parse is left in cfg, for build to refuse.
 func (a *Agent) keepWorkingSources(cfg *configs.Config, running map[string]*cameraRun) map[string]string {
 	kept := map[string]string{}
 	for i, cc := range cfg.Cameras {
@@ -181,13 +182,13 @@ func (a *Agent) keepWorkingSources(cfg *configs.Config, running map[string]*came
 			continue
 		}
 		cam, err := camera.New(cc, a.log)
-		if err == nil && cam.Source().Kind == camera.KindUSB && old.cam.Source() == cam.Source() {
+		if err != nil {
+			continue // a source that does not parse is a config error: build refuses the reload, naming it
+		}
+		if cam.Source().Kind == camera.KindUSB && old.cam.Source() == cam.Source() {
 			continue // the same device with other settings: it cannot be opened twice, so it is not tried beside the running one
 		}
-		if err == nil {
-			err = cam.Probe(ProbeTimeout)
-		}
-		if err == nil {
+		if err = cam.Probe(ProbeTimeout); err == nil {
 			continue
 		}
 		cfg.Cameras[i] = old.cfg

@@ -131,7 +131,8 @@ func TestReloadMemoryFlat(t *testing.T) {
 
 // TestReloadKeepsWorkingCamera: a reload whose new source for a camera cannot be opened
 // keeps that camera on its old source, running, and applies the rest (a second camera);
-// the reload command's result says which camera kept its source and why.
+// the reload command's result says which camera kept its source and why. A source that
+// does not parse refuses the reload, as any other error in the file does.
 func TestReloadKeepsWorkingCamera(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
@@ -139,15 +140,24 @@ func TestReloadKeepsWorkingCamera(t *testing.T) {
 	if err := os.WriteFile(notVideo, []byte("not a video"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	next := *cfg
-	broken, second := cfg.Cameras[0], cfg.Cameras[0]
+	next, unparsed := *cfg, *cfg
+	broken, second, bad := cfg.Cameras[0], cfg.Cameras[0], cfg.Cameras[0]
 	broken.Source = notVideo
 	second.Name = "conveyor2"
 	next.Cameras = []configs.Camera{broken, second}
+	bad.Source = "videotestsrc ! videoconvert"
+	unparsed.Cameras = []configs.Camera{bad, second}
+	reloadTo := &unparsed
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
-	startAgent(t, cfg, func() (*configs.Config, error) { return &next, nil })
+	startAgent(t, cfg, func() (*configs.Config, error) { return reloadTo, nil })
 	testenv.WaitFor(t, "predictions", 20*time.Second, func() bool { return len(predictions(t, col, "conveyor")) > 20 })
 
+	// a source that does not parse is an error in the file: the whole reload is refused
+	command(t, col, `{"id":"r0","command":"reload"}`)
+	if res := resultFor(t, col, "r0"); res.OK || !strings.Contains(res.Error, "cameras[0].source: ") || !strings.Contains(res.Error, "must end in appsink") {
+		t.Fatalf("reload with a source that does not parse: %+v", res)
+	}
+	reloadTo = &next
 	command(t, col, `{"id":"r1","command":"reload"}`)
 	res := resultFor(t, col, "r1")
 	if !res.OK || res.Detail["cameras"] != "2" || !strings.Contains(res.Detail["keptSource"], "conveyor: cameras[0]: ") ||
