@@ -68,9 +68,9 @@ func (a *Agent) ReloadConfig(by string) (ReloadResult, error) {
 //
 // A camera whose capture settings (source, type, device, rotate, roi, loop, realtime, fps,
 // reconnect) did not change keeps running through the reload: it is not reopened and loses
-// no frame. A camera whose new source parses but cannot be opened keeps its old settings and
-// goes on running, while the rest of the new config applies; the result says which and why. A model
-// whose settings and export did not change keeps its loaded session.
+// no frame. A camera whose new source parses but cannot be opened keeps its old settings
+// and goes on running, while the rest of the new config applies; the result says which
+// and why. A model whose settings and export did not change keeps its loaded session.
 func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 	a.lcMu.Lock()
 	if a.stopping || a.loops == nil {
@@ -104,9 +104,13 @@ func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 	for _, r := range old {
 		byName[r.cam.Name()] = r
 	}
-	res.KeptSource = a.keepWorkingSources(&merged, byName)
-	if err := merged.Validate(); err != nil {
+	if err := merged.Validate(); err != nil { // before any source is tried
 		return res, err
+	}
+	if res.KeptSource = a.keepWorkingSources(&merged, byName); len(res.KeptSource) > 0 {
+		if err := merged.Validate(); err != nil { // a kept camera may use a model the file dropped
+			return res, fmt.Errorf("%w (camera settings kept because their new source cannot be opened: %v)", err, res.KeptSource)
+		}
 	}
 	a.mu.RLock()
 	prev := &reuse{runs: byName, stages: a.stages, paths: a.stagePaths, models: cur.Models}
