@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -60,6 +61,12 @@ type Agent struct {
 	runs   []*cameraRun
 	stages map[string]*ModelStage
 	loops  *loops
+	// stagePaths holds the export each stage was loaded from, by model name, so that a
+	// reload keeps a model whose settings and export did not change (guarded by mu).
+	stagePaths map[string]string
+	// frameIDs holds the last frame id of each camera name for the whole boot (guarded by
+	// mu): a reload makes new pipelines, which go on numbering from it.
+	frameIDs map[string]*atomic.Uint64
 
 	pub     *publish.Publisher
 	spool   *spool.Store
@@ -107,37 +114,67 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 	if a.store, err = store.Open(cfg.Store.Dir); err != nil {
 		return nil, fmt.Errorf("store.dir: %w", err)
 	}
-	a.runs, a.stages, err = a.build(cfg)
+	a.runs, a.stages, a.stagePaths, err = a.build(cfg, nil)
 	return a, err
 }
 
+// reuse is what a reload may take over from the running config: a camera whose capture
+// settings did not change keeps running, and a model whose settings and export did not
+// change keeps its loaded session.
+type reuse struct {
+	runs   map[string]*cameraRun // by camera name
+	stages map[string]*ModelStage
+	paths  map[string]string        // the export each stage was loaded from
+	models map[string]configs.Model // the running config's models
+}
+
+// sameCapture reports whether a camera configured as b reads exactly what one configured as
+// a does: everything but what happens to the frames afterwards is the same.
+func sameCapture(a, b configs.Camera) bool {
+	for _, c := range []*configs.Camera{&a, &b} {
+		c.Trigger, c.Interval, c.MaxFPS, c.Sampling = "", 0, 0, false
+		c.QualityGate, c.Collect, c.Pipeline = configs.QualityGate{}, configs.Collect{}, configs.Pipeline{}
+	}
+	return reflect.DeepEqual(a, b)
+}
+
 // build makes the cameras and loads the models of cfg: the part of the agent a reload
-// replaces. On error it frees what it loaded.
-func (a *Agent) build(cfg *configs.Config) (runs []*cameraRun, stages map[string]*ModelStage, err error) {
-	stages = map[string]*ModelStage{}
+// replaces. It takes over from prev (nil at start) the running cameras and the loaded models
+// that cfg leaves as they are. It returns the export each model was loaded from. On error
+// it frees what it loaded, and nothing of prev.
+func (a *Agent) build(cfg *configs.Config, prev *reuse) (runs []*cameraRun, stages map[string]*ModelStage, paths map[string]string, err error) {
+	stages, paths = map[string]*ModelStage{}, map[string]string{}
+	if prev == nil {
+		prev = &reuse{}
+	}
 	defer func() {
 		if err != nil {
 			for _, r := range runs {
 				r.close()
 			}
-			for _, st := range stages {
-				st.Close()
+			for name, st := range stages {
+				if prev.stages[name] != st {
+					st.Close()
+				}
 			}
-			runs, stages = nil, nil
+			runs, stages, paths = nil, nil, nil
 		}
 	}()
 	for i, cc := range cfg.Cameras {
-		cam, err := camera.New(cc, a.log)
-		if err != nil {
-			return runs, stages, err
+		var cam *camera.Camera
+		started := false
+		if old, ok := prev.runs[cc.Name]; ok && sameCapture(old.cfg, cc) {
+			cam, started = old.cam, true // it keeps running: no frame lost, no reopening
+		} else if cam, err = camera.New(cc, a.log); err != nil {
+			return runs, stages, paths, fmt.Errorf("cameras[%d].source: %w", i, err)
 		}
-		r := &cameraRun{cam: cam, cfg: cc, snapshots: make(chan string, 4), triggers: make(chan trigger, 16), ring: &ring{cfg: cfg.Ring}}
+		r := &cameraRun{cam: cam, camStarted: started, cfg: cc, snapshots: make(chan string, 4), triggers: make(chan trigger, 16), ring: &ring{cfg: cfg.Ring}}
 		if cc.Sampling && cfg.Samples.Enabled {
 			r.sampler = sampling.New(cfg.Samples, uint64(i)+uint64(time.Now().UnixNano()))
 		}
 		if cc.Collect.Enabled {
 			if r.dataset, err = collect.OpenDataset(cc.Collect.Dir); err != nil {
-				return append(runs, r), stages, fmt.Errorf("cameras[%d].collect.dir: %w", i, err)
+				return append(runs, r), stages, paths, fmt.Errorf("cameras[%d].collect.dir: %w", i, err)
 			}
 			r.dataset.SetQuota(int64(cc.Collect.MaxMB) << 20)
 		}
@@ -158,16 +195,16 @@ func (a *Agent) build(cfg *configs.Config) (runs []*cameraRun, stages map[string
 				continue
 			}
 			used[r.name] = true
-			st, err := a.loadStage(cfg, stages, r.name)
+			st, err := a.loadStage(cfg, stages, paths, prev, r.name)
 			if err != nil {
-				return runs, stages, err
+				return runs, stages, paths, err
 			}
 			if st.Detector() != r.detector {
 				want := "a classifier"
 				if r.detector {
 					want = "a detector"
 				}
-				return runs, stages, fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, r.key, r.name, st.Model().Info.Format, want)
+				return runs, stages, paths, fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, r.key, r.name, st.Model().Info.Format, want)
 			}
 		}
 	}
@@ -176,13 +213,13 @@ func (a *Agent) build(cfg *configs.Config) (runs []*cameraRun, stages map[string
 			a.log.Warn("model configured but used by no camera; not loaded", "model", name)
 		}
 	}
-	return runs, stages, nil
+	return runs, stages, paths, nil
 }
 
 // loadStage loads a model once into stages, however many cameras use it: the model store's
 // active iteration when it has one, else the configured path. A configured shadow starts
-// with it.
-func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*ModelStage, name string) (*ModelStage, error) {
+// with it. A model of prev with the same settings and export is taken over as it is.
+func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*ModelStage, paths map[string]string, prev *reuse, name string) (*ModelStage, error) {
 	if st, ok := stages[name]; ok {
 		return st, nil
 	}
@@ -198,12 +235,16 @@ func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*ModelStage, na
 	} else if mc.Path == "" {
 		return nil, fmt.Errorf("models.%s.path: empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", name, cfg.Store.Dir, name)
 	}
+	if old, ok := prev.stages[name]; ok && prev.paths[name] == mc.Path && reflect.DeepEqual(prev.models[name], cfg.Models[name]) {
+		stages[name], paths[name] = old, mc.Path
+		return old, nil
+	}
 	stage, err := LoadStage(a.rt, name, mc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("models.%s: %w", name, err)
 	}
 	m := stage.Model()
-	stages[name] = stage
+	stages[name], paths[name] = stage, mc.Path
 	if sh := mc.Shadow; sh.Iteration != "" || sh.Path != "" {
 		if err := a.startShadow(name, stage, mc); err != nil {
 			return nil, err
@@ -287,7 +328,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.pub = pub
 	a.startFallback()
-	a.loops = a.startLoops(a.runs, a.stages)
+	started := a.startLoops(a.runs, a.stages)
+	a.lcMu.Lock() // a reload command may come as soon as the publisher is connected
+	a.loops = started
+	a.lcMu.Unlock()
 
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
@@ -307,7 +351,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.watchdog(bgCtx, notify, every)
 		}()
 	}
-	a.log.Info("agent running", "agent", cfg.Agent.ID, "cameras", len(a.runs), "topic_prefix", cfg.MQTT.TopicPrefix, "broker", configs.Redact(cfg.MQTT.Broker), "spool", cfg.Spool.Dir)
+	a.log.Info("agent running", "agent", cfg.Agent.ID, "cameras", len(a.runsNow()), "topic_prefix", cfg.MQTT.TopicPrefix, "broker", configs.Redact(cfg.MQTT.Broker), "spool", cfg.Spool.Dir)
 
 	<-ctx.Done()
 	notify.Send("STOPPING=1")
@@ -318,7 +362,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// a remote add in flight ends now and answers "cancelled"
 	a.cmds.stop()
 	a.lifecycleWG.Wait() // a reload or model change in progress finishes first
-	a.loops.stop(a.runsNow())
+	a.loops.stop(a.runsNow(), nil)
 	stopBackground()
 	bg.Wait()
 	a.stopFallback()
@@ -338,11 +382,13 @@ type loops struct {
 	wg     sync.WaitGroup
 }
 
-// startLoops builds each camera's pipeline from stages and starts the camera and its loop.
-func (a *Agent) startLoops(runs []*cameraRun, stages map[string]*ModelStage) *loops {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &loops{cancel: cancel}
+// pipelines builds the pipeline of each camera that has none yet, from stages. Each numbers
+// its frames on from the last frame id of its camera in this boot.
+func (a *Agent) pipelines(runs []*cameraRun, stages map[string]*ModelStage) {
 	for _, r := range runs {
+		if r.pl != nil {
+			continue
+		}
 		var det, cls Stage
 		if r.cfg.Pipeline.Detector != "" {
 			det = stages[r.cfg.Pipeline.Detector]
@@ -351,6 +397,7 @@ func (a *Agent) startLoops(runs []*cameraRun, stages map[string]*ModelStage) *lo
 			cls = stages[r.cfg.Pipeline.Classifier]
 		}
 		r.pl = NewPipeline(a.c().Agent.ID, a.boot, r.cam.Name(), det, cls, float32(r.cfg.Pipeline.CropPadding))
+		r.pl.NumberFrom(a.frameCounter(r.cam.Name()))
 		r.pl.Gate = r.cfg.QualityGate
 		r.pl.Thresholds = r.cfg.Pipeline.Thresholds
 		r.pl.VoteOver(r.cfg.Pipeline.Vote)
@@ -360,8 +407,38 @@ func (a *Agent) startLoops(runs []*cameraRun, stages map[string]*ModelStage) *lo
 				r.pl.Routes[tag] = stages[name]
 			}
 		}
-		r.cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
-		r.cam.Start(ctx)
+	}
+}
+
+// frameCounter returns the frame id counter of the camera named name, the same for the
+// whole boot.
+func (a *Agent) frameCounter(name string) *atomic.Uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.frameIDs == nil {
+		a.frameIDs = map[string]*atomic.Uint64{}
+	}
+	c, ok := a.frameIDs[name]
+	if !ok {
+		c = new(atomic.Uint64)
+		a.frameIDs[name] = c
+	}
+	return c
+}
+
+// startLoops builds each camera's pipeline from stages (where not built yet), starts the
+// cameras not running yet, and starts each camera's loop.
+func (a *Agent) startLoops(runs []*cameraRun, stages map[string]*ModelStage) *loops {
+	a.pipelines(runs, stages)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &loops{cancel: cancel}
+	for _, r := range runs {
+		if !r.camStarted {
+			r.cam.OnStatus(func(camera.Status) { a.pub.Send(a.statusMessage("online", "")) })
+			// not under ctx: a camera that a reload keeps outlives these loops; Close stops it
+			r.cam.Start(context.Background())
+			r.camStarted = true
+		}
 		r.hasher = preprocess.NewHasher()
 		l.wg.Add(1)
 		go func() {
@@ -374,12 +451,15 @@ func (a *Agent) startLoops(runs []*cameraRun, stages map[string]*ModelStage) *lo
 	return l
 }
 
-// stop ends the loops, letting each finish its frame, and stops the cameras.
-func (l *loops) stop(runs []*cameraRun) {
+// stop ends the loops, letting each finish its frame, and stops the cameras, except those in
+// keep (taken over by a reload).
+func (l *loops) stop(runs []*cameraRun, keep map[*camera.Camera]bool) {
 	l.cancel()
 	l.wg.Wait()
 	for _, r := range runs {
-		r.cam.Close()
+		if !keep[r.cam] {
+			r.cam.Close()
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,10 @@ type cameraRun struct {
 	cam *camera.Camera
 	cfg configs.Camera
 	pl  *Pipeline
+
+	// camStarted: cam runs already (a reload took it over), so it is not started again.
+	// ringMoved: a reload handed ring on to the camera's next run, which closes it.
+	camStarted, ringMoved bool
 
 	processed atomic.Uint64
 	failed    atomic.Uint64
@@ -68,7 +73,9 @@ func (r *cameraRun) queueMs() []float64 {
 
 // close frees what the run holds beside its camera: the recent frames and the data set.
 func (r *cameraRun) close() {
-	r.ring.close()
+	if !r.ringMoved {
+		r.ring.close()
+	}
 	if r.dataset != nil {
 		r.dataset.Close()
 	}
@@ -159,14 +166,22 @@ func (a *Agent) onCommand(raw []byte) {
 
 // reloadCommand answers the reload command: the config file read and applied again, as
 // on SIGHUP. detail.restartNeeded names the sections that keep their old values until a
-// restart.
+// restart; detail.keptSource says which cameras kept their old source, and why.
 func (a *Agent) reloadCommand(cmd payload.Command) {
-	restart, err := a.ReloadConfig("command " + cmd.ID)
+	res, err := a.ReloadConfig("command " + cmd.ID)
 	var detail map[string]string
 	if err == nil {
-		detail = map[string]string{"cameras": fmt.Sprint(len(a.runsNow())), "models": fmt.Sprint(len(a.stageNames()))}
-		if len(restart) > 0 {
-			detail["restartNeeded"] = strings.Join(restart, ", ")
+		detail = map[string]string{"cameras": fmt.Sprint(res.Cameras), "models": fmt.Sprint(res.Models), "reopened": fmt.Sprint(res.Restarted)}
+		if len(res.RestartNeeded) > 0 {
+			detail["restartNeeded"] = strings.Join(res.RestartNeeded, ", ")
+		}
+		if len(res.KeptSource) > 0 {
+			var kept []string
+			for name, why := range res.KeptSource {
+				kept = append(kept, name+": "+why)
+			}
+			sort.Strings(kept)
+			detail["keptSource"] = strings.Join(kept, "; ")
 		}
 	}
 	a.result(cmd.ID, cmd.Command, err, detail)
@@ -217,7 +232,7 @@ func (a *Agent) statsLoop(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	type mark struct{ processed, inferUs uint64 }
-	last := map[*cameraRun]mark{}
+	last := map[string]mark{} // by camera name: a reload carries a camera's counters over
 	prev := time.Now()
 	for {
 		select {
@@ -228,18 +243,24 @@ func (a *Agent) statsLoop(ctx context.Context) {
 			prev = now
 			st := payload.Stats{Schema: payload.Schema, Agent: a.c().Agent.ID, Boot: a.boot, Time: now.UTC(),
 				UptimeS: round(now.Sub(a.started).Seconds(), 1), Interval: round(secs, 3)}
+			seen := make(map[string]mark, len(last))
 			for _, r := range a.runsNow() {
 				cur := mark{r.processed.Load(), r.inferUs.Load()}
-				frames := cur.processed - last[r].processed
+				prevMark := last[r.cam.Name()]
+				if cur.processed < prevMark.processed {
+					prevMark = mark{}
+				}
+				frames := cur.processed - prevMark.processed
 				cs := r.cam.Status()
 				c := payload.CameraStats{Name: r.cam.Name(), State: string(cs.State), FPS: round(float64(frames)/secs, 2),
 					Read: cs.Read, Dropped: cs.Dropped, Failed: r.failed.Load(), Gated: r.gated.Load(), Samples: r.samples.snapshot()}
 				if frames > 0 {
-					c.InferenceMs = round(float64(cur.inferUs-last[r].inferUs)/1000/float64(frames), 3)
+					c.InferenceMs = round(float64(cur.inferUs-prevMark.inferUs)/1000/float64(frames), 3)
 				}
-				last[r] = cur
+				seen[r.cam.Name()] = cur
 				st.Cameras = append(st.Cameras, c)
 			}
+			last = seen // only the cameras running now: nothing of a reloaded-away run is kept
 			for _, n := range a.stageNames() {
 				if stage, ok := a.stageNamed(n); ok {
 					st.Models = append(st.Models, payload.ModelStats{Name: n, Iteration: stage.Ref().Iteration, Shadow: stage.shadowStats()})

@@ -36,7 +36,7 @@ type Pipeline struct {
 	tracker    *tracker // nil: no N-frame vote
 
 	meter  *preprocess.Meter
-	frames uint64 // messages made so far: the next FrameID
+	frames *atomic.Uint64 // messages numbered so far: the last FrameID (see NumberFrom)
 	// busy holds when each step began on its current frame (unix ns), 0 between frames.
 	busy [steps]atomic.Int64
 	// Each step has its own scratch, as Stream runs the steps of a frame on three
@@ -68,8 +68,14 @@ type Pipeline struct {
 
 // NewPipeline returns a Pipeline; Close frees its quality meter.
 func NewPipeline(agent, boot, cameraName string, det, cls Stage, padding float32) *Pipeline {
-	return &Pipeline{Agent: agent, Boot: boot, Camera: cameraName, Detector: det, Classifier: cls, Padding: padding, meter: preprocess.NewMeter()}
+	return &Pipeline{Agent: agent, Boot: boot, Camera: cameraName, Detector: det, Classifier: cls, Padding: padding, meter: preprocess.NewMeter(),
+		frames: new(atomic.Uint64)}
 }
+
+// NumberFrom makes the pipeline number its messages on from counter, which holds the last
+// FrameID given. The agent keeps one counter per camera name for the whole boot, so that a
+// reload, which makes new pipelines, never numbers a frame again.
+func (p *Pipeline) NumberFrom(counter *atomic.Uint64) { p.frames = counter }
 
 // VoteOver turns on N-frame agreement.
 func (p *Pipeline) VoteOver(v configs.Vote) {
@@ -201,8 +207,7 @@ func (p *Pipeline) complete(f *camera.Frame, msg *payload.Prediction, kept []mod
 	if err := p.classifyAll(f, msg, kept); err != nil {
 		return nil, err
 	}
-	p.frames++
-	msg.FrameID = p.frames
+	msg.FrameID = p.frames.Add(1)
 	msg.Created = time.Now().UTC()
 	msg.LatencyMs.Total = ms(msg.Created.Sub(f.Captured))
 	l := &msg.LatencyMs

@@ -2,57 +2,80 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/cvedge/cvedge/agent/ops"
+	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
 )
 
 // ReloadFrom sets where ReloadConfig reads the config: normally the agent's config file.
 // Call it before Run.
 func (a *Agent) ReloadFrom(load func() (*configs.Config, error)) { a.source = load }
 
+// ReloadResult says what a reload did beside applying the new config.
+type ReloadResult struct {
+	// RestartNeeded names the sections that changed but keep their old values until a
+	// restart.
+	RestartNeeded []string
+	// KeptSource says, by camera name, why a camera kept its old settings: its new source
+	// could not be opened, so the old one goes on running.
+	KeptSource map[string]string
+	// Cameras and Models count what runs after the reload; Restarted counts the cameras that
+	// were opened again (new, or their capture settings changed).
+	Cameras, Models, Restarted int
+}
+
 // ReloadConfig reads the config again and applies it (Reload), for SIGHUP and the reload
 // command; by names which, for the log. systemd hears that the agent is reloading. A config
-// that does not load or build is refused and logged, and the running one stays. It returns
-// the sections that changed but keep their old values until a restart.
-func (a *Agent) ReloadConfig(by string) ([]string, error) {
+// that does not load or build is refused and logged, and the running one stays.
+func (a *Agent) ReloadConfig(by string) (ReloadResult, error) {
 	if a.source == nil {
-		return nil, errors.New("this agent was not started from a config file: there is nothing to reload")
+		return ReloadResult{}, errors.New("this agent was not started from a config file: there is nothing to reload")
 	}
 	n := ops.NewNotifier()
 	n.Send("RELOADING=1")
 	defer n.Send("READY=1")
 	a.log.Info("reloading the config", "by", by)
-	restart, err := func() ([]string, error) {
+	res, err := func() (ReloadResult, error) {
 		next, err := a.source()
 		if err != nil {
-			return nil, err
+			return ReloadResult{}, err
 		}
 		return a.Reload(next)
 	}()
 	if err != nil {
 		a.log.Error("reload refused, the running config stays", "by", by, "err", err)
-		return restart, err
+		return res, err
 	}
-	if len(restart) > 0 {
-		a.log.Warn("these sections changed but take effect only after a restart; they keep their old values", "sections", strings.Join(restart, ", "))
+	if len(res.RestartNeeded) > 0 {
+		a.log.Warn("these sections changed but take effect only after a restart; they keep their old values", "sections", strings.Join(res.RestartNeeded, ", "))
 	}
-	return restart, nil
+	return res, nil
 }
 
 // Reload applies a new config while the agent runs, in four steps: build (cameras and
-// models of the new config, loaded and warmed up), validate, swap (the old cameras finish
+// models of the new config, loaded and warmed up), validate, swap (the old pipelines finish
 // their frame and stop, the new ones start), stop the old (free its models). If building
 // fails, the running config stays and the error says why. The sections agent.id,
 // onnxruntime, mqtt, spool, store, http and llm keep their old values until a restart; the
-// returned list names those that differ.
-func (a *Agent) Reload(next *configs.Config) (needRestart []string, err error) {
+// result names those that differ.
+//
+// A camera whose capture settings (source, type, device, rotate, roi, loop, realtime, fps,
+// reconnect) did not change keeps running through the reload: it is not reopened and loses
+// no frame. A camera whose new source parses but cannot be opened keeps its old settings
+// and goes on running, while the rest of the new config applies; the result says which
+// and why. A model whose settings and export did not change keeps its loaded session.
+func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 	a.lcMu.Lock()
 	if a.stopping || a.loops == nil {
 		a.lcMu.Unlock()
-		return nil, errors.New("the agent is not running")
+		return res, errors.New("the agent is not running")
 	}
 	a.lifecycleWG.Add(1)
 	a.lcMu.Unlock()
@@ -62,9 +85,10 @@ func (a *Agent) Reload(next *configs.Config) (needRestart []string, err error) {
 
 	cur := a.c()
 	merged := *next
+	merged.Cameras = slices.Clone(next.Cameras)
 	keep := func(name string, old, new any, set func()) {
 		if !reflect.DeepEqual(old, new) {
-			needRestart = append(needRestart, name)
+			res.RestartNeeded = append(res.RestartNeeded, name)
 		}
 		set()
 	}
@@ -75,28 +99,105 @@ func (a *Agent) Reload(next *configs.Config) (needRestart []string, err error) {
 	keep("store", cur.Store, next.Store, func() { merged.Store = cur.Store })
 	keep("http", cur.HTTP, next.HTTP, func() { merged.HTTP = cur.HTTP })
 	keep("llm", cur.LLM, next.LLM, func() { merged.LLM = cur.LLM })
-	if err := merged.Validate(); err != nil {
-		return needRestart, err
-	}
-	runs, stages, err := a.build(&merged)
-	if err != nil {
-		return needRestart, err
-	}
 	old := a.runsNow()
-	a.loops.stop(old) // in-flight frames finish on the old pipelines
+	byName := make(map[string]*cameraRun, len(old))
+	for _, r := range old {
+		byName[r.cam.Name()] = r
+	}
+	if err := merged.Validate(); err != nil { // before any source is tried
+		return res, err
+	}
+	if res.KeptSource = a.keepWorkingSources(&merged, byName); len(res.KeptSource) > 0 {
+		if err := merged.Validate(); err != nil { // a kept camera may use a model the file dropped
+			return res, fmt.Errorf("%w (camera settings kept because their new source cannot be opened: %v)", err, res.KeptSource)
+		}
+	}
+	a.mu.RLock()
+	prev := &reuse{runs: byName, stages: a.stages, paths: a.stagePaths, models: cur.Models}
+	a.mu.RUnlock()
+	runs, stages, paths, err := a.build(&merged, prev)
+	if err != nil {
+		return res, err
+	}
+	a.pipelines(runs, stages) // before the runs are published: whoever reads them finds a pipeline
+	kept := map[*camera.Camera]bool{}
+	for _, r := range runs {
+		if r.camStarted {
+			kept[r.cam] = true
+		} else {
+			res.Restarted++
+		}
+	}
+	a.loops.stop(old, kept) // in-flight frames finish on the old pipelines
+	for _, r := range runs {
+		if o, ok := byName[r.cam.Name()]; ok { // the camera's counters go on
+			r.processed.Store(o.processed.Load())
+			r.failed.Store(o.failed.Load())
+			r.gated.Store(o.gated.Load())
+			r.inferUs.Store(o.inferUs.Load())
+			if reflect.DeepEqual(cur.Ring, merged.Ring) { // its recent frames stay answerable to feedback
+				r.ring.close()
+				r.ring, o.ringMoved = o.ring, true
+			}
+		}
+	}
 	a.mu.Lock()
 	oldStages := a.stages
-	a.runs, a.stages = runs, stages
+	a.runs, a.stages, a.stagePaths = runs, stages, paths
 	a.mu.Unlock()
 	a.conf.Store(&merged)
-	a.loops = a.startLoops(runs, stages)
+	started := a.startLoops(runs, stages)
+	a.lcMu.Lock()
+	a.loops = started
+	a.lcMu.Unlock()
 	for _, r := range old {
 		r.close()
 	}
-	for _, st := range oldStages {
-		st.Close()
+	freed := res.Restarted > 0
+	for name, st := range oldStages {
+		if stages[name] != st {
+			st.Close()
+			freed = true
+		}
 	}
+	if freed {
+		models.ReleaseMemory() // what the closed models and cameras freed goes back to the system
+	}
+	res.Cameras, res.Models = len(runs), len(stages)
 	a.pub.Send(a.statusMessage("online", ""))
-	a.log.Info("config reloaded", "cameras", len(runs), "models", len(stages))
-	return needRestart, nil
+	a.log.Info("config reloaded", "cameras", len(runs), "reopened", res.Restarted, "models", len(stages), "kept_old_source", len(res.KeptSource))
+	return res, nil
+}
+
+// ProbeTimeout bounds how long a reload and `cvedge config check` wait for a camera source to
+// open and deliver its first frame before they call it one that cannot be opened.
+const ProbeTimeout = 10 * time.Second
+
+// keepWorkingSources opens, once, the new source of every running camera whose capture
+// settings change in cfg (but a USB device that stays the same, which cannot be opened
+// twice). A camera whose new source cannot be opened, or delivers no frame within
+// ProbeTimeout, keeps its running settings in cfg, and the reason is returned by camera
+// name and logged. A new source that does not parse is left in cfg, for build to refuse.
+func (a *Agent) keepWorkingSources(cfg *configs.Config, running map[string]*cameraRun) map[string]string {
+	kept := map[string]string{}
+	for i, cc := range cfg.Cameras {
+		old, ok := running[cc.Name]
+		if !ok || sameCapture(old.cfg, cc) {
+			continue
+		}
+		cam, err := camera.New(cc, a.log)
+		if err != nil {
+			continue // a source that does not parse is a config error: build refuses the reload, naming it
+		}
+		if cam.Source().Kind == camera.KindUSB && old.cam.Source() == cam.Source() {
+			continue // the same device with other settings: it cannot be opened twice, so it is not tried beside the running one
+		}
+		if err = cam.Probe(ProbeTimeout); err == nil {
+			continue
+		}
+		cfg.Cameras[i] = old.cfg
+		kept[cc.Name] = fmt.Sprintf("cameras[%d]: %v; the camera keeps running with its old settings", i, err)
+		a.log.Warn("reload: the camera keeps its old settings, its new source cannot be opened", "camera", cc.Name, "err", err)
+	}
+	return kept
 }

@@ -182,6 +182,103 @@ func TestBadConfigs(t *testing.T) {
 	}
 }
 
+// TestDurationsNeedAUnit: a bare number for a duration key is refused, naming the key,
+// instead of being taken as nanoseconds; from the file and from the environment alike.
+func TestDurationsNeedAUnit(t *testing.T) {
+	cases := []struct {
+		name, yaml, env, want string
+	}{
+		{"keepalive", minimal + "mqtt: {keepalive: 30}\n", "", "mqtt.keepalive: 30 has no unit: write it as a duration with one, e.g. 30s (seconds), 30ms or 30m"},
+		{"a fraction", minimal + "mqtt: {connect_timeout: 1.5}\n", "", "mqtt.connect_timeout: 1.5 has no unit: write it as a duration with one, e.g. 1.5s (seconds), 1.5ms or 1.5m"},
+		{"spool age", minimal + "spool: {max_age: 3600}\n", "", "spool.max_age: 3600 has no unit"},
+		{"ring age", minimal + "ring: {max_age: 60}\n", "", "ring.max_age: 60 has no unit"},
+		{"samples window", minimal + "samples: {dedup_window: 600}\n", "", "samples.dedup_window: 600 has no unit"},
+		{"llm timeout", minimal + "llm: {timeout: 20}\n", "", "llm.timeout: 20 has no unit"},
+		{"camera interval", minimal + "    trigger: interval\n    interval: 5\n", "", "cameras[0].interval: 5 has no unit"},
+		{"camera backoff", minimal + "    reconnect: {min_backoff: 1, max_backoff: 30s}\n", "", "cameras[0].reconnect.min_backoff: 1 has no unit"},
+		{"collect every", minimal + "    collect: {enabled: true, dir: d, every: 10}\n", "", "cameras[0].collect.every: 10 has no unit"},
+		{"not a duration", minimal + "mqtt: {keepalive: soon}\n", "", `mqtt.keepalive: "soon" is not a duration: write a number with a unit, e.g. 30s, 500ms, 5m or 1h30m`},
+		{"environment", minimal, "CVEDGE_MQTT_KEEPALIVE=30", "mqtt.keepalive: 30 has no unit: write it as a duration with one, e.g. 30s (seconds), 30ms or 30m"},
+		{"camera environment", minimal, "CVEDGE_CAMERAS_0_RECONNECT_NO_FRAME_TIMEOUT=10", "cameras[0].reconnect.no_frame_timeout: 10 has no unit"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if name, val, ok := strings.Cut(c.env, "="); ok {
+				t.Setenv(name, val)
+			}
+			_, err := Load(write(t, c.yaml))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
+	// a bare 0 is unambiguous, and a unit is a unit
+	c, err := Load(write(t, minimal+"    collect: {enabled: true, dir: d, every: 0, on_trigger: true}\nmqtt: {stats_interval: 0, keepalive: 45s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MQTT.StatsInterval != 0 || c.MQTT.KeepAlive != 45*time.Second || c.Cameras[0].Collect.Every != 0 {
+		t.Errorf("stats_interval %v, keepalive %v, collect.every %v", c.MQTT.StatsInterval, c.MQTT.KeepAlive, c.Cameras[0].Collect.Every)
+	}
+}
+
+// TestSizesBounded: every size and count key has an upper bound, and a float given for a
+// whole number is refused rather than cut (queue_size: 1e9 once crashed the agent at
+// start).
+func TestSizesBounded(t *testing.T) {
+	model := func(kv string) string {
+		return strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, "+kv+"}", 1)
+	}
+	cases := []struct {
+		name, yaml, env, want string
+	}{
+		{"queue 1e9", minimal + "mqtt: {queue_size: 1e9}\n", "", "mqtt.queue_size: 1e+09 must be a whole number written in digits, e.g. 1024 (no fraction, no exponent)"},
+		{"queue fraction", minimal + "mqtt: {queue_size: 1.5}\n", "", "mqtt.queue_size: 1.5 must be a whole number written in digits"},
+		{"queue too large", minimal + "mqtt: {queue_size: 1000000000}\n", "", "mqtt.queue_size: 1000000000 is too large: allowed 1 to 100000"},
+		{"queue from the environment", minimal, "CVEDGE_MQTT_QUEUE_SIZE=1e9", `mqtt.queue_size: "1e9" must be a whole number written in digits, e.g. 1024`},
+		{"queue far too large", minimal + "mqtt: {queue_size: 18446744073709551615}\n", "", "mqtt.queue_size: 18446744073709551615 is far too large"},
+		{"spool", minimal + "spool: {max_mb: 2000000}\n", "", "spool.max_mb: 2000000 is too large: allowed 1 to 1048576"},
+		{"ring frames", minimal + "ring: {frames: 1000000}\n", "", "ring.frames: 1000000 is too large: allowed 1 to 10000"},
+		{"ring mb", minimal + "ring: {max_mb: 100000}\n", "", "ring.max_mb: 100000 is too large: allowed 1 to 16384"},
+		{"sample image", minimal + "samples: {max_image_kb: 1000000}\n", "", "samples.max_image_kb: 1000000 is too large: allowed 4 to 16384"},
+		{"sample rate", minimal + "samples: {audit: {per_hour: 1e7}}\n", "", "samples.audit.per_hour: 1e+07 must be a whole number"},
+		{"sample cap", minimal + "samples: {audit: {per_hour: 10000000}}\n", "", "samples.audit.per_hour: 10000000 is too large: allowed 0 to 1000000"},
+		{"llm queue", minimal + "llm: {queue: 1000000}\n", "", "llm.queue: 1000000 is too large: allowed 1 to 10000"},
+		{"llm image", minimal + "llm: {max_image_kb: 100000}\n", "", "llm.max_image_kb: 100000 is too large: allowed 4 to 16384"},
+		{"threads", minimal + "onnxruntime: {intra_op_threads: 100000}\n", "", "onnxruntime.intra_op_threads: 100000 is too large: allowed 0 to 1024"},
+		{"collect", minimal + "    collect: {enabled: true, dir: d, every: 10s, max_mb: 9999999}\n", "", "cameras[0].collect.max_mb: 9999999 is too large: allowed 1 to 1048576"},
+		{"camera fps", minimal + "    max_fps: 1e6\n", "", "cameras[0].max_fps: 1e+06 is too large: allowed 0 to 1000 frames a second"},
+		{"vote gap", strings.Replace(minimal, "{detector: Parts}", "{detector: Parts, vote: {frames: 3, max_gap: 100000}}", 1), "", "cameras[0].pipeline.vote.max_gap: 100000 is too large: allowed 0 to 1000"},
+		{"device width", minimal + "    device: {width: 1280.5}\n", "", "cameras[0].device.width: 1280.5 must be a whole number"},
+		{"roi", minimal + "    roi: [0, 0, 100.5, 100]\n", "", "cameras[0].roi[2]: 100.5 must be a whole number"},
+		{"max detections", model("max_detections: 1000000"), "", "models.parts.max_detections: 1000000 is too large: allowed 1 to 10000"},
+		{"max batch", model("max_batch: 1e3"), "", "models.parts.max_batch: 1000 must be a whole number"},
+		{"max batch range", model("max_batch: 1000"), "", "models.parts.max_batch: 1000 must be between 1 and 256"},
+		{"input size", model("input_size: 416.0"), "", "models.parts.input_size: 416 must be a whole number"},
+		{"input size range", model("input_size: 8192"), "", "models.parts.input_size: 8192 must be a multiple of 32 between 32 and 4096"},
+		{"model env", minimal, "CVEDGE_MODELS_PARTS_MAX_DETECTIONS=2.5", `models.parts.max_detections: "2.5" must be a whole number`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if name, val, ok := strings.Cut(c.env, "="); ok {
+				t.Setenv(name, val)
+			}
+			_, err := Load(write(t, c.yaml))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
+	// the bounds themselves are allowed
+	c, err := Load(write(t, minimal+"mqtt: {queue_size: 100000}\nspool: {max_mb: 1048576}\nring: {frames: 10000, max_mb: 16384}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MQTT.QueueSize != 100000 || c.Spool.MaxMB != 1<<20 || c.Ring.Frames != 10000 {
+		t.Errorf("bounds not kept: %+v %+v %+v", c.MQTT, c.Spool, c.Ring)
+	}
+}
+
 func TestMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
@@ -198,6 +295,9 @@ func FuzzLoad(f *testing.F) {
 	f.Add("cameras:\n  - 3\n  - {pipeline: []}\n")
 	f.Add("agent: {id: \x00}\n")
 	f.Add(minimal + "onnxruntime: {spinning: [1], execution_provider: {a: b}, device_id: x}\n")
+	f.Add(minimal + "mqtt: {keepalive: 30, queue_size: 1e9, connect_timeout: -1.5e300, stats_interval: .inf}\n")
+	f.Add(minimal + "spool: {max_mb: 18446744073709551616, max_age: [1]}\nring: {frames: -1e400, max_age: true}\n")
+	f.Add(minimal + "    roi: [1.5, '2', 3e9, .nan]\n    device: {width: 1e20, fps: '30'}\n    interval: 5\n")
 	f.Fuzz(func(t *testing.T, yaml string) {
 		p := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -147,6 +149,7 @@ func decode(settings map[string]any) (*Config, error) {
 	for _, key := range unknownKeys("", settings, reflect.TypeOf(Config{})) {
 		problems = append(problems, fmt.Errorf("%s: unknown key (check its spelling and place against configs/cvedge.yaml)", key))
 	}
+	problems = append(problems, badScalars("", settings, reflect.TypeOf(Config{}))...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
@@ -199,6 +202,134 @@ func decodeInto(input, out any, key string) error {
 			return fmt.Errorf("%s: %w", key, err)
 		}
 		return err
+	}
+	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// badScalars checks the values of the duration and whole-number keys under key (of type t)
+// before they are decoded, where mapstructure would take a bare number as nanoseconds
+// (keepalive: 30) and cut a fraction or an exponent off a count (queue_size: 1e9). It
+// returns one error per bad key, in key order.
+func badScalars(key string, val any, t reflect.Type) []error {
+	if val == nil {
+		return nil
+	}
+	if t == durationType {
+		if err := checkDuration(key, val); err != nil {
+			return []error{err}
+		}
+		return nil
+	}
+	var bad []error
+	switch t.Kind() {
+	case reflect.Pointer:
+		return badScalars(key, val, t.Elem())
+	case reflect.Struct:
+		m, ok := val.(map[string]any)
+		if !ok {
+			return nil
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			if tag := t.Field(i).Tag.Get("mapstructure"); tag != "" {
+				fields[tag] = t.Field(i).Type
+			}
+		}
+		for k, v := range m {
+			if ft, ok := fields[k]; ok {
+				bad = append(bad, badScalars(join(key, k), v, ft)...)
+			}
+		}
+	case reflect.Map:
+		m, ok := val.(map[string]any)
+		if !ok {
+			return nil
+		}
+		for k, v := range m {
+			bad = append(bad, badScalars(join(key, k), v, t.Elem())...)
+		}
+	case reflect.Slice:
+		list, ok := val.([]any)
+		if !ok {
+			return nil
+		}
+		for i, v := range list {
+			bad = append(bad, badScalars(fmt.Sprintf("%s[%d]", key, i), v, t.Elem())...)
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if err := checkWhole(key, val); err != nil {
+			return []error{err}
+		}
+	}
+	sort.Slice(bad, func(i, j int) bool { return bad[i].Error() < bad[j].Error() })
+	return bad
+}
+
+// checkDuration accepts a duration with a unit (30s, 500ms, 1h30m), a bare 0, or a value
+// that is already a time.Duration (a default).
+func checkDuration(key string, val any) error {
+	noUnit := func(n string) error {
+		return fmt.Errorf("%s: %s has no unit: write it as a duration with one, e.g. %ss (seconds), %sms or %sm", key, n, n, n, n)
+	}
+	rv := reflect.ValueOf(val)
+	switch {
+	case rv.Type() == durationType:
+		return nil
+	case rv.Kind() == reflect.String:
+		s := strings.TrimSpace(rv.String())
+		if _, err := time.ParseDuration(s); err == nil {
+			return nil
+		}
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			if f == 0 {
+				return nil
+			}
+			return noUnit(s)
+		}
+		return fmt.Errorf("%s: %q is not a duration: write a number with a unit, e.g. 30s, 500ms, 5m or 1h30m", key, s)
+	case rv.CanInt():
+		if rv.Int() == 0 {
+			return nil
+		}
+		return noUnit(strconv.FormatInt(rv.Int(), 10))
+	case rv.CanUint():
+		if rv.Uint() == 0 {
+			return nil
+		}
+		return noUnit(strconv.FormatUint(rv.Uint(), 10))
+	case rv.CanFloat():
+		if rv.Float() == 0 {
+			return nil
+		}
+		return noUnit(strconv.FormatFloat(rv.Float(), 'g', -1, 64))
+	}
+	return nil // other types: mapstructure says what is wrong
+}
+
+// checkWhole accepts a whole number in the range of an int64: a YAML integer, or digits from
+// the environment. A fraction (1.5) or an exponent (1e9) is refused rather than cut.
+func checkWhole(key string, val any) error {
+	rv := reflect.ValueOf(val)
+	switch {
+	case rv.Kind() == reflect.String:
+		s := strings.TrimSpace(rv.String())
+		if s == "" {
+			return nil
+		}
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			if errors.Is(err, strconv.ErrRange) {
+				return fmt.Errorf("%s: %s is far too large: see docs/operations.md for the range of each key", key, s)
+			}
+			return fmt.Errorf("%s: %q must be a whole number written in digits, e.g. 1024", key, s)
+		}
+	case rv.CanUint():
+		if rv.Uint() > math.MaxInt64 {
+			return fmt.Errorf("%s: %d is far too large: see docs/operations.md for the range of each key", key, rv.Uint())
+		}
+	case rv.CanFloat():
+		return fmt.Errorf("%s: %s must be a whole number written in digits, e.g. 1024 (no fraction, no exponent)", key, strconv.FormatFloat(rv.Float(), 'g', -1, 64))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -46,6 +47,7 @@ func (c *Config) Validate() error {
 	if c.ONNXRuntime.DeviceID < 0 {
 		p.add("onnxruntime.device_id", "%d must be 0 or more", c.ONNXRuntime.DeviceID)
 	}
+	c.validateBounds(&p)
 	c.MQTT.validate(&p)
 	c.Spool.validate(&p)
 	c.Samples.validate(&p)
@@ -91,6 +93,62 @@ func (c *Config) Validate() error {
 		c.validatePipeline(&p, key+".pipeline", cam.Pipeline, cam.Collect.Enabled)
 	}
 	return p.err()
+}
+
+// Upper bounds of the size and count keys: far above any real use, and low enough that no
+// value within them exhausts the box (a queue_size of 1e9 asked for gigabytes at start).
+const (
+	MaxQueueSize     = 100_000   // mqtt.queue_size, messages
+	MaxDiskMB        = 1 << 20   // spool.max_mb and cameras[].collect.max_mb: 1 TiB
+	MaxRingFrames    = 10_000    // ring.frames, per camera
+	MaxRingMB        = 16 << 10  // ring.max_mb, per camera: 16 GiB
+	MaxImageKB       = 16 << 10  // samples.max_image_kb and llm.max_image_kb: 16 MiB
+	MaxLLMQueue      = 10_000    // llm.queue, calls
+	MaxRate          = 1_000_000 // per_minute and per_hour of the samples rules and the LLM
+	MaxDetections    = 10_000    // models.<name>.max_detections
+	MaxThreads       = 1024      // onnxruntime.intra_op_threads and inter_op_threads
+	MaxVoteGap       = 1000      // cameras[].pipeline.vote.max_gap, frames
+	MaxCameraRateFPS = 1000      // cameras[].fps and max_fps
+)
+
+// validateBounds checks the upper bound of every size and count key; the lower bounds are
+// checked beside the rest of each section. The error names the key and the range allowed.
+func (c *Config) validateBounds(p *problems) {
+	upTo := func(key string, v, lo, hi int) {
+		if v > hi {
+			p.add(key, "%d is too large: allowed %d to %d", v, lo, hi)
+		}
+	}
+	upTo("mqtt.queue_size", c.MQTT.QueueSize, 1, MaxQueueSize)
+	upTo("spool.max_mb", c.Spool.MaxMB, 1, MaxDiskMB)
+	upTo("ring.frames", c.Ring.Frames, 1, MaxRingFrames)
+	upTo("ring.max_mb", c.Ring.MaxMB, 1, MaxRingMB)
+	upTo("samples.max_image_kb", c.Samples.MaxImageKB, 4, MaxImageKB)
+	upTo("llm.max_image_kb", c.LLM.MaxImageKB, 4, MaxImageKB)
+	upTo("llm.queue", c.LLM.Queue, 1, MaxLLMQueue)
+	upTo("llm.per_minute", c.LLM.PerMinute, 0, MaxRate)
+	upTo("llm.per_hour", c.LLM.PerHour, 0, MaxRate)
+	upTo("onnxruntime.intra_op_threads", c.ONNXRuntime.IntraOpThreads, 0, MaxThreads)
+	upTo("onnxruntime.inter_op_threads", c.ONNXRuntime.InterOpThreads, 0, MaxThreads)
+	rules := map[string]Rule{"low_confidence": c.Samples.LowConfidence, "small_margin": c.Samples.SmallMargin, "disagreement": c.Samples.Disagreement,
+		"quality_gate": c.Samples.QualityGate, "audit": c.Samples.Audit, "shadow": c.Samples.Shadow}
+	for _, name := range slices.Sorted(maps.Keys(rules)) {
+		upTo("samples."+name+".per_minute", rules[name].PerMinute, 0, MaxRate)
+		upTo("samples."+name+".per_hour", rules[name].PerHour, 0, MaxRate)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Models)) {
+		upTo("models."+name+".max_detections", c.Models[name].MaxDetections, 1, MaxDetections)
+	}
+	for i, cam := range c.Cameras {
+		key := fmt.Sprintf("cameras[%d]", i)
+		upTo(key+".collect.max_mb", cam.Collect.MaxMB, 1, MaxDiskMB)
+		upTo(key+".pipeline.vote.max_gap", cam.Pipeline.Vote.MaxGap, 0, MaxVoteGap)
+		for name, v := range map[string]float64{"fps": cam.FPS, "max_fps": cam.MaxFPS} {
+			if v > MaxCameraRateFPS {
+				p.add(key+"."+name, "%v is too large: allowed 0 to %d frames a second", v, MaxCameraRateFPS)
+			}
+		}
+	}
 }
 
 // GraphOptimizations and ExecutionProviders are the values of onnxruntime.graph_optimization

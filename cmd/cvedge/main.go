@@ -44,7 +44,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout), inspectCmd(stdout), predictCmd(stdout, stderr),
+	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout, stderr), inspectCmd(stdout), predictCmd(stdout, stderr),
 		collectCmd(stdout, stderr), evalCmd(stdout, stderr), modelsCmd(stdout), benchCmd(stdout, stderr))
 	root.AddCommand(commandsCmd(os.Stdin, stdout))
 	return root
@@ -105,22 +105,36 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 	}
 }
 
-func configCmd(stdout io.Writer) *cobra.Command {
+func configCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Check or print a config file"}
 	var path string
+	var offline bool
 	check := &cobra.Command{
 		Use:   "check",
-		Short: "Validate a config file; exit non-zero on errors",
-		Args:  cobra.NoArgs,
+		Short: "Validate a config file, load its models and open its cameras; exit non-zero on errors",
+		Long: "Validate a config file, load every model through onnxruntime (the model store's active iteration when it has one), " +
+			"check that every camera source parses and its file or folder exists, and open every camera once to read a frame. " +
+			"--offline skips opening cameras (for a machine away from them, or while the service holds them).",
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if _, err := configs.Load(path); err != nil {
+			cfg, err := configs.Load(path)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s: ok\n", path)
+			log := newLogger(configs.Agent{LogLevel: "warn", LogFormat: "text"}, stderr)
+			if err := agent.CheckConfig(cfg, offline, log); err != nil {
+				return fmt.Errorf("config %s: %w", path, err)
+			}
+			cams := "every camera opened and delivered a frame"
+			if offline {
+				cams = "every camera source parses (not opened: --offline)"
+			}
+			fmt.Fprintf(stdout, "%s: ok: %d models loaded, %s\n", path, len(cfg.Models), cams)
 			return nil
 		},
 	}
 	check.Flags().StringVarP(&path, "config", "c", "/etc/cvedge/cvedge.yaml", "config file (YAML)")
+	check.Flags().BoolVar(&offline, "offline", false, "do not open cameras and streams (sources are still parsed and files checked)")
 	print := &cobra.Command{
 		Use:   "print",
 		Short: "Print the effective config (file, environment and defaults) with secrets redacted",

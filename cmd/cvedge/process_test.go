@@ -299,6 +299,19 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	before := count("conveyor")
 	testenv.WaitFor(t, "frames after the reload command", 30*time.Second, func() bool { return count("conveyor") > before+20 })
 
+	// a new source that cannot be opened: the camera keeps its old one, and the log says why
+	notVideo := filepath.Join(t.TempDir(), "notes.avi")
+	os.WriteFile(notVideo, []byte("not a video"), 0o600)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(orig), testenv.Path("testdata", "demo", "conveyor.avi"), notVideo, 1)), 0o600)
+	agent.Process.Signal(syscall.SIGHUP)
+	testenv.WaitFor(t, "the reload that keeps the old source", 30*time.Second, func() bool {
+		log, _ := os.ReadFile(agent.Stdout.(*os.File).Name())
+		return strings.Contains(string(log), "reload: the camera keeps its old settings, its new source cannot be opened") &&
+			strings.Contains(string(log), "cannot open file "+notVideo) && strings.Count(string(log), "config reloaded") >= 3
+	})
+	before = count("conveyor")
+	testenv.WaitFor(t, "frames on the old source", 30*time.Second, func() bool { return count("conveyor") > before+20 })
+
 	agent.Process.Signal(syscall.SIGTERM)
 	if err := agent.Wait(); err != nil {
 		t.Fatalf("exit: %v", err)
