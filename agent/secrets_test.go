@@ -21,23 +21,6 @@ import (
 	"github.com/cvedge/cvedge/configs"
 )
 
-// lockedBuffer collects the agent's log from its goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // everything keeps every message on cvedge/#, in arrival order.
 type everything struct {
@@ -133,7 +116,7 @@ cameras:
 		t.Fatal(err)
 	}
 
-	var logs lockedBuffer
+	var logs testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	all := subscribeAll(t, broker.URL)
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")

@@ -1,7 +1,6 @@
 package publish_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,27 +17,6 @@ import (
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
 )
-
-// logBuffer collects a publisher's log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// count is the number of log lines that contain s.
-func (l *logBuffer) count(s string) int { return strings.Count(l.String(), s) }
 
 func mqttConfig(broker string) configs.MQTT {
 	c := configs.Default().MQTT
@@ -57,7 +34,7 @@ type harness struct {
 	pub   *publish.Publisher
 	spool *spool.Store
 	dead  *spool.DeadLetter
-	logs  *logBuffer
+	logs  *testenv.LogBuffer
 }
 
 func start(t *testing.T, cfg configs.MQTT, o publish.Options) *harness {
@@ -71,7 +48,7 @@ func start(t *testing.T, cfg configs.MQTT, o publish.Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{spool: s, dead: dl, logs: &logBuffer{}}
+	h := &harness{spool: s, dead: dl, logs: &testenv.LogBuffer{}}
 	o.Spool, o.DeadLetter = s, dl
 	h.pub, err = publish.Connect(cfg, o, slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
@@ -228,7 +205,7 @@ func TestMessageOverBrokerLimit(t *testing.T) {
 			if len(sub.Get("big/1000")) != 0 {
 				t.Fatal("the broker delivered a message over its limit")
 			}
-			if h.logs.count("message set aside") != 1 {
+			if h.logs.Count("message set aside") != 1 {
 				t.Fatalf("want one log line for the message set aside:\n%s", h.logs)
 			}
 		})
@@ -294,7 +271,7 @@ func TestConnectionFailuresExplained(t *testing.T) {
 				return st.State == c.state && strings.Contains(st.LastError, c.want)
 			})
 			time.Sleep(3 * time.Second) // a few more attempts
-			if n := h.logs.count(c.want); n != 1 {
+			if n := h.logs.Count(c.want); n != 1 {
 				t.Fatalf("the reason was logged %d times, want once:\n%s", n, h.logs)
 			}
 			if strings.Contains(h.logs.String(), "Wrong-Pa55") || strings.Contains(h.pub.Stats().LastError, "Wrong-Pa55") {
@@ -325,7 +302,7 @@ func BenchmarkSend(b *testing.B) {
 			cfg := mqttConfig(broker.URL)
 			cfg.SpoolFirst = spoolFirst
 			cfg.QueueSize = max(cfg.QueueSize, b.N+1)
-			pub, err := publish.Connect(cfg, publish.Options{Spool: s}, slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
+			pub, err := publish.Connect(cfg, publish.Options{Spool: s}, slog.New(slog.NewTextHandler(&testenv.LogBuffer{}, nil)))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -360,7 +337,7 @@ func BenchmarkFarBroker(b *testing.B) {
 			cfg.Inflight = window
 			cfg.QueueSize = max(cfg.QueueSize, b.N+1)
 			cfg.PublishTimeout = time.Minute
-			pub, err := publish.Connect(cfg, publish.Options{}, slog.New(slog.NewTextHandler(&logBuffer{}, nil)))
+			pub, err := publish.Connect(cfg, publish.Options{}, slog.New(slog.NewTextHandler(&testenv.LogBuffer{}, nil)))
 			if err != nil {
 				b.Fatal(err)
 			}
