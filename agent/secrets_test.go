@@ -21,7 +21,6 @@ import (
 	"github.com/cvedge/cvedge/configs"
 )
 
-
 // everything keeps every message on cvedge/#, in arrival order.
 type everything struct {
 	mu   sync.Mutex
