@@ -95,19 +95,11 @@ func modelsCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rt, err := models.NewRuntime(models.Options{Library: library})
+			rt, mc, cur, err := servingNow(st, settings, library, name)
 			if err != nil {
 				return err
 			}
 			defer rt.Close()
-			mc, ok := settings[name]
-			if !ok {
-				mc = configs.DefaultModel()
-			}
-			cur, err := serving(rt, st, name, mc)
-			if err != nil {
-				return err
-			}
 			state, err := st.State(name)
 			if err != nil {
 				return err
@@ -215,19 +207,11 @@ func checkActivation(st *store.Store, settings map[string]configs.Model, library
 	if err != nil {
 		return err
 	}
-	rt, err := models.NewRuntime(models.Options{Library: library})
+	rt, mc, cur, err := servingNow(st, settings, library, model)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	mc, ok := settings[model]
-	if !ok {
-		mc = configs.DefaultModel()
-	}
-	cur, err := serving(rt, st, model, mc)
-	if err != nil {
-		return err
-	}
 	m, err := loadAt(rt, model, mc, path)
 	if err != nil {
 		return fmt.Errorf("iteration %s refused: %w", id, err)
@@ -239,6 +223,25 @@ func checkActivation(st *store.Store, settings map[string]configs.Model, library
 		}
 	}
 	return nil
+}
+
+// servingNow starts onnxruntime and describes what serves model name now (see serving),
+// with the model's settings from the config. The caller closes the runtime.
+func servingNow(st *store.Store, settings map[string]configs.Model, library, name string) (*models.Runtime, configs.Model, *models.Info, error) {
+	mc, ok := settings[name]
+	if !ok {
+		mc = configs.DefaultModel()
+	}
+	rt, err := models.NewRuntime(models.Options{Library: library})
+	if err != nil {
+		return nil, mc, nil, err
+	}
+	cur, err := serving(rt, st, name, mc)
+	if err != nil {
+		rt.Close()
+		return nil, mc, nil, err
+	}
+	return rt, mc, cur, nil
 }
 
 // loadAt loads the export at path with the settings of model name (a check that it runs).
