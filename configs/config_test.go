@@ -190,9 +190,7 @@ func TestBadConfigs(t *testing.T) {
 // TestDurationsNeedAUnit: a bare number for a duration key is refused, naming the key,
 // instead of being taken as nanoseconds; from the file and from the environment alike.
 func TestDurationsNeedAUnit(t *testing.T) {
-	cases := []struct {
-		name, yaml, env, want string
-	}{
+	cases := []loadCase{
 		{"keepalive", minimal + "mqtt: {keepalive: 30}\n", "", "mqtt.keepalive: 30 has no unit: write it as a duration with one, e.g. 30s (seconds), 30ms or 30m"},
 		{"a fraction", minimal + "mqtt: {connect_timeout: 1.5}\n", "", "mqtt.connect_timeout: 1.5 has no unit: write it as a duration with one, e.g. 1.5s (seconds), 1.5ms or 1.5m"},
 		{"spool age", minimal + "spool: {max_age: 3600}\n", "", "spool.max_age: 3600 has no unit"},
@@ -206,17 +204,7 @@ func TestDurationsNeedAUnit(t *testing.T) {
 		{"environment", minimal, "CVEDGE_MQTT_KEEPALIVE=30", "mqtt.keepalive: 30 has no unit: write it as a duration with one, e.g. 30s (seconds), 30ms or 30m"},
 		{"camera environment", minimal, "CVEDGE_CAMERAS_0_RECONNECT_NO_FRAME_TIMEOUT=10", "cameras[0].reconnect.no_frame_timeout: 10 has no unit"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if name, val, ok := strings.Cut(c.env, "="); ok {
-				t.Setenv(name, val)
-			}
-			_, err := Load(write(t, c.yaml))
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v\nwant it to contain %q", err, c.want)
-			}
-		})
-	}
+	wantLoadErrors(t, cases)
 	// a bare 0 is unambiguous, and a unit is a unit
 	c, err := Load(write(t, minimal+"    collect: {enabled: true, dir: d, every: 0, on_trigger: true}\nmqtt: {stats_interval: 0, keepalive: 45s}\n"))
 	if err != nil {
@@ -234,9 +222,7 @@ func TestSizesBounded(t *testing.T) {
 	model := func(kv string) string {
 		return strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, "+kv+"}", 1)
 	}
-	cases := []struct {
-		name, yaml, env, want string
-	}{
+	cases := []loadCase{
 		{"queue 1e9", minimal + "mqtt: {queue_size: 1e9}\n", "", "mqtt.queue_size: 1e+09 must be a whole number written in digits, e.g. 1024 (no fraction, no exponent)"},
 		{"queue fraction", minimal + "mqtt: {queue_size: 1.5}\n", "", "mqtt.queue_size: 1.5 must be a whole number written in digits"},
 		{"queue too large", minimal + "mqtt: {queue_size: 1000000000}\n", "", "mqtt.queue_size: 1000000000 is too large: allowed 1 to 100000"},
@@ -263,17 +249,7 @@ func TestSizesBounded(t *testing.T) {
 		{"input size range", model("input_size: 8192"), "", "models.parts.input_size: 8192 must be a multiple of 32 between 32 and 4096"},
 		{"model env", minimal, "CVEDGE_MODELS_PARTS_MAX_DETECTIONS=2.5", `models.parts.max_detections: "2.5" must be a whole number`},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if name, val, ok := strings.Cut(c.env, "="); ok {
-				t.Setenv(name, val)
-			}
-			_, err := Load(write(t, c.yaml))
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v\nwant it to contain %q", err, c.want)
-			}
-		})
-	}
+	wantLoadErrors(t, cases)
 	// the bounds themselves are allowed
 	c, err := Load(write(t, minimal+"mqtt: {queue_size: 100000}\nspool: {max_mb: 1048576}\nring: {frames: 10000, max_mb: 16384}\n"))
 	if err != nil {
@@ -313,4 +289,23 @@ func FuzzLoad(f *testing.F) {
 			t.Fatal("Load returned a config that does not validate")
 		}
 	})
+}
+
+// loadCase is a config file (and an optional NAME=value environment override) that Load
+// must refuse with an error containing want.
+type loadCase struct{ name, yaml, env, want string }
+
+func wantLoadErrors(t *testing.T, cases []loadCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if name, val, ok := strings.Cut(c.env, "="); ok {
+				t.Setenv(name, val)
+			}
+			_, err := Load(write(t, c.yaml))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, c.want)
+			}
+		})
+	}
 }
