@@ -232,6 +232,8 @@ type episode struct {
 	Lost    int `json:"lost"`
 	Dropped int `json:"dropped"`
 	Missing int `json:"missing"`
+	// Duplicates counts the predictions made during the fault that arrived twice or more.
+	Duplicates int `json:"duplicates"`
 	// Restarts counts frame counters that began again at 1 during the fault.
 	Restarts int    `json:"frameIdRestarts"`
 	ReadyZ   int    `json:"readyzDuring,omitempty"`
@@ -877,6 +879,9 @@ func (s *soak) analyse(fig *soakFigures) {
 	for _, p := range preds {
 		if seen[p.ID] {
 			fig.Duplicates++
+			if e := during(p.Created, "", 0); e != nil {
+				e.Duplicates++
+			}
 			continue
 		}
 		seen[p.ID] = true
@@ -1074,7 +1079,7 @@ func (fig *soakFigures) markdown() string {
 			b.WriteString("- " + f + "\n")
 		}
 	}
-	b.WriteString("\n| fault | start | restored after | drain | worst lag | lost | dropped | missing | detail |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| fault | start | restored after | drain | worst lag | lost | dropped | missing | duplicates | detail |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, e := range fig.Episodes {
 		detail := e.Detail
 		if e.ReadyZ != 0 {
@@ -1086,8 +1091,8 @@ func (fig *soakFigures) markdown() string {
 		if e.Restarts > 0 {
 			detail += fmt.Sprintf("; frame counter restarted %d time(s)", e.Restarts)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.1f s | %.1f s | %.1f s | %d | %d | %d | %s |\n", e.Kind, e.Start.Format("15:04:05"),
-			e.Restored.Sub(e.Start).Seconds(), e.DrainS, e.WorstLagS, e.Lost, e.Dropped, e.Missing, detail)
+		fmt.Fprintf(&b, "| %s | %s | %.1f s | %.1f s | %.1f s | %d | %d | %d | %d | %s |\n", e.Kind, e.Start.Format("15:04:05"),
+			e.Restored.Sub(e.Start).Seconds(), e.DrainS, e.WorstLagS, e.Lost, e.Dropped, e.Missing, e.Duplicates, detail)
 	}
 	return b.String()
 }
