@@ -20,7 +20,7 @@ NFPM      ?= go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 TAG         := $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)
 DEB_VERSION ?= $(if $(TAG),$(patsubst v%,%,$(TAG)),0.0.0+git$(COMMIT))
 
-.PHONY: setup build run test bench lint clean fixtures deb
+.PHONY: setup build run test bench soak lint clean fixtures deb
 
 setup:
 	@scripts/setup.sh
@@ -43,6 +43,15 @@ test: setup lint
 # figures into docs/benchmarks.md. Run it on an idle machine.
 bench: setup build
 	scripts/bench.sh
+
+# A bounded soak of the real agent (bin/cvedge) on the demo, loopback only: broker outages and
+# freezes, reloads, hot swaps and a full spool disk, one at a time, for SOAK_DURATION. It prints
+# its figures, writes them to .cache/soak/, and fails on an unexplained frame id gap, a spool
+# that does not drain, memory or goroutine growth, or an unclean stop. It mounts a tmpfs for the
+# spool, so it runs as root. Not part of make test; see docs/operations.md#soak-test.
+SOAK_DURATION ?= 30m
+soak: setup build
+	SOAK_DURATION=$(SOAK_DURATION) SOAK_BIN=$(CURDIR)/bin/cvedge $(GO) test -tags soak -count 1 -timeout 0 -v -run '^TestSoak' ./cmd/cvedge
 
 lint:
 	$(GO) vet ./...
