@@ -17,6 +17,8 @@ static void *(*cvedge_gst_object_ref_sink)(void *);
 static void (*cvedge_gst_object_unref)(void *);
 static void (*cvedge_g_error_free)(cvedge_gerror *);
 static unsigned int (*cvedge_gst_parse_error_quark)(void);
+static void (*cvedge_gst_segtrap_set_enabled)(int);
+static int (*cvedge_gst_segtrap_is_enabled)(void);
 
 // cvedge_gst_load returns 1 when GStreamer is loaded and initialized, else 0 with *why set.
 static int cvedge_gst_load(const char **why) {
@@ -29,11 +31,20 @@ static int cvedge_gst_load(const char **why) {
 	cvedge_gst_object_unref = dlsym(h, "gst_object_unref");
 	cvedge_gst_parse_error_quark = dlsym(h, "gst_parse_error_quark");
 	cvedge_g_error_free = dlsym(h, "g_error_free");
+	cvedge_gst_segtrap_set_enabled = dlsym(h, "gst_segtrap_set_enabled");
+	cvedge_gst_segtrap_is_enabled = dlsym(h, "gst_segtrap_is_enabled");
 	if (!cvedge_gst_init_check || !cvedge_gst_parse_launch || !cvedge_gst_object_ref_sink ||
-		!cvedge_gst_object_unref || !cvedge_gst_parse_error_quark || !cvedge_g_error_free) {
+		!cvedge_gst_object_unref || !cvedge_gst_parse_error_quark || !cvedge_g_error_free ||
+		!cvedge_gst_segtrap_set_enabled || !cvedge_gst_segtrap_is_enabled) {
 		*why = "libgstreamer-1.0.so.0 lacks gst_parse_launch or its helpers";
 		return 0;
 	}
+	// While it loads a plugin, GStreamer swaps the process's SIGSEGV handler for one of its
+	// own (no SA_ONSTACK, no SA_SIGINFO) that prints "Caught a segmentation fault while
+	// loading plugin file" and exits: a fault the Go runtime handles (a nil dereference
+	// turned into a panic) in any goroutine during that window would end the agent. The
+	// setting is process-wide, so it also covers the plugins OpenCV's backend loads.
+	cvedge_gst_segtrap_set_enabled(0);
 	cvedge_gerror *err = NULL;
 	if (!cvedge_gst_init_check(NULL, NULL, &err)) {
 		*why = "gst_init_check failed";
@@ -43,6 +54,8 @@ static int cvedge_gst_load(const char **why) {
 	cvedge_gst = h;
 	return 1;
 }
+
+static int cvedge_gst_segtrap(void) { return cvedge_gst && cvedge_gst_segtrap_is_enabled(); }
 
 // cvedge_gst_parse builds the pipeline (its elements are created, not started) and frees
 // it. It returns 0 when GStreamer parsed it without complaint, else 1 with the parse error's
@@ -124,6 +137,10 @@ func checkPipeline(pipeline string) error {
 	}
 	return pipelineError(int(code), text)
 }
+
+// segtrap says whether GStreamer's own SIGSEGV handler is installed while it loads plugins
+// (it must not be, see cvedge_gst_load).
+func segtrap() bool { return C.cvedge_gst_segtrap() != 0 }
 
 // quoted finds the first name GStreamer quotes in a message: no element "nosuchelement".
 var quoted = regexp.MustCompile(`["“„«']([^"”“»']+)["”“»']`)

@@ -115,6 +115,16 @@ func TestGStreamerPipelineChecked(t *testing.T) {
 	}
 }
 
+// TestGStreamerLeavesSIGSEGVToGo: once GStreamer is loaded, it does not swap in a SIGSEGV
+// handler of its own while loading plugins (a Go fault in that window would end the process
+// with exit(-1) instead of a panic).
+func TestGStreamerLeavesSIGSEGVToGo(t *testing.T) {
+	requireGStreamer(t)
+	if segtrap() {
+		t.Fatal("GStreamer's segtrap is enabled: plugin loads replace Go's SIGSEGV handler")
+	}
+}
+
 // TestHangingOpenDoesNotBlockClose: a pipeline that OpenCV's open never returns from
 // (appsrc, which nobody feeds) marks the camera after NoFrame and does not keep Close from
 // returning; the blocked open stays counted.

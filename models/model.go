@@ -73,6 +73,9 @@ type Model struct {
 	// device when it is bound, so there each run passes the tensors afresh.
 	bindIO bool
 	closed bool
+	// env: the model holds the onnxruntime environment (Runtime.acquire), so that the library
+	// stays loaded until Close has freed the session and tensors.
+	env bool
 }
 
 // binding holds the tensors for one batch size; they share the model's buffers.
@@ -114,14 +117,20 @@ func load(rt *Runtime, name string, c configs.Model) (*Model, error) {
 	for i, l := range info.Labels {
 		m.labelIdx[l] = i
 	}
+	if err := rt.acquire(); err != nil {
+		return nil, err
+	}
+	m.env = true
 	opts, cpu, err := rt.sessionOptions(name)
 	if err != nil {
+		m.Close()
 		return nil, fmt.Errorf("onnxruntime session options: %w", err)
 	}
-	defer opts.Destroy()
 	m.bindIO = cpu
 	m.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(exp.Model, []string{info.Input.Name}, info.Outputs, opts)
+	opts.Destroy()
 	if err != nil {
+		m.Close()
 		return nil, fmt.Errorf("onnxruntime cannot load %s: %v (re-export the iteration from the Custom Vision portal as ONNX)", exp.ModelFile, err)
 	}
 	m.chunk = 1
@@ -512,7 +521,9 @@ func (m *Model) decodeZipMap(r *Results, images int, v ort.Value) error {
 	return nil
 }
 
-// Close frees the session and every tensor. Predict fails afterwards.
+// Close frees the session and every tensor, then releases the onnxruntime environment
+// (which unloads the library when the Runtime and every other model are closed). Predict
+// fails afterwards.
 func (m *Model) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -524,10 +535,16 @@ func (m *Model) Close() error {
 		bd.destroy()
 	}
 	m.batches = nil
+	var err error
 	if m.sess != nil {
-		return m.sess.Destroy()
+		err = m.sess.Destroy()
+		m.sess = nil
 	}
-	return nil
+	if m.env {
+		m.env = false
+		err = errors.Join(err, releaseModel())
+	}
+	return err
 }
 
 // release frees the outputs of a call on bd that onnxruntime allocated.

@@ -10,6 +10,7 @@ import (
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/x448/float16"
+	ort "github.com/yalue/onnxruntime_go"
 )
 
 func newRuntime(tb testing.TB) *Runtime {
@@ -305,6 +306,48 @@ func sameBoxes(t *testing.T, got, want []Prediction, minIoU float32) {
 		if best < minIoU {
 			t.Errorf("box %+v: best IoU %.3f among %+v", *w.Box, best, got)
 		}
+	}
+}
+
+// TestModelOutlivesRuntime: a model closed after its Runtime (a deferred rt.Close runs before
+// the t.Cleanup that closes the model) still predicts and closes without calling into an
+// unloaded library; the library is unloaded when the last of them is closed, and a closed
+// Runtime loads nothing.
+func TestModelOutlivesRuntime(t *testing.T) {
+	newRuntime(t).Close() // skip or fail here when onnxruntime is missing
+	if env.users != 0 {
+		t.Fatalf("%d users of the onnxruntime environment left by earlier tests", env.users)
+	}
+	rt, err := NewRuntime(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := testenv.Path("testdata", "demo", "classifier")
+	c := configs.DefaultModel()
+	c.Path = path
+	m, err := Load(rt, "test", c)
+	if err != nil {
+		rt.Close()
+		t.Fatal(err)
+	}
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !ort.IsInitialized() {
+		t.Fatal("closing the Runtime unloaded onnxruntime while a model loaded from it is open")
+	}
+	res := predictScenes(t, m, scene{w: 100, h: 100, shapes: []shape{part("square", "red", 50, 50, 40)}})
+	if res[0][0].TagName != "red" {
+		t.Fatalf("after the Runtime was closed: %+v", res[0])
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ort.IsInitialized() {
+		t.Fatal("onnxruntime is still loaded after the Runtime and its only model were closed")
+	}
+	if _, err := Load(rt, "test", c); err == nil || !strings.Contains(err.Error(), "the onnxruntime runtime is closed") {
+		t.Fatalf("Load on a closed Runtime: %v", err)
 	}
 }
 

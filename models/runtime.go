@@ -90,8 +90,10 @@ func systemLibDirs() []string {
 }
 
 // Runtime is the loaded onnxruntime library and the session settings shared by all models.
-// onnxruntime has one environment per process: the first Runtime opens it, the last Close
-// releases it.
+// onnxruntime has one environment per process: the first Runtime opens it, the last user
+// releases it. Every open Runtime and every open Model is a user: releasing the environment
+// unloads the library, and a session, tensor or binding freed after that would call into
+// unmapped code and crash the process.
 type Runtime struct {
 	Library string
 	opts    Options
@@ -124,7 +126,8 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// NewRuntime loads the onnxruntime library. Close it when every model is closed.
+// NewRuntime loads the onnxruntime library. Close it when no more models are to be loaded:
+// the models loaded from it keep the library loaded until they are closed too.
 func NewRuntime(o Options) (*Runtime, error) {
 	lib, err := FindLibrary(o.Library)
 	if err != nil {
@@ -151,7 +154,8 @@ func NewRuntime(o Options) (*Runtime, error) {
 // Version is the onnxruntime version string.
 func (r *Runtime) Version() string { return ort.GetVersion() }
 
-// Close releases this user of the onnxruntime environment.
+// Close releases this user of the onnxruntime environment. Models loaded from r stay usable
+// until they are closed; the library is unloaded when the last of them is.
 func (r *Runtime) Close() error {
 	env.Lock()
 	defer env.Unlock()
@@ -159,6 +163,30 @@ func (r *Runtime) Close() error {
 		return nil
 	}
 	r.closed = true
+	return releaseEnv()
+}
+
+// acquire makes a model loaded from r a user of the environment; release it with
+// releaseModel.
+func (r *Runtime) acquire() error {
+	env.Lock()
+	defer env.Unlock()
+	if r.closed {
+		return errors.New("the onnxruntime runtime is closed: load models before closing it")
+	}
+	env.users++
+	return nil
+}
+
+// releaseModel releases the environment held by a model (see acquire).
+func releaseModel() error {
+	env.Lock()
+	defer env.Unlock()
+	return releaseEnv()
+}
+
+// releaseEnv drops one user, and unloads the library after the last; env is locked.
+func releaseEnv() error {
 	env.users--
 	if env.users == 0 {
 		return ort.DestroyEnvironment()
