@@ -517,8 +517,8 @@ func (p *Publisher) poke() {
 var errInterrupted = errors.New("interrupted")
 
 // drain delivers the spool, oldest first, with up to Window messages in flight while the
-// broker answers, and one at a time after a failure until one gets through. A message the
-// broker drops the connection over poisonAfter times in a row is set aside.
+// broker answers, and one at a time after a failure until one gets through. Messages over
+// MaxPayload, and those connectionLost set aside, are acknowledged without sending.
 func (p *Publisher) drain() {
 	defer p.wg.Done()
 	if p.spool == nil {
@@ -617,7 +617,8 @@ func (p *Publisher) drain() {
 			continue
 		}
 		// Everything not acknowledged is handed out again, one at a time until one gets
-		// through; a message the broker keeps dropping the connection over is set aside.
+		// through. (A message the broker keeps closing the connection over is found by
+		// connectionLost, and skipped here by isPoison.)
 		pend = pend[:0]
 		p.spool.Rewind()
 		probe = true
