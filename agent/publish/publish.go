@@ -160,7 +160,6 @@ type Publisher struct {
 	alarm      *signal       // fired on a stall, a connection loss and the shutdown deadline
 	hurry      atomic.Bool   // shutdown deadline passed: spool instead of publishing
 	stalled    atomic.Bool   // connected, but the broker stopped acknowledging
-	losses     atomic.Uint64 // connections lost since start
 	upSince    atomic.Int64  // when the connection was made (Unix ns)
 	// poisonSet holds messages set aside because the broker closed the connection over
 	// them, until the drain meets their spooled copy; poison counts them.
@@ -657,7 +656,6 @@ func (p *Publisher) isPoison(r spool.Record) bool {
 // such losses in a row is set aside and removed from paho's session, so that it is not
 // sent again and the messages behind it flow.
 func (p *Publisher) connectionLost(err error) {
-	p.losses.Add(1)
 	up := time.Since(time.Unix(0, p.upSince.Load()))
 	if up > shortConnection || !closedByBroker(err) {
 		p.session.forgive()
