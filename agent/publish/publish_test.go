@@ -301,26 +301,8 @@ func BenchmarkSend(b *testing.B) {
 			defer s.Close()
 			cfg := mqttConfig(broker.URL)
 			cfg.SpoolFirst = spoolFirst
-			cfg.QueueSize = max(cfg.QueueSize, b.N+1)
-			pub, err := publish.Connect(cfg, publish.Options{Spool: s}, slog.New(slog.NewTextHandler(&testenv.LogBuffer{}, nil)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pub.Close(context.Background())
-			testenv.WaitFor(b, "connected", 10*time.Second, pub.Connected)
-			body := msg("bench", 0, 1024)
-			b.ResetTimer()
-			start := time.Now()
-			var inSend time.Duration
-			for i := 0; i < b.N; i++ {
-				t0 := time.Now()
-				pub.Send(body)
-				inSend += time.Since(t0)
-			}
-			testenv.WaitFor(b, "every acknowledgement", 60*time.Second, func() bool { return pub.Stats().Sent >= uint64(b.N) })
-			b.StopTimer()
+			inSend := sendAll(b, cfg, publish.Options{Spool: s}, time.Minute)
 			b.ReportMetric(float64(inSend.Microseconds())/float64(b.N), "send-us/op")
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 		})
 	}
 }
@@ -335,23 +317,35 @@ func BenchmarkFarBroker(b *testing.B) {
 		b.Run(fmt.Sprintf("inflight=%d", window), func(b *testing.B) {
 			cfg := mqttConfig(far.URL)
 			cfg.Inflight = window
-			cfg.QueueSize = max(cfg.QueueSize, b.N+1)
 			cfg.PublishTimeout = time.Minute
-			pub, err := publish.Connect(cfg, publish.Options{}, slog.New(slog.NewTextHandler(&testenv.LogBuffer{}, nil)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pub.Close(context.Background())
-			testenv.WaitFor(b, "connected", 10*time.Second, pub.Connected)
-			body := msg("far", 0, 1024)
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; i < b.N; i++ {
-				pub.Send(body)
-			}
-			testenv.WaitFor(b, "every acknowledgement", 5*time.Minute, func() bool { return pub.Stats().Sent >= uint64(b.N) })
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+			sendAll(b, cfg, publish.Options{}, 5*time.Minute)
 		})
 	}
+}
+
+// sendAll connects a publisher with cfg and o, publishes b.N messages of 1 KiB, waits (up
+// to wait) for every acknowledgement and reports the delivered msgs/s. It returns the time
+// spent in Send.
+func sendAll(b *testing.B, cfg configs.MQTT, o publish.Options, wait time.Duration) time.Duration {
+	b.Helper()
+	cfg.QueueSize = max(cfg.QueueSize, b.N+1)
+	pub, err := publish.Connect(cfg, o, slog.New(slog.NewTextHandler(&testenv.LogBuffer{}, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close(context.Background())
+	testenv.WaitFor(b, "connected", 10*time.Second, pub.Connected)
+	body := msg("bench", 0, 1024)
+	b.ResetTimer()
+	start := time.Now()
+	var inSend time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		pub.Send(body)
+		inSend += time.Since(t0)
+	}
+	testenv.WaitFor(b, "every acknowledgement", wait, func() bool { return pub.Stats().Sent >= uint64(b.N) })
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	return inSend
 }
