@@ -30,7 +30,7 @@ import (
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/sampling"
 	"github.com/cvedge/cvedge/agent/spool"
-	"github.com/cvedge/cvedge/agent/store"
+	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"

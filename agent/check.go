@@ -8,7 +8,7 @@ import (
 	"os"
 	"slices"
 
-	"github.com/cvedge/cvedge/agent/store"
+	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"

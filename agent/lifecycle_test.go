@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
-	"github.com/cvedge/cvedge/agent/store"
+	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/models"
 )

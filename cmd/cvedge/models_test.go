@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cvedge/cvedge/agent/store"
+	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/models"
 )

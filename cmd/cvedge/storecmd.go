@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cvedge/cvedge/agent/store"
+	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
 )
