@@ -1,6 +1,9 @@
 package eval
 
 import (
+	"bytes"
+	"fmt"
+	"image"
 	"image/png"
 	"math"
 	"os"
@@ -141,5 +144,137 @@ func TestReportWritesPicture(t *testing.T) {
 	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
 	if !strings.Contains(string(md), "| v1 | - | 2 | 0 | 50.0% |") || !strings.Contains(string(md), "| dog | 1 | 0 |") {
 		t.Fatalf("report.md:\n%s", md)
+	}
+}
+
+func readPNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func luma(img image.Image, p image.Point) int {
+	r, g, b, _ := img.At(p.X, p.Y).RGBA()
+	return int(299*(r>>8)+587*(g>>8)+114*(b>>8)) / 1000
+}
+
+// TestConfusionPictureShades reads the picture back at the cells the layout puts them: a cell
+// is shaded by its share of the true tag's images (2 of 2 as dark as 240 of 240), more is darker, none is pale, and every count is written in ink that stands out
+// from its cell.
+func TestConfusionPictureShades(t *testing.T) {
+	c := NewConfusion([]string{"hemlock", "JapaneseCherry", "maple"})
+	c.Matrix = [][]int{{41, 3, 0}, {5, 12, 1}, {0, 0, 240}}
+	path := filepath.Join(t.TempDir(), "c.png")
+	if err := ConfusionPNG(c, "v1", path); err != nil {
+		t.Fatal(err)
+	}
+	img := readPNG(t, path)
+	l := layoutChart(c, "v1")
+	if img.Bounds().Size() != l.size || !l.counts || !l.tags {
+		t.Fatalf("picture %v, layout %+v", img.Bounds(), l)
+	}
+	// a cell's corner holds no text: its shade
+	bg := func(row, col int) int { return luma(img, l.cellRect(row, col).Min.Add(image.Pt(1, 1))) }
+	if bg(2, 2) >= bg(0, 2)-100 {
+		t.Errorf("240 of 240 (luma %d) is not much darker than none (luma %d)", bg(2, 2), bg(0, 2))
+	}
+	if !(bg(1, 1) < bg(1, 0) && bg(1, 0) < bg(1, 2) && bg(1, 2) < bg(2, 0)) {
+		t.Errorf("row 12, 5, 1, and none: lumas %d, %d, %d, %d, want lightening", bg(1, 1), bg(1, 0), bg(1, 2), bg(2, 0))
+	}
+	if bg(0, 2) != bg(2, 0) || bg(2, 0) < 240 {
+		t.Errorf("empty cells: lumas %d and %d, want the same pale shade", bg(0, 2), bg(2, 0))
+	}
+	few := NewConfusion(c.Labels)
+	few.Matrix = [][]int{{41, 3, 0}, {5, 12, 1}, {0, 0, 2}}
+	l2 := layoutChart(few, "v1")
+	img2 := drawChart(few, l2)
+	if got, want := luma(img2, l2.cellRect(2, 2).Min.Add(image.Pt(1, 1))), bg(2, 2); got != want {
+		t.Errorf("2 of 2 has luma %d, 240 of 240 %d: the shade must be the share of the row", got, want)
+	}
+	for row := range 3 {
+		for col := range 3 {
+			r := l.cellRect(row, col)
+			ink := 0
+			for y := r.Min.Y; y < r.Max.Y; y++ {
+				for x := r.Min.X; x < r.Max.X; x++ {
+					if d := luma(img, image.Pt(x, y)) - bg(row, col); d > 100 || d < -100 {
+						ink++
+					}
+				}
+			}
+			if ink < 10 {
+				t.Errorf("cell %d,%d (count %d): %d pixels of ink that stand out", row, col, c.Matrix[row][col], ink)
+			}
+		}
+	}
+}
+
+// TestConfusionPictureSizes: 2 tags give large cells in a small picture; 40 tags with long
+// names and 4-digit counts stay legible (cells hold the counts and a line of text) in a bounded
+// picture; 1000 tags shrink the cells and leave the text out rather than growing without end.
+// The same matrix always gives the same bytes.
+func TestConfusionPictureSizes(t *testing.T) {
+	many := func(n int, long bool) *Confusion {
+		var names []string
+		for i := range n {
+			name := fmt.Sprintf("tag%d", i)
+			if long {
+				name = fmt.Sprintf("a_rather_long_tag_name_number_%d", i)
+			}
+			names = append(names, name)
+		}
+		c := NewConfusion(names)
+		for i := range n {
+			c.Matrix[i][i] = 1000 + i
+			c.Matrix[i][(i+1)%n] = i
+		}
+		return c
+	}
+	dir := t.TempDir()
+	two := many(2, false)
+	l := layoutChart(two, "v1")
+	if l.cell != chartMaxCell || l.rotate || l.size.X > 600 || l.size.Y > 600 {
+		t.Errorf("2 tags: cell %d rotated %v picture %v", l.cell, l.rotate, l.size)
+	}
+	forty := many(40, true)
+	path := filepath.Join(dir, "40.png")
+	if err := ConfusionPNG(forty, "iteration 12", path); err != nil {
+		t.Fatal(err)
+	}
+	img := readPNG(t, path)
+	l = layoutChart(forty, "iteration 12")
+	size := img.Bounds().Size()
+	if size != l.size || size.X > 2000 || size.Y > 2000 {
+		t.Errorf("40 tags: picture %v, layout %v", size, l.size)
+	}
+	if !l.counts || !l.tags || !l.rotate || l.cell < lineHeight() || l.cell < textWidth("1039") {
+		t.Errorf("40 tags: cell %d, counts %v, tags %v", l.cell, l.counts, l.tags)
+	}
+	if !l.cellRect(39, 39).In(img.Bounds()) || l.nameW > textWidth(strings.Repeat("m", chartNameLen)) {
+		t.Errorf("40 tags: last cell %v in %v, names %d px wide", l.cellRect(39, 39), img.Bounds(), l.nameW)
+	}
+	if !strings.HasSuffix(l.names[0], "…") || len([]rune(l.names[0])) != chartNameLen {
+		t.Errorf("long name drawn as %q", l.names[0])
+	}
+	l = layoutChart(many(1000, false), "v1")
+	if l.gridRect().Dx() > chartMaxGrid+1 || l.counts || l.tags || l.cell < 1 {
+		t.Errorf("1000 tags: grid %v, counts %v, tags %v", l.gridRect(), l.counts, l.tags)
+	}
+	again := filepath.Join(dir, "again.png")
+	if err := ConfusionPNG(forty, "iteration 12", again); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(path)
+	b, _ := os.ReadFile(again)
+	if !bytes.Equal(a, b) {
+		t.Error("the same matrix drew two different pictures")
 	}
 }

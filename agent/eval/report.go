@@ -3,17 +3,10 @@ package eval
 import (
 	"encoding/json"
 	"fmt"
-	"image/color"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/palette"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
 )
 
 // ModelReport is one model's scores.
@@ -191,68 +184,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// grid shows a confusion matrix to gonum/plot: truth rows from the top, predictions as
-// columns.
-type grid struct{ c *Confusion }
-
-func (g grid) Dims() (c, r int)   { return len(g.c.Labels), len(g.c.Labels) }
-func (g grid) X(c int) float64    { return float64(c) }
-func (g grid) Y(r int) float64    { return float64(r) }
-func (g grid) Z(c, r int) float64 { return float64(g.c.Matrix[len(g.c.Labels)-1-r][c]) }
-
-// ConfusionPNG draws the matrix as a heat map with the counts in the cells.
-func ConfusionPNG(c *Confusion, title, path string) error {
-	n := len(c.Labels)
-	if n == 0 {
-		return fmt.Errorf("no tags")
-	}
-	p := plot.New()
-	p.Title.Text = "Confusion matrix: " + title
-	p.X.Label.Text = "predicted"
-	p.Y.Label.Text = "true"
-	hm := plotter.NewHeatMap(grid{c}, reversed{palette.Heat(32, 1)}) // many: dark, none: pale
-	hm.Min, hm.Max = 0, math.Max(1, float64(maxCell(c)))
-	p.Add(hm)
-	var xys plotter.XYs
-	var texts []string
-	for r := 0; r < n; r++ {
-		for col := 0; col < n; col++ {
-			xys = append(xys, plotter.XY{X: float64(col), Y: float64(r)})
-			texts = append(texts, fmt.Sprint(c.Matrix[n-1-r][col]))
-		}
-	}
-	labels, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: texts})
-	if err != nil {
-		return err
-	}
-	for i := range labels.TextStyle {
-		labels.TextStyle[i].Color = color.Black
-		labels.TextStyle[i].XAlign, labels.TextStyle[i].YAlign = -0.5, -0.5
-	}
-	p.Add(labels)
-	var xt, yt []plot.Tick
-	for i, l := range c.Labels {
-		xt = append(xt, plot.Tick{Value: float64(i), Label: l})
-		yt = append(yt, plot.Tick{Value: float64(n - 1 - i), Label: l})
-	}
-	p.X.Tick.Marker, p.Y.Tick.Marker = plot.ConstantTicks(xt), plot.ConstantTicks(yt)
-	p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = -0.5, float64(n)-0.5, -0.5, float64(n)-0.5
-	side := vg.Length(3+0.8*float64(n)) * vg.Inch
-	return p.Save(side, side, path)
-}
-
-// reversed runs a palette backwards.
-type reversed struct{ p palette.Palette }
-
-func (r reversed) Colors() []color.Color {
-	c := r.p.Colors()
-	out := make([]color.Color, len(c))
-	for i := range c {
-		out[i] = c[len(c)-1-i]
-	}
-	return out
 }
 
 func maxCell(c *Confusion) int {
