@@ -36,7 +36,7 @@ run: setup build
 test: setup lint
 	$(GO) test -tags $(TESTTAGS) $(TESTFLAGS) ./...
 	@# allocations per frame, counted without matprofile (which allocates to record each Mat)
-	$(GO) test -count 1 -run 'Allocations|ResultsReused' ./agent ./models
+	$(GO) test -count 1 -run 'Allocations|ResultsReused' ./agent/pipeline ./models
 	$(MAKE) --no-print-directory deb
 
 # Measures the demo on this machine (cvedge bench and the Go benchmarks) and writes the

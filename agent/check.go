@@ -8,10 +8,10 @@ import (
 	"os"
 	"slices"
 
-	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
+	"github.com/cvedge/cvedge/models/store"
 )
 
 // CheckConfig checks what configs.Load cannot: that every model loads through onnxruntime
@@ -30,7 +30,7 @@ func CheckConfig(cfg *configs.Config, offline bool, log *slog.Logger) error {
 			add("store.dir", err)
 		}
 	}
-	rt, err := models.NewRuntime(RuntimeOptions(cfg.ONNXRuntime, log))
+	rt, err := models.NewRuntime(models.RuntimeOptions(cfg.ONNXRuntime, log))
 	if err != nil {
 		add("onnxruntime.library", err)
 	} else {

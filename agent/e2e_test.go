@@ -13,6 +13,7 @@ import (
 
 	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
@@ -126,7 +127,7 @@ func TestDemoEndToEnd(t *testing.T) {
 			}
 			parts++
 			if best < 0 || bestIoU < 0.7 {
-				t.Errorf("frame %d: %s %s part %d at %v not found (best IoU %.2f): %s", fr.Index, part.Colour, part.Shape, part.ID, part.Box, bestIoU, agent.Summary(&p))
+				t.Errorf("frame %d: %s %s part %d at %v not found (best IoU %.2f): %s", fr.Index, part.Colour, part.Shape, part.ID, part.Box, bestIoU, pipeline.Summary(&p))
 				continue
 			}
 			detected++

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
-	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/models"
+	"github.com/cvedge/cvedge/models/store"
 )
 
 // addTimeout bounds a whole remote add (download, unpacking, check), beside the silence
@@ -23,16 +23,16 @@ const addTimeout = 15 * time.Minute
 // active and swaps it in between frames. If anything fails, the serving iteration keeps
 // serving and the store is unchanged.
 func (a *Agent) Activate(name, id string, allowTagChange bool) (string, error) {
-	a.lifecycle.Lock()
-	defer a.lifecycle.Unlock()
+	a.life.change.Lock()
+	defer a.life.change.Unlock()
 	return a.activate(name, id, false, allowTagChange)
 }
 
 // Rollback activates the iteration that was active before the current one. Going back
 // may change the tags back: a rollback is not held by the tag check, only by the job.
 func (a *Agent) Rollback(name string) (string, error) {
-	a.lifecycle.Lock()
-	defer a.lifecycle.Unlock()
+	a.life.change.Lock()
+	defer a.life.change.Unlock()
 	id, err := a.store.RollbackTarget(name)
 	if err != nil {
 		return "", err
@@ -77,7 +77,7 @@ func (a *Agent) activate(name, id string, rollback, allowTagChange bool) (string
 		return "", err
 	}
 	a.log.Info("model iteration swapped", "model", name, "from", old, "to", m.Info.Iteration, "store_id", id)
-	a.pub.Send(a.statusMessage("online", ""))
+	a.out.pub.Send(a.statusMessage("online", ""))
 	return m.Info.Iteration, nil
 }
 
@@ -108,8 +108,8 @@ func (a *Agent) AddRemote(ctx context.Context, name, url, sha string, activate, 
 	if err := ctx.Err(); err != nil {
 		return store.Iteration{}, err
 	}
-	a.lifecycle.Lock()
-	defer a.lifecycle.Unlock()
+	a.life.change.Lock()
+	defer a.life.change.Unlock()
 	if _, ok := a.stageNamed(name); !ok { // a reload may have taken it away meanwhile
 		return store.Iteration{}, fmt.Errorf("model %q serves no camera on this agent (models: %v)", name, a.stageNames())
 	}
@@ -186,5 +186,5 @@ func (a *Agent) lifecycleCommand(cmd payload.Command) {
 	if err != nil {
 		a.log.Warn("model command failed", "command", cmd.Command, "model", cmd.Model, "err", err)
 	}
-	a.result(cmd.ID, cmd.Command, err, detail)
+	a.env.Result(cmd.ID, cmd.Command, err, detail)
 }

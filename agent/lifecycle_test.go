@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
-	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/models"
+	"github.com/cvedge/cvedge/models/store"
 )
 
 // describe reads an export the way the store's check needs, without onnxruntime.

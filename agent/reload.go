@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cvedge/cvedge/agent/ops"
+	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
@@ -72,33 +73,21 @@ func (a *Agent) ReloadConfig(by string) (ReloadResult, error) {
 // and goes on running, while the rest of the new config applies; the result says which
 // and why. A model whose settings and export did not change keeps its loaded session.
 func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
-	a.lcMu.Lock()
-	if a.stopping || a.loops == nil {
-		a.lcMu.Unlock()
+	a.life.mu.Lock()
+	if a.life.stopping || a.life.loops == nil {
+		a.life.mu.Unlock()
 		return res, errors.New("the agent is not running")
 	}
-	a.lifecycleWG.Add(1)
-	a.lcMu.Unlock()
-	defer a.lifecycleWG.Done()
-	a.lifecycle.Lock()
-	defer a.lifecycle.Unlock()
+	a.life.running.Add(1)
+	a.life.mu.Unlock()
+	defer a.life.running.Done()
+	a.life.change.Lock()
+	defer a.life.change.Unlock()
 
 	cur := a.c()
 	merged := *next
 	merged.Cameras = slices.Clone(next.Cameras)
-	keep := func(name string, old, new any, set func()) {
-		if !reflect.DeepEqual(old, new) {
-			res.RestartNeeded = append(res.RestartNeeded, name)
-		}
-		set()
-	}
-	keep("agent.id", cur.Agent.ID, next.Agent.ID, func() { merged.Agent.ID = cur.Agent.ID })
-	keep("onnxruntime", cur.ONNXRuntime, next.ONNXRuntime, func() { merged.ONNXRuntime = cur.ONNXRuntime })
-	keep("mqtt", cur.MQTT, next.MQTT, func() { merged.MQTT = cur.MQTT })
-	keep("spool", cur.Spool, next.Spool, func() { merged.Spool = cur.Spool })
-	keep("store", cur.Store, next.Store, func() { merged.Store = cur.Store })
-	keep("http", cur.HTTP, next.HTTP, func() { merged.HTTP = cur.HTTP })
-	keep("llm", cur.LLM, next.LLM, func() { merged.LLM = cur.LLM })
+	res.RestartNeeded = keepUntilRestart(&merged, cur)
 	old := a.runsNow()
 	byName := make(map[string]*cameraRun, len(old))
 	for _, r := range old {
@@ -113,47 +102,74 @@ func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 		}
 	}
 	a.mu.RLock()
-	prev := &reuse{runs: byName, stages: a.stages, paths: a.stagePaths, models: cur.Models}
+	prev := &reuse{runs: byName, stages: a.stages, paths: a.stagePaths, models: cur.Models, ring: cur.Ring}
 	a.mu.RUnlock()
 	runs, stages, paths, err := a.build(&merged, prev)
 	if err != nil {
 		return res, err
 	}
-	a.pipelines(runs, stages) // before the runs are published: whoever reads them finds a pipeline
+	res.Restarted = a.swap(old, byName, runs, stages, paths, &merged)
+	res.Cameras, res.Models = len(runs), len(stages)
+	a.out.pub.Send(a.statusMessage("online", ""))
+	a.log.Info("config reloaded", "cameras", len(runs), "reopened", res.Restarted, "models", len(stages), "kept_old_source", len(res.KeptSource))
+	return res, nil
+}
+
+// keepUntilRestart sets the sections of next that take effect only at a restart back to their
+// values in cur, and names those that differed.
+func keepUntilRestart(next, cur *configs.Config) (changed []string) {
+	keep := func(name string, old, new any, set func()) {
+		if !reflect.DeepEqual(old, new) {
+			changed = append(changed, name)
+		}
+		set()
+	}
+	keep("agent.id", cur.Agent.ID, next.Agent.ID, func() { next.Agent.ID = cur.Agent.ID })
+	keep("onnxruntime", cur.ONNXRuntime, next.ONNXRuntime, func() { next.ONNXRuntime = cur.ONNXRuntime })
+	keep("mqtt", cur.MQTT, next.MQTT, func() { next.MQTT = cur.MQTT })
+	keep("spool", cur.Spool, next.Spool, func() { next.Spool = cur.Spool })
+	keep("store", cur.Store, next.Store, func() { next.Store = cur.Store })
+	keep("http", cur.HTTP, next.HTTP, func() { next.HTTP = cur.HTTP })
+	keep("llm", cur.LLM, next.LLM, func() { next.LLM = cur.LLM })
+	return changed
+}
+
+// swap replaces the running cameras old with runs, built for cfg: the old loops finish their
+// frame and stop, each camera's counters and (when its ring settings stay) its recent frames
+// go on in its new run, the new loops start, and what the new config no longer uses is freed.
+// It returns how many cameras were opened again.
+func (a *Agent) swap(old []*cameraRun, byName map[string]*cameraRun, runs []*cameraRun, stages map[string]*pipeline.ModelStage, paths map[string]string, cfg *configs.Config) (restarted int) {
 	kept := map[*camera.Camera]bool{}
 	for _, r := range runs {
 		if r.camStarted {
 			kept[r.cam] = true
 		} else {
-			res.Restarted++
+			restarted++
 		}
 	}
-	a.loops.stop(old, kept) // in-flight frames finish on the old pipelines
+	a.life.loops.stop(old, kept) // in-flight frames finish on the old pipelines
 	for _, r := range runs {
 		if o, ok := byName[r.cam.Name()]; ok { // the camera's counters go on
-			r.processed.Store(o.processed.Load())
-			r.failed.Store(o.failed.Load())
-			r.gated.Store(o.gated.Load())
-			r.inferUs.Store(o.inferUs.Load())
-			if reflect.DeepEqual(cur.Ring, merged.Ring) { // its recent frames stay answerable to feedback
-				r.ring.close()
-				r.ring, o.ringMoved = o.ring, true
-			}
+			r.base = o.counts()
+			r.base.QueueMs = nil
+		}
+		if r.ringFrom != nil { // the ring is this run's now
+			r.ringFrom.ringMoved, r.ringFrom = true, nil
 		}
 	}
 	a.mu.Lock()
 	oldStages := a.stages
 	a.runs, a.stages, a.stagePaths = runs, stages, paths
 	a.mu.Unlock()
-	a.conf.Store(&merged)
-	started := a.startLoops(runs, stages)
-	a.lcMu.Lock()
-	a.loops = started
-	a.lcMu.Unlock()
+	a.conf.Store(cfg)
+	started := a.startLoops(runs)
+	a.life.mu.Lock()
+	a.life.loops = started
+	a.life.mu.Unlock()
 	for _, r := range old {
 		r.close()
 	}
-	freed := res.Restarted > 0
+	freed := restarted > 0
 	for name, st := range oldStages {
 		if stages[name] != st {
 			st.Close()
@@ -163,10 +179,7 @@ func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 	if freed {
 		models.ReleaseMemory() // what the closed models and cameras freed goes back to the system
 	}
-	res.Cameras, res.Models = len(runs), len(stages)
-	a.pub.Send(a.statusMessage("online", ""))
-	a.log.Info("config reloaded", "cameras", len(runs), "reopened", res.Restarted, "models", len(stages), "kept_old_source", len(res.KeptSource))
-	return res, nil
+	return restarted
 }
 
 // ProbeTimeout bounds how long a reload and `cvedge config check` wait for a camera source to

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"image"
 	"io"
 	"log/slog"
 	"net"
@@ -10,8 +11,10 @@ import (
 	"time"
 
 	"github.com/cvedge/cvedge/agent/ops"
+	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
 )
 
 // TestWatchdogStopsForAStuckPipeline: a camera loop inside one frame for longer than half
@@ -28,7 +31,13 @@ func TestWatchdogStopsForAStuckPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &cameraRun{cam: cam, pl: NewPipeline("a", "b", "line", nil, nil, 0)}
+	// a detector that does not answer until told: the frame is stuck in it
+	release := make(chan struct{})
+	det := &pipeline.FakeStage{Model: "det", Finds: true, Answer: func(*camera.Frame, image.Rectangle) []models.Prediction {
+		<-release
+		return nil
+	}}
+	r := &cameraRun{cam: cam, pl: pipeline.New(pipeline.Options{Camera: "line", Detector: det})}
 	defer r.pl.Close()
 	a := &Agent{log: slog.New(slog.NewTextHandler(io.Discard, nil)), runs: []*cameraRun{r}}
 	pings := func(d time.Duration) int {
@@ -51,8 +60,24 @@ func TestWatchdogStopsForAStuckPipeline(t *testing.T) {
 	if n := pings(200 * time.Millisecond); n < 3 {
 		t.Fatalf("an idle agent sent %d pings in 200ms at a 40ms watchdog", n)
 	}
-	r.pl.busy[stepDetect].Store(time.Now().Add(-time.Second).UnixNano()) // stuck in a frame for a second
-	if n := pings(200 * time.Millisecond); n != 0 {
+	f, err := camera.FrameOf(image.NewRGBA(image.Rect(0, 0, 32, 24)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.pl.Process(f)
+	}()
+	time.Sleep(100 * time.Millisecond) // stuck for more than half the interval before the pings are counted
+	n := pings(200 * time.Millisecond)
+	close(release)
+	<-done
+	if n != 0 {
 		t.Fatalf("a stuck pipeline still fed the watchdog %d times", n)
+	}
+	if n := pings(200 * time.Millisecond); n < 3 {
+		t.Fatalf("once the frame went through, the agent sent %d pings in 200ms", n)
 	}
 }

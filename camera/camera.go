@@ -261,7 +261,7 @@ func (c *Camera) run(ctx context.Context) {
 		}
 		if err != nil {
 			c.setState(StateReconnecting, err.Error())
-			if !sleep(ctx, backoff) {
+			if !Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, c.MaxBackoff)
@@ -286,7 +286,7 @@ func (c *Camera) run(ctx context.Context) {
 			return
 		}
 		c.setState(StateReconnecting, err.Error())
-		if !sleep(ctx, backoff) {
+		if !Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, c.MaxBackoff)
@@ -425,7 +425,13 @@ func (c *Camera) hand(ctx context.Context, f *Frame, latestOnly bool) bool {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
+// Sleep waits d, or until ctx ends; it reports whether the whole wait passed (ctx still
+// running). A d of zero or less waits nothing. It paces reconnects here, and frames in the
+// agent's interval and max_fps triggers.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -555,6 +561,16 @@ func (f *folder) read(m *gocv.Mat) error {
 
 func (f *folder) fps() float64 { return 0 }
 func (f *folder) close()       {}
+
+// FrameOf makes a Frame of a Go image (Seq 1, Pos -1, captured now): pixels drawn by a test,
+// or decoded elsewhere. Close it when done.
+func FrameOf(img image.Image) (*Frame, error) {
+	m, err := gocv.ImageToMatRGB(img)
+	if err != nil {
+		return nil, fmt.Errorf("image to frame: %w", err)
+	}
+	return &Frame{Camera: "image", Seq: 1, Captured: time.Now(), Pos: -1, mat: m}, nil
+}
 
 // ReadImage reads one image file as a Frame (Seq 1, Pos 0), for offline prediction.
 func ReadImage(path string) (*Frame, error) {

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/cvedge/cvedge/configs"
 )
 
 // LibraryEnv names the environment variable that points at libonnxruntime.so. It is also the
@@ -124,6 +126,13 @@ type Options struct {
 	DeviceID          int
 	// Log hears that a provider is not available and the model runs on the CPU.
 	Log *slog.Logger
+}
+
+// RuntimeOptions turns the config's onnxruntime section into a Runtime's options.
+func RuntimeOptions(c configs.ONNXRuntime, log *slog.Logger) Options {
+	return Options{Library: c.Library, IntraOpThreads: c.IntraOpThreads, InterOpThreads: c.InterOpThreads,
+		GraphOptimization: c.GraphOptimization, NoMemoryArena: !c.MemoryArena, NoSpinning: !c.Spinning,
+		ExecutionProvider: c.ExecutionProvider, DeviceID: c.DeviceID, Log: log}
 }
 
 // NewRuntime loads the onnxruntime library. Close it when no more models are to be loaded:

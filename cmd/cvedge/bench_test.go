@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/agent/tools/bench"
 	"github.com/cvedge/cvedge/agent/testenv"
 )
 
@@ -23,7 +23,7 @@ func TestBench(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
 	}
-	var r agent.BenchReport
+	var r bench.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

@@ -17,7 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/agent/pipeline"
+	"github.com/cvedge/cvedge/agent/tools/bench"
 	"github.com/cvedge/cvedge/agent/collect"
 	"github.com/cvedge/cvedge/agent/eval"
 	"github.com/cvedge/cvedge/agent/payload"
@@ -186,7 +187,7 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 	return cmd
 }
 
-func evalClassifiers(report *eval.Report, stages []*agent.ModelStage, data string, explicit map[string]string, prog *progress) error {
+func evalClassifiers(report *eval.Report, stages []*pipeline.ModelStage, data string, explicit map[string]string, prog *progress) error {
 	set, err := eval.LoadFolders(data)
 	if err != nil {
 		return err
@@ -203,7 +204,7 @@ func evalClassifiers(report *eval.Report, stages []*agent.ModelStage, data strin
 		}
 		conf := eval.NewConfusion(info.Labels)
 		mr := eval.ModelReport{Name: info.Name, Source: info.Source, Format: string(info.Format), Iteration: info.Iteration}
-		pl := agent.NewPipeline("", "", "", nil, st, 0)
+		pl := pipeline.New(pipeline.Options{Classifier: st})
 		total := 0
 		for _, f := range set.Folders {
 			total += len(set.Files[f])
@@ -232,7 +233,7 @@ func evalClassifiers(report *eval.Report, stages []*agent.ModelStage, data strin
 	return nil
 }
 
-func evalDetectors(report *eval.Report, stages []*agent.ModelStage, data string, prog *progress) error {
+func evalDetectors(report *eval.Report, stages []*pipeline.ModelStage, data string, prog *progress) error {
 	images, err := eval.LoadDetection(data)
 	if err != nil {
 		return err
@@ -248,7 +249,7 @@ func evalDetectors(report *eval.Report, stages []*agent.ModelStage, data string,
 		}
 		det := eval.NewDetections()
 		mr := eval.ModelReport{Name: info.Name, Source: info.Source, Format: string(info.Format), Iteration: info.Iteration}
-		pl := agent.NewPipeline("", "", "", st, nil, 0)
+		pl := pipeline.New(pipeline.Options{Detector: st})
 		for _, im := range images {
 			mr.Images++
 			prog.step(info.Name, mr.Images, len(images))
@@ -290,7 +291,7 @@ func contains(list []string, s string) bool {
 }
 
 // predictFile runs the pipeline on one image file.
-func predictFile(pl *agent.Pipeline, file string) (*payload.Prediction, error) {
+func predictFile(pl *pipeline.Pipeline, file string) (*payload.Prediction, error) {
 	f, err := camera.ReadImage(file)
 	if err != nil {
 		return nil, err
@@ -334,7 +335,7 @@ func (p *progress) done() {
 
 func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 	var (
-		o        agent.BenchOptions
+		o        bench.Options
 		asJSON   bool
 		markdown string
 		lib      string
@@ -377,7 +378,7 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			rep, err := agent.Bench(cmd.Context(), o)
+			rep, err := bench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
 			}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
@@ -64,7 +64,7 @@ func (f *modelFlags) runtime() (*models.Runtime, error) {
 type stageSet struct {
 	flags  *modelFlags
 	rt     *models.Runtime
-	stages []*agent.ModelStage // in the order loaded
+	stages []*pipeline.ModelStage // in the order loaded
 }
 
 // openStages opens onnxruntime for the command's models; the set's close frees them and it.
@@ -77,12 +77,12 @@ func (f *modelFlags) openStages() (*stageSet, error) {
 }
 
 // load loads the export at path, named after its file or folder.
-func (s *stageSet) load(path string) (*agent.ModelStage, error) {
+func (s *stageSet) load(path string) (*pipeline.ModelStage, error) {
 	mc, err := s.flags.model(path)
 	if err != nil {
 		return nil, err
 	}
-	st, err := agent.LoadStage(s.rt, filepath.Base(filepath.Clean(path)), mc)
+	st, err := pipeline.LoadStage(s.rt, filepath.Base(filepath.Clean(path)), mc)
 	if err != nil {
 		return nil, err
 	}
@@ -207,13 +207,13 @@ func predictCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer set.close()
-			load := func(path string) (agent.Stage, error) {
+			load := func(path string) (pipeline.Stage, error) {
 				if path == "" {
 					return nil, nil
 				}
 				return set.load(path)
 			}
-			var dst, cst agent.Stage
+			var dst, cst pipeline.Stage
 			if model != "" {
 				st, err := load(model)
 				if err != nil {
@@ -238,7 +238,7 @@ func predictCmd(stdout, stderr io.Writer) *cobra.Command {
 					return fmt.Errorf("--classifier %s is a detector", cls)
 				}
 			}
-			pl := agent.NewPipeline("", "", "", dst, cst, float32(padding))
+			pl := pipeline.New(pipeline.Options{Detector: dst, Classifier: cst, Padding: float32(padding)})
 			defer pl.Close()
 			failed := 0
 			enc := json.NewEncoder(stdout)
@@ -261,7 +261,7 @@ func predictCmd(stdout, stderr io.Writer) *cobra.Command {
 						return err
 					}
 				} else {
-					fmt.Fprintf(stdout, "%s: %s\n", file, agent.Summary(msg))
+					fmt.Fprintf(stdout, "%s: %s\n", file, pipeline.Summary(msg))
 				}
 			}
 			if failed > 0 {

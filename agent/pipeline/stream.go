@@ -1,4 +1,4 @@
-package agent
+package pipeline
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // input; one runs the detector on frame n+1; the calling goroutine classifies frame n's
 // crops and calls done. On a small box this keeps the detector, the expensive part, busy.
 //
-// done gets each frame in order, with its message or error (errGated for a frame the gate
+// done gets each frame in order, with its message or error (ErrGated for a frame the gate
 // skipped, with its quality); done owns f. meta travels with its frame (a trigger, say).
 // When next fails (io.EOF at the end of a file, or ctx ended), Stream returns that call's
 // meta and error once every earlier frame is done. p must not be used elsewhere meanwhile.

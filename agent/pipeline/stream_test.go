@@ -1,4 +1,4 @@
-package agent_test
+package pipeline_test
 
 import (
 	"context"
@@ -9,18 +9,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
 )
 
-func stage(t testing.TB, rt *models.Runtime, path string) *agent.ModelStage {
+func stage(t testing.TB, rt *models.Runtime, path string) *pipeline.ModelStage {
 	t.Helper()
 	m := loadModel(t, rt, path)
-	st, err := agent.NewModelStage(m, "stretch")
+	st, err := pipeline.NewModelStage(m, "stretch")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestStreamMatchesProcess(t *testing.T) {
 	// the reference: one frame at a time
 	var want []*payload.Prediction
 	cam := video(t, ctx)
-	seq := agent.NewPipeline("a", "b", "conveyor", det, cls, 0.1)
+	seq := pipeline.New(pipeline.Options{Agent: "a", Boot: "b", Camera: "conveyor", Detector: det, Classifier: cls, Padding: 0.1})
 	for range frames {
 		f, err := cam.Next(ctx)
 		if err != nil {
@@ -87,12 +87,12 @@ func TestStreamMatchesProcess(t *testing.T) {
 
 	// one frame ahead, with the detector swapped to float16 and back on the way
 	cam = video(t, ctx)
-	pl := agent.NewPipeline("a", "b", "conveyor", det, cls, 0.1)
+	pl := pipeline.New(pipeline.Options{Agent: "a", Boot: "b", Camera: "conveyor", Detector: det, Classifier: cls, Padding: 0.1})
 	defer pl.Close()
 	read := make(chan int, frames+1)
 	n := 0
 	var got []*payload.Prediction
-	_, err = agent.Stream(ctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
+	_, err = pipeline.Stream(ctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
 		if n == frames {
 			return nil, n, io.EOF
 		}
@@ -149,7 +149,7 @@ func TestStreamMatchesProcess(t *testing.T) {
 		}
 		for j, p := range g.Predictions {
 			q := w.Predictions[j]
-			if iou(*p.BoundingBox, *q.BoundingBox) < 0.9 || p.Classification.Predictions[0].TagName != q.Classification.Predictions[0].TagName {
+			if models.Box(*p.BoundingBox).IoU(models.Box(*q.BoundingBox)) < 0.9 || p.Classification.Predictions[0].TagName != q.Classification.Predictions[0].TagName {
 				t.Errorf("frame %d detection %d: %+v %s, one at a time %+v %s", i+1, j, *p.BoundingBox, p.Classification.Predictions[0].TagName, *q.BoundingBox, q.Classification.Predictions[0].TagName)
 			}
 			found++
@@ -172,7 +172,7 @@ func TestStreamMatchesProcess(t *testing.T) {
 	cam = video(t, ctx)
 	cctx, cancel := context.WithCancel(ctx)
 	doneFrames := 0
-	_, err = agent.Stream(cctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
+	_, err = pipeline.Stream(cctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
 		f, err := cam.Next(ctx)
 		return f, 0, err
 	}, func(f *camera.Frame, _ int, _ *payload.Prediction, err error) {
@@ -188,7 +188,7 @@ func TestStreamMatchesProcess(t *testing.T) {
 
 // demoPipeline is the demo's detector and its classifier in a pipeline, with 30 frames of
 // the demo video read first. The test's cleanup frees them all.
-func demoPipeline(tb testing.TB) (*agent.Pipeline, []*camera.Frame) {
+func demoPipeline(tb testing.TB) (*pipeline.Pipeline, []*camera.Frame) {
 	tb.Helper()
 	rt, err := models.NewRuntime(models.Options{})
 	if err != nil {
@@ -211,7 +211,7 @@ func demoPipeline(tb testing.TB) (*agent.Pipeline, []*camera.Frame) {
 		}
 		frames = append(frames, f)
 	}
-	pl := agent.NewPipeline("a", "b", "conveyor", det, cls, 0.1)
+	pl := pipeline.New(pipeline.Options{Agent: "a", Boot: "b", Camera: "conveyor", Detector: det, Classifier: cls, Padding: 0.1})
 	tb.Cleanup(pl.Close)
 	return pl, frames
 }

@@ -1,10 +1,14 @@
-package agent
+// Package pipeline turns camera frames into prediction messages: quality, detector, padded
+// crops, classifier, second-level routes. Stream overlaps the work of three frames on three
+// goroutines; the Steps that follow the models (publish, samples, ...) plug in through the
+// Step interface. It owns the model stages (ModelStage: hot swap, shadow candidate) and the
+// per-frame scratch, and it knows nothing of MQTT, the config file or the daemon.
+package pipeline
 
 import (
 	"errors"
 	"fmt"
 	"image"
-	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,26 +21,35 @@ import (
 	"github.com/cvedge/cvedge/preprocess"
 )
 
-// Pipeline turns one camera's frames into prediction payloads: measure quality, detect,
-// crop each detection (with padding), classify the crops in one batch. It belongs to one
-// camera goroutine; the Stages it uses may be shared with other cameras.
-type Pipeline struct {
-	Agent      string
-	Boot       string
-	Camera     string
-	Detector   Stage // nil: the classifier sees the whole frame
-	Classifier Stage // nil: detections are reported without classification
-	Padding    float32
-	// Gate bounds the capture quality; its Action says what happens to a frame out of bounds.
-	Gate configs.QualityGate
+// Options say what a Pipeline runs. Only the stages are needed; the rest has working zero
+// values.
+type Options struct {
+	// Agent, Boot and Camera name where the messages come from.
+	Agent, Boot, Camera string
+	Detector            Stage // nil: the classifier sees the whole frame
+	Classifier          Stage // nil: detections are reported without classification
 	// Routes maps a first-level tag to the second-level classifier that refines it.
 	Routes map[string]Stage
+	// Padding grows each detected box by this fraction before its crop is classified.
+	Padding float32
+	// Gate bounds the capture quality; its Action says what happens to a frame out of bounds.
+	Gate configs.QualityGate
 	// Thresholds are per-tag minimum probabilities (see configs.Pipeline).
 	Thresholds map[string]float64
-	tracker    *tracker // nil: no N-frame vote
+	// Frames holds the last FrameID given; the pipeline numbers its messages on from it. The
+	// agent keeps one per camera name for the whole boot, so that a reload, which makes new
+	// pipelines, never numbers a frame again. nil: from 1.
+	Frames *atomic.Uint64
+}
 
-	meter  *preprocess.Meter
-	frames *atomic.Uint64 // messages numbered so far: the last FrameID (see NumberFrom)
+// Pipeline turns one camera's frames into prediction payloads: measure quality, detect,
+// crop each detection (with padding), classify the crops in one batch, refine by route. It
+// belongs to one camera goroutine; the Stages it uses may be shared with other cameras. It
+// knows nothing of MQTT or the daemon: what happens to a message afterwards is the Steps'.
+type Pipeline struct {
+	o     Options
+	ahead AheadStage // the detector, when it can fill its input ahead
+	meter *preprocess.Meter
 	// busy holds when each step began on its current frame (unix ns), 0 between frames.
 	busy [steps]atomic.Int64
 	// Each step has its own scratch, as Stream runs the steps of a frame on three
@@ -56,39 +69,40 @@ type Pipeline struct {
 		region [1]image.Rectangle
 	}
 	cmp struct {
-		res, shadow, route models.Results
-		cls                slab[payload.Classification]
-		tags               slab[payload.Tag]
-		out                []*payload.Classification
-		crops              []image.Rectangle
-		index              []int
-		region             [1]image.Rectangle
+		res, route models.Results
+		cls        slab[payload.Classification]
+		tags       slab[payload.Tag]
+		out        []*payload.Classification
+		crops      []image.Rectangle
+		index      []int
+		regions    []image.Rectangle // by prediction: what the classifier saw (see Regions)
+		region     [1]image.Rectangle
 	}
 }
 
-// NewPipeline returns a Pipeline; Close frees its quality meter.
-func NewPipeline(agent, boot, cameraName string, det, cls Stage, padding float32) *Pipeline {
-	return &Pipeline{Agent: agent, Boot: boot, Camera: cameraName, Detector: det, Classifier: cls, Padding: padding, meter: preprocess.NewMeter(),
-		frames: new(atomic.Uint64)}
-}
-
-// NumberFrom makes the pipeline number its messages on from counter, which holds the last
-// FrameID given. The agent keeps one counter per camera name for the whole boot, so that a
-// reload, which makes new pipelines, never numbers a frame again.
-func (p *Pipeline) NumberFrom(counter *atomic.Uint64) { p.frames = counter }
-
-// VoteOver turns on N-frame agreement.
-func (p *Pipeline) VoteOver(v configs.Vote) {
-	if v.Frames > 0 {
-		p.tracker = newTracker(v)
+// New returns a Pipeline; Close frees its quality meter.
+func New(o Options) *Pipeline {
+	if o.Frames == nil {
+		o.Frames = new(atomic.Uint64)
 	}
+	p := &Pipeline{o: o, meter: preprocess.NewMeter()}
+	if a, ok := o.Detector.(AheadStage); ok {
+		p.ahead = a
+	}
+	return p
 }
 
 // Close frees the pipeline's scratch memory.
 func (p *Pipeline) Close() { p.meter.Close() }
 
+// Regions returns, by prediction index of the last message completed, the pixel region the
+// classifier saw: a detection's padded crop (empty when the box lies outside the frame or
+// there is no classifier), or the whole frame for a classifier alone. It is scratch, valid
+// until the next frame completes: the steps of that frame may read it.
+func (p *Pipeline) Regions() []image.Rectangle { return p.cmp.regions }
+
 // Process runs the stages on f and returns the prediction message. f stays owned by the
-// caller. A frame the quality gate skips returns errGated with a message that holds only its
+// caller. A frame the quality gate skips returns ErrGated with a message that holds only its
 // quality (no FrameID: it is not published). Stream does the same work in three steps that
 // overlap across frames: prepare, detect, complete.
 func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
@@ -119,30 +133,30 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 	full := f.Bounds()
 	msg := p.pre.msgs.one()
 	*msg = payload.Prediction{
-		Schema: payload.Schema, ID: p.pre.ids.next(), Agent: p.Agent, Camera: p.Camera, Boot: p.Boot,
+		Schema: payload.Schema, ID: p.pre.ids.next(), Agent: p.o.Agent, Camera: p.o.Camera, Boot: p.o.Boot,
 		Captured: f.Captured, Width: full.Dx(), Height: full.Dy(),
 		// room for the detector, the classifier and the routes
-		Predictions: []payload.Tag{}, Models: p.pre.refs.take(2 + len(p.Routes))[:0],
+		Predictions: []payload.Tag{}, Models: p.pre.refs.take(2 + len(p.o.Routes))[:0],
 	}
 	if f.Pos >= 0 {
 		msg.SourcePos = p.pre.pos.one()
 		*msg.SourcePos = f.Pos
 	}
-	msg.LatencyMs.Queue = ms(start.Sub(f.Captured))
+	msg.LatencyMs.Queue = payload.Ms(start.Sub(f.Captured))
 	q := p.meter.Measure(f.Mat(), image.Rectangle{})
 	msg.Quality = payload.Quality{Sharpness: q.Sharpness, Brightness: q.Brightness, Overexposed: q.Overexposed, Underexposed: q.Underexposed}
-	if p.Gate.Action == "flag" || p.Gate.Action == "skip" {
-		msg.Quality.Gate, msg.Quality.Failed = "pass", gateFailures(p.Gate, q)
+	if g := p.o.Gate; g.Action == "flag" || g.Action == "skip" {
+		msg.Quality.Gate, msg.Quality.Failed = "pass", gateFailures(g, q)
 		if len(msg.Quality.Failed) > 0 {
 			msg.Quality.Gate = "fail"
-			if p.Gate.Action == "skip" {
-				return msg, fmt.Errorf("%w: %s", errGated, strings.Join(msg.Quality.Failed, ", "))
+			if g.Action == "skip" {
+				return msg, fmt.Errorf("%w: %s", ErrGated, strings.Join(msg.Quality.Failed, ", "))
 			}
 		}
 	}
-	msg.LatencyMs.Preprocess = ms(time.Since(start))
-	if det, ok := p.Detector.(*ModelStage); ok && a != nil {
-		det.FillAhead(a, f, full)
+	msg.LatencyMs.Preprocess = payload.Ms(time.Since(start))
+	if p.ahead != nil && a != nil {
+		p.ahead.FillAhead(a, f, full)
 	}
 	return msg, nil
 }
@@ -150,35 +164,35 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 // detect runs the detector (if any) on f, on its input filled ahead in a when there is one,
 // adds the detections over the per-tag thresholds to msg, and returns their boxes.
 func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([]models.Box, error) {
-	if p.Detector == nil {
+	if p.o.Detector == nil {
 		return nil, nil
 	}
 	t := p.begin(stepDetect)
 	defer p.end(stepDetect)
 	if a != nil && a.filled {
-		msg.LatencyMs.Queue += ms(t.Sub(a.at)) // prepared, waiting for the detector
+		msg.LatencyMs.Queue += payload.Ms(t.Sub(a.at)) // prepared, waiting for the detector
 	}
 	full := f.Bounds()
 	var inf Inference
 	var err error
-	if det, ok := p.Detector.(*ModelStage); ok && a != nil {
-		inf, err = det.InferAhead(a, f, full, &p.det.res)
+	if p.ahead != nil && a != nil {
+		inf, err = p.ahead.InferAhead(a, f, full, &p.det.res)
 	} else {
 		p.det.region[0] = full
-		inf, err = p.Detector.Infer(f, p.det.region[:], &p.det.res)
+		inf, err = p.o.Detector.Infer(f, p.det.region[:], &p.det.res)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("camera %s frame %d: detector: %w", p.Camera, f.Seq, err)
+		return nil, fmt.Errorf("camera %s frame %d: detector: %w", p.o.Camera, f.Seq, err)
 	}
 	ref := inf.Ref
 	ref.Stage = "detector"
 	msg.Models = append(msg.Models, ref)
 	msg.Iteration = ref.Iteration
-	msg.LatencyMs.Preprocess += ms(inf.Fill)
+	msg.LatencyMs.Preprocess += payload.Ms(inf.Fill)
 	if inf.Ahead {
-		msg.LatencyMs.Detect = ms(time.Since(t))
+		msg.LatencyMs.Detect = payload.Ms(time.Since(t))
 	} else {
-		msg.LatencyMs.Detect = ms(time.Since(t) - inf.Fill)
+		msg.LatencyMs.Detect = payload.Ms(time.Since(t) - inf.Fill)
 	}
 	// The boxes are copied out of the results, which the next frame reuses while the
 	// complete step classifies this one's crops.
@@ -199,24 +213,24 @@ func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([
 }
 
 // complete runs the classifier on each detection's padded crop (or on the whole frame when
-// there is no detector), the second-level classifiers the routes choose and the vote, and
-// numbers the message.
+// there is no detector) and the second-level classifiers the routes choose, and numbers the
+// message.
 func (p *Pipeline) complete(f *camera.Frame, msg *payload.Prediction, kept []models.Box) (*payload.Prediction, error) {
 	p.begin(stepComplete)
 	defer p.end(stepComplete)
 	if err := p.classifyAll(f, msg, kept); err != nil {
 		return nil, err
 	}
-	msg.FrameID = p.frames.Add(1)
+	msg.FrameID = p.o.Frames.Add(1)
 	msg.Created = time.Now().UTC()
-	msg.LatencyMs.Total = ms(msg.Created.Sub(f.Captured))
+	msg.LatencyMs.Total = payload.Ms(msg.Created.Sub(f.Captured))
 	l := &msg.LatencyMs
 	for _, v := range []*float64{&l.Queue, &l.Preprocess, &l.Detect, &l.Classify, &l.Total} {
-		*v = round(*v, 3)
+		*v = payload.Round(*v, 3)
 	}
 	qq := &msg.Quality
 	for _, v := range []*float64{&qq.Sharpness, &qq.Brightness, &qq.Overexposed, &qq.Underexposed} {
-		*v = round(*v, 4)
+		*v = payload.Round(*v, 4)
 	}
 	return msg, nil
 }
@@ -244,62 +258,63 @@ func (p *Pipeline) BusySince() time.Time {
 	return time.Unix(0, oldest)
 }
 
-// classifyAll classifies the whole frame (no detector) or each kept detection's crop.
+// classifyAll classifies the whole frame (no detector) or each kept detection's crop, and
+// notes the region of each (see Regions).
 func (p *Pipeline) classifyAll(f *camera.Frame, msg *payload.Prediction, kept []models.Box) error {
 	full := f.Bounds()
-	if p.Detector == nil {
-		if p.Classifier == nil {
-			return nil
-		}
-		p.cmp.region[0] = full
-		cls, err := p.classify(f, p.cmp.region[:], msg)
+	c := &p.cmp
+	c.regions = c.regions[:0]
+	if p.o.Classifier == nil {
+		c.regions = slices.Grow(c.regions, len(kept))[:len(kept)]
+		clear(c.regions)
+		return nil
+	}
+	if p.o.Detector == nil {
+		c.region[0] = full
+		cls, err := p.classify(f, c.region[:], msg)
 		if err != nil {
 			return err
 		}
-		c := cls[0]
-		msg.Iteration = c.Iteration
-		msg.Predictions = c.Predictions
-		msg.Uncertain, msg.Route, msg.Shadow = c.Uncertain, c.Next, c.Shadow
-		if p.tracker != nil && len(c.Predictions) > 0 {
-			msg.Vote = p.tracker.frame(finalTag(payload.Tag{TagName: c.Predictions[0].TagName, Classification: c}))
-		}
+		top := cls[0]
+		msg.Iteration = top.Iteration
+		msg.Predictions = top.Predictions
+		msg.Uncertain, msg.Route = top.Uncertain, top.Next
+		c.regions = append(c.regions, full)
 		return nil
 	}
-	if p.Classifier != nil && len(kept) > 0 {
-		c := &p.cmp
-		c.crops, c.index = c.crops[:0], c.index[:0]
-		for i, b := range kept {
-			r := preprocess.CropRect(full, full.Dx(), full.Dy(), b.Left, b.Top, b.Width, b.Height, p.Padding)
-			if r.Dx() < 2 || r.Dy() < 2 {
-				continue // box outside the frame: nothing to classify
-			}
-			c.crops = append(c.crops, r)
-			c.index = append(c.index, i)
+	c.crops, c.index = c.crops[:0], c.index[:0]
+	c.regions = slices.Grow(c.regions, len(kept))[:len(kept)]
+	clear(c.regions)
+	for i, b := range kept {
+		r := preprocess.CropRect(full, full.Dx(), full.Dy(), b.Left, b.Top, b.Width, b.Height, p.o.Padding)
+		if r.Dx() < 2 || r.Dy() < 2 {
+			continue // box outside the frame: nothing to classify
 		}
-		if len(c.crops) > 0 {
-			cls, err := p.classify(f, c.crops, msg)
-			if err != nil {
-				return err
-			}
-			for j, cl := range cls {
-				msg.Predictions[c.index[j]].Classification = cl
-			}
-		}
+		c.crops = append(c.crops, r)
+		c.index = append(c.index, i)
+		c.regions[i] = r
 	}
-	if p.tracker != nil {
-		p.tracker.detections(msg.Predictions)
+	if len(c.crops) == 0 {
+		return nil
+	}
+	cls, err := p.classify(f, c.crops, msg)
+	if err != nil {
+		return err
+	}
+	for j, cl := range cls {
+		msg.Predictions[c.index[j]].Classification = cl
 	}
 	return nil
 }
 
-// classify runs the classifier on the regions (one call, batched as the model allows), the
-// shadow candidate when it is due, and the second level the routes choose for each region.
+// classify runs the classifier on the regions (one call, batched as the model allows) and the
+// second level the routes choose for each region.
 // The list it returns is scratch, valid until the next call.
 func (p *Pipeline) classify(f *camera.Frame, regions []image.Rectangle, msg *payload.Prediction) ([]*payload.Classification, error) {
 	t := time.Now()
-	inf, err := p.Classifier.Infer(f, regions, &p.cmp.res)
+	inf, err := p.o.Classifier.Infer(f, regions, &p.cmp.res)
 	if err != nil {
-		return nil, fmt.Errorf("camera %s frame %d: classifier: %w", p.Camera, f.Seq, err)
+		return nil, fmt.Errorf("camera %s frame %d: classifier: %w", p.o.Camera, f.Seq, err)
 	}
 	ref := inf.Ref
 	ref.Stage = "classifier"
@@ -309,24 +324,6 @@ func (p *Pipeline) classify(f *camera.Frame, regions []image.Rectangle, msg *pay
 	p.cmp.out = out
 	for i, preds := range inf.Preds {
 		out[i] = p.classification(ref, preds)
-	}
-	if ms, ok := p.Classifier.(*ModelStage); ok {
-		sh, record, err := ms.ShadowInfer(f, regions, &p.cmp.shadow)
-		if err != nil {
-			return nil, fmt.Errorf("camera %s frame %d: shadow: %w", p.Camera, f.Seq, err)
-		}
-		if record != nil {
-			fill += sh.Fill
-			for i, preds := range sh.Preds {
-				if len(preds) == 0 || len(out[i].Predictions) == 0 {
-					continue
-				}
-				active := out[i].Predictions[0].TagName
-				a := &payload.ShadowAnswer{Iteration: sh.Ref.Iteration, TagName: preds[0].TagName, Probability: preds[0].Probability, Agrees: preds[0].TagName == active}
-				out[i].Shadow = a
-				record(active, a.Agrees)
-			}
-		}
 	}
 	// second level: group the regions by the route their top tag picks
 	routed := map[string][]int{}
@@ -339,14 +336,14 @@ func (p *Pipeline) classify(f *camera.Frame, regions []image.Rectangle, msg *pay
 		}
 	}
 	for name, idx := range routed {
-		stage := p.Routes[name]
+		stage := p.o.Routes[name]
 		sub := make([]image.Rectangle, len(idx))
 		for k, i := range idx {
 			sub[k] = regions[i]
 		}
 		inf2, err := stage.Infer(f, sub, &p.cmp.route)
 		if err != nil {
-			return nil, fmt.Errorf("camera %s frame %d: route %s: %w", p.Camera, f.Seq, name, err)
+			return nil, fmt.Errorf("camera %s frame %d: route %s: %w", p.o.Camera, f.Seq, name, err)
 		}
 		ref2 := inf2.Ref
 		ref2.Stage = "route"
@@ -356,8 +353,8 @@ func (p *Pipeline) classify(f *camera.Frame, regions []image.Rectangle, msg *pay
 			out[i].Next = p.classification(ref2, inf2.Preds[k])
 		}
 	}
-	msg.LatencyMs.Preprocess += ms(fill)
-	msg.LatencyMs.Classify = ms(time.Since(t) - fill)
+	msg.LatencyMs.Preprocess += payload.Ms(fill)
+	msg.LatencyMs.Classify = payload.Ms(time.Since(t) - fill)
 	return out, nil
 }
 
@@ -376,7 +373,7 @@ func (p *Pipeline) classification(ref payload.ModelRef, preds []models.Predictio
 
 // under reports whether probability is under the per-tag threshold of tag.
 func (p *Pipeline) under(tagName string, probability float32) bool {
-	for t, v := range p.Thresholds {
+	for t, v := range p.o.Thresholds {
 		if strings.EqualFold(t, tagName) {
 			return float64(probability) < v
 		}
@@ -386,7 +383,7 @@ func (p *Pipeline) under(tagName string, probability float32) bool {
 
 // routeFor returns the route name (key of Routes) for a first-level tag, or "".
 func (p *Pipeline) routeFor(tagName string) string {
-	for t := range p.Routes {
+	for t := range p.o.Routes {
 		if strings.EqualFold(t, tagName) {
 			return t
 		}
@@ -394,8 +391,8 @@ func (p *Pipeline) routeFor(tagName string) string {
 	return ""
 }
 
-// errGated marks a frame the quality gate kept from the models.
-var errGated = errors.New("frame skipped by the quality gate")
+// ErrGated marks a frame the quality gate kept from the models.
+var ErrGated = errors.New("frame skipped by the quality gate")
 
 // gateFailures names the bounds of g that q is outside of.
 func gateFailures(g configs.QualityGate, q preprocess.Quality) []string {
@@ -426,13 +423,6 @@ func clampBox(b models.Box) payload.Box {
 }
 
 func clamp01(v float32) float32 { return min(max(v, 0), 1) }
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func round(v float64, digits int) float64 {
-	p := math.Pow10(digits)
-	return math.Round(v*p) / p
-}
 
 // Summary renders a prediction in one readable line for the log:
 // "part 0.99 [0.12,0.40 0.14x0.25] red 0.98; part ...".

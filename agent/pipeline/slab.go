@@ -1,9 +1,9 @@
-package agent
+package pipeline
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"unsafe"
+
+	"github.com/cvedge/cvedge/agent/payload"
 )
 
 // slab cuts small slices of T out of larger blocks, so that the many small parts of a frame's
@@ -55,29 +55,11 @@ func (b *idBatch) next() string {
 	if len(b.batch) == 0 {
 		buf := make([]byte, 0, idsPerBatch*36)
 		for range idsPerBatch {
-			buf = appendID(buf)
+			buf = payload.AppendID(buf)
 		}
 		b.batch = string(buf)
 	}
 	id := b.batch[:36]
 	b.batch = b.batch[36:]
 	return id
-}
-
-// newID returns a random (version 4) UUID.
-func newID() string { return string(appendID(make([]byte, 0, 36))) }
-
-// appendID appends a random (version 4) UUID, 36 characters, to dst.
-func appendID(dst []byte) []byte {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	for i, part := range [...][2]int{{0, 4}, {4, 6}, {6, 8}, {8, 10}, {10, 16}} {
-		if i > 0 {
-			dst = append(dst, '-')
-		}
-		dst = hex.AppendEncode(dst, b[part[0]:part[1]])
-	}
-	return dst
 }

@@ -1,4 +1,4 @@
-package agent
+package pipeline
 
 import (
 	"errors"
@@ -83,7 +83,7 @@ func (s *shadowRun) stats() *payload.ShadowStats {
 	st := &payload.ShadowStats{Iteration: s.l.ref.Iteration, Compared: s.compared, Agreed: s.agreed,
 		Reviewed: s.reviewed, CandidateRight: s.candidateRight, ByTag: map[string]payload.TagAgreement{}}
 	if s.compared > 0 {
-		st.Agreement = round(float64(s.agreed)/float64(s.compared), 4)
+		st.Agreement = payload.Round(float64(s.agreed)/float64(s.compared), 4)
 	}
 	tags := make([]string, 0, len(s.byTag))
 	for t := range s.byTag {
@@ -139,8 +139,8 @@ func (s *ModelStage) SetShadow(m *models.Model, maxPerSecond float64) error {
 	return nil
 }
 
-// shadowStats returns the stage's shadow counters, or nil.
-func (s *ModelStage) shadowStats() *payload.ShadowStats {
+// ShadowStats returns the stage's shadow counters, or nil when it runs no candidate.
+func (s *ModelStage) ShadowStats() *payload.ShadowStats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.shadow == nil {
@@ -149,8 +149,8 @@ func (s *ModelStage) shadowStats() *payload.ShadowStats {
 	return s.shadow.stats()
 }
 
-// shadowReview counts an operator's correction against the candidate's answer.
-func (s *ModelStage) shadowReview(candidateTag, correctTag string) {
+// ShadowReview counts an operator's correction against the candidate's answer.
+func (s *ModelStage) ShadowReview(candidateTag, correctTag string) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.shadow != nil {

@@ -1,4 +1,8 @@
-package agent
+// Package bench is `cvedge bench`: it measures, in one run on one machine, the models alone,
+// the pipeline, the pipeline publishing to an embedded broker, and a whole agent running
+// several realtime cameras. It uses the public API of the pipeline and the daemon only, and
+// reports figures; it asserts none.
+package bench
 
 import (
 	"bufio"
@@ -18,16 +22,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/broker"
 	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
 )
 
-// BenchOptions say what `cvedge bench` measures.
-type BenchOptions struct {
+// Options say what `cvedge bench` measures.
+type Options struct {
 	Detector, Classifier string // export paths; either may be empty
 	Source               string // a video file or folder
 	Frames               int    // frames through the pipeline (the source loops as needed)
@@ -63,8 +69,8 @@ type CameraBench struct {
 	QueueMs Percentiles `json:"queueMs"`
 }
 
-// BenchReport is what `cvedge bench` measured, in one run on one machine.
-type BenchReport struct {
+// Report is what `cvedge bench` measured, in one run on one machine.
+type Report struct {
 	Machine  map[string]string `json:"machine"`
 	Frames   int               `json:"frames"`
 	Raw      []RawTiming       `json:"raw"`
@@ -99,9 +105,9 @@ type BenchReport struct {
 	AgentAllocsPerFrame float64 `json:"agentAllocsPerFrame,omitempty"`
 }
 
-// Bench measures the models alone, the pipeline, and the pipeline publishing to an embedded
+// Run measures the models alone, the pipeline, and the pipeline publishing to an embedded
 // broker, in one run.
-func Bench(ctx context.Context, o BenchOptions) (*BenchReport, error) {
+func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Detector == "" && o.Classifier == "" {
 		return nil, errors.New("give a detector, a classifier, or both")
 	}
@@ -111,22 +117,22 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchReport, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	rt, err := models.NewRuntime(RuntimeOptions(o.Runtime, o.Log))
+	rt, err := models.NewRuntime(models.RuntimeOptions(o.Runtime, o.Log))
 	if err != nil {
 		return nil, err
 	}
 	defer rt.Close()
-	rep := &BenchReport{Machine: machine(rt), Frames: o.Frames}
+	rep := &Report{Machine: machine(rt), Frames: o.Frames}
 	rt0 := o.Runtime
 	rep.Machine["onnxruntime session"] = fmt.Sprintf("provider %s, intra_op_threads %d, inter_op_threads %d, graph_optimization %s, memory_arena %v, spinning %v",
 		rt0.ExecutionProvider, rt0.IntraOpThreads, rt0.InterOpThreads, rt0.GraphOptimization, rt0.MemoryArena, rt0.Spinning)
-	load := func(name, path string) (*ModelStage, error) {
+	load := func(name, path string) (*pipeline.ModelStage, error) {
 		if path == "" {
 			return nil, nil
 		}
 		mc := configs.DefaultModel()
 		mc.Path = path
-		return LoadStage(rt, name, mc)
+		return pipeline.LoadStage(rt, name, mc)
 	}
 	det, err := load("detector", o.Detector)
 	if err != nil {
@@ -142,7 +148,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchReport, error) {
 	if cls != nil {
 		defer cls.Close()
 	}
-	var detS, clsS Stage
+	var detS, clsS pipeline.Stage
 	if det != nil {
 		detS = det
 	}
@@ -218,10 +224,10 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchReport, error) {
 		modelTime += time.Duration(float64(j.weight) * t.MeanMs * float64(time.Millisecond))
 	}
 	if modelTime > 0 {
-		rep.ModelBoundFPS = round(float64(rep.Frames)/modelTime.Seconds(), 2)
+		rep.ModelBoundFPS = payload.Round(float64(rep.Frames)/modelTime.Seconds(), 2)
 	}
 	if rep.ModelBoundFPS > 0 {
-		rep.Efficiency = round(rep.EndToEnd.FPS/rep.ModelBoundFPS, 3)
+		rep.Efficiency = payload.Round(rep.EndToEnd.FPS/rep.ModelBoundFPS, 3)
 	}
 	rep.PeakRSSMB, rep.AnonRSSMB, rep.FileRSSMB = memoryMB() // one pipeline, its models and a broker; before the cameras run
 	// 4. several realtime cameras sharing the models
@@ -234,7 +240,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchReport, error) {
 }
 
 // benchSource opens the source as a camera that hands over every frame.
-func benchSource(o BenchOptions, name string) (*camera.Camera, error) {
+func benchSource(o Options, name string) (*camera.Camera, error) {
 	cc := configs.DefaultCamera()
 	cc.Name, cc.Source, cc.Loop, cc.Realtime = name, o.Source, true, false
 	return camera.New(cc, o.Log)
@@ -242,14 +248,14 @@ func benchSource(o BenchOptions, name string) (*camera.Camera, error) {
 
 // benchPipeline runs Frames frames through the pipeline and the JSON encoding; it returns
 // the crops per frame.
-func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *BenchReport) ([]int, error) {
+func benchPipeline(ctx context.Context, o Options, det, cls pipeline.Stage, rep *Report) ([]int, error) {
 	cam, err := benchSource(o, "bench")
 	if err != nil {
 		return nil, err
 	}
 	cam.Start(ctx)
 	defer cam.Close()
-	pl := NewPipeline("bench", "bench", "bench", det, cls, 0.1)
+	pl := pipeline.New(pipeline.Options{Agent: "bench", Boot: "bench", Camera: "bench", Detector: det, Classifier: cls, Padding: 0.1})
 	defer pl.Close()
 	// allocated up front, so that the bookkeeping does not count in the allocations per frame
 	names := []string{"queue", "preprocess", "detect", "classify", "total"}
@@ -295,7 +301,7 @@ func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 	wall := time.Since(start)
 	runtime.ReadMemStats(&ms1)
 	p := &rep.Pipeline
-	p.FPS = round(float64(o.Frames)/wall.Seconds(), 2)
+	p.FPS = payload.Round(float64(o.Frames)/wall.Seconds(), 2)
 	p.StageMs = map[string]Percentiles{}
 	for k, v := range stages {
 		p.StageMs[names[k]] = percentiles(v)
@@ -304,20 +310,20 @@ func benchPipeline(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 	for _, c := range crops {
 		total += c
 	}
-	p.CropsPerFrame = round(float64(total)/float64(o.Frames), 2)
-	p.DetectionsPerFrame = round(float64(detections)/float64(o.Frames), 2)
-	p.AllocsPerFrame = round(float64(ms1.Mallocs-ms0.Mallocs)/float64(o.Frames), 1)
-	p.BytesPerFrame = round(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(o.Frames), 0)
+	p.CropsPerFrame = payload.Round(float64(total)/float64(o.Frames), 2)
+	p.DetectionsPerFrame = payload.Round(float64(detections)/float64(o.Frames), 2)
+	p.AllocsPerFrame = payload.Round(float64(ms1.Mallocs-ms0.Mallocs)/float64(o.Frames), 1)
+	p.BytesPerFrame = payload.Round(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(o.Frames), 0)
 	return crops, nil
 }
 
 // benchStream runs n frames of cam through pl as the agent does (Stream) and gives each
 // message, with its JSON, to use. It stops at the first error.
-func benchStream(ctx context.Context, o BenchOptions, pl *Pipeline, cam *camera.Camera, n int, use func(i int, msg *payload.Prediction, body []byte)) error {
+func benchStream(ctx context.Context, o Options, pl *pipeline.Pipeline, cam *camera.Camera, n int, use func(i int, msg *payload.Prediction, body []byte)) error {
 	var stop atomic.Bool // read by Stream's grabbing goroutine
 	var failed error
 	i := 0
-	_, err := Stream(ctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
+	_, err := pipeline.Stream(ctx, pl, func(ctx context.Context) (*camera.Frame, int, error) {
 		if i == n || stop.Load() {
 			return nil, i, io.EOF
 		}
@@ -350,7 +356,7 @@ func benchStream(ctx context.Context, o BenchOptions, pl *Pipeline, cam *camera.
 
 // benchEndToEnd runs the frames again, publishing each prediction at QoS 1 to an embedded
 // broker on loopback, and waits until the broker acknowledged every one.
-func benchEndToEnd(ctx context.Context, o BenchOptions, det, cls Stage, rep *BenchReport) error {
+func benchEndToEnd(ctx context.Context, o Options, det, cls pipeline.Stage, rep *Report) error {
 	addr, err := freeAddr()
 	if err != nil {
 		return err
@@ -383,7 +389,7 @@ func benchEndToEnd(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 	}
 	cam.Start(ctx)
 	defer cam.Close()
-	pl := NewPipeline("bench", "bench", "bench", det, cls, 0.1)
+	pl := pipeline.New(pipeline.Options{Agent: "bench", Boot: "bench", Camera: "bench", Detector: det, Classifier: cls, Padding: 0.1})
 	defer pl.Close()
 	start := time.Now()
 	err = benchStream(ctx, o, pl, cam, o.Frames, func(_ int, _ *payload.Prediction, body []byte) {
@@ -397,14 +403,14 @@ func benchEndToEnd(ctx context.Context, o BenchOptions, det, cls Stage, rep *Ben
 			return fmt.Errorf("bench: the broker acknowledged %d of %d messages", acked.Load(), o.Frames)
 		}
 	}
-	rep.EndToEnd.FPS = round(float64(o.Frames)/time.Since(start).Seconds(), 2)
+	rep.EndToEnd.FPS = payload.Round(float64(o.Frames)/time.Since(start).Seconds(), 2)
 	rep.EndToEnd.PublishMs = percentiles(publishMs)
 	return nil
 }
 
 // benchCameras runs realtime cameras on the source through one agent, with the models
 // shared, and reports each camera's rate, drops and queue latency.
-func benchCameras(ctx context.Context, o BenchOptions, rep *BenchReport) error {
+func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	addr, err := freeAddr()
 	if err != nil {
 		return err
@@ -440,7 +446,7 @@ func benchCameras(ctx context.Context, o BenchOptions, rep *BenchReport) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	a, err := New(&cfg, o.Log)
+	a, err := agent.New(&cfg, o.Log)
 	if err != nil {
 		return err
 	}
@@ -448,28 +454,23 @@ func benchCameras(ctx context.Context, o BenchOptions, rep *BenchReport) error {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(runCtx) }()
 	time.Sleep(time.Second) // cameras open, the first frames pass
-	type mark struct {
-		processed, dropped uint64
-	}
-	before := map[string]mark{}
+	before := map[string]agent.CameraStats{}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
-	for _, r := range a.runsNow() {
-		before[r.cam.Name()] = mark{r.processed.Load(), r.cam.Status().Dropped}
+	for _, c := range a.Stats() {
+		before[c.Name] = c
 	}
 	time.Sleep(time.Duration(o.Seconds * float64(time.Second)))
 	runtime.ReadMemStats(&ms1)
 	var processed uint64
-	for _, r := range a.runsNow() {
-		b := before[r.cam.Name()]
-		n := r.processed.Load() - b.processed
+	for _, c := range a.Stats() {
+		b := before[c.Name]
+		n := c.Processed - b.Processed
 		processed += n
-		cb := CameraBench{Name: r.cam.Name(), FPS: round(float64(n)/o.Seconds, 2), Dropped: r.cam.Status().Dropped - b.dropped}
-		cb.QueueMs = percentiles(r.queueMs())
-		rep.Cameras = append(rep.Cameras, cb)
+		rep.Cameras = append(rep.Cameras, CameraBench{Name: c.Name, FPS: payload.Round(float64(n)/o.Seconds, 2), Dropped: c.Dropped - b.Dropped, QueueMs: percentiles(c.QueueMs)})
 	}
 	if processed > 0 {
-		rep.AgentAllocsPerFrame = round(float64(ms1.Mallocs-ms0.Mallocs)/float64(processed), 1)
+		rep.AgentAllocsPerFrame = payload.Round(float64(ms1.Mallocs-ms0.Mallocs)/float64(processed), 1)
 	}
 	cancel()
 	return <-done
@@ -484,7 +485,7 @@ func rawTiming(model string, batch int, calls []time.Duration) RawTiming {
 		ms = append(ms, v)
 		sum += v
 	}
-	return RawTiming{Model: model, Batch: batch, Calls: len(calls), MeanMs: round(sum/float64(max(1, len(ms))), 3), Ms: percentiles(ms)}
+	return RawTiming{Model: model, Batch: batch, Calls: len(calls), MeanMs: payload.Round(sum/float64(max(1, len(ms))), 3), Ms: percentiles(ms)}
 }
 
 func percentiles(v []float64) Percentiles {
@@ -493,7 +494,7 @@ func percentiles(v []float64) Percentiles {
 	}
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
-	at := func(q float64) float64 { return round(s[min(len(s)-1, int(q*float64(len(s))))], 3) }
+	at := func(q float64) float64 { return payload.Round(s[min(len(s)-1, int(q*float64(len(s))))], 3) }
 	return Percentiles{P50: at(0.5), P99: at(0.99)}
 }
 
@@ -527,11 +528,11 @@ func memoryMB() (peak, anon, file float64) {
 		}
 		switch k {
 		case "VmHWM":
-			peak = round(kb/1024, 1)
+			peak = payload.Round(kb/1024, 1)
 		case "RssAnon":
-			anon = round(kb/1024, 1)
+			anon = payload.Round(kb/1024, 1)
 		case "RssFile":
-			file = round(kb/1024, 1)
+			file = payload.Round(kb/1024, 1)
 		}
 	}
 	return peak, anon, file
@@ -540,7 +541,7 @@ func memoryMB() (peak, anon, file float64) {
 // machine names what the figures were measured on.
 func machine(rt *models.Runtime) map[string]string {
 	m := map[string]string{"os": runtime.GOOS + "/" + runtime.GOARCH, "cores": fmt.Sprint(runtime.NumCPU()), "go": runtime.Version(),
-		"onnxruntime": rt.Version(), "opencv": camera.OpenCVVersion(), "cvedge": Version + " (" + Commit + ")"}
+		"onnxruntime": rt.Version(), "opencv": camera.OpenCVVersion(), "cvedge": agent.Version + " (" + agent.Commit + ")"}
 	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(raw), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && (strings.TrimSpace(k) == "model name" || strings.TrimSpace(k) == "Model") {
@@ -557,7 +558,7 @@ func machine(rt *models.Runtime) map[string]string {
 }
 
 // Markdown renders the report as the table of docs/benchmarks.md.
-func (r *BenchReport) Markdown() string {
+func (r *Report) Markdown() string {
 	var b strings.Builder
 	b.WriteString("| machine | |\n|---|---|\n")
 	keys := make([]string, 0, len(r.Machine))

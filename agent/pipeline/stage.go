@@ -1,4 +1,4 @@
-package agent
+package pipeline
 
 import (
 	"fmt"
@@ -23,6 +23,17 @@ type Stage interface {
 	Ref() payload.ModelRef
 	// Detector reports whether the model finds boxes.
 	Detector() bool
+}
+
+// AheadStage is a Stage that can fill a frame's input before the model's turn, on another
+// goroutine (see Stream). ModelStage is one; a pipeline whose detector is not fills the
+// input when the model runs.
+type AheadStage interface {
+	Stage
+	// FillAhead fills a with region r of f; it is best effort (see ModelStage.FillAhead).
+	FillAhead(a *Ahead, f *camera.Frame, r image.Rectangle)
+	// InferAhead runs the model on a, or on region r of f when a is not filled for it.
+	InferAhead(a *Ahead, f *camera.Frame, r image.Rectangle, into *models.Results) (Inference, error)
 }
 
 // Inference is what one Infer call returns.

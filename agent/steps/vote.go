@@ -1,16 +1,47 @@
-package agent
+package steps
 
 import (
+	"context"
+
 	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
 )
 
+// NewVote returns the step that decides parts by N-frame agreement (pipeline.vote), or nil
+// when cfg.Frames is 0. detector says whether the camera's pipeline finds boxes: then each
+// detection votes on its own part, else the whole frame's tag does.
+func NewVote(cfg configs.Vote, detector bool) pipeline.Step {
+	if cfg.Frames <= 0 {
+		return nil
+	}
+	return &tracker{cfg: cfg, boxes: detector}
+}
+
+func (tr *tracker) Name() string { return "vote" }
+
+// Handle sets the Vote of each detection of msg, or of msg itself for a classifier alone.
+func (tr *tracker) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
+	if f.Err != nil || msg == nil {
+		return
+	}
+	if tr.boxes {
+		tr.detections(msg.Predictions)
+		return
+	}
+	if len(msg.Predictions) > 0 {
+		c := &payload.Classification{Predictions: msg.Predictions, Next: msg.Route}
+		msg.Vote = tr.frame(finalTag(payload.Tag{TagName: msg.Predictions[0].TagName, Classification: c}))
+	}
+}
+
 // tracker decides parts by N-frame agreement: it links each detection to the part seen in
 // earlier frames by box overlap, and takes the most frequent final tag once enough frames
-// have seen the part. A tracker belongs to one camera's pipeline.
+// have seen the part. A tracker belongs to one camera's steps.
 type tracker struct {
 	cfg    configs.Vote
+	boxes  bool // the pipeline has a detector
 	next   int
 	tracks []*track
 	whole  []string // the last tags of the whole frame, for a classifier alone
@@ -25,8 +56,6 @@ type track struct {
 	missed  int
 	decided bool
 }
-
-func newTracker(cfg configs.Vote) *tracker { return &tracker{cfg: cfg} }
 
 // finalTag is the deepest level's top tag of a detection.
 func finalTag(t payload.Tag) string {

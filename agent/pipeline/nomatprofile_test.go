@@ -1,6 +1,6 @@
 //go:build !matprofile
 
-package agent_test
+package pipeline_test
 
 // matProfile: see matprofile_test.go.
 const matProfile = false

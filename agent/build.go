@@ -1,0 +1,255 @@
+package agent
+
+import (
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/pipeline"
+	"github.com/cvedge/cvedge/agent/steps"
+	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
+)
+
+// reuse is what a reload may take over from the running config: a camera whose capture
+// settings did not change keeps running, its recent frames stay answerable, and a model whose
+// settings and export did not change keeps its loaded session.
+type reuse struct {
+	runs   map[string]*cameraRun // by camera name
+	stages map[string]*pipeline.ModelStage
+	paths  map[string]string        // the export each stage was loaded from
+	models map[string]configs.Model // the running config's models
+	ring   configs.Ring             // the running config's ring
+}
+
+// sameCapture reports whether a camera configured as b reads exactly what one configured as
+// a does: everything but what happens to the frames afterwards is the same.
+func sameCapture(a, b configs.Camera) bool {
+	for _, c := range []*configs.Camera{&a, &b} {
+		c.Trigger, c.Interval, c.MaxFPS, c.Sampling = "", 0, 0, false
+		c.QualityGate, c.Collect, c.Pipeline = configs.QualityGate{}, configs.Collect{}, configs.Pipeline{}
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// build makes the cameras, loads the models of cfg, and gives each camera its pipeline and
+// steps: the part of the agent a reload replaces. It takes over from prev (nil at start) the
+// running cameras, their recent frames and the loaded models that cfg leaves as they are. It
+// returns the export each model was loaded from. On error it frees what it made, and nothing
+// of prev.
+func (a *Agent) build(cfg *configs.Config, prev *reuse) (runs []*cameraRun, stages map[string]*pipeline.ModelStage, paths map[string]string, err error) {
+	stages, paths = map[string]*pipeline.ModelStage{}, map[string]string{}
+	if prev == nil {
+		prev = &reuse{}
+	}
+	defer func() {
+		if err != nil {
+			for _, r := range runs {
+				r.close()
+			}
+			for name, st := range stages {
+				if prev.stages[name] != st {
+					st.Close()
+				}
+			}
+			runs, stages, paths = nil, nil, nil
+		}
+	}()
+	for i := range cfg.Cameras {
+		r, err := a.newRun(cfg, i, prev)
+		if err != nil {
+			return runs, stages, paths, err
+		}
+		runs = append(runs, r)
+	}
+	if err := a.loadStages(cfg, stages, paths, prev); err != nil {
+		return runs, stages, paths, err
+	}
+	for i, r := range runs {
+		if err := a.assemble(cfg, i, r, stages); err != nil {
+			return runs, stages, paths, err
+		}
+	}
+	return runs, stages, paths, nil
+}
+
+// newRun makes the run of camera i of cfg: its camera (the running one when prev has it with
+// the same capture settings), and what it owns across its steps.
+func (a *Agent) newRun(cfg *configs.Config, i int, prev *reuse) (*cameraRun, error) {
+	cc := cfg.Cameras[i]
+	r := &cameraRun{cfg: cc, triggers: make(chan pipeline.Trigger, 16)}
+	if old, ok := prev.runs[cc.Name]; ok && sameCapture(old.cfg, cc) {
+		r.cam, r.camStarted = old.cam, true // it keeps running: no frame lost, no reopening
+	} else {
+		cam, err := camera.New(cc, a.log)
+		if err != nil {
+			return nil, fmt.Errorf("cameras[%d].source: %w", i, err)
+		}
+		r.cam = cam
+	}
+	if old, ok := prev.runs[cc.Name]; ok && reflect.DeepEqual(prev.ring, cfg.Ring) {
+		r.ring, r.ringFrom = old.ring, old // its recent frames stay answerable to feedback
+	} else {
+		r.ring = steps.NewRing(cfg.Ring)
+	}
+	return r, nil
+}
+
+// loadStages loads every model a camera of cfg uses, checking that each does the job its
+// cameras give it.
+func (a *Agent) loadStages(cfg *configs.Config, stages map[string]*pipeline.ModelStage, paths map[string]string, prev *reuse) error {
+	used := map[string]bool{}
+	for i, cc := range cfg.Cameras {
+		type role struct {
+			key, name string
+			detector  bool
+		}
+		roles := []role{{"detector", cc.Pipeline.Detector, true}, {"classifier", cc.Pipeline.Classifier, false}}
+		for tag, name := range cc.Pipeline.Routes {
+			roles = append(roles, role{"routes." + tag, name, false})
+		}
+		for _, r := range roles {
+			if r.name == "" {
+				continue
+			}
+			used[r.name] = true
+			st, err := a.loadStage(cfg, stages, paths, prev, r.name)
+			if err != nil {
+				return err
+			}
+			if st.Detector() != r.detector {
+				want := "a classifier"
+				if r.detector {
+					want = "a detector"
+				}
+				return fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, r.key, r.name, st.Model().Info.Format, want)
+			}
+		}
+	}
+	for name := range cfg.Models {
+		if !used[name] {
+			a.log.Warn("model configured but used by no camera; not loaded", "model", name)
+		}
+	}
+	return nil
+}
+
+// loadStage loads a model once into stages, however many cameras use it: the model store's
+// active iteration when it has one, else the configured path. A configured shadow starts
+// with it. A model of prev with the same settings and export is taken over as it is.
+func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*pipeline.ModelStage, paths map[string]string, prev *reuse, name string) (*pipeline.ModelStage, error) {
+	if st, ok := stages[name]; ok {
+		return st, nil
+	}
+	mc := cfg.Models[name]
+	st, err := a.store.State(name)
+	if err != nil {
+		return nil, err
+	}
+	if st.Active != "" {
+		if mc.Path, err = a.store.ExportPath(name, st.Active); err != nil {
+			return nil, err
+		}
+	} else if mc.Path == "" {
+		return nil, fmt.Errorf("models.%s.path: empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", name, cfg.Store.Dir, name)
+	}
+	if old, ok := prev.stages[name]; ok && prev.paths[name] == mc.Path && reflect.DeepEqual(prev.models[name], cfg.Models[name]) {
+		stages[name], paths[name] = old, mc.Path
+		return old, nil
+	}
+	stage, err := pipeline.LoadStage(a.rt, name, mc)
+	if err != nil {
+		return nil, fmt.Errorf("models.%s: %w", name, err)
+	}
+	m := stage.Model()
+	stages[name], paths[name] = stage, mc.Path
+	if sh := mc.Shadow; sh.Iteration != "" || sh.Path != "" {
+		if err := a.startShadow(name, stage, mc); err != nil {
+			return nil, err
+		}
+	}
+	a.log.Info("model loaded", "model", name, "format", m.Info.Format, "iteration", m.Info.Iteration,
+		"input", fmt.Sprintf("%dx%d %s", m.Info.Input.Width, m.Info.Input.Height, m.Info.Input.Pixels.Order), "labels", len(m.Info.Labels))
+	return stage, nil
+}
+
+// startShadow loads the candidate iteration of a model and runs it beside the active one.
+func (a *Agent) startShadow(name string, stage *pipeline.ModelStage, mc configs.Model) error {
+	sc := mc
+	sc.Path = mc.Shadow.Path
+	if mc.Shadow.Iteration != "" {
+		p, err := a.store.ExportPath(name, mc.Shadow.Iteration)
+		if err != nil {
+			return fmt.Errorf("models.%s.shadow.iteration: %w", name, err)
+		}
+		sc.Path = p
+	}
+	m, err := models.Load(a.rt, name, sc)
+	if err != nil {
+		return fmt.Errorf("models.%s.shadow: %w", name, err)
+	}
+	if err := stage.SetShadow(m, mc.Shadow.MaxPerSecond); err != nil {
+		m.Close()
+		return fmt.Errorf("models.%s.shadow: %w", name, err)
+	}
+	a.log.Info("shadow run", "model", name, "active", stage.Ref().Iteration, "candidate", m.Info.Iteration, "max_per_second", mc.Shadow.MaxPerSecond)
+	return nil
+}
+
+// assemble gives run r (camera i of cfg) its pipeline, on stages, and its steps. Its frames
+// are numbered on from the last frame id of its camera in this boot.
+func (a *Agent) assemble(cfg *configs.Config, i int, r *cameraRun, stages map[string]*pipeline.ModelStage) error {
+	p := r.cfg.Pipeline
+	o := pipeline.Options{Agent: cfg.Agent.ID, Boot: a.boot, Camera: r.cam.Name(), Padding: float32(p.CropPadding),
+		Gate: r.cfg.QualityGate, Thresholds: p.Thresholds, Frames: a.frameCounter(r.cam.Name())}
+	if p.Detector != "" {
+		o.Detector = stages[p.Detector]
+	}
+	if p.Classifier != "" {
+		o.Classifier = stages[p.Classifier]
+	}
+	if len(p.Routes) > 0 {
+		o.Routes = map[string]pipeline.Stage{}
+		for tag, name := range p.Routes {
+			o.Routes[tag] = stages[name]
+		}
+	}
+	list, err := a.stepsFor(cfg, i, r, stages)
+	if err != nil {
+		return err
+	}
+	r.pl, r.steps = pipeline.New(o), list
+	return nil
+}
+
+// stepsFor lists what follows the models on each frame of run r (camera i of cfg), in the
+// order it runs. A feature that is off for the camera is left out. A new per-frame feature
+// is one file in agent/steps and one line here.
+func (a *Agent) stepsFor(cfg *configs.Config, i int, r *cameraRun, stages map[string]*pipeline.ModelStage) (pipeline.Steps, error) {
+	cc, name := r.cfg, r.cam.Name()
+	r.snaps = steps.NewSnapshots(a.env, name)
+	r.samples = steps.NewSamples(a.env, name, float32(cc.Pipeline.CropPadding), cfg.Samples, cc.Sampling && cfg.Samples.Enabled, uint64(i)+uint64(time.Now().UnixNano()))
+	var shadow steps.Shadower // the classifier, when it runs a candidate beside it
+	if sh := cfg.Models[cc.Pipeline.Classifier].Shadow; cc.Pipeline.Classifier != "" && (sh.Iteration != "" || sh.Path != "") {
+		shadow = stages[cc.Pipeline.Classifier]
+	}
+	collect, err := steps.NewCollect(cc.Collect, cfg.Agent.ID, name, r.samples, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("cameras[%d].collect.dir: %w", i, err)
+	}
+	return pipeline.NewSteps(
+		steps.NewVote(cc.Pipeline.Vote, cc.Pipeline.Detector != ""),
+		steps.NewShadow(shadow, name, a.log),
+		r.snaps,
+		r.samples,
+		steps.NewLLM(a.llm, r.samples, name, cfg.Models),
+		collect,
+		r.ring,
+		steps.NewCount(name, a.log),
+		steps.NewPublish(a.env, name, byte(cfg.MQTT.QoS)),
+		steps.NewMetrics(a.metrics, name),
+		steps.NewTriggerResult(a.env, cc.Trigger),
+		steps.NewLog(cfg.Agent.LogPredictions, name, a.log),
+	), nil
+}

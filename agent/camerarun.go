@@ -1,0 +1,109 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/pipeline"
+	"github.com/cvedge/cvedge/agent/steps"
+	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// cameraRun is one camera under one config: its pipeline and steps, and what commands and
+// feedback reach into (the trigger queue, the snapshot step, the samples, the ring).
+type cameraRun struct {
+	cam   *camera.Camera
+	cfg   configs.Camera
+	pl    *pipeline.Pipeline
+	steps pipeline.Steps
+	// camStarted: cam runs already (a reload took it over), so it is not started again.
+	camStarted bool
+	// base holds the counts of the camera's runs before a reload: its counters go on.
+	base pipeline.Counts
+
+	triggers chan pipeline.Trigger // trigger mode mqtt: the triggers waiting
+	snaps    *steps.Snapshots
+	samples  *steps.Samples
+	ring     *steps.Ring
+	// ringFrom is the run of the config before a reload whose ring this one took over; nil
+	// when the ring is its own. ringMoved: a later run took this one's ring.
+	ringFrom  *cameraRun
+	ringMoved bool
+}
+
+// counts are the camera's counters since the agent started, across reloads.
+func (r *cameraRun) counts() pipeline.Counts {
+	c := r.steps.Count()
+	c.Add(r.base)
+	return c
+}
+
+// close frees what the run holds beside its camera: its steps' files and scratch, and the
+// recent frames unless a reload took them over.
+func (r *cameraRun) close() {
+	r.steps.Close()
+	if !r.ringMoved && r.ringFrom == nil {
+		r.ring.Clear()
+	}
+}
+
+// loop processes the camera's frames, as its trigger mode says, until the camera ends or
+// ctx ends: through the pipeline (one frame ahead, see pipeline.Stream), then the steps.
+func (a *Agent) loop(ctx context.Context, r *cameraRun) {
+	fr := &pipeline.Frame{Camera: r.cam.Name()} // reused: the steps do not keep it
+	trig, err := pipeline.Stream(ctx, r.pl, r.nextFrame(), func(f *camera.Frame, trig *pipeline.Trigger, msg *payload.Prediction, err error) {
+		*fr = pipeline.Frame{Frame: f, Camera: r.cam.Name(), Trigger: trig, Err: err}
+		if err == nil {
+			fr.Regions = r.pl.Regions()
+			if trig != nil {
+				msg.TriggerID = trig.ID
+			}
+		}
+		r.steps.Handle(ctx, fr, msg)
+	})
+	if trig != nil {
+		a.env.Result(trig.ID, payload.CmdTrigger, fmt.Errorf("camera %q delivered no frame: %v", r.cam.Name(), err), nil)
+	}
+	if errors.Is(err, io.EOF) && ctx.Err() == nil {
+		a.log.Info("camera finished: no more frames", "camera", r.cam.Name(), "state", r.cam.Status().State)
+	}
+}
+
+// nextFrame returns the function that waits for the camera's next frame as its trigger mode
+// says: the next one (at most max_fps), one every interval, or the first after each trigger.
+func (r *cameraRun) nextFrame() func(context.Context) (*camera.Frame, *pipeline.Trigger, error) {
+	var next time.Time // earliest start of the next frame (interval, max_fps)
+	return func(ctx context.Context) (*camera.Frame, *pipeline.Trigger, error) {
+		switch r.cfg.Trigger {
+		case "interval":
+			if !camera.Sleep(ctx, time.Until(next)) {
+				return nil, nil, ctx.Err()
+			}
+			next = time.Now().Add(r.cfg.Interval)
+			f, err := r.cam.NextAfter(ctx, time.Now())
+			return f, nil, err
+		case "mqtt":
+			select {
+			case t := <-r.triggers:
+				f, err := r.cam.NextAfter(ctx, t.At)
+				return f, &t, err
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		default:
+			if r.cfg.MaxFPS > 0 {
+				if !camera.Sleep(ctx, time.Until(next)) {
+					return nil, nil, ctx.Err()
+				}
+				next = time.Now().Add(time.Duration(float64(time.Second) / r.cfg.MaxFPS))
+			}
+			f, err := r.cam.Next(ctx)
+			return f, nil, err
+		}
+	}
+}

@@ -1,0 +1,18 @@
+//go:build matprofile
+
+package pipeline_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/cvedge/cvedge/preprocess"
+)
+
+// matProfile: gocv records each Mat with allocations of its own, so allocation counts
+// are not the pipeline's.
+const matProfile = true
+
+// TestMain fails the run when a gocv Mat is left unfreed (build tag matprofile): every frame
+// the agent reads must be closed by the pipeline or the camera.
+func TestMain(m *testing.M) { os.Exit(preprocess.CheckMats(m.Run())) }

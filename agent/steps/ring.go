@@ -1,0 +1,91 @@
+package steps
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/pipeline"
+	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// Ring keeps one camera's recent frames with their predictions (ring), so that an operator's
+// correction can be answered with the image. It owns the frames it holds and closes them
+// when they leave. It outlives the steps of one config: a reload that keeps the ring's
+// settings hands it on, so the daemon, not the steps, closes it.
+type Ring struct {
+	cfg   configs.Ring
+	mu    sync.Mutex
+	items []ringItem // oldest first
+	bytes int64
+}
+
+type ringItem struct {
+	f     *camera.Frame
+	msg   *payload.Prediction
+	bytes int64
+}
+
+// NewRing returns an empty ring bounded by cfg.
+func NewRing(cfg configs.Ring) *Ring { return &Ring{cfg: cfg} }
+
+func (r *Ring) Name() string { return "ring" }
+
+// Handle keeps a processed frame (taking its pixels) with its prediction, and lets the
+// oldest frames go until the bounds hold.
+func (r *Ring) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
+	if f.Err != nil || msg == nil {
+		return
+	}
+	r.push(f.Keep(), msg)
+}
+
+func (r *Ring) push(f *camera.Frame, msg *payload.Prediction) {
+	b := f.Bounds()
+	m := f.Mat()
+	size := int64(b.Dx() * b.Dy() * m.Channels())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.items = append(r.items, ringItem{f: f, msg: msg, bytes: size})
+	r.bytes += size
+	maxBytes := int64(r.cfg.MaxMB) << 20
+	for len(r.items) > 1 && (len(r.items) > r.cfg.Frames || r.bytes > maxBytes || time.Since(r.items[0].msg.Captured) > r.cfg.MaxAge) {
+		r.drop()
+	}
+}
+
+func (r *Ring) drop() {
+	r.items[0].f.Close()
+	r.bytes -= r.items[0].bytes
+	r.items[0] = ringItem{}
+	r.items = r.items[1:]
+}
+
+// With calls fn, under the ring's lock, with the frame and prediction of prediction id; it
+// reports false when the ring no longer (or never) held it.
+func (r *Ring) With(id string, fn func(f *camera.Frame, msg *payload.Prediction)) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.items) - 1; i >= 0; i-- {
+		it := r.items[i]
+		if it.msg.ID == id {
+			if time.Since(it.msg.Captured) > r.cfg.MaxAge {
+				return false
+			}
+			fn(it.f, it.msg)
+			return true
+		}
+	}
+	return false
+}
+
+// Clear frees every frame. (It is not Close: the steps' Close leaves the ring alone.)
+func (r *Ring) Clear() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.items) > 0 {
+		r.drop()
+	}
+}
