@@ -45,6 +45,13 @@ func (f *Frame) Mat() gocv.Mat { return f.mat }
 // Bounds is the frame's rectangle in pixels.
 func (f *Frame) Bounds() image.Rectangle { return image.Rect(0, 0, f.mat.Cols(), f.mat.Rows()) }
 
+// Image copies the frame's pixels into a Go image: for fake models and tests, which read
+// pixels without gocv. It costs a copy of the frame.
+func (f *Frame) Image() (image.Image, error) { return f.mat.ToImage() }
+
+// Closed reports whether the pixels were freed.
+func (f *Frame) Closed() bool { return f.mat.Ptr() == nil }
+
 // Close frees the pixels. It is safe to call twice.
 func (f *Frame) Close() {
 	if f != nil && f.mat.Ptr() != nil {

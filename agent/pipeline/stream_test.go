@@ -57,6 +57,7 @@ func video(t testing.TB, ctx context.Context) *camera.Camera {
 // the frames in order with the answers Process gives, survives iterations swapped between
 // preparing a frame and running it, and stops cleanly on a cancelled context.
 func TestStreamMatchesProcess(t *testing.T) {
+	testenv.EndToEnd(t)
 	rt, err := models.NewRuntime(models.Options{})
 	if err != nil {
 		testenv.Missing(t, "onnxruntime: %v", err)
@@ -189,6 +190,7 @@ func TestStreamMatchesProcess(t *testing.T) {
 // demoPipeline is the demo's detector and its classifier in a pipeline, with 30 frames of
 // the demo video read first. The test's cleanup frees them all.
 func demoPipeline(tb testing.TB) (*pipeline.Pipeline, []*camera.Frame) {
+	testenv.EndToEnd(tb)
 	tb.Helper()
 	rt, err := models.NewRuntime(models.Options{})
 	if err != nil {

@@ -31,6 +31,16 @@ import (
 // CI reports whether tests run under CI=true, where a missing dependency is a failure.
 func CI() bool { return os.Getenv("CI") == "true" }
 
+// EndToEnd marks a test that runs real onnxruntime sessions, a real broker or whole agents:
+// `go test -short` skips it, so that the unit tests with fakes run in seconds. Without
+// -short (make test, CI) it runs.
+func EndToEnd(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("end to end (real models, broker or agent): runs without -short")
+	}
+}
+
 // Missing skips the test, or fails it under CI=true, saying what is missing and how to get it.
 func Missing(tb testing.TB, format string, args ...any) {
 	tb.Helper()
@@ -65,6 +75,7 @@ func RealData(tb testing.TB, elem ...string) string {
 // Mosquitto returns the path of the mosquitto broker binary, or reports it missing.
 func Mosquitto(tb testing.TB) string {
 	tb.Helper()
+	EndToEnd(tb)
 	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto"} {
 		if path, err := exec.LookPath(p); err == nil {
 			return path
