@@ -22,95 +22,125 @@ import (
 // key. It is `cvedge config check`; `cvedge run` makes the same checks, but a camera that
 // cannot be opened yet does not keep the agent from starting (it is retried).
 func CheckConfig(cfg *configs.Config, offline bool, log *slog.Logger) error {
-	var problems []error
-	add := func(key string, err error) { problems = append(problems, fmt.Errorf("%s: %w", key, err)) }
-	var st *store.Store
+	c := &checker{cfg: cfg, log: log, detector: map[string]bool{}}
 	if _, err := os.Stat(cfg.Store.Dir); err == nil { // no store folder: no active iterations
-		if st, err = store.Open(cfg.Store.Dir); err != nil {
-			add("store.dir", err)
+		if c.store, err = store.Open(cfg.Store.Dir); err != nil {
+			c.add("store.dir", err)
 		}
 	}
 	rt, err := models.NewRuntime(models.RuntimeOptions(cfg.ONNXRuntime, log))
 	if err != nil {
-		add("onnxruntime.library", err)
+		c.add("onnxruntime.library", err)
 	} else {
+		c.rt = rt
 		defer rt.Close()
 	}
-	detector := map[string]bool{} // by model name, for the models that loaded
 	for _, name := range slices.Sorted(maps.Keys(cfg.Models)) {
-		mc := cfg.Models[name]
-		key := "models." + name + ".path"
-		if st != nil {
-			state, err := st.State(name)
-			if err != nil {
-				add("models."+name, err)
-				continue
-			}
-			if state.Active != "" {
-				if mc.Path, err = st.ExportPath(name, state.Active); err != nil {
-					add("models."+name, err)
-					continue
-				}
-				key = fmt.Sprintf("models.%s (the model store's active iteration %s)", name, state.Active)
-			}
-		}
-		if mc.Path == "" {
-			add(key, fmt.Errorf("empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", cfg.Store.Dir, name))
-			continue
-		}
-		if _, err := os.Stat(mc.Path); err != nil {
-			add(key, fmt.Errorf("%w: give the Custom Vision export (its ZIP, its folder, or model.onnx with labels.txt beside it)", err))
-			continue
-		}
-		if rt == nil {
-			continue // the library did not load: said above
-		}
-		m, err := models.Load(rt, name, mc)
-		if err != nil {
-			add(key, err)
-			continue
-		}
-		detector[name] = m.Info.Format.IsDetector()
-		m.Close()
-		if sh := mc.Shadow; sh.Path != "" || sh.Iteration != "" {
-			sc, key := mc, "models."+name+".shadow.path"
-			sc.Path = sh.Path
-			if sh.Iteration != "" {
-				key = "models." + name + ".shadow.iteration"
-				if st == nil {
-					add(key, fmt.Errorf("%q: the model store (%s) does not exist: add it with `cvedge models add`", sh.Iteration, cfg.Store.Dir))
-					continue
-				}
-				if sc.Path, err = st.ExportPath(name, sh.Iteration); err != nil {
-					add(key, err)
-					continue
-				}
-			}
-			if m, err := models.Load(rt, name, sc); err != nil {
-				add(key, err)
-			} else {
-				m.Close()
-			}
-		}
+		c.model(name)
 	}
 	for i, cc := range cfg.Cameras {
-		key := fmt.Sprintf("cameras[%d]", i)
-		for stage, name := range map[string]string{"detector": cc.Pipeline.Detector, "classifier": cc.Pipeline.Classifier} {
-			if isDet, ok := detector[name]; ok && isDet != (stage == "detector") {
-				add(key+".pipeline."+stage, fmt.Errorf("model %q does not do this job: a detector finds boxes, a classifier names a crop", name))
-			}
-		}
-		cam, err := camera.New(cc, log)
+		c.camera(i, cc, offline)
+	}
+	return errors.Join(c.problems...)
+}
+
+// checker gathers the problems CheckConfig finds, each naming its key.
+type checker struct {
+	cfg      *configs.Config
+	log      *slog.Logger
+	store    *store.Store    // nil: no store folder
+	rt       *models.Runtime // nil: the library did not load
+	detector map[string]bool // by model name, for the models that loaded
+	problems []error
+}
+
+func (c *checker) add(key string, err error) {
+	c.problems = append(c.problems, fmt.Errorf("%s: %w", key, err))
+}
+
+// model checks that model name loads (the store's active iteration, else its path), and its
+// shadow candidate if it has one.
+func (c *checker) model(name string) {
+	mc := c.cfg.Models[name]
+	key := "models." + name + ".path"
+	if c.store != nil {
+		state, err := c.store.State(name)
 		if err != nil {
-			add(key+".source", err)
-			continue
+			c.add("models."+name, err)
+			return
 		}
-		if offline {
-			continue
-		}
-		if err := cam.Probe(ProbeTimeout); err != nil {
-			add(key+".source", fmt.Errorf("%w (check the camera and its cable or URL; --offline checks the config without opening cameras)", err))
+		if state.Active != "" {
+			if mc.Path, err = c.store.ExportPath(name, state.Active); err != nil {
+				c.add("models."+name, err)
+				return
+			}
+			key = fmt.Sprintf("models.%s (the model store's active iteration %s)", name, state.Active)
 		}
 	}
-	return errors.Join(problems...)
+	if mc.Path == "" {
+		c.add(key, fmt.Errorf("empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", c.cfg.Store.Dir, name))
+		return
+	}
+	if _, err := os.Stat(mc.Path); err != nil {
+		c.add(key, fmt.Errorf("%w: give the Custom Vision export (its ZIP, its folder, or model.onnx with labels.txt beside it)", err))
+		return
+	}
+	if c.rt == nil {
+		return // the library did not load: said above
+	}
+	m, err := models.Load(c.rt, name, mc)
+	if err != nil {
+		c.add(key, err)
+		return
+	}
+	c.detector[name] = m.Info.Format.IsDetector()
+	m.Close()
+	if sh := mc.Shadow; sh.Path != "" || sh.Iteration != "" {
+		c.shadow(name, mc)
+	}
+}
+
+// shadow checks that the shadow candidate of model name loads.
+func (c *checker) shadow(name string, mc configs.Model) {
+	sc, key := mc, "models."+name+".shadow.path"
+	sc.Path = mc.Shadow.Path
+	if it := mc.Shadow.Iteration; it != "" {
+		key = "models." + name + ".shadow.iteration"
+		if c.store == nil {
+			c.add(key, fmt.Errorf("%q: the model store (%s) does not exist: add it with `cvedge models add`", it, c.cfg.Store.Dir))
+			return
+		}
+		var err error
+		if sc.Path, err = c.store.ExportPath(name, it); err != nil {
+			c.add(key, err)
+			return
+		}
+	}
+	if m, err := models.Load(c.rt, name, sc); err != nil {
+		c.add(key, err)
+	} else {
+		m.Close()
+	}
+}
+
+// camera checks that camera i's models do the jobs it gives them, that its source parses,
+// and, unless offline, that it opens and delivers a frame.
+func (c *checker) camera(i int, cc configs.Camera, offline bool) {
+	key := fmt.Sprintf("cameras[%d]", i)
+	for stage, name := range map[string]string{"detector": cc.Pipeline.Detector, "classifier": cc.Pipeline.Classifier} {
+		if isDet, ok := c.detector[name]; ok && isDet != (stage == "detector") {
+			c.add(key+".pipeline."+stage, fmt.Errorf("model %q does not do this job: a detector finds boxes, a classifier names a crop", name))
+		}
+	}
+	cam, err := camera.New(cc, c.log)
+	if err != nil {
+		c.add(key+".source", err)
+		return
+	}
+	if offline {
+		return
+	}
+	if err := cam.Probe(ProbeTimeout); err != nil {
+		c.add(key+".source", fmt.Errorf("%w (check the camera and its cable or URL; --offline checks the config without opening cameras)", err))
+	}
 }

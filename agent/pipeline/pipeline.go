@@ -50,9 +50,9 @@ type Pipeline struct {
 	o     Options
 	ahead AheadStage // the detector, when it can fill its input ahead
 	meter *preprocess.Meter
-	// busy holds when each step began on its current frame (unix ns), 0 between frames.
-	busy [steps]atomic.Int64
-	// Each step has its own scratch, as Stream runs the steps of a frame on three
+	// busy holds when each phase began on its current frame (unix ns), 0 between frames.
+	busy [phases]atomic.Int64
+	// Each phase has its own scratch, as Stream runs the phases of a frame on three
 	// goroutines: the model results it reuses from frame to frame, and the slabs that the
 	// frame's message is cut from. In steady state a frame allocates next to nothing.
 	pre struct {
@@ -103,7 +103,7 @@ func (p *Pipeline) Regions() []image.Rectangle { return p.cmp.regions }
 
 // Process runs the stages on f and returns the prediction message. f stays owned by the
 // caller. A frame the quality gate skips returns ErrGated with a message that holds only its
-// quality (no FrameID: it is not published). Stream does the same work in three steps that
+// quality (no FrameID: it is not published). Stream does the same work in three phases that
 // overlap across frames: prepare, detect, complete.
 func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	msg, err := p.prepare(f, nil)
@@ -117,19 +117,20 @@ func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	return p.complete(f, msg, kept)
 }
 
-// The steps of a frame, for BusySince.
+// The phases of a frame in the pipeline (not to be confused with the Steps after it), for
+// BusySince.
 const (
-	stepPrepare = iota
-	stepDetect
-	stepComplete
-	steps
+	phasePrepare = iota
+	phaseDetect
+	phaseComplete
+	phases
 )
 
 // prepare starts the message of f: its quality, the gate, and, when a is given and the
 // detector is a model, the detector's input filled ahead into a.
 func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, error) {
-	start := p.begin(stepPrepare)
-	defer p.end(stepPrepare)
+	start := p.begin(phasePrepare)
+	defer p.end(phasePrepare)
 	full := f.Bounds()
 	msg := p.pre.msgs.one()
 	*msg = payload.Prediction{
@@ -167,8 +168,8 @@ func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([
 	if p.o.Detector == nil {
 		return nil, nil
 	}
-	t := p.begin(stepDetect)
-	defer p.end(stepDetect)
+	t := p.begin(phaseDetect)
+	defer p.end(phaseDetect)
 	if a != nil && a.filled {
 		msg.LatencyMs.Queue += payload.Ms(t.Sub(a.at)) // prepared, waiting for the detector
 	}
@@ -195,7 +196,7 @@ func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([
 		msg.LatencyMs.Detect = payload.Ms(time.Since(t) - inf.Fill)
 	}
 	// The boxes are copied out of the results, which the next frame reuses while the
-	// complete step classifies this one's crops.
+	// complete phase classifies this one's crops.
 	n := len(inf.Preds[0])
 	kept := p.det.kept.take(n)[:0]
 	msg.Predictions = p.det.tags.take(n)[:0]
@@ -216,8 +217,8 @@ func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([
 // there is no detector) and the second-level classifiers the routes choose, and numbers the
 // message.
 func (p *Pipeline) complete(f *camera.Frame, msg *payload.Prediction, kept []models.Box) (*payload.Prediction, error) {
-	p.begin(stepComplete)
-	defer p.end(stepComplete)
+	p.begin(phaseComplete)
+	defer p.end(phaseComplete)
 	if err := p.classifyAll(f, msg, kept); err != nil {
 		return nil, err
 	}
@@ -235,15 +236,15 @@ func (p *Pipeline) complete(f *camera.Frame, msg *payload.Prediction, kept []mod
 	return msg, nil
 }
 
-func (p *Pipeline) begin(step int) time.Time {
+func (p *Pipeline) begin(phase int) time.Time {
 	t := time.Now()
-	p.busy[step].Store(t.UnixNano())
+	p.busy[phase].Store(t.UnixNano())
 	return t
 }
 
-func (p *Pipeline) end(step int) { p.busy[step].Store(0) }
+func (p *Pipeline) end(phase int) { p.busy[phase].Store(0) }
 
-// BusySince is when the pipeline's oldest unfinished step on a frame began (zero when idle):
+// BusySince is when the pipeline's oldest unfinished phase on a frame began (zero when idle):
 // the watchdog's measure of a stuck model or capture.
 func (p *Pipeline) BusySince() time.Time {
 	var oldest int64

@@ -8,7 +8,7 @@ import (
 	"github.com/cvedge/cvedge/models"
 )
 
-// Stream runs p on the frames next returns, in three steps that overlap across frames, each
+// Stream runs p on the frames next returns, in three phases that overlap across frames, each
 // on its own goroutine: one grabs frame n+2, measures its quality and fills the detector's
 // input; one runs the detector on frame n+1; the calling goroutine classifies frame n's
 // crops and calls done. On a small box this keeps the detector, the expensive part, busy.

@@ -126,96 +126,88 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rt0 := o.Runtime
 	rep.Machine["onnxruntime session"] = fmt.Sprintf("provider %s, intra_op_threads %d, inter_op_threads %d, graph_optimization %s, memory_arena %v, spinning %v",
 		rt0.ExecutionProvider, rt0.IntraOpThreads, rt0.InterOpThreads, rt0.GraphOptimization, rt0.MemoryArena, rt0.Spinning)
-	load := func(name, path string) (*pipeline.ModelStage, error) {
-		if path == "" {
-			return nil, nil
+	det, err := load(rt, "detector", o.Detector)
+	if err != nil {
+		return nil, err
+	}
+	defer det.Close()
+	cls, err := load(rt, "classifier", o.Classifier)
+	if err != nil {
+		return nil, err
+	}
+	defer cls.Close()
+	if err := measure(ctx, o, det, cls, rep); err != nil {
+		return nil, err
+	}
+	rep.PeakRSSMB, rep.AnonRSSMB, rep.FileRSSMB = memoryMB() // one pipeline, its models and a broker; before the cameras run
+	// 4. several realtime cameras sharing the models
+	if o.Cameras > 0 {
+		if err := benchCameras(ctx, o, rep); err != nil {
+			return nil, err
 		}
-		mc := configs.DefaultModel()
-		mc.Path = path
-		return pipeline.LoadStage(rt, name, mc)
 	}
-	det, err := load("detector", o.Detector)
-	if err != nil {
-		return nil, err
-	}
-	if det != nil {
-		defer det.Close()
-	}
-	cls, err := load("classifier", o.Classifier)
-	if err != nil {
-		return nil, err
-	}
-	if cls != nil {
-		defer cls.Close()
-	}
-	var detS, clsS pipeline.Stage
-	if det != nil {
-		detS = det
-	}
-	if cls != nil {
-		clsS = cls
-	}
+	return rep, nil
+}
 
-	// 1. the pipeline alone: frames, stage latencies, allocations
-	crops, err := benchPipeline(ctx, o, detS, clsS, rep)
+// stage is a model under test; nil when the command line gave none.
+type stage struct{ *pipeline.ModelStage }
+
+// load loads the export at path with the default settings; a nil stage when path is "".
+func load(rt *models.Runtime, name, path string) (*stage, error) {
+	if path == "" {
+		return nil, nil
+	}
+	mc := configs.DefaultModel()
+	mc.Path = path
+	st, err := pipeline.LoadStage(rt, name, mc)
 	if err != nil {
 		return nil, err
 	}
-	// 2. the models alone, on the same work: the detector once per frame, the classifier on
-	// each frame's crops as one batch. They are timed before and after the end-to-end run
-	// (3), so that a machine that slows down or speeds up between runs shows in both sides
-	// of the efficiency.
-	type rawJob struct {
-		m      *models.Model
-		batch  int
-		weight int // calls of this batch size in the pipeline's work
-		calls  []time.Duration
+	return &stage{st}, nil
+}
+
+// Close frees the model, if any.
+func (s *stage) Close() {
+	if s != nil {
+		s.ModelStage.Close()
 	}
-	var jobs []*rawJob
-	if det != nil {
-		jobs = append(jobs, &rawJob{m: det.Model(), batch: 1, weight: rep.Frames})
-	}
-	if cls != nil {
-		counts := map[int]int{} // batch size: calls
-		chunk := cls.Model().Chunk()
-		for _, k := range crops {
-			if det == nil {
-				k = 1
-			}
-			// the pipeline's calls for k crops: full batches of chunk, then the rest
-			if k >= chunk {
-				counts[chunk] += k / chunk
-			}
-			if k%chunk > 0 {
-				counts[k%chunk]++
-			}
-		}
-		for _, k := range slices.Sorted(maps.Keys(counts)) {
-			jobs = append(jobs, &rawJob{m: cls.Model(), batch: k, weight: counts[k]})
-		}
-	}
-	timeAll := func() error {
-		for _, j := range jobs {
-			if _, err := j.m.Time(j.batch, 5); err != nil { // warm-up
-				return err
-			}
-			d, err := j.m.Time(j.batch, 50)
-			if err != nil {
-				return err
-			}
-			j.calls = append(j.calls, d...)
-		}
+}
+
+// pipelineStage is s as the pipeline's Stage: a nil interface when there is no model.
+func (s *stage) pipelineStage() pipeline.Stage {
+	if s == nil {
 		return nil
 	}
-	if err := timeAll(); err != nil {
-		return nil, err
+	return s.ModelStage
+}
+
+// rawJob is one model and batch size timed alone, weighted by how often the pipeline's work
+// calls it.
+type rawJob struct {
+	m      *models.Model
+	batch  int
+	weight int // calls of this batch size in the pipeline's work
+	calls  []time.Duration
+}
+
+// measure runs the pipeline (1), the models alone on the same work (2), and the pipeline
+// publishing to a broker (3). The models alone are timed before and after the end-to-end run,
+// so that a machine that slows down or speeds up between runs shows in both sides of the
+// efficiency.
+func measure(ctx context.Context, o Options, det, cls *stage, rep *Report) error {
+	crops, err := benchPipeline(ctx, o, det.pipelineStage(), cls.pipelineStage(), rep)
+	if err != nil {
+		return err
 	}
-	// 3. end to end: the pipeline publishing to an embedded broker
-	if err := benchEndToEnd(ctx, o, detS, clsS, rep); err != nil {
-		return nil, err
+	jobs := rawJobs(det, cls, crops, rep.Frames)
+	if err := timeAll(jobs); err != nil {
+		return err
 	}
-	if err := timeAll(); err != nil {
-		return nil, err
+	if err := benchEndToEnd(ctx, o, det.pipelineStage(), cls.pipelineStage(), rep); err != nil {
+		return err
+	}
+	if err := timeAll(jobs); err != nil {
+		return err
 	}
 	var modelTime time.Duration
 	for _, j := range jobs {
@@ -229,14 +221,51 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if rep.ModelBoundFPS > 0 {
 		rep.Efficiency = payload.Round(rep.EndToEnd.FPS/rep.ModelBoundFPS, 3)
 	}
-	rep.PeakRSSMB, rep.AnonRSSMB, rep.FileRSSMB = memoryMB() // one pipeline, its models and a broker; before the cameras run
-	// 4. several realtime cameras sharing the models
-	if o.Cameras > 0 {
-		if err := benchCameras(ctx, o, rep); err != nil {
-			return nil, err
+	return nil
+}
+
+// rawJobs is the pipeline's work as calls of the models alone: the detector once per frame,
+// the classifier on each frame's crops in batches of its chunk and the rest.
+func rawJobs(det, cls *stage, crops []int, frames int) []*rawJob {
+	var jobs []*rawJob
+	if det != nil {
+		jobs = append(jobs, &rawJob{m: det.Model(), batch: 1, weight: frames})
+	}
+	if cls == nil {
+		return jobs
+	}
+	counts := map[int]int{} // batch size: calls
+	chunk := cls.Model().Chunk()
+	for _, k := range crops {
+		if det == nil {
+			k = 1
+		}
+		if k >= chunk {
+			counts[chunk] += k / chunk
+		}
+		if k%chunk > 0 {
+			counts[k%chunk]++
 		}
 	}
-	return rep, nil
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		jobs = append(jobs, &rawJob{m: cls.Model(), batch: k, weight: counts[k]})
+	}
+	return jobs
+}
+
+// timeAll times each job's model alone: a warm-up, then 50 calls.
+func timeAll(jobs []*rawJob) error {
+	for _, j := range jobs {
+		if _, err := j.m.Time(j.batch, 5); err != nil { // warm-up
+			return err
+		}
+		d, err := j.m.Time(j.batch, 50)
+		if err != nil {
+			return err
+		}
+		j.calls = append(j.calls, d...)
+	}
+	return nil
 }
 
 // benchSource opens the source as a camera that hands over every frame.
