@@ -148,61 +148,23 @@ func ParseGraph(data []byte) (*Graph, error) {
 		case num == 3 && typ == protowire.BytesType:
 			g.ProducerVersion = string(v)
 		case num == 8 && typ == protowire.BytesType:
-			var domain string
-			var version int64
-			if err := eachField(v, func(n protowire.Number, t protowire.Type, b []byte, y uint64) error {
-				if n == 1 && t == protowire.BytesType {
-					domain = string(b)
-				} else if n == 2 && t == protowire.VarintType {
-					version = int64(y)
-				}
-				return nil
-			}); err != nil {
-				return fmt.Errorf("opset_import: %w", err)
+			domain, version, err := pairField(v, "opset_import")
+			if err != nil {
+				return err
 			}
 			if domain == "ai.onnx" {
 				domain = ""
 			}
-			g.Opsets[domain] = version
+			g.Opsets[domain] = int64(version)
 		case num == 14 && typ == protowire.BytesType:
-			var key, val string
-			if err := eachField(v, func(n protowire.Number, t protowire.Type, b []byte, _ uint64) error {
-				if n == 1 && t == protowire.BytesType {
-					key = string(b)
-				} else if n == 2 && t == protowire.BytesType {
-					val = string(b)
-				}
-				return nil
-			}); err != nil {
+			key, val, err := stringPair(v)
+			if err != nil {
 				return fmt.Errorf("metadata_props: %w", err)
 			}
 			g.Metadata[key] = val
 		case num == 7 && typ == protowire.BytesType:
 			sawGraph = true
-			return eachField(v, func(n protowire.Number, t protowire.Type, b []byte, _ uint64) error {
-				if t != protowire.BytesType {
-					return nil
-				}
-				switch n {
-				case 1:
-					return parseNode(b, g.Ops)
-				case 5:
-					name, err := stringField(b, 8)
-					initializers[name] = true
-					return err
-				case 11, 12:
-					vi, err := parseValueInfo(b)
-					if err != nil {
-						return err
-					}
-					if n == 11 {
-						inputs = append(inputs, vi)
-					} else {
-						g.Outputs = append(g.Outputs, vi)
-					}
-				}
-				return nil
-			})
+			return parseGraphBody(v, g, &inputs, initializers)
 		}
 		return nil
 	})
@@ -218,6 +180,64 @@ func ParseGraph(data []byte) (*Graph, error) {
 		}
 	}
 	return g, nil
+}
+
+// pairField reads an OperatorSetIdProto: its domain (field 1) and version (field 2).
+func pairField(v []byte, what string) (domain string, version uint64, err error) {
+	err = eachField(v, func(n protowire.Number, t protowire.Type, b []byte, y uint64) error {
+		if n == 1 && t == protowire.BytesType {
+			domain = string(b)
+		} else if n == 2 && t == protowire.VarintType {
+			version = y
+		}
+		return nil
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return domain, version, nil
+}
+
+// stringPair reads a StringStringEntryProto: its key (field 1) and value (field 2).
+func stringPair(v []byte) (key, val string, err error) {
+	err = eachField(v, func(n protowire.Number, t protowire.Type, b []byte, _ uint64) error {
+		if n == 1 && t == protowire.BytesType {
+			key = string(b)
+		} else if n == 2 && t == protowire.BytesType {
+			val = string(b)
+		}
+		return nil
+	})
+	return key, val, err
+}
+
+// parseGraphBody reads a GraphProto: its nodes' operators into g.Ops, its initializers'
+// names, its inputs and its outputs.
+func parseGraphBody(v []byte, g *Graph, inputs *[]ValueInfo, initializers map[string]bool) error {
+	return eachField(v, func(n protowire.Number, t protowire.Type, b []byte, _ uint64) error {
+		if t != protowire.BytesType {
+			return nil
+		}
+		switch n {
+		case 1:
+			return parseNode(b, g.Ops)
+		case 5:
+			name, err := stringField(b, 8)
+			initializers[name] = true
+			return err
+		case 11, 12:
+			vi, err := parseValueInfo(b)
+			if err != nil {
+				return err
+			}
+			if n == 11 {
+				*inputs = append(*inputs, vi)
+			} else {
+				g.Outputs = append(g.Outputs, vi)
+			}
+		}
+		return nil
+	})
 }
 
 // eachField walks the fields of one protobuf message. For varints x holds the value; for

@@ -23,70 +23,89 @@ type fn struct {
 	lines int
 }
 
+// house is what the walk found: by package folder, its files and lines; the functions; the
+// imports between the project's packages.
+type house struct {
+	fset      *token.FileSet
+	pkgLines  map[string]int
+	fileLines map[string]int
+	byPkg     map[string][]*ast.File
+	names     map[*ast.File]string
+	fns       []fn
+	imports   map[[2]string]bool
+}
+
 func main() {
-	fset := token.NewFileSet()
-	pkgLines := map[string]int{}
-	fileLines := map[string]int{}
-	var fns []fn
-	imports := map[[2]string]bool{}
-	byPkg := map[string][]*ast.File{}
-	names := map[*ast.File]string{}
-	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != "." || d.Name() == "lib" || d.Name() == "testdata") {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || strings.HasSuffix(path, ".pb.go") {
-			return nil
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			return err
-		}
-		dir := filepath.Dir(path)
-		n := countLines(path)
-		pkgLines[dir] += n
-		fileLines[path] = n
-		byPkg[dir] = append(byPkg[dir], f)
-		names[f] = path
-		for _, im := range f.Imports {
-			p := strings.Trim(im.Path.Value, `"`)
-			if strings.HasPrefix(p, module) {
-				imports[[2]string{dir, strings.TrimPrefix(p, module)}] = true
-			}
-		}
-		for _, decl := range f.Decls {
-			if fd, ok := decl.(*ast.FuncDecl); ok && fd.Body != nil {
-				name := fd.Name.Name
-				if fd.Recv != nil && len(fd.Recv.List) > 0 {
-					name = recvName(fd.Recv.List[0].Type) + "." + name
-				}
-				l := fset.Position(fd.End()).Line - fset.Position(fd.Pos()).Line + 1
-				fns = append(fns, fn{path + ": " + name, l})
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	h := &house{fset: token.NewFileSet(), pkgLines: map[string]int{}, fileLines: map[string]int{}, byPkg: map[string][]*ast.File{},
+		names: map[*ast.File]string{}, imports: map[[2]string]bool{}}
+	if err := filepath.WalkDir(".", h.visit); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	h.printPackages()
+	h.printFunctions()
+	h.printArrows()
+}
+
+// visit reads one non-test Go file of the project.
+func (h *house) visit(path string, d os.DirEntry, err error) error {
+	if err != nil {
+		return err
+	}
+	if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != "." || d.Name() == "lib" || d.Name() == "testdata") {
+		return filepath.SkipDir
+	}
+	if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || strings.HasSuffix(path, ".pb.go") {
+		return nil
+	}
+	f, err := parser.ParseFile(h.fset, path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	n := countLines(path)
+	h.pkgLines[dir] += n
+	h.fileLines[path] = n
+	h.byPkg[dir] = append(h.byPkg[dir], f)
+	h.names[f] = path
+	for _, im := range f.Imports {
+		p := strings.Trim(im.Path.Value, `"`)
+		if strings.HasPrefix(p, module) {
+			h.imports[[2]string{dir, strings.TrimPrefix(p, module)}] = true
+		}
+	}
+	for _, decl := range f.Decls {
+		if fd, ok := decl.(*ast.FuncDecl); ok && fd.Body != nil {
+			name := fd.Name.Name
+			if fd.Recv != nil && len(fd.Recv.List) > 0 {
+				name = recvName(fd.Recv.List[0].Type) + "." + name
+			}
+			l := h.fset.Position(fd.End()).Line - h.fset.Position(fd.Pos()).Line + 1
+			h.fns = append(h.fns, fn{path + ": " + name, l})
+		}
+	}
+	return nil
+}
+
+func (h *house) printPackages() {
 	total := 0
-	for _, n := range pkgLines {
+	for _, n := range h.pkgLines {
 		total += n
 	}
-	fmt.Printf("non-test Go lines: %d in %d packages\n\n| package | lines | files | largest file |\n|---|---|---|---|\n", total, len(pkgLines))
-	for _, p := range sortedKeys(pkgLines) {
+	fmt.Printf("non-test Go lines: %d in %d packages\n\n| package | lines | files | largest file |\n|---|---|---|---|\n", total, len(h.pkgLines))
+	for _, p := range sortedKeys(h.pkgLines) {
 		largest, most := "", 0
-		for _, f := range byPkg[p] {
-			if n := fileLines[names[f]]; n > most {
-				largest, most = filepath.Base(names[f]), n
+		for _, f := range h.byPkg[p] {
+			if n := h.fileLines[h.names[f]]; n > most {
+				largest, most = filepath.Base(h.names[f]), n
 			}
 		}
-		fmt.Printf("| %s | %d | %d | %s (%d) |\n", p, pkgLines[p], len(byPkg[p]), largest, most)
+		fmt.Printf("| %s | %d | %d | %s (%d) |\n", p, h.pkgLines[p], len(h.byPkg[p]), largest, most)
 	}
+}
+
+func (h *house) printFunctions() {
+	fns := h.fns
 	sort.Slice(fns, func(i, j int) bool { return fns[i].lines > fns[j].lines })
 	over := 0
 	for _, f := range fns {
@@ -98,10 +117,13 @@ func main() {
 	for _, f := range fns[:min(12, len(fns))] {
 		fmt.Printf("  %4d  %s\n", f.lines, f.name)
 	}
-	fmt.Printf("\nimports between the project's packages: %d\n", len(imports))
+}
+
+func (h *house) printArrows() {
+	fmt.Printf("\nimports between the project's packages: %d\n", len(h.imports))
 	both := 0
-	for _, p := range sortedKeys(pkgLines) {
-		pairs := mutualFiles(byPkg[p], names)
+	for _, p := range sortedKeys(h.pkgLines) {
+		pairs := mutualFiles(h.byPkg[p], h.names)
 		both += len(pairs)
 		if len(pairs) > 0 {
 			fmt.Printf("  %s: %d pairs of files use each other: %s\n", p, len(pairs), strings.Join(pairs, ", "))
@@ -110,15 +132,19 @@ func main() {
 	fmt.Printf("pairs of files that use each other, all packages: %d\n", both)
 }
 
-// mutualFiles lists the pairs of files of one package where each uses a name the other
-// declares (top-level names and method names).
+// mutualFiles lists the pairs of files of one package where each uses a top-level name (a
+// function, type, variable or constant) the other declares. Methods and fields are left
+// out: a file that calls a method of a type declared elsewhere also names that type or
+// gets its value from a function, which counts.
 func mutualFiles(files []*ast.File, names map[*ast.File]string) []string {
 	declared := map[string]*ast.File{}
 	for _, f := range files {
 		for _, d := range f.Decls {
 			switch d := d.(type) {
 			case *ast.FuncDecl:
-				declared[d.Name.Name] = f
+				if d.Recv == nil {
+					declared[d.Name.Name] = f
+				}
 			case *ast.GenDecl:
 				for _, s := range d.Specs {
 					switch s := s.(type) {
@@ -136,6 +162,17 @@ func mutualFiles(files []*ast.File, names map[*ast.File]string) []string {
 	uses := map[[2]*ast.File]bool{}
 	for _, f := range files {
 		ast.Inspect(f, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok { // x.Name: Name is a field or method
+				ast.Inspect(sel.X, func(m ast.Node) bool {
+					if id, ok := m.(*ast.Ident); ok {
+						if g, ok := declared[id.Name]; ok && g != f {
+							uses[[2]*ast.File{f, g}] = true
+						}
+					}
+					return true
+				})
+				return false
+			}
 			if id, ok := n.(*ast.Ident); ok {
 				if g, ok := declared[id.Name]; ok && g != f {
 					uses[[2]*ast.File{f, g}] = true
