@@ -349,3 +349,33 @@ func sendAll(b *testing.B, cfg configs.MQTT, o publish.Options, wait time.Durati
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 	return inSend
 }
+
+// TestOutageOnEmbeddedBroker: messages sent while the broker is gone go to the spool and
+// arrive, in order and each once, when it is back. The in-process broker needs no mosquitto,
+// so this runs under -short too.
+func TestOutageOnEmbeddedBroker(t *testing.T) {
+	broker := testenv.StartEmbedded(t)
+	h := start(t, mqttConfig(broker.URL), publish.Options{})
+	h.waitConnected(t)
+	const n = 60
+	for i := 0; i < n/2; i++ {
+		h.pub.Send(msg("order", i, 100))
+	}
+	testenv.WaitFor(t, "the first half acknowledged", 10*time.Second, func() bool { return h.pub.Stats().Sent >= n/2 })
+	broker.Stop()
+	testenv.WaitFor(t, "the publisher to notice", 10*time.Second, func() bool { return !h.pub.Connected() })
+	for i := n / 2; i < n; i++ {
+		h.pub.Send(msg("order", i, 100))
+	}
+	testenv.WaitFor(t, "the second half spooled", 10*time.Second, func() bool { return h.spool.Len() == n/2 })
+	broker.Start(t)
+	sub := testenv.Subscribe(t, broker.URL, "order/#")
+	testenv.WaitFor(t, "the spool drained", 20*time.Second, func() bool { return h.spool.Len() == 0 && h.pub.Stats().Sent >= n })
+	testenv.WaitFor(t, "every spooled message at the subscriber", 10*time.Second, func() bool { return len(received(sub, "order", n)) == n/2 })
+	if got := received(sub, "order", n/2); len(got) != 0 {
+		t.Fatalf("messages of the first half came again: %v", got)
+	}
+	if st := h.pub.Stats(); st.Lost != 0 || st.Spooled != n/2 {
+		t.Fatalf("stats %+v: want %d spooled, none lost", st, n/2)
+	}
+}

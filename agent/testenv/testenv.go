@@ -4,7 +4,8 @@
 // the tests of several packages share: an MQTT test client, schema checks, the demo's ground
 // truth, export ZIPs.
 //
-// It is imported by tests only, and imports nothing of cvedge.
+// It is imported by tests only, and imports nothing of cvedge but the embedded broker
+// (StartEmbedded), for tests that need a broker and not mosquitto.
 package testenv
 
 import (
