@@ -17,11 +17,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/tools/bench"
-	"github.com/cvedge/cvedge/agent/collect"
-	"github.com/cvedge/cvedge/agent/eval"
-	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/tools/collect"
+	"github.com/cvedge/cvedge/agent/tools/eval"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 )

@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"

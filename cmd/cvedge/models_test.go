@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/models"
+	"github.com/cvedge/cvedge/models/store"
 )
 
 // needRuntime skips (or fails under CI=true) when onnxruntime cannot be found.

@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cvedge/cvedge/models/store"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
+	"github.com/cvedge/cvedge/models/store"
 )
 
 // storeFlags find the model store: --store, or store.dir of --config.
