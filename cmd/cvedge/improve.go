@@ -17,12 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cvedge/cvedge/agent/payload"
-	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/tools/bench"
 	"github.com/cvedge/cvedge/agent/tools/collect"
 	"github.com/cvedge/cvedge/agent/tools/eval"
-	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 )
 
@@ -149,15 +146,12 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 					return errors.New("--model: give classifiers only, or detectors only, in one evaluation")
 				}
 			}
-			stages := set.stages
-			report := &eval.Report{Data: data, Created: time.Now().UTC(), Kind: "classification"}
-			prog := newProgress(stderr)
-			if stages[0].Detector() {
-				report.Kind = "detection"
-				err = evalDetectors(report, stages, data, prog)
-			} else {
-				err = evalClassifiers(report, stages, data, explicit, prog)
+			list := make([]eval.Model, len(set.stages))
+			for i, st := range set.stages {
+				list[i] = eval.Model{Info: st.Model().Info, Stage: st}
 			}
+			prog := newProgress(stderr)
+			report, err := eval.Run(eval.Options{Models: list, Data: data, Map: explicit, Progress: prog.update})
 			if err != nil {
 				return err
 			}
@@ -185,119 +179,6 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd.Flags().StringArrayVar(&mapping, "map", nil, "FOLDER=TAG: the tag of a folder whose name differs from it")
 	mf.register(cmd)
 	return cmd
-}
-
-func evalClassifiers(report *eval.Report, stages []*pipeline.ModelStage, data string, explicit map[string]string, prog *progress) error {
-	set, err := eval.LoadFolders(data)
-	if err != nil {
-		return err
-	}
-	for _, st := range stages {
-		info := st.Model().Info
-		match, err := eval.MatchFolders(set.Folders, info.Labels, explicit)
-		if err != nil {
-			return fmt.Errorf("model %s: %w", info.Name, err)
-		}
-		index := map[string]int{}
-		for i, l := range info.Labels {
-			index[l] = i
-		}
-		conf := eval.NewConfusion(info.Labels)
-		mr := eval.ModelReport{Name: info.Name, Source: info.Source, Format: string(info.Format), Iteration: info.Iteration}
-		pl := pipeline.New(pipeline.Options{Classifier: st})
-		total := 0
-		for _, f := range set.Folders {
-			total += len(set.Files[f])
-		}
-		for _, folder := range set.Folders {
-			for _, file := range set.Files[folder] {
-				mr.Images++
-				prog.step(info.Name, mr.Images, total)
-				msg, err := predictFile(pl, file)
-				if err != nil || len(msg.Predictions) == 0 {
-					mr.Failed++
-					continue
-				}
-				conf.Add(index[match[folder]], index[msg.Predictions[0].TagName])
-			}
-		}
-		pl.Close()
-		prog.done()
-		if mr.Failed == mr.Images {
-			return fmt.Errorf("model %s: none of the %d images could be read or run", info.Name, mr.Images)
-		}
-		acc := conf.Accuracy()
-		mr.Accuracy, mr.Tags, mr.Confusion = &acc, conf.PerTag(), conf
-		report.Models = append(report.Models, mr)
-	}
-	return nil
-}
-
-func evalDetectors(report *eval.Report, stages []*pipeline.ModelStage, data string, prog *progress) error {
-	images, err := eval.LoadDetection(data)
-	if err != nil {
-		return err
-	}
-	for _, st := range stages {
-		info := st.Model().Info
-		for _, im := range images {
-			for _, o := range im.Objects {
-				if !contains(info.Labels, o.Tag) {
-					return fmt.Errorf("model %s: the data set has tag %q, which the model does not know (tags: %s)", info.Name, o.Tag, strings.Join(info.Labels, ", "))
-				}
-			}
-		}
-		det := eval.NewDetections()
-		mr := eval.ModelReport{Name: info.Name, Source: info.Source, Format: string(info.Format), Iteration: info.Iteration}
-		pl := pipeline.New(pipeline.Options{Detector: st})
-		for _, im := range images {
-			mr.Images++
-			prog.step(info.Name, mr.Images, len(images))
-			msg, err := predictFile(pl, im.File)
-			if err != nil {
-				mr.Failed++
-				continue
-			}
-			var found []eval.Object
-			for _, p := range msg.Predictions {
-				b := p.BoundingBox
-				found = append(found, eval.Object{Tag: p.TagName, Score: float64(p.Probability), Box: eval.Box{Left: float64(b.Left), Top: float64(b.Top), Width: float64(b.Width), Height: float64(b.Height)}})
-			}
-			det.AddImage(im.Objects, found)
-		}
-		pl.Close()
-		prog.done()
-		if mr.Failed == mr.Images {
-			return fmt.Errorf("model %s: none of the %d images could be read or run", info.Name, mr.Images)
-		}
-		mr.AP = map[string]float64{}
-		for _, tag := range det.Tags() {
-			mr.AP[tag] = det.AP(tag)
-		}
-		m := det.MAP()
-		mr.MAP = &m
-		report.Models = append(report.Models, mr)
-	}
-	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// predictFile runs the pipeline on one image file.
-func predictFile(pl *pipeline.Pipeline, file string) (*payload.Prediction, error) {
-	f, err := camera.ReadImage(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return pl.Process(f)
 }
 
 // progress draws a bar on a terminal, and nothing elsewhere.
@@ -330,6 +211,14 @@ func (p *progress) step(name string, n, total int) {
 func (p *progress) done() {
 	if p.on {
 		fmt.Fprintln(p.w)
+	}
+}
+
+// update is eval's progress: a step, and the end of the line once a model is done.
+func (p *progress) update(name string, n, total int) {
+	p.step(name, n, total)
+	if n == total {
+		p.done()
 	}
 }
 
