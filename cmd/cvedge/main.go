@@ -3,23 +3,20 @@
 //
 // This package holds flag parsing and printing only, a file per command: run.go, config.go,
 // inspect.go, predict.go, collect.go, eval.go, bench.go, models.go (the model store) and
-// commands.go (signed MQTT commands); flags.go holds the model flags they share. The work is
-// done by the library packages: agent (the daemon), agent/pipeline, agent/tools/eval,
-// agent/tools/collect, agent/tools/bench, models, models/store and configs.
+// commands.go (signed MQTT commands); flags.go holds the model flags they share, log.go the
+// process logger. The work is done by the library packages: agent (the daemon),
+// agent/pipeline, agent/tools/eval, agent/tools/collect, agent/tools/bench, models,
+// models/store and configs.
 package main
 
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cvedge/cvedge/agent"
-	"github.com/cvedge/cvedge/agent/ops"
 	"github.com/cvedge/cvedge/configs"
 )
 
@@ -60,34 +57,4 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "cvedge %s (commit %s)\n", agent.Version, agent.Commit)
 		},
 	}
-}
-
-// newLogger builds the process logger: JSON when stderr is not a terminal (systemd), text on
-// a terminal, or as configured.
-func newLogger(c configs.Agent, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(c.LogLevel)))
-	opts := &slog.HandlerOptions{Level: level}
-	format := c.LogFormat
-	if format == "auto" {
-		format = "json"
-		if isTerminal(w) {
-			format = "text"
-		}
-	}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
-	if format == "json" {
-		h = slog.NewJSONHandler(w, opts)
-	}
-	return slog.New(ops.NewLimitedHandler(h, 10*time.Second)) // a failing camera does not flood the journal
-}
-
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
