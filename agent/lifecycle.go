@@ -52,14 +52,9 @@ func (a *Agent) activate(name, id string, rollback, allowTagChange bool) (string
 	if err != nil {
 		return "", err
 	}
-	mc := a.c().Models[name]
-	mc.Path = path
-	m, err := models.Load(a.rt, name, mc) // the warm-up runs here
+	cur := stage.Model().Info
+	m, err := models.LoadReplacement(a.rt, name, a.c().Models[name], path, &cur, allowTagChange) // the warm-up runs here
 	if err != nil {
-		return "", fmt.Errorf("iteration %s refused, %s keeps serving: %w", id, stage.Ref().Iteration, err)
-	}
-	if err := models.CheckReplace(stage.Model().Info, m.Info, allowTagChange); err != nil {
-		m.Close()
 		return "", fmt.Errorf("iteration %s refused, %s keeps serving: %w", id, stage.Ref().Iteration, err)
 	}
 	old := stage.Ref().Iteration
@@ -126,9 +121,7 @@ func (a *Agent) AddRemote(ctx context.Context, name, url, sha string, activate, 
 // describe returns the store's check: the export must load and run, as Load does.
 func (a *Agent) describe(name string) func(string) (store.Described, error) {
 	return func(path string) (store.Described, error) {
-		mc := a.c().Models[name]
-		mc.Path = path
-		m, err := models.Load(a.rt, name, mc)
+		m, err := models.LoadReplacement(a.rt, name, a.c().Models[name], path, nil, false)
 		if err != nil {
 			return store.Described{}, err
 		}

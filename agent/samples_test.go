@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cvedge/cvedge/agent/collect"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/agent/tools/collect"
 )
 
 func samples(t *testing.T, col *testenv.Inbox) []payload.Sample {

@@ -426,11 +426,49 @@ func (c *Config) modelNames() []string {
 	return out
 }
 
+// Problem is one thing Validate found wrong: the key it is under (as written in the file,
+// e.g. "mqtt.broker" or "cameras[0].name") and what is wrong with it. Validate returns its
+// problems errors.Join-ed; ProblemsUnder finds those under a key.
+type Problem struct {
+	Key string
+	Err error
+}
+
+// Error reads "key: what is wrong".
+func (p *Problem) Error() string { return p.Key + ": " + p.Err.Error() }
+
+// Unwrap returns what is wrong, without the key.
+func (p *Problem) Unwrap() error { return p.Err }
+
+// ProblemsUnder returns the problems in err whose key starts with prefix ("mqtt." for the
+// MQTT section, "models.m." for model m), in the order found. err is Validate's error, or
+// one that wraps it; nil finds none.
+func ProblemsUnder(err error, prefix string) []*Problem {
+	var out []*Problem
+	var walk func(error)
+	walk = func(e error) {
+		switch x := e.(type) {
+		case *Problem:
+			if strings.HasPrefix(x.Key, prefix) {
+				out = append(out, x)
+			}
+		case interface{ Unwrap() []error }:
+			for _, inner := range x.Unwrap() {
+				walk(inner)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}
+
 // problems collects validation errors in the order found.
 type problems []error
 
 func (p *problems) add(key, format string, args ...any) {
-	*p = append(*p, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	*p = append(*p, &Problem{Key: key, Err: fmt.Errorf(format, args...)})
 }
 
 func (p *problems) oneOf(key, val string, allowed []string) {

@@ -1,8 +1,12 @@
 package models
 
 import (
+	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cvedge/cvedge/configs"
 )
 
 func TestCheckReplace(t *testing.T) {
@@ -38,5 +42,46 @@ func TestCheckReplace(t *testing.T) {
 				t.Errorf("%s: %q lacks %q", c.name, err, w)
 			}
 		}
+	}
+}
+
+// TestLoadReplacement: the candidate is loaded with the model's settings from the path given
+// (not mc.Path), checked against what serves, and handed over only when both pass; a load
+// failure is not a *ReplaceError, a refusal is.
+func TestLoadReplacement(t *testing.T) {
+	rt := newRuntime(t)
+	mc := configs.DefaultModel()
+	mc.Path = demo("detector") // ignored: the candidate is the path given
+	serving := loadModel(t, rt, demo("classifier")).Info
+
+	m, err := LoadReplacement(rt, "colour", mc, demo("classifier"), &serving, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Info.Name != "colour" || m.Info.Format.IsDetector() || m.Info.SHA256 != serving.SHA256 {
+		t.Errorf("loaded %+v", m.Info)
+	}
+	m.Close()
+	if m, err = LoadReplacement(rt, "colour", mc, demo("classifier"), nil, false); err != nil {
+		t.Fatalf("no model serving: %v", err)
+	}
+	m.Close()
+
+	var refusal *ReplaceError
+	m, err = LoadReplacement(rt, "colour", mc, demo("detector"), &serving, true)
+	if m != nil || !errors.As(err, &refusal) || !strings.Contains(err.Error(), "a detector-yolo cannot replace a classifier") {
+		t.Fatalf("detector for a classifier: %v, %v", m, err)
+	}
+	retagged := serving
+	retagged.Labels = []string{"blue", "green", "red", "purple"}
+	if _, err = LoadReplacement(rt, "colour", mc, demo("classifier"), &retagged, false); !errors.As(err, &refusal) || !strings.Contains(err.Error(), `removed: "purple"`) {
+		t.Fatalf("tags change: %v", err)
+	}
+	if m, err = LoadReplacement(rt, "colour", mc, demo("classifier"), &retagged, true); err != nil {
+		t.Fatalf("tags change allowed: %v", err)
+	}
+	m.Close()
+	if _, err = LoadReplacement(rt, "colour", mc, filepath.Join(t.TempDir(), "none"), &serving, true); err == nil || errors.As(err, &refusal) {
+		t.Fatalf("a missing export: %v", err)
 	}
 }

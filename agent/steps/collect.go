@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cvedge/cvedge/agent/collect"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
+	"github.com/cvedge/cvedge/agent/tools/collect"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/preprocess"
 )

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cvedge/cvedge/agent/tools/bench"
 	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/agent/tools/bench"
 )
 
 // TestBench: `cvedge bench` on the demo measures every part of its report, from real runs;

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/models"
 )
 
 // cvedge runs the command line in-process and returns exit code, stdout and stderr.
@@ -17,6 +18,14 @@ func cvedge(t *testing.T, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := run(args, &out, &errb)
 	return code, out.String(), errb.String()
+}
+
+// needRuntime skips (or fails under CI=true) when onnxruntime cannot be found.
+func needRuntime(t *testing.T) {
+	t.Helper()
+	if _, err := models.FindLibrary(""); err != nil {
+		testenv.Missing(t, "onnxruntime: %v", err)
+	}
 }
 
 func TestVersion(t *testing.T) {

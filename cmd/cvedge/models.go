@@ -1,315 +1,308 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"sort"
-	"strings"
-	"time"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cvedge/cvedge/agent/pipeline"
-	"github.com/cvedge/cvedge/agent/payload"
-	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
+	"github.com/cvedge/cvedge/models/store"
 )
 
-// modelFlags are the model settings a command line may change; the rest are the defaults.
-type modelFlags struct {
-	format    string
-	threshold float64
-	resize    string
-	inputSize int
-	library   string
+// storeFlags find the model store: --store, or store.dir of --config.
+type storeFlags struct{ config, dir string }
+
+func (s *storeFlags) register(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVarP(&s.config, "config", "c", "/etc/cvedge/cvedge.yaml", "config file whose store.dir and models to use")
+	cmd.PersistentFlags().StringVar(&s.dir, "store", "", "model store folder (instead of the config's store.dir)")
 }
 
-func (f *modelFlags) register(cmd *cobra.Command) {
-	d := configs.DefaultModel()
-	cmd.Flags().StringVar(&f.format, "format", d.Format, "export format: "+strings.Join(configs.ModelFormats, ", "))
-	cmd.Flags().Float64Var(&f.threshold, "threshold", d.Threshold, "detectors: drop boxes at or below this probability")
-	cmd.Flags().StringVar(&f.resize, "resize", d.Resize, "fit regions to the input: stretch or center_crop")
-	cmd.Flags().IntVar(&f.inputSize, "input-size", d.InputSize, "input size for YOLO exports with symbolic height and width")
-	cmd.Flags().StringVar(&f.library, "onnxruntime-library", "", "path of libonnxruntime.so (default: search, see docs/operations.md)")
-}
-
-// model returns the settings of a model at path, validated like a config entry.
-func (f *modelFlags) model(path string) (configs.Model, error) {
-	m := configs.DefaultModel()
-	m.Path, m.Format, m.Threshold, m.Resize, m.InputSize = path, f.format, f.threshold, f.resize, f.inputSize
-	cfg := configs.Config{Models: map[string]configs.Model{"m": m}}
-	var bad []string
-	for _, e := range strings.Split(fmt.Sprint(cfg.Validate()), "\n") {
-		if strings.HasPrefix(e, "models.m.") {
-			bad = append(bad, "--"+strings.ReplaceAll(strings.TrimPrefix(e, "models.m."), "_", "-"))
+// open returns the store and, when a config was read, its model settings.
+func (s *storeFlags) open() (*store.Store, map[string]configs.Model, error) {
+	settings := map[string]configs.Model{}
+	dir := s.dir
+	if dir == "" {
+		cfg, err := configs.Load(s.config)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w\n(give --store DIR to work on a store without a config)", err)
 		}
+		dir, settings = cfg.Store.Dir, cfg.Models
 	}
-	if len(bad) > 0 {
-		return m, errors.New(strings.Join(bad, "\n"))
-	}
-	return m, nil
+	st, err := store.Open(dir)
+	return st, settings, err
 }
 
-func (f *modelFlags) runtime() (*models.Runtime, error) {
-	return models.NewRuntime(models.Options{Library: f.library})
+const runningHint = "a running agent takes this on its next start; to switch it now, send the activate or rollback command over MQTT (docs/pipelines.md)"
+
+func modelsCmd(stdout io.Writer) *cobra.Command {
+	sf := &storeFlags{}
+	cmd := &cobra.Command{Use: "models", Short: "Manage the iterations of models in the model store"}
+	sf.register(cmd)
+	cmd.AddCommand(modelsListCmd(stdout, sf), modelsAddCmd(stdout, sf), modelsActivateCmd(stdout, sf), modelsRollbackCmd(stdout, sf))
+	return cmd
 }
 
-// stageSet holds the models a command loads with its command line's settings.
-type stageSet struct {
-	flags  *modelFlags
-	rt     *models.Runtime
-	stages []*pipeline.ModelStage // in the order loaded
-}
-
-// openStages opens onnxruntime for the command's models; the set's close frees them and it.
-func (f *modelFlags) openStages() (*stageSet, error) {
-	rt, err := f.runtime()
-	if err != nil {
-		return nil, err
-	}
-	return &stageSet{flags: f, rt: rt}, nil
-}
-
-// load loads the export at path, named after its file or folder.
-func (s *stageSet) load(path string) (*pipeline.ModelStage, error) {
-	mc, err := s.flags.model(path)
-	if err != nil {
-		return nil, err
-	}
-	st, err := pipeline.LoadStage(s.rt, filepath.Base(filepath.Clean(path)), mc)
-	if err != nil {
-		return nil, err
-	}
-	s.stages = append(s.stages, st)
-	return st, nil
-}
-
-func (s *stageSet) close() {
-	for _, st := range s.stages {
-		st.Close()
-	}
-	s.rt.Close()
-}
-
-func inspectCmd(stdout io.Writer) *cobra.Command {
-	var mf modelFlags
-	cmd := &cobra.Command{
-		Use:   "inspect MODEL",
-		Short: "Load a Custom Vision export and print what the agent will do with it",
-		Long: "Load a Custom Vision export (ZIP, folder, or .onnx with labels.txt) with onnxruntime, run a warm-up\n" +
-			"inference and print its format, domain, input, outputs, pixel format and range, labels, iteration and SHA-256.\n" +
-			"Exits non-zero with the reason when the agent would refuse the model.",
-		Args: cobra.ExactArgs(1),
+func modelsListCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list [MODEL]",
+		Short: "List models and their iterations; * marks the active one",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			mc, err := mf.model(args[0])
+			st, _, err := sf.open()
 			if err != nil {
 				return err
 			}
-			rt, err := mf.runtime()
+			names := args
+			if len(names) == 0 {
+				if names, err = st.Models(); err != nil {
+					return err
+				}
+			}
+			return printIterations(stdout, st, names)
+		},
+	}
+}
+
+// printIterations prints a table of the iterations of the models names.
+func printIterations(stdout io.Writer, st *store.Store, names []string) error {
+	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MODEL\tITERATION\tACTIVE\tSHA-256\tADDED\tSOURCE")
+	for _, n := range names {
+		state, err := st.State(n)
+		if err != nil {
+			return err
+		}
+		for _, it := range state.Iterations {
+			mark := ""
+			if it.ID == state.Active {
+				mark = "*"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n, it.ID, mark, it.SHA256[:12], it.Added.Format("2006-01-02 15:04"), it.Source)
+		}
+	}
+	return w.Flush()
+}
+
+func modelsAddCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
+	var (
+		name, library            string
+		activate, allowTagChange bool
+	)
+	cmd := &cobra.Command{
+		Use:   "add --model NAME PATH",
+		Short: "Check an export (it must load and run) and keep it in the store as an iteration of NAME",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := store.CheckModel(name); err != nil {
+				return fmt.Errorf("--model: %w", err)
+			}
+			st, settings, err := sf.open()
+			if err != nil {
+				return err
+			}
+			rt, mc, cur, err := servingNow(st, settings, library, name)
 			if err != nil {
 				return err
 			}
 			defer rt.Close()
-			m, err := models.Load(rt, filepath.Base(args[0]), mc)
+			state, err := st.State(name)
 			if err != nil {
 				return err
 			}
-			defer m.Close()
-			printInfo(stdout, m.Info, m.Chunk())
-			return nil
+			var first *models.Info // the store's first iteration takes over from models.<name>.path
+			if state.Active == "" {
+				first = cur
+			}
+			var added models.Info
+			src, _ := filepath.Abs(args[0])
+			it, err := st.Add(name, args[0], src, addCheck(rt, name, mc, args[0], first, allowTagChange, &added))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: iteration %s added (SHA-256 %s)\n", name, it.ID, it.SHA256[:12])
+			if !activate {
+				return nil
+			}
+			return activateAdded(stdout, st, name, it.ID, cur, added, allowTagChange)
 		},
 	}
-	mf.register(cmd)
+	cmd.Flags().StringVar(&name, "model", "", "model name (as under models: in the config)")
+	cmd.Flags().BoolVar(&activate, "activate", false, "make it the active iteration")
+	cmd.Flags().StringVar(&library, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
+	cmd.Flags().BoolVar(&allowTagChange, "allow-tag-change", false, "activate it even though its tags differ from the active iteration's")
 	return cmd
 }
 
-func printInfo(w io.Writer, in models.Info, chunk int) {
-	dash := func(s string) string {
-		if s == "" {
-			return "-"
+// addCheck is the store's check of export, added as an iteration of model name: it must
+// load and run with the model's settings mc and, when first is not nil (the config's path
+// the store's first iteration takes over from), be able to replace it. What it loaded is
+// described into added.
+func addCheck(rt *models.Runtime, name string, mc configs.Model, export string, first *models.Info, allowTagChange bool, added *models.Info) func(string) (store.Described, error) {
+	return func(path string) (store.Described, error) {
+		m, err := models.LoadReplacement(rt, name, mc, path, first, allowTagChange)
+		var refusal *models.ReplaceError
+		if errors.As(err, &refusal) {
+			return store.Described{}, fmt.Errorf("%s refused: it would replace %s (models.%s.path): %w", export, first.Source, name, err)
 		}
-		return s
-	}
-	i := in.Input
-	dtype := "float32"
-	if i.Float16 {
-		dtype = "float16"
-	}
-	batch := "1"
-	if i.DynamicBatch {
-		batch = fmt.Sprintf("dynamic (up to %d regions a call)", chunk)
-	}
-	size := fmt.Sprintf("%dx%d", i.Width, i.Height)
-	if i.SymbolicSize {
-		size += " (symbolic in the model; --input-size)"
-	}
-	pixelKey := "none, so BGR"
-	if i.Pixels.FormatKey != "" {
-		pixelKey = i.Pixels.FormatKey
-	}
-	fmt.Fprintf(w, "model:       %s\n", in.Source)
-	fmt.Fprintf(w, "format:      %s (%s)\n", in.Format, in.Domain)
-	fmt.Fprintf(w, "flavor:      %s\n", dash(in.Flavor))
-	fmt.Fprintf(w, "iteration:   %s\n", dash(in.Iteration))
-	fmt.Fprintf(w, "exported:    %s\n", dash(in.Exported))
-	fmt.Fprintf(w, "sha256:      %s\n", in.SHA256)
-	fmt.Fprintf(w, "producer:    %s (opset %d)\n", dash(in.Producer), in.Opset)
-	fmt.Fprintf(w, "input:       %s %s, %s, batch %s\n", i.Name, dtype, size, batch)
-	fmt.Fprintf(w, "pixels:      %s, %s (from metadata_props: %s)\n", i.Pixels.Order, i.Pixels.Range, pixelKey)
-	fmt.Fprintf(w, "outputs:     %s\n", strings.Join(in.Outputs, ", "))
-	fmt.Fprintf(w, "labels (%d): %s\n", len(in.Labels), strings.Join(in.Labels, ", "))
-	if p := in.Properties; p != nil && (p["Image.BitmapPixelFormat"] != "" || p["Image.NominalPixelRange"] != "") {
-		fmt.Fprintf(w, "note:        metadata_properties.json says %s %s; ignored for pixels (the model's own metadata decides)\n",
-			dash(p["Image.BitmapPixelFormat"]), dash(p["Image.NominalPixelRange"]))
+		if err != nil {
+			return store.Described{}, err
+		}
+		defer m.Close()
+		*added = m.Info
+		return store.Described{IterationID: m.Info.Iteration, SHA256: m.Info.SHA256}, nil
 	}
 }
 
-// apiResult is what `predict --json` prints per image: the file and the Prediction API fields.
-type apiResult struct {
-	File        string        `json:"file"`
-	ID          string        `json:"id"`
-	Project     string        `json:"project"`
-	Iteration   string        `json:"iteration"`
-	Created     time.Time     `json:"created"`
-	Predictions []payload.Tag `json:"predictions"`
+// activateAdded makes iteration id of model name, just added and described by added,
+// active when it may replace cur, what served before it (nil for nothing).
+func activateAdded(stdout io.Writer, st *store.Store, name, id string, cur *models.Info, added models.Info, allowTagChange bool) error {
+	if cur != nil {
+		if err := models.CheckReplace(*cur, added, allowTagChange); err != nil {
+			return fmt.Errorf("%s: iteration %s is in the store but not active: %w", name, id, err)
+		}
+	}
+	if _, err := st.Activate(name, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %s is active; %s\n", name, id, runningHint)
+	return nil
 }
 
-func predictCmd(stdout, stderr io.Writer) *cobra.Command {
+func modelsActivateCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 	var (
-		mf              modelFlags
-		model, det, cls string
-		asJSON          bool
-		padding         float64
+		library        string
+		allowTagChange bool
 	)
 	cmd := &cobra.Command{
-		Use:   "predict (--model MODEL | --detector D [--classifier C]) PATH...",
-		Short: "Run models on image files or folders, one line per image",
-		Long: "Run a model, or a detector and a classifier on each detected crop, on images. A PATH may be a file or a\n" +
-			"folder (searched recursively, in name order). --json prints one JSON object per image: \"file\" and the\n" +
-			"Custom Vision Prediction API fields.",
-		Args: cobra.MinimumNArgs(1),
+		Use:   "activate MODEL ITERATION",
+		Short: "Make an iteration in the store the active one (same job; same tags unless --allow-tag-change)",
+		Args:  cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if (model == "") == (det == "" && cls == "") {
-				return errors.New("give --model, or --detector and/or --classifier")
-			}
-			files, err := imageFiles(args)
+			model, id := args[0], args[1]
+			st, settings, err := sf.open()
 			if err != nil {
 				return err
 			}
-			set, err := mf.openStages()
-			if err != nil {
+			if err := checkActivation(st, settings, library, model, id, allowTagChange); err != nil {
 				return err
 			}
-			defer set.close()
-			load := func(path string) (pipeline.Stage, error) {
-				if path == "" {
-					return nil, nil
-				}
-				return set.load(path)
+			if _, err := st.Activate(model, id); err != nil {
+				return err
 			}
-			var dst, cst pipeline.Stage
-			if model != "" {
-				st, err := load(model)
-				if err != nil {
-					return err
-				}
-				if st.Detector() {
-					dst = st
-				} else {
-					cst = st
-				}
-			} else {
-				if dst, err = load(det); err != nil {
-					return err
-				}
-				if cst, err = load(cls); err != nil {
-					return err
-				}
-				if dst != nil && !dst.Detector() {
-					return fmt.Errorf("--detector %s is a classifier", det)
-				}
-				if cst != nil && cst.Detector() {
-					return fmt.Errorf("--classifier %s is a detector", cls)
-				}
-			}
-			pl := pipeline.New(pipeline.Options{Detector: dst, Classifier: cst, Padding: float32(padding)})
-			defer pl.Close()
-			failed := 0
-			enc := json.NewEncoder(stdout)
-			for _, file := range files {
-				f, err := camera.ReadImage(file)
-				if err != nil {
-					fmt.Fprintf(stderr, "%s: %v\n", file, err)
-					failed++
-					continue
-				}
-				msg, err := pl.Process(f)
-				f.Close()
-				if err != nil {
-					fmt.Fprintf(stderr, "%s: %v\n", file, err)
-					failed++
-					continue
-				}
-				if asJSON {
-					if err := enc.Encode(apiResult{File: file, ID: msg.ID, Project: msg.Project, Iteration: msg.Iteration, Created: msg.Created, Predictions: msg.Predictions}); err != nil {
-						return err
-					}
-				} else {
-					fmt.Fprintf(stdout, "%s: %s\n", file, pipeline.Summary(msg))
-				}
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d images failed", failed, len(files))
-			}
+			fmt.Fprintf(stdout, "%s: %s is active; %s\n", model, id, runningHint)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&model, "model", "", "a classifier or a detector, run alone")
-	cmd.Flags().StringVar(&det, "detector", "", "detector: finds the regions")
-	cmd.Flags().StringVar(&cls, "classifier", "", "classifier: runs on each detected region (or the whole image)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per image")
-	cmd.Flags().Float64Var(&padding, "crop-padding", configs.DefaultCamera().Pipeline.CropPadding, "grow each detected box by this fraction before classifying it")
-	mf.register(cmd)
+	cmd.Flags().StringVar(&library, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
+	cmd.Flags().BoolVar(&allowTagChange, "allow-tag-change", false, "activate it even though its tags differ from the active iteration's")
 	return cmd
 }
 
-// imageFiles expands the paths: files as given, folders searched recursively for images, in
-// name order.
-func imageFiles(paths []string) ([]string, error) {
-	var out []string
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if !st.IsDir() {
-			out = append(out, p)
-			continue
-		}
-		var found []string
-		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+func modelsRollbackCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
+	var library string
+	cmd := &cobra.Command{
+		Use:   "rollback MODEL",
+		Short: "Make the previously active iteration active again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			st, settings, err := sf.open()
 			if err != nil {
 				return err
 			}
-			if !d.IsDir() && camera.IsImage(path) {
-				found = append(found, path)
+			target, err := st.RollbackTarget(args[0])
+			if err != nil {
+				return err
 			}
+			// as the rollback command: the same job, and the tags may change back
+			if err := checkActivation(st, settings, library, args[0], target, true); err != nil {
+				return err
+			}
+			state, err := st.Rollback(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: %s is active again; %s\n", args[0], state.Active, runningHint)
 			return nil
-		})
-		if err != nil {
+		},
+	}
+	cmd.Flags().StringVar(&library, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
+	return cmd
+}
+
+// checkActivation refuses to make iteration id of model active when it does not load or
+// run, or when it may not replace what serves now (models.LoadReplacement): the checks of
+// the activate and rollback commands over MQTT.
+func checkActivation(st *store.Store, settings map[string]configs.Model, library, model, id string, allowTagChange bool) error {
+	if err := store.CheckModel(model); err != nil {
+		return err
+	}
+	path, err := st.ExportPath(model, id)
+	if err != nil {
+		return err
+	}
+	rt, mc, cur, err := servingNow(st, settings, library, model)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	m, err := models.LoadReplacement(rt, model, mc, path, cur, allowTagChange)
+	if err != nil {
+		return fmt.Errorf("iteration %s refused: %w", id, err)
+	}
+	m.Close()
+	return nil
+}
+
+// servingNow starts onnxruntime and describes what serves model name now (see serving),
+// with the model's settings from the config. The caller closes the runtime.
+func servingNow(st *store.Store, settings map[string]configs.Model, library, name string) (*models.Runtime, configs.Model, *models.Info, error) {
+	mc, ok := settings[name]
+	if !ok {
+		mc = configs.DefaultModel()
+	}
+	rt, err := models.NewRuntime(models.Options{Library: library})
+	if err != nil {
+		return nil, mc, nil, err
+	}
+	cur, err := serving(rt, st, name, mc)
+	if err != nil {
+		rt.Close()
+		return nil, mc, nil, err
+	}
+	return rt, mc, cur, nil
+}
+
+// serving describes what serves model name now, for models.CheckReplace: the store's
+// active iteration, else the config's models.<name>.path; nil when neither is there.
+func serving(rt *models.Runtime, st *store.Store, name string, mc configs.Model) (*models.Info, error) {
+	state, err := st.State(name)
+	if err != nil {
+		return nil, err
+	}
+	path, what := mc.Path, "models."+name+".path"
+	if state.Active != "" {
+		if path, err = st.ExportPath(name, state.Active); err != nil {
 			return nil, err
 		}
-		if len(found) == 0 {
-			return nil, fmt.Errorf("%s: no images (.jpg, .png, .bmp, .tif, .webp)", p)
-		}
-		sort.Strings(found)
-		out = append(out, found...)
+		what = "the active iteration " + state.Active
 	}
-	return out, nil
+	if path == "" {
+		return nil, nil
+	}
+	mc.Path = path
+	m, err := models.Load(rt, name, mc)
+	if err != nil && state.Active == "" {
+		return nil, nil // a config path that does not load serves nothing to compare with
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s of %s does not load, so the new one cannot be checked against it: %w", what, name, err)
+	}
+	defer m.Close()
+	info := m.Info
+	return &info, nil
 }

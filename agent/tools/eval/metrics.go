@@ -1,7 +1,11 @@
-// Package eval scores models on labelled field images: accuracy, per-tag precision, recall
-// and F1, the confusion matrix for classifiers; AP at IoU 0.5 per tag and mAP for
-// detectors. It renders the report (Markdown, JSON, a PNG of each confusion matrix) that
-// `cvedge eval` writes. It is pure Go and runs no model itself.
+// Package eval is the engine of `cvedge eval`, a desk tool beside collect and bench: it
+// runs models on labelled field images (Run) and scores them: accuracy, per-tag precision,
+// recall and F1, the confusion matrix for classifiers; AP at IoU 0.5 per tag and mAP for
+// detectors. It renders the report (Markdown, JSON, a PNG of each confusion matrix).
+//
+// It owns the data set readers, the metrics and the report. It runs models only through
+// agent/pipeline, on stages its caller loaded, and must not touch MQTT, the daemon or the
+// model store. The scores and the report are pure Go; only Run reads images (camera).
 package eval
 
 import (

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/cvedge/cvedge/agent/collect"
+	"github.com/cvedge/cvedge/agent/tools/collect"
 )
 
 // imageExt are the image files a data set may hold.

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cvedge/cvedge/agent/eval"
 	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/agent/tools/eval"
 )
 
 func readReport(t *testing.T, dir string) eval.Report {

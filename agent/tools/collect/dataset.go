@@ -3,7 +3,10 @@
 // nobody has tagged yet, and a JSONL index with where each image came from. It can upload the
 // corrected images to a Custom Vision training project.
 //
-// It is the plant-side half of the improvement loop (`cvedge collect`). It is pure Go.
+// It is the plant-side half of the improvement loop, a desk tool (`cvedge collect`) beside
+// eval and bench. It owns the data set folder and the calls to the training API; it reads
+// samples as a plain MQTT client and must not touch the daemon, the pipeline or the model
+// store (the agent's collect step only writes into a Dataset). It is pure Go.
 package collect
 
 import (

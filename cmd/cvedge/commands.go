@@ -21,9 +21,13 @@ import (
 // commandsCmd makes keys for signed commands and signs commands (docs/mqtt.md, "Trust model").
 func commandsCmd(stdin io.Reader, stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "commands", Short: "Sign MQTT commands for agents with commands.public_key"}
+	cmd.AddCommand(keygenCmd(stdout), signCmd(stdin, stdout))
+	return cmd
+}
 
+func keygenCmd(stdout io.Writer) *cobra.Command {
 	var out string
-	keygen := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "keygen --out KEY.pem",
 		Short: "Make an ed25519 key pair: the private key into --out, the public key for commands.public_key on stdout",
 		Args:  cobra.NoArgs,
@@ -35,19 +39,7 @@ func commandsCmd(stdin io.Reader, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			der, err := x509.MarshalPKCS8PrivateKey(priv)
-			if err != nil {
-				return err
-			}
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return fmt.Errorf("--out: %w (an existing key is never overwritten)", err)
-			}
-			if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
+			if err := writePrivateKey(out, priv); err != nil {
 				return err
 			}
 			pubDER, _ := x509.MarshalPKIXPublicKey(pub)
@@ -56,10 +48,31 @@ func commandsCmd(stdin io.Reader, stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	keygen.Flags().StringVar(&out, "out", "", "file for the private key (PEM, mode 0600)")
+	cmd.Flags().StringVar(&out, "out", "", "file for the private key (PEM, mode 0600)")
+	return cmd
+}
 
+// writePrivateKey writes priv as PEM into a new file at path, mode 0600; it never
+// overwrites a file.
+func writePrivateKey(path string, priv ed25519.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("--out: %w (an existing key is never overwritten)", err)
+	}
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func signCmd(stdin io.Reader, stdout io.Writer) *cobra.Command {
 	var keyFile string
-	sign := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "sign --key KEY.pem [COMMAND-JSON | -]",
 		Short: "Sign a command: adds \"timestamp\" (now) if it has none, prints the signed message to publish",
 		Long: `Sign a command for <prefix>/commands. The command is the JSON of an unsigned one,
@@ -94,8 +107,7 @@ is one line to publish as it is, e.g.:
 			return nil
 		},
 	}
-	sign.Flags().StringVar(&keyFile, "key", "", "the ed25519 private key (PEM)")
-	cmd.AddCommand(keygen, sign)
+	cmd.Flags().StringVar(&keyFile, "key", "", "the ed25519 private key (PEM)")
 	return cmd
 }
 

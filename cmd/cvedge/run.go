@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/configs"
+)
+
+func runCmd(stderr io.Writer) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := configs.Load(path)
+			if err != nil {
+				return err
+			}
+			a, err := agent.New(cfg, newLogger(cfg.Agent, stderr))
+			if err != nil {
+				return err
+			}
+			a.ReloadFrom(func() (*configs.Config, error) { return configs.Load(path) })
+			return runAgent(a)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "/etc/cvedge/cvedge.yaml", "config file (YAML)")
+	return cmd
+}
+
+// runAgent runs a until SIGINT or SIGTERM; SIGHUP reloads its config.
+func runAgent(a *agent.Agent) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				stop() // a second Ctrl-C kills at once
+				signal.Stop(hup)
+				return
+			case <-hup:
+				a.ReloadConfig("SIGHUP")
+			}
+		}
+	}()
+	err := a.Run(ctx)
+	stop()
+	<-done
+	return err
+}
