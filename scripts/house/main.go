@@ -161,25 +161,27 @@ func mutualFiles(files []*ast.File, names map[*ast.File]string) []string {
 	}
 	uses := map[[2]*ast.File]bool{}
 	for _, f := range files {
-		ast.Inspect(f, func(n ast.Node) bool {
-			if sel, ok := n.(*ast.SelectorExpr); ok { // x.Name: Name is a field or method
-				ast.Inspect(sel.X, func(m ast.Node) bool {
-					if id, ok := m.(*ast.Ident); ok {
-						if g, ok := declared[id.Name]; ok && g != f {
-							uses[[2]*ast.File{f, g}] = true
+		for _, d := range f.Decls { // not the package clause: "package main" is no use of func main
+			ast.Inspect(d, func(n ast.Node) bool {
+				if sel, ok := n.(*ast.SelectorExpr); ok { // x.Name: Name is a field or method
+					ast.Inspect(sel.X, func(m ast.Node) bool {
+						if id, ok := m.(*ast.Ident); ok {
+							if g, ok := declared[id.Name]; ok && g != f {
+								uses[[2]*ast.File{f, g}] = true
+							}
 						}
-					}
-					return true
-				})
-				return false
-			}
-			if id, ok := n.(*ast.Ident); ok {
-				if g, ok := declared[id.Name]; ok && g != f {
-					uses[[2]*ast.File{f, g}] = true
+						return true
+					})
+					return false
 				}
-			}
-			return true
-		})
+				if id, ok := n.(*ast.Ident); ok {
+					if g, ok := declared[id.Name]; ok && g != f {
+						uses[[2]*ast.File{f, g}] = true
+					}
+				}
+				return true
+			})
+		}
 	}
 	var out []string
 	for k := range uses {

@@ -285,7 +285,41 @@ func (u *Uploader) Sync(ctx context.Context) (sent, refused int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	var todo []Entry
+	todo, names := u.pending(entries)
+	if len(todo) == 0 {
+		return 0, 0, nil
+	}
+	ids, err := u.T.TagIDs(ctx, names)
+	if err != nil {
+		return 0, 0, err
+	}
+	log, err := os.OpenFile(filepath.Join(u.Dir, UploadedFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer log.Close()
+	for start := 0; start < len(todo); start += MaxBatch {
+		batch := todo[start:min(start+MaxBatch, len(todo))]
+		images, err := u.images(batch, ids)
+		if err != nil {
+			return sent, refused, err
+		}
+		statuses, err := u.T.AddImages(ctx, images)
+		if err != nil {
+			return sent, refused, err
+		}
+		s, r, err := u.record(log, batch, statuses)
+		sent, refused = sent+s, refused+r
+		if err != nil {
+			return sent, refused, err
+		}
+	}
+	return sent, refused, log.Sync()
+}
+
+// pending returns the tagged entries not uploaded yet that the project can take, and their
+// tags.
+func (u *Uploader) pending(entries []Entry) (todo []Entry, tags []string) {
 	tagSet := map[string]bool{}
 	for _, e := range entries {
 		if e.Tag == "" || u.done[e.SampleID] {
@@ -299,61 +333,54 @@ func (u *Uploader) Sync(ctx context.Context) (sent, refused int, err error) {
 			continue
 		}
 		todo = append(todo, e)
-		tagSet[e.Tag] = true
-	}
-	if len(todo) == 0 {
-		return 0, 0, nil
-	}
-	var names []string
-	for n := range tagSet {
-		names = append(names, n)
-	}
-	ids, err := u.T.TagIDs(ctx, names)
-	if err != nil {
-		return 0, 0, err
-	}
-	log, err := os.OpenFile(filepath.Join(u.Dir, UploadedFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer log.Close()
-	for start := 0; start < len(todo); start += MaxBatch {
-		batch := todo[start:min(start+MaxBatch, len(todo))]
-		images := make([]ImageEntry, 0, len(batch))
-		for _, e := range batch {
-			file := e.File
-			im := ImageEntry{Name: e.SampleID + ".jpg"}
-			if *u.detection {
-				file = e.FrameFile
-				r := e.Region
-				im.Regions = []Region{{TagID: ids[e.Tag], Left: r.Left, Top: r.Top, Width: r.Width, Height: r.Height}}
-			} else {
-				im.TagIDs = []string{ids[e.Tag]}
-			}
-			if im.Contents, err = os.ReadFile(filepath.Join(u.Dir, filepath.FromSlash(file))); err != nil {
-				return sent, refused, err
-			}
-			images = append(images, im)
+		if !tagSet[e.Tag] {
+			tagSet[e.Tag] = true
+			tags = append(tags, e.Tag)
 		}
-		statuses, err := u.T.AddImages(ctx, images)
-		if err != nil {
+	}
+	return todo, tags
+}
+
+// images reads the batch's images, with their tag (a classification project) or their
+// tagged region on the whole frame (a detection project).
+func (u *Uploader) images(batch []Entry, ids map[string]string) ([]ImageEntry, error) {
+	images := make([]ImageEntry, 0, len(batch))
+	for _, e := range batch {
+		file := e.File
+		im := ImageEntry{Name: e.SampleID + ".jpg"}
+		if *u.detection {
+			file = e.FrameFile
+			r := e.Region
+			im.Regions = []Region{{TagID: ids[e.Tag], Left: r.Left, Top: r.Top, Width: r.Width, Height: r.Height}}
+		} else {
+			im.TagIDs = []string{ids[e.Tag]}
+		}
+		var err error
+		if im.Contents, err = os.ReadFile(filepath.Join(u.Dir, filepath.FromSlash(file))); err != nil {
+			return nil, err
+		}
+		images = append(images, im)
+	}
+	return images, nil
+}
+
+// record notes each image's status in the upload log, so that it is never sent again, and
+// counts those the Training API took and refused.
+func (u *Uploader) record(log *os.File, batch []Entry, statuses []string) (sent, refused int, err error) {
+	for i, st := range statuses {
+		line, _ := json.Marshal(uploaded{SampleID: batch[i].SampleID, Status: st, At: time.Now().UTC()})
+		if _, err := log.Write(append(line, '\n')); err != nil {
 			return sent, refused, err
 		}
-		for i, st := range statuses {
-			line, _ := json.Marshal(uploaded{SampleID: batch[i].SampleID, Status: st, At: time.Now().UTC()})
-			if _, err := log.Write(append(line, '\n')); err != nil {
-				return sent, refused, err
-			}
-			u.done[batch[i].SampleID] = true
-			if st == "OK" || st == "OKDuplicate" {
-				sent++
-			} else {
-				refused++
-				u.T.Log.Warn("the Training API refused an image", "sample", batch[i].SampleID, "status", st)
-			}
+		u.done[batch[i].SampleID] = true
+		if st == "OK" || st == "OKDuplicate" {
+			sent++
+		} else {
+			refused++
+			u.T.Log.Warn("the Training API refused an image", "sample", batch[i].SampleID, "status", st)
 		}
 	}
-	return sent, refused, log.Sync()
+	return sent, refused, nil
 }
 
 func readUploaded(dir string) (map[string]bool, error) {

@@ -11,6 +11,8 @@ package eval
 import (
 	"math"
 	"sort"
+
+	"github.com/cvedge/cvedge/models"
 )
 
 // Confusion counts classifier answers: Matrix[truth][predicted], over Labels.
@@ -89,16 +91,12 @@ func ratio(a, b int) float64 {
 // Box is a region normalized to 0..1.
 type Box struct{ Left, Top, Width, Height float64 }
 
-// IoU is the intersection over union of two boxes.
-func (b Box) IoU(o Box) float64 {
-	x1, y1 := math.Max(b.Left, o.Left), math.Max(b.Top, o.Top)
-	x2, y2 := math.Min(b.Left+b.Width, o.Left+o.Width), math.Min(b.Top+b.Height, o.Top+o.Height)
-	inter := math.Max(0, x2-x1) * math.Max(0, y2-y1)
-	union := b.Width*b.Height + o.Width*o.Height - inter
-	if union <= 0 {
-		return 0
-	}
-	return inter / union
+// IoU is the intersection over union of two boxes, as the detectors' decoding computes it
+// (models.Box, in float32: ample for a 0.5 bound).
+func (b Box) IoU(o Box) float64 { return float64(b.model().IoU(o.model())) }
+
+func (b Box) model() models.Box {
+	return models.Box{Left: float32(b.Left), Top: float32(b.Top), Width: float32(b.Width), Height: float32(b.Height)}
 }
 
 // Object is a tagged box: ground truth, or a detection with its score.
