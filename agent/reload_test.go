@@ -237,4 +237,14 @@ func TestFeedbackAfterReload(t *testing.T) {
 	if r := resultFor(t, col, "fb-1"); !r.OK || r.Detail["camera"] != "conveyor" {
 		t.Fatalf("feedback on a prediction from before the reload: %+v", r)
 	}
+	// the camera's counters go on through a reload: the operator sample is still counted
+	// (the stats message and cvedge_samples_total never go back)
+	processed := a.Stats()[0].Processed
+	next.Cameras[0].Pipeline.CropPadding = 0.1
+	if _, err := a.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats(); len(st) != 1 || st[0].Samples["operator"] != 1 || st[0].Processed < processed {
+		t.Fatalf("counters after a reload: %+v; want 1 operator sample and at least %d frames processed", st, processed)
+	}
 }

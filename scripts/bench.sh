@@ -31,8 +31,8 @@ echo "bench: cvedge bench on the demo ($frames frames, then $cameras cameras at 
 	--cameras "$cameras" --fps "$fps" --seconds "$seconds" \
 	--markdown "$work/report.md" --json >"$work/report.json"
 
-echo "bench: Go benchmarks (preprocess, models, agent)" >&2
-CGO_ENABLED=1 $GO test -run '^$' -bench . -benchmem -count 1 ./preprocess ./models ./agent | tee "$work/go.txt" >&2
+echo "bench: Go benchmarks (preprocess, models, pipeline)" >&2
+CGO_ENABLED=1 $GO test -run '^$' -bench . -benchmem -count 1 ./preprocess ./models ./agent/pipeline | tee "$work/go.txt" >&2
 
 {
 	echo "<!-- bench:begin (written by make bench on $(date -u +%Y-%m-%d); do not edit by hand) -->"
