@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
-	"github.com/cvedge/cvedge/agent/tools/collect"
 )
 
 func samples(t *testing.T, col *testenv.Inbox) []payload.Sample {
@@ -165,7 +165,7 @@ func TestDataCollection(t *testing.T) {
 	tr := testenv.DemoTruth(t)
 	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
 	stop()
-	entries, err := collect.ReadIndex(dir)
+	entries, err := dataset.ReadIndex(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestDataCollection(t *testing.T) {
 	stop = runAgent(t, cfg)
 	testenv.WaitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
 	stop()
-	if entries, _ := collect.ReadIndex(gated); len(entries) != 0 {
+	if entries, _ := dataset.ReadIndex(gated); len(entries) != 0 {
 		t.Fatalf("%d frames saved that failed the quality gate", len(entries))
 	}
 }
@@ -204,7 +204,7 @@ func TestCollectOnlyCamera(t *testing.T) {
 	stop := runAgent(t, cfg)
 	testenv.WaitFor(t, "frames", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= 20 })
 	stop()
-	if entries, _ := collect.ReadIndex(dir); len(entries) < 20 || entries[0].Region != nil {
+	if entries, _ := dataset.ReadIndex(dir); len(entries) < 20 || entries[0].Region != nil {
 		t.Fatalf("%d frames saved", len(entries))
 	}
 	for _, p := range predictions(t, col, "conveyor") {

@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
-	"github.com/cvedge/cvedge/agent/tools/collect"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/preprocess"
 )
@@ -21,7 +21,7 @@ type collectStep struct {
 	agent       string
 	camera      string
 	samples     *Samples // for the crop regions
-	ds          *collect.Dataset
+	ds          *dataset.Dataset
 	log         *slog.Logger
 	last        time.Time
 	quotaWarned bool
@@ -33,7 +33,7 @@ func NewCollect(cfg configs.Collect, agent, camera string, samples *Samples, log
 	if !cfg.Enabled {
 		return nil, nil
 	}
-	ds, err := collect.OpenDataset(cfg.Dir)
+	ds, err := dataset.Open(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -57,8 +57,8 @@ func (s *collectStep) Handle(_ context.Context, f *pipeline.Frame, msg *payload.
 
 // save writes the frame, or each detection's crop, into the data set.
 func (s *collectStep) save(f *pipeline.Frame, msg *payload.Prediction) {
-	entry := func(p *payload.Tag) collect.Entry {
-		e := collect.Entry{SampleID: payload.NewID(), Agent: s.agent, Camera: s.camera, Reason: "collect",
+	entry := func(p *payload.Tag) dataset.Entry {
+		e := dataset.Entry{SampleID: payload.NewID(), Agent: s.agent, Camera: s.camera, Reason: "collect",
 			PredictionID: msg.ID, Captured: msg.Captured, Models: msg.Models, Prediction: p}
 		if p != nil {
 			e.Region = p.BoundingBox
@@ -66,7 +66,7 @@ func (s *collectStep) save(f *pipeline.Frame, msg *payload.Prediction) {
 		return e
 	}
 	var regions []image.Rectangle
-	var entries []collect.Entry
+	var entries []dataset.Entry
 	if s.cfg.What == "crops" {
 		for i := range msg.Predictions {
 			if msg.Predictions[i].BoundingBox == nil {
@@ -88,7 +88,7 @@ func (s *collectStep) save(f *pipeline.Frame, msg *payload.Prediction) {
 		}
 		_, _, err = s.ds.AddJPEG(entries[i], jpeg, nil)
 		switch {
-		case errors.Is(err, collect.ErrQuota):
+		case errors.Is(err, dataset.ErrQuota):
 			if !s.quotaWarned {
 				s.quotaWarned = true
 				s.log.Warn("data collection stopped: the quota is reached", "camera", s.camera, "dir", s.cfg.Dir, "max_mb", s.cfg.MaxMB)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/tools/collect"
 	"github.com/cvedge/cvedge/configs"
 )
@@ -72,7 +73,7 @@ func (cf *collectFlags) register(cmd *cobra.Command) {
 
 // collect runs the collector until SIGINT or SIGTERM and prints what it collected.
 func (cf *collectFlags) collect(stdout io.Writer, log *slog.Logger) error {
-	ds, err := collect.OpenDataset(cf.out)
+	ds, err := dataset.Open(cf.out)
 	if err != nil {
 		return err
 	}

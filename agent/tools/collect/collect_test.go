@@ -22,6 +22,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
@@ -59,7 +60,7 @@ func sample(t testing.TB, n int, tag string, frame bool) payload.Sample {
 
 func TestDatasetLayoutDedupAndResume(t *testing.T) {
 	dir := t.TempDir()
-	ds, err := OpenDataset(dir)
+	ds, err := dataset.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +84,10 @@ func TestDatasetLayoutDedupAndResume(t *testing.T) {
 		}
 	}
 	// a crash cut the last index line short: reopening drops it and goes on
-	f, _ := os.OpenFile(filepath.Join(dir, IndexFile), os.O_WRONLY|os.O_APPEND, 0o644)
+	f, _ := os.OpenFile(filepath.Join(dir, dataset.IndexFile), os.O_WRONLY|os.O_APPEND, 0o644)
 	f.WriteString(`{"sampleId":"s-9`)
 	f.Close()
-	ds, err = OpenDataset(dir)
+	ds, err = dataset.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestDatasetLayoutDedupAndResume(t *testing.T) {
 		t.Fatal("a new sample was not added after the restart")
 	}
 	ds.Close()
-	entries, err := ReadIndex(dir)
+	entries, err := dataset.ReadIndex(dir)
 	if err != nil || len(entries) != 4 {
 		t.Fatalf("%d entries, %v", len(entries), err)
 	}
@@ -112,8 +113,8 @@ func TestDatasetLayoutDedupAndResume(t *testing.T) {
 
 func TestFolderName(t *testing.T) {
 	for in, want := range map[string]string{"red": "red", "../x": "_._x", "a/b": "a_b", "unreviewed": "_unreviewed", "": "_", " Japanese Cherry ": "Japanese Cherry", ".hidden": "_hidden"} {
-		if got := FolderName(in); got != want {
-			t.Errorf("FolderName(%q) = %q, want %q", in, got, want)
+		if got := dataset.FolderName(in); got != want {
+			t.Errorf("dataset.FolderName(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -228,7 +229,7 @@ func (f *fakeTraining) knownID(id string) bool {
 
 func TestUploadClassification(t *testing.T) {
 	dir := t.TempDir()
-	ds, _ := OpenDataset(dir)
+	ds, _ := dataset.Open(dir)
 	for i := 0; i < 70; i++ {
 		tag := []string{"red", "green"}[i%2]
 		ds.Add(sample(t, i, tag, false))
@@ -261,7 +262,7 @@ func TestUploadClassification(t *testing.T) {
 
 func TestUploadDetectionNeedsFrames(t *testing.T) {
 	dir := t.TempDir()
-	ds, _ := OpenDataset(dir)
+	ds, _ := dataset.Open(dir)
 	ds.Add(sample(t, 1, "scratch", true))
 	ds.Add(sample(t, 2, "scratch", false)) // no frame: cannot be a detection image
 	ds.Close()
@@ -301,7 +302,7 @@ func TestUploadGivesUp(t *testing.T) {
 func TestCollectorOverMQTT(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	dir := t.TempDir()
-	ds, err := OpenDataset(dir)
+	ds, err := dataset.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

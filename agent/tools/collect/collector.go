@@ -1,3 +1,11 @@
+// Package collect is `cvedge collect`, the plant-side half of the improvement loop and a desk
+// tool beside eval and bench: it subscribes to the samples that agents publish, writes them
+// into a data set (agent/dataset: a folder per corrected tag, unreviewed/, an index), and can
+// upload the corrected images to a Custom Vision training project.
+//
+// It owns the subscription and the calls to the training API. It reads samples as a plain
+// MQTT client (its connection from agent/publish, the one transport) and must not touch the
+// daemon, the pipeline or the model store. It is pure Go.
 package collect
 
 import (
@@ -9,6 +17,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/configs"
@@ -17,7 +26,7 @@ import (
 // Collector writes the samples it receives into a data set, and uploads the corrected ones
 // when it has an Uploader.
 type Collector struct {
-	DS  *Dataset
+	DS  *dataset.Dataset
 	Up  *Uploader // nil: no upload
 	Log *slog.Logger
 

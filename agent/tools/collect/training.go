@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cvedge/cvedge/agent/dataset"
 )
 
 // The environment variables that name the Custom Vision training project.
@@ -281,7 +283,7 @@ func (u *Uploader) Sync(ctx context.Context) (sent, refused int, err error) {
 		}
 		u.detection = &det
 	}
-	entries, err := ReadIndex(u.Dir)
+	entries, err := dataset.ReadIndex(u.Dir)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -319,7 +321,7 @@ func (u *Uploader) Sync(ctx context.Context) (sent, refused int, err error) {
 
 // pending returns the tagged entries not uploaded yet that the project can take, and their
 // tags.
-func (u *Uploader) pending(entries []Entry) (todo []Entry, tags []string) {
+func (u *Uploader) pending(entries []dataset.Entry) (todo []dataset.Entry, tags []string) {
 	tagSet := map[string]bool{}
 	for _, e := range entries {
 		if e.Tag == "" || u.done[e.SampleID] {
@@ -343,7 +345,7 @@ func (u *Uploader) pending(entries []Entry) (todo []Entry, tags []string) {
 
 // images reads the batch's images, with their tag (a classification project) or their
 // tagged region on the whole frame (a detection project).
-func (u *Uploader) images(batch []Entry, ids map[string]string) ([]ImageEntry, error) {
+func (u *Uploader) images(batch []dataset.Entry, ids map[string]string) ([]ImageEntry, error) {
 	images := make([]ImageEntry, 0, len(batch))
 	for _, e := range batch {
 		file := e.File
@@ -366,7 +368,7 @@ func (u *Uploader) images(batch []Entry, ids map[string]string) ([]ImageEntry, e
 
 // record notes each image's status in the upload log, so that it is never sent again, and
 // counts those the Training API took and refused.
-func (u *Uploader) record(log *os.File, batch []Entry, statuses []string) (sent, refused int, err error) {
+func (u *Uploader) record(log *os.File, batch []dataset.Entry, statuses []string) (sent, refused int, err error) {
 	for i, st := range statuses {
 		line, _ := json.Marshal(uploaded{SampleID: batch[i].SampleID, Status: st, At: time.Now().UTC()})
 		if _, err := log.Write(append(line, '\n')); err != nil {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/cvedge/cvedge/agent/tools/collect"
+	"github.com/cvedge/cvedge/agent/dataset"
 )
 
 // imageExt are the image files a data set may hold.
@@ -33,7 +33,7 @@ func LoadFolders(dir string) (*Labelled, error) {
 	}
 	l := &Labelled{Dir: dir, Files: map[string][]string{}}
 	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || e.Name() == collect.Unreviewed || e.Name() == "frames" {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || e.Name() == dataset.Unreviewed || e.Name() == "frames" {
 			continue
 		}
 		var files []string
@@ -149,7 +149,7 @@ func LoadDetection(path string) ([]ImageTruth, error) {
 }
 
 func loadIndex(dir string) ([]ImageTruth, error) {
-	entries, err := collect.ReadIndex(dir)
+	entries, err := dataset.ReadIndex(dir)
 	if err != nil {
 		return nil, fmt.Errorf("data set %s: %w (a detection data set is a COCO JSON file or a folder written by cvedge collect)", dir, err)
 	}

@@ -1,13 +1,12 @@
-// Package collect turns the samples that agents publish into a data set ready for Custom
-// Vision: a folder per tag (the operator's corrected tag), an unreviewed/ area for samples
-// nobody has tagged yet, and a JSONL index with where each image came from. It can upload the
-// corrected images to a Custom Vision training project.
+// Package dataset is the folder format of a data set for Custom Vision: a folder per tag
+// (the operator's corrected tag), an unreviewed/ area for samples nobody has tagged yet,
+// frames/ for whole frames, and a JSONL index with where each image came from, bounded by a
+// quota. The daemon's collect step writes it (cameras[].collect), `cvedge collect` fills it
+// from the samples agents publish and uploads it, `cvedge eval` reads it.
 //
-// It is the plant-side half of the improvement loop, a desk tool (`cvedge collect`) beside
-// eval and bench. It owns the data set folder and the calls to the training API; it reads
-// samples as a plain MQTT client and must not touch the daemon, the pipeline or the model
-// store (the agent's collect step only writes into a Dataset). It is pure Go.
-package collect
+// It owns the folder, its index and its quota; it knows nothing of MQTT, models or the
+// training API. It is pure Go.
+package dataset
 
 import (
 	"bufio"
@@ -91,9 +90,9 @@ func (d *Dataset) Bytes() int64 {
 	return d.bytes
 }
 
-// OpenDataset opens dir, creating it, and reads its index so that a restart resumes: samples
+// Open opens dir, creating it, and reads its index so that a restart resumes: samples
 // already there are not written again. A line cut short by a crash is dropped.
-func OpenDataset(dir string) (*Dataset, error) {
+func Open(dir string) (*Dataset, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data set %s: %w", dir, err)
 	}
