@@ -236,6 +236,7 @@ func (a *Agent) stepsFor(cfg *configs.Config, i int, r *cameraRun, stages map[st
 	}
 	collect, err := steps.NewCollect(cc.Collect, cfg.Agent.ID, name, r.samples, a.log)
 	if err != nil {
+		r.samples.Close() // not in a list of steps yet: close frees nothing of it
 		return nil, fmt.Errorf("cameras[%d].collect.dir: %w", i, err)
 	}
 	return pipeline.NewSteps(

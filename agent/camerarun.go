@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
@@ -25,6 +26,9 @@ type cameraRun struct {
 	camStarted bool
 	// base holds the counts of the camera's runs before a reload: its counters go on.
 	base pipeline.Counts
+	// stepsBusy is when the steps began on the current frame (unix ns), 0 between frames:
+	// with the pipeline's phases, what the watchdog watches.
+	stepsBusy atomic.Int64
 
 	triggers chan pipeline.Trigger // trigger mode mqtt: the triggers waiting
 	snaps    *steps.Snapshots
@@ -43,9 +47,14 @@ func (r *cameraRun) counts() pipeline.Counts {
 	return c
 }
 
-// close frees what the run holds beside its camera: its steps' files and scratch, and the
-// recent frames unless a reload took them over.
+// close frees what the run holds beside its camera: its pipeline's and steps' scratch and
+// files, and the recent frames unless a reload took them over. Every run is closed once: when
+// its build fails, when a reload replaces it, or when the agent closes; never while its loop
+// runs.
 func (r *cameraRun) close() {
+	if r.pl != nil {
+		r.pl.Close()
+	}
 	r.steps.Close()
 	if !r.ringMoved && r.ringFrom == nil {
 		r.ring.Clear()
@@ -64,7 +73,7 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 				msg.TriggerID = trig.ID
 			}
 		}
-		r.steps.Handle(ctx, fr, msg)
+		r.handle(ctx, fr, msg)
 	})
 	if trig != nil {
 		a.env.Result(trig.ID, payload.CmdTrigger, fmt.Errorf("camera %q delivered no frame: %v", r.cam.Name(), err), nil)
@@ -72,6 +81,23 @@ func (a *Agent) loop(ctx context.Context, r *cameraRun) {
 	if errors.Is(err, io.EOF) && ctx.Err() == nil {
 		a.log.Info("camera finished: no more frames", "camera", r.cam.Name(), "state", r.cam.Status().State)
 	}
+}
+
+// handle runs the steps on one frame, marked busy for the watchdog meanwhile.
+func (r *cameraRun) handle(ctx context.Context, f *pipeline.Frame, msg *payload.Prediction) {
+	r.stepsBusy.Store(time.Now().UnixNano())
+	defer r.stepsBusy.Store(0)
+	r.steps.Handle(ctx, f, msg)
+}
+
+// busySince is when the camera's oldest unfinished work on a frame began, in the pipeline or
+// in the steps; zero when idle.
+func (r *cameraRun) busySince() time.Time {
+	busy := r.pl.BusySince()
+	if v := r.stepsBusy.Load(); v != 0 && (busy.IsZero() || v < busy.UnixNano()) {
+		busy = time.Unix(0, v)
+	}
+	return busy
 }
 
 // nextFrame returns the function that waits for the camera's next frame as its trigger mode

@@ -135,10 +135,7 @@ func (a *Agent) startLoops(runs []*cameraRun) *loops {
 			r.cam.Start(context.Background())
 			r.camStarted = true
 		}
-		l.wg.Go(func() {
-			defer r.pl.Close()
-			a.loop(ctx, r)
-		})
+		l.wg.Go(func() { a.loop(ctx, r) })
 	}
 	return l
 }

@@ -190,8 +190,8 @@ func (a *Agent) observePublish(m publish.Message, d time.Duration) {
 }
 
 // watchdog tells systemd the agent is alive, as long as no camera loop is stuck inside a
-// frame for more than half the watchdog interval: a hung pipeline is restarted, not just a
-// hung process.
+// frame (in the models or in a step after them, such as the shadow candidate) for more than
+// half the watchdog interval: a hung pipeline is restarted, not just a hung process.
 func (a *Agent) watchdog(ctx context.Context, n *ops.Notifier, every time.Duration) {
 	t := time.NewTicker(every / 2)
 	defer t.Stop()
@@ -202,7 +202,7 @@ func (a *Agent) watchdog(ctx context.Context, n *ops.Notifier, every time.Durati
 		case now := <-t.C:
 			healthy := true
 			for _, r := range a.runsNow() {
-				if busy := r.pl.BusySince(); !busy.IsZero() && now.Sub(busy) > every/2 {
+				if busy := r.busySince(); !busy.IsZero() && now.Sub(busy) > every/2 {
 					healthy = false
 					a.log.Error("a camera pipeline is stuck in a frame; not feeding the watchdog", "camera", r.cam.Name(), "for", now.Sub(busy).Round(time.Second))
 				}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cvedge/cvedge/agent/ops"
+	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
@@ -80,4 +81,34 @@ func TestWatchdogStopsForAStuckPipeline(t *testing.T) {
 	if n := pings(200 * time.Millisecond); n < 3 {
 		t.Fatalf("once the frame went through, the agent sent %d pings in 200ms", n)
 	}
+
+	// a step after the models (a shadow candidate, say) that hangs stops the pings too
+	unblock := make(chan struct{})
+	r.steps = pipeline.Steps{stuckStep(unblock)}
+	g, err := camera.FrameOf(image.NewRGBA(image.Rect(0, 0, 32, 24)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		r.handle(context.Background(), &pipeline.Frame{Frame: g}, nil)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	n = pings(200 * time.Millisecond)
+	close(unblock)
+	<-done
+	if n != 0 {
+		t.Fatalf("a stuck step still fed the watchdog %d times", n)
+	}
+	if n := pings(200 * time.Millisecond); n < 3 {
+		t.Fatalf("once the steps were done, the agent sent %d pings in 200ms", n)
+	}
 }
+
+// stuckStep is a step that does not return until release is closed.
+type stuckStep chan struct{}
+
+func (s stuckStep) Name() string { return "stuck" }
+
+func (s stuckStep) Handle(context.Context, *pipeline.Frame, *payload.Prediction) { <-s }

@@ -20,3 +20,7 @@ func CheckMats(code int) int {
 	}
 	return code
 }
+
+// LiveMats is the number of gocv Mats made and not yet freed (build tag matprofile): a test
+// compares it before and after what must free everything it made.
+func LiveMats() int { return gocv.MatProfile.Count() }
