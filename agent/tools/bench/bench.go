@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -44,6 +45,27 @@ type Options struct {
 	Seconds float64
 	Runtime configs.ONNXRuntime
 	Log     *slog.Logger
+	// Progress, when set, is told how far each phase has gone: n of total, reaching total
+	// once per phase. The phases, in order: PhasePipeline, PhaseModels, PhaseEndToEnd,
+	// PhaseModelsAgain and, with Cameras, PhaseCameras. It is called on the goroutine doing
+	// the work, between frames: it should return quickly. nil is silent.
+	Progress func(phase string, n, total int)
+}
+
+// The phases of a run, as Options.Progress names them.
+const (
+	PhasePipeline    = "pipeline frames"     // frames through the pipeline (warm-up included)
+	PhaseModels      = "models alone"        // each model and batch size timed alone
+	PhaseEndToEnd    = "end to end"          // frames through the pipeline and the broker
+	PhaseModelsAgain = "models alone, again" // the models timed alone once more, after the end-to-end run
+	PhaseCameras     = "cameras"             // seconds of the realtime cameras
+)
+
+// progress tells o.Progress, if any, how far phase has gone.
+func (o Options) progress(phase string, n, total int) {
+	if o.Progress != nil {
+		o.Progress(phase, n, total)
+	}
 }
 
 // Percentiles are a latency's median and 99th percentile, in milliseconds.
@@ -200,13 +222,13 @@ func measure(ctx context.Context, o Options, det, cls *stage, rep *Report) error
 		return err
 	}
 	jobs := rawJobs(det, cls, crops, rep.Frames)
-	if err := timeAll(jobs); err != nil {
+	if err := timeAll(jobs, func(n int) { o.progress(PhaseModels, n, len(jobs)) }); err != nil {
 		return err
 	}
 	if err := benchEndToEnd(ctx, o, det.pipelineStage(), cls.pipelineStage(), rep); err != nil {
 		return err
 	}
-	if err := timeAll(jobs); err != nil {
+	if err := timeAll(jobs, func(n int) { o.progress(PhaseModelsAgain, n, len(jobs)) }); err != nil {
 		return err
 	}
 	var modelTime time.Duration
@@ -253,9 +275,10 @@ func rawJobs(det, cls *stage, crops []int, frames int) []*rawJob {
 	return jobs
 }
 
-// timeAll times each job's model alone: a warm-up, then 50 calls.
-func timeAll(jobs []*rawJob) error {
-	for _, j := range jobs {
+// timeAll times each job's model alone: a warm-up, then 50 calls; done is told how many
+// jobs are done after each.
+func timeAll(jobs []*rawJob, done func(n int)) error {
+	for k, j := range jobs {
 		if _, err := j.m.Time(j.batch, 5); err != nil { // warm-up
 			return err
 		}
@@ -264,6 +287,7 @@ func timeAll(jobs []*rawJob) error {
 			return err
 		}
 		j.calls = append(j.calls, d...)
+		done(k + 1)
 	}
 	return nil
 }
@@ -298,6 +322,7 @@ func benchPipeline(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 	var ms0, ms1 runtime.MemStats
 	var start time.Time
 	err = benchStream(ctx, o, pl, cam, o.Frames+warm, func(i int, msg *payload.Prediction, _ []byte) {
+		o.progress(PhasePipeline, i, o.Frames+warm)
 		if i == warm {
 			runtime.GC()
 			runtime.ReadMemStats(&ms0)
@@ -421,7 +446,8 @@ func benchEndToEnd(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 	pl := pipeline.New(pipeline.Options{Agent: "bench", Boot: "bench", Camera: "bench", Detector: det, Classifier: cls, Padding: 0.1})
 	defer pl.Close()
 	start := time.Now()
-	err = benchStream(ctx, o, pl, cam, o.Frames, func(_ int, _ *payload.Prediction, body []byte) {
+	err = benchStream(ctx, o, pl, cam, o.Frames, func(i int, _ *payload.Prediction, body []byte) {
+		o.progress(PhaseEndToEnd, i, o.Frames)
 		pub.Send(publish.Message{Topic: "cvedge/bench/cameras/bench/predictions", QoS: 1, Payload: body, Class: "", Camera: "bench"})
 	})
 	if err != nil {
@@ -489,7 +515,11 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	for _, c := range a.Stats() {
 		before[c.Name] = c
 	}
-	time.Sleep(time.Duration(o.Seconds * float64(time.Second)))
+	measured, start, seconds := time.Duration(o.Seconds*float64(time.Second)), time.Now(), max(1, int(math.Ceil(o.Seconds)))
+	for k := 1; k <= seconds; k++ {
+		time.Sleep(time.Until(start.Add(min(time.Duration(k)*time.Second, measured))))
+		o.progress(PhaseCameras, k, seconds)
+	}
 	runtime.ReadMemStats(&ms1)
 	var processed uint64
 	for _, c := range a.Stats() {

@@ -1,0 +1,63 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+	"github.com/cvedge/cvedge/models"
+)
+
+// TestProgress: Run tells Progress of every phase in order, each counting up to its total
+// once; without Progress it runs silent (nil is allowed).
+func TestProgress(t *testing.T) {
+	if _, err := models.FindLibrary(""); err != nil {
+		testenv.Missing(t, "onnxruntime: %v", err)
+	}
+	type call struct {
+		phase    string
+		n, total int
+	}
+	var calls []call
+	o := Options{Detector: testenv.Path("testdata", "demo", "detector"), Classifier: testenv.Path("testdata", "demo", "classifier"),
+		Source: testenv.Path("testdata", "demo", "conveyor.avi"), Frames: 4, Cameras: 1, FPS: 5, Seconds: 1.5,
+		Runtime: configs.Default().ONNXRuntime, Progress: func(phase string, n, total int) { calls = append(calls, call{phase, n, total}) }}
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	var phases []string
+	for i, c := range calls {
+		if i == 0 || calls[i-1].phase != c.phase {
+			phases = append(phases, c.phase)
+			if c.n != 1 {
+				t.Errorf("%s starts at %d", c.phase, c.n)
+			}
+		} else if c.n != calls[i-1].n+1 || c.total != calls[i-1].total {
+			t.Errorf("%s: %d/%d after %d/%d", c.phase, c.n, c.total, calls[i-1].n, calls[i-1].total)
+		}
+		if i == len(calls)-1 || calls[i+1].phase != c.phase {
+			if c.n != c.total {
+				t.Errorf("%s ends at %d of %d", c.phase, c.n, c.total)
+			}
+		}
+	}
+	want := []string{PhasePipeline, PhaseModels, PhaseEndToEnd, PhaseModelsAgain, PhaseCameras}
+	if fmt.Sprint(phases) != fmt.Sprint(want) {
+		t.Fatalf("phases %q, want %q", phases, want)
+	}
+	totals := map[string]int{}
+	for _, c := range calls {
+		totals[c.phase] = c.total
+	}
+	// 10 warm-up frames; the detector and the classifier's batch sizes; 2 whole seconds
+	if totals[PhasePipeline] != 14 || totals[PhaseEndToEnd] != 4 || totals[PhaseCameras] != 2 || totals[PhaseModels] < 2 || totals[PhaseModelsAgain] != totals[PhaseModels] {
+		t.Errorf("totals %v", totals)
+	}
+
+	o.Progress, o.Cameras = nil, 0
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+}
