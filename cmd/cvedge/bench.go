@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,11 +30,20 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 			"(capture, decode, preprocess, detect, crop, classify, JSON) with per-stage p50 and p99; the pipeline publishing\n" +
 			"to an embedded MQTT broker; the efficiency (end-to-end throughput divided by what the raw model times allow for\n" +
 			"the same work); Go heap allocations per frame; peak RSS; and, with --cameras, several realtime cameras sharing\n" +
-			"the models. Timings are measured, never asserted.",
+			"the models. Timings are measured, never asserted.\n\n" +
+			"Reads the models and the source (a video file or an image folder, looped as needed); starts its own MQTT broker\n" +
+			"on a free loopback port; writes the report to stdout (tables, or --json), the tables also to --markdown, and\n" +
+			"the profiles to --cpuprofile and --memprofile. On a terminal it shows the progress of each phase (pipeline\n" +
+			"frames, models alone, end to end, models alone again, cameras) on stderr; piped, it does not.",
+		Example: "  cvedge bench --detector parts.zip --classifier colour.zip --source line1.mp4\n" +
+			"  cvedge bench --detector parts.zip --source stills/ --frames 100 --cameras 4 --fps 10 --json > bench.json",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if bf.o.Source == "" {
-				return errors.New("--source: give a video file or an image folder")
+				return usageErrorf("--source: give a video file or an image folder")
+			}
+			if bf.o.Detector == "" && bf.o.Classifier == "" {
+				return usageErrorf("--detector, --classifier: give a detector, a classifier, or both")
 			}
 			if err := bf.onnxRuntime(); err != nil {
 				return err
@@ -47,7 +55,10 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 				}
 				defer stop()
 			}
+			prog := newProgress(stderr)
+			bf.o.Progress = prog.update
 			rep, err := bench.Run(cmd.Context(), bf.o)
+			prog.done() // a phase cut short by an error
 			if err != nil {
 				return err
 			}

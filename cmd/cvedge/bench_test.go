@@ -23,6 +23,9 @@ func TestBench(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
 	}
+	if strings.Contains(errs, "\r") {
+		t.Errorf("progress drawn on stderr that is not a terminal:\n%q", errs)
+	}
 	var r bench.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v\n%s", err, out)

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,7 +19,13 @@ import (
 
 // commandsCmd makes keys for signed commands and signs commands (docs/mqtt.md, "Trust model").
 func commandsCmd(stdin io.Reader, stdout io.Writer) *cobra.Command {
-	cmd := &cobra.Command{Use: "commands", Short: "Sign MQTT commands for agents with commands.public_key"}
+	cmd := &cobra.Command{
+		Use:   "commands",
+		Short: "Sign MQTT commands for agents with commands.public_key",
+		Long: "Make the key pair for signed MQTT commands (keygen) and sign commands with its private key (sign). An agent\n" +
+			"whose config has commands.public_key runs only commands signed by its private key (docs/mqtt.md).",
+		Example: "  cvedge commands keygen --out ops.pem\n  cvedge commands sign --key ops.pem '{\"id\":\"r1\",\"command\":\"reload\"}'",
+	}
 	cmd.AddCommand(keygenCmd(stdout), signCmd(stdin, stdout))
 	return cmd
 }
@@ -30,10 +35,14 @@ func keygenCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keygen --out KEY.pem",
 		Short: "Make an ed25519 key pair: the private key into --out, the public key for commands.public_key on stdout",
-		Args:  cobra.NoArgs,
+		Long: "Make an ed25519 key pair. The private key is written to --out (PEM, mode 0600; an existing file is never\n" +
+			"overwritten): keep it on the machine that signs commands, off the agents. The public key is printed on stdout\n" +
+			"as the commands.public_key entry for the agents' config, and as PEM for commands.public_key_file.",
+		Example: "  cvedge commands keygen --out ops.pem",
+		Args:    cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			if out == "" {
-				return errors.New("--out: give the file for the private key (keep it off the agents)")
+				return usageErrorf("--out: give the file for the private key (keep it off the agents)")
 			}
 			pub, priv, err := ed25519.GenerateKey(nil)
 			if err != nil {
@@ -79,11 +88,15 @@ func signCmd(stdin io.Reader, stdout io.Writer) *cobra.Command {
 given as the argument or on stdin. Without a "timestamp" it gets the current time. The output
 is one line to publish as it is, e.g.:
 
-  cvedge commands sign --key ops.pem '{"id":"r1","command":"reload"}' | mosquitto_pub -t cvedge/line1/commands -s`,
+  cvedge commands sign --key ops.pem '{"id":"r1","command":"reload"}' | mosquitto_pub -t cvedge/line1/commands -s
+
+It reads the key file and the command; it writes the signed message to stdout only.`,
+		Example: `  cvedge commands sign --key ops.pem '{"id":"r1","command":"reload"}'
+  echo '{"id":"r2","command":"rollback","model":"colour"}' | cvedge commands sign --key ops.pem -`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if keyFile == "" {
-				return errors.New("--key: give the private key file (cvedge commands keygen)")
+				return usageErrorf("--key: give the private key file (cvedge commands keygen)")
 			}
 			raw, err := os.ReadFile(keyFile)
 			if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -19,6 +18,7 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 		paths     []string
 		data, out string
 		mapping   []string
+		asJSON    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "eval --model M [--model M2 ...] --data DIR",
@@ -26,11 +26,16 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: "Run one or more models on a labelled data set and report accuracy, per-tag precision, recall and F1 and the\n" +
 			"confusion matrix (classifiers), or AP@0.5 per tag and mAP (detectors). Classification data is a folder per tag;\n" +
 			"folder names match tags ignoring case and punctuation, or use --map Folder=tag. Detection data is a COCO JSON\n" +
-			"file or a folder written by cvedge collect. Writes report.md, report.json and a PNG per confusion matrix.",
+			"file or a folder written by cvedge collect. Writes report.md, report.json and a PNG per confusion matrix.\n\n" +
+			"Reads the models and the data set; writes the report into --out (default eval-<date>-<time> in the current\n" +
+			"folder) and prints each model's headline score, or with --json the same as one JSON object (docs/cli.md).\n" +
+			"On a terminal it shows its progress on stderr; piped, it does not.",
+		Example: "  cvedge eval --model colour-v1.zip --model colour-v2.zip --data ./labelled --out ./eval-v2\n" +
+			"  cvedge eval --model parts.zip --data annotations.json --json",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if len(paths) == 0 || data == "" {
-				return errors.New("give --model (one or more) and --data")
+				return usageErrorf("give --model (one or more) and --data")
 			}
 			explicit, err := folderTags(mapping)
 			if err != nil {
@@ -47,6 +52,7 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			prog := newProgress(stderr)
 			report, err := eval.Run(eval.Options{Models: list, Data: data, Map: explicit, Progress: prog.update})
+			prog.done() // a model cut short by an error
 			if err != nil {
 				return err
 			}
@@ -56,6 +62,9 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err := report.Write(out); err != nil {
 				return err
 			}
+			if asJSON {
+				return writeJSON(stdout, newEvalJSON(report, out))
+			}
 			printEval(stdout, report, out)
 			return nil
 		},
@@ -64,6 +73,7 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&data, "data", "", "labelled data set: a folder per tag, a COCO JSON file, or a cvedge collect folder")
 	cmd.Flags().StringVar(&out, "out", "", "report folder (default eval-<date>-<time>)")
 	cmd.Flags().StringArrayVar(&mapping, "map", nil, "FOLDER=TAG: the tag of a folder whose name differs from it")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary (each model's score, where the report is) as JSON (docs/cli.md)")
 	mf.register(cmd)
 	return cmd
 }
@@ -74,7 +84,7 @@ func folderTags(mapping []string) (map[string]string, error) {
 	for _, m := range mapping {
 		k, v, ok := strings.Cut(m, "=")
 		if !ok || k == "" || v == "" {
-			return nil, fmt.Errorf("--map %q: write FOLDER=TAG", m)
+			return nil, usageErrorf("--map %q: write FOLDER=TAG", m)
 		}
 		explicit[k] = v
 	}
@@ -90,11 +100,41 @@ func evalModels(set *stageSet, paths []string) ([]eval.Model, error) {
 			return nil, err
 		}
 		if st.Detector() != set.stages[0].Detector() {
-			return nil, errors.New("--model: give classifiers only, or detectors only, in one evaluation")
+			return nil, usageErrorf("--model: give classifiers only, or detectors only, in one evaluation")
 		}
 		list = append(list, eval.Model{Info: st.Model().Info, Stage: st})
 	}
 	return list, nil
+}
+
+// evalJSON is what `eval --json` prints: the summary; report.json has the rest.
+type evalJSON struct {
+	Data       string          `json:"data"`
+	Kind       string          `json:"kind"`
+	Report     string          `json:"report"`
+	ReportJSON string          `json:"reportJSON"`
+	Models     []evalModelJSON `json:"models"`
+}
+
+// evalModelJSON is one model's headline score: accuracy for classifiers, map for detectors.
+type evalModelJSON struct {
+	Name      string   `json:"name"`
+	Source    string   `json:"source"`
+	Iteration string   `json:"iteration"`
+	Images    int      `json:"images"`
+	Failed    int      `json:"failed"`
+	Accuracy  *float64 `json:"accuracy,omitempty"`
+	MAP       *float64 `json:"map,omitempty"`
+}
+
+func newEvalJSON(r *eval.Report, out string) evalJSON {
+	j := evalJSON{Data: r.Data, Kind: r.Kind, Report: filepath.Join(out, "report.md"), ReportJSON: filepath.Join(out, "report.json"),
+		Models: []evalModelJSON{}}
+	for _, m := range r.Models {
+		j.Models = append(j.Models, evalModelJSON{Name: m.Name, Source: m.Source, Iteration: m.Iteration, Images: m.Images,
+			Failed: m.Failed, Accuracy: m.Accuracy, MAP: m.MAP})
+	}
+	return j
 }
 
 // printEval prints each model's headline score and where the report is.
@@ -108,39 +148,4 @@ func printEval(stdout io.Writer, report *eval.Report, out string) {
 		}
 	}
 	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(out, "report.md"))
-}
-
-// progress draws a bar on a terminal, and nothing elsewhere.
-type progress struct {
-	w    io.Writer
-	on   bool
-	last time.Time
-}
-
-func newProgress(w io.Writer) *progress {
-	return &progress{w: w, on: isTerminal(w)}
-}
-
-func (p *progress) step(name string, n, total int) {
-	if !p.on || (time.Since(p.last) < 100*time.Millisecond && n < total) {
-		return
-	}
-	p.last = time.Now()
-	width := 30
-	fill := width * n / max(total, 1)
-	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d", name, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), n, total)
-}
-
-func (p *progress) done() {
-	if p.on {
-		fmt.Fprintln(p.w)
-	}
-}
-
-// update is eval's progress: a step, and the end of the line once a model is done.
-func (p *progress) update(name string, n, total int) {
-	p.step(name, n, total)
-	if n == total {
-		p.done()
-	}
 }

@@ -181,3 +181,30 @@ func TestEvalRefusesBadData(t *testing.T) {
 		t.Errorf("mislabelled: exit %d %q", code, errs)
 	}
 }
+
+// TestEvalJSON: eval --json prints the summary as JSON: each model's score, the report's
+// paths; a detector has a map and no accuracy.
+func TestEvalJSON(t *testing.T) {
+	needRuntime(t)
+	data := t.TempDir()
+	colours := map[string][3]uint8{"blue": {190, 100, 30}, "red": {45, 40, 200}}
+	for f, c := range map[string]string{"red/1.png": "red", "red/2.png": "blue", "blue/1.png": "blue"} {
+		writePart(t, filepath.Join(data, f), colours[c])
+	}
+	out := t.TempDir()
+	code, stdout, errs := cvedge(t, "eval", "--json", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", data, "--out", out)
+	var s evalJSON
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+		t.Fatalf("exit %d: %v\n%s%s", code, err, stdout, errs)
+	}
+	if code != 0 || s.Kind != "classification" || s.Report != filepath.Join(out, "report.md") || s.ReportJSON != filepath.Join(out, "report.json") || len(s.Models) != 1 {
+		t.Fatalf("exit %d, %+v", code, s)
+	}
+	m := s.Models[0]
+	if m.Name != "classifier" || m.Images != 3 || m.Failed != 0 || m.Accuracy == nil || !near(*m.Accuracy, 2.0/3) || m.MAP != nil {
+		t.Errorf("%+v", m)
+	}
+	if r := readReport(t, out); *r.Models[0].Accuracy != *m.Accuracy {
+		t.Errorf("the summary says %v, report.json %v", *m.Accuracy, *r.Models[0].Accuracy)
+	}
+}

@@ -42,7 +42,7 @@ func (f *modelFlags) model(path string) (configs.Model, error) {
 		bad = append(bad, "--"+flag+": "+p.Err.Error())
 	}
 	if len(bad) > 0 {
-		return m, errors.New(strings.Join(bad, "\n"))
+		return m, usageError{errors.New(strings.Join(bad, "\n"))}
 	}
 	return m, nil
 }

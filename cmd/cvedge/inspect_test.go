@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,5 +30,25 @@ func TestInspectDemo(t *testing.T) {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("exit %d, want %q in\n%s%s", code, want, out, errs)
 		}
+	}
+}
+
+// TestInspectJSON: inspect --json prints the model as one JSON object, the same facts as
+// the text.
+func TestInspectJSON(t *testing.T) {
+	needRuntime(t)
+	code, out, errs := cvedge(t, "inspect", "--json", testenv.Path("testdata", "demo", "detector"))
+	var m inspectJSON
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("exit %d: %v\n%s%s", code, err, out, errs)
+	}
+	in := m.Input
+	if code != 0 || m.Format != "detector-yolo" || m.Domain != "ObjectDetection" || m.Iteration != "b43331db-0554-52bc-9c48-3c8a25250027" ||
+		len(m.SHA256) != 64 || strings.Join(m.Labels, ",") != "part" || len(m.Outputs) == 0 || m.Properties["Image.BitmapPixelFormat"] != "Rgb8" {
+		t.Errorf("exit %d, %+v", code, m)
+	}
+	if in.Name != "data" || in.Type != "float32" || in.Width != 416 || in.Height != 416 || in.DynamicBatch || in.RegionsPerCall != 1 ||
+		in.PixelOrder != "BGR" || in.PixelRange != "NominalRange_0_255" || in.PixelFormatKey != "Bgr8" {
+		t.Errorf("input %+v", in)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -41,17 +42,29 @@ const runningHint = "a running agent takes this on its next start; to switch it 
 
 func modelsCmd(stdout io.Writer) *cobra.Command {
 	sf := &storeFlags{}
-	cmd := &cobra.Command{Use: "models", Short: "Manage the iterations of models in the model store"}
+	cmd := &cobra.Command{
+		Use:   "models",
+		Short: "Manage the iterations of models in the model store",
+		Long: "List, add, activate and roll back the iterations of the models in the model store, offline, with the checks\n" +
+			"the agent makes for the same commands over MQTT. The store is the folder --store, or store.dir of the config\n" +
+			"--config (default /etc/cvedge/cvedge.yaml, whose store.dir defaults to /var/lib/cvedge/models). " + runningHint + ".",
+		Example: "  cvedge models list\n  cvedge models --store ./models add --model colour --activate colour-v2.zip",
+	}
 	sf.register(cmd)
 	cmd.AddCommand(modelsListCmd(stdout, sf), modelsAddCmd(stdout, sf), modelsActivateCmd(stdout, sf), modelsRollbackCmd(stdout, sf))
 	return cmd
 }
 
 func modelsListCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "list [MODEL]",
 		Short: "List models and their iterations; * marks the active one",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "List the iterations of MODEL, or of every model in the store: id, whether it is active, SHA-256, when it was\n" +
+			"added and where from. Reads the store (--store, or store.dir of --config); writes nothing. --json prints the\n" +
+			"iterations as a JSON array (docs/cli.md).",
+		Example: "  cvedge models list\n  cvedge models --store ./models list colour --json",
+		Args:    cobra.MaximumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			m, err := sf.open("")
 			if err != nil {
@@ -64,9 +77,40 @@ func modelsListCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 					return err
 				}
 			}
+			if asJSON {
+				return printIterationsJSON(stdout, st, names)
+			}
 			return printIterations(stdout, st, names)
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the iterations as a JSON array (docs/cli.md)")
+	return cmd
+}
+
+// iterationJSON is one line of `models list --json`.
+type iterationJSON struct {
+	Model     string    `json:"model"`
+	Iteration string    `json:"iteration"`
+	Active    bool      `json:"active"`
+	SHA256    string    `json:"sha256"`
+	Added     time.Time `json:"added"`
+	Source    string    `json:"source"`
+}
+
+// printIterationsJSON prints the iterations of the models names as a JSON array, in the
+// table's order.
+func printIterationsJSON(stdout io.Writer, st *store.Store, names []string) error {
+	list := []iterationJSON{}
+	for _, n := range names {
+		state, err := st.State(n)
+		if err != nil {
+			return err
+		}
+		for _, it := range state.Iterations {
+			list = append(list, iterationJSON{Model: n, Iteration: it.ID, Active: it.ID == state.Active, SHA256: it.SHA256, Added: it.Added, Source: it.Source})
+		}
+	}
+	return writeJSON(stdout, list)
 }
 
 // printIterations prints a table of the iterations of the models names.
@@ -97,10 +141,16 @@ func modelsAddCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add --model NAME PATH",
 		Short: "Check an export (it must load and run) and keep it in the store as an iteration of NAME",
-		Args:  cobra.ExactArgs(1),
+		Long: "Load the export at PATH (a ZIP, a folder, or an .onnx with labels.txt) with onnxruntime, run it once, and copy it\n" +
+			"into the store (--store, or store.dir of --config) as an iteration of the model NAME. With --activate it becomes\n" +
+			"the active iteration, if it does the same job as the active one and has the same tags (--allow-tag-change to\n" +
+			"accept other tags). Reads the export and the config; writes into the store only.",
+		Example: "  cvedge models add --model colour colour-v2.zip\n" +
+			"  cvedge models --store /var/lib/cvedge/models add --model colour --activate colour-v2.zip",
+		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if err := store.CheckModel(name); err != nil {
-				return fmt.Errorf("--model: %w", err)
+				return usageError{fmt.Errorf("--model: %w", err)}
 			}
 			m, err := sf.open(library)
 			if err != nil {
@@ -132,7 +182,11 @@ func modelsActivateCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "activate MODEL ITERATION",
 		Short: "Make an iteration in the store the active one (same job; same tags unless --allow-tag-change)",
-		Args:  cobra.ExactArgs(2),
+		Long: "Make ITERATION (an id from cvedge models list) the active iteration of MODEL, after loading it with\n" +
+			"onnxruntime: it must do the same job as the active one (a detector for a detector) and, unless\n" +
+			"--allow-tag-change, have the same tags. Reads the store and the config; writes the store's state only.",
+		Example: "  cvedge models activate colour ad92cb91-12e0-5f2a-9680-3961651a2636",
+		Args:    cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			m, err := sf.open(library)
 			if err != nil {
@@ -155,7 +209,10 @@ func modelsRollbackCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rollback MODEL",
 		Short: "Make the previously active iteration active again",
-		Args:  cobra.ExactArgs(1),
+		Long: "Make the iteration of MODEL that was active before the current one active again, with the checks of\n" +
+			"activate. Reads the store and the config; writes the store's state only.",
+		Example: "  cvedge models rollback colour",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			m, err := sf.open(library)
 			if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -106,5 +107,38 @@ func TestModelsSlotGuard(t *testing.T) {
 	}
 	if state, _ := st.State("colour"); state.Active != detector {
 		t.Fatalf("a refused rollback changed the store: %s is active", state.Active)
+	}
+}
+
+// TestModelsListJSON: models list --json prints every iteration with the active one marked,
+// as the table does.
+func TestModelsListJSON(t *testing.T) {
+	needRuntime(t)
+	dir := t.TempDir()
+	for _, m := range []string{testenv.Path("testdata", "demo", "classifier"), testenv.Path("testdata", "models", "classifier-v2")} {
+		if code, _, errs := cvedge(t, "models", "--store", dir, "add", "--model", "colour", m); code != 0 {
+			t.Fatalf("add %s: %s", m, errs)
+		}
+	}
+	if code, _, errs := cvedge(t, "models", "--store", dir, "activate", "--allow-tag-change", "colour", "ad92cb91-12e0-5f2a-9680-3961651a2636"); code != 0 {
+		t.Fatalf("activate: %s", errs)
+	}
+	code, out, errs := cvedge(t, "models", "--store", dir, "list", "--json")
+	var list []iterationJSON
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("exit %d: %v\n%s%s", code, err, out, errs)
+	}
+	if code != 0 || len(list) != 2 {
+		t.Fatalf("exit %d, %+v", code, list)
+	}
+	for _, it := range list {
+		active := it.Iteration == "ad92cb91-12e0-5f2a-9680-3961651a2636"
+		if it.Model != "colour" || it.Active != active || len(it.SHA256) != 64 || it.Added.IsZero() || it.Source == "" {
+			t.Errorf("%+v", it)
+		}
+	}
+	// an empty store is an empty array, not null
+	if code, out, _ := cvedge(t, "models", "--store", t.TempDir(), "list", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("empty store: exit %d, %q", code, out)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -46,11 +45,15 @@ func predictCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Run models on image files or folders, one line per image",
 		Long: "Run a model, or a detector and a classifier on each detected crop, on images. A PATH may be a file or a\n" +
 			"folder (searched recursively, in name order). --json prints one JSON object per image: \"file\" and the\n" +
-			"Custom Vision Prediction API fields.",
+			"Custom Vision Prediction API fields.\n\n" +
+			"Reads the models and the images; writes the results to stdout and nothing to disk. An image that cannot be\n" +
+			"read or run is named on stderr, and makes the exit code 1 once the others are done.",
+		Example: "  cvedge predict --model colour.zip part.jpg\n" +
+			"  cvedge predict --detector parts.zip --classifier colour.zip --json stills/ > results.jsonl",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			if (pf.model == "") == (pf.detector == "" && pf.classifier == "") {
-				return errors.New("give --model, or --detector and/or --classifier")
+				return usageErrorf("give --model, or --detector and/or --classifier")
 			}
 			files, err := imageFiles(args)
 			if err != nil {
@@ -105,10 +108,10 @@ func (pf predictFlags) loadStages(set *stageSet) (det, cls pipeline.Stage, err e
 		return nil, nil, err
 	}
 	if det != nil && !det.Detector() {
-		return nil, nil, fmt.Errorf("--detector %s is a classifier", pf.detector)
+		return nil, nil, usageErrorf("--detector %s is a classifier", pf.detector)
 	}
 	if cls != nil && cls.Detector() {
-		return nil, nil, fmt.Errorf("--classifier %s is a detector", pf.classifier)
+		return nil, nil, usageErrorf("--classifier %s is a detector", pf.classifier)
 	}
 	return det, cls, nil
 }

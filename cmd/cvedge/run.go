@@ -18,7 +18,19 @@ func runCmd(stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent until SIGINT or SIGTERM",
-		Args:  cobra.NoArgs,
+		Long: `Run the agent: open the cameras of the config, run their models on every frame and publish the
+predictions over MQTT, until SIGINT or SIGTERM (it then finishes the frame in flight, flushes
+MQTT and marks itself offline). SIGHUP reloads the config.
+
+Reads the config file (--config, default /etc/cvedge/cvedge.yaml; CVEDGE_* environment variables
+override its keys), the models it names or the model store's active iterations (store.dir,
+default /var/lib/cvedge/models). Writes messages not yet acknowledged by the broker to the
+spool (spool.dir, default /var/lib/cvedge/spool), and its log to stderr: JSON when stderr is not
+a terminal (the journal under systemd), text on a terminal. Serves metrics and health on
+http.listen when set. The Debian package runs it as the cvedge service.`,
+		Example: `  cvedge run --config /etc/cvedge/cvedge.yaml
+  systemctl reload cvedge     # SIGHUP: reload the config`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := configs.Load(path)
 			if err != nil {
