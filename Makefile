@@ -63,10 +63,18 @@ fixtures:
 	/usr/bin/python3 testdata/gen_demo.py
 
 # A .deb for this machine's architecture (amd64 or arm64), with nfpm: the binary, onnxruntime,
-# the systemd unit and the sample config. It is listed and checked by scripts/check-deb.sh.
+# the systemd unit, the sample config, the shell completions and a manual page per command
+# (both made by the binary just built, into dist/share). It is listed and checked by
+# scripts/check-deb.sh.
 deb: setup build
 	@mkdir -p dist
-	rm -f dist/cvedge_*.deb
+	rm -rf dist/cvedge_*.deb dist/share
+	mkdir -p dist/share/completions dist/share/man1
+	bin/cvedge completion bash > dist/share/completions/cvedge
+	bin/cvedge completion zsh > dist/share/completions/_cvedge
+	bin/cvedge completion fish > dist/share/completions/cvedge.fish
+	bin/cvedge __man dist/share/man1
+	gzip -9n dist/share/man1/*.1
 	VERSION=$(DEB_VERSION) DEB_ARCH=$$(dpkg --print-architecture) $(NFPM) package --config scripts/nfpm.yaml --packager deb --target dist/
 	scripts/check-deb.sh dist/cvedge_*.deb
 	@if [ "$$(dpkg --print-architecture)" != arm64 ]; then \

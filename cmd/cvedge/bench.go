@@ -83,7 +83,7 @@ func (bf *benchFlags) register(cmd *cobra.Command) {
 	f.IntVar(&bf.o.Cameras, "cameras", 0, "also run this many realtime cameras on the source, sharing the models")
 	f.Float64Var(&bf.o.FPS, "fps", 10, "frame rate of each realtime camera")
 	f.Float64Var(&bf.o.Seconds, "seconds", 10, "how long the realtime cameras run")
-	f.BoolVar(&bf.asJSON, "json", false, "print the report as JSON")
+	f.BoolVar(&bf.asJSON, "json", false, "print the report as one JSON object (docs/cli.md)")
 	f.StringVar(&bf.markdown, "markdown", "", "also write the report's tables to this file")
 	f.StringVar(&bf.lib, "onnxruntime-library", "", "path of libonnxruntime.so (default: the config's, or search)")
 	f.StringVar(&bf.config, "config", "", "take the onnxruntime section (threads, graph optimization, memory arena, execution provider) from this config")

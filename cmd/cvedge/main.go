@@ -53,9 +53,9 @@ The agent reads /etc/cvedge/cvedge.yaml unless --config says otherwise. Every co
 
 Exit codes:
   0  success
-  1  failure: the command ran and failed (a config with problems, a model that does not
-     load, a camera that does not open, images that could not be read)
-  2  usage error: an unknown command or flag, a missing or extra argument, a bad flag value`
+  1  failure: the command ran and failed
+  2  usage error: an unknown command or flag, a missing or extra
+     argument, a bad flag value`
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
@@ -71,6 +71,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.InitDefaultVersionFlag() // now, so that the manual page lists it
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout, stderr), inspectCmd(stdout), predictCmd(stdout, stderr),
