@@ -1,0 +1,324 @@
+package configs
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// docDefault is one default that a docs page states for a config key.
+type docDefault struct {
+	page, key, value string
+	row              string // the first key named in the table row, if any (low_confidence)
+}
+
+// printedKeys returns every key of the effective config with its value as `cvedge config
+// print` writes it: the top-level defaults under their paths (http.listen), a model entry's
+// under models.<key> and a camera entry's under cameras.<key>.
+func printedKeys(t *testing.T) map[string]any {
+	t.Helper()
+	cfg := Default()
+	cfg.Models = map[string]Model{"m": DefaultModel()}
+	cfg.Cameras = []Camera{DefaultCamera()}
+	var buf bytes.Buffer
+	if err := cfg.Print(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(buf.Bytes(), &tree); err != nil {
+		t.Fatalf("config print is not YAML: %v\n%s", err, buf.String())
+	}
+	out := map[string]any{}
+	models := tree["models"].(map[string]any)
+	cams := tree["cameras"].([]any)
+	delete(tree, "models")
+	delete(tree, "cameras")
+	leaves("", tree, out)
+	leaves("models", models["m"].(map[string]any), out)
+	leaves("cameras", cams[0].(map[string]any), out)
+	return out
+}
+
+// leaves flattens a YAML tree into dotted keys; lists and empty maps are leaves.
+func leaves(prefix string, m map[string]any, out map[string]any) {
+	for k, v := range m {
+		key := join(prefix, k)
+		if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+			leaves(key, sub, out)
+			continue
+		}
+		out[key] = v
+	}
+}
+
+var (
+	backticked = regexp.MustCompile("`([^`]+)`")
+	// a key in backticks, then within the same clause "default" and a value: `mqtt.qos`
+	// (default 1), (`mqtt.queue_size`, default 1024), `crop_padding` (a fraction of its
+	// size, default 0.1), `commands.signed` (default: `add`, `activate`, `reload`)
+	keyDefault = regexp.MustCompile("`([a-z][a-z0-9_]*(?:\\.[a-z][a-z0-9_]*)*)`\\s*[(,]\\s*[^()`]*?\\bdefault:?\\s+(" +
+		"`[^`]+`(?:,\\s*`[^`]+`)*" +
+		"|[0-9][0-9.]*(?:\\s*(?:ms|s|m|h|seconds?|minutes?|hours?|days?)\\b)?" +
+		"|true\\b|false\\b)")
+	spelled = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|seconds?|minutes?|hours?|days?)$`)
+)
+
+// statedDefaults reads the defaults a markdown page states: in prose (`key` ... default X),
+// and in tables with a "default" or "key (default)" column. Code blocks are left out.
+func statedDefaults(page, text string) []docDefault {
+	var out []docDefault
+	var para []string
+	flush := func() {
+		if len(para) > 0 {
+			out = append(out, prose(page, strings.Join(para, " "), "")...)
+			para = nil
+		}
+	}
+	var header []string
+	inCode := false
+	for _, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(trimmed, "```"):
+			flush()
+			inCode = !inCode
+		case inCode:
+		case strings.HasPrefix(trimmed, "|"):
+			flush()
+			cells := strings.Split(strings.Trim(trimmed, "|"), "|")
+			for i := range cells {
+				cells[i] = strings.TrimSpace(cells[i])
+			}
+			switch {
+			case header == nil:
+				header = cells
+			case strings.HasPrefix(cells[0], "---"):
+			default:
+				out = append(out, tableRow(page, header, cells)...)
+			}
+		case trimmed == "":
+			flush()
+			header = nil
+		default:
+			header = nil
+			para = append(para, trimmed)
+		}
+	}
+	flush()
+	return out
+}
+
+func prose(page, text, row string) []docDefault {
+	var out []docDefault
+	for _, m := range keyDefault.FindAllStringSubmatch(text, -1) {
+		out = append(out, docDefault{page: page, key: m[1], value: m[2], row: row})
+	}
+	return out
+}
+
+func tableRow(page string, header, cells []string) []docDefault {
+	row := ""
+	if m := backticked.FindStringSubmatch(cells[0]); m != nil {
+		row = m[1]
+	}
+	var out []docDefault
+	for i, h := range header {
+		if i >= len(cells) {
+			break
+		}
+		switch h {
+		case "default": // | `intra_op_threads` | cores − 1, at least 1 | ...
+			if row != "" {
+				out = append(out, docDefault{page: page, key: row, value: cells[i], row: row})
+			}
+		case "key (default)": // | ... | `store.max_download_mb` (512) |
+			if m := regexp.MustCompile("^`([^`]+)` \\(([^)]+)\\)$").FindStringSubmatch(cells[i]); m != nil {
+				out = append(out, docDefault{page: page, key: m[1], value: m[2], row: row})
+			}
+		default:
+			for _, d := range prose(page, cells[i], row) {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// resolve finds the config key a page means: a dotted key as it is, else the one key that
+// ends in it, preferring the table row's (samples.low_confidence.threshold) and the page's
+// section (models.threshold on models.md).
+func resolve(d docDefault, keys map[string]any) (string, error) {
+	if _, ok := keys[d.key]; ok {
+		return d.key, nil
+	}
+	var found []string
+	for k := range keys {
+		if strings.HasSuffix(k, "."+d.key) {
+			found = append(found, k)
+		}
+	}
+	narrow := func(keep func(string) bool) {
+		var kept []string
+		for _, k := range found {
+			if keep(k) {
+				kept = append(kept, k)
+			}
+		}
+		if len(kept) > 0 {
+			found = kept
+		}
+	}
+	if len(found) > 1 && d.row != "" && d.row != d.key {
+		narrow(func(k string) bool { return strings.Contains(k, "."+d.row+".") })
+	}
+	section := map[string]string{"models.md": "models.", "cameras.md": "cameras.", "operations.md": "onnxruntime."}[d.page]
+	if len(found) > 1 && section != "" {
+		narrow(func(k string) bool { return strings.HasPrefix(k, section) })
+	}
+	sort.Strings(found)
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("no config key %s: name it as configs/cvedge.yaml does", d.key)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%s could be any of %s: name the full key", d.key, strings.Join(found, ", "))
+}
+
+// sameValue compares what a page states with the printed value.
+func sameValue(doc string, got any) bool {
+	doc = strings.TrimSpace(doc)
+	if list, ok := got.([]any); ok {
+		var want []string
+		for _, m := range backticked.FindAllStringSubmatch(doc, -1) {
+			want = append(want, m[1])
+		}
+		var have []string
+		for _, v := range list {
+			have = append(have, fmt.Sprint(v))
+		}
+		return strings.Join(want, ",") == strings.Join(have, ",")
+	}
+	doc = strings.Trim(doc, "`")
+	if doc == "cores − 1, at least 1" {
+		doc = strconv.Itoa(max(1, runtime.NumCPU()-1))
+	}
+	if m := spelled.FindStringSubmatch(doc); m != nil {
+		n, _ := strconv.ParseFloat(m[1], 64)
+		unit := map[byte]time.Duration{'s': time.Second, 'h': time.Hour, 'd': 24 * time.Hour}[m[2][0]]
+		switch {
+		case m[2] == "ms":
+			unit = time.Millisecond
+		case m[2] == "m" || strings.HasPrefix(m[2], "minute"):
+			unit = time.Minute
+		}
+		d, err := time.ParseDuration(fmt.Sprint(got))
+		return err == nil && d == time.Duration(n*float64(unit))
+	}
+	if want, err := strconv.ParseFloat(doc, 64); err == nil {
+		have, err := strconv.ParseFloat(fmt.Sprint(got), 64)
+		return err == nil && have == want
+	}
+	return doc == fmt.Sprint(got)
+}
+
+// TestDocsStateTheDefaults: every default the docs pages state for a config key (in prose,
+// "`mqtt.qos` (default 1)", and in tables) is the one configs.Default and `cvedge config
+// print` give.
+func TestDocsStateTheDefaults(t *testing.T) {
+	keys := printedKeys(t)
+	pages, err := filepath.Glob(filepath.Join("..", "docs", "*.md"))
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no docs pages in ../docs: %v", err)
+	}
+	checked := map[string]bool{}
+	for _, path := range pages {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := filepath.Base(path)
+		for _, d := range statedDefaults(page, string(text)) {
+			key, err := resolve(d, keys)
+			if err != nil {
+				t.Errorf("docs/%s: `%s` (default %s): %v", page, d.key, d.value, err)
+				continue
+			}
+			checked[key] = true
+			if !sameValue(d.value, keys[key]) {
+				t.Errorf("docs/%s says %s defaults to %s; configs.Default has %v", page, key, d.value, keys[key])
+			}
+		}
+	}
+	// the statements this test must at least find, so that a change of wording cannot
+	// quietly turn it off
+	for _, key := range []string{"http.listen", "mqtt.qos", "mqtt.queue_size", "mqtt.inflight", "mqtt.stats_interval",
+		"spool.max_mb", "spool.max_age", "spool.drop_first", "commands.max_age", "commands.signed",
+		"store.max_download_mb", "onnxruntime.intra_op_threads", "onnxruntime.graph_optimization",
+		"models.nms_iou", "models.input_size", "samples.low_confidence.threshold"} {
+		if !checked[key] {
+			t.Errorf("the docs no longer state the default of %s where this test looks (`%s` (default X) or a default column)", key, key)
+		}
+	}
+}
+
+// TestCameraDocsListTheDefaults: the block of docs/cameras.md that lists every camera key
+// "with its default" holds the defaults of a camera entry (its name, source and models are
+// examples, not defaults).
+func TestCameraDocsListTheDefaults(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join("..", "docs", "cameras.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(text), "Every key, with its default:")
+	_, block, ok2 := strings.Cut(after, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/cameras.md: no yaml block after \"Every key, with its default:\"")
+	}
+	var doc struct {
+		Cameras []map[string]any `yaml:"cameras"`
+	}
+	if err := yaml.Unmarshal([]byte(block), &doc); err != nil || len(doc.Cameras) != 1 {
+		t.Fatalf("docs/cameras.md: the defaults block is not one camera in YAML: %v", err)
+	}
+	stated := map[string]any{}
+	leaves("cameras", doc.Cameras[0], stated)
+	keys := printedKeys(t)
+	examples := map[string]bool{"cameras.name": true, "cameras.source": true, "cameras.pipeline.detector": true, "cameras.pipeline.classifier": true}
+	for key, val := range stated {
+		if examples[key] {
+			continue
+		}
+		got, ok := keys[key]
+		if m, isMap := val.(map[string]any); !ok && isMap && len(m) == 0 && hasUnder(keys, key) {
+			continue // device: {}, a section described further down the page
+		}
+		if !ok {
+			t.Errorf("docs/cameras.md lists %s, which a camera entry does not have", key)
+			continue
+		}
+		if fmt.Sprint(val) != fmt.Sprint(got) && !sameValue(fmt.Sprint(val), got) {
+			t.Errorf("docs/cameras.md says %s defaults to %v; DefaultCamera has %v", key, val, got)
+		}
+	}
+}
+
+func hasUnder(keys map[string]any, prefix string) bool {
+	for k := range keys {
+		if strings.HasPrefix(k, prefix+".") {
+			return true
+		}
+	}
+	return false
+}
