@@ -87,7 +87,7 @@ func sourcesFor(form, rowText, pw string) []string {
 // environment) and the LLM key in the environment are not shown either.
 func TestConfigPrintMasksWhatCamerasMdPromises(t *testing.T) {
 	var cams strings.Builder
-	var sources []string
+	var sources, passwords []string
 	var shown []string
 	n := 0
 	for _, row := range cameraMaskingRows(t) {
@@ -97,13 +97,14 @@ func TestConfigPrintMasksWhatCamerasMdPromises(t *testing.T) {
 		}
 		shown = append(shown, strings.ReplaceAll(row.shownAs, "?", ""))
 		for _, form := range row.forms {
-			srcs := sourcesFor(form, row.text, fmt.Sprintf("CamPw%dZ", n))
+			pw := fmt.Sprintf("CamPw%dZ", n)
+			srcs := sourcesFor(form, row.text, pw)
 			if len(srcs) == 0 {
 				t.Errorf("docs/cameras.md, Camera passwords: no source built for the form %q", form)
 			}
 			for _, src := range srcs {
 				fmt.Fprintf(&cams, "  - {name: cam%d, source: %q, pipeline: {detector: m}}\n", n, src)
-				sources = append(sources, src)
+				sources, passwords = append(sources, src), append(passwords, pw)
 				n++
 			}
 		}
@@ -122,7 +123,7 @@ func TestConfigPrintMasksWhatCamerasMdPromises(t *testing.T) {
 	}
 	printed := out.String()
 	for i, src := range sources {
-		if pw := fmt.Sprintf("CamPw%dZ", i); strings.Contains(printed, pw) {
+		if strings.Contains(printed, passwords[i]) {
 			t.Errorf("config print shows the password of %q", src)
 		}
 	}
