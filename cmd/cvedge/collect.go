@@ -71,7 +71,8 @@ func (cf *collectFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&cf.every, "upload-interval", 30*time.Second, "how often to upload new corrected images")
 }
 
-// collect runs the collector until SIGINT or SIGTERM and prints what it collected.
+// collect runs the collector until SIGINT or SIGTERM and prints what it collected. A second
+// signal kills it.
 func (cf *collectFlags) collect(stdout io.Writer, log *slog.Logger) error {
 	ds, err := dataset.Open(cf.out)
 	if err != nil {
@@ -88,6 +89,9 @@ func (cf *collectFlags) collect(stdout io.Writer, log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// the first Ctrl-C stops the collector; from then on the signals are Go's again, so a
+	// second one ends the process at once
+	context.AfterFunc(ctx, stop)
 	log.Info("collecting", "data_set", cf.out, "samples", ds.Len(), "topic", cf.topic, "upload", cf.upload)
 	err = c.Run(ctx, cf.mqtt, cf.topic, cf.every)
 	fmt.Fprintf(stdout, "%s: %s; %d samples in the data set\n", cf.out, c.Counts(), ds.Len())
