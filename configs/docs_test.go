@@ -322,3 +322,43 @@ func hasUnder(keys map[string]any, prefix string) bool {
 	}
 	return false
 }
+
+// TestDocsNameTheDebMakeBuilds: every .deb file name in README.md and docs/*.md is one `make
+// deb` builds: dist/cvedge_<version>_<arch>.deb, where the version is a placeholder, a glob,
+// or the Makefile's version of an untagged commit (0.0.0+git<commit>), and a path to install
+// from is under dist/.
+func TestDocsNameTheDebMakeBuilds(t *testing.T) {
+	makefile, err := os.ReadFile(filepath.Join("..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(makefile), "0.0.0+git$(COMMIT)") || !strings.Contains(string(makefile), "--target dist/") {
+		t.Fatal("the Makefile no longer builds dist/cvedge_0.0.0+git<commit>_<arch>.deb on an untagged commit: update this test and the docs")
+	}
+	version := regexp.MustCompile(`^(<[a-z]+>|\*|0\.0\.0\+git[0-9a-f]{7,40})$`)
+	arch := regexp.MustCompile(`^(<arch>|\*|amd64|arm64)$`)
+	name := regexp.MustCompile("(\\S*?)cvedge_([^\\s`]*?)\\.deb")
+	pages, _ := filepath.Glob(filepath.Join("..", "docs", "*.md"))
+	pages = append(pages, filepath.Join("..", "README.md"))
+	found := 0
+	for _, page := range pages {
+		text, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range name.FindAllStringSubmatch(string(text), -1) {
+			found++
+			dir, rest := strings.TrimLeft(m[1], "`("), m[2]
+			parts := strings.Split(rest, "_")
+			if len(parts) != 2 || !version.MatchString(parts[0]) || !arch.MatchString(parts[1]) {
+				t.Errorf("%s: %s is not a name make deb gives: cvedge_<version>_<arch>.deb, the version 0.0.0+git<commit> on an untagged commit", page, m[0])
+			}
+			if strings.HasPrefix(dir, "./") && dir != "./dist/" {
+				t.Errorf("%s: %s: make deb writes it to dist/", page, m[0])
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("no .deb named in the docs")
+	}
+}
