@@ -2,7 +2,10 @@ package configs
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -360,5 +363,170 @@ func TestDocsNameTheDebMakeBuilds(t *testing.T) {
 	}
 	if found == 0 {
 		t.Fatal("no .deb named in the docs")
+	}
+}
+
+// logLine is a log line of the README: its time, level, message and attributes in order.
+type logLine struct {
+	time  time.Time
+	level slog.Level
+	msg   string
+	attrs []slog.Attr
+}
+
+func attrOf(key, val string, quoted bool) slog.Attr {
+	if !quoted {
+		if n, err := strconv.ParseInt(val, 10, 64); err == nil {
+			return slog.Int64(key, n)
+		}
+		if f, err := strconv.ParseFloat(val, 64); err == nil {
+			return slog.Float64(key, f)
+		}
+	}
+	return slog.String(key, val)
+}
+
+// parseTextLine reads a line as slog's text handler writes it: key=value pairs, a value
+// quoted when it needs to be, starting with time, level and msg.
+func parseTextLine(line string) (logLine, error) {
+	var l logLine
+	var keys []string
+	rest := line
+	for rest != "" {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok || key == "" || strings.ContainsAny(key, " \"") {
+			return l, fmt.Errorf("%q is not key=value", rest)
+		}
+		val, quoted := "", strings.HasPrefix(after, `"`)
+		if quoted {
+			q, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				return l, fmt.Errorf("%s: %v", key, err)
+			}
+			val, _ = strconv.Unquote(q)
+			after = after[len(q):]
+		} else {
+			val, after, _ = strings.Cut(after, " ")
+			after = " " + after
+		}
+		rest = strings.TrimPrefix(after, " ")
+		keys = append(keys, key)
+		switch key {
+		case "time":
+			t, err := time.Parse(time.RFC3339Nano, val)
+			if err != nil {
+				return l, fmt.Errorf("time=%s: %v", val, err)
+			}
+			l.time = t
+		case "level":
+			if err := l.level.UnmarshalText([]byte(val)); err != nil {
+				return l, err
+			}
+		case "msg":
+			l.msg = val
+		default:
+			l.attrs = append(l.attrs, attrOf(key, val, quoted))
+		}
+	}
+	if len(keys) < 3 || strings.Join(keys[:3], " ") != "time level msg" {
+		return l, fmt.Errorf("it starts with %v; slog's text handler starts every line with time, level and msg", keys[:min(3, len(keys))])
+	}
+	return l, nil
+}
+
+// parseJSONLine reads a line as slog's JSON handler writes it.
+func parseJSONLine(line string) (logLine, error) {
+	var l logLine
+	dec := json.NewDecoder(strings.NewReader(line))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return l, fmt.Errorf("not a JSON object")
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return l, err
+		}
+		key := tok.(string)
+		keys = append(keys, key)
+		var val any
+		if err := dec.Decode(&val); err != nil {
+			return l, err
+		}
+		s := fmt.Sprint(val)
+		switch key {
+		case "time":
+			if l.time, err = time.Parse(time.RFC3339Nano, s); err != nil {
+				return l, err
+			}
+		case "level":
+			if err := l.level.UnmarshalText([]byte(s)); err != nil {
+				return l, err
+			}
+		case "msg":
+			l.msg = s
+		default:
+			_, isString := val.(string)
+			l.attrs = append(l.attrs, attrOf(key, s, isString))
+		}
+	}
+	if len(keys) < 3 || strings.Join(keys[:3], " ") != "time level msg" {
+		return l, fmt.Errorf("it starts with %v; slog's JSON handler starts every object with time, level and msg", keys[:min(3, len(keys))])
+	}
+	return l, nil
+}
+
+// TestReadmeLogLinesAreSlogs: the log lines README.md shows under "What `make run` shows"
+// are what slog's text handler (a terminal) and JSON handler (otherwise; cmd/cvedge/log.go)
+// write for one record, and both show the same record.
+func TestReadmeLogLinesAreSlogs(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "### What `make run` shows")
+	section, _, _ = strings.Cut(section, "\n### ")
+	if !ok {
+		t.Fatal("README.md has no \"What `make run` shows\"")
+	}
+	var text, js string
+	for _, block := range strings.Split(section, "```\n")[1:] {
+		line := strings.TrimSpace(block)
+		switch {
+		case strings.HasPrefix(line, "{") && js == "":
+			js = line
+		case strings.Contains(line, "msg=") && text == "":
+			text = line
+		}
+	}
+	if text == "" || js == "" {
+		t.Fatalf("README.md, What `make run` shows: want a text log line and a JSON one; found %q and %q", text, js)
+	}
+	replay := func(l logLine, h func(*bytes.Buffer) slog.Handler) string {
+		var buf bytes.Buffer
+		r := slog.NewRecord(l.time, l.level, l.msg, 0)
+		r.AddAttrs(l.attrs...)
+		if err := h(&buf).Handle(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(buf.String())
+	}
+	tl, err := parseTextLine(text)
+	if err != nil {
+		t.Fatalf("README.md's text log line: %v\n%s", err, text)
+	}
+	if got := replay(tl, func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) }); got != text {
+		t.Errorf("README.md's text log line is not what slog writes:\nREADME %s\nslog   %s", text, got)
+	}
+	jl, err := parseJSONLine(js)
+	if err != nil {
+		t.Fatalf("README.md's JSON log line: %v\n%s", err, js)
+	}
+	if got := replay(jl, func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) }); got != js {
+		t.Errorf("README.md's JSON log line is not what slog writes:\nREADME %s\nslog   %s", js, got)
+	}
+	if fmt.Sprint(tl.msg, tl.attrs) != fmt.Sprint(jl.msg, jl.attrs) || !tl.time.Truncate(time.Millisecond).Equal(jl.time.Truncate(time.Millisecond)) {
+		t.Errorf("README.md's text and JSON lines show different records:\n%s\n%s", text, js)
 	}
 }
