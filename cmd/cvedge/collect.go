@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -87,11 +85,8 @@ func (cf *collectFlags) collect(stdout io.Writer, log *slog.Logger) error {
 		}
 		c.Up = &collect.Uploader{T: t, Dir: cf.out}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := collect.UntilSignal(context.Background()) // a second Ctrl-C ends the process
 	defer stop()
-	// the first Ctrl-C stops the collector; from then on the signals are Go's again, so a
-	// second one ends the process at once
-	context.AfterFunc(ctx, stop)
 	log.Info("collecting", "data_set", cf.out, "samples", ds.Len(), "topic", cf.topic, "upload", cf.upload)
 	err = c.Run(ctx, cf.mqtt, cf.topic, cf.every)
 	fmt.Fprintf(stdout, "%s: %s; %d samples in the data set\n", cf.out, c.Counts(), ds.Len())
