@@ -246,7 +246,8 @@ type ModelLLM struct {
 
 // HTTP serves Prometheus /metrics, /healthz and /readyz.
 type HTTP struct {
-	// Listen is host:port; loopback by default. Empty turns the server off.
+	// Listen is host:port, 127.0.0.1:9810 by default (loopback only: what a Prometheus or
+	// node_exporter on the same box scrapes). Empty turns the server off.
 	Listen string `mapstructure:"listen"`
 }
 
@@ -488,6 +489,7 @@ func Default() Config {
 			MaxImageKB:    256,
 			JPEGQuality:   85,
 		},
+		HTTP: HTTP{Listen: "127.0.0.1:9810"},
 		Ring: Ring{Frames: 100, MaxMB: 128, MaxAge: 10 * time.Minute},
 		Commands: Commands{
 			Allow:  []string{"trigger", "snapshot", "reload", "activate", "rollback"},

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -71,7 +69,8 @@ func (cf *collectFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&cf.every, "upload-interval", 30*time.Second, "how often to upload new corrected images")
 }
 
-// collect runs the collector until SIGINT or SIGTERM and prints what it collected.
+// collect runs the collector until SIGINT or SIGTERM and prints what it collected. A second
+// signal kills it.
 func (cf *collectFlags) collect(stdout io.Writer, log *slog.Logger) error {
 	ds, err := dataset.Open(cf.out)
 	if err != nil {
@@ -86,7 +85,7 @@ func (cf *collectFlags) collect(stdout io.Writer, log *slog.Logger) error {
 		}
 		c.Up = &collect.Uploader{T: t, Dir: cf.out}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := collect.UntilSignal(context.Background()) // a second Ctrl-C ends the process
 	defer stop()
 	log.Info("collecting", "data_set", cf.out, "samples", ds.Len(), "topic", cf.topic, "upload", cf.upload)
 	err = c.Run(ctx, cf.mqtt, cf.topic, cf.every)

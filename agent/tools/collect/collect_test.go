@@ -22,6 +22,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/cvedge/cvedge/agent/broker"
 	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
@@ -338,5 +339,76 @@ func TestCollectorOverMQTT(t *testing.T) {
 	}
 	if ds.Len() != 5 {
 		t.Fatalf("data set has %d samples", ds.Len())
+	}
+}
+
+// TestRunStopsAtOnceMidUpload: a Ctrl-C while Custom Vision does not answer ends Run within
+// a second; it does not wait out the answer, the retries or a last upload.
+func TestRunStopsAtOnceMidUpload(t *testing.T) {
+	asked := make(chan struct{}, 1)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		select { // hang until the client goes or the test ends
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	b, err := broker.Start("127.0.0.1:0", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	dir := t.TempDir()
+	ds, err := dataset.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	if _, _, err := ds.Add(sample(t, 1, "red", false)); err != nil {
+		t.Fatal(err)
+	}
+	c := &Collector{DS: ds, Log: quiet, Up: &Uploader{T: &Training{Endpoint: srv.URL, Key: "k", Project: "p", Log: quiet}, Dir: dir}}
+	cfg := configs.Default().MQTT
+	cfg.Broker, cfg.ClientID = "tcp://"+b.Addr(), "collector-stop"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, cfg, "cvedge/+/cameras/+/samples", time.Second) }()
+	select {
+	case <-asked: // the first upload waits on the project
+	case <-time.After(10 * time.Second):
+		t.Fatal("no upload started")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("Run still running a second after its context ended")
+	}
+}
+
+// TestUploadSaysConnectionRefused: with nothing listening at the endpoint the upload fails at
+// once saying so, and never calls Custom Vision busy.
+func TestUploadSaysConnectionRefused(t *testing.T) {
+	var logs testenv.LogBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d/", testenv.FreePort(t))
+	tr := &Training{Endpoint: endpoint, Key: "k", Project: "p", Backoff: time.Millisecond, Log: log}
+	_, err := tr.ProjectKind(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), EnvEndpoint) {
+		t.Fatalf("err %v, want connection refused and %s", err, EnvEndpoint)
+	}
+	if strings.Contains(err.Error(), "gave up") || strings.Contains(logs.String(), "busy") {
+		t.Errorf("a refused connection was retried as a busy service: %v\n%s", err, logs.String())
 	}
 }

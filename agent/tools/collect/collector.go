@@ -68,7 +68,8 @@ func (c *Collector) Handle(topic string, raw []byte) {
 
 // Run subscribes to topic (QoS 1, persistent session, so samples sent while the collector
 // was away still come) and collects until ctx ends; with an Uploader it uploads corrected
-// samples every uploadEvery.
+// samples every uploadEvery. It returns at once when ctx ends, also in the middle of an
+// upload; what was not uploaded yet goes up on the next run.
 func (c *Collector) Run(ctx context.Context, cfg configs.MQTT, topic string, uploadEvery time.Duration) error {
 	opts, err := publish.ClientOptions(cfg)
 	if err != nil {
@@ -88,8 +89,10 @@ func (c *Collector) Run(ctx context.Context, cfg configs.MQTT, topic string, upl
 	for {
 		select {
 		case <-ctx.Done():
+			// no last upload: it could wait on a slow or unreachable Custom Vision for
+			// minutes; the data set keeps the samples and the next run uploads them
 			if c.Up != nil && c.pending.Load() {
-				c.upload(context.Background())
+				c.Log.Info("stopping; corrected samples not uploaded yet go up on the next run with --upload")
 			}
 			return nil
 		case <-tick.C:
@@ -103,7 +106,10 @@ func (c *Collector) Run(ctx context.Context, cfg configs.MQTT, topic string, upl
 func (c *Collector) upload(ctx context.Context) {
 	sent, refused, err := c.Up.Sync(ctx)
 	if err != nil {
-		c.pending.Store(true) // try again on the next tick
+		c.pending.Store(true) // try again on the next tick, or on the next run
+		if ctx.Err() != nil {
+			return // stopping
+		}
 		c.Log.Error("upload to Custom Vision failed; will retry", "err", err)
 		return
 	}

@@ -3,11 +3,14 @@ package collect
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/dataset"
@@ -81,7 +85,10 @@ func (t *Training) defaults() {
 	}
 }
 
-// call sends one request, retrying with backoff on 429 and 5xx, and decodes the JSON answer.
+// call sends one request and decodes the JSON answer. It retries with backoff on 429 and
+// 5xx answers and on timeouts and dropped connections; a refused connection, an unknown host
+// or an untrusted certificate fail at once, naming the cause. It returns as soon as ctx ends,
+// also during a request or a wait.
 func (t *Training) call(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	t.defaults()
 	u := strings.TrimRight(t.Endpoint, "/") + "/customvision/v3.3/training/" + path
@@ -113,6 +120,14 @@ func (t *Training) call(ctx context.Context, method, path string, query url.Valu
 			answer, err = io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 			resp.Body.Close()
 		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+		}
+		if err != nil {
+			if hint, lasting := netProblem(err); lasting {
+				return fmt.Errorf("%s %s: %s: %w", method, path, hint, err)
+			}
+		}
 		retry := err != nil || status == http.StatusTooManyRequests || status >= 500
 		if !retry {
 			if status/100 != 2 {
@@ -137,14 +152,39 @@ func (t *Training) call(ctx context.Context, method, path string, query url.Valu
 				d = time.Duration(s) * time.Second
 			}
 		}
-		t.Log.Warn("Custom Vision busy; retrying", "call", method+" "+path, "status", status, "err", err, "wait", d)
+		if err != nil {
+			t.Log.Warn("Custom Vision unreachable; retrying", "call", method+" "+path, "err", err, "wait", d)
+		} else {
+			t.Log.Warn("Custom Vision busy; retrying", "call", method+" "+path, "status", status, "wait", d)
+		}
+		timer := time.NewTimer(d)
 		select {
-		case <-time.After(d):
+		case <-timer.C:
 		case <-ctx.Done():
-			return ctx.Err()
+			timer.Stop()
+			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
 		}
 		wait = min(2*wait, t.MaxBackoff)
 	}
+}
+
+// netProblem says what a failed connection means, and whether trying again at once would
+// only fail again: nothing listening at the endpoint, a host that does not exist, a
+// certificate the box does not trust. Timeouts and dropped connections are worth a retry.
+func netProblem(err error) (hint string, lasting bool) {
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused: nothing listens at that address; check " + EnvEndpoint, true
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "no such host: check " + EnvEndpoint, true
+	case errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &badHost):
+		return "the endpoint's certificate is not trusted: check " + EnvEndpoint + " and the system's CA certificates", true
+	}
+	return "", false
 }
 
 func trim(b []byte) string {
