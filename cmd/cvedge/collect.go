@@ -34,11 +34,18 @@ func collectCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: "Subscribe to the samples that agents publish and write them into DIR: a folder per corrected tag, unreviewed/ for\n" +
 			"samples nobody tagged yet, frames/ for whole frames, and index.jsonl. A restart resumes the data set. With --upload\n" +
 			"the corrected images go to the Custom Vision training project named by " + collect.EnvEndpoint + ",\n" +
-			collect.EnvKey + " and " + collect.EnvProject + ".",
+			collect.EnvKey + " and " + collect.EnvProject + "; samples not uploaded when it stops go up on the next run.\n" +
+			"It runs until Ctrl-C (or SIGTERM); a second Ctrl-C ends it at once.",
+		Example: "  # gather the samples of every agent on the plant broker into ./dataset\n" +
+			"  cvedge collect --out ./dataset --broker tcp://broker.plant.local:1883\n\n" +
+			"  # and upload the corrected images every minute\n" +
+			"  export " + collect.EnvEndpoint + "=https://westeurope.api.cognitive.microsoft.com\n" +
+			"  export " + collect.EnvKey + "=... " + collect.EnvProject + "=...\n" +
+			"  cvedge collect --out ./dataset --upload --upload-interval 1m",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if cf.out == "" {
-				return errors.New("--out: give the data set folder")
+				return usageErrorf("--out: give the data set folder")
 			}
 			check := configs.Default()
 			check.MQTT = cf.mqtt
