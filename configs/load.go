@@ -42,13 +42,6 @@ func Load(path string) (*Config, error) {
 				return nil, RedactError(fmt.Errorf("config %s: %w", path, err))
 			}
 		}
-		// a YAML syntax error is reported with the line's key path and a hint; viper would
-		// give the line alone
-		if data, err := os.ReadFile(path); err == nil {
-			if err := checkSyntax(data); err != nil {
-				return nil, RedactError(fmt.Errorf("config %s: %w", path, err))
-			}
-		}
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
