@@ -60,8 +60,11 @@ func TestMQTTTrigger(t *testing.T) {
 		var r payload.Result
 		json.Unmarshal(raw, &r)
 		p, ok := byID[r.Detail["predictionId"]]
-		if !r.OK || !ok || p.TriggerID != r.ID {
+		if !r.OK || !ok || p.TriggerID != r.ID || r.PredictionID != p.ID || r.FrameID != p.FrameID {
 			t.Errorf("result %s does not name the prediction of its trigger", raw)
+		}
+		if !strings.Contains(string(raw), fmt.Sprintf(`"frameId":%d,`, p.FrameID)) {
+			t.Errorf("result %s: want frameId as a number, as in the prediction", raw)
 		}
 	}
 	col.ValidateAll(t)

@@ -78,8 +78,12 @@ func TestProcessedFrame(t *testing.T) {
 		t.Fatalf("published %+v", m)
 	}
 	res, _ := publish.Decode[payload.Result](rec, "/commands/results")
-	if len(res) != 1 || !res[0].OK || res[0].ID != "t1" || res[0].Detail["predictionId"] != "p1" || res[0].Detail["frameId"] != "7" {
+	if len(res) != 1 || !res[0].OK || res[0].ID != "t1" || res[0].Detail["predictionId"] != "p1" || res[0].PredictionID != "p1" || res[0].FrameID != 7 {
 		t.Fatalf("trigger result %+v", res)
+	}
+	// frameId is a number, as in every other message, and only there
+	if raw := string(rec.Messages("/commands/results")[0].Payload); !strings.Contains(raw, `"frameId":7,`) || strings.Count(raw, "frameId") != 1 {
+		t.Fatalf("trigger result %s: want frameId as the number 7, once", raw)
 	}
 	c := list.Count()
 	if c.Processed != 1 || c.InferUs != 7000 || len(c.QueueMs) != 1 || c.QueueMs[0] != 2 {
@@ -212,7 +216,8 @@ func TestSnapshots(t *testing.T) {
 	if len(snaps) != 4 || snaps[0].Width != 64 || snaps[0].PredictionID != "p1" || snaps[0].JPEG == "" {
 		t.Fatalf("snapshots %d %+v", len(snaps), snaps)
 	}
-	if res, _ := publish.Decode[payload.Result](rec, "/commands/results"); len(res) != 4 || !res[3].OK {
+	if res, _ := publish.Decode[payload.Result](rec, "/commands/results"); len(res) != 4 || !res[3].OK ||
+		res[3].Detail["predictionId"] != "p1" || res[3].PredictionID != "p1" || res[3].FrameID != 1 {
 		t.Fatalf("results %+v", res)
 	}
 }
