@@ -86,6 +86,7 @@ func (a *Agent) newRun(cfg *configs.Config, i int, prev *reuse) (*cameraRun, err
 		if err != nil {
 			return nil, fmt.Errorf("cameras[%d].source: %w", i, err)
 		}
+		cam.Key = fmt.Sprintf("cameras[%d]", i)
 		r.cam = cam
 	}
 	if old, ok := prev.runs[cc.Name]; ok && reflect.DeepEqual(prev.ring, cfg.Ring) {
