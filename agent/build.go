@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"time"
@@ -86,6 +87,7 @@ func (a *Agent) newRun(cfg *configs.Config, i int, prev *reuse) (*cameraRun, err
 		if err != nil {
 			return nil, fmt.Errorf("cameras[%d].source: %w", i, err)
 		}
+		cam.Key = fmt.Sprintf("cameras[%d]", i)
 		r.cam = cam
 	}
 	if old, ok := prev.runs[cc.Name]; ok && reflect.DeepEqual(prev.ring, cfg.Ring) {
@@ -208,6 +210,9 @@ func (a *Agent) assemble(cfg *configs.Config, i int, r *cameraRun, stages map[st
 	}
 	if p.Classifier != "" {
 		o.Classifier = stages[p.Classifier]
+	}
+	if first := cmp.Or(p.Detector, p.Classifier); first != "" {
+		o.Project = cfg.Models[first].Project // as "iteration", the first stage's
 	}
 	if len(p.Routes) > 0 {
 		o.Routes = map[string]pipeline.Stage{}

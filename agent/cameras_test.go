@@ -30,6 +30,9 @@ func TestMQTTTrigger(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
 	cfg.Cameras[0].Realtime, cfg.Cameras[0].FPS, cfg.Cameras[0].Trigger = true, 25, "mqtt"
+	parts := cfg.Models["parts"]
+	parts.Project = "0f8fad5b-d9cb-469f-a165-70867728950e" // the detector, the first stage, gives the project
+	cfg.Models["parts"] = parts
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	runAgent(t, cfg)
 	testenv.WaitFor(t, "the camera online", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/status")) > 0 })
@@ -52,6 +55,9 @@ func TestMQTTTrigger(t *testing.T) {
 	byID := map[string]payload.Prediction{}
 	for _, p := range preds {
 		byID[p.ID] = p
+		if p.Project != parts.Project {
+			t.Errorf("prediction %s: project %q, want models.parts.project %s", p.ID, p.Project, parts.Project)
+		}
 		if at, ok := sent[p.TriggerID]; !ok || p.Captured.Before(at) {
 			t.Errorf("prediction %s: trigger %q, captured %v, trigger sent %v: want a frame captured after the trigger", p.ID, p.TriggerID, p.Captured, at)
 		}
@@ -60,8 +66,11 @@ func TestMQTTTrigger(t *testing.T) {
 		var r payload.Result
 		json.Unmarshal(raw, &r)
 		p, ok := byID[r.Detail["predictionId"]]
-		if !r.OK || !ok || p.TriggerID != r.ID {
+		if !r.OK || !ok || p.TriggerID != r.ID || r.PredictionID != p.ID || r.FrameID != p.FrameID {
 			t.Errorf("result %s does not name the prediction of its trigger", raw)
+		}
+		if !strings.Contains(string(raw), fmt.Sprintf(`"frameId":%d,`, p.FrameID)) {
+			t.Errorf("result %s: want frameId as a number, as in the prediction", raw)
 		}
 	}
 	col.ValidateAll(t)

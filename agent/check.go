@@ -137,6 +137,7 @@ func (c *checker) camera(i int, cc configs.Camera, offline bool) {
 		c.add(key+".source", err)
 		return
 	}
+	cam.Key = key
 	if offline {
 		return
 	}

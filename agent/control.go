@@ -122,7 +122,7 @@ func (a *Agent) onFeedback(raw []byte) {
 		var s *payload.Sample
 		var serr error
 		found := r.ring.With(fb.PredictionID, func(f *camera.Frame, msg *payload.Prediction) {
-			if s, serr = r.samples.Correction(f, msg, fb); serr == nil {
+			if s, serr = r.samples.Correction(f, msg, fb, a.labels); serr == nil {
 				a.creditShadow(s, msg, fb.Tag)
 			}
 		})
@@ -139,6 +139,18 @@ func (a *Agent) onFeedback(raw []byte) {
 	}
 	rc := a.c().Ring
 	a.env.Result(fb.ID, "feedback", fmt.Errorf("prediction %q is unknown or too old: each camera keeps its last %d frames, for at most %s (ring)", fb.PredictionID, rc.Frames, rc.MaxAge), nil)
+}
+
+// labels are the tags of the model named as it serves now; nil when there is no such model.
+func (a *Agent) labels(model string) []string {
+	st, ok := a.stageNamed(model)
+	if !ok {
+		return nil
+	}
+	if m := st.Model(); m != nil {
+		return m.Info.Labels
+	}
+	return nil
 }
 
 // creditShadow counts an operator's correction against the answer of the candidate that ran

@@ -28,6 +28,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.openSpool(); err != nil {
 		return err
 	}
+	var embedded *broker.Broker
 	if cfg.MQTT.Embedded.Enabled {
 		b, err := broker.Start(cfg.MQTT.Embedded.Listen, quiet(a.log))
 		switch {
@@ -37,6 +38,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case err != nil:
 			return err
 		default:
+			embedded = b
 			defer b.Close()
 		}
 	}
@@ -75,6 +77,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	if err := pub.Close(drain, a.statusMessage("offline", "stopped")); err != nil {
 		a.log.Warn("MQTT shutdown incomplete", "err", err)
+	}
+	// the embedded broker closes next: let it read the disconnect first (or it sends the last
+	// will, "connection lost") and hand the "stopped" status to the dashboards
+	if embedded != nil && !embedded.Settle(cfg.MQTT.ClientID, time.Second) {
+		a.log.Warn("embedded broker closing with the agent's disconnect or messages to dashboards still in flight: they may see \"connection lost\" last")
 	}
 	st := pub.Stats()
 	a.log.Info("stopped", "sent", st.Sent, "spooled", st.Spooled, "lost", st.Lost, "left_in_spool", a.out.spool.Len())

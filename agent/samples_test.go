@@ -80,7 +80,9 @@ func TestFeedbackRoundTrip(t *testing.T) {
 	send(fmt.Sprintf(`{"id":"fb-3","predictionId":%q,"tag":"red","detection":1}`, two.ID))
 	send(`{"id":"fb-4","predictionId":"no-such-prediction","tag":"red"}`)
 	send(fmt.Sprintf(`{"id":"fb-5","predictionId":%q,"tag":"red","detection":5}`, two.ID))
-	testenv.WaitFor(t, "five results", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= 5 })
+	send(fmt.Sprintf(`{"id":"fb-6","predictionId":%q,"tag":"purple"}`, one.ID))               // not a tag of colour
+	send(fmt.Sprintf(`{"id":"fb-7","predictionId":%q,"tag":"YELLOW","detection":0}`, two.ID)) // colour's yellow
+	testenv.WaitFor(t, "seven results", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= 7 })
 
 	results := map[string]payload.Result{}
 	for _, raw := range col.Get("cvedge/e2e/commands/results") {
@@ -88,14 +90,15 @@ func TestFeedbackRoundTrip(t *testing.T) {
 		json.Unmarshal(raw, &r)
 		results[r.ID] = r
 	}
-	want := map[string]string{"fb-1": "", "fb-2": "has 2 detections: say which one is wrong", "fb-3": "", "fb-4": "is unknown or too old", "fb-5": `"detection" 5 is not one of them`}
+	want := map[string]string{"fb-1": "", "fb-2": "has 2 detections: say which one is wrong", "fb-3": "", "fb-4": "is unknown or too old", "fb-5": `"detection" 5 is not one of them`,
+		"fb-6": `tag "purple" is not a tag of the model this correction is about (model colour has `, "fb-7": ""}
 	for id, errText := range want {
 		r := results[id]
 		if r.Command != "feedback" || r.OK != (errText == "") || !strings.Contains(r.Error, errText) {
 			t.Errorf("%s: result %+v, want error %q", id, r, errText)
 		}
 	}
-	testenv.WaitFor(t, "two samples", 10*time.Second, func() bool { return len(samples(t, col)) >= 2 })
+	testenv.WaitFor(t, "three samples", 10*time.Second, func() bool { return len(samples(t, col)) >= 3 })
 	byFeedback := map[string]payload.Sample{}
 	for _, s := range samples(t, col) {
 		byFeedback[s.FeedbackID] = s
@@ -118,6 +121,12 @@ func TestFeedbackRoundTrip(t *testing.T) {
 	}
 	if s3 := byFeedback["fb-3"]; *s3.Detection != 1 || s3.Prediction.BoundingBox.Left != two.Predictions[1].BoundingBox.Left {
 		t.Fatalf("sample for detection 1: %+v", s3)
+	}
+	if s7 := byFeedback["fb-7"]; s7.CorrectTag != "yellow" {
+		t.Fatalf("sample for fb-7 has correctTag %q, want the model's spelling yellow", s7.CorrectTag)
+	}
+	if e := results["fb-6"].Error; !strings.Contains(e, "yellow") || !strings.Contains(e, "green") {
+		t.Errorf("the refusal of a tag does not list the model's tags: %s", e)
 	}
 	col.ValidateAll(t)
 }

@@ -115,6 +115,10 @@ type Camera struct {
 	// stalled and reopened (0: no watch). They start from the camera's reconnect config.
 	MinBackoff, MaxBackoff, NoFrame time.Duration
 
+	// Key names the camera in the config, for errors about its settings: cameras[2]. Set it
+	// before Start; "" gives cameras[].
+	Key string
+
 	lastFrame atomic.Int64 // unix nanoseconds of the last frame read
 	stalled   atomic.Bool  // the watchdog saw no frame for NoFrame: reopen after this read
 	shape     shaper
@@ -137,6 +141,14 @@ func New(cfg configs.Camera, log *slog.Logger) (*Camera, error) {
 	}
 	c.open = func() (grabber, error) { return openSource(src, cfg, c.log) }
 	return c, nil
+}
+
+// key is Key, or cameras[] when it is not set.
+func (c *Camera) key() string {
+	if c.Key == "" {
+		return "cameras[]"
+	}
+	return c.Key
 }
 
 // Name is the camera's configured name.
@@ -255,7 +267,8 @@ func (c *Camera) Close() error {
 	return nil
 }
 
-// run opens the source, reads until it fails or ends, and reopens with backoff.
+// run opens the source, reads until it fails or ends, and reopens with backoff. A setting
+// that does not fit the frames (SettingsError) ends the camera instead.
 func (c *Camera) run(ctx context.Context) {
 	backoff := c.MinBackoff
 	for ctx.Err() == nil {
@@ -290,6 +303,11 @@ func (c *Camera) run(ctx context.Context) {
 			continue
 		case errors.Is(err, io.EOF):
 			c.setState(StateEnded, "end of "+string(c.src.Kind))
+			return
+		case errors.As(err, new(*SettingsError)):
+			// the next open delivers the same frames: say it once and end, not reconnect forever
+			c.log.Error("camera ended: its settings do not fit the frames its source delivers; fix the config and reload", "component", "camera", "err", err)
+			c.setState(StateEnded, err.Error())
 			return
 		}
 		c.setState(StateReconnecting, err.Error())
@@ -374,7 +392,7 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 			f.Close()
 			return fmt.Errorf("no frame for %s", c.NoFrame)
 		}
-		if err := c.shape.apply(&f.mat); err != nil {
+		if err := c.shape.apply(&f.mat, c.key()); err != nil {
 			f.Close()
 			return err
 		}

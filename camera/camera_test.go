@@ -298,11 +298,55 @@ func TestROIOutsideTheFrame(t *testing.T) {
 	cam.Start(context.Background())
 	defer cam.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for cam.Status().State != StateReconnecting && time.Now().Before(deadline) {
+	for cam.Status().State != StateEnded && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if st := cam.Status(); st.State != StateReconnecting || !strings.Contains(st.Reason, "lies outside the 4x3 frame: fix cameras[].roi") {
+	if st := cam.Status(); st.State != StateEnded || !strings.Contains(st.Reason, "lies outside the 4x3 frame: fix cameras[].roi") {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestROIOutsideTheFrameEndsOnce: an ROI that does not fit the frame is a config error that
+// reopening the source does not fix. The camera says so once, naming the key and the frame
+// size, and ends, instead of going online, reconnecting, online, ... for ever.
+func TestROIOutsideTheFrameEndsOnce(t *testing.T) {
+	var logs testenv.LogBuffer
+	cam, err := New(configs.Camera{Name: "belt", Source: testenv.Path("testdata", "demo", "conveyor.avi"), Loop: true, ROI: []int{600, 300, 100, 100}},
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cam.Key = "cameras[2]"
+	cam.MinBackoff, cam.MaxBackoff = time.Millisecond, time.Millisecond // a loop, if there is one, turns fast
+	var mu sync.Mutex
+	var states []string
+	cam.OnStatus(func(s Status) {
+		mu.Lock()
+		states = append(states, string(s.State))
+		mu.Unlock()
+	})
+	changes := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), states...)
+	}
+	cam.Start(context.Background())
+	defer cam.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if f, err := cam.Next(ctx); !errors.Is(err, io.EOF) {
+		f.Close()
+		t.Fatalf("Next gave %v; want io.EOF: the camera ends (status %+v, %d status changes)", err, cam.Status(), len(changes()))
+	}
+	st := cam.Status()
+	if st.State != StateEnded || !strings.Contains(st.Reason, "cameras[2].roi") || !strings.Contains(st.Reason, "640x360") || st.Read != 0 {
+		t.Fatalf("status %+v: want ended, with cameras[2].roi and the 640x360 frame in the reason, no frame delivered", st)
+	}
+	if got := changes(); strings.Join(got, ",") != "online,ended" {
+		t.Errorf("status changes %v, want online,ended", got)
+	}
+	if n := logs.Count("camera ended: its settings do not fit"); n != 1 || !strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("the ROI error logged %d times at error level, want once:\n%s", n, logs.String())
 	}
 }
 

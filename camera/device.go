@@ -35,8 +35,14 @@ func newShaper(degrees int, roi []int) shaper {
 	return s
 }
 
-// apply rotates and crops *m in place.
-func (s shaper) apply(m *gocv.Mat) error {
+// SettingsError is a camera setting that does not fit the frames the source delivers (an
+// ROI outside the frame). Reopening the source does not fix it: the camera ends with it.
+type SettingsError struct{ msg string }
+
+func (e *SettingsError) Error() string { return e.msg }
+
+// apply rotates and crops *m in place. key names the camera in the config (cameras[2]).
+func (s shaper) apply(m *gocv.Mat, key string) error {
 	if s.doRotate {
 		r := gocv.NewMat()
 		gocv.Rotate(*m, &r, s.rotate)
@@ -47,8 +53,12 @@ func (s shaper) apply(m *gocv.Mat) error {
 		return nil
 	}
 	if b := image.Rect(0, 0, m.Cols(), m.Rows()); !s.roi.In(b) {
-		return fmt.Errorf("roi %v (x, y, width, height = %d, %d, %d, %d) lies outside the %dx%d frame: fix cameras[].roi",
-			s.roi, s.roi.Min.X, s.roi.Min.Y, s.roi.Dx(), s.roi.Dy(), b.Dx(), b.Dy())
+		turned := ""
+		if s.doRotate {
+			turned = " (as rotated)"
+		}
+		return &SettingsError{fmt.Sprintf("roi %v (x, y, width, height = %d, %d, %d, %d) lies outside the %dx%d frame%s: fix %s.roi to fit in %dx%d",
+			s.roi, s.roi.Min.X, s.roi.Min.Y, s.roi.Dx(), s.roi.Dy(), b.Dx(), b.Dy(), turned, key, b.Dx(), b.Dy())}
 	}
 	region := m.Region(s.roi)
 	c := region.Clone()

@@ -43,5 +43,5 @@ func (c *Camera) probe() error {
 	if m.Empty() {
 		return errors.New("opened the source but the frame read is empty")
 	}
-	return c.shape.apply(&m)
+	return c.shape.apply(&m, c.key())
 }

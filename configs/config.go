@@ -293,6 +293,10 @@ type Model struct {
 	// Format overrides detection from the output names: auto, classifier, classifier-onnx12,
 	// detector-yolo, detector-ssd.
 	Format string `mapstructure:"format"`
+	// Project is the id (a GUID) of the Custom Vision project the model was trained in. An
+	// export does not carry it; the predictions of a pipeline whose first stage is this model
+	// report it as "project", as the Prediction API does. Empty (the default): "project" is "".
+	Project string `mapstructure:"project"`
 	// Threshold is the lowest probability reported: detections below it are dropped,
 	// classifier tags below it are left out of the prediction list.
 	Threshold float64 `mapstructure:"threshold"`

@@ -49,6 +49,9 @@ func TestDefaultsAndDerivedValues(t *testing.T) {
 	if m.NMSIoU != 0.45 || m.MaxDetections != 20 || m.Threshold != 0.1 || m.Resize != "stretch" {
 		t.Errorf("model defaults: %+v", m)
 	}
+	if m.Project != "" {
+		t.Errorf("models.parts.project defaults to %q, want empty", m.Project)
+	}
 	if m.Path != filepath.Join(filepath.Dir(path), "parts.zip") {
 		t.Errorf("model path not made relative to the config file: %s", m.Path)
 	}
@@ -150,6 +153,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad threshold", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, threshold: 1.5}", 1), "models.parts.threshold: 1.5 must be between 0 and 1"},
 		{"bad format", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, format: yolo}", 1), `models.parts.format: "yolo" is not one of`},
 		{"bad input size", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, input_size: 400}", 1), "models.parts.input_size: 400 must be a multiple of 32"},
+		{"bad project id", strings.Replace(minimal, "{path: parts.zip}", "{path: parts.zip, project: my-project}", 1), `models.parts.project: "my-project" must be the Custom Vision project id, a GUID`},
 		{"shadow twice", strings.Replace(minimal, "{path: parts.zip}", "{path: p, shadow: {iteration: a, path: b}}", 1), "models.parts.shadow: give iteration (in the model store) or path, not both"},
 		{"bad embedded listen", minimal + "mqtt: {embedded: {enabled: true, listen: nowhere}}\n", `mqtt.embedded.listen: "nowhere" must be host:port`},
 		{"not yaml", "cameras: [\n", "config"},

@@ -352,6 +352,9 @@ func (s Spool) validate(p *problems) {
 	}
 }
 
+// guid is the form of a Custom Vision id: 8-4-4-4-12 hex digits.
+var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
 func (m Model) validate(p *problems, key string) {
 	if m.Shadow.Iteration != "" && m.Shadow.Path != "" {
 		p.add(key+".shadow", "give iteration (in the model store) or path, not both")
@@ -363,6 +366,9 @@ func (m Model) validate(p *problems, key string) {
 		p.add(key+".shadow.max_per_second", "%v must be above 0", m.Shadow.MaxPerSecond)
 	}
 	p.oneOf(key+".format", m.Format, ModelFormats)
+	if m.Project != "" && !guid.MatchString(m.Project) {
+		p.add(key+".project", "%q must be the Custom Vision project id, a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e (customvision.ai: the project's settings, Project Id), or empty", m.Project)
+	}
 	p.oneOf(key+".resize", m.Resize, ResizeModes)
 	if m.Threshold < 0 || m.Threshold > 1 {
 		p.add(key+".threshold", "%v must be between 0 and 1", m.Threshold)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"syscall"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -53,5 +54,36 @@ func Start(addr string, log *slog.Logger) (*Broker, error) {
 // Addr is the address the broker listens on.
 func (b *Broker) Addr() string { return b.addr }
 
-// Close disconnects every client and stops listening.
+// Close disconnects every client and stops listening. A client whose DISCONNECT the broker
+// has not read yet is then cut off and its last will is sent: call Settle first.
 func (b *Broker) Close() error { return b.server.Close() }
+
+// Settle waits, up to timeout, until the broker has read the DISCONNECT of client clientID
+// and the clients still connected have acknowledged the messages in flight to them (QoS 1
+// and 2), so that a Close that follows neither sends clientID's last will nor loses the last
+// messages it published (a clean stop's status) on their way to the dashboards. It reports
+// whether everything settled in time.
+func (b *Broker) Settle(clientID string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if b.settled(clientID) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (b *Broker) settled(clientID string) bool {
+	for id, cl := range b.server.Clients.GetAll() {
+		if cl.Closed() {
+			continue
+		}
+		if id == clientID || cl.State.Inflight.Len() > 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -264,6 +264,10 @@ type Result struct {
 	OK      bool      `json:"ok"`
 	Error   string    `json:"error,omitempty"`
 	Time    time.Time `json:"time"`
+	// PredictionID and FrameID name the prediction a trigger or snapshot command was answered
+	// with (FrameID is a number, as in every other message); absent otherwise.
+	PredictionID string `json:"predictionId,omitempty"`
+	FrameID      uint64 `json:"frameId,omitempty"`
 	// Detail carries what a command returns (for example the snapshot topic).
 	Detail map[string]string `json:"detail,omitempty"`
 }

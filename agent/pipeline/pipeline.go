@@ -40,6 +40,9 @@ type Options struct {
 	// agent keeps one per camera name for the whole boot, so that a reload, which makes new
 	// pipelines, never numbers a frame again. nil: from 1.
 	Frames *atomic.Uint64
+	// Project is the Custom Vision project id of the first stage's model (models.<name>.project),
+	// the messages' "project"; "" when not configured.
+	Project string
 }
 
 // Pipeline turns one camera's frames into prediction payloads: measure quality, detect,
@@ -134,7 +137,7 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 	full := f.Bounds()
 	msg := p.pre.msgs.one()
 	*msg = payload.Prediction{
-		Schema: payload.Schema, ID: p.pre.ids.next(), Agent: p.o.Agent, Camera: p.o.Camera, Boot: p.o.Boot,
+		Schema: payload.Schema, ID: p.pre.ids.next(), Project: p.o.Project, Agent: p.o.Agent, Camera: p.o.Camera, Boot: p.o.Boot,
 		Captured: f.Captured, Width: full.Dx(), Height: full.Dy(),
 		// room for the detector, the classifier and the routes
 		Predictions: []payload.Tag{}, Models: p.pre.refs.take(2 + len(p.o.Routes))[:0],

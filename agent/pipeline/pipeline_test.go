@@ -132,8 +132,8 @@ func process(t *testing.T, o pipeline.Options, f *camera.Frame) (*payload.Predic
 func TestDetectCropClassify(t *testing.T) {
 	f := scene(t, 160, 120, part{"red", image.Rect(10, 20, 50, 60)}, part{"blue", image.Rect(100, 30, 130, 90)})
 	det, cls := finder(), namer("colour")
-	msg, pl := process(t, pipeline.Options{Agent: "a", Camera: "line", Detector: det, Classifier: cls, Padding: 0.1}, f)
-	if len(msg.Predictions) != 2 || msg.FrameID != 1 || msg.Camera != "line" || msg.Iteration != "f1" {
+	msg, pl := process(t, pipeline.Options{Agent: "a", Camera: "line", Detector: det, Classifier: cls, Padding: 0.1, Project: "0f8fad5b-d9cb-469f-a165-70867728950e"}, f)
+	if len(msg.Predictions) != 2 || msg.FrameID != 1 || msg.Camera != "line" || msg.Iteration != "f1" || msg.Project != "0f8fad5b-d9cb-469f-a165-70867728950e" {
 		t.Fatalf("message %+v", msg)
 	}
 	if len(msg.Models) != 2 || msg.Models[0].Stage != "detector" || msg.Models[1].Stage != "classifier" {

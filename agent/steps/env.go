@@ -44,6 +44,22 @@ func (e *Env) Result(id, command string, err error, detail map[string]string) {
 	if err != nil {
 		res.Error = err.Error()
 	}
+	e.sendResult(res)
+}
+
+// PredictionResult sends the successful result of a command answered with prediction msg:
+// its id and frame id as the result's predictionId and frameId, and the id in
+// detail.predictionId too.
+func (e *Env) PredictionResult(id, command string, msg *payload.Prediction, detail map[string]string) {
+	if detail == nil {
+		detail = map[string]string{}
+	}
+	detail["predictionId"] = msg.ID
+	e.sendResult(payload.Result{Schema: payload.Schema, Agent: e.Agent, ID: id, Command: command, OK: true, Time: time.Now().UTC(),
+		PredictionID: msg.ID, FrameID: msg.FrameID, Detail: detail})
+}
+
+func (e *Env) sendResult(res payload.Result) {
 	body, _ := json.Marshal(res)
 	e.Pub.Send(publish.Message{Topic: e.Topic("commands/results"), QoS: 1, Payload: body, Class: spool.Predictions})
 }

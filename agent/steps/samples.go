@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"strings"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/ops"
@@ -159,17 +160,80 @@ func relative(region, full image.Rectangle) *payload.Box {
 	return &payload.Box{Left: float32(region.Min.X) / fw, Top: float32(region.Min.Y) / fh, Width: float32(region.Dx()) / fw, Height: float32(region.Dy()) / fh}
 }
 
+// Labels gives the tags of the model named, as the agent serves it now; nil when it has no
+// such model.
+type Labels func(model string) []string
+
 // Correction makes the sample that answers an operator's correction fb of the prediction
-// msg of frame f (reason operator). The caller sends it.
-func (s *Samples) Correction(f *camera.Frame, msg *payload.Prediction, fb payload.Feedback) (*payload.Sample, error) {
+// msg of frame f (reason operator). The caller sends it. The tag must be one of the model
+// the correction is about (labels tells its tags): the classifier that classified the
+// detection or the frame, or one of the second-level classifiers that answered after it, or
+// the detector, for a detection no classifier saw. It matches ignoring case, and the sample
+// carries the model's spelling.
+func (s *Samples) Correction(f *camera.Frame, msg *payload.Prediction, fb payload.Feedback, labels Labels) (*payload.Sample, error) {
 	det, err := correctedDetection(msg, fb)
+	if err != nil {
+		return nil, err
+	}
+	tag, err := correctTag(msg, det, fb.Tag, labels)
 	if err != nil {
 		return nil, err
 	}
 	smp := s.build(f, msg, det, s.Region(f, msg, det))
 	smp.Reason, smp.Detail = sampling.Operator, "corrected by "+orUnknown(fb.Operator)
-	smp.CorrectTag, smp.Operator, smp.Note, smp.FeedbackID = fb.Tag, fb.Operator, fb.Note, fb.ID
+	smp.CorrectTag, smp.Operator, smp.Note, smp.FeedbackID = tag, fb.Operator, fb.Note, fb.ID
 	return smp, nil
+}
+
+// correctTag is tag as spelled by a model that detection det of msg (-1: the whole frame) is
+// about, or an error that lists those models' tags. A model the agent no longer has is not
+// checked; when it has none of them, the tag is taken as it is.
+func correctTag(msg *payload.Prediction, det int, tag string, labels Labels) (string, error) {
+	var models []string
+	var c *payload.Classification
+	if det >= 0 {
+		c = msg.Predictions[det].Classification
+	} else if classifier := modelOfStage(msg, "classifier"); classifier != "" { // classifier alone
+		models, c = append(models, classifier), msg.Route
+	}
+	for ; c != nil; c = c.Next {
+		models = append(models, c.Model)
+	}
+	if len(models) == 0 { // a detection no classifier saw
+		models = append(models, modelOfStage(msg, "detector"))
+	}
+	var known []string
+	checked := false
+	for _, m := range models {
+		var tags []string
+		if labels != nil {
+			tags = labels(m)
+		}
+		if tags == nil {
+			continue
+		}
+		checked = true
+		for _, t := range tags {
+			if strings.EqualFold(t, tag) {
+				return t, nil
+			}
+		}
+		known = append(known, fmt.Sprintf("model %s has %s", m, strings.Join(tags, ", ")))
+	}
+	if !checked {
+		return tag, nil
+	}
+	return "", fmt.Errorf("tag %q is not a tag of the model this correction is about (%s): send one of those tags, or retrain the model with the new tag first", tag, strings.Join(known, "; "))
+}
+
+// modelOfStage is the name of msg's model at stage (detector, classifier); "" when none.
+func modelOfStage(msg *payload.Prediction, stage string) string {
+	for _, m := range msg.Models {
+		if m.Stage == stage {
+			return m.Name
+		}
+	}
+	return ""
 }
 
 // correctedDetection is the detection of msg that fb corrects (-1: the whole frame).

@@ -70,9 +70,12 @@ func (s *Snapshots) answer(id string, f *pipeline.Frame, msg *payload.Prediction
 	detail := map[string]string{"topic": topic}
 	if msg != nil {
 		snap.FrameID, snap.PredictionID = msg.FrameID, msg.ID
-		detail["predictionId"] = msg.ID
 	}
 	body, _ := json.Marshal(snap)
 	s.env.Pub.Send(publish.Message{Topic: topic, QoS: 1, Payload: body, Class: spool.Predictions})
+	if msg != nil {
+		s.env.PredictionResult(id, payload.CmdSnapshot, msg, detail)
+		return
+	}
 	s.env.Result(id, payload.CmdSnapshot, nil, detail)
 }

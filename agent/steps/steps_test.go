@@ -78,8 +78,12 @@ func TestProcessedFrame(t *testing.T) {
 		t.Fatalf("published %+v", m)
 	}
 	res, _ := publish.Decode[payload.Result](rec, "/commands/results")
-	if len(res) != 1 || !res[0].OK || res[0].ID != "t1" || res[0].Detail["predictionId"] != "p1" || res[0].Detail["frameId"] != "7" {
+	if len(res) != 1 || !res[0].OK || res[0].ID != "t1" || res[0].Detail["predictionId"] != "p1" || res[0].PredictionID != "p1" || res[0].FrameID != 7 {
 		t.Fatalf("trigger result %+v", res)
+	}
+	// frameId is a number, as in every other message, and only there
+	if raw := string(rec.Messages("/commands/results")[0].Payload); !strings.Contains(raw, `"frameId":7,`) || strings.Count(raw, "frameId") != 1 {
+		t.Fatalf("trigger result %s: want frameId as the number 7, once", raw)
 	}
 	c := list.Count()
 	if c.Processed != 1 || c.InferUs != 7000 || len(c.QueueMs) != 1 || c.QueueMs[0] != 2 {
@@ -182,13 +186,71 @@ func TestSamplesAndCorrections(t *testing.T) {
 	if want := s.Region(f, msg, 1); smp[0].Crop.Width != want.Dx() || want.Dx() <= 16 {
 		t.Fatalf("crop %dx%d, want the padded crop %v", smp[0].Crop.Width, smp[0].Crop.Height, want)
 	}
-	if _, err := s.Correction(f, msg, payload.Feedback{ID: "fb1", PredictionID: "p1", Tag: "green"}); err == nil || !strings.Contains(err.Error(), `say which one is wrong in "detection" (0-1)`) {
+	if _, err := s.Correction(f, msg, payload.Feedback{ID: "fb1", PredictionID: "p1", Tag: "green"}, colourLabels); err == nil || !strings.Contains(err.Error(), `say which one is wrong in "detection" (0-1)`) {
 		t.Fatalf("a correction of two detections without \"detection\": %v", err)
 	}
 	one := 0
-	c, err := s.Correction(f, msg, payload.Feedback{ID: "fb1", PredictionID: "p1", Tag: "green", Detection: &one, Operator: "ann"})
+	c, err := s.Correction(f, msg, payload.Feedback{ID: "fb1", PredictionID: "p1", Tag: "green", Detection: &one, Operator: "ann"}, colourLabels)
 	if err != nil || c.Reason != "operator" || c.CorrectTag != "green" || c.Prediction.Classification.Predictions[0].TagName != "red" || c.Detail != "corrected by ann" {
 		t.Fatalf("correction %+v %v", c, err)
+	}
+}
+
+// colourLabels knows the tags of the models of prediction(): the detector det and the
+// classifier colour.
+func colourLabels(model string) []string {
+	return map[string][]string{"det": {"part"}, "colour": {"red", "green", "blue", "other"}, "shape": {"Round", "Square"}}[model]
+}
+
+// TestCorrectionTags: a correction's tag must be one of the model the correction is about
+// (the classifier of the detection, a second-level classifier after it, the classifier of a
+// frame, or the detector of a detection no classifier saw); it matches ignoring case, the
+// sample carries the model's spelling, and a refusal lists the model's tags.
+func TestCorrectionTags(t *testing.T) {
+	s := steps.NewSamples(env(&publish.Recorder{}), "cam", 0.1, configs.Default().Samples, true, 1)
+	defer s.Close()
+	f := frame(t, 64, 48)
+	defer f.Close()
+	zero := 0
+	detected := prediction("p1", 3, detection(payload.Box{Left: 0.25, Top: 0.25, Width: 0.5, Height: 0.5}, "red", 0.9))
+	routed := prediction("p2", 4, detection(payload.Box{Left: 0.25, Top: 0.25, Width: 0.5, Height: 0.5}, "red", 0.9))
+	routed.Predictions[0].Classification.Next = &payload.Classification{Model: "shape", Predictions: []payload.Tag{{TagName: "Round", Probability: 0.8}}}
+	unclassified := prediction("p3", 5, payload.Tag{TagName: "part", Probability: 0.9, BoundingBox: &payload.Box{Width: 0.5, Height: 0.5}})
+	alone := &payload.Prediction{ID: "p4", FrameID: 6, Models: []payload.ModelRef{{Name: "colour", Stage: "classifier"}},
+		Predictions: []payload.Tag{{TagName: "red", Probability: 0.9}, {TagName: "green", Probability: 0.1}}}
+	for _, c := range []struct {
+		name, tag string
+		msg       *payload.Prediction
+		want      string // the sample's correctTag, or the error's text
+		ok        bool
+	}{
+		{"the classifier's tag", "green", detected, "green", true},
+		{"another case", "GREEN", detected, "green", true},
+		{"not the classifier's", "purple", detected, `tag "purple" is not a tag of the model this correction is about (model colour has red, green, blue, other)`, false},
+		{"the detector's tag for a classified part", "part", detected, "model colour has red, green, blue, other", false},
+		{"a second level's tag", "square", routed, "Square", true},
+		{"a first level's tag with routes", "Blue", routed, "blue", true},
+		{"neither level's", "oval", routed, "model colour has red, green, blue, other; model shape has Round, Square", false},
+		{"the detector's, no classifier saw it", "PART", unclassified, "part", true},
+		{"not the detector's", "green", unclassified, "model det has part", false},
+		{"a classifier alone", "Other", alone, "other", true},
+		{"not the classifier alone's", "part", alone, "model colour has red, green, blue, other", false},
+	} {
+		det := &zero
+		if c.msg == alone {
+			det = nil
+		}
+		smp, err := s.Correction(f, c.msg, payload.Feedback{ID: "fb", PredictionID: c.msg.ID, Tag: c.tag, Detection: det}, colourLabels)
+		switch {
+		case c.ok && (err != nil || smp.CorrectTag != c.want):
+			t.Errorf("%s: %q gave %+v, %v; want correctTag %q", c.name, c.tag, smp, err, c.want)
+		case !c.ok && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %q gave %v; want an error with %q", c.name, c.tag, err, c.want)
+		}
+	}
+	// a model the agent no longer has (a reload took it away) is not checked
+	if smp, err := s.Correction(f, detected, payload.Feedback{ID: "fb", PredictionID: "p1", Tag: "purple", Detection: &zero}, func(string) []string { return nil }); err != nil || smp.CorrectTag != "purple" {
+		t.Errorf("correction about a model gone: %+v %v", smp, err)
 	}
 }
 
@@ -212,7 +274,8 @@ func TestSnapshots(t *testing.T) {
 	if len(snaps) != 4 || snaps[0].Width != 64 || snaps[0].PredictionID != "p1" || snaps[0].JPEG == "" {
 		t.Fatalf("snapshots %d %+v", len(snaps), snaps)
 	}
-	if res, _ := publish.Decode[payload.Result](rec, "/commands/results"); len(res) != 4 || !res[3].OK {
+	if res, _ := publish.Decode[payload.Result](rec, "/commands/results"); len(res) != 4 || !res[3].OK ||
+		res[3].Detail["predictionId"] != "p1" || res[3].PredictionID != "p1" || res[3].FrameID != 1 {
 		t.Fatalf("results %+v", res)
 	}
 }

@@ -2,7 +2,6 @@ package steps
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
@@ -31,5 +30,5 @@ func (s *triggerResult) Handle(_ context.Context, f *pipeline.Frame, msg *payloa
 		s.env.Result(f.Trigger.ID, payload.CmdTrigger, f.Err, nil)
 		return
 	}
-	s.env.Result(f.Trigger.ID, payload.CmdTrigger, nil, map[string]string{"predictionId": msg.ID, "frameId": fmt.Sprint(msg.FrameID)})
+	s.env.PredictionResult(f.Trigger.ID, payload.CmdTrigger, msg, nil)
 }
