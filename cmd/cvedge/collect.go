@@ -53,7 +53,7 @@ func collectCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err := mqttProblems(check.Validate()); err != nil {
 				return err
 			}
-			return cf.collect(stdout, newLogger(configs.Agent{LogLevel: "info", LogFormat: "auto"}, stderr))
+			return cf.collect(stdout, stderr, newLogger(configs.Agent{LogLevel: "info", LogFormat: "auto"}, stderr))
 		},
 	}
 	cf.register(cmd)
@@ -78,7 +78,7 @@ func (cf *collectFlags) register(cmd *cobra.Command) {
 
 // collect runs the collector until SIGINT or SIGTERM and prints what it collected. A second
 // signal kills it.
-func (cf *collectFlags) collect(stdout io.Writer, log *slog.Logger) error {
+func (cf *collectFlags) collect(stdout, stderr io.Writer, log *slog.Logger) error {
 	ds, err := dataset.Open(cf.out)
 	if err != nil {
 		return err
@@ -90,7 +90,8 @@ func (cf *collectFlags) collect(stdout io.Writer, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		c.Up = &collect.Uploader{T: t, Dir: cf.out}
+		prog := newProgress(stderr) // a line per upload on a terminal; nothing when piped
+		c.Up = &collect.Uploader{T: t, Dir: cf.out, Progress: func(n, total int) { prog.update("uploading", n, total) }}
 	}
 	ctx, stop := collect.UntilSignal(context.Background()) // a second Ctrl-C ends the process
 	defer stop()

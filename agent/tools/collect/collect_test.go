@@ -240,10 +240,15 @@ func TestUploadClassification(t *testing.T) {
 	fake := &fakeTraining{t: t, tags: map[string]string{"red": "tag-red"}, busy: 2}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
-	up := &Uploader{T: &Training{Endpoint: srv.URL + "/", Key: "secret-key", Project: "proj-1", Backoff: time.Millisecond, Log: quiet}, Dir: dir}
+	var progress []string
+	up := &Uploader{T: &Training{Endpoint: srv.URL + "/", Key: "secret-key", Project: "proj-1", Backoff: time.Millisecond, Log: quiet}, Dir: dir,
+		Progress: func(n, total int) { progress = append(progress, fmt.Sprintf("%d/%d", n, total)) }}
 	sent, refused, err := up.Sync(context.Background())
 	if err != nil || sent != 70 || refused != 0 {
 		t.Fatalf("sent %d refused %d: %v", sent, refused, err)
+	}
+	if got := strings.Join(progress, " "); got != "64/70 70/70" {
+		t.Fatalf("progress %q, want 64/70 70/70 (after each batch)", got)
 	}
 	if fmt.Sprint(fake.batches) != "[64 6]" {
 		t.Fatalf("batches %v, want [64 6]", fake.batches)

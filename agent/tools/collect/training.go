@@ -292,6 +292,9 @@ func (t *Training) AddImages(ctx context.Context, images []ImageEntry) ([]string
 type Uploader struct {
 	T   *Training
 	Dir string
+	// Progress, when set, hears how many images of an upload have been handed over, after
+	// each batch: for a progress line on a terminal.
+	Progress func(n, total int)
 
 	mu        sync.Mutex
 	done      map[string]bool
@@ -354,6 +357,9 @@ func (u *Uploader) Sync(ctx context.Context) (sent, refused int, err error) {
 		sent, refused = sent+s, refused+r
 		if err != nil {
 			return sent, refused, err
+		}
+		if u.Progress != nil {
+			u.Progress(start+len(batch), len(todo))
 		}
 	}
 	return sent, refused, log.Sync()
