@@ -49,7 +49,7 @@ type Agent struct {
 	boot    string
 	started time.Time
 
-	// mu guards runs, stages, stagePaths and frameIDs, which Reload replaces; read them
+	// mu guards runs, stages, stagePaths and counters, which Reload replaces; read them
 	// with runsNow, stageNamed and stageNames once Run has started.
 	mu     sync.RWMutex
 	runs   []*cameraRun
@@ -57,9 +57,10 @@ type Agent struct {
 	// stagePaths holds the export each stage was loaded from, by model name, so that a
 	// reload keeps a model whose settings and export did not change.
 	stagePaths map[string]string
-	// frameIDs holds the last frame id of each camera name for the whole boot: a reload
-	// makes new pipelines, which go on numbering from it.
-	frameIDs map[string]*atomic.Uint64
+	// counters hold, by "frames/<camera>" and "tracks/<camera>", the last frame id and track
+	// id of each camera for the whole boot: a reload makes new pipelines and steps, which go
+	// on numbering from them.
+	counters map[string]*atomic.Uint64
 
 	env     *steps.Env      // what the steps of every camera share
 	llm     *steps.Fallback // nil: no LLM fallback
@@ -161,18 +162,18 @@ func (a *Agent) run(name string) (*cameraRun, error) {
 	return nil, fmt.Errorf("no camera %q (cameras: %s)", name, strings.Join(names, ", "))
 }
 
-// frameCounter returns the frame id counter of the camera named name, the same for the
-// whole boot.
-func (a *Agent) frameCounter(name string) *atomic.Uint64 {
+// counter returns the counter of kind ("frames", "tracks") of the camera named name, the
+// same for the whole boot.
+func (a *Agent) counter(kind, name string) *atomic.Uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.frameIDs == nil {
-		a.frameIDs = map[string]*atomic.Uint64{}
+	if a.counters == nil {
+		a.counters = map[string]*atomic.Uint64{}
 	}
-	c, ok := a.frameIDs[name]
+	c, ok := a.counters[kind+"/"+name]
 	if !ok {
 		c = new(atomic.Uint64)
-		a.frameIDs[name] = c
+		a.counters[kind+"/"+name] = c
 	}
 	return c
 }

@@ -29,7 +29,7 @@ type reuse struct {
 func sameCapture(a, b configs.Camera) bool {
 	for _, c := range []*configs.Camera{&a, &b} {
 		c.Trigger, c.Interval, c.MaxFPS, c.Sampling = "", 0, 0, false
-		c.QualityGate, c.Collect, c.Pipeline = configs.QualityGate{}, configs.Collect{}, configs.Pipeline{}
+		c.QualityGate, c.Collect, c.Pipeline, c.Tracking = configs.QualityGate{}, configs.Collect{}, configs.Pipeline{}, configs.Tracking{}
 	}
 	return reflect.DeepEqual(a, b)
 }
@@ -204,7 +204,7 @@ func (a *Agent) startShadow(name string, stage *pipeline.ModelStage, mc configs.
 func (a *Agent) assemble(cfg *configs.Config, i int, r *cameraRun, stages map[string]*pipeline.ModelStage) error {
 	p := r.cfg.Pipeline
 	o := pipeline.Options{Agent: cfg.Agent.ID, Boot: a.boot, Camera: r.cam.Name(), Padding: float32(p.CropPadding),
-		Gate: r.cfg.QualityGate, Thresholds: p.Thresholds, Frames: a.frameCounter(r.cam.Name())}
+		Gate: r.cfg.QualityGate, Thresholds: p.Thresholds, Frames: a.counter("frames", r.cam.Name())}
 	if p.Detector != "" {
 		o.Detector = stages[p.Detector]
 	}
@@ -245,6 +245,7 @@ func (a *Agent) stepsFor(cfg *configs.Config, i int, r *cameraRun, stages map[st
 		return nil, fmt.Errorf("cameras[%d].collect.dir: %w", i, err)
 	}
 	return pipeline.NewSteps(
+		steps.NewTrack(cc.Tracking, cc.Pipeline.Detector != "", a.counter("tracks", name)),
 		steps.NewVote(cc.Pipeline.Vote, cc.Pipeline.Detector != ""),
 		steps.NewShadow(shadow, name, a.log),
 		r.snaps,

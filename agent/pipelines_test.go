@@ -177,3 +177,58 @@ func TestShadow(t *testing.T) {
 		})
 	}
 }
+
+// TestTrackingOnTheDemo: on the demo video, every part keeps one trackId from the frame it
+// enters to the frame it leaves, and no trackId is given to two parts (the ground truth's
+// part ids).
+func TestTrackingOnTheDemo(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	preds, _ := runDemo(t, broker, demoConfig(t, broker.URL, ""))
+	tr := testenv.DemoTruth(t)
+	trackOf := map[int]map[uint64]int{} // truth part id -> trackIds, with frames
+	partOf := map[uint64]map[int]int{}  // trackId -> truth part ids
+	for _, p := range preds {
+		for _, d := range p.Predictions {
+			part, ok := partAt(tr, int(*p.SourcePos), d.BoundingBox)
+			if !ok {
+				continue
+			}
+			if d.TrackID == 0 {
+				t.Fatalf("frame %d: a detection without a trackId", p.FrameID)
+			}
+			if trackOf[part] == nil {
+				trackOf[part] = map[uint64]int{}
+			}
+			if partOf[d.TrackID] == nil {
+				partOf[d.TrackID] = map[int]int{}
+			}
+			trackOf[part][d.TrackID]++
+			partOf[d.TrackID][part]++
+		}
+	}
+	if len(trackOf) < 5 {
+		t.Fatalf("only %d parts seen", len(trackOf))
+	}
+	for part, tracks := range trackOf {
+		if len(tracks) != 1 {
+			t.Errorf("part %d got %d trackIds (trackId: frames): %v", part, len(tracks), tracks)
+		}
+	}
+	for id, parts := range partOf {
+		if len(parts) != 1 {
+			t.Errorf("trackId %d was given to %d parts (part: frames): %v", id, len(parts), parts)
+		}
+	}
+}
+
+// partAt returns the id of the truth part under the centre of a detection, when it is mostly
+// visible.
+func partAt(tr testenv.Truth, frame int, b *payload.Box) (int, bool) {
+	cx, cy := float64(b.Left+b.Width/2)*float64(tr.Width), float64(b.Top+b.Height/2)*float64(tr.Height)
+	for _, p := range tr.Frames[frame].Parts {
+		if cx >= p.Box[0] && cx <= p.Box[0]+p.Box[2] && cy >= p.Box[1] && cy <= p.Box[1]+p.Box[3] {
+			return p.ID, p.Visible >= 0.5
+		}
+	}
+	return 0, false
+}

@@ -366,6 +366,8 @@ type Camera struct {
 	Collect Collect `mapstructure:"collect"`
 	// Pipeline says which models run on this camera's frames.
 	Pipeline Pipeline `mapstructure:"pipeline"`
+	// Tracking follows each detected part from frame to frame (cameras with a detector).
+	Tracking Tracking `mapstructure:"tracking"`
 }
 
 // Collect saves a camera's images into a data set (the layout of `cvedge collect`, in
@@ -440,6 +442,23 @@ type Pipeline struct {
 	Thresholds map[string]float64 `mapstructure:"thresholds"`
 	// Vote decides a part by majority over the frames that see it (0: off).
 	Vote Vote `mapstructure:"vote"`
+}
+
+// Tracking follows each detection of a camera's detector from frame to frame: every box of a
+// prediction carries the trackId of the part it shows, the same while the part is in view.
+// A part is expected where its last box moves at its last speed (a conveyor); a detection is
+// that part when it overlaps the expected box, or when its centre is near the expected
+// centre. A classifier alone has no boxes to track.
+type Tracking struct {
+	Enabled bool `mapstructure:"enabled"`
+	// IoU is the least overlap of a detection with a part's expected box to be that part.
+	IoU float64 `mapstructure:"iou"`
+	// MaxJump is how far, as a fraction of the frame's diagonal, a detection's centre may be
+	// from a part's expected centre to be that part without overlap (small or fast parts).
+	MaxJump float64 `mapstructure:"max_jump"`
+	// MaxMissed is how many frames in a row a part may go unseen (hidden, or missed by the
+	// detector) before its track ends; a part seen again later is a new track.
+	MaxMissed int `mapstructure:"max_missed"`
 }
 
 // Vote is N-frame agreement: detections are tracked across frames by overlap, and a part's
@@ -534,5 +553,6 @@ func DefaultCamera() Camera {
 		Sampling:    true,
 		Collect:     Collect{What: "frames", MaxMB: 1024, JPEGQuality: 95},
 		Pipeline:    Pipeline{CropPadding: 0.1, Vote: Vote{IoU: 0.3, MaxGap: 2}},
+		Tracking:    Tracking{Enabled: true, IoU: 0.1, MaxJump: 0.05, MaxMissed: 10},
 	}
 }

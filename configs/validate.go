@@ -143,6 +143,13 @@ func (c *Config) validateBounds(p *problems) {
 		key := fmt.Sprintf("cameras[%d]", i)
 		upTo(key+".collect.max_mb", cam.Collect.MaxMB, 1, MaxDiskMB)
 		upTo(key+".pipeline.vote.max_gap", cam.Pipeline.Vote.MaxGap, 0, MaxVoteGap)
+		if tr := cam.Tracking; tr.IoU <= 0 || tr.IoU > 1 {
+			p.add(key+".tracking.iou", "%v must be above 0 and at most 1", tr.IoU)
+		}
+		if tr := cam.Tracking; tr.MaxJump < 0 || tr.MaxJump > 1 {
+			p.add(key+".tracking.max_jump", "%v must be 0 (overlap only) to 1 (the whole frame's diagonal)", tr.MaxJump)
+		}
+		upTo(key+".tracking.max_missed", cam.Tracking.MaxMissed, 0, MaxVoteGap)
 		for name, v := range map[string]float64{"fps": cam.FPS, "max_fps": cam.MaxFPS} {
 			if v > MaxCameraRateFPS {
 				p.add(key+"."+name, "%v is too large: allowed 0 to %d frames a second", v, MaxCameraRateFPS)

@@ -26,10 +26,13 @@ type Box struct {
 // Tag is one prediction of the Prediction API: a tag, its probability and, for detectors,
 // its box. With two stages, each detection carries the classification of its crop.
 type Tag struct {
-	Probability    float32         `json:"probability"`
-	TagID          string          `json:"tagId,omitempty"`
-	TagName        string          `json:"tagName"`
-	BoundingBox    *Box            `json:"boundingBox,omitempty"`
+	Probability float32 `json:"probability"`
+	TagID       string  `json:"tagId,omitempty"`
+	TagName     string  `json:"tagName"`
+	BoundingBox *Box    `json:"boundingBox,omitempty"`
+	// TrackID names the part a detection shows, the same in every frame while the part is in
+	// view (cameras[].tracking); 0 (left out) when the camera does not track.
+	TrackID        uint64          `json:"trackId,omitempty"`
 	Classification *Classification `json:"classification,omitempty"`
 	// Vote is the N-frame agreement on this part, when the pipeline votes.
 	Vote *Vote `json:"vote,omitempty"`

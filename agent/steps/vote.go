@@ -49,6 +49,7 @@ type tracker struct {
 
 type track struct {
 	id      int
+	part    uint64 // the trackId of the part, when the camera tracks
 	box     payload.Box
 	tags    map[string]int
 	order   []string // tags in first-seen order, for stable ties
@@ -77,22 +78,14 @@ func (tr *tracker) detections(dets []payload.Tag) {
 	used := make([]bool, len(tr.tracks))
 	for i := range dets {
 		b := dets[i].BoundingBox
-		best, bestIoU := -1, float32(tr.cfg.IoU)
-		for j, t := range tr.tracks {
-			if used[j] || b == nil {
-				continue
-			}
-			if iou := models.Box(*b).IoU(models.Box(t.box)); iou >= bestIoU {
-				best, bestIoU = j, iou
-			}
-		}
+		best := tr.link(dets[i], used)
 		var t *track
 		if best >= 0 {
 			used[best] = true
 			t = tr.tracks[best]
 		} else {
 			tr.next++
-			t = &track{id: tr.next, tags: map[string]int{}}
+			t = &track{id: tr.next, part: dets[i].TrackID, tags: map[string]int{}}
 			tr.tracks = append(tr.tracks, t)
 			used = append(used, true)
 		}
@@ -123,6 +116,29 @@ func (tr *tracker) detections(dets []payload.Tag) {
 		}
 	}
 	tr.tracks = keep
+}
+
+// link returns the index of the track detection d continues, or -1: the track of its part
+// when the camera tracks (trackId), else the one it overlaps most, by at least the vote's iou.
+func (tr *tracker) link(d payload.Tag, used []bool) int {
+	if d.TrackID != 0 {
+		for j, t := range tr.tracks {
+			if !used[j] && t.part == d.TrackID {
+				return j
+			}
+		}
+		return -1
+	}
+	best, bestIoU := -1, float32(tr.cfg.IoU)
+	for j, t := range tr.tracks {
+		if used[j] || d.BoundingBox == nil {
+			continue
+		}
+		if iou := models.Box(*d.BoundingBox).IoU(models.Box(t.box)); iou >= bestIoU {
+			best, bestIoU = j, iou
+		}
+	}
+	return best
 }
 
 // frame votes over the last Frames final tags of the whole frame (a classifier alone).
