@@ -232,3 +232,60 @@ func partAt(tr testenv.Truth, frame int, b *payload.Box) (int, bool) {
 	}
 	return 0, false
 }
+
+// TestPartsOnTheDemo: one pass of the demo video decides every part that fully crossed the
+// belt once, with its true colour, and no part twice.
+func TestPartsOnTheDemo(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	preds, col := runDemo(t, broker, cfg)
+	tr := testenv.DemoTruth(t)
+	pos := map[uint64]int{} // frame id -> the video's frame
+	for _, p := range preds {
+		pos[p.FrameID] = int(*p.SourcePos)
+	}
+	last := map[int]int{} // truth part -> the last frame it is mostly visible in
+	for _, fr := range tr.Frames {
+		for _, p := range fr.Parts {
+			if p.Visible >= 0.5 {
+				last[p.ID] = fr.Index
+			}
+		}
+	}
+	decided := map[int]string{}
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/parts") {
+		var ev payload.Part
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Event != "end" {
+			continue
+		}
+		part, ok := partAt(tr, pos[ev.BestFrameID], ev.BoundingBox)
+		if !ok {
+			t.Errorf("part %s (track %d) decided on a box over no part: %+v", ev.PartID, ev.TrackID, ev)
+			continue
+		}
+		if _, twice := decided[part]; twice {
+			t.Errorf("part %d decided twice", part)
+		}
+		decided[part] = ev.TagName
+		colour, _, _ := truthAt(tr, pos[ev.BestFrameID], ev.BoundingBox)
+		if ev.TagName != colour {
+			t.Errorf("part %d decided %s (votes %v), it is %s", part, ev.TagName, ev.Votes, colour)
+		}
+	}
+	crossed := 0
+	for part, at := range last {
+		if at < len(tr.Frames)-cfg.Cameras[0].Tracking.MaxMissed-2 { // gone long enough before the video ends
+			crossed++
+			if _, ok := decided[part]; !ok {
+				t.Errorf("part %d crossed the belt (last seen in frame %d) and was not decided", part, at)
+			}
+		}
+	}
+	if crossed < 5 || len(decided) != crossed {
+		t.Fatalf("%d parts crossed, %d decided", crossed, len(decided))
+	}
+	t.Logf("%d parts crossed the belt, each decided once with its colour", crossed)
+}

@@ -406,3 +406,38 @@ type LLMStats struct {
 	OverBudget  uint64 `json:"overBudget"`
 	Dropped     uint64 `json:"dropped"`
 }
+
+// Part is one event of a part followed across frames (cameras[].tracking), on
+// <prefix>/cameras/<camera>/parts: "start" when it appears, "end" with the decision once its
+// track ends.
+type Part struct {
+	Schema  int       `json:"schema"`
+	Event   string    `json:"event"` // start or end
+	PartID  string    `json:"partId"`
+	TrackID uint64    `json:"trackId"`
+	Agent   string    `json:"agent"`
+	Camera  string    `json:"camera"`
+	Boot    string    `json:"boot"`
+	Created time.Time `json:"created"`
+	// FirstFrameID and FirstSeen are the frame it appeared in; LastFrameID and LastSeen (end)
+	// the last one that saw it, and Frames how many did.
+	FirstFrameID uint64     `json:"firstFrameId"`
+	FirstSeen    time.Time  `json:"firstSeen"`
+	LastFrameID  uint64     `json:"lastFrameId,omitempty"`
+	LastSeen     *time.Time `json:"lastSeen,omitempty"`
+	Frames       int        `json:"frames"`
+	// TagName and Probability are the decision (end): the final tag with the most confidence
+	// over the part's frames, and its mean confidence over them; "unknown" when that is under
+	// the tag's threshold or the tag won less than half the evidence.
+	TagName     string  `json:"tagName,omitempty"`
+	Probability float32 `json:"probability,omitempty"`
+	// Path is the decided tag's way through the models: the detector's tag, the classifier's,
+	// and the second level's when a route refined it.
+	Path []string `json:"path,omitempty"`
+	// Votes is the evidence: each final tag with its summed confidence over the frames.
+	Votes map[string]float32 `json:"votes,omitempty"`
+	// BoundingBox is where it was when first seen (start), or in the frame where the decided
+	// tag was most confident (end), that frame being BestFrameID.
+	BoundingBox *Box   `json:"boundingBox,omitempty"`
+	BestFrameID uint64 `json:"bestFrameId,omitempty"`
+}

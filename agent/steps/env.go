@@ -1,5 +1,5 @@
 // Package steps holds the per-frame steps that follow the models (see pipeline.Step), one
-// file each: track, vote, shadow, snapshot, samples, llm, collect, ring, count, publish, metrics,
+// file each: track, vote, shadow, snapshot, samples, llm, collect, ring, count, publish, parts, metrics,
 // trigger, log. Each owns its state and counters; the daemon lists them for each camera from
 // the config (agent/run.go, stepsFor). The steps send what they make through a Sender (the
 // MQTT publisher, or a publish.Recorder in tests); they never read the config file, run no

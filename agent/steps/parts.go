@@ -1,0 +1,166 @@
+package steps
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/pipeline"
+	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/agent/spool"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// Unknown is the tag of a part whose evidence decides nothing.
+const Unknown = "unknown"
+
+// parts follows the tracked parts of one camera (the track step's trackIds) and publishes on
+// <prefix>/cameras/<camera>/parts a start event when a part appears and an end event, with
+// one decision from all its frames, when its track ends (unseen for more than max_missed
+// frames).
+type parts struct {
+	env        *Env
+	camera     string
+	topic      string
+	maxMissed  int
+	thresholds map[string]float64
+	open       map[uint64]*partState // by trackId
+}
+
+type partState struct {
+	ev     payload.Part
+	missed int
+	paths  map[string][]string // final tag -> the tags on its way, as last seen
+	best   map[string]float32  // final tag -> its highest confidence
+	boxes  map[string]payload.Box
+	frames map[string]uint64 // final tag -> the frame of its highest confidence
+}
+
+// NewParts returns the step that decides each tracked part of a camera, or nil when the
+// camera does not track. thresholds are the camera's per-tag minimum probabilities.
+func NewParts(env *Env, camera string, cfg configs.Tracking, detector bool, thresholds map[string]float64) pipeline.Step {
+	if !cfg.Enabled || !detector {
+		return nil
+	}
+	return &parts{env: env, camera: camera, topic: env.Topic("cameras/" + camera + "/parts"), maxMissed: cfg.MaxMissed,
+		thresholds: thresholds, open: map[uint64]*partState{}}
+}
+
+func (s *parts) Name() string { return "parts" }
+
+// Handle adds a processed frame's detections to their parts and ends the parts it did not
+// see for too long.
+func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
+	if f.Err != nil || msg == nil {
+		return
+	}
+	seen := make(map[uint64]bool, len(msg.Predictions))
+	for _, d := range msg.Predictions {
+		if d.TrackID == 0 || d.BoundingBox == nil {
+			continue
+		}
+		seen[d.TrackID] = true
+		p, ok := s.open[d.TrackID]
+		if !ok {
+			p = s.start(d, msg)
+		}
+		p.add(d, msg)
+	}
+	for id, p := range s.open {
+		if seen[id] {
+			continue
+		}
+		if p.missed++; p.missed > s.maxMissed {
+			s.end(p)
+			delete(s.open, id)
+		}
+	}
+}
+
+// start opens the part of detection d and publishes its start event.
+func (s *parts) start(d payload.Tag, msg *payload.Prediction) *partState {
+	box := *d.BoundingBox
+	p := &partState{ev: payload.Part{Schema: payload.Schema, PartID: payload.NewID(), TrackID: d.TrackID, Agent: s.env.Agent, Camera: s.camera,
+		Boot: s.env.Boot, FirstFrameID: msg.FrameID, FirstSeen: msg.Captured},
+		paths: map[string][]string{}, best: map[string]float32{}, boxes: map[string]payload.Box{}, frames: map[string]uint64{}}
+	s.open[d.TrackID] = p
+	ev := p.ev
+	ev.Event, ev.Created, ev.BoundingBox = "start", time.Now().UTC(), &box
+	s.send(ev)
+	return p
+}
+
+// add counts one frame of the part: the final tag of its detection, with its confidence.
+func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
+	p.missed = 0
+	p.ev.Frames++
+	p.ev.LastFrameID = msg.FrameID
+	at := msg.Captured
+	p.ev.LastSeen = &at
+	tag, prob, path := final(d)
+	if p.ev.Votes == nil {
+		p.ev.Votes = map[string]float32{}
+	}
+	p.ev.Votes[tag] += prob
+	p.paths[tag] = path
+	if prob > p.best[tag] || p.frames[tag] == 0 {
+		p.best[tag], p.boxes[tag], p.frames[tag] = prob, *d.BoundingBox, msg.FrameID
+	}
+}
+
+// final is the deepest certain answer about a detection: its tag, confidence and the tags
+// on the way. An uncertain level (under its threshold) is not followed.
+func final(d payload.Tag) (tag string, prob float32, path []string) {
+	tag, prob, path = d.TagName, d.Probability, []string{d.TagName}
+	for c := d.Classification; c != nil && len(c.Predictions) > 0; c = c.Next {
+		if c.Uncertain {
+			return Unknown, c.Predictions[0].Probability, append(path, Unknown)
+		}
+		tag, prob = c.Predictions[0].TagName, c.Predictions[0].Probability
+		path = append(path, tag)
+	}
+	return tag, prob, path
+}
+
+// end decides the part from all its frames and publishes its end event.
+func (s *parts) end(p *partState) {
+	ev := p.ev
+	var total float32
+	best := ""
+	for tag, v := range ev.Votes {
+		total += v
+		if best == "" || v > ev.Votes[best] || v == ev.Votes[best] && tag < best {
+			best = tag
+		}
+	}
+	ev.Event, ev.Created = "end", time.Now().UTC()
+	ev.TagName, ev.Probability, ev.Path = best, ev.Votes[best]/float32(max(ev.Frames, 1)), p.paths[best]
+	box := p.boxes[best]
+	ev.BoundingBox, ev.BestFrameID = &box, p.frames[best]
+	if best != Unknown && (ev.Votes[best] < total/2 || float64(ev.Probability) < s.threshold(best)) {
+		ev.TagName = Unknown
+	}
+	ev.Probability = float32(payload.Round(float64(ev.Probability), 4))
+	s.send(ev)
+}
+
+// threshold is the per-tag minimum probability of tag (0 when none is set).
+func (s *parts) threshold(tag string) float64 {
+	for t, v := range s.thresholds {
+		if strings.EqualFold(t, tag) {
+			return v
+		}
+	}
+	return 0
+}
+
+func (s *parts) send(ev payload.Part) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		s.env.Log.Error("part event not encoded", "camera", s.camera, "err", err)
+		return
+	}
+	s.env.Pub.Send(publish.Message{Topic: s.topic, QoS: 1, Payload: body, Class: spool.Predictions})
+}
