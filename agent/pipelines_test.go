@@ -238,6 +238,7 @@ func partAt(tr testenv.Truth, frame int, b *payload.Box) (int, bool) {
 func TestPartsOnTheDemo(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "")
+	cfg.Cameras[0].Verdicts = configs.Verdicts{OK: []string{"Red", "green"}, Default: "nok"}
 	preds, col := runDemo(t, broker, cfg)
 	tr := testenv.DemoTruth(t)
 	pos := map[uint64]int{} // frame id -> the video's frame
@@ -273,6 +274,9 @@ func TestPartsOnTheDemo(t *testing.T) {
 		colour, _, _ := truthAt(tr, pos[ev.BestFrameID], ev.BoundingBox)
 		if ev.TagName != colour {
 			t.Errorf("part %d decided %s (votes %v), it is %s", part, ev.TagName, ev.Votes, colour)
+		}
+		if want := map[bool]string{true: "ok", false: "nok"}[colour == "red" || colour == "green"]; ev.Verdict != want {
+			t.Errorf("part %d, %s: verdict %q, want %q", part, colour, ev.Verdict, want)
 		}
 	}
 	crossed := 0

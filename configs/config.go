@@ -11,6 +11,7 @@ package configs
 
 import (
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -368,6 +369,9 @@ type Camera struct {
 	Pipeline Pipeline `mapstructure:"pipeline"`
 	// Tracking follows each detected part from frame to frame (cameras with a detector).
 	Tracking Tracking `mapstructure:"tracking"`
+	// Verdicts turns each part's decided tag into ok or nok, for a reject gate (cameras with
+	// a detector and tracking); none set: parts get no verdict.
+	Verdicts Verdicts `mapstructure:"verdicts"`
 }
 
 // Collect saves a camera's images into a data set (the layout of `cvedge collect`, in
@@ -459,6 +463,34 @@ type Tracking struct {
 	// MaxMissed is how many frames in a row a part may go unseen (hidden, or missed by the
 	// detector) before its track ends; a part seen again later is a new track.
 	MaxMissed int `mapstructure:"max_missed"`
+}
+
+// Verdicts maps the decided tags of parts to ok or nok. Tags are matched without regard to
+// case. A tag in neither list, and unknown, get Default.
+type Verdicts struct {
+	OK  []string `mapstructure:"ok"`
+	NOK []string `mapstructure:"nok"`
+	// Default is ok or nok: the verdict of any other tag and of unknown (nok: a part the
+	// agent cannot decide is rejected).
+	Default string `mapstructure:"default"`
+}
+
+// Of returns the verdict of tag, or "" when no verdicts are set.
+func (v Verdicts) Of(tag string) string {
+	if len(v.OK) == 0 && len(v.NOK) == 0 {
+		return ""
+	}
+	for _, t := range v.OK {
+		if strings.EqualFold(t, tag) {
+			return "ok"
+		}
+	}
+	for _, t := range v.NOK {
+		if strings.EqualFold(t, tag) {
+			return "nok"
+		}
+	}
+	return v.Default
 }
 
 // Vote is N-frame agreement: detections are tracked across frames by overlap, and a part's
@@ -554,5 +586,6 @@ func DefaultCamera() Camera {
 		Collect:     Collect{What: "frames", MaxMB: 1024, JPEGQuality: 95},
 		Pipeline:    Pipeline{CropPadding: 0.1, Vote: Vote{IoU: 0.3, MaxGap: 2}},
 		Tracking:    Tracking{Enabled: true, IoU: 0.1, MaxJump: 0.05, MaxMissed: 10},
+		Verdicts:    Verdicts{Default: "nok"},
 	}
 }

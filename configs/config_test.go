@@ -244,6 +244,8 @@ func TestSizesBounded(t *testing.T) {
 		{"collect", minimal + "    collect: {enabled: true, dir: d, every: 10s, max_mb: 9999999}\n", "", "cameras[0].collect.max_mb: 9999999 is too large: allowed 1 to 1048576"},
 		{"camera fps", minimal + "    max_fps: 1e6\n", "", "cameras[0].max_fps: 1e+06 is too large: allowed 0 to 1000 frames a second"},
 		{"vote gap", strings.Replace(minimal, "{detector: Parts}", "{detector: Parts, vote: {frames: 3, max_gap: 100000}}", 1), "", "cameras[0].pipeline.vote.max_gap: 100000 is too large: allowed 0 to 1000"},
+		{"verdict default", minimal + "    verdicts: {ok: [a], default: maybe}\n", "", `cameras[0].verdicts.default: "maybe" is not one of ok, nok`},
+		{"verdict twice", minimal + "    verdicts: {ok: [Brass], nok: [brass]}\n", "", `cameras[0].verdicts: tag "Brass" is both ok and nok`},
 		{"tracking missed", minimal + "    tracking: {max_missed: 5000}\n", "", "cameras[0].tracking.max_missed: 5000 is too large: allowed 0 to 1000"},
 		{"tracking iou", minimal + "    tracking: {iou: 0}\n", "", "cameras[0].tracking.iou: 0 must be above 0 and at most 1"},
 		{"tracking jump", minimal + "    tracking: {max_jump: 2}\n", "", "cameras[0].tracking.max_jump: 2 must be 0 (overlap only) to 1"},

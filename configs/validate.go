@@ -150,6 +150,12 @@ func (c *Config) validateBounds(p *problems) {
 			p.add(key+".tracking.max_jump", "%v must be 0 (overlap only) to 1 (the whole frame's diagonal)", tr.MaxJump)
 		}
 		upTo(key+".tracking.max_missed", cam.Tracking.MaxMissed, 0, MaxVoteGap)
+		p.oneOf(key+".verdicts.default", cam.Verdicts.Default, []string{"ok", "nok"})
+		for _, tag := range cam.Verdicts.OK {
+			if slices.ContainsFunc(cam.Verdicts.NOK, func(t string) bool { return strings.EqualFold(t, tag) }) {
+				p.add(key+".verdicts", "tag %q is both ok and nok: keep it in one list", tag)
+			}
+		}
 		for name, v := range map[string]float64{"fps": cam.FPS, "max_fps": cam.MaxFPS} {
 			if v > MaxCameraRateFPS {
 				p.add(key+"."+name, "%v is too large: allowed 0 to %d frames a second", v, MaxCameraRateFPS)

@@ -50,6 +50,8 @@ type Metrics struct {
 	Detections, Crops *prometheus.HistogramVec
 	// Predictions counts the final tags reported, by camera, model and tag.
 	Predictions *prometheus.CounterVec
+	// Parts counts the parts decided (cameras that track), by camera, tag and verdict.
+	Parts *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics; snapshot is called at every scrape.
@@ -70,8 +72,11 @@ func NewMetrics(snapshot func() Snapshot) *Metrics {
 		Predictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cvedge_predictions_total", Help: "Final tags reported (the deepest level's top tag), by model and tag.",
 		}, []string{"camera", "model", "tag"}),
+		Parts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cvedge_parts_total", Help: "Parts decided, each once when its track ends, by tag and verdict (none when no verdicts are set).",
+		}, []string{"camera", "tag", "verdict"}),
 	}
-	reg.MustRegister(m.Stage, m.Detections, m.Crops, m.Predictions, &snapshotCollector{snap: snapshot},
+	reg.MustRegister(m.Stage, m.Detections, m.Crops, m.Predictions, m.Parts, &snapshotCollector{snap: snapshot},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -431,6 +431,8 @@ type Part struct {
 	// the tag's threshold or the tag won less than half the evidence.
 	TagName     string  `json:"tagName,omitempty"`
 	Probability float32 `json:"probability,omitempty"`
+	// Verdict is ok or nok, from the camera's verdicts (end); left out when none are set.
+	Verdict string `json:"verdict,omitempty"`
 	// Path is the decided tag's way through the models: the detector's tag, the classifier's,
 	// and the second level's when a route refined it.
 	Path []string `json:"path,omitempty"`

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cvedge/cvedge/agent/ops"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/publish"
@@ -22,6 +23,8 @@ const Unknown = "unknown"
 // frames).
 type parts struct {
 	env        *Env
+	verdicts   configs.Verdicts
+	metrics    *ops.Metrics // nil: none
 	camera     string
 	topic      string
 	maxMissed  int
@@ -38,14 +41,14 @@ type partState struct {
 	frames map[string]uint64 // final tag -> the frame of its highest confidence
 }
 
-// NewParts returns the step that decides each tracked part of a camera, or nil when the
-// camera does not track. thresholds are the camera's per-tag minimum probabilities.
-func NewParts(env *Env, camera string, cfg configs.Tracking, detector bool, thresholds map[string]float64) pipeline.Step {
-	if !cfg.Enabled || !detector {
+// NewParts returns the step that decides each tracked part of camera cc, or nil when the
+// camera does not track. Each part decided is counted in m (nil: not counted).
+func NewParts(env *Env, cc configs.Camera, m *ops.Metrics) pipeline.Step {
+	if !cc.Tracking.Enabled || cc.Pipeline.Detector == "" {
 		return nil
 	}
-	return &parts{env: env, camera: camera, topic: env.Topic("cameras/" + camera + "/parts"), maxMissed: cfg.MaxMissed,
-		thresholds: thresholds, open: map[uint64]*partState{}}
+	return &parts{env: env, camera: cc.Name, topic: env.Topic("cameras/" + cc.Name + "/parts"), maxMissed: cc.Tracking.MaxMissed,
+		thresholds: cc.Pipeline.Thresholds, verdicts: cc.Verdicts, metrics: m, open: map[uint64]*partState{}}
 }
 
 func (s *parts) Name() string { return "parts" }
@@ -143,7 +146,15 @@ func (s *parts) end(p *partState) {
 		ev.TagName = Unknown
 	}
 	ev.Probability = float32(payload.Round(float64(ev.Probability), 4))
+	ev.Verdict = s.verdicts.Of(ev.TagName)
 	s.send(ev)
+	if s.metrics != nil {
+		verdict := ev.Verdict
+		if verdict == "" {
+			verdict = "none"
+		}
+		s.metrics.Parts.WithLabelValues(s.camera, ev.TagName, verdict).Inc()
+	}
 }
 
 // threshold is the per-tag minimum probability of tag (0 when none is set).
