@@ -11,7 +11,6 @@ package configs
 
 import (
 	"runtime"
-	"strings"
 	"time"
 )
 
@@ -480,15 +479,11 @@ func (v Verdicts) Of(tag string) string {
 	if len(v.OK) == 0 && len(v.NOK) == 0 {
 		return ""
 	}
-	for _, t := range v.OK {
-		if strings.EqualFold(t, tag) {
-			return "ok"
-		}
+	if _, ok := TagIn(v.OK, tag); ok {
+		return "ok"
 	}
-	for _, t := range v.NOK {
-		if strings.EqualFold(t, tag) {
-			return "nok"
-		}
+	if _, ok := TagIn(v.NOK, tag); ok {
+		return "nok"
 	}
 	return v.Default
 }

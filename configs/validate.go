@@ -152,7 +152,7 @@ func (c *Config) validateBounds(p *problems) {
 		upTo(key+".tracking.max_missed", cam.Tracking.MaxMissed, 0, MaxVoteGap)
 		p.oneOf(key+".verdicts.default", cam.Verdicts.Default, []string{"ok", "nok"})
 		for _, tag := range cam.Verdicts.OK {
-			if slices.ContainsFunc(cam.Verdicts.NOK, func(t string) bool { return strings.EqualFold(t, tag) }) {
+			if _, ok := TagIn(cam.Verdicts.NOK, tag); ok {
 				p.add(key+".verdicts", "tag %q is both ok and nok: keep it in one list", tag)
 			}
 		}

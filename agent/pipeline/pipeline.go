@@ -377,22 +377,14 @@ func (p *Pipeline) classification(ref payload.ModelRef, preds []models.Predictio
 
 // under reports whether probability is under the per-tag threshold of tag.
 func (p *Pipeline) under(tagName string, probability float32) bool {
-	for t, v := range p.o.Thresholds {
-		if strings.EqualFold(t, tagName) {
-			return float64(probability) < v
-		}
-	}
-	return false
+	t, ok := configs.TagKey(p.o.Thresholds, tagName)
+	return ok && float64(probability) < p.o.Thresholds[t]
 }
 
 // routeFor returns the route name (key of Routes) for a first-level tag, or "".
 func (p *Pipeline) routeFor(tagName string) string {
-	for t := range p.o.Routes {
-		if strings.EqualFold(t, tagName) {
-			return t
-		}
-	}
-	return ""
+	t, _ := configs.TagKey(p.o.Routes, tagName)
+	return t
 }
 
 // ErrGated marks a frame the quality gate kept from the models.

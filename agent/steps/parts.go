@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/ops"
@@ -159,12 +158,8 @@ func (s *parts) end(p *partState) {
 
 // threshold is the per-tag minimum probability of tag (0 when none is set).
 func (s *parts) threshold(tag string) float64 {
-	for t, v := range s.thresholds {
-		if strings.EqualFold(t, tag) {
-			return v
-		}
-	}
-	return 0
+	t, _ := configs.TagKey(s.thresholds, tag)
+	return s.thresholds[t]
 }
 
 func (s *parts) send(ev payload.Part) {

@@ -213,10 +213,8 @@ func correctTag(msg *payload.Prediction, det int, tag string, labels Labels) (st
 			continue
 		}
 		checked = true
-		for _, t := range tags {
-			if strings.EqualFold(t, tag) {
-				return t, nil
-			}
+		if t, ok := configs.TagIn(tags, tag); ok {
+			return t, nil
 		}
 		known = append(known, fmt.Sprintf("model %s has %s", m, strings.Join(tags, ", ")))
 	}
