@@ -34,10 +34,16 @@ type parts struct {
 type partState struct {
 	ev     payload.Part
 	missed int
-	paths  map[string][]string // final tag -> the tags on its way, as last seen
-	best   map[string]float32  // final tag -> its highest confidence
-	boxes  map[string]payload.Box
-	frames map[string]uint64 // final tag -> the frame of its highest confidence
+	tags   map[string]*evidence // by final tag
+}
+
+// evidence is what the frames of a part said for one final tag.
+type evidence struct {
+	sum    float32  // its confidence, summed over the frames
+	path   []string // the tags on its way, as last seen
+	best   float32  // its highest confidence, in frame bestAt, where the part was at box
+	bestAt uint64
+	box    payload.Box
 }
 
 // NewParts returns the step that decides each tracked part of camera cc, or nil when the
@@ -85,8 +91,7 @@ func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predic
 func (s *parts) start(d payload.Tag, msg *payload.Prediction) *partState {
 	box := *d.BoundingBox
 	p := &partState{ev: payload.Part{Schema: payload.Schema, PartID: payload.NewID(), TrackID: d.TrackID, Agent: s.env.Agent, Camera: s.camera,
-		Boot: s.env.Boot, FirstFrameID: msg.FrameID, FirstSeen: msg.Captured},
-		paths: map[string][]string{}, best: map[string]float32{}, boxes: map[string]payload.Box{}, frames: map[string]uint64{}}
+		Boot: s.env.Boot, FirstFrameID: msg.FrameID, FirstSeen: msg.Captured}, tags: map[string]*evidence{}}
 	s.open[d.TrackID] = p
 	ev := p.ev
 	ev.Event, ev.Created, ev.BoundingBox = "start", time.Now().UTC(), &box
@@ -102,13 +107,15 @@ func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
 	at := msg.Captured
 	p.ev.LastSeen = &at
 	tag, prob, path := final(d)
-	if p.ev.Votes == nil {
-		p.ev.Votes = map[string]float32{}
+	e, ok := p.tags[tag]
+	if !ok {
+		e = &evidence{}
+		p.tags[tag] = e
 	}
-	p.ev.Votes[tag] += prob
-	p.paths[tag] = path
-	if prob > p.best[tag] || p.frames[tag] == 0 {
-		p.best[tag], p.boxes[tag], p.frames[tag] = prob, *d.BoundingBox, msg.FrameID
+	e.sum += prob
+	e.path = path
+	if !ok || prob > e.best {
+		e.best, e.bestAt, e.box = prob, msg.FrameID, *d.BoundingBox
 	}
 }
 
@@ -129,19 +136,21 @@ func final(d payload.Tag) (tag string, prob float32, path []string) {
 // end decides the part from all its frames and publishes its end event.
 func (s *parts) end(p *partState) {
 	ev := p.ev
+	ev.Votes = make(map[string]float32, len(p.tags))
 	var total float32
 	best := ""
-	for tag, v := range ev.Votes {
-		total += v
-		if best == "" || v > ev.Votes[best] || v == ev.Votes[best] && tag < best {
+	for tag, e := range p.tags {
+		ev.Votes[tag] = e.sum
+		total += e.sum
+		if best == "" || e.sum > p.tags[best].sum || e.sum == p.tags[best].sum && tag < best {
 			best = tag
 		}
 	}
+	b := p.tags[best]
 	ev.Event, ev.Created = "end", time.Now().UTC()
-	ev.TagName, ev.Probability, ev.Path = best, ev.Votes[best]/float32(max(ev.Frames, 1)), p.paths[best]
-	box := p.boxes[best]
-	ev.BoundingBox, ev.BestFrameID = &box, p.frames[best]
-	if best != Unknown && (ev.Votes[best] < total/2 || float64(ev.Probability) < s.threshold(best)) {
+	ev.TagName, ev.Probability, ev.Path = best, b.sum/float32(max(ev.Frames, 1)), b.path
+	ev.BoundingBox, ev.BestFrameID = &b.box, b.bestAt
+	if best != Unknown && (b.sum < total/2 || float64(ev.Probability) < s.threshold(best)) {
 		ev.TagName = Unknown
 	}
 	ev.Probability = float32(payload.Round(float64(ev.Probability), 4))

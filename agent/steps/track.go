@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"math"
+	"slices"
 	"sort"
 	"sync/atomic"
 
@@ -91,7 +92,8 @@ func (t *partTracker) frame(dets []payload.Tag, aspect float32) {
 		}
 	}
 	sort.SliceStable(t.pairs, func(i, j int) bool { return t.pairs[i].score > t.pairs[j].score })
-	t.taken = append(t.taken[:0], make([]bool, len(t.tracks))...)
+	t.taken = slices.Grow(t.taken[:0], len(t.tracks))[:len(t.tracks)]
+	clear(t.taken)
 	for _, p := range t.pairs {
 		if t.taken[p.track] || dets[p.det].TrackID != 0 {
 			continue
