@@ -61,16 +61,17 @@ func (a *Agent) statsLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			body, _ := json.Marshal(a.stats(now, now.Sub(prev).Seconds(), last))
-			prev = now
+			st, marks := a.stats(now, now.Sub(prev).Seconds(), last)
+			body, _ := json.Marshal(st)
+			prev, last = now, marks
 			a.out.pub.Send(publish.Message{Topic: a.Topic("stats"), QoS: 0, Payload: body})
 		}
 	}
 }
 
 // stats builds the stats message at now, secs after the last one, whose counts were last;
-// it leaves the counts of now in last (only the cameras running now).
-func (a *Agent) stats(now time.Time, secs float64, last map[string]pipeline.Counts) payload.Stats {
+// it returns the counts of now too, for the next one (only the cameras running now).
+func (a *Agent) stats(now time.Time, secs float64, last map[string]pipeline.Counts) (payload.Stats, map[string]pipeline.Counts) {
 	st := payload.Stats{Schema: payload.Schema, Agent: a.c().Agent.ID, Boot: a.boot, Time: now.UTC(),
 		UptimeS: payload.Round(now.Sub(a.started).Seconds(), 1), Interval: payload.Round(secs, 3)}
 	seen := make(map[string]pipeline.Counts, len(last))
@@ -89,10 +90,6 @@ func (a *Agent) stats(now time.Time, secs float64, last map[string]pipeline.Coun
 		seen[r.cam.Name()] = pipeline.Counts{Processed: cur.Processed, InferUs: cur.InferUs}
 		st.Cameras = append(st.Cameras, c)
 	}
-	clear(last)
-	for k, v := range seen {
-		last[k] = v
-	}
 	for _, n := range a.stageNames() {
 		if stage, ok := a.stageNamed(n); ok {
 			st.Models = append(st.Models, payload.ModelStats{Name: n, Iteration: stage.Ref().Iteration, Shadow: stage.ShadowStats()})
@@ -100,7 +97,7 @@ func (a *Agent) stats(now time.Time, secs float64, last map[string]pipeline.Coun
 	}
 	st.LLM = a.llm.Stats()
 	st.MQTT, st.Spool = a.deliveryStats()
-	return st
+	return st, seen
 }
 
 // snapshot is the state the metrics read at each scrape.
