@@ -61,49 +61,40 @@ func TestWatchdogStopsForAStuckPipeline(t *testing.T) {
 	if n := pings(200 * time.Millisecond); n < 3 {
 		t.Fatalf("an idle agent sent %d pings in 200ms at a 40ms watchdog", n)
 	}
-	f, err := camera.FrameOf(image.NewRGBA(image.Rect(0, 0, 32, 24)))
-	if err != nil {
-		t.Fatal(err)
+	// stuck runs work, which hangs until release is closed, and checks that the pings stop
+	// while it hangs and come back once it is done.
+	stuck := func(what string, work func(), release chan struct{}) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			work()
+		}()
+		time.Sleep(100 * time.Millisecond) // stuck for more than half the interval before the pings are counted
+		n := pings(200 * time.Millisecond)
+		close(release)
+		<-done
+		if n != 0 {
+			t.Fatalf("a stuck %s still fed the watchdog %d times", what, n)
+		}
+		if n := pings(200 * time.Millisecond); n < 3 {
+			t.Fatalf("once the %s was done, the agent sent %d pings in 200ms", what, n)
+		}
 	}
+	frame := func() *camera.Frame {
+		f, err := camera.FrameOf(image.NewRGBA(image.Rect(0, 0, 32, 24)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	f := frame()
 	defer f.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.pl.Process(f)
-	}()
-	time.Sleep(100 * time.Millisecond) // stuck for more than half the interval before the pings are counted
-	n := pings(200 * time.Millisecond)
-	close(release)
-	<-done
-	if n != 0 {
-		t.Fatalf("a stuck pipeline still fed the watchdog %d times", n)
-	}
-	if n := pings(200 * time.Millisecond); n < 3 {
-		t.Fatalf("once the frame went through, the agent sent %d pings in 200ms", n)
-	}
-
+	stuck("pipeline", func() { r.pl.Process(f) }, release)
 	// a step after the models (a shadow candidate, say) that hangs stops the pings too
 	unblock := make(chan struct{})
 	r.steps = pipeline.Steps{stuckStep(unblock)}
-	g, err := camera.FrameOf(image.NewRGBA(image.Rect(0, 0, 32, 24)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done = make(chan struct{})
-	go func() {
-		defer close(done)
-		r.handle(context.Background(), &pipeline.Frame{Frame: g}, nil)
-	}()
-	time.Sleep(100 * time.Millisecond)
-	n = pings(200 * time.Millisecond)
-	close(unblock)
-	<-done
-	if n != 0 {
-		t.Fatalf("a stuck step still fed the watchdog %d times", n)
-	}
-	if n := pings(200 * time.Millisecond); n < 3 {
-		t.Fatalf("once the steps were done, the agent sent %d pings in 200ms", n)
-	}
+	stuck("step", func() { r.handle(context.Background(), &pipeline.Frame{Frame: frame()}, nil) }, unblock)
 }
 
 // stuckStep is a step that does not return until release is closed.
