@@ -26,6 +26,7 @@ type Config struct {
 	HTTP        HTTP             `mapstructure:"http"`
 	Ring        Ring             `mapstructure:"ring"`
 	Commands    Commands         `mapstructure:"commands"`
+	Counts      Counts           `mapstructure:"counts"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
 }
@@ -371,6 +372,38 @@ type Camera struct {
 	// Verdicts turns each part's decided tag into ok or nok, for a reject gate (cameras with
 	// a detector and tracking); none set: parts get no verdict.
 	Verdicts Verdicts `mapstructure:"verdicts"`
+	// Masks are areas of the frame where detections are ignored: a detection whose centre
+	// lies in a mask is dropped before it is classified or tracked (a reflection, the
+	// operator's hands).
+	Masks []Area `mapstructure:"masks"`
+	// Zones restrict where parts are decided: when set, only the frames where a part's centre
+	// lies in a zone count for its decision, and a part never seen in one is not reported.
+	Zones []Area `mapstructure:"zones"`
+	// Lines count the parts whose centre crosses them, once each, by direction.
+	Lines []Line `mapstructure:"lines"`
+	// Decision sets the deadline by which each part is decided (see Decision).
+	Decision Decision `mapstructure:"decision"`
+}
+
+// Decision says when a part is decided, at the latest: when its centre crosses Line, or
+// After it appeared, whichever comes first; with neither, when its track ends. The decision
+// goes out at once on the camera's decisions topic, for a reject gate.
+type Decision struct {
+	// Line names one of the camera's lines.
+	Line string `mapstructure:"line"`
+	// After is the longest a part may be in view undecided; 0: no time limit.
+	After time.Duration `mapstructure:"after"`
+}
+
+// Counts are the parts counted per camera (by tag, verdict and line), kept on disk so that a
+// restart does not lose a shift's figures, and published retained.
+type Counts struct {
+	// Dir holds the counts. Default: $STATE_DIRECTORY/counts under systemd, else
+	// /var/lib/cvedge/counts.
+	Dir string `mapstructure:"dir"`
+	// ResetAt are the local times of day, "HH:MM", at which the counts start again from zero
+	// (the shifts' starts). Empty: only the reset-counts command resets them.
+	ResetAt []string `mapstructure:"reset_at"`
 }
 
 // Collect saves a camera's images into a data set (the layout of `cvedge collect`, in

@@ -445,20 +445,12 @@ func (c *Config) resolve(base string) {
 	if c.MQTT.TopicPrefix == "" && c.Agent.ID != "" {
 		c.MQTT.TopicPrefix = "cvedge/" + c.Agent.ID
 	}
-	if c.Spool.Dir == "" {
-		c.Spool.Dir = "/var/lib/cvedge/spool"
-		if sd := os.Getenv("STATE_DIRECTORY"); sd != "" { // set by systemd's StateDirectory=
-			c.Spool.Dir = filepath.Join(strings.Split(sd, ":")[0], "spool")
+	for dir, name := range map[*string]string{&c.Spool.Dir: "spool", &c.Store.Dir: "models", &c.Counts.Dir: "counts"} {
+		if *dir == "" {
+			*dir = stateDir(name)
 		}
+		*dir = relativeTo(base, *dir)
 	}
-	c.Spool.Dir = relativeTo(base, c.Spool.Dir)
-	if c.Store.Dir == "" {
-		c.Store.Dir = "/var/lib/cvedge/models"
-		if sd := os.Getenv("STATE_DIRECTORY"); sd != "" {
-			c.Store.Dir = filepath.Join(strings.Split(sd, ":")[0], "models")
-		}
-	}
-	c.Store.Dir = relativeTo(base, c.Store.Dir)
 	c.Store.CAFile = relativeTo(base, c.Store.CAFile)
 	c.Commands.PublicKeyFile = relativeTo(base, c.Commands.PublicKeyFile)
 	t := &c.MQTT.TLS
@@ -482,6 +474,15 @@ func (c *Config) resolve(base string) {
 			c.Cameras[i].Source = relativeTo(base, c.Cameras[i].Source)
 		}
 	}
+}
+
+// stateDir is the default folder of name: under the service's state directory
+// ($STATE_DIRECTORY, set by systemd's StateDirectory=), else under /var/lib/cvedge.
+func stateDir(name string) string {
+	if sd := os.Getenv("STATE_DIRECTORY"); sd != "" {
+		return filepath.Join(strings.Split(sd, ":")[0], name)
+	}
+	return filepath.Join("/var/lib/cvedge", name)
 }
 
 func relativeTo(base, p string) string {

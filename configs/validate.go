@@ -54,6 +54,7 @@ func (c *Config) Validate() error {
 	c.LLM.validate(&p)
 	c.Store.validate(&p)
 	c.Commands.validate(&p)
+	c.Counts.validate(&p)
 	if l := c.HTTP.Listen; l != "" {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
 			p.add("http.listen", "%q must be host:port, e.g. 127.0.0.1:9810 (empty turns the server off)", l)
@@ -91,6 +92,7 @@ func (c *Config) Validate() error {
 		}
 		cam.validateCapture(&p, key)
 		c.validatePipeline(&p, key+".pipeline", cam.Pipeline, cam.Collect.Enabled)
+		cam.validateParts(&p, key)
 	}
 	return p.err()
 }
