@@ -204,7 +204,7 @@ func (a *Agent) startShadow(name string, stage *pipeline.ModelStage, mc configs.
 func (a *Agent) assemble(cfg *configs.Config, i int, r *cameraRun, stages map[string]*pipeline.ModelStage) error {
 	p := r.cfg.Pipeline
 	o := pipeline.Options{Agent: cfg.Agent.ID, Boot: a.boot, Camera: r.cam.Name(), Padding: float32(p.CropPadding),
-		Gate: r.cfg.QualityGate, Thresholds: p.Thresholds, Frames: a.counter("frames", r.cam.Name())}
+		Gate: r.cfg.QualityGate, Thresholds: p.Thresholds, Masks: r.cfg.Masks, Frames: a.counter("frames", r.cam.Name())}
 	if p.Detector != "" {
 		o.Detector = stages[p.Detector]
 	}

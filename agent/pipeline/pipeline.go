@@ -36,6 +36,9 @@ type Options struct {
 	Gate configs.QualityGate
 	// Thresholds are per-tag minimum probabilities (see configs.Pipeline).
 	Thresholds map[string]float64
+	// Masks are areas where detections are ignored: one whose centre lies in a mask is
+	// dropped before it is classified (cameras[].masks).
+	Masks []configs.Area
 	// Frames holds the last FrameID given; the pipeline numbers its messages on from it. The
 	// agent keeps one per camera name for the whole boot, so that a reload, which makes new
 	// pipelines, never numbers a frame again. nil: from 1.
@@ -204,7 +207,7 @@ func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([
 	kept := p.det.kept.take(n)[:0]
 	msg.Predictions = p.det.tags.take(n)[:0]
 	for _, d := range inf.Preds[0] {
-		if p.under(d.TagName, d.Probability) || d.Box == nil {
+		if p.under(d.TagName, d.Probability) || d.Box == nil || p.masked(*d.Box) {
 			continue
 		}
 		kept = append(kept, *d.Box)
@@ -214,6 +217,15 @@ func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([
 		msg.Predictions = append(msg.Predictions, t)
 	}
 	return kept, nil
+}
+
+// masked reports whether box b is centred in one of the masks.
+func (p *Pipeline) masked(b models.Box) bool {
+	if len(p.o.Masks) == 0 {
+		return false
+	}
+	_, in := configs.AreaAt(p.o.Masks, float64(b.Left+b.Width/2), float64(b.Top+b.Height/2))
+	return in
 }
 
 // complete runs the classifier on each detection's padded crop (or on the whole frame when

@@ -199,6 +199,18 @@ func TestDetectionThreshold(t *testing.T) {
 	}
 }
 
+// TestMasks: a detection centred in a mask is dropped before the classifier sees it; one
+// beside the mask, even overlapping it, is kept.
+func TestMasks(t *testing.T) {
+	f := scene(t, 100, 100, part{"red", image.Rect(10, 10, 40, 40)}, part{"blue", image.Rect(60, 10, 90, 40)})
+	cls := namer("colour")
+	hands := configs.Area{Name: "hands", Points: []configs.Point{{0, 0}, {0.3, 0}, {0.3, 1}, {0, 1}}} // the red part's centre (0.25) is in it
+	msg, _ := process(t, pipeline.Options{Detector: finder(), Classifier: cls, Masks: []configs.Area{hands}}, f)
+	if len(msg.Predictions) != 1 || len(cls.Seen()) != 1 || msg.Predictions[0].Classification.Predictions[0].TagName != "blue" {
+		t.Fatalf("with the red part masked: %d predictions, %d crops classified: %+v", len(msg.Predictions), len(cls.Seen()), msg.Predictions)
+	}
+}
+
 // TestClassifierAlone: without a detector the classifier names the whole frame, and its
 // route refines it.
 func TestClassifierAlone(t *testing.T) {
