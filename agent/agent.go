@@ -13,6 +13,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -61,6 +63,9 @@ type Agent struct {
 	// id of each camera for the whole boot: a reload makes new pipelines and steps, which go
 	// on numbering from them.
 	counters map[string]*atomic.Uint64
+	// partCounts hold the part counts of each camera that tracks, by camera name, for the
+	// whole boot (and across restarts, in counts.dir).
+	partCounts map[string]*steps.PartCounts
 
 	env     *steps.Env      // what the steps of every camera share
 	llm     *steps.Fallback // nil: no LLM fallback
@@ -176,6 +181,40 @@ func (a *Agent) counter(kind, name string) *atomic.Uint64 {
 		a.counters[kind+"/"+name] = c
 	}
 	return c
+}
+
+// countsOf returns the part counts of camera cc, opened from counts.dir on first use, or nil
+// when the camera does not track parts.
+func (a *Agent) countsOf(cc configs.Camera, cfg configs.Counts) *steps.PartCounts {
+	if !cc.Tracks() {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if pc, ok := a.partCounts[cc.Name]; ok {
+		pc.SetResets(cfg.ResetAt)
+		return pc
+	}
+	pc, err := steps.OpenPartCounts(a.env, cc.Name, cfg.Dir, cfg.ResetAt, time.Now())
+	if err != nil {
+		a.log.Warn("part counts start from zero", "camera", cc.Name, "err", err)
+	}
+	if a.partCounts == nil {
+		a.partCounts = map[string]*steps.PartCounts{}
+	}
+	a.partCounts[cc.Name] = pc
+	return pc
+}
+
+// countsNow returns the part counts of every camera that tracked parts since the start.
+func (a *Agent) countsNow() []*steps.PartCounts {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]*steps.PartCounts, 0, len(a.partCounts))
+	for _, name := range slices.Sorted(maps.Keys(a.partCounts)) {
+		out = append(out, a.partCounts[name])
+	}
+	return out
 }
 
 // Close frees the cameras' runs, the spool, the models and the onnxruntime library. Run

@@ -38,6 +38,7 @@ type cameraRun struct {
 	// when the ring is its own. ringMoved: a later run took this one's ring.
 	ringFrom  *cameraRun
 	ringMoved bool
+	closed    bool // close ran: it runs once (at shutdown, before MQTT closes, and in Close)
 }
 
 // counts are the camera's counters since the agent started, across reloads.
@@ -49,9 +50,13 @@ func (r *cameraRun) counts() pipeline.Counts {
 
 // close frees what the run holds beside its camera: its pipeline's and steps' scratch and
 // files, and the recent frames unless a reload took them over. Every run is closed once: when
-// its build fails, when a reload replaces it, or when the agent closes; never while its loop
-// runs.
+// its build fails, when a reload replaces it, or when the agent stops (before MQTT closes, so
+// that what the steps send on closing goes out); never while its loop runs.
 func (r *cameraRun) close() {
+	if r.closed {
+		return
+	}
+	r.closed = true
 	if r.pl != nil {
 		r.pl.Close()
 	}

@@ -32,9 +32,26 @@ func (a *Agent) onCommand(raw []byte) {
 		}
 	case payload.CmdActivate, payload.CmdRollback, payload.CmdAdd, payload.CmdReload:
 		a.changeCommand(cmd)
+	case payload.CmdResetCounts:
+		a.env.Result(cmd.ID, cmd.Command, a.resetCounts(cmd.Camera), nil)
 	default:
 		a.env.Result(cmd.ID, cmd.Command, fmt.Errorf("command %q is not available in cvedge %s", cmd.Command, Version), nil)
 	}
+}
+
+// resetCounts starts the part counts of camera (every camera when "") again from zero.
+func (a *Agent) resetCounts(camera string) error {
+	n := 0
+	for _, pc := range a.countsNow() {
+		if camera == "" || pc.Snapshot().Camera == camera {
+			pc.Reset("command", time.Now())
+			n++
+		}
+	}
+	if n == 0 && camera != "" {
+		return fmt.Errorf("camera %q counts no parts: name a camera with a detector and tracking", camera)
+	}
+	return nil
 }
 
 // cameraCommand queues a snapshot or trigger command for its camera's loop, which answers

@@ -71,6 +71,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.cmds.stop()         // a remote add in flight ends now and answers "cancelled"
 	a.life.running.Wait() // a reload or model change in progress finishes first
 	a.life.loops.stop(a.runsNow(), nil)
+	for _, r := range a.runsNow() { // the parts in view get their end events while MQTT is up
+		r.close()
+	}
 	stopBackground()
 	a.llm.Stop()
 	drain, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
@@ -88,6 +91,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// onConnect returns what goes out after every (re)connection: the retained status, and the
+// retained part counts, which changes while the broker was away did not update.
+func (a *Agent) onConnect() []publish.Message {
+	out := []publish.Message{a.statusMessage("online", "")}
+	for _, pc := range a.countsNow() {
+		out = append(out, pc.Message())
+	}
+	return out
+}
+
 // connect starts the MQTT publisher, with the agent's last will, its status on each
 // connection, and the subscriptions to commands and feedback.
 func (a *Agent) connect() (*publish.Publisher, error) {
@@ -95,7 +108,7 @@ func (a *Agent) connect() (*publish.Publisher, error) {
 	will, _ := json.Marshal(payload.Status{Schema: payload.Schema, Agent: cfg.Agent.ID, State: "offline", Reason: "connection lost", Boot: a.boot, Updated: time.Now().UTC()})
 	return publish.Connect(cfg.MQTT, publish.Options{
 		Will:       &publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: will},
-		OnConnect:  func() []publish.Message { return []publish.Message{a.statusMessage("online", "")} },
+		OnConnect:  a.onConnect,
 		Spool:      a.out.spool,
 		DeadLetter: a.out.dead,
 		Subscriptions: map[string]func([]byte){

@@ -65,6 +65,9 @@ func (a *Agent) statsLoop(ctx context.Context) {
 			body, _ := json.Marshal(st)
 			prev, last = now, marks
 			a.out.pub.Send(publish.Message{Topic: a.Topic("stats"), QoS: 0, Payload: body})
+			for _, pc := range a.countsNow() { // a shift may have begun
+				pc.Tick(now)
+			}
 		}
 	}
 }

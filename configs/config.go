@@ -385,6 +385,10 @@ type Camera struct {
 	Decision Decision `mapstructure:"decision"`
 }
 
+// Tracks reports whether the camera follows parts from frame to frame: tracking is on and
+// it has a detector (a classifier alone has no boxes to track).
+func (c Camera) Tracks() bool { return c.Tracking.Enabled && c.Pipeline.Detector != "" }
+
 // Decision says when a part is decided, at the latest: when its centre crosses Line, or
 // After it appeared, whichever comes first; with neither, when its track ends. The decision
 // goes out at once on the camera's decisions topic, for a reject gate.
@@ -575,7 +579,7 @@ func Default() Config {
 		HTTP: HTTP{Listen: "127.0.0.1:9810"},
 		Ring: Ring{Frames: 100, MaxMB: 128, MaxAge: 10 * time.Minute},
 		Commands: Commands{
-			Allow:  []string{"trigger", "snapshot", "reload", "activate", "rollback"},
+			Allow:  []string{"trigger", "snapshot", "reload", "activate", "rollback", "reset-counts"},
 			Signed: []string{"add", "activate", "reload"},
 			MaxAge: 5 * time.Minute,
 		},

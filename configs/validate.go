@@ -502,7 +502,7 @@ func (p problems) err() error { return errors.Join(p...) }
 
 // CommandNames are the commands on <prefix>/commands: the values of commands.allow and
 // commands.signed.
-var CommandNames = []string{"trigger", "snapshot", "reload", "activate", "rollback", "add"}
+var CommandNames = []string{"trigger", "snapshot", "reload", "activate", "rollback", "add", "reset-counts"}
 
 func (s Store) validate(p *problems) {
 	if s.MaxDownloadMB < 1 {

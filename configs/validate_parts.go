@@ -8,11 +8,10 @@ import (
 // validateParts checks where and when a camera's parts are decided and counted: its masks,
 // zones, lines and decision deadline.
 func (cam Camera) validateParts(p *problems, key string) {
-	tracks := cam.Tracking.Enabled && cam.Pipeline.Detector != ""
 	if cam.Pipeline.Detector == "" && len(cam.Masks) > 0 {
 		p.add(key+".masks", "masks drop detections: set pipeline.detector, or remove the masks")
 	}
-	if !tracks && (len(cam.Zones) > 0 || len(cam.Lines) > 0 || cam.Decision != (Decision{})) {
+	if !cam.Tracks() && (len(cam.Zones) > 0 || len(cam.Lines) > 0 || cam.Decision != (Decision{})) {
 		p.add(key, "zones, lines and decision work on tracked parts: set pipeline.detector and tracking.enabled, or remove them")
 	}
 	for i, a := range cam.Masks {

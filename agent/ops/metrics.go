@@ -52,6 +52,9 @@ type Metrics struct {
 	Predictions *prometheus.CounterVec
 	// Parts counts the parts decided (cameras that track), by camera, tag and verdict.
 	Parts *prometheus.CounterVec
+	// DecisionLatency is how long after the capture of the last frame that saw a part its
+	// decision went out, by camera and what decided it (line, time, end, stop).
+	DecisionLatency *prometheus.HistogramVec
 }
 
 // NewMetrics registers the metrics; snapshot is called at every scrape.
@@ -73,10 +76,15 @@ func NewMetrics(snapshot func() Snapshot) *Metrics {
 			Name: "cvedge_predictions_total", Help: "Final tags reported (the deepest level's top tag), by model and tag.",
 		}, []string{"camera", "model", "tag"}),
 		Parts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cvedge_parts_total", Help: "Parts decided, each once when its track ends, by tag and verdict (none when no verdicts are set).",
+			Name: "cvedge_parts_total", Help: "Parts decided, each once (at its decision deadline, or when its track ends), by tag and verdict (none when no verdicts are set).",
 		}, []string{"camera", "tag", "verdict"}),
+		DecisionLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cvedge_part_decision_latency_seconds",
+			Help:    "Time from the capture of the last frame that saw a part to its decision's message, by what decided it (line, time, end, stop).",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}, []string{"camera", "by"}),
 	}
-	reg.MustRegister(m.Stage, m.Detections, m.Crops, m.Predictions, m.Parts, &snapshotCollector{snap: snapshot},
+	reg.MustRegister(m.Stage, m.Detections, m.Crops, m.Predictions, m.Parts, m.DecisionLatency, &snapshotCollector{snap: snapshot},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -19,16 +19,20 @@ const (
 	CmdActivate = "activate" // make an iteration of a model the active one
 	CmdRollback = "rollback" // go back to the previously active iteration of a model
 	CmdAdd      = "add"      // download an iteration (https URL + SHA-256) into the model store
+	// CmdResetCounts starts the part counts of a camera (or, without one, of every camera)
+	// again from zero.
+	CmdResetCounts = "reset-counts"
 )
 
 var (
 	commands = map[string][]string{ // command -> required fields
-		CmdTrigger:  {"camera"},
-		CmdSnapshot: {"camera"},
-		CmdReload:   nil,
-		CmdActivate: {"model", "iteration"},
-		CmdRollback: {"model"},
-		CmdAdd:      {"model", "url", "sha256"},
+		CmdTrigger:     {"camera"},
+		CmdSnapshot:    {"camera"},
+		CmdReload:      nil,
+		CmdActivate:    {"model", "iteration"},
+		CmdRollback:    {"model"},
+		CmdAdd:         {"model", "url", "sha256"},
+		CmdResetCounts: nil,
 	}
 	idRE = regexp.MustCompile(`^[A-Za-z0-9._:@/+-]{1,128}$`)
 	// sampleIDRE is stricter: a collector names files after sample ids.
@@ -72,7 +76,7 @@ func ParseCommand(raw []byte) (Command, error) {
 	}
 	need, ok := commands[c.Command]
 	if !ok {
-		return c, fmt.Errorf(`"command" %q is not one of trigger, snapshot, reload, activate, rollback, add`, c.Command)
+		return c, fmt.Errorf(`"command" %q is not one of trigger, snapshot, reload, activate, rollback, add, reset-counts`, c.Command)
 	}
 	fields := map[string]string{"camera": c.Camera, "model": c.Model, "iteration": c.Iteration, "url": c.URL, "sha256": c.SHA256}
 	for _, f := range need {

@@ -442,4 +442,60 @@ type Part struct {
 	// tag was most confident (end), that frame being BestFrameID.
 	BoundingBox *Box   `json:"boundingBox,omitempty"`
 	BestFrameID uint64 `json:"bestFrameId,omitempty"`
+	// DecidedBy is what made the decision (end): "line" (it crossed the decision line),
+	// "time" (decision.after passed), "end" (its track ended) or "stop" (the agent stopped or
+	// reloaded while it was in view); Decided is when.
+	DecidedBy string     `json:"decidedBy,omitempty"`
+	Decided   *time.Time `json:"decided,omitempty"`
+	// Ended says why the part's track ended (end): "unseen" (not seen for more than
+	// tracking.max_missed frames, or gone from the frame) or "stop".
+	Ended string `json:"ended,omitempty"`
+	// Lines are the counting lines it crossed (end), each with the way: forward or backward.
+	Lines map[string]string `json:"lines,omitempty"`
+}
+
+// Decision is a part's decision on <prefix>/cameras/<camera>/decisions, sent the moment it
+// is made, for a reject gate or a PLC: small, never retained, not spooled.
+type Decision struct {
+	Schema      int     `json:"schema"`
+	Agent       string  `json:"agent"`
+	Camera      string  `json:"camera"`
+	PartID      string  `json:"partId"`
+	TrackID     uint64  `json:"trackId"`
+	TagName     string  `json:"tagName"`
+	Probability float32 `json:"probability"`
+	Verdict     string  `json:"verdict,omitempty"`
+	// By is what made the decision: line, time, end or stop (as Part.DecidedBy).
+	By string `json:"by"`
+	// FrameID and Captured are the last frame that saw the part: a gate that acts on the
+	// part's position reckons from Captured.
+	FrameID  uint64    `json:"frameId"`
+	Captured time.Time `json:"captured"`
+	Created  time.Time `json:"created"`
+}
+
+// Counts are a camera's parts counted since Since, retained on
+// <prefix>/cameras/<camera>/counts.
+type Counts struct {
+	Schema int    `json:"schema"`
+	Agent  string `json:"agent"`
+	Camera string `json:"camera"`
+	// Since is when counting began: the last reset, or the first start.
+	Since time.Time `json:"since"`
+	// Reset is what reset the counts at Since: "command" or "shift"; empty for a first start.
+	Reset   string    `json:"reset,omitempty"`
+	Updated time.Time `json:"updated"`
+	// Parts counts the parts decided; Tags and Verdicts split them by decided tag and
+	// verdict (no verdicts: none).
+	Parts    uint64            `json:"parts"`
+	Tags     map[string]uint64 `json:"tags"`
+	Verdicts map[string]uint64 `json:"verdicts"`
+	// Lines counts, by counting line, the parts whose centre crossed it, once each.
+	Lines map[string]LineCount `json:"lines"`
+}
+
+// LineCount is the parts that crossed one line, by way.
+type LineCount struct {
+	Forward  uint64 `json:"forward"`
+	Backward uint64 `json:"backward"`
 }

@@ -17,29 +17,43 @@ import (
 const Unknown = "unknown"
 
 // parts follows the tracked parts of one camera (the track step's trackIds) and publishes on
-// <prefix>/cameras/<camera>/parts a start event when a part appears and an end event, with
-// one decision from all its frames, when its track ends (unseen for more than max_missed
-// frames).
+// <prefix>/cameras/<camera>/parts a start event when a part appears (in a zone, when the
+// camera has zones) and an end event when its track ends (unseen for more than max_missed
+// frames). Each part is decided once from its frames, at its deadline (cameras[].decision:
+// crossing the decision line, or a time after it appeared) or else when its track ends; the
+// decision goes out at once on <prefix>/cameras/<camera>/decisions and is counted. Parts
+// crossing the counting lines are counted by line and way.
 type parts struct {
 	env        *Env
 	verdicts   configs.Verdicts
 	metrics    *ops.Metrics // nil: none
+	counts     *PartCounts  // nil: not counted
 	camera     string
-	topic      string
+	topic      string // parts
+	decisions  string // decisions
 	maxMissed  int
 	thresholds map[string]float64
+	zones      []configs.Area
+	lines      []configs.Line
+	deadline   configs.Decision
 	open       map[uint64]*partState // by trackId
+	seen       map[uint64]bool       // scratch: the tracks of the current frame
 }
 
 type partState struct {
-	ev     payload.Part
-	missed int
-	tags   map[string]*evidence // by final tag
+	ev       payload.Part // the start event's fields; the decision's once decided
+	reported bool         // it was in a zone: it has events
+	decided  bool
+	missed   int
+	x, y     float64              // its centre when last seen
+	crossed  map[string]string    // the lines it crossed, with the way
+	tags     map[string]*evidence // by final tag
 }
 
 // evidence is what the frames of a part said for one final tag.
 type evidence struct {
 	sum    float32  // its confidence, summed over the frames
+	frames int      // the frames that said it
 	path   []string // the tags on its way, as last seen
 	best   float32  // its highest confidence, in frame bestAt, where the part was at box
 	bestAt uint64
@@ -47,65 +61,126 @@ type evidence struct {
 }
 
 // NewParts returns the step that decides each tracked part of camera cc, or nil when the
-// camera does not track. Each part decided is counted in m (nil: not counted).
-func NewParts(env *Env, cc configs.Camera, m *ops.Metrics) pipeline.Step {
-	if !cc.Tracking.Enabled || cc.Pipeline.Detector == "" {
+// camera does not track. Each part decided is counted in m (nil: not counted) and in counts
+// (nil: not counted).
+func NewParts(env *Env, cc configs.Camera, m *ops.Metrics, counts *PartCounts) pipeline.Step {
+	if !cc.Tracks() {
 		return nil
 	}
-	return &parts{env: env, camera: cc.Name, topic: env.Topic("cameras/" + cc.Name + "/parts"), maxMissed: cc.Tracking.MaxMissed,
-		thresholds: cc.Pipeline.Thresholds, verdicts: cc.Verdicts, metrics: m, open: map[uint64]*partState{}}
+	return &parts{env: env, camera: cc.Name, topic: env.Topic("cameras/" + cc.Name + "/parts"), decisions: env.Topic("cameras/" + cc.Name + "/decisions"),
+		maxMissed: cc.Tracking.MaxMissed, thresholds: cc.Pipeline.Thresholds, verdicts: cc.Verdicts, metrics: m, counts: counts,
+		zones: cc.Zones, lines: cc.Lines, deadline: cc.Decision, open: map[uint64]*partState{}, seen: map[uint64]bool{}}
 }
 
 func (s *parts) Name() string { return "parts" }
 
-// Handle adds a processed frame's detections to their parts and ends the parts it did not
-// see for too long.
+// Handle adds a processed frame's detections to their parts, counts the lines they cross,
+// decides the parts whose deadline came, and ends the parts it did not see for too long.
 func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
 	if f.Err != nil || msg == nil {
 		return
 	}
-	seen := make(map[uint64]bool, len(msg.Predictions))
+	now := time.Now()
+	clear(s.seen)
 	for _, d := range msg.Predictions {
 		if d.TrackID == 0 || d.BoundingBox == nil {
 			continue
 		}
-		seen[d.TrackID] = true
+		s.seen[d.TrackID] = true
+		b := d.BoundingBox
+		x, y := float64(b.Left+b.Width/2), float64(b.Top+b.Height/2)
 		p, ok := s.open[d.TrackID]
 		if !ok {
-			p = s.start(d, msg)
+			p = &partState{x: x, y: y, tags: map[string]*evidence{}}
+			s.open[d.TrackID] = p
 		}
-		p.add(d, msg)
+		p.missed = 0
+		if _, in := configs.AreaAt(s.zones, x, y); in || len(s.zones) == 0 {
+			if !p.reported {
+				s.start(p, d, msg)
+			}
+			if !p.decided {
+				p.add(d, msg)
+			}
+		}
+		if p.reported {
+			p.seen(msg)
+		}
+		s.cross(p, x, y, now)
 	}
 	for id, p := range s.open {
-		if seen[id] {
-			continue
+		if !s.seen[id] {
+			if p.missed++; p.missed > s.maxMissed {
+				s.end(p, "unseen", now)
+				delete(s.open, id)
+				continue
+			}
 		}
-		if p.missed++; p.missed > s.maxMissed {
-			s.end(p)
-			delete(s.open, id)
+		if after := s.deadline.After; after > 0 && p.reported && !p.decided && msg.Captured.Sub(p.ev.FirstSeen) >= after {
+			s.decide(p, "time", now)
 		}
+	}
+	if s.counts != nil {
+		s.counts.Tick(now)
 	}
 }
 
-// start opens the part of detection d and publishes its start event.
-func (s *parts) start(d payload.Tag, msg *payload.Prediction) *partState {
-	box := *d.BoundingBox
-	p := &partState{ev: payload.Part{Schema: payload.Schema, PartID: payload.NewID(), TrackID: d.TrackID, Agent: s.env.Agent, Camera: s.camera,
-		Boot: s.env.Boot, FirstFrameID: msg.FrameID, FirstSeen: msg.Captured}, tags: map[string]*evidence{}}
-	s.open[d.TrackID] = p
-	ev := p.ev
-	ev.Event, ev.Created, ev.BoundingBox = "start", time.Now().UTC(), &box
-	s.send(ev)
-	return p
+// Close ends the parts in view (the agent stops, or a reload replaces the step): each is
+// decided from the frames it had, and gets its end event.
+func (s *parts) Close() {
+	now := time.Now()
+	for id, p := range s.open {
+		s.end(p, "stop", now)
+		delete(s.open, id)
+	}
 }
 
-// add counts one frame of the part: the final tag of its detection, with its confidence.
-func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
-	p.missed = 0
+// start reports part p, first seen in a zone in detection d, with its start event.
+func (s *parts) start(p *partState, d payload.Tag, msg *payload.Prediction) {
+	box := *d.BoundingBox
+	p.reported = true
+	p.ev = payload.Part{Schema: payload.Schema, PartID: payload.NewID(), TrackID: d.TrackID, Agent: s.env.Agent, Camera: s.camera,
+		Boot: s.env.Boot, FirstFrameID: msg.FrameID, FirstSeen: msg.Captured}
+	ev := p.ev
+	ev.Event, ev.Created, ev.BoundingBox = "start", time.Now().UTC(), &box
+	s.send(s.topic, ev)
+}
+
+// seen notes a frame that saw the part.
+func (p *partState) seen(msg *payload.Prediction) {
 	p.ev.Frames++
 	p.ev.LastFrameID = msg.FrameID
 	at := msg.Captured
 	p.ev.LastSeen = &at
+}
+
+// cross counts the lines that part p crossed on its way to (x, y), once per line, and
+// decides it when one is the decision line.
+func (s *parts) cross(p *partState, x, y float64, now time.Time) {
+	for _, l := range s.lines {
+		if _, done := p.crossed[l.Name]; done {
+			continue
+		}
+		way := l.Crossed(p.x, p.y, x, y)
+		if way == configs.NotCrossed {
+			continue
+		}
+		if p.crossed == nil {
+			p.crossed = map[string]string{}
+		}
+		p.crossed[l.Name] = way.String()
+		if s.counts != nil {
+			s.counts.Line(l.Name, way, now)
+		}
+		if l.Name == s.deadline.Line && p.reported && !p.decided {
+			s.decide(p, "line", now)
+		}
+	}
+	p.x, p.y = x, y
+}
+
+// add counts one frame of the part: the final tag of its detection, with its confidence.
+func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
 	tag, prob, path := final(d)
 	e, ok := p.tags[tag]
 	if !ok {
@@ -113,6 +188,7 @@ func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
 		p.tags[tag] = e
 	}
 	e.sum += prob
+	e.frames++
 	e.path = path
 	if !ok || prob > e.best {
 		e.best, e.bestAt, e.box = prob, msg.FrameID, *d.BoundingBox
@@ -133,36 +209,68 @@ func final(d payload.Tag) (tag string, prob float32, path []string) {
 	return tag, prob, path
 }
 
-// end decides the part from all its frames and publishes its end event.
-func (s *parts) end(p *partState) {
-	ev := p.ev
+// decide makes part p's decision from the frames it had, by (line, time, end or stop), and
+// sends it on the decisions topic at once; it is counted now, once.
+func (s *parts) decide(p *partState, by string, now time.Time) {
+	ev := &p.ev
 	ev.Votes = make(map[string]float32, len(p.tags))
 	var total float32
+	var frames int
 	best := ""
 	for tag, e := range p.tags {
 		ev.Votes[tag] = e.sum
 		total += e.sum
+		frames += e.frames
 		if best == "" || e.sum > p.tags[best].sum || e.sum == p.tags[best].sum && tag < best {
 			best = tag
 		}
 	}
 	b := p.tags[best]
-	ev.Event, ev.Created = "end", time.Now().UTC()
-	ev.TagName, ev.Probability, ev.Path = best, b.sum/float32(max(ev.Frames, 1)), b.path
+	ev.TagName, ev.Probability, ev.Path = best, b.sum/float32(max(frames, 1)), b.path
 	ev.BoundingBox, ev.BestFrameID = &b.box, b.bestAt
 	if best != Unknown && (b.sum < total/2 || float64(ev.Probability) < s.threshold(best)) {
 		ev.TagName = Unknown
 	}
 	ev.Probability = float32(payload.Round(float64(ev.Probability), 4))
 	ev.Verdict = s.verdicts.Of(ev.TagName)
-	s.send(ev)
+	decided := now.UTC()
+	ev.DecidedBy, ev.Decided = by, &decided
+	p.decided = true
+	d := payload.Decision{Schema: payload.Schema, Agent: s.env.Agent, Camera: s.camera, PartID: ev.PartID, TrackID: ev.TrackID,
+		TagName: ev.TagName, Probability: ev.Probability, Verdict: ev.Verdict, By: by, FrameID: ev.LastFrameID, Created: decided}
+	if ev.LastSeen != nil {
+		d.Captured = *ev.LastSeen
+	}
+	s.send(s.decisions, d)
 	if s.metrics != nil {
 		verdict := ev.Verdict
 		if verdict == "" {
 			verdict = "none"
 		}
 		s.metrics.Parts.WithLabelValues(s.camera, ev.TagName, verdict).Inc()
+		s.metrics.DecisionLatency.WithLabelValues(s.camera, by).Observe(now.Sub(d.Captured).Seconds())
 	}
+	if s.counts != nil {
+		s.counts.Part(ev.TagName, ev.Verdict, now)
+	}
+}
+
+// end publishes part p's end event, deciding it first when its deadline has not come; why
+// is unseen or stop.
+func (s *parts) end(p *partState, why string, now time.Time) {
+	if !p.reported {
+		return
+	}
+	if !p.decided {
+		by := "end"
+		if why == "stop" {
+			by = why
+		}
+		s.decide(p, by, now)
+	}
+	ev := p.ev
+	ev.Event, ev.Created, ev.Ended, ev.Lines = "end", now.UTC(), why, p.crossed
+	s.send(s.topic, ev)
 }
 
 // threshold is the per-tag minimum probability of tag (0 when none is set).
@@ -171,11 +279,16 @@ func (s *parts) threshold(tag string) float64 {
 	return s.thresholds[t]
 }
 
-func (s *parts) send(ev payload.Part) {
-	body, err := json.Marshal(ev)
+// send publishes a part event (QoS 1, spooled) or a decision (QoS 1, only worth sending now).
+func (s *parts) send(topic string, v any) {
+	body, err := json.Marshal(v)
 	if err != nil {
-		s.env.Log.Error("part event not encoded", "camera", s.camera, "err", err)
+		s.env.Log.Error("part event not encoded", "camera", s.camera, "topic", topic, "err", err)
 		return
 	}
-	s.env.Pub.Send(publish.Message{Topic: s.topic, QoS: 1, Payload: body, Class: spool.Predictions})
+	m := publish.Message{Topic: topic, QoS: 1, Payload: body}
+	if topic == s.topic {
+		m.Class = spool.Predictions
+	}
+	s.env.Pub.Send(m)
 }
