@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -64,7 +65,7 @@ type Agent struct {
 	// on numbering from them.
 	counters map[string]*atomic.Uint64
 	// partCounts hold the part counts of each camera that tracks, by camera name, for the
-	// whole boot (and across restarts, in counts.dir).
+	// whole boot (and across restarts, in spool.dir/counts).
 	partCounts map[string]*steps.PartCounts
 
 	env     *steps.Env      // what the steps of every camera share
@@ -183,19 +184,23 @@ func (a *Agent) counter(kind, name string) *atomic.Uint64 {
 	return c
 }
 
-// countsOf returns the part counts of camera cc, opened from counts.dir on first use, or nil
+// countsOf returns the part counts of camera cc, read from spool.dir/counts on first use, or nil
 // when the camera does not track parts.
-func (a *Agent) countsOf(cc configs.Camera, cfg configs.Counts) *steps.PartCounts {
+func (a *Agent) countsOf(cc configs.Camera, cfg *configs.Config) *steps.PartCounts {
 	if !cc.Tracks() {
 		return nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if pc, ok := a.partCounts[cc.Name]; ok {
-		pc.SetResets(cfg.ResetAt)
+		pc.SetResets(cfg.Counts.ResetAt)
 		return pc
 	}
-	pc, err := steps.OpenPartCounts(a.env, cc.Name, cfg.Dir, cfg.ResetAt, time.Now())
+	dir := "" // no spool folder (a config made in code, not loaded): in memory only
+	if cfg.Spool.Dir != "" {
+		dir = filepath.Join(cfg.Spool.Dir, "counts")
+	}
+	pc, err := steps.OpenPartCounts(a.env, cc.Name, dir, cfg.Counts.ResetAt, time.Now())
 	if err != nil {
 		a.log.Warn("part counts start from zero", "camera", cc.Name, "err", err)
 	}

@@ -255,7 +255,7 @@ func (a *Agent) stepsFor(cfg *configs.Config, i int, r *cameraRun, stages map[st
 		r.ring,
 		steps.NewCount(name, a.log),
 		steps.NewPublish(a.env, name, byte(cfg.MQTT.QoS)),
-		steps.NewParts(a.env, cc, a.metrics, a.countsOf(cc, cfg.Counts)),
+		steps.NewParts(a.env, cc, a.metrics, a.countsOf(cc, cfg)),
 		steps.NewMetrics(a.metrics, name),
 		steps.NewTriggerResult(a.env, cc.Trigger),
 		steps.NewLog(cfg.Agent.LogPredictions, name, a.log),

@@ -234,11 +234,15 @@ func partAt(tr testenv.Truth, frame int, b *payload.Box) (int, bool) {
 }
 
 // TestPartsOnTheDemo: one pass of the demo video decides every part that fully crossed the
-// belt once, with its true colour, and no part twice.
+// belt once, with its true colour, and no part twice. The decision line at three quarters of
+// the belt decides each part as it crosses, on the decisions topic; the line counts each once,
+// and the retained counts add up to the decisions.
 func TestPartsOnTheDemo(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "")
 	cfg.Cameras[0].Verdicts = configs.Verdicts{OK: []string{"Red", "green"}, Default: "nok"}
+	cfg.Cameras[0].Lines = []configs.Line{{Name: "exit", From: configs.Point{0.75, 0}, To: configs.Point{0.75, 1}}}
+	cfg.Cameras[0].Decision.Line = "exit"
 	preds, col := runDemo(t, broker, cfg)
 	tr := testenv.DemoTruth(t)
 	pos := map[uint64]int{} // frame id -> the video's frame
@@ -253,14 +257,35 @@ func TestPartsOnTheDemo(t *testing.T) {
 			}
 		}
 	}
+	decisions := map[string]payload.Decision{} // by partId
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/decisions") {
+		var d payload.Decision
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatal(err)
+		}
+		if _, twice := decisions[d.PartID]; twice {
+			t.Errorf("part %s has two decisions", d.PartID)
+		}
+		decisions[d.PartID] = d
+	}
 	decided := map[int]string{}
+	byLine := 0
 	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/parts") {
 		var ev payload.Part
 		if err := json.Unmarshal(raw, &ev); err != nil {
 			t.Fatal(err)
 		}
-		if ev.Event != "end" {
+		if ev.Event != "end" || ev.Ended == "stop" { // in view when the agent stopped: not crossed
 			continue
+		}
+		if d := decisions[ev.PartID]; d.TagName != ev.TagName || d.By != ev.DecidedBy || d.Verdict != ev.Verdict {
+			t.Errorf("part %s: end event %s by %s, decision %+v", ev.PartID, ev.TagName, ev.DecidedBy, d)
+		}
+		if (ev.Lines["exit"] == "forward") != (ev.DecidedBy == "line") {
+			t.Errorf("part %s crossed %v, decided by %s", ev.PartID, ev.Lines, ev.DecidedBy)
+		}
+		if ev.DecidedBy == "line" {
+			byLine++
 		}
 		part, ok := partAt(tr, pos[ev.BestFrameID], ev.BoundingBox)
 		if !ok {
@@ -291,5 +316,28 @@ func TestPartsOnTheDemo(t *testing.T) {
 	if crossed < 5 || len(decided) != crossed {
 		t.Fatalf("%d parts crossed, %d decided", crossed, len(decided))
 	}
+	if byLine < crossed {
+		t.Errorf("%d of the %d parts that crossed the belt were decided at the line", byLine, crossed)
+	}
+	// the retained counts, once the last ones are in: every decision once, the line's crossings
+	var counts payload.Counts
+	testenv.WaitFor(t, "the counts of every decision", 5*time.Second, func() bool {
+		all := col.Get("cvedge/e2e/cameras/conveyor/counts")
+		if len(all) == 0 {
+			return false
+		}
+		counts = payload.Counts{}
+		return json.Unmarshal(all[len(all)-1], &counts) == nil && counts.Parts == uint64(len(col.Get("cvedge/e2e/cameras/conveyor/decisions")))
+	})
+	atLine := 0 // also the parts in view at the stop that had crossed
+	for _, d := range decisions {
+		if d.By == "line" {
+			atLine++
+		}
+	}
+	if counts.Lines["exit"].Forward != uint64(atLine) || counts.Lines["exit"].Backward != 0 || counts.Verdicts["ok"]+counts.Verdicts["nok"] != counts.Parts {
+		t.Errorf("counts %+v: want %d forward over exit", counts, atLine)
+	}
+	col.ValidateAll(t)
 	t.Logf("%d parts crossed the belt, each decided once with its colour", crossed)
 }

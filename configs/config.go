@@ -399,12 +399,9 @@ type Decision struct {
 	After time.Duration `mapstructure:"after"`
 }
 
-// Counts are the parts counted per camera (by tag, verdict and line), kept on disk so that a
-// restart does not lose a shift's figures, and published retained.
+// Counts are the parts counted per camera (by tag, verdict and line), published retained and
+// kept on disk (in spool.dir/counts) so that a restart does not lose a shift's figures.
 type Counts struct {
-	// Dir holds the counts. Default: $STATE_DIRECTORY/counts under systemd, else
-	// /var/lib/cvedge/counts.
-	Dir string `mapstructure:"dir"`
 	// ResetAt are the local times of day, "HH:MM", at which the counts start again from zero
 	// (the shifts' starts). Empty: only the reset-counts command resets them.
 	ResetAt []string `mapstructure:"reset_at"`

@@ -67,8 +67,10 @@ func (c Crossing) String() string {
 }
 
 // Crossed says whether a point that moved from (x0, y0) to (x1, y1) crossed the line, and
-// which way. Touching the line is not crossing it: a point that stops on the line crosses
-// when it leaves it on the other side.
+// which way. A point on the line has crossed nothing yet: one who follows a point keeps its
+// last place off the line (see On) and asks from there, so that a part whose centre lands
+// exactly on the line is counted when it leaves it on the other side, and not when it goes
+// back.
 func (l Line) Crossed(x0, y0, x1, y1 float64) Crossing {
 	s0, s1 := l.side(x0, y0), l.side(x1, y1)
 	if s0 == 0 || s1 == 0 || (s0 > 0) == (s1 > 0) {
@@ -84,6 +86,9 @@ func (l Line) Crossed(x0, y0, x1, y1 float64) Crossing {
 	}
 	return Backward
 }
+
+// On reports whether (x, y) lies on the line (or on its extension).
+func (l Line) On(x, y float64) bool { return l.side(x, y) == 0 }
 
 // side is the sign of (x, y) against the line: the cross product of From-To and From-(x, y).
 func (l Line) side(x, y float64) float64 {

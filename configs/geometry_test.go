@@ -71,7 +71,4 @@ counts: {reset_at: ["06:00", "22:30"]}
 	if at, _ := ParseClock(c.Counts.ResetAt[1]); at != 22*time.Hour+30*time.Minute {
 		t.Errorf("reset at %v", at)
 	}
-	if c.Counts.Dir == "" {
-		t.Error("counts.dir has no default")
-	}
 }

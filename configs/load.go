@@ -445,7 +445,7 @@ func (c *Config) resolve(base string) {
 	if c.MQTT.TopicPrefix == "" && c.Agent.ID != "" {
 		c.MQTT.TopicPrefix = "cvedge/" + c.Agent.ID
 	}
-	for dir, name := range map[*string]string{&c.Spool.Dir: "spool", &c.Store.Dir: "models", &c.Counts.Dir: "counts"} {
+	for dir, name := range map[*string]string{&c.Spool.Dir: "spool", &c.Store.Dir: "models"} {
 		if *dir == "" {
 			*dir = stateDir(name)
 		}

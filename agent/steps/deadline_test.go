@@ -113,6 +113,39 @@ func TestPartsDecideAtTheLine(t *testing.T) {
 	}
 }
 
+// TestPartsCountALandingOnTheLine: a part whose centre lands exactly on the line in one frame
+// is counted (and decided) once, as it leaves the line on the other side; one that touches
+// the line and goes back is not.
+func TestPartsCountALandingOnTheLine(t *testing.T) {
+	rec := &publish.Recorder{}
+	cc := lineCamera()
+	cc.Lines[0].From, cc.Lines[0].To = configs.Point{0.25, 0}, configs.Point{0.25, 1}
+	cc.Decision.Line = "exit"
+	counts, _ := steps.OpenPartCounts(env(rec), "cam", "", nil, time.Now())
+	step := steps.NewParts(env(rec), cc, nil, counts)
+	at := func(track uint64, left float32) payload.Tag { // 0.25 wide: centres exact in binary
+		d := classified(track, left, "red", 0.9, false, "")
+		d.BoundingBox.Width = 0.25
+		return d
+	}
+	lefts := []float32{0, 0.125, 0.25, 0.375} // centres 0.125, 0.25 (on the line), 0.375, 0.5
+	back := []float32{0, 0.125, 0}            // onto the line and back
+	belt(step, time.Now(), len(lefts), func(i int) []payload.Tag {
+		out := []payload.Tag{at(1, lefts[i])}
+		if i < len(back) {
+			out = append(out, at(2, back[i]))
+		}
+		return out
+	})
+	decisions, _ := publish.Decode[payload.Decision](rec, "/decisions")
+	if len(decisions) != 1 || decisions[0].TrackID != 1 || decisions[0].FrameID != 3 {
+		t.Errorf("want part 1 decided as it left the line, in frame 3: %+v", decisions)
+	}
+	if c := counts.Snapshot(); c.Lines["exit"] != (payload.LineCount{Forward: 1}) {
+		t.Errorf("line counts %+v, want 1 forward", c.Lines)
+	}
+}
+
 // TestPartsDecideInTime: with decision.after, a part is decided in the first frame captured
 // that long after it appeared, even when it is not seen in that frame.
 func TestPartsDecideInTime(t *testing.T) {

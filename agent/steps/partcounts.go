@@ -38,16 +38,20 @@ type PartCounts struct {
 
 // OpenPartCounts returns the counts of camera, read back from its file in dir when there is
 // one (a file that cannot be read is moved aside as .bad, and counting starts at zero, with
-// the reason in err). A shift that began while the agent was away resets them.
+// the reason in err); dir "" keeps them in memory only. A shift that began while the agent
+// was away resets them.
 func OpenPartCounts(env *Env, camera, dir string, resetAt []string, now time.Time) (pc *PartCounts, err error) {
-	pc = &PartCounts{env: env, file: filepath.Join(dir, camera+".json")}
+	pc = &PartCounts{env: env}
+	if dir != "" {
+		pc.file = filepath.Join(dir, camera+".json")
+	}
 	pc.c = payload.Counts{Schema: payload.Schema, Agent: env.Agent, Camera: camera, Since: now.UTC()}
 	pc.SetResets(resetAt)
 	raw, rerr := os.ReadFile(pc.file)
 	switch {
-	case errors.Is(rerr, fs.ErrNotExist):
+	case pc.file == "", errors.Is(rerr, fs.ErrNotExist):
 	case rerr != nil:
-		err = fmt.Errorf("counts file %s: %w (counting from zero; check counts.dir's permissions)", pc.file, rerr)
+		err = fmt.Errorf("counts file %s: %w (counting from zero; check that the agent may write in spool.dir)", pc.file, rerr)
 	default:
 		var old payload.Counts
 		if jerr := json.Unmarshal(raw, &old); jerr != nil || old.Camera != camera {
@@ -229,6 +233,9 @@ func (pc *PartCounts) flush(now time.Time) {
 
 // write replaces the counts file, so that a crash leaves the old one or the new one.
 func (pc *PartCounts) write() error {
+	if pc.file == "" {
+		return nil
+	}
 	body, _ := json.Marshal(pc.c)
 	if err := os.MkdirAll(filepath.Dir(pc.file), 0o755); err != nil {
 		return err

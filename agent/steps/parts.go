@@ -45,7 +45,7 @@ type partState struct {
 	reported bool         // it was in a zone: it has events
 	decided  bool
 	missed   int
-	x, y     float64              // its centre when last seen
+	off      []configs.Point      // by line: its centre when last seen off that line
 	crossed  map[string]string    // the lines it crossed, with the way
 	tags     map[string]*evidence // by final tag
 }
@@ -91,7 +91,10 @@ func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predic
 		x, y := float64(b.Left+b.Width/2), float64(b.Top+b.Height/2)
 		p, ok := s.open[d.TrackID]
 		if !ok {
-			p = &partState{x: x, y: y, tags: map[string]*evidence{}}
+			p = &partState{off: make([]configs.Point, len(s.lines)), tags: map[string]*evidence{}}
+			for i := range p.off {
+				p.off[i] = configs.Point{x, y}
+			}
 			s.open[d.TrackID] = p
 		}
 		p.missed = 0
@@ -133,6 +136,9 @@ func (s *parts) Close() {
 		s.end(p, "stop", now)
 		delete(s.open, id)
 	}
+	if s.counts != nil { // what changed within the last second goes out and to disk now
+		s.counts.Tick(now)
+	}
 }
 
 // start reports part p, first seen in a zone in detection d, with its start event.
@@ -157,11 +163,15 @@ func (p *partState) seen(msg *payload.Prediction) {
 // cross counts the lines that part p crossed on its way to (x, y), once per line, and
 // decides it when one is the decision line.
 func (s *parts) cross(p *partState, x, y float64, now time.Time) {
-	for _, l := range s.lines {
+	for i, l := range s.lines {
+		from := p.off[i]
+		if !l.On(x, y) {
+			p.off[i] = configs.Point{x, y}
+		}
 		if _, done := p.crossed[l.Name]; done {
 			continue
 		}
-		way := l.Crossed(p.x, p.y, x, y)
+		way := l.Crossed(from[0], from[1], x, y)
 		if way == configs.NotCrossed {
 			continue
 		}
@@ -176,7 +186,6 @@ func (s *parts) cross(p *partState, x, y float64, now time.Time) {
 			s.decide(p, "line", now)
 		}
 	}
-	p.x, p.y = x, y
 }
 
 // add counts one frame of the part: the final tag of its detection, with its confidence.

@@ -252,6 +252,10 @@ func SchemaForTopic(topic string) string {
 		return "followup"
 	case strings.HasSuffix(topic, "/parts"):
 		return "part"
+	case strings.HasSuffix(topic, "/decisions"):
+		return "decision"
+	case strings.HasSuffix(topic, "/counts"):
+		return "counts"
 	case strings.HasSuffix(topic, "/commands"):
 		return "command"
 	case strings.HasSuffix(topic, "/feedback"):
