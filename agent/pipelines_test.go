@@ -319,6 +319,29 @@ func TestPartsOnTheDemo(t *testing.T) {
 	if byLine < crossed {
 		t.Errorf("%d of the %d parts that crossed the belt were decided at the line", byLine, crossed)
 	}
+	// the parts in view when the agent stopped got their end events before MQTT closed
+	stopped := 0
+	testenv.WaitFor(t, "an end event for every part that started", 5*time.Second, func() bool {
+		open := map[string]int{}
+		stopped = 0
+		for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/parts") {
+			var ev payload.Part
+			json.Unmarshal(raw, &ev)
+			open[ev.PartID] += map[string]int{"start": 1, "end": -1}[ev.Event]
+			if ev.Ended == "stop" {
+				stopped++
+			}
+		}
+		for _, n := range open {
+			if n != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if stopped == 0 {
+		t.Error("no part was in view when the video ended: the end at stop is not tested")
+	}
 	// the retained counts, once the last ones are in: every decision once, the line's crossings
 	var counts payload.Counts
 	testenv.WaitFor(t, "the counts of every decision", 5*time.Second, func() bool {
@@ -340,4 +363,67 @@ func TestPartsOnTheDemo(t *testing.T) {
 	}
 	col.ValidateAll(t)
 	t.Logf("%d parts crossed the belt, each decided once with its colour", crossed)
+}
+
+// TestCountsResetAndRestart: the reset-counts command starts a camera's counts again (an
+// unknown camera is refused), every parts decided after it is counted, and a restart goes on
+// from the counts on disk: the new agent's first counts message, sent on connecting, has the
+// same start and at least the parts counted before.
+func TestCountsResetAndRestart(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	last := func(in *testenv.Inbox) (c payload.Counts) {
+		all := in.Get("cvedge/e2e/cameras/conveyor/counts")
+		if len(all) > 0 {
+			json.Unmarshal(all[len(all)-1], &c)
+		}
+		return c
+	}
+	testenv.WaitFor(t, "two parts counted", 60*time.Second, func() bool { return last(col).Parts >= 2 })
+	command(t, col, `{"id":"r1","command":"reset-counts","camera":"conveyor"}`)
+	if r := resultFor(t, col, "r1"); !r.OK {
+		t.Fatalf("reset-counts: %+v", r)
+	}
+	command(t, col, `{"id":"r2","command":"reset-counts","camera":"dock"}`)
+	if r := resultFor(t, col, "r2"); r.OK || !strings.Contains(r.Error, `camera "dock" counts no parts`) {
+		t.Errorf("reset-counts of an unknown camera: %+v", r)
+	}
+	var reset payload.Counts
+	testenv.WaitFor(t, "the counts after the reset", 10*time.Second, func() bool {
+		for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/counts") {
+			var c payload.Counts
+			if json.Unmarshal(raw, &c) == nil && c.Reset == "command" {
+				reset = c
+				return true
+			}
+		}
+		return false
+	})
+	tr := testenv.DemoTruth(t)
+	testenv.WaitFor(t, "every frame", 60*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	stop()
+	testenv.WaitFor(t, "the counts at the stop", 5*time.Second, func() bool { return last(col).Updated.After(reset.Updated) })
+	before := last(col)
+	if before.Since != reset.Since || before.Parts == 0 {
+		t.Fatalf("counts at the stop %+v, after the reset %+v", before, reset)
+	}
+
+	restarted := time.Now()
+	col2 := testenv.Subscribe(t, broker.URL, "cvedge/e2e/cameras/conveyor/counts")
+	runAgent(t, cfg)
+	testenv.WaitFor(t, "the new agent's counts", 30*time.Second, func() bool { return last(col2).Updated.After(restarted) })
+	var first payload.Counts
+	for _, raw := range col2.Get("cvedge/e2e/cameras/conveyor/counts") {
+		var c payload.Counts
+		if json.Unmarshal(raw, &c) == nil && c.Updated.After(restarted) {
+			first = c
+			break
+		}
+	}
+	if first.Since != before.Since || first.Parts < before.Parts || first.Reset != "command" {
+		t.Errorf("after a restart: %+v, before it: %+v", first, before)
+	}
+	col.ValidateAll(t)
 }
