@@ -257,6 +257,9 @@ func TestSizesBounded(t *testing.T) {
 		{"decision line", minimal + "    decision: {line: exit}\n", "", `cameras[0].decision.line: "exit" is not one of the camera's lines`},
 		{"decision after", minimal + "    decision: {after: -1s}\n", "", "cameras[0].decision.after: -1s must be 0 (no time limit)"},
 		{"lines untracked", minimal + "    tracking: {enabled: false}\n    lines: [{name: exit, from: [0.5, 0], to: [0.5, 1]}]\n", "", "cameras[0]: zones, lines and decision work on tracked parts"},
+		{"point not a number", minimal + "    zones: [{name: z, points: [[.nan, 0], [1, 0], [1, 1]]}]\n", "", "cameras[0].zones[0].points[0]: [NaN, 0] is outside the frame"},
+		{"point of three", minimal + "    lines: [{name: l, from: [0.5, 0, 1], to: [0.5, 1]}]\n", "", "[0.5 0 1] is not a point: write [x, y]"},
+		{"point of one", minimal + "    masks: [{points: [[0.5], [1, 0], [1, 1]]}]\n", "", "[0.5] is not a point"},
 		{"reset time", minimal + "counts: {reset_at: ['6']}\n", "", `counts.reset_at[0]: "6" is not a time of day: write it as HH:MM`},
 		{"device width", minimal + "    device: {width: 1280.5}\n", "", "cameras[0].device.width: 1280.5 must be a whole number"},
 		{"roi", minimal + "    roi: [0, 0, 100.5, 100]\n", "", "cameras[0].roi[2]: 100.5 must be a whole number"},
@@ -297,6 +300,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add(minimal + "mqtt: {keepalive: 30, queue_size: 1e9, connect_timeout: -1.5e300, stats_interval: .inf}\n")
 	f.Add(minimal + "spool: {max_mb: 18446744073709551616, max_age: [1]}\nring: {frames: -1e400, max_age: true}\n")
 	f.Add(minimal + "    roi: [1.5, '2', 3e9, .nan]\n    device: {width: 1e20, fps: '30'}\n    interval: 5\n")
+	f.Add(minimal + "    masks: [{points: [[.nan, 0], [1, 2, 3], 'x', [1]]}]\n    zones: [{name: [], points: {}}]\n")
+	f.Add(minimal + "    lines: [{name: exit, from: [0.5], to: 7}, {}]\n    decision: {line: [exit], after: 1e400}\ncounts: {reset_at: ['25:99', 6, null]}\n")
 	f.Fuzz(func(t *testing.T, yaml string) {
 		p := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {

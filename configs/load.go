@@ -195,9 +195,21 @@ func decode(settings map[string]any) (*Config, error) {
 	return &cfg, nil
 }
 
+// pointHook refuses a point that is not a list of two values: decoding would fill a short
+// one with zeros without a word.
+func pointHook(_, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeOf(Point{}) {
+		return data, nil
+	}
+	if list, ok := data.([]any); !ok || len(list) != 2 {
+		return nil, fmt.Errorf("%v is not a point: write [x, y], fractions of the frame's width and height from 0 to 1", data)
+	}
+	return data, nil
+}
+
 func decodeInto(input, out any, key string) error {
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:       mapstructure.StringToTimeDurationHookFunc(),
+		DecodeHook:       mapstructure.ComposeDecodeHookFunc(mapstructure.StringToTimeDurationHookFunc(), pointHook),
 		WeaklyTypedInput: true,
 		Result:           out,
 	})

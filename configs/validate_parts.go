@@ -64,7 +64,7 @@ func validArea(p *problems, key string, a Area, named bool) {
 
 // validPoint checks that a point lies in the frame.
 func validPoint(p *problems, key string, pt Point) {
-	if pt[0] < 0 || pt[0] > 1 || pt[1] < 0 || pt[1] > 1 {
+	if !(pt[0] >= 0 && pt[0] <= 1 && pt[1] >= 0 && pt[1] <= 1) { // NaN too
 		p.add(key, "[%v, %v] is outside the frame: x and y are fractions of its width and height, 0 to 1", pt[0], pt[1])
 	}
 }
