@@ -2,6 +2,8 @@ package steps_test
 
 import (
 	"context"
+	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,12 +26,14 @@ func lineCamera() configs.Camera {
 	return cc
 }
 
-// belt runs frames through step, 100 ms apart from t0: frame i shows the parts dets(i).
-func belt(step pipeline.Step, t0 time.Time, n int, dets func(i int) []payload.Tag) {
+// belt runs n frames through the steps, 100 ms apart from t0: frame i shows the parts dets(i).
+func belt(t0 time.Time, n int, dets func(i int) []payload.Tag, list ...pipeline.Step) {
 	for i := range n {
 		msg := prediction("p", uint64(i+1), dets(i)...)
 		msg.Captured = t0.Add(time.Duration(i) * 100 * time.Millisecond)
-		step.Handle(context.Background(), &pipeline.Frame{}, msg)
+		for _, step := range list {
+			step.Handle(context.Background(), &pipeline.Frame{}, msg)
+		}
 	}
 }
 
@@ -51,7 +55,7 @@ func TestPartsDecideAtTheLine(t *testing.T) {
 	// centre 0.55). It is red until frame 4, blue after. Part 2 moves left from 0.95 and
 	// crosses into frame 6; part 3 jiggles over the line and back: 0.45, 0.55, 0.45, 0.55.
 	jiggle := []float32{0.4, 0.5, 0.4, 0.5}
-	belt(step, time.Now(), 15, func(i int) []payload.Tag {
+	belt(time.Now(), 15, func(i int) []payload.Tag {
 		var out []payload.Tag
 		if i < 12 { // red in 4 frames, blue in 8: the line decides before the blue ones
 			tag := "red"
@@ -67,7 +71,7 @@ func TestPartsDecideAtTheLine(t *testing.T) {
 			out = append(out, classified(3, jiggle[i], "green", 0.9, false, ""))
 		}
 		return out
-	})
+	}, step)
 	decisions, err := publish.Decode[payload.Decision](rec, "/cameras/cam/decisions")
 	if err != nil {
 		t.Fatal(err)
@@ -130,13 +134,13 @@ func TestPartsCountALandingOnTheLine(t *testing.T) {
 	}
 	lefts := []float32{0, 0.125, 0.25, 0.375} // centres 0.125, 0.25 (on the line), 0.375, 0.5
 	back := []float32{0, 0.125, 0}            // onto the line and back
-	belt(step, time.Now(), len(lefts), func(i int) []payload.Tag {
+	belt(time.Now(), len(lefts), func(i int) []payload.Tag {
 		out := []payload.Tag{at(1, lefts[i])}
 		if i < len(back) {
 			out = append(out, at(2, back[i]))
 		}
 		return out
-	})
+	}, step)
 	decisions, _ := publish.Decode[payload.Decision](rec, "/decisions")
 	if len(decisions) != 1 || decisions[0].TrackID != 1 || decisions[0].FrameID != 3 {
 		t.Errorf("want part 1 decided as it left the line, in frame 3: %+v", decisions)
@@ -156,7 +160,7 @@ func TestPartsDecideInTime(t *testing.T) {
 	step := steps.NewParts(env(rec), cc, nil, nil)
 	// part 1 is seen in frames 1-3 (0-200 ms), hidden in frame 4 (300 ms) and decided in
 	// frame 5 (400 ms); part 2 appears in frame 3 and is decided in frame 7 (600 ms).
-	belt(step, time.Now(), 8, func(i int) []payload.Tag {
+	belt(time.Now(), 8, func(i int) []payload.Tag {
 		var out []payload.Tag
 		if i < 3 {
 			out = append(out, classified(1, 0.1+0.05*float32(i), "red", 0.9, false, ""))
@@ -165,7 +169,7 @@ func TestPartsDecideInTime(t *testing.T) {
 			out = append(out, classified(2, 0.6, "blue", 0.8, false, ""))
 		}
 		return out
-	})
+	}, step)
 	decisions, _ := publish.Decode[payload.Decision](rec, "/decisions")
 	if len(decisions) != 2 {
 		t.Fatalf("%d decisions, want 2: %+v", len(decisions), decisions)
@@ -188,7 +192,7 @@ func TestPartsInZones(t *testing.T) {
 	step := steps.NewParts(env(rec), cc, nil, nil)
 	// part 1 crosses from 0.05 to 0.95 (centres), blue outside the zone and red inside;
 	// part 2 stays at the left edge.
-	belt(step, time.Now(), 11, func(i int) []payload.Tag {
+	belt(time.Now(), 11, func(i int) []payload.Tag {
 		out := []payload.Tag{classified(2, 0.0, "green", 0.9, false, "")}
 		if i < 10 {
 			tag := "blue"
@@ -198,7 +202,7 @@ func TestPartsInZones(t *testing.T) {
 			out = append(out, classified(1, 0.1*float32(i), tag, 0.9, false, ""))
 		}
 		return out
-	})
+	}, step)
 	evs, _ := publish.Decode[payload.Part](rec, "/parts")
 	if len(evs) != 1 || evs[0].TrackID != 1 || evs[0].Event != "start" || evs[0].FirstFrameID != 4 {
 		t.Fatalf("want the start of part 1 in frame 4 (centre 0.35) and nothing of part 2 (still in view): %+v", evs)
@@ -218,7 +222,7 @@ func TestPartsInZones(t *testing.T) {
 func TestPartsEndAtStop(t *testing.T) {
 	rec := &publish.Recorder{}
 	step := steps.NewParts(env(rec), lineCamera(), nil, nil)
-	belt(step, time.Now(), 3, func(i int) []payload.Tag { return []payload.Tag{classified(7, 0.1, "red", 0.9, false, "")} })
+	belt(time.Now(), 3, func(i int) []payload.Tag { return []payload.Tag{classified(7, 0.1, "red", 0.9, false, "")} }, step)
 	if evs, _ := publish.Decode[payload.Part](rec, "/parts"); len(evs) != 1 {
 		t.Fatalf("before closing: %+v", evs)
 	}
@@ -235,4 +239,58 @@ func TestPartsEndAtStop(t *testing.T) {
 	if evs, _ := publish.Decode[payload.Part](rec, "/parts"); len(evs) != 2 {
 		t.Errorf("a second close sent more: %+v", evs)
 	}
+}
+
+// FuzzParts: random boxes, tracked, through the parts step with a zone, two lines and a
+// deadline, then closed: no panic; every part that started has one decision and one end
+// event with that decision; the counts hold each decision once.
+func FuzzParts(f *testing.F) {
+	f.Add(uint64(1), uint8(5), uint8(40))
+	f.Add(uint64(9), uint8(20), uint8(8))
+	f.Add(uint64(3), uint8(0), uint8(3))
+	f.Fuzz(func(t *testing.T, seed uint64, perFrame, frames uint8) {
+		r := rand.New(rand.NewPCG(seed, seed))
+		rec := &publish.Recorder{}
+		cc := lineCamera()
+		cc.Lines = append(cc.Lines, configs.Line{Name: "across", From: configs.Point{0, 0.5}, To: configs.Point{1, 0.5}})
+		cc.Zones = []configs.Area{{Name: "z", Points: []configs.Point{{0.1, 0.1}, {0.9, 0.1}, {0.5, 0.9}}}}
+		cc.Decision = configs.Decision{Line: "exit", After: time.Duration(r.IntN(2000)) * time.Millisecond}
+		counts, _ := steps.OpenPartCounts(env(rec), "cam", "", nil, time.Now())
+		track := steps.NewTrack(cc.Tracking, true, new(atomic.Uint64))
+		step := steps.NewParts(env(rec), cc, nil, counts)
+		belt(time.Now(), int(frames), func(int) []payload.Tag {
+			var out []payload.Tag
+			for range r.IntN(int(perFrame) + 1) {
+				b := payload.Box{Left: r.Float32()*1.4 - 0.2, Top: r.Float32()*1.4 - 0.2, Width: r.Float32() / 3, Height: r.Float32() / 3}
+				d := detection(b, []string{"red", "blue"}[r.IntN(2)], r.Float32())
+				d.Classification.Uncertain = r.IntN(4) == 0
+				out = append(out, d)
+			}
+			return out
+		}, track, step)
+		step.(pipeline.Closer).Close()
+		decisions, _ := publish.Decode[payload.Decision](rec, "/decisions")
+		evs, _ := publish.Decode[payload.Part](rec, "/parts")
+		decided := map[string]payload.Decision{}
+		for _, d := range decisions {
+			if _, twice := decided[d.PartID]; twice {
+				t.Fatalf("part %s decided twice", d.PartID)
+			}
+			decided[d.PartID] = d
+		}
+		starts, ends := 0, 0
+		for _, ev := range evs {
+			if ev.Event == "start" {
+				starts++
+				continue
+			}
+			ends++
+			if d, ok := decided[ev.PartID]; !ok || d.TagName != ev.TagName || d.By != ev.DecidedBy {
+				t.Fatalf("end %+v, decision %+v", ev, d)
+			}
+		}
+		if starts != ends || ends != len(decided) || counts.Snapshot().Parts != uint64(len(decided)) {
+			t.Fatalf("%d starts, %d ends, %d decisions, %d counted", starts, ends, len(decided), counts.Snapshot().Parts)
+		}
+	})
 }
