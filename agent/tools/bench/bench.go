@@ -125,6 +125,9 @@ type Report struct {
 	// multi-camera run, per frame processed: the pipelines, the ring, samples, stats, the
 	// JSON, the MQTT client and the embedded broker.
 	AgentAllocsPerFrame float64 `json:"agentAllocsPerFrame,omitempty"`
+	// Decisions are the parts the cameras decided at a line across the middle of the frame
+	// (or otherwise), with the latency a reject gate sees (cameras with a detector).
+	Decisions []DecisionBench `json:"decisions,omitempty"`
 }
 
 // Run measures the models alone, the pipeline, and the pipeline publishing to an embedded
@@ -496,6 +499,9 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	for i := 0; i < o.Cameras; i++ {
 		c := configs.DefaultCamera()
 		c.Name, c.Source, c.Loop, c.Realtime, c.FPS, c.Pipeline = fmt.Sprintf("cam%d", i+1), o.Source, true, true, o.FPS, pipe
+		if c.Tracks() {
+			c.Lines, c.Decision.Line = []configs.Line{benchLine}, benchLine.Name
+		}
 		cfg.Cameras = append(cfg.Cameras, c)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -509,6 +515,12 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(runCtx) }()
 	time.Sleep(time.Second) // cameras open, the first frames pass
+	gate, err := watchDecisions(addr, cfg.MQTT.TopicPrefix)
+	if err != nil {
+		cancel()
+		<-done
+		return err
+	}
 	before := map[string]agent.CameraStats{}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
@@ -531,6 +543,7 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	if processed > 0 {
 		rep.AgentAllocsPerFrame = payload.Round(float64(ms1.Mallocs-ms0.Mallocs)/float64(processed), 1)
 	}
+	rep.Decisions = gate.stop()
 	cancel()
 	return <-done
 }
@@ -653,6 +666,13 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "| %s | %.2f | %d | %.3f | %.3f |\n", c.Name, c.FPS, c.Dropped, c.QueueMs.P50, c.QueueMs.P99)
 		}
 		fmt.Fprintf(&b, "\nThe whole agent in this run (pipelines, ring, stats, JSON, the MQTT client and the embedded broker): %.1f Go heap allocations per frame processed.\n", r.AgentAllocsPerFrame)
+		if len(r.Decisions) > 0 {
+			b.WriteString("\n| parts decided by (line across the middle of the frame) | parts | latency p50 ms | p99 ms |\n|---|---|---|---|\n")
+			for _, d := range r.Decisions {
+				fmt.Fprintf(&b, "| %s | %d | %.3f | %.3f |\n", d.By, d.Parts, d.Ms.P50, d.Ms.P99)
+			}
+			b.WriteString("\nDecision latency: from the capture of the last frame that saw the part to the decision's arrival at a subscriber of the broker.\n")
+		}
 	}
 	return b.String()
 }

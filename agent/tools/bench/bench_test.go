@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/cvedge/cvedge/agent/testenv"
@@ -60,4 +61,32 @@ func TestProgress(t *testing.T) {
 	if _, err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDecisionLatency: the multi-camera run decides the demo's parts at the line across the
+// middle of the frame, and reports how long after the last frame each decision reached a
+// subscriber.
+func TestDecisionLatency(t *testing.T) {
+	if _, err := models.FindLibrary(""); err != nil {
+		testenv.Missing(t, "onnxruntime: %v", err)
+	}
+	o := Options{Detector: testenv.Path("testdata", "demo", "detector"), Classifier: testenv.Path("testdata", "demo", "classifier"),
+		Source: testenv.Path("testdata", "demo", "conveyor.avi"), Frames: 2, Cameras: 1, FPS: 25, Seconds: 3, Runtime: configs.Default().ONNXRuntime}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line *DecisionBench
+	for i, d := range rep.Decisions {
+		if d.By == "line" {
+			line = &rep.Decisions[i]
+		}
+	}
+	if line == nil || line.Parts < 2 || line.Ms.P50 <= 0 || line.Ms.P99 < line.Ms.P50 {
+		t.Fatalf("decisions at the line: %+v (all: %+v)", line, rep.Decisions)
+	}
+	if md := rep.Markdown(); !strings.Contains(md, "| line | ") {
+		t.Errorf("the report does not show them:\n%s", md)
+	}
+	t.Logf("%d parts decided at the line, latency p50 %.1f ms, p99 %.1f ms", line.Parts, line.Ms.P50, line.Ms.P99)
 }
