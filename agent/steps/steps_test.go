@@ -153,12 +153,17 @@ func TestVoteFollowsParts(t *testing.T) {
 		t.Fatalf("the moving part changed tracks: %v", ids)
 	}
 	// a classifier alone: the frame's final tag (its route's) is voted on
+	// while the decided tag stays, the camera sees one thing: first marks only a change
 	whole := steps.NewVote(configs.Vote{Frames: 2}, false)
-	for i, tag := range []string{"ok", "ok"} {
-		msg := &payload.Prediction{Predictions: []payload.Tag{{TagName: "part", Probability: 0.9}}, Route: &payload.Classification{Predictions: []payload.Tag{{TagName: tag}}}}
+	for i, c := range []struct {
+		tag, want      string
+		decided, first bool
+	}{{"ok", "ok", false, false}, {"ok", "ok", true, true}, {"ok", "ok", true, false}, {"ok", "ok", true, false},
+		{"nok", "ok", true, false}, {"nok", "nok", true, true}, {"nok", "nok", true, false}} {
+		msg := &payload.Prediction{Predictions: []payload.Tag{{TagName: "part", Probability: 0.9}}, Route: &payload.Classification{Predictions: []payload.Tag{{TagName: c.tag}}}}
 		whole.Handle(context.Background(), &pipeline.Frame{}, msg)
-		if msg.Vote == nil || msg.Vote.Tag != "ok" || msg.Vote.Decided != (i == 1) {
-			t.Fatalf("frame %d: %+v", i+1, msg.Vote)
+		if v := msg.Vote; v == nil || v.Tag != c.want || v.Decided != c.decided || v.First != c.first {
+			t.Fatalf("frame %d (%s): %+v, want tag %s, decided %v, first %v", i+1, c.tag, msg.Vote, c.want, c.decided, c.first)
 		}
 	}
 	if steps.NewVote(configs.Vote{}, true) != nil {

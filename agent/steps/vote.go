@@ -45,6 +45,8 @@ type tracker struct {
 	next   int
 	tracks []*track
 	whole  []string // the last tags of the whole frame, for a classifier alone
+	// wholeTag is the tag last decided for the whole frame
+	wholeTag string
 }
 
 type track struct {
@@ -156,7 +158,11 @@ func (tr *tracker) frame(tag string) *payload.Vote {
 	}
 	v := &payload.Vote{Frames: len(tr.whole), Needed: tr.cfg.Frames, Tag: majority(counts, order)}
 	v.Decided = v.Frames >= v.Needed
-	v.First = v.Decided
+	// What the camera sees is one "part" while the decided tag stays: first marks a change.
+	v.First = v.Decided && v.Tag != tr.wholeTag
+	if v.Decided {
+		tr.wholeTag = v.Tag
+	}
 	return v
 }
 
