@@ -29,6 +29,8 @@ type parts struct {
 	maxMissed  int
 	thresholds map[string]float64
 	open       map[uint64]*partState // by trackId
+	questions  *PartQuestions        // the LLM's answers about parts (nil: none)
+	ended      *EndedParts           // the parts ended, for feedback by partId (nil: none)
 }
 
 type partState struct {
@@ -41,8 +43,9 @@ type partState struct {
 type evidence struct {
 	sum    float32  // its confidence, summed over the frames
 	path   []string // the tags on its way, as last seen
-	best   float32  // its highest confidence, in frame bestAt, where the part was at box
+	best   float32  // its highest confidence, in frame bestAt (prediction bestID), where the part was at box
 	bestAt uint64
+	bestID string
 	box    payload.Box
 }
 
@@ -115,7 +118,7 @@ func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
 	e.sum += prob
 	e.path = path
 	if !ok || prob > e.best {
-		e.best, e.bestAt, e.box = prob, msg.FrameID, *d.BoundingBox
+		e.best, e.bestAt, e.bestID, e.box = prob, msg.FrameID, msg.ID, *d.BoundingBox
 	}
 }
 
@@ -136,13 +139,22 @@ func final(d payload.Tag) (tag string, prob float32, path []string) {
 // end decides the part from all its frames and publishes its end event.
 func (s *parts) end(p *partState) {
 	ev := p.ev
+	llmTag, llmWeight := s.llmVote(p, &ev)
+	score := func(tag string) float32 { // the frames' evidence, and the LLM's answer
+		if tag == llmTag {
+			return p.tags[tag].sum + llmWeight
+		}
+		return p.tags[tag].sum
+	}
 	ev.Votes = make(map[string]float32, len(p.tags))
-	var total float32
+	total := llmWeight
 	best := ""
 	for tag, e := range p.tags {
-		ev.Votes[tag] = e.sum
+		if e.sum > 0 || tag != llmTag { // not the LLM's tag that no frame said
+			ev.Votes[tag] = e.sum
+		}
 		total += e.sum
-		if best == "" || e.sum > p.tags[best].sum || e.sum == p.tags[best].sum && tag < best {
+		if best == "" || score(tag) > score(best) || score(tag) == score(best) && tag < best {
 			best = tag
 		}
 	}
@@ -150,12 +162,15 @@ func (s *parts) end(p *partState) {
 	ev.Event, ev.Created = "end", time.Now().UTC()
 	ev.TagName, ev.Probability, ev.Path = best, b.sum/float32(max(ev.Frames, 1)), b.path
 	ev.BoundingBox, ev.BestFrameID = &b.box, b.bestAt
-	if best != Unknown && (b.sum < total/2 || float64(ev.Probability) < s.threshold(best)) {
+	// a tag the LLM named is not held to the threshold: it was asked because the model's
+	// confidence was low
+	if best != Unknown && (score(best) < total/2 || best != llmTag && float64(ev.Probability) < s.threshold(best)) {
 		ev.TagName = Unknown
 	}
 	ev.Probability = float32(payload.Round(float64(ev.Probability), 4))
 	ev.Verdict = s.verdicts.Of(ev.TagName)
 	s.send(ev)
+	s.remember(ev, b.bestID)
 	if s.metrics != nil {
 		verdict := ev.Verdict
 		if verdict == "" {
