@@ -31,8 +31,9 @@ const (
 // PartQuestions joins the llm step and the parts step of a camera that tracks parts: the llm
 // step asks the LLM at most once per part (trackId), on a frame where the part is uncertain
 // and, when it can be, wholly inside the frame; the answer comes back on the fallback's
-// goroutine and waits here until the parts step decides the part, which then forgets it. It
-// is safe for both goroutines, and neither ever waits on the other beyond a map access.
+// goroutine and waits here until the parts step decides the part (asked), which forgets the
+// part when it ends (forget). It is safe for both goroutines, and neither ever waits on the
+// other beyond a map access.
 type PartQuestions struct {
 	weight float64 // llm.part_weight
 	mu     sync.Mutex
@@ -132,16 +133,25 @@ func (q *PartQuestions) answer(track uint64, ok bool, tag, reason string) {
 	pq.path = append(pq.path[:len(pq.path):len(pq.path)], tag)
 }
 
-// done forgets part track, which ends, and returns what the LLM was asked and said about it
-// (nil when it was not asked).
-func (q *PartQuestions) done(track uint64) *partQuestion {
+// forget drops part track, which ended: an answer about it that comes later is dropped.
+func (q *PartQuestions) forget(track uint64) {
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.parts, track)
+}
+
+// asked returns a copy of what the LLM was asked and has said so far about part track (nil
+// when it was not asked). The part stays asked about until forget.
+func (q *PartQuestions) asked(track uint64) *partQuestion {
 	if q == nil {
 		return nil
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	pq := q.parts[track]
-	delete(q.parts, track)
 	if pq == nil || pq.asked == nil {
 		return nil
 	}
@@ -156,13 +166,13 @@ func touchesEdge(b payload.Box) bool {
 	return b.Left <= edgeMargin || b.Top <= edgeMargin || b.Left+b.Width >= 1-edgeMargin || b.Top+b.Height >= 1-edgeMargin
 }
 
-// llmVote puts what the LLM said about part p on its end event ev and returns the final tag
+// llmVote puts what the LLM has said about part p on its event ev and returns the final tag
 // it named with the weight of its answer: llm.part_weight times the part's frames, as if that
 // many more frames had said the tag with full confidence ("", 0 when it did not answer). A
 // tag no frame said gets its evidence, empty but for the frame asked about, so that the
 // decision has a path and a box.
 func (s *parts) llmVote(p *partState, ev *payload.Part) (string, float32) {
-	pq := s.questions.done(p.ev.TrackID)
+	pq := s.questions.asked(p.ev.TrackID)
 	if pq == nil {
 		return "", 0
 	}

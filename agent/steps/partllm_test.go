@@ -141,7 +141,7 @@ func TestLLMAsksOncePerPart(t *testing.T) {
 		next(0.3)
 	}
 	close(srv.release)
-	// frames go on while the answer comes back on the fallback's goroutine (-race watches)
+	// frames go on while the answer comes back on the fallback's goroutine
 	for c.fb.Stats().Answered == 0 {
 		next(0.3)
 		if id > 100000 {
@@ -199,9 +199,15 @@ func TestLLMPartEndsBeforeTheAnswer(t *testing.T) {
 	}
 	ends := c.ends(t)
 	close(srv.release) // the answer comes after the part ended
-	// another part, asked about meanwhile (-race watches the answer's way)
-	for i := range uint64(3) {
-		c.handle(prediction("q", i+10, at(5, 0.3, "red", 0.6)))
+	// new parts come and go, and are asked about, while the answer comes back on the
+	// fallback's goroutine (-race watches)
+	track := uint64(10)
+	for c.fb.Stats().Answered == 0 {
+		track++
+		c.handle(prediction("q", track, at(track, 0.3, "red", 0.6)))
+		if track > 100000 {
+			t.Fatal("no answer")
+		}
 	}
 	c.fb.Stop()
 	if len(ends) != 1 {
@@ -211,8 +217,8 @@ func TestLLMPartEndsBeforeTheAnswer(t *testing.T) {
 	if ev.TagName != "red" || ev.LLM == nil || ev.LLM.State != steps.LLMPending || ev.LLM.Tag != "" || ev.LLM.Weight != 0 || ev.LLM.FrameID != 1 {
 		t.Fatalf("a part ended before the answer: %+v, llm %+v", ev, ev.LLM)
 	}
-	if n := len(srv.calls()); n != 2 {
-		t.Fatalf("%d calls, want one per part", n)
+	if n := len(srv.calls()); n < 2 {
+		t.Fatalf("%d calls, want one for each part", n)
 	}
 }
 

@@ -170,6 +170,7 @@ func (s *parts) end(p *partState) {
 	ev.Probability = float32(payload.Round(float64(ev.Probability), 4))
 	ev.Verdict = s.verdicts.Of(ev.TagName)
 	s.send(ev)
+	s.questions.forget(ev.TrackID)
 	s.remember(ev, b.bestID)
 	if s.metrics != nil {
 		verdict := ev.Verdict
