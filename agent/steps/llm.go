@@ -144,7 +144,7 @@ func (s *askLLM) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predi
 		return
 	}
 	if len(msg.Predictions) > 0 && msg.Predictions[0].BoundingBox == nil { // classifier alone
-		ref := msg.Models[0]
+		var ref payload.ModelRef // the classifier's (the routes' come after it)
 		for _, m := range msg.Models {
 			if m.Stage == "classifier" {
 				ref = m
@@ -199,8 +199,9 @@ func above(d payload.Tag, level int) []string {
 }
 
 // consider queues the question about classification c (uncertain) of detection det, when
-// the budget allows, and reports whether it did.
-func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c *payload.Classification, region image.Rectangle, part partRef) bool {
+// the budget allows. A part asked about is marked asked only once its question is queued: a
+// later frame may ask when this one cannot.
+func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c *payload.Classification, region image.Rectangle, part partRef) {
 	fb := s.f
 	mc := s.models[c.Model]
 	fb.mu.Lock()
@@ -208,12 +209,12 @@ func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c
 	fb.mu.Unlock()
 	if !allowed {
 		fb.overBudget.Add(1)
-		return false
+		return
 	}
 	jpeg, err := preprocess.EncodeJPEG(f.Mat(), region, 85, fb.cfg.MaxImageKB<<10)
 	if err != nil {
 		fb.failed.Add(1)
-		return false
+		return
 	}
 	tags := mc.LLM.Tags
 	if len(tags) == 0 {
@@ -228,13 +229,11 @@ func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c
 	}
 	select {
 	case fb.jobs <- j:
-		return true
 	default:
 		fb.dropped.Add(1)
 		if part.q != nil {
 			part.q.unask(part.track)
 		}
-		return false
 	}
 }
 

@@ -224,7 +224,8 @@ func TestLLMPartEndsBeforeTheAnswer(t *testing.T) {
 
 // TestLLMAsksTheSecondLevel: a detection whose first level is sure but whose routed second
 // level is not is asked about with the second level's tags, on a camera that tracks (the
-// part's decision follows the answer down its path) and on one that does not.
+// part's decision follows the answer down its path) and on one that does not; so is the
+// frame of a classifier alone.
 func TestLLMAsksTheSecondLevel(t *testing.T) {
 	srv := &chat{reply: `{"tag":"small","reason":"short"}`}
 	hs := httptest.NewServer(srv)
@@ -240,21 +241,36 @@ func TestLLMAsksTheSecondLevel(t *testing.T) {
 	for i := range uint64(4) {
 		c.handle(prediction("p", i+2, sure(9)))
 	}
+	// a classifier alone, sure of red, routed to size, which is not sure
+	alone := &payload.Prediction{ID: "alone", FrameID: 6, Models: []payload.ModelRef{{Name: "colour", Stage: "classifier"}, {Name: "size", Stage: "route"}},
+		Predictions: []payload.Tag{{TagName: "red", Probability: 0.95}, {TagName: "blue", Probability: 0.05}},
+		Route:       &payload.Classification{Model: "size", Predictions: []payload.Tag{{TagName: "large", Probability: 0.4}, {TagName: "small", Probability: 0.3}}}}
+	c.llm.Handle(context.Background(), c.frame, alone)
+	// and one not sure of red (over its threshold, so routed): asked about with colour's tags
+	unsure := *alone
+	unsure.ID, unsure.FrameID = "unsure", 7
+	unsure.Predictions = []payload.Tag{{TagName: "red", Probability: 0.6}, {TagName: "blue", Probability: 0.4}}
+	unsure.Route = &payload.Classification{Model: "size", Predictions: []payload.Tag{{TagName: "large", Probability: 0.9}}}
+	c.llm.Handle(context.Background(), c.frame, &unsure)
 	c.fb.Stop() // every answer in
 	for i := range uint64(c.cc.Tracking.MaxMissed + 1) {
-		c.handle(prediction("empty", i+6))
+		c.handle(prediction("empty", i+8))
 	}
 	calls := srv.calls()
-	if len(calls) != 2 {
-		t.Fatalf("%d calls, want one about the untracked detection and one about the part", len(calls))
+	if len(calls) != 4 {
+		t.Fatalf("%d calls, want one about the untracked detection, one about the part and two about the classifier alone's frames", len(calls))
 	}
-	for _, p := range calls {
+	if !strings.Contains(calls[3], "Name the paint colour.") || !strings.Contains(calls[3], "Allowed tags: red, blue.") {
+		t.Errorf("a classifier alone unsure at the first level: asked %q, want the classifier's prompt and tags", calls[3])
+	}
+	for _, p := range calls[:3] {
 		if !strings.Contains(p, "Is the part large or small?") || !strings.Contains(p, "Allowed tags: large, small.") {
 			t.Errorf("asked %q, want the second level's prompt and tags", p)
 		}
 	}
 	fu, _ := publish.Decode[payload.FollowUp](c.rec, "/followups")
-	if len(fu) != 2 || fu[0].ModelTag != "large" || fu[0].ModelProbability != 0.4 {
+	if len(fu) != 3 || // the fourth answer, small, is not a colour: refused
+		fu[0].ModelTag != "large" || fu[0].ModelProbability != 0.4 || fu[2].PredictionID != "alone" || fu[2].ModelTag != "large" {
 		t.Errorf("follow-ups %+v, want the second level's answer as the model's", fu)
 	}
 	ends := c.ends(t)
