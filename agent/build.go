@@ -92,8 +92,10 @@ func (a *Agent) newRun(cfg *configs.Config, i int, prev *reuse) (*cameraRun, err
 	}
 	if old, ok := prev.runs[cc.Name]; ok && reflect.DeepEqual(prev.ring, cfg.Ring) {
 		r.ring, r.ringFrom = old.ring, old // its recent frames stay answerable to feedback
+		r.ended = old.ended                // and so do its parts
 	} else {
 		r.ring = steps.NewRing(cfg.Ring)
+		r.ended = steps.NewEndedParts(cfg.Ring.MaxAge)
 	}
 	return r, nil
 }
@@ -244,18 +246,19 @@ func (a *Agent) stepsFor(cfg *configs.Config, i int, r *cameraRun, stages map[st
 		r.samples.Close() // not in a list of steps yet: close frees nothing of it
 		return nil, fmt.Errorf("cameras[%d].collect.dir: %w", i, err)
 	}
+	questions := steps.NewPartQuestions(a.llm) // the LLM's answers about parts, for their decisions
 	return pipeline.NewSteps(
 		steps.NewTrack(cc.Tracking, cc.Pipeline.Detector != "", a.counter("tracks", name)),
 		steps.NewVote(cc.Pipeline.Vote, cc.Pipeline.Detector != ""),
 		steps.NewShadow(shadow, name, a.log),
 		r.snaps,
 		r.samples,
-		steps.NewLLM(a.llm, r.samples, name, cfg.Models),
+		steps.NewLLM(a.llm, r.samples, name, cfg.Models, questions),
 		collect,
 		r.ring,
 		steps.NewCount(name, a.log),
 		steps.NewPublish(a.env, name, byte(cfg.MQTT.QoS)),
-		steps.NewParts(a.env, cc, a.metrics, a.countsOf(cc, cfg)),
+		steps.PartsWith(steps.NewParts(a.env, cc, a.metrics, a.countsOf(cc, cfg)), questions, r.ended),
 		steps.NewMetrics(a.metrics, name),
 		steps.NewTriggerResult(a.env, cc.Trigger),
 		steps.NewLog(cfg.Agent.LogPredictions, name, a.log),

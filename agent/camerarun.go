@@ -34,6 +34,7 @@ type cameraRun struct {
 	snaps    *steps.Snapshots
 	samples  *steps.Samples
 	ring     *steps.Ring
+	ended    *steps.EndedParts // its recently ended parts, for feedback by partId
 	// ringFrom is the run of the config before a reload whose ring this one took over; nil
 	// when the ring is its own. ringMoved: a later run took this one's ring.
 	ringFrom  *cameraRun

@@ -135,10 +135,28 @@ func (a *Agent) onFeedback(raw []byte) {
 		a.env.Result(fb.ID, "feedback", err, nil)
 		return
 	}
-	for _, r := range a.runsNow() {
+	runs := a.runsNow()
+	var part steps.EndedPart // a correction by partId: the part, whose best frame it corrects
+	if fb.PartID != "" {
+		r, p, err := endedPart(runs, fb.PartID, a.c().Ring.MaxAge)
+		if err != nil {
+			a.env.Result(fb.ID, "feedback", err, nil)
+			return
+		}
+		runs, part, fb.PredictionID = []*cameraRun{r}, p, p.PredictionID
+	}
+	for _, r := range runs {
 		var s *payload.Sample
 		var serr error
 		found := r.ring.With(fb.PredictionID, func(f *camera.Frame, msg *payload.Prediction) {
+			if part.PartID != "" {
+				det := steps.DetectionOfTrack(msg, part.TrackID)
+				if det < 0 {
+					serr = fmt.Errorf("part %q has no detection in its best frame %d (prediction %q): correct that prediction by predictionId", part.PartID, part.FrameID, part.PredictionID)
+					return
+				}
+				fb.Detection = &det
+			}
 			if s, serr = r.samples.Correction(f, msg, fb, a.labels); serr == nil {
 				a.creditShadow(s, msg, fb.Tag)
 			}
@@ -151,11 +169,31 @@ func (a *Agent) onFeedback(raw []byte) {
 			return
 		}
 		r.samples.Send(s)
-		a.env.Result(fb.ID, "feedback", nil, map[string]string{"sampleId": s.ID, "camera": r.cam.Name()})
+		detail := map[string]string{"sampleId": s.ID, "camera": r.cam.Name()}
+		if part.PartID != "" {
+			detail["predictionId"] = part.PredictionID
+		}
+		a.env.Result(fb.ID, "feedback", nil, detail)
 		return
 	}
 	rc := a.c().Ring
+	if part.PartID != "" {
+		a.env.Result(fb.ID, "feedback", fmt.Errorf("part %q: its best frame %d (prediction %q) is no longer kept: each camera keeps its last %d frames, for at most %s (ring); send corrections sooner, or raise ring.frames and ring.max_mb", part.PartID, part.FrameID, part.PredictionID, rc.Frames, rc.MaxAge), nil)
+		return
+	}
 	a.env.Result(fb.ID, "feedback", fmt.Errorf("prediction %q is unknown or too old: each camera keeps its last %d frames, for at most %s (ring)", fb.PredictionID, rc.Frames, rc.MaxAge), nil)
+}
+
+// endedPart finds the part partID among the parts the cameras of runs ended recently (each
+// remembered for maxAge), or says why it cannot be corrected.
+func endedPart(runs []*cameraRun, partID string, maxAge time.Duration) (*cameraRun, steps.EndedPart, error) {
+	for _, r := range runs {
+		if p, ok := r.ended.Find(partID); ok {
+			return r, p, nil
+		}
+	}
+	return nil, steps.EndedPart{}, fmt.Errorf("part %q is unknown, still in view, or ended too long ago: each camera remembers its last %d ended parts, for at most %s (ring.max_age); send the correction once the part's end event is out and sooner, or name its prediction by predictionId",
+		partID, steps.MaxEndedParts, maxAge)
 }
 
 // labels are the tags of the model named as it serves now; nil when there is no such model.

@@ -40,7 +40,8 @@ func (c *chatServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // TestLLMFallback: low-confidence crops go to a local chat-completions server. Good answers
 // become follow-ups (and a sample when they disagree); invalid JSON, a tag outside the list
-// and a timeout are counted, never published; the hourly budget caps the calls.
+// and a timeout are counted, never published; the hourly budget caps the calls. The camera
+// does not track, so every uncertain crop of every frame is a question.
 func TestLLMFallback(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	chat := &chatServer{replies: []string{
@@ -54,6 +55,7 @@ func TestLLMFallback(t *testing.T) {
 	defer srv.Close()
 	t.Setenv("CVEDGE_LLM_KEY", "test-key")
 	cfg := demoConfig(t, broker.URL, "")
+	cfg.Cameras[0].Tracking.Enabled = false
 	cfg.LLM.Enabled, cfg.LLM.Endpoint, cfg.LLM.Model = true, srv.URL+"/v1/chat/completions", "local-vision"
 	cfg.LLM.Timeout, cfg.LLM.PerMinute, cfg.LLM.PerHour = 300*time.Millisecond, 0, 5
 	m := cfg.Models["colour"]
@@ -119,5 +121,67 @@ func TestLLMFallback(t *testing.T) {
 	if l := s.LLM; l.Asked != 5 || l.Answered != 2 || l.Invalid != 1 || l.OutsideTags != 1 || l.Failed != 1 || l.OverBudget == 0 {
 		t.Fatalf("llm stats %+v", l)
 	}
+	col.ValidateAll(t)
+}
+
+// TestLLMOncePerPartOnTheDemo: with every crop uncertain and no budget cap, the agent asks
+// the LLM once per part of the demo video, not once per frame that sees it; every part's end
+// event says what the LLM was asked and answered.
+func TestLLMOncePerPartOnTheDemo(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	chat := &chatServer{replies: []string{`{"tag":"red","reason":"red paint"}`}}
+	srv := httptest.NewServer(chat)
+	defer srv.Close()
+	t.Setenv("CVEDGE_LLM_KEY", "test-key")
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.LLM.Enabled, cfg.LLM.Endpoint, cfg.LLM.Model = true, srv.URL+"/v1/chat/completions", "local-vision"
+	cfg.LLM.Timeout, cfg.LLM.PerMinute, cfg.LLM.PerHour, cfg.LLM.Queue = 5*time.Second, 0, 0, 1000
+	m := cfg.Models["colour"]
+	m.LLM.Prompt, m.LLM.Below = "Parts are painted blue, green, red or yellow. Name the paint colour.", 0.9999
+	cfg.Models["colour"] = m
+	preds, col := runDemo(t, broker, cfg)
+	tracks, detections := map[uint64]bool{}, 0
+	trackOf := map[string][]uint64{} // prediction id -> its detections' trackIds
+	for _, p := range preds {
+		for _, d := range p.Predictions {
+			tracks[d.TrackID] = true
+			trackOf[p.ID] = append(trackOf[p.ID], d.TrackID)
+			detections++
+		}
+	}
+	chat.mu.Lock()
+	calls := chat.calls
+	chat.mu.Unlock()
+	if calls == 0 || calls > len(tracks) {
+		t.Fatalf("%d calls for %d parts (%d detections, each uncertain): want at most one per part", calls, len(tracks), detections)
+	}
+	asked := map[uint64]bool{}
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/followups") {
+		var f payload.FollowUp
+		json.Unmarshal(raw, &f)
+		track := trackOf[f.PredictionID][*f.Detection]
+		if asked[track] {
+			t.Errorf("part %d asked about twice", track)
+		}
+		asked[track] = true
+	}
+	ends, answered := 0, 0
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/parts") {
+		var ev payload.Part
+		json.Unmarshal(raw, &ev)
+		if ev.Event != "end" {
+			continue
+		}
+		ends++
+		if ev.LLM == nil || ev.LLM.State == "failed" || (ev.LLM.State == "answered") != (ev.LLM.Tag == "red") {
+			t.Errorf("part %d, uncertain in every frame, ended with llm %+v", ev.TrackID, ev.LLM)
+		} else if ev.LLM.State == "answered" {
+			answered++
+		}
+	}
+	if ends == 0 || answered == 0 {
+		t.Fatalf("%d parts ended, %d with the LLM's answer", ends, answered)
+	}
+	t.Logf("%d calls for %d parts seen on %d detections; %d of %d parts decided with the answer", calls, len(tracks), detections, answered, ends)
 	col.ValidateAll(t)
 }

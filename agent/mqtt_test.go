@@ -294,6 +294,7 @@ func TestDocsExamplesMatchSchemas(t *testing.T) {
 		"status":     `{"schema":1,"agent":"a","state":"asleep","updated":"2026-01-01T00:00:00Z"}`,
 		"result":     `{"schema":1,"agent":"a","id":"x","ok":false,"time":"2026-01-01T00:00:00Z"}`,
 		"command":    `{"id":"x","command":"snapshot"}`,
+		"feedback":   `{"id":"x","partId":"p","predictionId":"q","tag":"red"}`,
 	}
 	for name, body := range bad {
 		if schemas.Validate(name, []byte(body)) == nil {

@@ -260,3 +260,90 @@ func TestSamplesFitMaxPayload(t *testing.T) {
 	}
 	col.ValidateAll(t)
 }
+
+// TestFeedbackByPart: a correction that names a part (its partId) makes the very sample that
+// a correction of the part's best frame and its detection there makes; an unknown partId is
+// refused, saying why.
+func TestFeedbackByPart(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.Ring.Frames = 1000
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
+	runAgent(t, cfg)
+	tr := testenv.DemoTruth(t)
+	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	var part payload.Part
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/parts") {
+		var ev payload.Part
+		json.Unmarshal(raw, &ev)
+		if ev.Event == "end" {
+			part = ev
+			break
+		}
+	}
+	if part.PartID == "" {
+		t.Fatal("no part ended")
+	}
+	var best payload.Prediction
+	det := -1
+	for _, p := range predictions(t, col, "conveyor") {
+		if p.FrameID == part.BestFrameID {
+			best = p
+			for i, d := range p.Predictions {
+				if d.TrackID == part.TrackID {
+					det = i
+				}
+			}
+		}
+	}
+	if det < 0 {
+		t.Fatalf("part %d is not in its best frame %d", part.TrackID, part.BestFrameID)
+	}
+	wrong := "green"
+	if part.TagName == "green" {
+		wrong = "red"
+	}
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-part","partId":%q,"tag":%q,"operator":"j.doe"}`, part.PartID, wrong))
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-pred","predictionId":%q,"detection":%d,"tag":%q,"operator":"j.doe"}`, best.ID, det, wrong))
+	col.Publish(t, "cvedge/e2e/feedback", `{"id":"fb-nopart","partId":"no-such-part","tag":"red"}`)
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-both","partId":%q,"detection":0,"tag":"red"}`, part.PartID))
+	testenv.WaitFor(t, "four results", 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= 4 })
+	results := map[string]payload.Result{}
+	for _, raw := range col.Get("cvedge/e2e/commands/results") {
+		var r payload.Result
+		json.Unmarshal(raw, &r)
+		results[r.ID] = r
+	}
+	for id, errText := range map[string]string{"fb-part": "", "fb-pred": "", "fb-nopart": `part "no-such-part" is unknown, still in view, or ended too long ago`,
+		"fb-both": `leave "detection" out of a correction by "partId"`} {
+		r := results[id]
+		if r.Command != "feedback" || r.OK != (errText == "") || !strings.Contains(r.Error, errText) {
+			t.Errorf("%s: result %+v, want error %q", id, r, errText)
+		}
+	}
+	if r := results["fb-part"]; r.Detail["predictionId"] != best.ID {
+		t.Errorf("the result of a correction by partId names prediction %q, want the best frame's %q", r.Detail["predictionId"], best.ID)
+	}
+	testenv.WaitFor(t, "two samples", 10*time.Second, func() bool { return len(samples(t, col)) >= 2 })
+	byFeedback := map[string]payload.Sample{}
+	for _, s := range samples(t, col) {
+		byFeedback[s.FeedbackID] = s
+	}
+	byPart, byPred := byFeedback["fb-part"], byFeedback["fb-pred"]
+	if byPart.ID == "" || byPred.ID == "" {
+		t.Fatalf("samples %+v", byFeedback)
+	}
+	// the same sample but for its own id, time and feedback id
+	for _, s := range []*payload.Sample{&byPart, &byPred} {
+		s.ID, s.Created, s.FeedbackID = "", time.Time{}, ""
+	}
+	a, _ := json.Marshal(byPart)
+	b, _ := json.Marshal(byPred)
+	if !bytes.Equal(a, b) {
+		t.Errorf("the sample of a correction by partId differs from the one by its best frame's prediction:\n%s\n%s", a, b)
+	}
+	if byPart.PredictionID != best.ID || *byPart.Detection != det || byPart.CorrectTag != wrong || byPart.Crop == nil {
+		t.Errorf("sample %+v", byPart)
+	}
+	col.ValidateAll(t)
+}

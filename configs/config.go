@@ -232,6 +232,10 @@ type LLM struct {
 	Queue int `mapstructure:"queue"`
 	// MaxImageKB caps the crop sent.
 	MaxImageKB int `mapstructure:"max_image_kb"`
+	// PartWeight is how much the answer about a tracked part weighs in the part's decision:
+	// as much as this fraction of the part's frames saying the LLM's tag with full confidence
+	// (0: the answer is reported on the part's end event, and decides nothing).
+	PartWeight float64 `mapstructure:"part_weight"`
 }
 
 // ModelLLM says when and how to ask the LLM about this classifier's answers.
@@ -582,7 +586,7 @@ func Default() Config {
 		},
 		Store: Store{MaxDownloadMB: 512, MaxUnpackedMB: 1024, DownloadTimeout: 30 * time.Second},
 		LLM: LLM{KeyEnv: "CVEDGE_LLM_KEY", KeyHeader: "Authorization", Timeout: 20 * time.Second,
-			PerMinute: 6, PerHour: 60, Queue: 16, MaxImageKB: 256},
+			PerMinute: 6, PerHour: 60, Queue: 16, MaxImageKB: 256, PartWeight: 0.5},
 		Models:  map[string]Model{},
 		Cameras: []Camera{},
 	}

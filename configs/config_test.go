@@ -157,6 +157,7 @@ func TestBadConfigs(t *testing.T) {
 		{"shadow twice", strings.Replace(minimal, "{path: parts.zip}", "{path: p, shadow: {iteration: a, path: b}}", 1), "models.parts.shadow: give iteration (in the model store) or path, not both"},
 		{"bad embedded listen", minimal + "mqtt: {embedded: {enabled: true, listen: nowhere}}\n", `mqtt.embedded.listen: "nowhere" must be host:port`},
 		{"not yaml", "cameras: [\n", "config"},
+		{"bad llm part weight", minimal + "llm: {enabled: true, endpoint: 'http://127.0.0.1:1/v1/chat/completions', part_weight: -1}\n", "llm.part_weight: -1 must be between 0 (the answer decides nothing) and 10"},
 		{"cert without key", minimal + "mqtt: {tls: {cert_file: cvedge.yaml}}\n", "mqtt.tls: cert_file and key_file go together"},
 		{"missing ca file", minimal + "mqtt: {tls: {ca_file: /nonexistent/ca.pem}}\n", "mqtt.tls.ca_file: stat /nonexistent/ca.pem: no such file"},
 		{"password twice", minimal + "mqtt: {password: x, password_file: cvedge.yaml}\n", "mqtt.password: set mqtt.password or mqtt.password_file, not both"},

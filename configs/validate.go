@@ -106,6 +106,7 @@ const (
 	MaxRingMB        = 16 << 10  // ring.max_mb, per camera: 16 GiB
 	MaxImageKB       = 16 << 10  // samples.max_image_kb and llm.max_image_kb: 16 MiB
 	MaxLLMQueue      = 10_000    // llm.queue, calls
+	MaxPartWeight    = 10        // llm.part_weight, times the part's frames
 	MaxRate          = 1_000_000 // per_minute and per_hour of the samples rules and the LLM
 	MaxDetections    = 10_000    // models.<name>.max_detections
 	MaxThreads       = 1024      // onnxruntime.intra_op_threads and inter_op_threads
@@ -348,6 +349,9 @@ func (l LLM) validate(p *problems) {
 	}
 	if l.PerMinute < 0 || l.PerHour < 0 || l.Queue < 1 || l.MaxImageKB < 4 {
 		p.add("llm", "per_minute (%d) and per_hour (%d) must be 0 (no cap) or more, queue (%d) 1 or more, max_image_kb (%d) 4 or more", l.PerMinute, l.PerHour, l.Queue, l.MaxImageKB)
+	}
+	if !(l.PartWeight >= 0 && l.PartWeight <= MaxPartWeight) {
+		p.add("llm.part_weight", "%v must be between 0 (the answer decides nothing) and %v (the answer counts as %v times the part's frames)", l.PartWeight, float64(MaxPartWeight), float64(MaxPartWeight))
 	}
 }
 

@@ -89,10 +89,12 @@ func ParseCommand(raw []byte) (Command, error) {
 
 // Feedback is an operator's correction on <prefix>/feedback: prediction PredictionID was
 // wrong, and Tag is right. For a detector pipeline, Detection is the index of the detection
-// in the prediction's list.
+// in the prediction's list. A correction of a part (cameras[].tracking) names its PartID
+// instead of a prediction, and no detection: the part's best frame is corrected.
 type Feedback struct {
 	ID           string `json:"id"`
-	PredictionID string `json:"predictionId"`
+	PredictionID string `json:"predictionId,omitempty"`
+	PartID       string `json:"partId,omitempty"`
 	Tag          string `json:"tag"`
 	Detection    *int   `json:"detection,omitempty"`
 	Operator     string `json:"operator,omitempty"`
@@ -110,8 +112,14 @@ func ParseFeedback(raw []byte) (Feedback, error) {
 	case !idRE.MatchString(f.ID):
 		f.ID = clip(f.ID)
 		return f, fmt.Errorf(`"id" %q must be 1-128 letters, digits or ._:@/+-`, f.ID)
-	case !idRE.MatchString(f.PredictionID):
-		return f, errors.New(`"predictionId" must name the prediction being corrected (its "id")`)
+	case f.PredictionID != "" && f.PartID != "":
+		return f, errors.New(`give "predictionId" or "partId", not both: a correction is about one prediction, or one part`)
+	case f.PartID != "" && !idRE.MatchString(f.PartID):
+		return f, errors.New(`"partId" must name the part being corrected (the "partId" of its parts events)`)
+	case f.PartID != "" && f.Detection != nil:
+		return f, errors.New(`leave "detection" out of a correction by "partId": the part names its detection`)
+	case f.PartID == "" && !idRE.MatchString(f.PredictionID):
+		return f, errors.New(`"predictionId" must name the prediction being corrected (its "id"), or "partId" the part`)
 	case strings.TrimSpace(f.Tag) == "" || len(f.Tag) > 256:
 		return f, errors.New(`"tag" must be the correct tag, 1-256 characters`)
 	case f.Detection != nil && (*f.Detection < 0 || *f.Detection > 10000):

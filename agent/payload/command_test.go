@@ -44,6 +44,11 @@ func TestParseFeedback(t *testing.T) {
 		{`{"id":"f","predictionId":"p","tag":"  "}`, `"tag" must be`},
 		{`{"id":"f","predictionId":"p","tag":"red","detection":-3}`, `"detection" -3`},
 		{`{"id":"f","predictionId":"p","tag":"red","colour":"x"}`, `unknown field "colour"`},
+		{`{"id":"f","partId":"5b0c9c6e-5f1e-4b55-9d0c-2f1f7e3a9c41","tag":"red"}`, ""},
+		{`{"id":"f","partId":"p1","predictionId":"p","tag":"red"}`, `"predictionId" or "partId", not both`},
+		{`{"id":"f","partId":"p1","tag":"red","detection":0}`, `leave "detection" out of a correction by "partId"`},
+		{`{"id":"f","partId":"a b","tag":"red"}`, `"partId" must name the part`},
+		{`{"id":"f","partId":"","tag":"red"}`, `"predictionId" must name`},
 	}
 	for _, c := range cases {
 		_, err := ParseFeedback([]byte(c.in))
@@ -69,13 +74,18 @@ func FuzzParseCommand(f *testing.F) {
 }
 
 func FuzzParseFeedback(f *testing.F) {
-	for _, s := range []string{`{"id":"f","predictionId":"p","tag":"red","detection":0}`, `{"id":"f"}`, `{"detection":1e99}`, `"x"`} {
+	for _, s := range []string{`{"id":"f","predictionId":"p","tag":"red","detection":0}`, `{"id":"f"}`, `{"detection":1e99}`, `"x"`,
+		`{"id":"f","partId":"5b0c9c6e-5f1e-4b55-9d0c-2f1f7e3a9c41","tag":"red"}`, `{"id":"f","partId":"p","predictionId":"p","tag":"red"}`,
+		`{"id":"f","partId":"p","tag":"red","detection":0}`, `{"id":"f","partId":"\u0000","tag":"red"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		fb, err := ParseFeedback(raw)
-		if err == nil && (fb.ID == "" || fb.PredictionID == "" || strings.TrimSpace(fb.Tag) == "") {
-			t.Fatalf("accepted %q without id, predictionId or tag", raw)
+		if err == nil && (fb.ID == "" || (fb.PredictionID == "") == (fb.PartID == "") || strings.TrimSpace(fb.Tag) == "") {
+			t.Fatalf("accepted %q without id, tag, or exactly one of predictionId and partId", raw)
+		}
+		if err == nil && fb.PartID != "" && fb.Detection != nil {
+			t.Fatalf("accepted %q: a detection with a partId", raw)
 		}
 	})
 }

@@ -452,6 +452,8 @@ type Part struct {
 	Ended string `json:"ended,omitempty"`
 	// Lines are the counting lines it crossed (end), each with the way: forward or backward.
 	Lines map[string]string `json:"lines,omitempty"`
+	// LLM is what the LLM fallback said about the part (end), when it was asked.
+	LLM *PartLLM `json:"llm,omitempty"`
 }
 
 // Decision is a part's decision on <prefix>/cameras/<camera>/decisions, sent the moment it
@@ -498,4 +500,22 @@ type Counts struct {
 type LineCount struct {
 	Forward  uint64 `json:"forward"`
 	Backward uint64 `json:"backward"`
+}
+
+// PartLLM is the LLM fallback's answer about a part: it is asked at most once per part, about
+// one frame where the part was uncertain (and, when it could be, wholly inside the frame).
+type PartLLM struct {
+	// State is answered, pending (the part ended before the answer came, and was decided
+	// without it) or failed (no usable answer: the stats count why).
+	State string `json:"state"`
+	// FrameID and PredictionID name the frame asked about; Model is the classifier whose
+	// uncertain answer was asked about, and whose tags the LLM chose from.
+	FrameID      uint64 `json:"frameId"`
+	PredictionID string `json:"predictionId"`
+	Model        string `json:"model"`
+	// Tag and Reason are the answer (answered); Weight is the evidence it added to Tag in the
+	// decision: llm.part_weight times the part's frames.
+	Tag    string  `json:"tag,omitempty"`
+	Reason string  `json:"reason,omitempty"`
+	Weight float32 `json:"weight,omitempty"`
 }

@@ -52,6 +52,16 @@ type llmJob struct {
 	crop      *payload.Box
 	modelTag  string
 	modelProb float32
+	part      partRef // the tracked part asked about, if any
+}
+
+// partRef is the part a question is about: its trackId, the tags above the level asked, and
+// where it is; q is nil for a question about one frame.
+type partRef struct {
+	q     *PartQuestions
+	track uint64
+	above []string
+	box   payload.Box
 }
 
 // NewFallback returns the LLM fallback of cfg, or nil when it is off. The key is read from
@@ -110,45 +120,90 @@ type askLLM struct {
 	samples *Samples
 	camera  string
 	models  map[string]configs.Model // by name: each model's llm prompt, tags and threshold
+	parts   *PartQuestions           // the questions about tracked parts, for their decisions
 }
 
 // NewLLM returns the LLM step of a camera whose samples are samples, or nil when f is nil
-// (the fallback is off).
-func NewLLM(f *Fallback, samples *Samples, camera string, models map[string]configs.Model) pipeline.Step {
+// (the fallback is off). A detection with a trackId is asked about once per part, and the
+// answer goes to the part's decision through parts.
+func NewLLM(f *Fallback, samples *Samples, camera string, models map[string]configs.Model, parts *PartQuestions) pipeline.Step {
 	if f == nil {
 		return nil
 	}
-	return &askLLM{f: f, samples: samples, camera: camera, models: models}
+	return &askLLM{f: f, samples: samples, camera: camera, models: models, parts: parts}
 }
 
 func (s *askLLM) Name() string { return "llm" }
 
-// Handle queues a question for every classification of msg that stays under its model's
-// llm.below, while the budget lasts. It never waits.
+// Handle queues a question for every detection (or the whole frame) whose classification,
+// at the first level or a routed level after it, stays under its model's llm.below, while
+// the budget lasts: about the first such level. A tracked part is asked about once, on a
+// frame where it is wholly in view when it comes to be. It never waits.
 func (s *askLLM) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
 	if f.Err != nil || msg == nil {
 		return
 	}
 	if len(msg.Predictions) > 0 && msg.Predictions[0].BoundingBox == nil { // classifier alone
-		ref := msg.Models[len(msg.Models)-1]
-		s.consider(f, msg, -1, &payload.Classification{Model: ref.Name, Iteration: ref.Iteration, Predictions: msg.Predictions}, f.Bounds())
+		var ref payload.ModelRef // the classifier's (the routes' come after it)
+		for _, m := range msg.Models {
+			if m.Stage == "classifier" {
+				ref = m
+				break
+			}
+		}
+		top := &payload.Classification{Model: ref.Name, Iteration: ref.Iteration, Predictions: msg.Predictions, Uncertain: msg.Uncertain, Next: msg.Route}
+		if c, _ := s.doubt(top); c != nil {
+			s.consider(f, msg, -1, c, f.Bounds(), partRef{})
+		}
 		return
 	}
 	for i := range msg.Predictions {
-		if c := msg.Predictions[i].Classification; c != nil {
-			s.consider(f, msg, i, c, s.samples.Region(f.Frame, msg, i))
+		d := &msg.Predictions[i]
+		c, level := s.doubt(d.Classification)
+		if c == nil {
+			continue
 		}
+		var part partRef
+		if d.TrackID != 0 && s.parts != nil && d.BoundingBox != nil {
+			if !s.parts.wants(d.TrackID, touchesEdge(*d.BoundingBox)) {
+				continue
+			}
+			part = partRef{q: s.parts, track: d.TrackID, above: above(*d, level), box: *d.BoundingBox}
+		}
+		s.consider(f, msg, i, c, s.samples.Region(f.Frame, msg, i), part)
 	}
 }
 
-// consider queues the question about classification c of detection det, when it is
-// uncertain enough and the budget allows.
-func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c *payload.Classification, region image.Rectangle) {
-	fb := s.f
-	mc, ok := s.models[c.Model]
-	if !ok || mc.LLM.Prompt == "" || len(c.Predictions) == 0 || float64(c.Predictions[0].Probability) >= mc.LLM.Below {
-		return
+// doubt is the first level of classification top, or of the levels routed after it, whose
+// answer stays under its model's llm.below (with a prompt), and its depth (0: top); nil when
+// there is none.
+func (s *askLLM) doubt(top *payload.Classification) (*payload.Classification, int) {
+	level := 0
+	for c := top; c != nil && len(c.Predictions) > 0; c = c.Next {
+		if mc, ok := s.models[c.Model]; ok && mc.LLM.Prompt != "" && float64(c.Predictions[0].Probability) < mc.LLM.Below {
+			return c, level
+		}
+		level++
 	}
+	return nil, 0
+}
+
+// above is the tags of detection d above its classification level: the detector's, then
+// those of the levels before it.
+func above(d payload.Tag, level int) []string {
+	path := []string{d.TagName}
+	for c := d.Classification; c != nil && len(path) <= level; c = c.Next {
+		path = append(path, c.Predictions[0].TagName)
+	}
+	return path
+}
+
+// consider queues the question about classification c (uncertain) of detection det, when
+// the budget allows. A part asked about is marked asked only once its question is queued: a
+// later frame may ask when this one cannot.
+func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c *payload.Classification, region image.Rectangle, part partRef) {
+	fb := s.f
+	mc := s.models[c.Model]
 	fb.mu.Lock()
 	allowed := fb.budget.Allow(time.Now())
 	fb.mu.Unlock()
@@ -168,11 +223,17 @@ func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c
 		}
 	}
 	j := llmJob{samples: s.samples, camera: s.camera, msg: msg, detection: det, tags: tags, prompt: mc.LLM.Prompt, jpeg: jpeg, size: region.Size(),
-		crop: relative(region, f.Bounds()), modelTag: c.Predictions[0].TagName, modelProb: c.Predictions[0].Probability}
+		crop: relative(region, f.Bounds()), modelTag: c.Predictions[0].TagName, modelProb: c.Predictions[0].Probability, part: part}
+	if part.q != nil { // before the answer can come
+		part.q.asking(part.track, payload.PartLLM{State: LLMPending, FrameID: msg.FrameID, PredictionID: msg.ID, Model: c.Model}, part.above, part.box)
+	}
 	select {
 	case fb.jobs <- j:
 	default:
 		fb.dropped.Add(1)
+		if part.q != nil {
+			part.q.unask(part.track)
+		}
 	}
 }
 
@@ -190,6 +251,9 @@ func (f *Fallback) ask(j llmJob) {
 		f.invalid.Add(1)
 	case err != nil:
 		f.failed.Add(1)
+	}
+	if j.part.q != nil {
+		j.part.q.answer(j.part.track, err == nil, ans.Tag, ans.Reason)
 	}
 	if err != nil {
 		f.env.Log.Warn("LLM fallback: no usable answer", "camera", j.camera, "prediction", j.msg.ID, "err", err)

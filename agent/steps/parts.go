@@ -38,12 +38,15 @@ type parts struct {
 	deadline   configs.Decision
 	open       map[uint64]*partState // by trackId
 	seen       map[uint64]bool       // scratch: the tracks of the current frame
+	questions  *PartQuestions        // the LLM's answers about parts (nil: none)
+	ended      *EndedParts           // the parts ended, for feedback by partId (nil: none)
 }
 
 type partState struct {
 	ev       payload.Part // the start event's fields; the decision's once decided
 	reported bool         // it was in a zone: it has events
 	decided  bool
+	bestID   string // the prediction id of the decision's best frame (for feedback by partId)
 	missed   int
 	off      []configs.Point      // by line: its centre when last seen off that line
 	crossed  map[string]string    // the lines it crossed, with the way
@@ -55,8 +58,9 @@ type evidence struct {
 	sum    float32  // its confidence, summed over the frames
 	frames int      // the frames that said it
 	path   []string // the tags on its way, as last seen
-	best   float32  // its highest confidence, in frame bestAt, where the part was at box
+	best   float32  // its highest confidence, in frame bestAt (prediction bestID), where the part was at box
 	bestAt uint64
+	bestID string
 	box    payload.Box
 }
 
@@ -92,6 +96,7 @@ func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predic
 		p, ok := s.open[d.TrackID]
 		if !ok {
 			p = &partState{off: make([]configs.Point, len(s.lines)), tags: map[string]*evidence{}}
+			p.ev.TrackID = d.TrackID // start fills the rest, once the part is in a zone
 			for i := range p.off {
 				p.off[i] = configs.Point{x, y}
 			}
@@ -200,7 +205,7 @@ func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
 	e.frames++
 	e.path = path
 	if !ok || prob > e.best {
-		e.best, e.bestAt, e.box = prob, msg.FrameID, *d.BoundingBox
+		e.best, e.bestAt, e.bestID, e.box = prob, msg.FrameID, msg.ID, *d.BoundingBox
 	}
 }
 
@@ -218,33 +223,46 @@ func final(d payload.Tag) (tag string, prob float32, path []string) {
 	return tag, prob, path
 }
 
-// decide makes part p's decision from the frames it had, by (line, time, end or stop), and
-// sends it on the decisions topic at once; it is counted now, once.
+// decide makes part p's decision from the frames it had until now and the LLM's answer, if
+// it came, by (line, time, end or stop), and sends it on the decisions topic at once; it is
+// counted now, once.
 func (s *parts) decide(p *partState, by string, now time.Time) {
 	ev := &p.ev
+	llmTag, llmWeight := s.llmVote(p, ev)
+	s.questions.decided(ev.TrackID)
+	score := func(tag string) float32 { // the frames' evidence, and the LLM's answer
+		if tag == llmTag {
+			return p.tags[tag].sum + llmWeight
+		}
+		return p.tags[tag].sum
+	}
 	ev.Votes = make(map[string]float32, len(p.tags))
-	var total float32
+	total := llmWeight
 	var frames int
 	best := ""
 	for tag, e := range p.tags {
-		ev.Votes[tag] = e.sum
+		if e.sum > 0 || tag != llmTag { // not the LLM's tag that no frame said
+			ev.Votes[tag] = e.sum
+		}
 		total += e.sum
 		frames += e.frames
-		if best == "" || e.sum > p.tags[best].sum || e.sum == p.tags[best].sum && tag < best {
+		if best == "" || score(tag) > score(best) || score(tag) == score(best) && tag < best {
 			best = tag
 		}
 	}
 	b := p.tags[best]
 	ev.TagName, ev.Probability, ev.Path = best, b.sum/float32(max(frames, 1)), b.path
 	ev.BoundingBox, ev.BestFrameID = &b.box, b.bestAt
-	if best != Unknown && (b.sum < total/2 || float64(ev.Probability) < s.threshold(best)) {
+	// a tag the LLM named is not held to the threshold: it was asked because the model's
+	// confidence was low
+	if best != Unknown && (score(best) < total/2 || best != llmTag && float64(ev.Probability) < s.threshold(best)) {
 		ev.TagName = Unknown
 	}
 	ev.Probability = float32(payload.Round(float64(ev.Probability), 4))
 	ev.Verdict = s.verdicts.Of(ev.TagName)
 	decided := now.UTC()
 	ev.DecidedBy, ev.Decided = by, &decided
-	p.decided = true
+	p.decided, p.bestID = true, b.bestID
 	d := payload.Decision{Schema: payload.Schema, Agent: s.env.Agent, Camera: s.camera, PartID: ev.PartID, TrackID: ev.TrackID,
 		TagName: ev.TagName, Probability: ev.Probability, Verdict: ev.Verdict, By: by, FrameID: ev.LastFrameID, Created: decided}
 	if ev.LastSeen != nil {
@@ -267,6 +285,7 @@ func (s *parts) decide(p *partState, by string, now time.Time) {
 // end publishes part p's end event, deciding it first when its deadline has not come; why
 // is unseen or stop.
 func (s *parts) end(p *partState, why string, now time.Time) {
+	defer s.questions.forget(p.ev.TrackID) // an answer that comes later is dropped
 	if !p.reported {
 		return
 	}
@@ -280,6 +299,7 @@ func (s *parts) end(p *partState, why string, now time.Time) {
 	ev := p.ev
 	ev.Event, ev.Created, ev.Ended, ev.Lines = "end", now.UTC(), why, p.crossed
 	s.send(s.topic, ev)
+	s.remember(ev, p.bestID)
 }
 
 // threshold is the per-tag minimum probability of tag (0 when none is set).
