@@ -49,6 +49,14 @@ func (f *Frame) Bounds() image.Rectangle { return image.Rect(0, 0, f.mat.Cols(),
 // pixels without gocv. It costs a copy of the frame.
 func (f *Frame) Image() (image.Image, error) { return f.mat.ToImage() }
 
+// Clone returns a copy of the frame with pixels of its own, for keeping past the frame's
+// steps; Close it when done.
+func (f *Frame) Clone() *Frame {
+	c := *f
+	c.mat = f.mat.Clone()
+	return &c
+}
+
 // Closed reports whether the pixels were freed.
 func (f *Frame) Closed() bool { return f.mat.Ptr() == nil }
 
