@@ -537,4 +537,16 @@ func TestFrameClone(t *testing.T) {
 	if g := m.GetUCharAt(2, 3*3+1); g != 200 {
 		t.Fatalf("the clone's pixel is %d, want 200", g)
 	}
+	// a region: only its pixels, the marked one at its place in the region
+	r := c.CloneRegion(image.Rect(2, 1, 6, 4))
+	defer r.Close()
+	m = r.Mat()
+	if r.Bounds() != image.Rect(0, 0, 4, 3) || m.GetUCharAt(1, 1*3+1) != 200 {
+		t.Fatalf("region clone %v, pixel %d", r.Bounds(), m.GetUCharAt(1, 1*3+1))
+	}
+	if w := c.CloneRegion(image.Rect(20, 20, 30, 30)); w.Bounds() != c.Bounds() {
+		t.Fatalf("a region outside the frame gave %v, want the whole frame", w.Bounds())
+	} else {
+		w.Close()
+	}
 }

@@ -33,7 +33,8 @@ import (
 // A frame where the part's box touches the frame's edge (a part entering or leaving, seen in
 // part) is kept only until a frame shows the whole part. Each frame kept is a copy (the
 // frame's pixels are the steps' only during Handle), freed when a better one replaces it,
-// when its part ends, and on Close.
+// when its part ends, and on Close. A copy holds only the region the sample shows unless the
+// whole frame is needed (samples.full_frame, or the image for the best frame).
 type PartFrames struct {
 	env     *Env
 	camera  string
@@ -52,9 +53,12 @@ type partFrames struct {
 	audit   bool  // the audit drew this part
 }
 
-// kept is a copy of one frame of a part, with its prediction and the part's detection in it.
+// kept is a copy of one frame of a part, or of the region of it that the part's sample
+// shows, with its prediction and the part's detection in it.
 type kept struct {
 	f     *camera.Frame
+	crop  image.Rectangle // the region of the frame f holds; empty: f is the whole frame
+	full  image.Rectangle // the frame's bounds
 	msg   *payload.Prediction
 	det   int
 	edge  bool    // the part's box touches the frame's edge
@@ -105,18 +109,35 @@ func (p *PartFrames) Seen(part *payload.Part, f *pipeline.Frame, msg *payload.Pr
 		st.audit = p.samples != nil && p.samples.sampler.Draw()
 	}
 	edge := touchesEdge(f.Bounds(), *msg.Predictions[det].BoundingBox)
+	cropOnly := p.samples != nil && !p.samples.cfg.FullFrame
 	if p.samples != nil {
 		if c, ok := p.samples.sampler.CheckPart(msg, det); ok && better(st.flagged, edge, -c.Certainty) {
 			st.flagged.free()
-			st.flagged = &kept{f: f.Clone(), msg: msg, det: det, edge: edge, score: -c.Certainty, cand: c}
+			st.flagged = p.copyOf(f.Frame, msg, det, cropOnly)
+			st.flagged.edge, st.flagged.score, st.flagged.cand = edge, -c.Certainty, c
 		}
 	}
 	if p.keep {
 		if _, conf, _ := final(msg.Predictions[det]); better(st.best, edge, conf) {
 			st.best.free()
-			st.best = &kept{f: f.Clone(), msg: msg, det: det, edge: edge, score: conf}
+			st.best = p.copyOf(f.Frame, msg, det, cropOnly && !p.image.Enabled)
+			st.best.edge, st.best.score = edge, conf
 		}
 	}
+}
+
+// copyOf copies frame f of detection det of msg: the region its sample shows when cropOnly,
+// else the whole frame.
+func (p *PartFrames) copyOf(f *camera.Frame, msg *payload.Prediction, det int, cropOnly bool) *kept {
+	k := &kept{msg: msg, det: det, full: f.Bounds()}
+	if cropOnly {
+		if r := p.samples.Region(f, msg, det); !r.Empty() && r != k.full {
+			k.f, k.crop = f.CloneRegion(r), r
+			return k
+		}
+	}
+	k.f = f.Clone()
+	return k
 }
 
 // better reports whether a frame with the part's box touching the edge or not, and score,
@@ -171,11 +192,17 @@ func (p *PartFrames) sample(ev *payload.Part, st *partFrames) {
 	default:
 		return
 	}
-	region := p.samples.Region(k.f, k.msg, k.det)
+	region := k.f.Bounds() // a copy of the region alone: all of it
+	if k.crop.Empty() {
+		region = p.samples.Region(k.f, k.msg, k.det)
+	}
 	if !p.samples.sampler.Admit(reason, p.hasher.DHash(k.f.Mat(), region), time.Now()) {
 		return
 	}
 	smp := p.samples.build(k.f, k.msg, k.det, region)
+	if !k.crop.Empty() && smp.Crop != nil {
+		smp.Crop.Box = relative(k.crop, k.full)
+	}
 	smp.Reason, smp.Detail = reason, detail
 	smp.PartID, smp.TrackID = ev.PartID, ev.TrackID
 	p.samples.Send(smp)
@@ -204,6 +231,9 @@ func votes(v map[string]float32) string {
 
 // sendImage publishes the part's best frame k with its box and decision drawn.
 func (p *PartFrames) sendImage(ev *payload.Part, k *kept) {
+	if !k.crop.Empty() {
+		return // not kept whole: cannot happen, as the image asks for whole frames
+	}
 	b := *k.msg.Predictions[k.det].BoundingBox
 	full := k.f.Bounds()
 	box := preprocess.CropRect(full, full.Dx(), full.Dy(), b.Left, b.Top, b.Width, b.Height, 0)

@@ -178,12 +178,37 @@ func TestPartSampledOnce(t *testing.T) {
 		s.Prediction == nil || s.Prediction.TrackID != 1 || !strings.Contains(s.Detail, "red 0.300") {
 		t.Fatalf("sample %+v: want low_confidence on frame %d, part %s", s, least, end[1].PartID)
 	}
-	// the crop is of that frame: the part was drawn in that frame's colour
+	// the crop is of that frame: the part was drawn in that frame's colour; and it is the
+	// box grown by the padding, placed in the frame
 	if _, c := centre(t, s.Crop); !near(c, partColours[least-1]) {
 		t.Fatalf("the crop's centre is %v, want the part as drawn in frame %d, %v", c, least, partColours[least-1])
 	}
+	if b := s.Crop.Box; b == nil || b.Left < 0.285 || b.Left > 0.295 || b.Top < 0.375 || b.Top > 0.385 || s.Crop.Width != 38 || s.Frame != nil {
+		t.Fatalf("crop %+v (box %+v): want the padded box at 0.29,0.38, 38 pixels wide, and no whole frame", s.Crop, s.Crop.Box)
+	}
 	if c := r.list.Count(); c.Samples["low_confidence"] != 1 {
 		t.Fatalf("samples counted %v", c.Samples)
+	}
+}
+
+// TestPartSampleWithFullFrame: with samples.full_frame, the part's sample carries the whole
+// frame it was cut from too.
+func TestPartSampleWithFullFrame(t *testing.T) {
+	r := newPartsRun(t, func(_ *configs.Camera, sc *configs.Samples, _ *steps.Env) { sc.FullFrame = true })
+	r.frame(tracked(1, 0.3, 0.1, "red", 0.4, false))
+	least := r.frame(tracked(1, 0.4, 0.1, "red", 0.3, false))
+	r.frame()
+	r.frame()
+	smp, _ := publish.Decode[payload.Sample](r.rec, "/samples")
+	if len(smp) != 1 || smp[0].FrameID != least || smp[0].Crop == nil || smp[0].Crop.Box == nil {
+		t.Fatalf("samples %+v: want one of frame %d, with its crop", smp, least)
+	}
+	m, _ := centre(t, smp[0].Frame)
+	if m.Bounds().Dx() != r.w || m.Bounds().Dy() != r.h {
+		t.Fatalf("whole frame %v, want %dx%d", m.Bounds(), r.w, r.h)
+	}
+	if c := rgba(m.At(int(0.45*float32(r.w)), r.h/2)); !near(c, partColours[least-1]) {
+		t.Fatalf("the whole frame shows %v where the part was, want frame %d's colour", c, least)
 	}
 }
 
