@@ -375,3 +375,33 @@ func TestPartImageFitsMaxPayload(t *testing.T) {
 		}
 	}
 }
+
+// TestPartFramesFollowTheDecision: only the frames that count for a part's decision are
+// looked at: inside the camera's zone, and up to its decision (here at a line); a part in
+// view when the steps close is sampled, and gets its image, with its end event.
+func TestPartFramesFollowTheDecision(t *testing.T) {
+	r := newPartsRun(t, func(cc *configs.Camera, _ *configs.Samples, _ *steps.Env) {
+		cc.Zones = []configs.Area{{Name: "belt", Points: []configs.Point{{0.2, 0}, {1, 0}, {1, 1}, {0.2, 1}}}}
+		cc.Lines = []configs.Line{{Name: "gate", From: configs.Point{0.6, 0}, To: configs.Point{0.6, 1}}}
+		cc.Decision.Line = "gate"
+		cc.Parts.Image.Enabled = true
+	})
+	r.frame(tracked(1, 0.05, 0.1, "red", 0.1, false)) // outside the zone: does not count
+	r.frame(tracked(1, 0.25, 0.1, "red", 0.3, false))
+	best := r.frame(tracked(1, 0.4, 0.1, "red", 0.35, false))
+	least := r.frame(tracked(1, 0.6, 0.1, "red", 0.2, false)) // crosses the line (centre 0.65): decided here
+	r.frame(tracked(1, 0.7, 0.1, "red", 0.05, false))         // after the decision: does not count
+	r.list.Close()
+	end := ends(t, r.rec)
+	if end[1].Ended != "stop" {
+		t.Fatalf("end event %+v: want the part ended at the stop", end[1])
+	}
+	smp, _ := publish.Decode[payload.Sample](r.rec, "/samples")
+	if len(smp) != 1 || smp[0].FrameID != least || smp[0].PartID != end[1].PartID {
+		t.Fatalf("samples %+v: want one, of frame %d (the least certain up to the decision, in the zone)", smp, least)
+	}
+	imgs, _ := publish.Decode[payload.PartImage](r.rec, "/parts/image")
+	if len(imgs) != 1 || imgs[0].FrameID != best {
+		t.Fatalf("part images %+v: want one, of frame %d", imgs, best)
+	}
+}
