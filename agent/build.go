@@ -30,6 +30,7 @@ func sameCapture(a, b configs.Camera) bool {
 	for _, c := range []*configs.Camera{&a, &b} {
 		c.Trigger, c.Interval, c.MaxFPS, c.Sampling = "", 0, 0, false
 		c.QualityGate, c.Collect, c.Pipeline, c.Tracking = configs.QualityGate{}, configs.Collect{}, configs.Pipeline{}, configs.Tracking{}
+		c.Parts = configs.Parts{}
 	}
 	return reflect.DeepEqual(a, b)
 }
@@ -258,7 +259,7 @@ func (a *Agent) stepsFor(cfg *configs.Config, i int, r *cameraRun, stages map[st
 		r.ring,
 		steps.NewCount(name, a.log),
 		steps.NewPublish(a.env, name, byte(cfg.MQTT.QoS)),
-		steps.PartsWith(steps.NewParts(a.env, cc, a.metrics, a.countsOf(cc, cfg)), questions, r.ended),
+		steps.PartsWith(steps.NewParts(a.env, cc, a.metrics, a.countsOf(cc, cfg), steps.NewPartFrames(a.env, cc, r.samples)), questions, r.ended),
 		steps.NewMetrics(a.metrics, name),
 		steps.NewTriggerResult(a.env, cc.Trigger),
 		steps.NewLog(cfg.Agent.LogPredictions, name, a.log),

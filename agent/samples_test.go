@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image/color"
 	"image/jpeg"
 	"os"
 	"path/filepath"
@@ -132,7 +133,8 @@ func TestFeedbackRoundTrip(t *testing.T) {
 }
 
 // TestRuleSamples: a per-model threshold above the demo classifier's confidence makes every
-// crop a low-confidence candidate; the per-minute limit lets exactly three through.
+// part a low-confidence candidate (the demo's camera tracks: one sample per part, when it
+// ends); the per-minute limit lets exactly three through.
 func TestRuleSamples(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "")
@@ -151,7 +153,7 @@ func TestRuleSamples(t *testing.T) {
 		t.Fatalf("%d samples, want 3 (the per-minute limit)", len(got))
 	}
 	for _, s := range got {
-		if s.Reason != "low_confidence" || !strings.Contains(s.Detail, "(colour)") || s.Crop == nil || s.Frame != nil {
+		if s.Reason != "low_confidence" || !strings.Contains(s.Detail, "(colour)") || s.Crop == nil || s.Frame != nil || s.PartID == "" {
 			t.Errorf("sample %+v", s)
 		}
 		decodeJPEG(t, s.Crop)
@@ -344,6 +346,132 @@ func TestFeedbackByPart(t *testing.T) {
 	}
 	if byPart.PredictionID != best.ID || *byPart.Detection != det || byPart.CorrectTag != wrong || byPart.Crop == nil {
 		t.Errorf("sample %+v", byPart)
+	}
+}
+
+// TestPartSamplesAndImagesOnTheDemo: on the demo, whose camera tracks, a per-model threshold
+// above the classifier's confidence flags nearly every frame of every part, and there is no
+// rate cap; still each part sends at most one sample, with its partId, of its least certain
+// frame among those that show it whole (when it had any). With parts.image on, each part
+// that ends gets its best frame as a JPEG with its box drawn on the demo's own pixels.
+func TestPartSamplesAndImagesOnTheDemo(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.Samples.LowConfidence.PerModel = map[string]float64{"colour": 0.9999}
+	cfg.Samples.LowConfidence.PerMinute, cfg.Samples.LowConfidence.PerHour = 0, 0
+	cfg.Samples.SmallMargin.Enabled = false
+	cfg.Samples.DedupDistance = 0
+	cfg.Cameras[0].Parts.Image.Enabled = true
+	preds, col := runDemo(t, broker, cfg)
+
+	type frame struct {
+		id   uint64
+		edge bool
+		top  float32
+	}
+	edge := func(b *payload.Box, w, h int) bool {
+		fw, fh := float32(w), float32(h)
+		return b.Left*fw < 1 || b.Top*fh < 1 || (b.Left+b.Width)*fw > fw-1 || (b.Top+b.Height)*fh > fh-1
+	}
+	byTrack := map[uint64][]frame{} // the frames of each track, as predicted
+	for _, p := range preds {
+		for _, d := range p.Predictions {
+			if d.TrackID != 0 && d.Classification != nil {
+				byTrack[d.TrackID] = append(byTrack[d.TrackID], frame{p.FrameID, edge(d.BoundingBox, p.Width, p.Height), d.Classification.Predictions[0].Probability})
+			}
+		}
+	}
+	ended := map[string]payload.Part{}
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/parts") {
+		var ev payload.Part
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Event == "end" {
+			ended[ev.PartID] = ev
+		}
+	}
+	got := samples(t, col)
+	if len(ended) < 5 || len(got) == 0 || len(got) > len(ended) {
+		t.Fatalf("%d samples for %d parts that ended: want one at most per part (and some)", len(got), len(ended))
+	}
+	seen := map[string]bool{}
+	for _, s := range got {
+		ev, ok := ended[s.PartID]
+		if !ok || seen[s.PartID] || s.TrackID != ev.TrackID || s.Prediction == nil || s.Prediction.TrackID != ev.TrackID {
+			t.Fatalf("sample %s of part %q (track %d): not one sample of a part that ended", s.ID, s.PartID, s.TrackID)
+		}
+		seen[s.PartID] = true
+		if s.Reason != "low_confidence" {
+			continue
+		}
+		// the least certain of the part's frames that show it whole, when there are any
+		whole := false
+		for _, f := range byTrack[s.TrackID] {
+			whole = whole || !f.edge
+		}
+		top := s.Prediction.Classification.Predictions[0].Probability
+		for _, f := range byTrack[s.TrackID] {
+			if f.edge == whole {
+				continue // a sliver, while a whole frame exists
+			}
+			if f.top < top {
+				t.Errorf("part %s: sample of frame %d (%.5f), but frame %d was less certain (%.5f)", s.PartID, s.FrameID, top, f.id, f.top)
+			}
+		}
+		if whole && edge(s.Prediction.BoundingBox, 640, 360) {
+			t.Errorf("part %s: sample of frame %d shows it cut by the frame's edge, though other frames show it whole", s.PartID, s.FrameID)
+		}
+	}
+
+	tr := testenv.DemoTruth(t)
+	pos := map[uint64]int{}
+	for _, p := range preds {
+		pos[p.FrameID] = int(*p.SourcePos)
+	}
+	images := col.Get("cvedge/e2e/cameras/conveyor/parts/image")
+	if len(images) != len(ended) {
+		t.Fatalf("%d part images for %d parts that ended", len(images), len(ended))
+	}
+	green := color.RGBA{0, 255, 0, 255}
+	close := func(c color.Color, want color.RGBA) bool {
+		r, g, b, _ := c.RGBA()
+		d := func(x uint32, y uint8) bool { return max(int(x>>8)-int(y), int(y)-int(x>>8)) < 60 }
+		return d(r, want.R) && d(g, want.G) && d(b, want.B)
+	}
+	for _, raw := range images {
+		var im payload.PartImage
+		if err := json.Unmarshal(raw, &im); err != nil {
+			t.Fatal(err)
+		}
+		ev, ok := ended[im.PartID]
+		if !ok || im.TagName != ev.TagName || im.Image == nil {
+			t.Fatalf("part image %+v: of no part that ended, or without its decision or image", im)
+		}
+		data, err := base64.StdEncoding.DecodeString(im.Image.JPEG)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := jpeg.Decode(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Bounds().Dx() != 640 || m.Bounds().Dy() != 360 {
+			t.Fatalf("part image %v, want the 640x360 frame", m.Bounds())
+		}
+		b := im.BoundingBox
+		x0, x1 := int(b.Left*640+0.5), int((b.Left+b.Width)*640+0.5)
+		y0, y1 := int(b.Top*360+0.5), int((b.Top+b.Height)*360+0.5)
+		midY := (y0 + y1) / 2
+		if x0 > 2 && !close(m.At(x0, midY), green) {
+			t.Errorf("part %s: the box's left edge (%d,%d) is %v, not drawn", im.PartID, x0, midY, m.At(x0, midY))
+		}
+		if x1 < 638 && !close(m.At(x1-1, midY), green) {
+			t.Errorf("part %s: the box's right edge (%d,%d) is %v, not drawn", im.PartID, x1-1, midY, m.At(x1-1, midY))
+		}
+		if colour, _, _ := truthAt(tr, pos[im.FrameID], &b); colour != "green" && close(m.At((x0+x1)/2, midY), green) {
+			t.Errorf("part %s (%s): the box's centre is drawn over", im.PartID, colour)
+		}
 	}
 	col.ValidateAll(t)
 }

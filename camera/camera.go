@@ -49,6 +49,29 @@ func (f *Frame) Bounds() image.Rectangle { return image.Rect(0, 0, f.mat.Cols(),
 // pixels without gocv. It costs a copy of the frame.
 func (f *Frame) Image() (image.Image, error) { return f.mat.ToImage() }
 
+// Clone returns a copy of the frame with pixels of its own, for keeping past the frame's
+// steps; Close it when done.
+func (f *Frame) Clone() *Frame {
+	c := *f
+	c.mat = f.mat.Clone()
+	return &c
+}
+
+// CloneRegion returns a copy of region r of the frame (clamped to it; the whole frame when
+// nothing of r is in it), with pixels of its own: a crop kept past the frame's steps costs
+// only its own pixels. Close it when done.
+func (f *Frame) CloneRegion(r image.Rectangle) *Frame {
+	r = r.Intersect(f.Bounds())
+	if r.Empty() || r == f.Bounds() {
+		return f.Clone()
+	}
+	c := *f
+	roi := f.mat.Region(r)
+	c.mat = roi.Clone()
+	roi.Close()
+	return &c
+}
+
 // Closed reports whether the pixels were freed.
 func (f *Frame) Closed() bool { return f.mat.Ptr() == nil }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/color"
 	"io"
 	"log/slog"
 	"net/http"
@@ -512,5 +514,39 @@ func TestHTTPStreamReconnects(t *testing.T) {
 	}
 	if st := cam.Status(); st.State != StateReconnecting || st.Reason == "" {
 		t.Fatalf("after the stream went away: %+v", st)
+	}
+}
+
+// TestFrameClone: a clone has pixels of its own: it outlives the frame it was made from, and
+// shows what that frame showed.
+func TestFrameClone(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 8, 6))
+	img.Set(3, 2, color.RGBA{10, 200, 30, 255})
+	f, err := FrameOf(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Seq = 7
+	c := f.Clone()
+	defer c.Close()
+	f.Close()
+	if c.Closed() || c.Seq != 7 || c.Bounds() != image.Rect(0, 0, 8, 6) {
+		t.Fatalf("clone %+v, closed %v", c, c.Closed())
+	}
+	m := c.Mat()
+	if g := m.GetUCharAt(2, 3*3+1); g != 200 {
+		t.Fatalf("the clone's pixel is %d, want 200", g)
+	}
+	// a region: only its pixels, the marked one at its place in the region
+	r := c.CloneRegion(image.Rect(2, 1, 6, 4))
+	defer r.Close()
+	m = r.Mat()
+	if r.Bounds() != image.Rect(0, 0, 4, 3) || m.GetUCharAt(1, 1*3+1) != 200 {
+		t.Fatalf("region clone %v, pixel %d", r.Bounds(), m.GetUCharAt(1, 1*3+1))
+	}
+	if w := c.CloneRegion(image.Rect(20, 20, 30, 30)); w.Bounds() != c.Bounds() {
+		t.Fatalf("a region outside the frame gave %v, want the whole frame", w.Bounds())
+	} else {
+		w.Close()
 	}
 }

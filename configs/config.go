@@ -163,6 +163,9 @@ type Samples struct {
 	Audit Rule `mapstructure:"audit"`
 	// Shadow: the candidate iteration's top tag differs from the active one's.
 	Shadow Rule `mapstructure:"shadow"`
+	// Unknown: a tracked part was decided unknown; its best frame is sent when it ends
+	// (cameras with tracking, where the other rules also sample once per part).
+	Unknown Rule `mapstructure:"unknown"`
 	// DedupDistance drops a sample whose image hash (64-bit dHash) is within this many bits
 	// of one sent in the last DedupWindow; 0 turns de-duplication off.
 	DedupDistance int           `mapstructure:"dedup_distance"`
@@ -387,6 +390,9 @@ type Camera struct {
 	Lines []Line `mapstructure:"lines"`
 	// Decision sets the deadline by which each part is decided (see Decision).
 	Decision Decision `mapstructure:"decision"`
+	// Parts says what is published about each tracked part beside its start and end events
+	// (cameras with a detector and tracking).
+	Parts Parts `mapstructure:"parts"`
 }
 
 // Tracks reports whether the camera follows parts from frame to frame: tracking is on and
@@ -401,6 +407,25 @@ type Decision struct {
 	Line string `mapstructure:"line"`
 	// After is the longest a part may be in view undecided; 0: no time limit.
 	After time.Duration `mapstructure:"after"`
+}
+
+// Parts says what is published about each tracked part beside its events.
+type Parts struct {
+	// Image publishes, when each part ends, its best frame (the most confident one, whole in
+	// the frame when it was once) as a JPEG with the part's box, tag and probability drawn,
+	// on <prefix>/cameras/<camera>/parts/image. It keeps a copy of that frame for each part
+	// in view.
+	Image PartImage `mapstructure:"image"`
+}
+
+// PartImage is the annotated best frame of each part (Parts.Image).
+type PartImage struct {
+	Enabled bool `mapstructure:"enabled"`
+	// MaxKB caps the JPEG; a larger image is scaled down until it fits (and under
+	// mqtt.max_payload_kb).
+	MaxKB int `mapstructure:"max_kb"`
+	// JPEGQuality is the JPEG quality, 1-100.
+	JPEGQuality int `mapstructure:"jpeg_quality"`
 }
 
 // Counts are the parts counted per camera (by tag, verdict and line), published retained and
@@ -572,6 +597,7 @@ func Default() Config {
 			QualityGate:   Rule{Enabled: true, PerMinute: 2, PerHour: 20},
 			Audit:         Rule{Enabled: false, Rate: 0.001, PerMinute: 2, PerHour: 20},
 			Shadow:        Rule{Enabled: true, PerMinute: 6, PerHour: 60},
+			Unknown:       Rule{Enabled: true, PerMinute: 6, PerHour: 60},
 			DedupDistance: 6,
 			DedupWindow:   10 * time.Minute,
 			MaxImageKB:    256,
@@ -620,5 +646,6 @@ func DefaultCamera() Camera {
 		Pipeline:    Pipeline{CropPadding: 0.1, Vote: Vote{IoU: 0.3, MaxGap: 2}},
 		Tracking:    Tracking{Enabled: true, IoU: 0.1, MaxJump: 0.05, MaxMissed: 10},
 		Verdicts:    Verdicts{Default: "nok"},
+		Parts:       Parts{Image: PartImage{MaxKB: 256, JPEGQuality: 85}},
 	}
 }

@@ -178,6 +178,10 @@ func TestBadConfigs(t *testing.T) {
 		{"bad gate action", minimal + "    quality_gate: {action: drop}\n", `cameras[0].quality_gate.action: "drop" is not one of off, flag, skip`},
 		{"bad gate share", minimal + "    quality_gate: {action: flag, max_overexposed: 2}\n", "cameras[0].quality_gate.max_overexposed: 2 must be a share"},
 		{"bad backoff", minimal + "    reconnect: {min_backoff: 10s, max_backoff: 1s}\n", "cameras[0].reconnect: min_backoff (10s) must be positive and max_backoff (1s) at least as long"},
+		{"part image without tracking", minimal + "    tracking: {enabled: false}\n    parts: {image: {enabled: true}}\n", "cameras[0].parts.image: needs a detector (pipeline.detector) and tracking (tracking.enabled: true)"},
+		{"part image quality", minimal + "    parts: {image: {enabled: true, jpeg_quality: 0}}\n", "cameras[0].parts.image.jpeg_quality: 0 must be between 1 and 100"},
+		{"part image too small", minimal + "    parts: {image: {enabled: true, max_kb: 1}}\n", "cameras[0].parts.image.max_kb: 1 must be 4 or more"},
+		{"unknown rule cap", minimal + "samples: {unknown: {per_minute: -1}}\n", "samples.unknown: per_minute (-1) and per_hour (60) must be 0 (no cap) or more"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -247,6 +251,7 @@ func TestSizesBounded(t *testing.T) {
 		{"vote gap", strings.Replace(minimal, "{detector: Parts}", "{detector: Parts, vote: {frames: 3, max_gap: 100000}}", 1), "", "cameras[0].pipeline.vote.max_gap: 100000 is too large: allowed 0 to 1000"},
 		{"verdict default", minimal + "    verdicts: {ok: [a], default: maybe}\n", "", `cameras[0].verdicts.default: "maybe" is not one of ok, nok`},
 		{"verdict twice", minimal + "    verdicts: {ok: [Brass], nok: [brass]}\n", "", `cameras[0].verdicts: tag "Brass" is both ok and nok`},
+		{"part image size", minimal + "    parts: {image: {max_kb: 100000}}\n", "", "cameras[0].parts.image.max_kb: 100000 is too large: allowed 4 to 16384"},
 		{"tracking missed", minimal + "    tracking: {max_missed: 5000}\n", "", "cameras[0].tracking.max_missed: 5000 is too large: allowed 0 to 1000"},
 		{"tracking iou", minimal + "    tracking: {iou: 0}\n", "", "cameras[0].tracking.iou: 0 must be above 0 and at most 1"},
 		{"tracking jump", minimal + "    tracking: {max_jump: 2}\n", "", "cameras[0].tracking.max_jump: 2 must be 0 (overlap only) to 1"},

@@ -91,6 +91,7 @@ func (c *Config) Validate() error {
 			p.add(key+".fps", "%v must be 0 (from the source) or more", cam.FPS)
 		}
 		cam.validateCapture(&p, key)
+		cam.validatePartImage(&p, key)
 		c.validatePipeline(&p, key+".pipeline", cam.Pipeline, cam.Collect.Enabled)
 		cam.validateParts(&p, key)
 	}
@@ -134,7 +135,7 @@ func (c *Config) validateBounds(p *problems) {
 	upTo("onnxruntime.intra_op_threads", c.ONNXRuntime.IntraOpThreads, 0, MaxThreads)
 	upTo("onnxruntime.inter_op_threads", c.ONNXRuntime.InterOpThreads, 0, MaxThreads)
 	rules := map[string]Rule{"low_confidence": c.Samples.LowConfidence, "small_margin": c.Samples.SmallMargin, "disagreement": c.Samples.Disagreement,
-		"quality_gate": c.Samples.QualityGate, "audit": c.Samples.Audit, "shadow": c.Samples.Shadow}
+		"quality_gate": c.Samples.QualityGate, "audit": c.Samples.Audit, "shadow": c.Samples.Shadow, "unknown": c.Samples.Unknown}
 	for _, name := range slices.Sorted(maps.Keys(rules)) {
 		upTo("samples."+name+".per_minute", rules[name].PerMinute, 0, MaxRate)
 		upTo("samples."+name+".per_hour", rules[name].PerHour, 0, MaxRate)
@@ -159,6 +160,7 @@ func (c *Config) validateBounds(p *problems) {
 				p.add(key+".verdicts", "tag %q is both ok and nok: keep it in one list", tag)
 			}
 		}
+		upTo(key+".parts.image.max_kb", cam.Parts.Image.MaxKB, 4, MaxImageKB)
 		for name, v := range map[string]float64{"fps": cam.FPS, "max_fps": cam.MaxFPS} {
 			if v > MaxCameraRateFPS {
 				p.add(key+"."+name, "%v is too large: allowed 0 to %d frames a second", v, MaxCameraRateFPS)
@@ -179,6 +181,23 @@ var (
 	Triggers    = []string{"continuous", "interval", "mqtt"}
 	GateActions = []string{"off", "flag", "skip"}
 )
+
+// validatePartImage checks the image published of each tracked part.
+func (c Camera) validatePartImage(p *problems, key string) {
+	im := c.Parts.Image
+	if !im.Enabled {
+		return
+	}
+	if !c.Tracks() {
+		p.add(key+".parts.image", "needs a detector (pipeline.detector) and tracking (tracking.enabled: true): only tracked parts have a best frame; turn it off, or turn those on")
+	}
+	if im.MaxKB < 4 {
+		p.add(key+".parts.image.max_kb", "%d must be 4 or more", im.MaxKB)
+	}
+	if im.JPEGQuality < 1 || im.JPEGQuality > 100 {
+		p.add(key+".parts.image.jpeg_quality", "%d must be between 1 and 100", im.JPEGQuality)
+	}
+}
 
 func (c Camera) validateCapture(p *problems, key string) {
 	if c.Rotate != 0 && c.Rotate != 90 && c.Rotate != 180 && c.Rotate != 270 {
@@ -305,7 +324,7 @@ func (m MQTT) validate(p *problems) {
 }
 
 func (s Samples) validate(p *problems) {
-	rules := map[string]Rule{"low_confidence": s.LowConfidence, "small_margin": s.SmallMargin, "disagreement": s.Disagreement, "quality_gate": s.QualityGate, "audit": s.Audit, "shadow": s.Shadow}
+	rules := map[string]Rule{"low_confidence": s.LowConfidence, "small_margin": s.SmallMargin, "disagreement": s.Disagreement, "quality_gate": s.QualityGate, "audit": s.Audit, "shadow": s.Shadow, "unknown": s.Unknown}
 	for name, r := range rules {
 		key := "samples." + name
 		if r.Threshold < 0 || r.Threshold > 1 {

@@ -312,8 +312,8 @@ type Sample struct {
 	Camera  string    `json:"camera"`
 	Boot    string    `json:"boot"`
 	Created time.Time `json:"created"`
-	// Reason is low_confidence, small_margin, disagreement, quality_gate, audit, shadow, llm
-	// or operator; Detail says what the rule saw.
+	// Reason is low_confidence, small_margin, disagreement, quality_gate, audit, shadow,
+	// unknown, llm or operator; Detail says what the rule saw.
 	Reason string `json:"reason"`
 	Detail string `json:"detail"`
 	// PredictionID, FrameID and Captured name the prediction sampled. A frame the quality
@@ -324,6 +324,10 @@ type Sample struct {
 	// Detection is the index of the detection in the prediction's list; absent when the
 	// sample is about the whole frame.
 	Detection *int `json:"detection,omitempty"`
+	// PartID and TrackID name the tracked part the sample shows (cameras with tracking, where
+	// a part is sampled once, when it ends: see the parts topic's events of that partId).
+	PartID  string `json:"partId,omitempty"`
+	TrackID uint64 `json:"trackId,omitempty"`
 	// Prediction is what the models said: the detection with its classification, or the
 	// classifier's tags for the whole frame.
 	// It is absent for a whole-frame sample of a detector pipeline (a failed quality gate).
@@ -518,4 +522,30 @@ type PartLLM struct {
 	Tag    string  `json:"tag,omitempty"`
 	Reason string  `json:"reason,omitempty"`
 	Weight float32 `json:"weight,omitempty"`
+}
+
+// PartImage is the best frame of a part that ended, on <prefix>/cameras/<camera>/parts/image
+// (cameras[].parts.image), after the part's end event: the whole frame as a JPEG with the
+// part's box and its decided tag and probability drawn.
+type PartImage struct {
+	Schema  int       `json:"schema"`
+	PartID  string    `json:"partId"`
+	TrackID uint64    `json:"trackId"`
+	Agent   string    `json:"agent"`
+	Camera  string    `json:"camera"`
+	Boot    string    `json:"boot"`
+	Created time.Time `json:"created"`
+	// FrameID and Captured are the frame shown, BoundingBox the part's box in it.
+	FrameID     uint64    `json:"frameId"`
+	Captured    time.Time `json:"captured"`
+	BoundingBox Box       `json:"boundingBox"`
+	// TagName, Probability and Verdict are the part's decision, as on its end event: what
+	// the image's label says.
+	TagName     string  `json:"tagName"`
+	Probability float32 `json:"probability"`
+	Verdict     string  `json:"verdict,omitempty"`
+	// Image is the annotated frame; absent (and ImageOmitted true) when no JPEG of it fits
+	// the size cap.
+	Image        *Image `json:"image,omitempty"`
+	ImageOmitted bool   `json:"imageOmitted,omitempty"`
 }

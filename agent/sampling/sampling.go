@@ -1,8 +1,9 @@
 // Package sampling decides which predictions are likely misclassified and worth a human's
-// look: low confidence, a small margin between the top two tags, disagreement between the
-// detector and the classifier, a failed quality gate, or a random audit. Each rule has
-// per-minute and per-hour limits, and near-identical images (by 64-bit difference hash) are
-// sent once.
+// look: low confidence or a small margin between the top two tags (at every classifier
+// level: the first classifier and the second-level ones routed after it), disagreement
+// between the detector and the classifier, a failed quality gate, a tracked part decided
+// unknown, or a random audit. Each rule has per-minute and per-hour limits, and
+// near-identical images (by 64-bit difference hash) are sent once.
 //
 // It is pure Go: it reads prediction payloads and image hashes, and knows nothing of pixels
 // or MQTT.
@@ -26,6 +27,7 @@ const (
 	Disagreement  = "disagreement"
 	QualityGate   = "quality_gate"
 	Audit         = "audit"
+	Unknown       = "unknown"  // a tracked part whose frames decided nothing (cameras with tracking)
 	Operator      = "operator" // an operator's correction (feedback)
 	Shadow        = "shadow"   // the candidate iteration disagrees with the active one
 )
@@ -36,6 +38,9 @@ type Candidate struct {
 	Detection int
 	Reason    string
 	Detail    string
+	// Certainty is the top probability of the answer the rule flagged: the lower, the less
+	// sure the models were.
+	Certainty float32
 }
 
 // Sampler applies the rules for one camera. It is safe for concurrent use.
@@ -63,7 +68,7 @@ func New(cfg configs.Samples, seed uint64) *Sampler {
 
 func (s *Sampler) ruleSet() map[string]configs.Rule {
 	return map[string]configs.Rule{LowConfidence: s.cfg.LowConfidence, SmallMargin: s.cfg.SmallMargin,
-		Disagreement: s.cfg.Disagreement, QualityGate: s.cfg.QualityGate, Audit: s.cfg.Audit, Shadow: s.cfg.Shadow}
+		Disagreement: s.cfg.Disagreement, QualityGate: s.cfg.QualityGate, Audit: s.cfg.Audit, Shadow: s.cfg.Shadow, Unknown: s.cfg.Unknown}
 }
 
 // threshold is the rule's bound for the predictions of model.
@@ -75,9 +80,16 @@ func threshold(r configs.Rule, model string) float64 {
 }
 
 // Check returns what the rules ask for in msg: at most one candidate per detection (the
-// first reason that holds, in the order disagreement, low confidence, small margin, audit),
-// and one for the whole frame when it failed the quality gate.
-func (s *Sampler) Check(msg *payload.Prediction) []Candidate {
+// first reason that holds, in the order disagreement, low confidence, small margin, audit;
+// each classifier level in turn, the first one first), and one for the whole frame when it
+// failed the quality gate.
+func (s *Sampler) Check(msg *payload.Prediction) []Candidate { return s.check(msg, false) }
+
+// CheckUntracked is Check without the detections that carry a trackId: a camera that samples
+// its tracked parts once per part (CheckPart, Draw) asks this of each frame.
+func (s *Sampler) CheckUntracked(msg *payload.Prediction) []Candidate { return s.check(msg, true) }
+
+func (s *Sampler) check(msg *payload.Prediction, untracked bool) []Candidate {
 	if !s.cfg.Enabled {
 		return nil
 	}
@@ -87,24 +99,23 @@ func (s *Sampler) Check(msg *payload.Prediction) []Candidate {
 	}
 	classifierOnly := len(msg.Predictions) > 0 && msg.Predictions[0].BoundingBox == nil
 	if classifierOnly {
-		if c, ok := s.checkShadow(msg.Shadow, msg.Predictions); ok {
+		first := &payload.Classification{Model: firstModel(msg, "classifier"), Predictions: msg.Predictions, Shadow: msg.Shadow, Next: msg.Route}
+		if c, ok := s.checkLevels(first, nil); ok {
 			c.Detection = -1
 			out = append(out, c)
-		} else if c, ok := s.checkTags(msg.Predictions, firstModel(msg, "classifier"), nil); ok {
+		} else if c, ok := s.audit(msg.Predictions); ok {
 			c.Detection = -1
 			out = append(out, c)
 		}
 		return out
 	}
-	for i, d := range msg.Predictions {
-		var c Candidate
-		var ok bool
-		if d.Classification != nil {
-			if c, ok = s.checkShadow(d.Classification.Shadow, d.Classification.Predictions); !ok {
-				c, ok = s.checkTags(d.Classification.Predictions, d.Classification.Model, &d)
-			}
-		} else {
-			c, ok = s.checkTags([]payload.Tag{d}, firstModel(msg, "detector"), nil)
+	for i := range msg.Predictions {
+		if untracked && msg.Predictions[i].TrackID != 0 {
+			continue
+		}
+		c, ok := s.checkDetection(msg, i)
+		if !ok {
+			c, ok = s.audit([]payload.Tag{msg.Predictions[i]})
 		}
 		if ok {
 			c.Detection = i
@@ -114,17 +125,91 @@ func (s *Sampler) Check(msg *payload.Prediction) []Candidate {
 	return out
 }
 
+// CheckPart applies the rules, but the audit and the quality gate, to detection det of msg:
+// the frame of a tracked part, which is sampled once per part (the caller keeps its least
+// certain flagged frame).
+func (s *Sampler) CheckPart(msg *payload.Prediction, det int) (Candidate, bool) {
+	if !s.cfg.Enabled || det < 0 || det >= len(msg.Predictions) {
+		return Candidate{}, false
+	}
+	c, ok := s.checkDetection(msg, det)
+	c.Detection = det
+	return c, ok
+}
+
+// Draw reports whether the audit picks one more part (a tracked part is audited once, with
+// the audit rule's rate).
+func (s *Sampler) Draw() bool {
+	r := s.cfg.Audit
+	if !s.cfg.Enabled || !r.Enabled || r.Rate <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	draw := s.rnd.Float64()
+	s.mu.Unlock()
+	return draw < r.Rate
+}
+
+// checkDetection applies the rules but the audit to detection i of msg: its classifier levels,
+// or the detection alone when no classifier saw it.
+func (s *Sampler) checkDetection(msg *payload.Prediction, i int) (Candidate, bool) {
+	d := msg.Predictions[i]
+	if d.Classification != nil {
+		return s.checkLevels(d.Classification, &d)
+	}
+	return s.checkTags([]payload.Tag{d}, firstModel(msg, "detector"), 1, nil)
+}
+
+// checkLevels applies the rules to each classifier level of an answer in turn (c, then the
+// second level routed after it, ...) and returns the first that a rule flags. det, when set,
+// is the detection the first level classifies.
+func (s *Sampler) checkLevels(c *payload.Classification, det *payload.Tag) (Candidate, bool) {
+	for level := 1; c != nil; c, level = c.Next, level+1 {
+		if cand, ok := s.checkShadow(c.Shadow, c.Predictions, c.Model, level); ok {
+			return cand, true
+		}
+		if level > 1 {
+			det = nil // the detector's tag is compared with the first level only
+		}
+		if cand, ok := s.checkTags(c.Predictions, c.Model, level, det); ok {
+			return cand, true
+		}
+	}
+	return Candidate{}, false
+}
+
+// where names the model of an answer, and its level when beyond the first: "size, level 2".
+func where(model string, level int) string {
+	if level > 1 {
+		return fmt.Sprintf("%s, level %d", model, level)
+	}
+	return model
+}
+
 // checkShadow asks for a sample when the candidate iteration disagreed with the active one.
-func (s *Sampler) checkShadow(sh *payload.ShadowAnswer, tags []payload.Tag) (Candidate, bool) {
+func (s *Sampler) checkShadow(sh *payload.ShadowAnswer, tags []payload.Tag, model string, level int) (Candidate, bool) {
 	if !s.cfg.Shadow.Enabled || sh == nil || sh.Agrees || len(tags) == 0 {
 		return Candidate{}, false
 	}
-	return Candidate{Reason: Shadow, Detail: fmt.Sprintf("active %s %.3f, candidate %s %s %.3f", tags[0].TagName, tags[0].Probability, sh.Iteration, sh.TagName, sh.Probability)}, true
+	detail := fmt.Sprintf("active %s %.3f, candidate %s %s %.3f", tags[0].TagName, tags[0].Probability, sh.Iteration, sh.TagName, sh.Probability)
+	if level > 1 {
+		detail += " (" + where(model, level) + ")"
+	}
+	return Candidate{Reason: Shadow, Detail: detail, Certainty: tags[0].Probability}, true
 }
 
-// checkTags applies the per-prediction rules to tags sorted strongest first. det, when set,
-// is the detection the tags classify.
-func (s *Sampler) checkTags(tags []payload.Tag, model string, det *payload.Tag) (Candidate, bool) {
+// audit draws whether the audit samples an answer whose top tag is tags[0].
+func (s *Sampler) audit(tags []payload.Tag) (Candidate, bool) {
+	if len(tags) == 0 || !s.Draw() {
+		return Candidate{}, false
+	}
+	return Candidate{Reason: Audit, Detail: fmt.Sprintf("random audit, rate %g", s.cfg.Audit.Rate), Certainty: tags[0].Probability}, true
+}
+
+// checkTags applies the per-answer rules to tags sorted strongest first, the answer of model
+// at classifier level (1: the first classifier, or a detector alone). det, when set, is the
+// detection the tags classify.
+func (s *Sampler) checkTags(tags []payload.Tag, model string, level int, det *payload.Tag) (Candidate, bool) {
 	if len(tags) == 0 {
 		return Candidate{}, false
 	}
@@ -132,23 +217,15 @@ func (s *Sampler) checkTags(tags []payload.Tag, model string, det *payload.Tag) 
 	if r := s.cfg.Disagreement; r.Enabled && det != nil && det.TagName != top.TagName {
 		for _, t := range tags {
 			if t.TagName == det.TagName { // the classifier knows the detector's tag, and says otherwise
-				return Candidate{Reason: Disagreement, Detail: fmt.Sprintf("detector %s %.3f, classifier %s %.3f", det.TagName, det.Probability, top.TagName, top.Probability)}, true
+				return Candidate{Reason: Disagreement, Detail: fmt.Sprintf("detector %s %.3f, classifier %s %.3f", det.TagName, det.Probability, top.TagName, top.Probability), Certainty: top.Probability}, true
 			}
 		}
 	}
 	if r := s.cfg.LowConfidence; r.Enabled && float64(top.Probability) < threshold(r, model) {
-		return Candidate{Reason: LowConfidence, Detail: fmt.Sprintf("%s %.3f under %.3g (%s)", top.TagName, top.Probability, threshold(r, model), model)}, true
+		return Candidate{Reason: LowConfidence, Detail: fmt.Sprintf("%s %.3f under %.3g (%s)", top.TagName, top.Probability, threshold(r, model), where(model, level)), Certainty: top.Probability}, true
 	}
 	if r := s.cfg.SmallMargin; r.Enabled && len(tags) > 1 && float64(top.Probability-tags[1].Probability) < threshold(r, model) {
-		return Candidate{Reason: SmallMargin, Detail: fmt.Sprintf("%s %.3f vs %s %.3f, margin under %.3g (%s)", top.TagName, top.Probability, tags[1].TagName, tags[1].Probability, threshold(r, model), model)}, true
-	}
-	if r := s.cfg.Audit; r.Enabled && r.Rate > 0 {
-		s.mu.Lock()
-		draw := s.rnd.Float64()
-		s.mu.Unlock()
-		if draw < r.Rate {
-			return Candidate{Reason: Audit, Detail: fmt.Sprintf("random audit, rate %g", r.Rate)}, true
-		}
+		return Candidate{Reason: SmallMargin, Detail: fmt.Sprintf("%s %.3f vs %s %.3f, margin under %.3g (%s)", top.TagName, top.Probability, tags[1].TagName, tags[1].Probability, threshold(r, model), where(model, level)), Certainty: top.Probability}, true
 	}
 	return Candidate{}, false
 }

@@ -1,6 +1,7 @@
 package sampling
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -30,37 +31,53 @@ func detection(det string, p float64, cls ...any) payload.Tag {
 
 func TestRules(t *testing.T) {
 	twoStage := []payload.ModelRef{{Stage: "detector", Name: "parts"}, {Stage: "classifier", Name: "material"}}
+	routed := func(d payload.Tag, cls ...any) payload.Tag {
+		d.Classification.Next = &payload.Classification{Model: "grade", Predictions: tags(cls...)}
+		return d
+	}
 	cases := []struct {
 		name   string
 		edit   func(*configs.Samples)
 		msg    payload.Prediction
 		reason string
 		det    int
+		detail string
 	}{
 		{"confident: nothing", nil,
-			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.95, "brass", 0.05)}}, "", 0},
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.95, "brass", 0.05)}}, "", 0, ""},
 		{"low confidence", nil,
-			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.45, "brass", 0.3, "alu", 0.25)}}, LowConfidence, 0},
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.45, "brass", 0.3, "alu", 0.25)}}, LowConfidence, 0, ""},
 		{"small margin", nil,
-			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.54, "brass", 0.46)}}, SmallMargin, 0},
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.54, "brass", 0.46)}}, SmallMargin, 0, ""},
 		{"per-model threshold", func(c *configs.Samples) { c.LowConfidence.PerModel = map[string]float64{"material": 0.97} },
-			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.95, "brass", 0.05)}}, LowConfidence, 0},
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.95, "brass", 0.05)}}, LowConfidence, 0, ""},
 		{"disagreement", nil,
-			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("brass", 0.9, "steel", 0.97, "brass", 0.03)}}, Disagreement, 0},
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("brass", 0.9, "steel", 0.97, "brass", 0.03)}}, Disagreement, 0, ""},
 		{"second detection", nil,
-			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.99, "brass", 0.01), detection("part", 0.8, "steel", 0.3, "brass", 0.29, "alu", 0.41)}}, LowConfidence, 1},
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.99, "brass", 0.01), detection("part", 0.8, "steel", 0.3, "brass", 0.29, "alu", 0.41)}}, LowConfidence, 1, ""},
 		{"rule off", func(c *configs.Samples) { c.SmallMargin.Enabled = false },
-			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.54, "brass", 0.46)}}, "", 0},
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.54, "brass", 0.46)}}, "", 0, ""},
 		{"classifier alone", nil,
-			payload.Prediction{Models: []payload.ModelRef{{Stage: "classifier", Name: "material"}}, Predictions: tags("steel", 0.4, "brass", 0.35, "alu", 0.25)}, LowConfidence, -1},
+			payload.Prediction{Models: []payload.ModelRef{{Stage: "classifier", Name: "material"}}, Predictions: tags("steel", 0.4, "brass", 0.35, "alu", 0.25)}, LowConfidence, -1, ""},
 		{"detector alone", func(c *configs.Samples) { c.LowConfidence.Threshold = 0.7 },
-			payload.Prediction{Models: []payload.ModelRef{{Stage: "detector", Name: "parts"}}, Predictions: []payload.Tag{{TagName: "part", Probability: 0.6, BoundingBox: &payload.Box{}}}}, LowConfidence, 0},
+			payload.Prediction{Models: []payload.ModelRef{{Stage: "detector", Name: "parts"}}, Predictions: []payload.Tag{{TagName: "part", Probability: 0.6, BoundingBox: &payload.Box{}}}}, LowConfidence, 0, ""},
 		{"quality gate", nil,
-			payload.Prediction{Models: twoStage, Quality: payload.Quality{Gate: "fail", Failed: []string{"too_dark"}}}, QualityGate, -1},
+			payload.Prediction{Models: twoStage, Quality: payload.Quality{Gate: "fail", Failed: []string{"too_dark"}}}, QualityGate, -1, ""},
 		{"audit everything", func(c *configs.Samples) { c.Audit.Enabled, c.Audit.Rate = true, 1 },
-			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.95, "brass", 0.05)}}, Audit, 0},
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.95, "brass", 0.05)}}, Audit, 0, ""},
+		{"second level low confidence", nil,
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{routed(detection("part", 0.9, "steel", 0.95, "brass", 0.05), "A", 0.4, "B", 0.35, "C", 0.25)}}, LowConfidence, 0, "A 0.400 under 0.5 (grade, level 2)"},
+		{"second level small margin", nil,
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{routed(detection("part", 0.9, "steel", 0.95, "brass", 0.05), "A", 0.52, "B", 0.48)}}, SmallMargin, 0, "(grade, level 2)"},
+		{"second level sure", nil,
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{routed(detection("part", 0.9, "steel", 0.95, "brass", 0.05), "A", 0.9, "B", 0.1)}}, "", 0, ""},
+		{"first level before second", nil,
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{routed(detection("part", 0.9, "steel", 0.45, "brass", 0.3, "alu", 0.25), "A", 0.4, "B", 0.35, "C", 0.25)}}, LowConfidence, 0, "(material)"},
+		{"classifier alone, routed level", nil,
+			payload.Prediction{Models: []payload.ModelRef{{Stage: "classifier", Name: "material"}}, Predictions: tags("steel", 0.95, "brass", 0.05),
+				Route: &payload.Classification{Model: "grade", Predictions: tags("A", 0.3, "B", 0.25, "C", 0.45)}}, LowConfidence, -1, "(grade, level 2)"},
 		{"sampling off", func(c *configs.Samples) { c.Enabled = false },
-			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.45, "brass", 0.3, "alu", 0.25)}}, "", 0},
+			payload.Prediction{Models: twoStage, Predictions: []payload.Tag{detection("part", 0.9, "steel", 0.45, "brass", 0.3, "alu", 0.25)}}, "", 0, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -75,8 +92,8 @@ func TestRules(t *testing.T) {
 				}
 				return
 			}
-			if len(got) != 1 || got[0].Reason != c.reason || got[0].Detection != c.det || got[0].Detail == "" {
-				t.Fatalf("want %s on detection %d, got %+v", c.reason, c.det, got)
+			if len(got) != 1 || got[0].Reason != c.reason || got[0].Detection != c.det || got[0].Detail == "" || !strings.Contains(got[0].Detail, c.detail) {
+				t.Fatalf("want %s on detection %d (%q), got %+v", c.reason, c.det, c.detail, got)
 			}
 		})
 	}

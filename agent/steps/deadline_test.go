@@ -50,7 +50,7 @@ func TestPartsDecideAtTheLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step := steps.NewParts(env(rec), cc, m, counts)
+	step := steps.NewParts(env(rec), cc, m, counts, nil)
 	// part 1 moves right 0.1 a frame from centre 0.15: it crosses 0.5 into frame 5 (index 4,
 	// centre 0.55). It is red until frame 4, blue after. Part 2 moves left from 0.95 and
 	// crosses into frame 6; part 3 jiggles over the line and back: 0.45, 0.55, 0.45, 0.55.
@@ -126,7 +126,7 @@ func TestPartsCountALandingOnTheLine(t *testing.T) {
 	cc.Lines[0].From, cc.Lines[0].To = configs.Point{0.25, 0}, configs.Point{0.25, 1}
 	cc.Decision.Line = "exit"
 	counts, _ := steps.OpenPartCounts(env(rec), "cam", "", nil, time.Now())
-	step := steps.NewParts(env(rec), cc, nil, counts)
+	step := steps.NewParts(env(rec), cc, nil, counts, nil)
 	at := func(track uint64, left float32) payload.Tag { // 0.25 wide: centres exact in binary
 		d := classified(track, left, "red", 0.9, false, "")
 		d.BoundingBox.Width = 0.25
@@ -157,7 +157,7 @@ func TestPartsDecideInTime(t *testing.T) {
 	cc := lineCamera()
 	cc.Lines, cc.Tracking.MaxMissed = nil, 5
 	cc.Decision.After = 350 * time.Millisecond
-	step := steps.NewParts(env(rec), cc, nil, nil)
+	step := steps.NewParts(env(rec), cc, nil, nil, nil)
 	// part 1 is seen in frames 1-3 (0-200 ms), hidden in frame 4 (300 ms) and decided in
 	// frame 5 (400 ms); part 2 appears in frame 3 and is decided in frame 7 (600 ms).
 	belt(time.Now(), 8, func(i int) []payload.Tag {
@@ -189,7 +189,7 @@ func TestPartsInZones(t *testing.T) {
 	cc := lineCamera()
 	cc.Lines = nil
 	cc.Zones = []configs.Area{{Name: "middle", Points: []configs.Point{{0.3, 0}, {0.7, 0}, {0.7, 1}, {0.3, 1}}}}
-	step := steps.NewParts(env(rec), cc, nil, nil)
+	step := steps.NewParts(env(rec), cc, nil, nil, nil)
 	// part 1 crosses from 0.05 to 0.95 (centres), blue outside the zone and red inside;
 	// part 2 stays at the left edge.
 	belt(time.Now(), 11, func(i int) []payload.Tag {
@@ -221,7 +221,7 @@ func TestPartsInZones(t *testing.T) {
 // is decided from the frames it had, and gets its end event.
 func TestPartsEndAtStop(t *testing.T) {
 	rec := &publish.Recorder{}
-	step := steps.NewParts(env(rec), lineCamera(), nil, nil)
+	step := steps.NewParts(env(rec), lineCamera(), nil, nil, nil)
 	belt(time.Now(), 3, func(i int) []payload.Tag { return []payload.Tag{classified(7, 0.1, "red", 0.9, false, "")} }, step)
 	if evs, _ := publish.Decode[payload.Part](rec, "/parts"); len(evs) != 1 {
 		t.Fatalf("before closing: %+v", evs)
@@ -257,7 +257,7 @@ func FuzzParts(f *testing.F) {
 		cc.Decision = configs.Decision{Line: "exit", After: time.Duration(r.IntN(2000)) * time.Millisecond}
 		counts, _ := steps.OpenPartCounts(env(rec), "cam", "", nil, time.Now())
 		track := steps.NewTrack(cc.Tracking, true, new(atomic.Uint64))
-		step := steps.NewParts(env(rec), cc, nil, counts)
+		step := steps.NewParts(env(rec), cc, nil, counts, nil)
 		belt(time.Now(), int(frames), func(int) []payload.Tag {
 			var out []payload.Tag
 			for range r.IntN(int(perFrame) + 1) {

@@ -165,7 +165,7 @@ func (s *askLLM) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predi
 		}
 		var part partRef
 		if d.TrackID != 0 && s.parts != nil && d.BoundingBox != nil {
-			if !s.parts.wants(d.TrackID, touchesEdge(*d.BoundingBox)) {
+			if !s.parts.wants(d.TrackID, touchesEdge(msg.Width, msg.Height, *d.BoundingBox)) {
 				continue
 			}
 			part = partRef{q: s.parts, track: d.TrackID, above: above(*d, level), box: *d.BoundingBox}

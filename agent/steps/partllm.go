@@ -16,8 +16,8 @@ const (
 )
 
 const (
-	// edgeMargin is how near the frame's edge, as a fraction of the frame, a box touches it:
-	// the part may be only partly in view.
+	// edgeMargin is how near the frame's edge, as a fraction of the frame, a box touches it
+	// when the frame's size is not known (see touchesEdge).
 	edgeMargin = 0.005
 	// edgePatience is how many uncertain frames of a part that touches the frame's edge are
 	// passed over, waiting for it to be wholly in view, before the LLM is asked about one
@@ -177,9 +177,15 @@ func (q *PartQuestions) asked(track uint64) *partQuestion {
 	return &c
 }
 
-// touchesEdge reports whether box b reaches the frame's edge.
-func touchesEdge(b payload.Box) bool {
-	return b.Left <= edgeMargin || b.Top <= edgeMargin || b.Left+b.Width >= 1-edgeMargin || b.Top+b.Height >= 1-edgeMargin
+// touchesEdge reports whether box b (relative) comes within a pixel of the edge of a w x h
+// frame, or within edgeMargin when the size is not known: the part may be cut off. The LLM's
+// question and the part's sample both prefer a frame where it does not.
+func touchesEdge(w, h int, b payload.Box) bool {
+	mx, my := float32(edgeMargin), float32(edgeMargin)
+	if w > 0 && h > 0 {
+		mx, my = 1/float32(w), 1/float32(h)
+	}
+	return b.Left < mx || b.Top < my || b.Left+b.Width > 1-mx || b.Top+b.Height > 1-my
 }
 
 // llmVote puts what the LLM has said about part p on its event ev and returns the final tag

@@ -87,7 +87,7 @@ func newLLMCamera(t *testing.T, srv *httptest.Server) *llmCamera {
 	t.Cleanup(f.Close)
 	return &llmCamera{fb: fb, rec: rec, ended: ended, cc: cc, frame: &pipeline.Frame{Frame: f}, closeSamples: samples.Close,
 		llm:   steps.NewLLM(fb, samples, "cam", models, q),
-		parts: steps.PartsWith(steps.NewParts(e, cc, nil, nil), q, ended)}
+		parts: steps.PartsWith(steps.NewParts(e, cc, nil, nil, nil), q, ended)}
 }
 
 // handle runs one frame through the llm and parts steps, as the camera's goroutine does.

@@ -40,6 +40,19 @@ type parts struct {
 	seen       map[uint64]bool       // scratch: the tracks of the current frame
 	questions  *PartQuestions        // the LLM's answers about parts (nil: none)
 	ended      *EndedParts           // the parts ended, for feedback by partId (nil: none)
+	watch      PartWatcher           // nil: none
+}
+
+// PartWatcher follows the frames of the parts (PartFrames: each part's sample and best
+// frame): the parts step tells it each frame that adds to a part's decision and each part
+// that ended. The parts step closes it.
+type PartWatcher interface {
+	// Seen says that part (its event as it stands) is detection det of msg in frame f. f's
+	// pixels are valid only during the call (f.Frame is nil when there are none).
+	Seen(part *payload.Part, f *pipeline.Frame, msg *payload.Prediction, det int)
+	// Ended says that the part's end event ev was sent.
+	Ended(ev *payload.Part)
+	Close()
 }
 
 type partState struct {
@@ -66,14 +79,14 @@ type evidence struct {
 
 // NewParts returns the step that decides each tracked part of camera cc, or nil when the
 // camera does not track. Each part decided is counted in m (nil: not counted) and in counts
-// (nil: not counted).
-func NewParts(env *Env, cc configs.Camera, m *ops.Metrics, counts *PartCounts) pipeline.Step {
+// (nil: not counted); w (nil: none) is told each part's frames and end.
+func NewParts(env *Env, cc configs.Camera, m *ops.Metrics, counts *PartCounts, w PartWatcher) pipeline.Step {
 	if !cc.Tracks() {
 		return nil
 	}
 	return &parts{env: env, camera: cc.Name, topic: env.Topic("cameras/" + cc.Name + "/parts"), decisions: env.Topic("cameras/" + cc.Name + "/decisions"),
 		maxMissed: cc.Tracking.MaxMissed, thresholds: cc.Pipeline.Thresholds, verdicts: cc.Verdicts, metrics: m, counts: counts,
-		zones: cc.Zones, lines: cc.Lines, deadline: cc.Decision, open: map[uint64]*partState{}, seen: map[uint64]bool{}}
+		zones: cc.Zones, lines: cc.Lines, deadline: cc.Decision, open: map[uint64]*partState{}, seen: map[uint64]bool{}, watch: w}
 }
 
 func (s *parts) Name() string { return "parts" }
@@ -86,7 +99,7 @@ func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predic
 	}
 	now := time.Now()
 	clear(s.seen)
-	for _, d := range msg.Predictions {
+	for i, d := range msg.Predictions {
 		if d.TrackID == 0 || d.BoundingBox == nil {
 			continue
 		}
@@ -109,6 +122,9 @@ func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predic
 			}
 			if !p.decided {
 				p.add(d, msg)
+				if s.watch != nil {
+					s.watch.Seen(&p.ev, f, msg, i)
+				}
 			}
 		}
 		if p.reported {
@@ -143,6 +159,9 @@ func (s *parts) Close() {
 	}
 	if s.counts != nil { // what changed within the last second goes out and to disk now
 		s.counts.Tick(now)
+	}
+	if s.watch != nil { // after the end events: frees what it kept of the parts
+		s.watch.Close()
 	}
 }
 
@@ -300,6 +319,9 @@ func (s *parts) end(p *partState, why string, now time.Time) {
 	ev.Event, ev.Created, ev.Ended, ev.Lines = "end", now.UTC(), why, p.crossed
 	s.send(s.topic, ev)
 	s.remember(ev, p.bestID)
+	if s.watch != nil {
+		s.watch.Ended(&ev)
+	}
 }
 
 // threshold is the per-tag minimum probability of tag (0 when none is set).

@@ -35,7 +35,7 @@ func TestPartsDecideOncePerPart(t *testing.T) {
 	cc.Pipeline.Thresholds = map[string]float64{"Green": 0.8}
 	cc.Verdicts = configs.Verdicts{OK: []string{"Large"}, NOK: []string{"small"}, Default: "nok"}
 	m := ops.NewMetrics(func() ops.Snapshot { return ops.Snapshot{} })
-	step := steps.NewParts(env(rec), cc, m, nil)
+	step := steps.NewParts(env(rec), cc, m, nil, nil)
 	frames := [][]payload.Tag{
 		{classified(1, 0.1, "red", 0.9, false, "large"), classified(2, 0.6, "green", 0.7, false, "")},
 		{classified(1, 0.2, "red", 0.8, false, "large"), classified(2, 0.65, "green", 0.75, false, "")},
@@ -92,7 +92,7 @@ func TestPartsDecideOncePerPart(t *testing.T) {
 	// without verdicts, parts get none
 	rec2 := &publish.Recorder{}
 	cc.Verdicts = configs.DefaultCamera().Verdicts
-	step = steps.NewParts(env(rec2), cc, nil, nil)
+	step = steps.NewParts(env(rec2), cc, nil, nil, nil)
 	step.Handle(context.Background(), &pipeline.Frame{}, prediction("p", 1, classified(9, 0.1, "red", 0.9, false, "")))
 	for range 3 {
 		step.Handle(context.Background(), &pipeline.Frame{}, prediction("p", 2))

@@ -32,6 +32,7 @@ type Samples struct {
 	cfg     configs.Samples
 	sampler *sampling.Sampler  // nil: no rules for this camera
 	hasher  *preprocess.Hasher // with sampler
+	perPart bool               // the rules leave tracked parts to PartFrames, which samples each once
 	sent    ops.Tally
 }
 
@@ -48,12 +49,17 @@ func NewSamples(env *Env, camera string, padding float32, cfg configs.Samples, r
 func (s *Samples) Name() string { return "samples" }
 
 // Handle runs the sampling rules on a processed frame, or one the quality gate skipped, and
-// sends what they admit.
+// sends what they admit. On a camera that tracks, the detections of tracked parts are left
+// out: PartFrames samples each part once, when it ends.
 func (s *Samples) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
 	if s.sampler == nil || msg == nil || (f.Err != nil && !errors.Is(f.Err, pipeline.ErrGated)) {
 		return
 	}
-	for _, c := range s.sampler.Check(msg) {
+	check := s.sampler.Check
+	if s.perPart {
+		check = s.sampler.CheckUntracked
+	}
+	for _, c := range check(msg) {
 		region := s.Region(f.Frame, msg, c.Detection)
 		if !s.sampler.Admit(c.Reason, s.hasher.DHash(f.Mat(), region), time.Now()) {
 			continue

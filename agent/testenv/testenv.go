@@ -250,6 +250,8 @@ func SchemaForTopic(topic string) string {
 		return "sample"
 	case strings.HasSuffix(topic, "/followups"):
 		return "followup"
+	case strings.HasSuffix(topic, "/parts/image"):
+		return "partimage"
 	case strings.HasSuffix(topic, "/parts"):
 		return "part"
 	case strings.HasSuffix(topic, "/decisions"):
