@@ -1,10 +1,10 @@
 package steps
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"slices"
-	"sort"
 	"sync/atomic"
 
 	"github.com/cvedge/cvedge/agent/payload"
@@ -41,6 +41,9 @@ type pair struct {
 	score      float32
 }
 
+// byScore orders pairs by their score, highest first.
+func byScore(a, b pair) int { return cmp.Compare(b.score, a.score) }
+
 // NewTrack returns the tracking step of a camera, or nil when tracking is off or the camera
 // has no detector. ids holds the camera's last trackId and goes on through reloads.
 func NewTrack(cfg configs.Tracking, detector bool, ids *atomic.Uint64) pipeline.Step {
@@ -74,6 +77,8 @@ func aspect(msg *payload.Prediction) float32 {
 func (t *partTracker) frame(dets []payload.Tag, aspect float32) {
 	t.pairs = t.pairs[:0]
 	diag := float32(math.Sqrt(float64(1 + aspect*aspect)))
+	maxJump := float32(t.cfg.MaxJump)
+	jump := maxJump * diag // max_jump in the frame's width
 	for ti, tr := range t.tracks {
 		want := tr.expected()
 		for di := range dets {
@@ -86,12 +91,14 @@ func (t *partTracker) frame(dets []payload.Tag, aspect float32) {
 				continue
 			}
 			dx, dy := centre(*b, want)
-			if d := float32(math.Hypot(float64(dx), float64(dy*aspect))) / diag; d <= float32(t.cfg.MaxJump) {
-				t.pairs = append(t.pairs, pair{di, ti, 1 - d/float32(max(t.cfg.MaxJump, 1e-9))})
+			dy *= aspect
+			if d2 := dx*dx + dy*dy; d2 <= jump*jump { // the root only for the few near enough
+				d := float32(math.Sqrt(float64(d2))) / diag
+				t.pairs = append(t.pairs, pair{di, ti, 1 - d/max(maxJump, 1e-9)})
 			}
 		}
 	}
-	sort.SliceStable(t.pairs, func(i, j int) bool { return t.pairs[i].score > t.pairs[j].score })
+	slices.SortStableFunc(t.pairs, byScore) // no allocation, unlike sort.SliceStable
 	t.taken = slices.Grow(t.taken[:0], len(t.tracks))[:len(t.tracks)]
 	clear(t.taken)
 	for _, p := range t.pairs {
