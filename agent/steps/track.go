@@ -143,7 +143,8 @@ func (tr *partTrack) expected() payload.Box {
 // update moves the track to box, where it was seen now, and measures its velocity (smoothed
 // over the frames, so one jumpy box does not throw it off).
 func (tr *partTrack) update(box payload.Box) {
-	dx, dy := centre(box, tr.box)
+	dx := moved(tr.box.Left, tr.box.Width, box.Left, box.Width)
+	dy := moved(tr.box.Top, tr.box.Height, box.Top, box.Height)
 	n := float32(tr.missed + 1)
 	vx, vy := dx/n, dy/n
 	if tr.seen > 1 {
@@ -151,6 +152,27 @@ func (tr *partTrack) update(box payload.Box) {
 	}
 	tr.vx, tr.vy, tr.box, tr.missed = vx, vy, box, 0
 	tr.seen++
+}
+
+// frameEdge is how near a box's side must come to the frame's edge (in the frame's fraction)
+// to be taken as cut by it.
+const frameEdge = 1e-3
+
+// moved is how far a part went along one axis from the box [a, a+aw) to the box [b, b+bw), in
+// the frame's fraction. A part entering or leaving shows only what is in the frame: the frame
+// cuts its box on one side, and the box's centre moves at half the part's pace. So where the
+// frame cuts either box on one side only, the part moved as the sides on the other side did;
+// elsewhere, as the centre did.
+func moved(a, aw, b, bw float32) float32 {
+	low := a <= frameEdge || b <= frameEdge            // cut by the left (or top) edge
+	high := a+aw >= 1-frameEdge || b+bw >= 1-frameEdge // by the right (or bottom) edge
+	switch {
+	case low && !high:
+		return (b + bw) - (a + aw)
+	case high && !low:
+		return b - a
+	}
+	return (b + bw/2) - (a + aw/2)
 }
 
 // centre is how far the centre of a lies from the centre of b.

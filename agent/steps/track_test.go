@@ -124,6 +124,22 @@ func TestTrackingLeavingAndEntering(t *testing.T) {
 	}
 }
 
+// TestTrackingFastPartEntering: a fast part is hidden for eight frames just after it came in
+// from the left edge. While it entered the frame cut its box, whose centre moved at half its
+// pace; the part is found again where its full pace puts it.
+func TestTrackingFastPartEntering(t *testing.T) {
+	hidden := map[int]bool{}
+	for f := 4; f < 12; f++ {
+		hidden[f] = true
+	}
+	got := runBelt(t, defaultTracking(), 16,
+		beltPart{name: "fast", x: -0.1, y: 0.4, w: 0.1, h: 0.15, vx: 0.06, from: 0, to: 16, missed: hidden},
+	)
+	if len(got["fast"]) != 1 {
+		t.Fatalf("the fast part got %d trackIds (trackId: frames): %v", len(got["fast"]), got["fast"])
+	}
+}
+
 // TestTrackingOff: no step for a camera without a detector, or with tracking off.
 func TestTrackingOff(t *testing.T) {
 	if steps.NewTrack(defaultTracking(), false, new(atomic.Uint64)) != nil {
