@@ -427,3 +427,127 @@ func TestCountsResetAndRestart(t *testing.T) {
 	}
 	col.ValidateAll(t)
 }
+
+// TestPartsOnTheCrowdedBelt runs the crowded video (testdata/demo/crowded.avi): parts at
+// different speeds, one three times faster than the rest; two side by side in the same
+// columns; two that come in touching, one behind the other (the detector sees them as one
+// box until they part); and one that a stop holds for two seconds while another passes over
+// it. One pass decides every part that fully crossed the belt once, with its true colour,
+// no part twice, and every box of a part carries the part's one trackId.
+func TestPartsOnTheCrowdedBelt(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.Cameras[0].Source = testenv.Path("testdata", "demo", "crowded.avi")
+	tr := testenv.VideoTruth(t, "crowded")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	testenv.WaitFor(t, "every frame", 60*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	stop()
+	preds := predictions(t, col, "conveyor")
+
+	// every box that shows one part (IoU 0.5 with its true box) has that part's trackId; a
+	// box over two touching parts shows neither
+	pos := map[uint64]int{}             // frame id -> the video's frame
+	trackOf := map[int]map[uint64]int{} // truth part -> trackIds, with frames
+	partOf := map[uint64]map[int]int{}  // trackId -> truth parts, with frames
+	for _, p := range preds {
+		pos[p.FrameID] = int(*p.SourcePos)
+		for _, d := range p.Predictions {
+			part, ok := partShown(tr, int(*p.SourcePos), d.BoundingBox)
+			if !ok {
+				continue
+			}
+			if trackOf[part] == nil {
+				trackOf[part] = map[uint64]int{}
+			}
+			if partOf[d.TrackID] == nil {
+				partOf[d.TrackID] = map[int]int{}
+			}
+			trackOf[part][d.TrackID]++
+			partOf[d.TrackID][part]++
+		}
+	}
+	for part, tracks := range trackOf {
+		if len(tracks) != 1 {
+			t.Errorf("part %d got %d trackIds (trackId: frames): %v", part, len(tracks), tracks)
+		}
+	}
+	for id, parts := range partOf {
+		if len(parts) != 1 {
+			t.Errorf("trackId %d was given to %d parts (part: frames): %v", id, len(parts), parts)
+		}
+	}
+
+	last, colour := map[int]int{}, map[int]string{} // truth part -> the last frame it is mostly visible in, its colour
+	for _, fr := range tr.Frames {
+		for _, p := range fr.Parts {
+			colour[p.ID] = p.Colour
+			if p.Visible >= 0.5 {
+				last[p.ID] = fr.Index
+			}
+		}
+	}
+	decided := map[int]string{}
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/parts") {
+		var ev payload.Part
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Event != "end" {
+			continue
+		}
+		part, ok := partShown(tr, pos[ev.BestFrameID], ev.BoundingBox)
+		if !ok {
+			t.Errorf("track %d (%d frames, %s) was decided on a box that shows no one part: %+v in frame %d", ev.TrackID, ev.Frames, ev.TagName, *ev.BoundingBox, pos[ev.BestFrameID])
+			continue
+		}
+		if _, twice := decided[part]; twice {
+			t.Errorf("part %d decided twice (track %d the second time)", part, ev.TrackID)
+		}
+		decided[part] = ev.TagName
+		if ev.TagName != colour[part] {
+			t.Errorf("part %d decided %s (votes %v), it is %s", part, ev.TagName, ev.Votes, colour[part])
+		}
+	}
+	crossed := 0
+	for part, at := range last {
+		if at < len(tr.Frames)-cfg.Cameras[0].Tracking.MaxMissed-2 {
+			crossed++
+			if _, ok := decided[part]; !ok {
+				t.Errorf("part %d crossed the belt (last seen in frame %d) and was not decided", part, at)
+			}
+		}
+	}
+	if crossed != len(last) || len(decided) != crossed {
+		t.Fatalf("%d parts in the video, %d crossed, %d decided", len(last), crossed, len(decided))
+	}
+	if !t.Failed() {
+		t.Logf("%d parts crossed the crowded belt, each decided once with its colour and one trackId", crossed)
+	}
+}
+
+// partShown returns the truth part that a box shows: the one whose true box it overlaps by
+// an IoU of 0.5 or more, when it covers no tenth of another part (a box over two parts shows
+// neither).
+func partShown(tr testenv.Truth, frame int, b *payload.Box) (int, bool) {
+	if b == nil {
+		return 0, false
+	}
+	w, h := float64(tr.Width), float64(tr.Height)
+	x1, y1, x2, y2 := float64(b.Left)*w, float64(b.Top)*h, float64(b.Left+b.Width)*w, float64(b.Top+b.Height)*h
+	shown, under := 0, 0
+	for _, p := range tr.Frames[frame].Parts {
+		iw, ih := min(x2, p.Box[0]+p.Box[2])-max(x1, p.Box[0]), min(y2, p.Box[1]+p.Box[3])-max(y1, p.Box[1])
+		if iw <= 0 || ih <= 0 {
+			continue
+		}
+		inter, area := iw*ih, p.Box[2]*p.Box[3]
+		if inter > area/10 {
+			under++
+		}
+		if inter/((x2-x1)*(y2-y1)+area-inter) >= 0.5 {
+			shown = p.ID
+		}
+	}
+	return shown, shown != 0 && under == 1
+}

@@ -3,12 +3,16 @@
 
 Run with Debian's interpreter (python3-onnx, python3-numpy, python3-opencv):
 
-    /usr/bin/python3 testdata/gen_demo.py
+    /usr/bin/python3 testdata/gen_demo.py            # everything
+    /usr/bin/python3 testdata/gen_demo.py crowded    # demo/crowded.* only (numpy and OpenCV)
 
 It writes:
   demo/conveyor.avi          MJPG video, 640x360 at 10 fps: parts of three shapes and four
                              colours passing left to right on a grey belt.
   demo/conveyor.truth.json   per frame, every part: colour, shape and pixel box (clipped).
+  demo/crowded.avi           the same belt, crowded (see CROWDED): parts at different speeds,
+                             side by side, touching, and one that stops for two seconds.
+  demo/crowded.truth.json    its truth, in the format of conveyor.truth.json.
   demo/stills/frame_NNN.jpg  a few frames of the video as JPEG files.
   demo/detector/             a Custom Vision style "General (compact)" YOLO export folder.
   demo/classifier/           a Custom Vision style compact classifier export folder (colour).
@@ -381,6 +385,34 @@ def part_polygon(shape, cx, cy, r):
     raise ValueError(shape)
 
 
+def belt(f, speed):
+    """The empty belt in frame f, its slats moved by speed pixels a frame."""
+    img = np.full((HEIGHT, WIDTH, 3), 72, np.uint8)
+    # belt slats move with the parts; grey only, so they carry no chroma
+    off = (f * speed) % 40
+    for x in range(-40 + off, WIDTH, 40):
+        img[:, max(x, 0):max(x + 3, 0)] = 84
+    img[:22], img[-22:] = 45, 45  # belt edges
+    return img
+
+
+def draw_part(img, p, cx, cy, r):
+    """Draws part p centred at (cx, cy) and returns its truth entry (box clipped to the frame)."""
+    import cv2
+
+    colour = COLOURS[p["colour"]]
+    if p["shape"] == "circle":
+        cv2.circle(img, (cx, cy), r, colour, -1, cv2.LINE_AA)
+    else:
+        cv2.fillPoly(img, [part_polygon(p["shape"], cx, cy, r).astype(np.int32)], colour, cv2.LINE_AA)
+    x1, x2 = max(cx - r, 0), min(cx + r + 1, WIDTH)
+    return {
+        "id": p["id"], "colour": p["colour"], "shape": p["shape"],
+        "box": [x1, cy - r, x2 - x1, 2 * r + 1],
+        "visible": round((x2 - x1) / (2 * r + 1), 3),
+    }
+
+
 def build_video(path, truth_path, parts=9, spacing=300, speed=20):
     import cv2
 
@@ -403,28 +435,13 @@ def build_video(path, truth_path, parts=9, spacing=300, speed=20):
     noise = rng.integers(-4, 5, size=(HEIGHT, WIDTH, 1)).astype(np.int16)
     truth = {"width": WIDTH, "height": HEIGHT, "fps": FPS, "frames": []}
     for f in range(frames):
-        img = np.full((HEIGHT, WIDTH, 3), 72, np.uint8)
-        # belt slats move with the parts; grey only, so they carry no chroma
-        off = (f * speed) % 40
-        for x in range(-40 + off, WIDTH, 40):
-            img[:, max(x, 0):max(x + 3, 0)] = 84
-        img[:22], img[-22:] = 45, 45  # belt edges
+        img = belt(f, speed)
         items = []
         for p in plan:
             cx, cy, r = p["x0"] + f * speed, p["cy"], p["r"]
             if cx + r < 0 or cx - r >= WIDTH:
                 continue
-            colour = COLOURS[p["colour"]]
-            if p["shape"] == "circle":
-                cv2.circle(img, (cx, cy), r, colour, -1, cv2.LINE_AA)
-            else:
-                cv2.fillPoly(img, [part_polygon(p["shape"], cx, cy, r).astype(np.int32)], colour, cv2.LINE_AA)
-            x1, x2 = max(cx - r, 0), min(cx + r + 1, WIDTH)
-            items.append({
-                "id": p["id"], "colour": p["colour"], "shape": p["shape"],
-                "box": [x1, cy - r, x2 - x1, 2 * r + 1],
-                "visible": round((x2 - x1) / (2 * r + 1), 3),
-            })
+            items.append(draw_part(img, p, cx, cy, r))
         img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
         writer.write(img)
         if f in STILLS:
@@ -436,8 +453,77 @@ def build_video(path, truth_path, parts=9, spacing=300, speed=20):
         json.dump(truth, fh, indent=1)
         fh.write("\n")
 
+# The crowded belt: what a tracker finds hard, part by part. y is the row a part rides in;
+# speeds are pixels a frame (at 10 fps), the belt's pace being 14; a part with several runs
+# changes speed at each run's first frame, and speed 0 is a stop.
+CROWDED = [
+    # 1 and 2 ride side by side in the same columns, at the top and at the bottom of the belt
+    {"id": 1, "colour": "red", "shape": "circle", "r": 40, "cy": 84, "enter": 0, "x0": -45, "runs": [(0, 14)]},
+    {"id": 2, "colour": "blue", "shape": "square", "r": 38, "cy": 272, "enter": 0, "x0": -60, "runs": [(0, 14)]},
+    # 3 follows 2; a stop holds it in the middle of the belt for 20 frames (two seconds)
+    {"id": 3, "colour": "green", "shape": "square", "r": 40, "cy": 250, "enter": 18, "x0": -45,
+     "runs": [(18, 14), (43, 0), (63, 14)]},
+    # 4 is the fast one, three times the belt's pace: it passes 3 while 3 is stopped, in the
+    # row just above it, its side touching 3's side as it goes by
+    {"id": 4, "colour": "yellow", "shape": "square", "r": 40, "cy": 169, "enter": 45, "x0": -45, "runs": [(45, 44)]},
+]
+CROWDED_FRAMES = 104
+
+
+def crowded_x(p, f):
+    """The centre column of crowded part p in frame f (None before it enters)."""
+    if f < p["enter"]:
+        return None
+    x = p["x0"]
+    for g in range(p["enter"], f):
+        x += [v for start, v in p["runs"] if start <= g][-1]
+    return x
+
+
+def build_crowded(path, truth_path):
+    """A harder belt for the tracker and the per-part decision, with the models of the demo:
+    parts at different speeds (one more than three times faster than the rest), two parts
+    touching, parts in the same columns in the two lanes, and a part standing still for two
+    seconds.
+
+    Where two parts are near, the demo detector's 5x5-cell windows reach over both. Two parts
+    touching one behind the other are always one box to it, and while they part it also gives,
+    for a frame or two, a third box over both beside each one's own: a part that no tracker
+    could tell from a real one. Touching side by side (rows 81 px apart), as 4 and 3 do, it
+    sees them as one box or neither for the few frames they are near, and never a box beside
+    theirs. The truth gives each part's own box, so a box over two parts matches neither."""
+    import cv2
+
+    rng = np.random.default_rng(15)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        sys.exit("cannot open a MJPG video writer")
+    noise = rng.integers(-4, 5, size=(HEIGHT, WIDTH, 1)).astype(np.int16)
+    truth = {"width": WIDTH, "height": HEIGHT, "fps": FPS, "frames": []}
+    for f in range(CROWDED_FRAMES):
+        img = belt(f, 14)
+        items = []
+        for p in CROWDED:
+            cx, cy, r = crowded_x(p, f), p["cy"], p["r"]
+            if cx is None or cx + r < 0 or cx - r >= WIDTH:
+                continue
+            items.append(draw_part(img, p, cx, cy, r))
+        img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        writer.write(img)
+        truth["frames"].append({"index": f, "parts": items})
+    writer.release()
+    with open(truth_path, "w") as fh:
+        json.dump(truth, fh, indent=1)
+        fh.write("\n")
+
 
 def main():
+    if sys.argv[1:] == ["crowded"]:
+        build_crowded(os.path.join(DEMO, "crowded.avi"), os.path.join(DEMO, "crowded.truth.json"))
+        print("wrote", os.path.join(DEMO, "crowded.avi"))
+        return
+    if sys.argv[1:]:
+        sys.exit("usage: gen_demo.py [crowded]")
     build_detector(os.path.join(DEMO, "detector"))
     build_colour_classifier(os.path.join(DEMO, "classifier"))
     build_shape_classifier(os.path.join(DEMO, "shape"))
@@ -450,6 +536,7 @@ def main():
     # a second iteration of the colour classifier whose tags say which iteration answered
     build_colour_classifier(os.path.join(MODELS, "classifier-v2"), name="colour-v2", tag_suffix="_v2")
     build_video(os.path.join(DEMO, "conveyor.avi"), os.path.join(DEMO, "conveyor.truth.json"))
+    build_crowded(os.path.join(DEMO, "crowded.avi"), os.path.join(DEMO, "crowded.truth.json"))
     print("wrote", DEMO, "and", MODELS)
 
 

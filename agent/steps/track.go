@@ -1,10 +1,10 @@
 package steps
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"slices"
-	"sort"
 	"sync/atomic"
 
 	"github.com/cvedge/cvedge/agent/payload"
@@ -41,6 +41,9 @@ type pair struct {
 	score      float32
 }
 
+// byScore orders pairs by their score, highest first.
+func byScore(a, b pair) int { return cmp.Compare(b.score, a.score) }
+
 // NewTrack returns the tracking step of a camera, or nil when tracking is off or the camera
 // has no detector. ids holds the camera's last trackId and goes on through reloads.
 func NewTrack(cfg configs.Tracking, detector bool, ids *atomic.Uint64) pipeline.Step {
@@ -74,6 +77,8 @@ func aspect(msg *payload.Prediction) float32 {
 func (t *partTracker) frame(dets []payload.Tag, aspect float32) {
 	t.pairs = t.pairs[:0]
 	diag := float32(math.Sqrt(float64(1 + aspect*aspect)))
+	maxJump := float32(t.cfg.MaxJump)
+	jump := maxJump * diag // max_jump in the frame's width
 	for ti, tr := range t.tracks {
 		want := tr.expected()
 		for di := range dets {
@@ -86,12 +91,14 @@ func (t *partTracker) frame(dets []payload.Tag, aspect float32) {
 				continue
 			}
 			dx, dy := centre(*b, want)
-			if d := float32(math.Hypot(float64(dx), float64(dy*aspect))) / diag; d <= float32(t.cfg.MaxJump) {
-				t.pairs = append(t.pairs, pair{di, ti, 1 - d/float32(max(t.cfg.MaxJump, 1e-9))})
+			dy *= aspect
+			if d2 := dx*dx + dy*dy; d2 <= jump*jump { // the root only for the few near enough
+				d := float32(math.Sqrt(float64(d2))) / diag
+				t.pairs = append(t.pairs, pair{di, ti, 1 - d/max(maxJump, 1e-9)})
 			}
 		}
 	}
-	sort.SliceStable(t.pairs, func(i, j int) bool { return t.pairs[i].score > t.pairs[j].score })
+	slices.SortStableFunc(t.pairs, byScore) // no allocation, unlike sort.SliceStable
 	t.taken = slices.Grow(t.taken[:0], len(t.tracks))[:len(t.tracks)]
 	clear(t.taken)
 	for _, p := range t.pairs {
@@ -136,7 +143,8 @@ func (tr *partTrack) expected() payload.Box {
 // update moves the track to box, where it was seen now, and measures its velocity (smoothed
 // over the frames, so one jumpy box does not throw it off).
 func (tr *partTrack) update(box payload.Box) {
-	dx, dy := centre(box, tr.box)
+	dx := moved(tr.box.Left, tr.box.Width, box.Left, box.Width)
+	dy := moved(tr.box.Top, tr.box.Height, box.Top, box.Height)
 	n := float32(tr.missed + 1)
 	vx, vy := dx/n, dy/n
 	if tr.seen > 1 {
@@ -144,6 +152,27 @@ func (tr *partTrack) update(box payload.Box) {
 	}
 	tr.vx, tr.vy, tr.box, tr.missed = vx, vy, box, 0
 	tr.seen++
+}
+
+// frameEdge is how near a box's side must come to the frame's edge (in the frame's fraction)
+// to be taken as cut by it.
+const frameEdge = 1e-3
+
+// moved is how far a part went along one axis from the box [a, a+aw) to the box [b, b+bw), in
+// the frame's fraction. A part entering or leaving shows only what is in the frame: the frame
+// cuts its box on one side, and the box's centre moves at half the part's pace. So where the
+// frame cuts either box on one side only, the part moved as the sides on the other side did;
+// elsewhere, as the centre did.
+func moved(a, aw, b, bw float32) float32 {
+	low := a <= frameEdge || b <= frameEdge            // cut by the left (or top) edge
+	high := a+aw >= 1-frameEdge || b+bw >= 1-frameEdge // by the right (or bottom) edge
+	switch {
+	case low && !high:
+		return (b + bw) - (a + aw)
+	case high && !low:
+		return b - a
+	}
+	return (b + bw/2) - (a + aw/2)
 }
 
 // centre is how far the centre of a lies from the centre of b.

@@ -2,6 +2,8 @@ package steps_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
@@ -122,6 +124,22 @@ func TestTrackingLeavingAndEntering(t *testing.T) {
 	}
 }
 
+// TestTrackingFastPartEntering: a fast part is hidden for eight frames just after it came in
+// from the left edge. While it entered the frame cut its box, whose centre moved at half its
+// pace; the part is found again where its full pace puts it.
+func TestTrackingFastPartEntering(t *testing.T) {
+	hidden := map[int]bool{}
+	for f := 4; f < 12; f++ {
+		hidden[f] = true
+	}
+	got := runBelt(t, defaultTracking(), 16,
+		beltPart{name: "fast", x: -0.1, y: 0.4, w: 0.1, h: 0.15, vx: 0.06, from: 0, to: 16, missed: hidden},
+	)
+	if len(got["fast"]) != 1 {
+		t.Fatalf("the fast part got %d trackIds (trackId: frames): %v", len(got["fast"]), got["fast"])
+	}
+}
+
 // TestTrackingOff: no step for a camera without a detector, or with tracking off.
 func TestTrackingOff(t *testing.T) {
 	if steps.NewTrack(defaultTracking(), false, new(atomic.Uint64)) != nil {
@@ -160,4 +178,45 @@ func FuzzTracking(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkTrack times the tracking step on a belt with 5 and with 30 parts in view: rows of
+// parts at a pace of their own, each part leaving on the right while a new one enters on the
+// left, so tracks start and end as on a line; boxes are clipped to the frame, as the pipeline
+// gives them. One op is one frame.
+func BenchmarkTrack(b *testing.B) {
+	for _, n := range []int{5, 30} {
+		b.Run(fmt.Sprintf("boxes=%d", n), func(b *testing.B) {
+			const frames, w = 200, 0.08
+			rows := max(1, n/5)
+			cols := n / rows
+			h := min(0.12, 0.8/float32(rows))
+			boxes := make([][]payload.Box, frames) // by frame
+			for f := range boxes {
+				for i := range n {
+					row, col := i%rows, i/rows
+					pace := 0.01 + 0.004*float32(row)
+					// from just outside on the left to the right edge, then again as a new part
+					x := float32(math.Mod(float64((float32(col)+0.3*float32(row))*(1+w)/float32(cols)+pace*float32(f)), 1+w)) - w
+					y := 0.05 + 0.9*float32(row)/float32(rows)
+					if x1, x2 := max(x, 0), min(x+w, 1); x2 > x1 {
+						boxes[f] = append(boxes[f], payload.Box{Left: x1, Top: y, Width: x2 - x1, Height: h})
+					}
+				}
+			}
+			step := steps.NewTrack(defaultTracking(), true, new(atomic.Uint64))
+			msg := &payload.Prediction{Width: 640, Height: 360, Predictions: make([]payload.Tag, 0, n)}
+			ctx, frame := context.Background(), &pipeline.Frame{}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				bs := boxes[i%frames]
+				msg.Predictions = msg.Predictions[:0]
+				for k := range bs {
+					msg.Predictions = append(msg.Predictions, payload.Tag{TagName: "part", Probability: 0.9, BoundingBox: &bs[k]})
+				}
+				step.Handle(ctx, frame, msg)
+			}
+		})
+	}
 }

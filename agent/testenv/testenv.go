@@ -266,8 +266,8 @@ func SchemaForTopic(topic string) string {
 	return ""
 }
 
-// Truth is the demo video's ground truth, testdata/demo/conveyor.truth.json, written by
-// testdata/gen_demo.py.
+// Truth is a demo video's ground truth, testdata/demo/<video>.truth.json (conveyor, crowded),
+// written by testdata/gen_demo.py.
 type Truth struct {
 	Width, Height int
 	Frames        []struct {
@@ -285,13 +285,19 @@ type Truth struct {
 // DemoTruth reads the demo video's ground truth.
 func DemoTruth(tb testing.TB) Truth {
 	tb.Helper()
-	raw, err := os.ReadFile(Path("testdata", "demo", "conveyor.truth.json"))
+	return VideoTruth(tb, "conveyor")
+}
+
+// VideoTruth reads the ground truth of testdata/demo/<video>.avi.
+func VideoTruth(tb testing.TB, video string) Truth {
+	tb.Helper()
+	raw, err := os.ReadFile(Path("testdata", "demo", video+".truth.json"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var tr Truth
 	if err := json.Unmarshal(raw, &tr); err != nil {
-		tb.Fatalf("conveyor.truth.json: %v", err)
+		tb.Fatalf("%s.truth.json: %v", video, err)
 	}
 	return tr
 }

@@ -1,7 +1,8 @@
 // Package bench is `cvedge bench`: it measures, in one run on one machine, the models alone,
-// the pipeline, the pipeline publishing to an embedded broker, and a whole agent running
-// several realtime cameras. It uses the public API of the pipeline and the daemon only, and
-// reports figures; it asserts none.
+// the pipeline, the pipeline publishing to an embedded broker, the tracking steps on the
+// pipeline's detections, and a whole agent running several realtime cameras. It uses the
+// public API of the pipeline, the steps and the daemon only, and reports figures; it asserts
+// none.
 package bench
 
 import (
@@ -28,6 +29,7 @@ import (
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/agent/steps"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
@@ -128,6 +130,27 @@ type Report struct {
 	// Decisions are the parts the cameras decided at a line across the middle of the frame
 	// (or otherwise), with the latency a reject gate sees (cameras with a detector).
 	Decisions []DecisionBench `json:"decisions,omitempty"`
+	// Tracking is what following the parts costs (with a detector only).
+	Tracking *TrackingBench `json:"tracking,omitempty"`
+}
+
+// TrackingBench is the time and the Go heap allocations per frame of the track step
+// (cameras[].tracking at its defaults) and of the parts step after it (start and end events,
+// each part's decision, its JSON; sent nowhere), on the detections of the pipeline's frames,
+// beside the detector's own time per frame.
+type TrackingBench struct {
+	// Passes is how many times the steps went over the pipeline's frames, each time from the
+	// start with new steps.
+	Passes int `json:"passes"`
+	// TrackMs and PartsMs are each step's mean time per frame, in milliseconds.
+	TrackMs float64 `json:"trackMs"`
+	PartsMs float64 `json:"partsMs"`
+	// TrackOfDetector and PartsOfDetector are those times divided by the detector's mean time
+	// per call alone (onnxruntime, batch 1).
+	TrackOfDetector     float64 `json:"trackOfDetector"`
+	PartsOfDetector     float64 `json:"partsOfDetector"`
+	TrackAllocsPerFrame float64 `json:"trackAllocsPerFrame"`
+	PartsAllocsPerFrame float64 `json:"partsAllocsPerFrame"`
 }
 
 // Run measures the models alone, the pipeline, and the pipeline publishing to an embedded
@@ -220,7 +243,7 @@ type rawJob struct {
 // so that a machine that slows down or speeds up between runs shows in both sides of the
 // efficiency.
 func measure(ctx context.Context, o Options, det, cls *stage, rep *Report) error {
-	crops, err := benchPipeline(ctx, o, det.pipelineStage(), cls.pipelineStage(), rep)
+	crops, msgs, err := benchPipeline(ctx, o, det.pipelineStage(), cls.pipelineStage(), rep)
 	if err != nil {
 		return err
 	}
@@ -235,10 +258,13 @@ func measure(ctx context.Context, o Options, det, cls *stage, rep *Report) error
 		return err
 	}
 	var modelTime time.Duration
-	for _, j := range jobs {
+	for k, j := range jobs {
 		t := rawTiming(j.m.Info.Name, j.batch, j.calls)
 		rep.Raw = append(rep.Raw, t)
 		modelTime += time.Duration(float64(j.weight) * t.MeanMs * float64(time.Millisecond))
+		if k == 0 && det != nil { // the detector, at batch 1
+			rep.Tracking = benchTracking(o, msgs, t.MeanMs)
+		}
 	}
 	if modelTime > 0 {
 		rep.ModelBoundFPS = payload.Round(float64(rep.Frames)/modelTime.Seconds(), 2)
@@ -303,11 +329,11 @@ func benchSource(o Options, name string) (*camera.Camera, error) {
 }
 
 // benchPipeline runs Frames frames through the pipeline and the JSON encoding; it returns
-// the crops per frame.
-func benchPipeline(ctx context.Context, o Options, det, cls pipeline.Stage, rep *Report) ([]int, error) {
+// the crops per frame and the messages of the frames (after the warm-up).
+func benchPipeline(ctx context.Context, o Options, det, cls pipeline.Stage, rep *Report) ([]int, []*payload.Prediction, error) {
 	cam, err := benchSource(o, "bench")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cam.Start(ctx)
 	defer cam.Close()
@@ -320,6 +346,8 @@ func benchPipeline(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 		stages[k] = make([]float64, 0, o.Frames)
 	}
 	crops := make([]int, 0, o.Frames)
+	// kept for the tracking steps: a message's parts are never reused by the pipeline
+	msgs := make([]*payload.Prediction, 0, o.Frames)
 	var detections int
 	const warm = 10
 	var ms0, ms1 runtime.MemStats
@@ -348,12 +376,13 @@ func benchPipeline(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 			n = 1
 		}
 		crops = append(crops, n)
+		msgs = append(msgs, msg)
 		if det != nil {
 			detections += len(msg.Predictions)
 		}
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	wall := time.Since(start)
 	runtime.ReadMemStats(&ms1)
@@ -371,8 +400,77 @@ func benchPipeline(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 	p.DetectionsPerFrame = payload.Round(float64(detections)/float64(o.Frames), 2)
 	p.AllocsPerFrame = payload.Round(float64(ms1.Mallocs-ms0.Mallocs)/float64(o.Frames), 1)
 	p.BytesPerFrame = payload.Round(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(o.Frames), 0)
-	return crops, nil
+	return crops, msgs, nil
 }
+
+// trackingFrames is about how many frames the tracking steps are timed on: the pipeline's
+// frames, gone over as many times as it takes.
+const trackingFrames = 3000
+
+// benchTracking times the track step and the parts step on the messages of the pipeline's
+// frames, in order, as a camera runs them: each pass with new steps and no trackIds set.
+// detectorMs is the detector's own time per frame.
+func benchTracking(o Options, msgs []*payload.Prediction, detectorMs float64) *TrackingBench {
+	if len(msgs) == 0 {
+		return nil
+	}
+	cc := configs.DefaultCamera()
+	cc.Name, cc.Pipeline.Detector = "bench", "detector"
+	env := &steps.Env{Agent: "bench", Boot: "bench", Prefix: "cvedge/bench", Pub: discard{}, Log: o.Log}
+	passes := max(1, trackingFrames/len(msgs))
+	var trackTime, partsTime time.Duration
+	var trackAllocs, partsAllocs uint64
+	var ms0, ms1, ms2 runtime.MemStats
+	f := &pipeline.Frame{}
+	ctx := context.Background()
+	for range passes {
+		for _, m := range msgs {
+			for k := range m.Predictions {
+				m.Predictions[k].TrackID = 0
+			}
+		}
+		track, parts := steps.NewTrack(cc.Tracking, true, new(atomic.Uint64)), steps.NewParts(env, cc, nil, nil, nil)
+		runtime.ReadMemStats(&ms0)
+		t0 := time.Now()
+		for _, m := range msgs {
+			track.Handle(ctx, f, m)
+		}
+		t1 := time.Now()
+		runtime.ReadMemStats(&ms1)
+		t2 := time.Now()
+		for _, m := range msgs {
+			parts.Handle(ctx, f, m)
+		}
+		t3 := time.Now()
+		runtime.ReadMemStats(&ms2)
+		trackTime += t1.Sub(t0)
+		partsTime += t3.Sub(t2)
+		trackAllocs += ms1.Mallocs - ms0.Mallocs
+		partsAllocs += ms2.Mallocs - ms1.Mallocs
+	}
+	frames := float64(passes * len(msgs))
+	trackMs, partsMs := float64(trackTime)/float64(time.Millisecond)/frames, float64(partsTime)/float64(time.Millisecond)/frames
+	tb := &TrackingBench{Passes: passes, TrackMs: payload.Round(trackMs, 6), PartsMs: payload.Round(partsMs, 6),
+		TrackAllocsPerFrame: payload.Round(float64(trackAllocs)/frames, 2),
+		PartsAllocsPerFrame: payload.Round(float64(partsAllocs)/frames, 2)}
+	if detectorMs > 0 {
+		tb.TrackOfDetector, tb.PartsOfDetector = significant(trackMs/detectorMs), significant(partsMs/detectorMs)
+	}
+	return tb
+}
+
+// significant rounds v to three significant digits.
+func significant(v float64) float64 {
+	if v == 0 {
+		return 0
+	}
+	return payload.Round(v, 2-int(math.Floor(math.Log10(math.Abs(v)))))
+}
+
+// discard takes the parts' events and sends them nowhere.
+type discard struct{}
+
+func (discard) Send(publish.Message) {}
 
 // benchStream runs n frames of cam through pl as the agent does (Stream) and gives each
 // message, with its JSON, to use. It stops at the first error.
@@ -660,6 +758,11 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "| Go heap allocations per frame (pipeline and JSON) | %.1f (%.0f bytes) |\n", p.AllocsPerFrame, p.BytesPerFrame)
 	fmt.Fprintf(&b, "| peak RSS (one pipeline, its models, the broker) | %.1f MB |\n", r.PeakRSSMB)
 	fmt.Fprintf(&b, "| of the resident memory then: private, file-backed (shared libraries) | %.1f MB, %.1f MB |\n", r.AnonRSSMB, r.FileRSSMB)
+	if t := r.Tracking; t != nil {
+		fmt.Fprintf(&b, "| tracking (track step) per frame, and of the detector's time | %.2f µs, %.2g %% |\n", t.TrackMs*1000, t.TrackOfDetector*100)
+		fmt.Fprintf(&b, "| parts (decisions, events) per frame, and of the detector's time | %.2f µs, %.2g %% |\n", t.PartsMs*1000, t.PartsOfDetector*100)
+		fmt.Fprintf(&b, "| Go heap allocations per frame: track step, parts step | %.2f, %.2f |\n", t.TrackAllocsPerFrame, t.PartsAllocsPerFrame)
+	}
 	if len(r.Cameras) > 0 {
 		b.WriteString("\n| realtime camera | processed fps | dropped | queue p50 ms | queue p99 ms |\n|---|---|---|---|---|\n")
 		for _, c := range r.Cameras {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -60,6 +61,48 @@ func TestProgress(t *testing.T) {
 	o.Progress, o.Cameras = nil, 0
 	if _, err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTrackingCost: with a detector, the report has the time and the allocations per frame of
+// the track and parts steps on the pipeline's frames, over enough passes, as a share of the
+// detector's own time, and the tables show them; a classifier alone has nothing to track.
+func TestTrackingCost(t *testing.T) {
+	if _, err := models.FindLibrary(""); err != nil {
+		testenv.Missing(t, "onnxruntime: %v", err)
+	}
+	o := Options{Detector: testenv.Path("testdata", "demo", "detector"), Classifier: testenv.Path("testdata", "demo", "classifier"),
+		Source: testenv.Path("testdata", "demo", "conveyor.avi"), Frames: 30, Runtime: configs.Default().ONNXRuntime}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := rep.Tracking
+	if tr == nil {
+		t.Fatal("no tracking figures with a detector")
+	}
+	if tr.Passes != 100 || tr.TrackMs <= 0 || tr.PartsMs <= 0 || tr.TrackAllocsPerFrame < 0 || tr.PartsAllocsPerFrame <= 0 {
+		t.Errorf("tracking %+v", tr)
+	}
+	det := rep.Raw[0].MeanMs
+	for name, c := range map[string][2]float64{"track": {tr.TrackMs, tr.TrackOfDetector}, "parts": {tr.PartsMs, tr.PartsOfDetector}} {
+		if want := c[0] / det; math.Abs(c[1]-want) > want/50+1e-6 {
+			t.Errorf("%s: %v ms a frame is %v of the detector's %v ms, not %v", name, c[0], c[1], det, want)
+		}
+	}
+	md := rep.Markdown()
+	for _, row := range []string{"| tracking (track step) per frame", "| parts (decisions, events) per frame", "track step, parts step |"} {
+		if !strings.Contains(md, row) {
+			t.Errorf("no %q row in\n%s", row, md)
+		}
+	}
+
+	o.Detector, o.Frames = "", 4
+	if rep, err = Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Tracking != nil || strings.Contains(rep.Markdown(), "tracking") {
+		t.Errorf("tracking figures without a detector: %+v", rep.Tracking)
 	}
 }
 
