@@ -4,7 +4,7 @@
 #
 #   1. cvedge bench on the demo: the models alone, the pipeline, end to end over MQTT,
 #      efficiency, allocations, memory, and 4 realtime cameras at 10 fps;
-#   2. the Go benchmarks of preprocessing, YOLO decode and NMS, and the pipeline.
+#   2. the Go benchmarks of preprocessing, YOLO decode and NMS, the pipeline and the tracker.
 #
 # Run it on an otherwise idle machine: the figures are ratios measured in one run, but a
 # busy machine still blurs them. BENCH_FRAMES, BENCH_CAMERAS, BENCH_FPS and BENCH_SECONDS
@@ -31,8 +31,8 @@ echo "bench: cvedge bench on the demo ($frames frames, then $cameras cameras at 
 	--cameras "$cameras" --fps "$fps" --seconds "$seconds" \
 	--markdown "$work/report.md" --json >"$work/report.json"
 
-echo "bench: Go benchmarks (preprocess, models, pipeline)" >&2
-CGO_ENABLED=1 $GO test -run '^$' -bench . -benchmem -count 1 ./preprocess ./models ./agent/pipeline | tee "$work/go.txt" >&2
+echo "bench: Go benchmarks (preprocess, models, pipeline, tracking)" >&2
+CGO_ENABLED=1 $GO test -run '^$' -bench . -benchmem -count 1 ./preprocess ./models ./agent/pipeline ./agent/steps | tee "$work/go.txt" >&2
 
 {
 	echo "<!-- bench:begin (written by make bench on $(date -u +%Y-%m-%d); do not edit by hand) -->"

@@ -59,7 +59,9 @@ type partState struct {
 	ev       payload.Part // the start event's fields; the decision's once decided
 	reported bool         // it was in a zone: it has events
 	decided  bool
-	bestID   string // the prediction id of the decision's best frame (for feedback by partId)
+	bestID   string    // the prediction id of the decision's best frame (for feedback by partId)
+	last     time.Time // LastSeen's
+	scratch  []string  // the path of the frame being added
 	missed   int
 	off      []configs.Point      // by line: its centre when last seen off that line
 	crossed  map[string]string    // the lines it crossed, with the way
@@ -180,8 +182,8 @@ func (s *parts) start(p *partState, d payload.Tag, msg *payload.Prediction) {
 func (p *partState) seen(msg *payload.Prediction) {
 	p.ev.Frames++
 	p.ev.LastFrameID = msg.FrameID
-	at := msg.Captured
-	p.ev.LastSeen = &at
+	p.last = msg.Captured
+	p.ev.LastSeen = &p.last // the part's own: no allocation per frame
 }
 
 // cross counts the lines that part p crossed on its way to (x, y), once per line, and
@@ -214,15 +216,16 @@ func (s *parts) cross(p *partState, x, y float64, now time.Time) {
 
 // add counts one frame of the part: the final tag of its detection, with its confidence.
 func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
-	tag, prob, path := final(d)
+	tag, prob, path := finalPath(d, p.scratch[:0])
 	e, ok := p.tags[tag]
 	if !ok {
 		e = &evidence{}
 		p.tags[tag] = e
 	}
+	p.scratch = path
 	e.sum += prob
 	e.frames++
-	e.path = path
+	e.path = append(e.path[:0], path...) // the part's frames reuse their arrays
 	if !ok || prob > e.best {
 		e.best, e.bestAt, e.bestID, e.box = prob, msg.FrameID, msg.ID, *d.BoundingBox
 	}
@@ -231,7 +234,12 @@ func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
 // final is the deepest certain answer about a detection: its tag, confidence and the tags
 // on the way. An uncertain level (under its threshold) is not followed.
 func final(d payload.Tag) (tag string, prob float32, path []string) {
-	tag, prob, path = d.TagName, d.Probability, []string{d.TagName}
+	return finalPath(d, nil)
+}
+
+// finalPath is final, with the path appended to dst (to reuse its array).
+func finalPath(d payload.Tag, dst []string) (tag string, prob float32, path []string) {
+	tag, prob, path = d.TagName, d.Probability, append(dst, d.TagName)
 	for c := d.Classification; c != nil && len(c.Predictions) > 0; c = c.Next {
 		if c.Uncertain {
 			return Unknown, c.Predictions[0].Probability, append(path, Unknown)

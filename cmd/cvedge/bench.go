@@ -29,8 +29,10 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: "Measure, in one run: onnxruntime's own time per call for each model (a tight loop); the full pipeline\n" +
 			"(capture, decode, preprocess, detect, crop, classify, JSON) with per-stage p50 and p99; the pipeline publishing\n" +
 			"to an embedded MQTT broker; the efficiency (end-to-end throughput divided by what the raw model times allow for\n" +
-			"the same work); Go heap allocations per frame; peak RSS; and, with --cameras, several realtime cameras sharing\n" +
-			"the models. Timings are measured, never asserted.\n\n" +
+			"the same work); Go heap allocations per frame; peak RSS; with a detector, what tracking the parts and deciding\n" +
+			"them costs per frame; and, with --cameras, several realtime cameras sharing the models, each deciding its parts\n" +
+			"at a line across the middle of the frame, with the latency from the part's last frame to its decision's\n" +
+			"arrival at a subscriber. Timings are measured, never asserted.\n\n" +
 			"Reads the models and the source (a video file or an image folder, looped as needed); starts its own MQTT broker\n" +
 			"on a free loopback port; writes the report to stdout (tables, or --json), the tables also to --markdown, and\n" +
 			"the profiles to --cpuprofile and --memprofile. On a terminal it shows the progress of each phase (pipeline\n" +
