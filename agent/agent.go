@@ -13,9 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -211,13 +209,16 @@ func (a *Agent) countsOf(cc configs.Camera, cfg *configs.Config) *steps.PartCoun
 	return pc
 }
 
-// countsNow returns the part counts of every camera that tracked parts since the start.
+// countsNow returns the part counts of the cameras that track parts now (a camera a reload
+// removed, or whose tracking it turned off, keeps its counts until it is back, unpublished).
 func (a *Agent) countsNow() []*steps.PartCounts {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	out := make([]*steps.PartCounts, 0, len(a.partCounts))
-	for _, name := range slices.Sorted(maps.Keys(a.partCounts)) {
-		out = append(out, a.partCounts[name])
+	for _, r := range a.runs {
+		if pc, ok := a.partCounts[r.cam.Name()]; ok && r.cfg.Tracks() {
+			out = append(out, pc)
+		}
 	}
 	return out
 }
