@@ -516,6 +516,9 @@ func openSource(src Source, cfg configs.Camera, log *slog.Logger) (grabber, erro
 		}
 		vc, err = gocv.VideoCaptureFileWithAPI(src.Target, gocv.VideoCaptureGstreamer)
 	case KindStream:
+		if rtspViaGStreamer(src, cfg) {
+			return openRTSP(src, cfg) // rtsp.transport tcp or udp: per camera (rtsp.go)
+		}
 		ffmpegTimeouts()
 		vc, err = gocv.VideoCaptureFileWithAPI(src.Target, gocv.VideoCaptureFFmpeg)
 	default:

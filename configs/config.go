@@ -353,6 +353,8 @@ type Camera struct {
 	// Device holds the settings applied to a USB (V4L2) camera when it is opened; each is
 	// read back, and a setting the device ignored is logged.
 	Device Device `mapstructure:"device"`
+	// RTSP holds the settings of an rtsp:// or rtsps:// camera: how its video is carried.
+	RTSP RTSP `mapstructure:"rtsp"`
 	// Rotate turns frames clockwise by 0, 90, 180 or 270 degrees, before ROI.
 	Rotate int `mapstructure:"rotate"`
 	// ROI is the region of interest [x, y, width, height] in pixels of the rotated frame;
@@ -465,6 +467,26 @@ type Device struct {
 	Autofocus    *bool    `mapstructure:"autofocus"`
 	Focus        *float64 `mapstructure:"focus"`
 	Gain         *float64 `mapstructure:"gain"`
+}
+
+// RTSP transports: the values of cameras[].rtsp.transport.
+const (
+	RTSPAuto = "auto" // FFmpeg through OpenCV, with FFmpeg's choice (UDP, then TCP)
+	RTSPTCP  = "tcp"  // RTP interleaved in the RTSP TCP connection, through GStreamer's rtspsrc
+	RTSPUDP  = "udp"  // RTP over UDP, through GStreamer's rtspsrc
+)
+
+// RTSP says how an rtsp:// camera's video is carried. tcp and udp open the camera through
+// GStreamer's rtspsrc, which takes the transport per camera; auto leaves it to FFmpeg, whose
+// only switch (OPENCV_FFMPEG_CAPTURE_OPTIONS) is one for the whole process.
+type RTSP struct {
+	// Transport is auto, tcp or udp. tcp suits lossy networks and firewalls (one TCP
+	// connection, no smeared frames from lost packets); udp has the least delay on a clean
+	// network.
+	Transport string `mapstructure:"transport"`
+	// Latency is rtspsrc's jitter buffer (tcp and udp): how long packets are held to put
+	// them back in order. More smooths a jittery network, at that cost in delay.
+	Latency time.Duration `mapstructure:"latency"`
 }
 
 // Reconnect bounds the reopening of a failing source.
@@ -639,6 +661,7 @@ func DefaultCamera() Camera {
 		Type:        "auto",
 		Realtime:    true,
 		Trigger:     "continuous",
+		RTSP:        RTSP{Transport: RTSPAuto, Latency: 100 * time.Millisecond},
 		Reconnect:   Reconnect{MinBackoff: time.Second, MaxBackoff: 30 * time.Second, NoFrameTimeout: 10 * time.Second},
 		QualityGate: QualityGate{Action: "off"},
 		Sampling:    true,

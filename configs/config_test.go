@@ -182,6 +182,9 @@ func TestBadConfigs(t *testing.T) {
 		{"part image quality", minimal + "    parts: {image: {enabled: true, jpeg_quality: 0}}\n", "cameras[0].parts.image.jpeg_quality: 0 must be between 1 and 100"},
 		{"part image too small", minimal + "    parts: {image: {enabled: true, max_kb: 1}}\n", "cameras[0].parts.image.max_kb: 1 must be 4 or more"},
 		{"unknown rule cap", minimal + "samples: {unknown: {per_minute: -1}}\n", "samples.unknown: per_minute (-1) and per_hour (60) must be 0 (no cap) or more"},
+		{"bad rtsp transport", minimal + "    rtsp: {transport: http}\n", `cameras[0].rtsp.transport: "http" is not one of auto, tcp, udp`},
+		{"rtsp transport on usb", minimal + "    rtsp: {transport: tcp}\n", `cameras[0].rtsp.transport: "tcp" applies to rtsp:// and rtsps:// sources only`},
+		{"rtsp latency", minimal + "    rtsp: {latency: 30s}\n", "cameras[0].rtsp.latency: 30s must be 0 to 10s"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -209,6 +212,7 @@ func TestDurationsNeedAUnit(t *testing.T) {
 		{"camera interval", minimal + "    trigger: interval\n    interval: 5\n", "", "cameras[0].interval: 5 has no unit"},
 		{"camera backoff", minimal + "    reconnect: {min_backoff: 1, max_backoff: 30s}\n", "", "cameras[0].reconnect.min_backoff: 1 has no unit"},
 		{"collect every", minimal + "    collect: {enabled: true, dir: d, every: 10}\n", "", "cameras[0].collect.every: 10 has no unit"},
+		{"rtsp latency", minimal + "    rtsp: {latency: 100}\n", "", "cameras[0].rtsp.latency: 100 has no unit"},
 		{"not a duration", minimal + "mqtt: {keepalive: soon}\n", "", `mqtt.keepalive: "soon" is not a duration: write a number with a unit, e.g. 30s, 500ms, 5m or 1h30m`},
 		{"environment", minimal, "CVEDGE_MQTT_KEEPALIVE=30", "mqtt.keepalive: 30 has no unit: write it as a duration with one, e.g. 30s (seconds), 30ms or 30m"},
 		{"camera environment", minimal, "CVEDGE_CAMERAS_0_RECONNECT_NO_FRAME_TIMEOUT=10", "cameras[0].reconnect.no_frame_timeout: 10 has no unit"},
@@ -336,5 +340,26 @@ func wantLoadErrors(t *testing.T, cases []loadCase) {
 				t.Fatalf("error %v\nwant it to contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestRTSPTransport: an rtsp:// camera takes tcp or udp, per camera, from the file or the
+// environment; the default is auto with a 100ms jitter buffer.
+func TestRTSPTransport(t *testing.T) {
+	yaml := strings.Replace(minimal, `source: "0"`, `source: "rtsp://viewer:pw@10.0.0.5/stream1"`, 1) +
+		"    rtsp: {transport: udp, latency: 0s}\n  - name: cam2\n    source: rtsps://10.0.0.6/s\n    pipeline: {detector: Parts}\n"
+	c, err := Load(write(t, yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Cameras[0].RTSP; r.Transport != RTSPUDP || r.Latency != 0 {
+		t.Errorf("cameras[0].rtsp: %+v", r)
+	}
+	if r := c.Cameras[1].RTSP; r != DefaultCamera().RTSP || r.Transport != RTSPAuto || r.Latency != 100*time.Millisecond {
+		t.Errorf("cameras[1].rtsp: %+v, want the defaults", r)
+	}
+	t.Setenv("CVEDGE_CAMERAS_1_RTSP_TRANSPORT", "tcp")
+	if c, err = Load(write(t, yaml)); err != nil || c.Cameras[1].RTSP.Transport != RTSPTCP {
+		t.Errorf("from the environment: %v %+v", err, c)
 	}
 }

@@ -182,6 +182,32 @@ var (
 	GateActions = []string{"off", "flag", "skip"}
 )
 
+// RTSPTransports are the values of cameras[].rtsp.transport; MaxRTSPLatency bounds
+// cameras[].rtsp.latency.
+var (
+	RTSPTransports = []string{RTSPAuto, RTSPTCP, RTSPUDP}
+	MaxRTSPLatency = 10 * time.Second
+)
+
+// validateRTSP checks the RTSP transport and jitter buffer; tcp and udp only apply to an
+// rtsp:// or rtsps:// source.
+func (c Camera) validateRTSP(p *problems, key string) {
+	r := c.RTSP
+	p.oneOf(key+".rtsp.transport", r.Transport, RTSPTransports)
+	if r.Transport != RTSPAuto && slices.Contains(RTSPTransports, r.Transport) && !IsRTSP(c.Source) {
+		p.add(key+".rtsp.transport", "%q applies to rtsp:// and rtsps:// sources only: set it to auto, or give the camera's rtsp:// URL as source (a GStreamer pipeline sets rtspsrc's protocols itself)", r.Transport)
+	}
+	if r.Latency < 0 || r.Latency > MaxRTSPLatency {
+		p.add(key+".rtsp.latency", "%v must be 0 to %v (rtspsrc's jitter buffer, e.g. 100ms)", r.Latency, MaxRTSPLatency)
+	}
+}
+
+// IsRTSP reports whether a camera source is an rtsp:// or rtsps:// URL.
+func IsRTSP(source string) bool {
+	s := strings.ToLower(strings.TrimSpace(source))
+	return strings.HasPrefix(s, "rtsp://") || strings.HasPrefix(s, "rtsps://")
+}
+
 // validatePartImage checks the image published of each tracked part.
 func (c Camera) validatePartImage(p *problems, key string) {
 	im := c.Parts.Image
@@ -220,6 +246,7 @@ func (c Camera) validateCapture(p *problems, key string) {
 	if r.NoFrameTimeout < 0 {
 		p.add(key+".reconnect.no_frame_timeout", "%v must be 0 (off) or a positive duration", r.NoFrameTimeout)
 	}
+	c.validateRTSP(p, key)
 	if f := c.Device.FourCC; f != "" && len(f) != 4 {
 		p.add(key+".device.fourcc", "%q must be 4 characters, such as MJPG or YUYV", f)
 	}

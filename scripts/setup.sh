@@ -6,7 +6,10 @@
 #
 # It installs:
 #   - Debian packages: g++, pkg-config, libopencv-dev (gocv), gstreamer1.0-plugins-base
-#     (GStreamer camera pipelines: videoconvert, appsink, videotestsrc), mosquitto and
+#     (GStreamer camera pipelines: videoconvert, appsink, videotestsrc),
+#     gstreamer1.0-plugins-good and gstreamer1.0-libav (RTSP cameras with rtsp.transport tcp
+#     or udp: rtspsrc, the H.264 decoder), the RTSP test server's python3-gi, python3-gst-1.0,
+#     gir1.2-gst-rtsp-server-1.0 and gstreamer1.0-plugins-bad (openh264enc), mosquitto and
 #     mosquitto-clients (tests and watching the MQTT output), systemd (systemd-analyze checks
 #     the unit); npm only when the onnxruntime library must be fetched.
 #   - the onnxruntime 1.24.1 shared library for this machine (amd64 or arm64) into lib/, taken
@@ -25,7 +28,9 @@ declare -A ORT_SHA256=(
   [x64]=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
   [arm64]=7954e8bdedb497f830c6a679e818d98399b7f4d81ade1126c3e0be74d28111ab
 )
-PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd)
+PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd
+  gstreamer1.0-plugins-good gstreamer1.0-libav
+  python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-bad)
 GO_MIN=1.24
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

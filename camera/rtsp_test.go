@@ -1,0 +1,352 @@
+package camera
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// rtspTransports are the values of rtsp.transport, each a path of its own: auto through
+// OpenCV's FFmpeg backend, tcp and udp through GStreamer's rtspsrc.
+var rtspTransports = []string{configs.RTSPAuto, configs.RTSPTCP, configs.RTSPUDP}
+
+const rtspPassword = "CamPa55word"
+
+// requireRTSP skips (or under CI=true fails) a test whose transport cannot run here: tcp and
+// udp need GStreamer's rtspsrc and an H.264 decoder. The server's own needs are checked by
+// testenv.StartRTSP.
+func requireRTSP(t testing.TB, transport string) {
+	t.Helper()
+	testenv.EndToEnd(t)
+	if OpenCVVersion() == "" {
+		testenv.Missing(t, "OpenCV")
+	}
+	if transport == configs.RTSPAuto {
+		return
+	}
+	if err := checkPipeline("rtspsrc ! decodebin ! videoconvert ! appsink"); err != nil || gstWhy != "" {
+		testenv.Missing(t, "GStreamer's rtspsrc (apt-get install gstreamer1.0-plugins-good): %v %s", err, gstWhy)
+	}
+	if checkPipeline("h264parse ! avdec_h264 ! appsink") != nil && checkPipeline("h264parse ! openh264dec ! appsink") != nil {
+		testenv.Missing(t, "a GStreamer H.264 decoder (apt-get install gstreamer1.0-libav)")
+	}
+}
+
+// statusLog records every status a camera reports.
+type statusLog struct {
+	mu   sync.Mutex
+	list []Status
+}
+
+func (s *statusLog) add(st Status) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.list = append(s.list, st)
+}
+
+func (s *statusLog) all() []Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Status(nil), s.list...)
+}
+
+// rtspCamera starts a camera on url with the transport, logging into logs.
+func rtspCamera(t testing.TB, url, transport string, logs *syncBuffer, seen *statusLog) *Camera {
+	t.Helper()
+	cam, err := New(configs.Camera{Name: "dock", Source: url, RTSP: configs.RTSP{Transport: transport, Latency: 50 * time.Millisecond}},
+		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cam.MinBackoff, cam.MaxBackoff = 50*time.Millisecond, 400*time.Millisecond
+	if seen != nil {
+		cam.OnStatus(seen.add)
+	}
+	cam.Start(context.Background())
+	return cam
+}
+
+// nextAfter waits for a frame captured at or after from; a minute without one fails the
+// test (a guard against a hang, not a measure of speed).
+func nextAfter(t testing.TB, cam *Camera, from time.Time) *Frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f, err := cam.NextAfter(ctx, from)
+	if err != nil {
+		t.Fatalf("no frame: %v; status %+v", err, cam.Status())
+	}
+	return f
+}
+
+// TestRTSPReconnects runs each transport against a real RTSP server that asks for a password:
+// frames arrive; the server is killed and the camera reports reconnecting, with the reason
+// and the URL's password masked; the server comes back on the same port and the camera is
+// online again with fresh frames. The server's log of SETUP requests shows the transport the
+// camera asked for, and the password never shows in the statuses or the camera's log.
+func TestRTSPReconnects(t *testing.T) {
+	for _, transport := range rtspTransports {
+		t.Run(transport, func(t *testing.T) {
+			requireRTSP(t, transport)
+			srv := testenv.StartRTSP(t, "viewer", rtspPassword)
+			var logs syncBuffer
+			var seen statusLog
+			cam := rtspCamera(t, srv.URL, transport, &logs, &seen)
+			defer closeWithin(t, cam, 20*time.Second)
+
+			f := nextAfter(t, cam, time.Time{})
+			if b := f.Bounds(); b.Dx() != 320 || b.Dy() != 240 {
+				t.Fatalf("frame %v, want 320x240", b)
+			}
+			f.Close()
+
+			srv.Kill()
+			lost := waitReason(t, cam, "")
+			// the server is down until the camera has failed to open it again
+			failed := waitReason(t, cam, "cannot open stream rtsp://viewer:***@127.0.0.1")
+			srv.Start(t)
+			back := time.Now()
+			f = nextAfter(t, cam, back)
+			f.Close()
+			if st := cam.Status(); st.State != StateOnline {
+				t.Fatalf("a fresh frame arrived after the server came back, yet the camera is %+v", st)
+			}
+			closeWithin(t, cam, 20*time.Second)
+			t.Logf("lost: %s", lost)
+			t.Logf("while down: %s", failed)
+
+			var states []State
+			for _, st := range seen.all() {
+				if len(states) == 0 || states[len(states)-1] != st.State {
+					states = append(states, st.State)
+				}
+				if strings.Contains(st.Reason, rtspPassword) {
+					t.Errorf("the password shows in a status: %+v", st)
+				}
+			}
+			want := []State{StateOnline, StateReconnecting, StateOnline, StateStopped}
+			if i := slices.Index(states, StateOnline); i < 0 || !slices.Equal(states[i:], want) {
+				t.Errorf("states %v, want %v after the first frame", states, want)
+			}
+			if strings.Contains(logs.String(), rtspPassword) || !strings.Contains(logs.String(), "viewer:***@") {
+				t.Errorf("the log shows the password or not the masked URL:\n%s", logs.String())
+			}
+
+			setups := srv.Setups()
+			if len(setups) < 2 {
+				t.Fatalf("the server saw %d SETUP requests, want one before and one after its restart: %q", len(setups), setups)
+			}
+			for _, s := range setups {
+				tcp := strings.HasPrefix(s, "RTP/AVP/TCP")
+				if (transport == configs.RTSPTCP && !tcp) || (transport == configs.RTSPUDP && tcp) {
+					t.Errorf("rtsp.transport %s, yet the camera asked for %q", transport, s)
+				}
+			}
+			t.Logf("SETUP transports: %q", setups)
+		})
+	}
+}
+
+// TestRTSPWrongPassword: a server that refuses the camera's password puts it in reconnecting
+// with a reason that names the stream, the password masked, and never shows it in the log.
+func TestRTSPWrongPassword(t *testing.T) {
+	for _, transport := range rtspTransports {
+		t.Run(transport, func(t *testing.T) {
+			requireRTSP(t, transport)
+			srv := testenv.StartRTSP(t, "viewer", "right-one")
+			url := strings.Replace(srv.URL, ":right-one@", ":"+rtspPassword+"@", 1)
+			var logs syncBuffer
+			cam := rtspCamera(t, url, transport, &logs, nil)
+			reason := waitReason(t, cam, "cannot open stream rtsp://viewer:***@127.0.0.1")
+			closeWithin(t, cam, 20*time.Second)
+			t.Logf("reason: %s", reason)
+			if strings.Contains(reason, rtspPassword) || strings.Contains(logs.String(), rtspPassword) {
+				t.Fatalf("the password shows:\nreason %s\nlog %s", reason, logs.String())
+			}
+		})
+	}
+}
+
+// TestRTSPCloseWhileConnecting: a server that accepts the connection and never answers (a
+// hung camera) keeps the open waiting inside the capture library for its 5 s timeout; Close
+// returns at once all the same, leaving that open behind to be freed when it returns.
+func TestRTSPCloseWhileConnecting(t *testing.T) {
+	for _, transport := range rtspTransports {
+		t.Run(transport, func(t *testing.T) {
+			requireRTSP(t, transport)
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			accepted := make(chan net.Conn, 4)
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					accepted <- c // held open, never answered
+				}
+			}()
+			var logs syncBuffer
+			cam := rtspCamera(t, fmt.Sprintf("rtsp://viewer:%s@%s/stream1", rtspPassword, l.Addr()), transport, &logs, nil)
+			var conn net.Conn
+			select {
+			case conn = <-accepted:
+			case <-time.After(time.Minute):
+				t.Fatal("the camera never connected")
+			}
+			defer conn.Close()
+			closeWithin(t, cam, 20*time.Second)
+			if n := cam.opening.Load(); n != 1 {
+				t.Fatalf("%d opens still blocked after Close, want the one the hung server holds: Close waited for it", n)
+			}
+			if strings.Contains(logs.String(), rtspPassword) {
+				t.Fatalf("the password shows in the log:\n%s", logs.String())
+			}
+			// the abandoned open gives up after its timeout and is freed
+			for deadline := time.Now().Add(time.Minute); cam.opening.Load() != 0; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the abandoned open never returned")
+				}
+			}
+		})
+	}
+}
+
+// TestRTSPFrozenServer: a server that stops answering without closing anything (SIGSTOP: the
+// connection stays open, no packet comes, no end of stream) makes the read give up after its
+// timeout (with reconnect.no_frame_timeout off): the camera reports reconnecting, and Close
+// returns. OpenCV's GStreamer backend,
+// which waited for the next frame without a limit, kept the camera online and Close blocked
+// for good on udp.
+func TestRTSPFrozenServer(t *testing.T) {
+	for _, transport := range rtspTransports {
+		t.Run(transport, func(t *testing.T) {
+			requireRTSP(t, transport)
+			srv := testenv.StartRTSP(t, "viewer", rtspPassword)
+			var logs syncBuffer
+			cam := rtspCamera(t, srv.URL, transport, &logs, nil)
+			nextAfter(t, cam, time.Time{}).Close()
+			srv.Freeze(t)
+			frozen := time.Now()
+			// FFmpeg's read gives up after OpenCV's own 30 s read timeout, the others after 5 s:
+			// the guard against a hang is longer than both
+			for st := cam.Status(); st.State != StateReconnecting; st = cam.Status() {
+				if time.Since(frozen) > 2*time.Minute {
+					t.Fatalf("2 minutes after the server froze, the camera is %+v", st)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			noticed := time.Since(frozen)
+			reason := cam.Status().Reason
+			closeWithin(t, cam, 20*time.Second)
+			t.Logf("reconnecting %s after the server froze: %s", noticed.Round(100*time.Millisecond), reason)
+			if strings.Contains(reason, rtspPassword) || strings.Contains(logs.String(), rtspPassword) {
+				t.Fatalf("the password shows:\nreason %s\nlog %s", reason, logs.String())
+			}
+		})
+	}
+}
+
+func TestRTSPPipeline(t *testing.T) {
+	got := rtspPipeline(`rtsp://viewer:se"c\ret@10.0.0.5:554/stream1`, configs.RTSP{Transport: "udp", Latency: 150 * time.Millisecond})
+	want := `rtspsrc location="rtsp://viewer:se\"c\\ret@10.0.0.5:554/stream1" protocols=udp latency=150 tcp-timeout=5000000 timeout=5000000 ! decodebin`
+	if !strings.HasPrefix(got, want) || !strings.HasSuffix(got, "! appsink name=cvedgesink drop=true max-buffers=1 sync=false") {
+		t.Fatalf("pipeline\n%s\nwant it to start with\n%s", got, want)
+	}
+	for _, c := range []struct {
+		source, transport string
+		want              bool
+	}{
+		{"rtsp://h/x", "tcp", true},
+		{"RTSPS://h/x", "udp", true},
+		{"rtsp://h/x", "auto", false},
+		{"http://h/x", "tcp", false},
+	} {
+		src, err := ParseSource(c.source, "auto")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rtspViaGStreamer(src, configs.Camera{RTSP: configs.RTSP{Transport: c.transport}}); got != c.want {
+			t.Errorf("%s over %s through GStreamer: %v, want %v", c.source, c.transport, got, c.want)
+		}
+	}
+}
+
+// rtspStamp reads the time stamp rtspserver.py draws on the first row of each frame.
+func rtspStamp(f *Frame) uint32 {
+	m := f.Mat()
+	var v uint32
+	for bit := 0; bit < testenv.RTSPStampBits; bit++ {
+		v <<= 1
+		if m.GetUCharAt(testenv.RTSPStampBlock/2, (bit*testenv.RTSPStampBlock+testenv.RTSPStampBlock/2)*3) > 128 {
+			v |= 1
+		}
+	}
+	return v
+}
+
+// BenchmarkRTSPLatency measures the delay from a frame's making in the RTSP server to its
+// capture by the camera (encoding, RTP, the jitter buffer, decoding and the read) per
+// transport, from the time stamp the server draws on each frame: median, p95 and max in ms.
+// Run: go test -run '^$' -bench RTSPLatency -benchtime 200x ./camera/
+func BenchmarkRTSPLatency(b *testing.B) {
+	for _, c := range []struct {
+		transport string
+		latency   time.Duration
+	}{
+		{configs.RTSPAuto, 0},
+		{configs.RTSPTCP, 100 * time.Millisecond},
+		{configs.RTSPUDP, 100 * time.Millisecond},
+		{configs.RTSPTCP, 0},
+		{configs.RTSPUDP, 0},
+	} {
+		name := c.transport
+		if c.transport != configs.RTSPAuto {
+			name = fmt.Sprintf("%s/latency=%s", c.transport, c.latency)
+		}
+		b.Run(name, func(b *testing.B) {
+			requireRTSP(b, c.transport)
+			srv := testenv.StartRTSP(b, "", "")
+			cam, err := New(configs.Camera{Name: "bench", Source: srv.URL, RTSP: configs.RTSP{Transport: c.transport, Latency: c.latency}}, quietLog)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cam.Start(context.Background())
+			defer cam.Close()
+			nextAfter(b, cam, time.Time{}).Close()
+			nextAfter(b, cam, time.Now()).Close() // past the first key frame
+			delays := make([]float64, 0, b.N)
+			var last uint32
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				f := nextAfter(b, cam, time.Time{})
+				stamp := rtspStamp(f)
+				d := uint32(f.Captured.UnixMilli()) - stamp
+				f.Close()
+				if d > 60_000 || (i > 0 && stamp-last > 60_000) {
+					b.Fatalf("frame %d: stamp %d unreadable (the delay would be %d ms)", i, stamp, d)
+				}
+				last = stamp
+				delays = append(delays, float64(d))
+			}
+			b.StopTimer()
+			slices.Sort(delays)
+			b.ReportMetric(delays[len(delays)/2], "ms-median")
+			b.ReportMetric(delays[len(delays)*95/100], "ms-p95")
+			b.ReportMetric(delays[len(delays)-1], "ms-max")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
