@@ -100,7 +100,8 @@ static cvg_pipe *cvg_start(const char *launch, const char *sinkname, char **msg)
 }
 
 // cvg_error_message returns the text of the first error on the pipeline's bus (to be freed),
-// or NULL when there is none.
+// or NULL when there is none. gst_bus_pop_filtered discards the other messages before it, so
+// nothing piles up on a bus that nobody watches.
 static char *cvg_error_message(cvg_pipe *c) {
 	void *m = cvg_bus_pop_filtered(c->bus, CVG_MESSAGE_ERROR);
 	if (!m) return NULL;
@@ -160,10 +161,16 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 	"unsafe"
 
 	"gocv.io/x/gocv"
+)
+
+var (
+	gstAppOnce sync.Once
+	gstAppOK   bool // the appsink calls were found
 )
 
 // gstSinkName names the appsink of the pipelines the agent builds (gstCapture).
@@ -193,7 +200,8 @@ func startGst(launch string, silence, wait time.Duration) (*gstCapture, error) {
 	if gstWhy != "" {
 		return nil, fmt.Errorf("GStreamer is not available (%s): install gstreamer1.0-plugins-base", gstWhy)
 	}
-	if C.cvg_load() == 0 {
+	gstAppOnce.Do(func() { gstAppOK = C.cvg_load() != 0 })
+	if !gstAppOK {
 		return nil, errors.New("libgstapp-1.0.so.0 (appsink) cannot be loaded: install gstreamer1.0-plugins-base")
 	}
 	cl, cs := C.CString(launch), C.CString(gstSinkName)
