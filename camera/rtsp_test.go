@@ -59,8 +59,49 @@ func (s *statusLog) all() []Status {
 	return append([]Status(nil), s.list...)
 }
 
-// rtspCamera starts a camera on url with the transport, logging into logs.
-func rtspCamera(t testing.TB, url, transport string, logs *syncBuffer, seen *statusLog) *Camera {
+// openLog records when each open of a camera's source started, and whether it failed.
+type openLog struct {
+	mu     sync.Mutex
+	starts []time.Time
+	failed []bool
+}
+
+func (o *openLog) wrap(open func() (grabber, error)) func() (grabber, error) {
+	return func() (grabber, error) {
+		o.mu.Lock()
+		i := len(o.starts)
+		o.starts, o.failed = append(o.starts, time.Now()), append(o.failed, false)
+		o.mu.Unlock()
+		g, err := open()
+		o.mu.Lock()
+		o.failed[i] = err != nil
+		o.mu.Unlock()
+		return g, err
+	}
+}
+
+// failedSince returns the start times of the failed opens from the n-th on.
+func (o *openLog) failedSince(n int) []time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []time.Time
+	for i := n; i < len(o.starts); i++ {
+		if o.failed[i] {
+			out = append(out, o.starts[i])
+		}
+	}
+	return out
+}
+
+func (o *openLog) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.starts)
+}
+
+// rtspCamera starts a camera on url with the transport, logging into logs; seen and opens,
+// when set, record its statuses and its opens. Its backoff runs from 50ms to 400ms.
+func rtspCamera(t testing.TB, url, transport string, logs *syncBuffer, seen *statusLog, opens ...*openLog) *Camera {
 	t.Helper()
 	cam, err := New(configs.Camera{Name: "dock", Source: url, RTSP: configs.RTSP{Transport: transport, Latency: 50 * time.Millisecond}},
 		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
@@ -70,6 +111,9 @@ func rtspCamera(t testing.TB, url, transport string, logs *syncBuffer, seen *sta
 	cam.MinBackoff, cam.MaxBackoff = 50*time.Millisecond, 400*time.Millisecond
 	if seen != nil {
 		cam.OnStatus(seen.add)
+	}
+	for _, o := range opens {
+		cam.open = o.wrap(cam.open)
 	}
 	cam.Start(context.Background())
 	return cam
@@ -100,7 +144,8 @@ func TestRTSPReconnects(t *testing.T) {
 			srv := testenv.StartRTSP(t, "viewer", rtspPassword)
 			var logs syncBuffer
 			var seen statusLog
-			cam := rtspCamera(t, srv.URL, transport, &logs, &seen)
+			var opens openLog
+			cam := rtspCamera(t, srv.URL, transport, &logs, &seen, &opens)
 			defer closeWithin(t, cam, 20*time.Second)
 
 			f := nextAfter(t, cam, time.Time{})
@@ -109,10 +154,24 @@ func TestRTSPReconnects(t *testing.T) {
 			}
 			f.Close()
 
+			before := opens.count()
 			srv.Kill()
 			lost := waitReason(t, cam, "")
-			// the server is down until the camera has failed to open it again
+			// the server stays down until the camera has failed to open it four times
 			failed := waitReason(t, cam, "cannot open stream rtsp://viewer:***@127.0.0.1")
+			for deadline := time.Now().Add(time.Minute); len(opens.failedSince(before)) < 4; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the camera did not try to reopen the stream 4 times in a minute: %+v", cam.Status())
+				}
+			}
+			// backoff 50ms after the lost stream, then 100ms, 200ms, 400ms between failed opens:
+			// each wait lasts at least that long, however slow the machine
+			fails := opens.failedSince(before)
+			for i, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+				if gap := fails[i+1].Sub(fails[i]); gap < want {
+					t.Errorf("failed open %d came %s after the one before, want a backoff of at least %s", i+2, gap, want)
+				}
+			}
 			srv.Start(t)
 			back := time.Now()
 			f = nextAfter(t, cam, back)
