@@ -418,3 +418,56 @@ func BenchmarkRTSPLatency(b *testing.B) {
 		})
 	}
 }
+
+// locationOf reads back the quoted location of an rtspsrc pipeline as gst_parse_launch does
+// (a backslash escapes the next character), and returns it and what follows the value.
+func locationOf(pipeline string) (value, rest string, ok bool) {
+	s, found := strings.CutPrefix(pipeline, `rtspsrc location="`)
+	if !found {
+		return "", "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			if i+1 == len(s) {
+				return "", "", false
+			}
+			i++
+			b.WriteByte(s[i])
+		case '"':
+			return b.String(), s[i+1:], true
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return "", "", false
+}
+
+// FuzzRTSPPipeline: whatever the camera's URL holds (quotes, backslashes, '!'), it stays the
+// location of rtspsrc and cannot add elements or properties to the pipeline.
+func FuzzRTSPPipeline(f *testing.F) {
+	f.Add(`rtsp://viewer:secret@10.0.0.5:554/stream1`)
+	f.Add(`rtsp://h/x" ! filesink location="/tmp/x`)
+	f.Add(`rtsp://h/x\" ! fakesink \`)
+	f.Add(`rtsp://u:p\@h/"`)
+	want := rtspPipeline("X", configs.RTSP{Transport: "tcp", Latency: 100 * time.Millisecond})
+	_, wantRest, _ := locationOf(want)
+	f.Fuzz(func(t *testing.T, url string) {
+		got, rest, ok := locationOf(rtspPipeline(url, configs.RTSP{Transport: "tcp", Latency: 100 * time.Millisecond}))
+		if !ok || got != url || rest != wantRest {
+			t.Fatalf("url %q: location %q (ok %v), then %q", url, got, ok, rest)
+		}
+	})
+}
+
+// TestRTSPPipelineQuotesTheURL: GStreamer's own parser takes a URL that holds a quote and
+// '! fakesink' as one location (the pipeline still has one sink: it parses).
+func TestRTSPPipelineQuotesTheURL(t *testing.T) {
+	requireRTSP(t, configs.RTSPTCP)
+	for _, url := range []string{`rtsp://h/x" ! fakesink name=x location="y`, `rtsp://h/x\" ! fakesink \`} {
+		if err := checkPipeline(rtspPipeline(url, configs.RTSP{Transport: "tcp"})); err != nil {
+			t.Errorf("%q: %v", url, err)
+		}
+	}
+}
