@@ -215,6 +215,26 @@ func TestRTSPReconnects(t *testing.T) {
 	}
 }
 
+// TestRTSPTransportPerCamera: two cameras of one process on one server, one over tcp and one
+// over udp, each get their own transport (FFmpeg's one environment variable could not do
+// this), and both deliver frames.
+func TestRTSPTransportPerCamera(t *testing.T) {
+	requireRTSP(t, configs.RTSPTCP)
+	srv := testenv.StartRTSP(t, "viewer", rtspPassword)
+	var logs syncBuffer
+	tcp := rtspCamera(t, srv.URL, configs.RTSPTCP, &logs, nil)
+	defer closeWithin(t, tcp, 20*time.Second)
+	nextAfter(t, tcp, time.Time{}).Close()
+	udp := rtspCamera(t, srv.URL, configs.RTSPUDP, &logs, nil)
+	defer closeWithin(t, udp, 20*time.Second)
+	nextAfter(t, udp, time.Time{}).Close()
+	nextAfter(t, tcp, time.Now()).Close()
+	setups := srv.Setups()
+	if len(setups) != 2 || !strings.HasPrefix(setups[0], "RTP/AVP/TCP") || strings.HasPrefix(setups[1], "RTP/AVP/TCP") {
+		t.Fatalf("SETUP transports %q, want one over TCP, then one over UDP", setups)
+	}
+}
+
 // TestRTSPWrongPassword: a server that refuses the camera's password puts it in reconnecting
 // with a reason that names the stream, the password masked, and never shows it in the log.
 func TestRTSPWrongPassword(t *testing.T) {
