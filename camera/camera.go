@@ -152,7 +152,7 @@ type Camera struct {
 
 // New checks the camera's source and returns a Camera that is not reading yet.
 func New(cfg configs.Camera, log *slog.Logger) (*Camera, error) {
-	src, err := ParseSource(cfg.Source, cfg.Type)
+	src, err := sourceOf(cfg)
 	if err != nil {
 		return nil, configs.RedactError(fmt.Errorf("camera %q: %w", cfg.Name, err))
 	}
@@ -492,8 +492,11 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 
 // openSource opens src with gocv; a USB camera gets its device settings.
 func openSource(src Source, cfg configs.Camera, log *slog.Logger) (grabber, error) {
-	if src.Kind == KindFolder {
+	switch src.Kind {
+	case KindFolder:
 		return openFolder(src.Target)
+	case KindGenICam:
+		return openGenICam(src, cfg, log)
 	}
 	var (
 		vc  *gocv.VideoCapture

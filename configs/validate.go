@@ -28,7 +28,7 @@ var (
 	// ResizeModes are the values of models.<name>.resize.
 	ResizeModes = []string{"stretch", "center_crop"}
 	// CameraTypes are the values of cameras[].type.
-	CameraTypes = []string{"auto", "usb", "stream", "gstreamer", "file", "folder"}
+	CameraTypes = []string{"auto", "usb", "stream", "gstreamer", "file", "folder", "genicam"}
 )
 
 // Validate checks every value and returns one error per problem, each naming its key.
@@ -83,7 +83,9 @@ func (c *Config) Validate() error {
 			p.add(key+".name", "%q is used by another camera; names must be unique", cam.Name)
 		}
 		seen[cam.Name] = true
-		if strings.TrimSpace(cam.Source) == "" {
+		if cam.Type == "genicam" {
+			cam.validateGenICam(&p, key)
+		} else if strings.TrimSpace(cam.Source) == "" {
 			p.add(key+".source", "empty: give a device index, /dev/video path, URL, GStreamer pipeline, file or folder")
 		}
 		p.oneOf(key+".type", cam.Type, CameraTypes)
