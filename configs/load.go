@@ -482,7 +482,7 @@ func (c *Config) resolve(base string) {
 		for tag, model := range pl.Routes {
 			pl.Routes[tag] = strings.ToLower(model)
 		}
-		if isLocalPath(c.Cameras[i].Source) {
+		if c.Cameras[i].Type != "genicam" && isLocalPath(c.Cameras[i].Source) { // a GenICam source names a camera
 			c.Cameras[i].Source = relativeTo(base, c.Cameras[i].Source)
 		}
 	}

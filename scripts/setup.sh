@@ -8,7 +8,11 @@
 #   - Debian packages: g++, pkg-config, libopencv-dev (gocv), gstreamer1.0-plugins-base
 #     (GStreamer camera pipelines: videoconvert, appsink, videotestsrc), mosquitto and
 #     mosquitto-clients (tests and watching the MQTT output), systemd (systemd-analyze checks
-#     the unit); npm only when the onnxruntime library must be fetched.
+#     the unit), libaravis-0.8-0 (GenICam cameras: libaravis and its GStreamer element
+#     aravissrc), gstreamer1.0-plugins-bad (bayer2rgb, for Bayer GenICam cameras), aravis-tools
+#     and iproute2 (the GenICam test runs arv-fake-gv-camera-0.8, a fake GigE Vision camera, in
+#     a network namespace of its own, set up with ip); npm only when the onnxruntime library
+#     must be fetched.
 #   - the onnxruntime 1.24.1 shared library for this machine (amd64 or arm64) into lib/, taken
 #     from the npm package onnxruntime-node@1.24.1 and checked against a pinned SHA-256.
 #
@@ -25,7 +29,8 @@ declare -A ORT_SHA256=(
   [x64]=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
   [arm64]=7954e8bdedb497f830c6a679e818d98399b7f4d81ade1126c3e0be74d28111ab
 )
-PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd)
+PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd
+  libaravis-0.8-0 gstreamer1.0-plugins-bad aravis-tools iproute2)
 GO_MIN=1.24
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
