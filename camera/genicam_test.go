@@ -136,49 +136,28 @@ func genicamProblems(cam configs.Camera) string {
 	return strings.Join(out, "\n")
 }
 
-// Tools the GigE Vision test runs, and the variable that marks the test's own run inside
-// a network namespace of its own.
+// The fake GigE Vision camera the tests run.
 const (
-	fakeGV      = "arv-fake-gv-camera-0.8"
-	netnsMarker = "CVEDGE_TEST_GENICAM_NETNS"
-	fakeGVName  = "Aravis-Fake-GV01" // the id of the fake camera with serial GV01
+	fakeGV     = "arv-fake-gv-camera-0.8"
+	fakeGVName = "Aravis-Fake-GV01" // the id of the fake camera with serial GV01
 )
 
-// inNetns runs the test again inside a new network namespace (unshare -n), where only
-// loopback exists: Aravis streams from a camera on the interface it reaches it by, so on
-// a host with other interfaces the fake camera's stream could go elsewhere, and the
-// namespace also keeps the GigE Vision discovery broadcasts off the host's networks. It
+// inNetns runs the test again inside a network namespace of its own, where only loopback
+// exists (testenv.InOwnNetns): Aravis streams from a camera to the interface it reached it
+// by, so on a host with other interfaces the fake camera's stream could go elsewhere, and
+// the namespace keeps the GigE Vision discovery broadcasts off the host's networks. It
 // reports true in the namespace (run the test), false in the parent (done).
 func inNetns(t *testing.T) bool {
 	t.Helper()
-	if os.Getenv(netnsMarker) == "1" {
-		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
-			t.Fatalf("ip link set lo up in the test's network namespace: %v %s", err, out)
+	if os.Getenv("CVEDGE_TEST_NETNS") != "1" {
+		if _, err := exec.LookPath(fakeGV); err != nil {
+			testenv.Missing(t, "%s (apt-get install aravis-tools)", fakeGV)
 		}
-		return true
-	}
-	if os.Geteuid() != 0 {
-		testenv.Missing(t, "root, for a network namespace of its own (unshare -n)")
-	}
-	for _, tool := range []string{"unshare", "ip", fakeGV} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Missing(t, "%s (apt-get install util-linux iproute2 aravis-tools)", tool)
+		if err := checkPipeline("aravissrc ! bayer2rgb ! fakesink"); err != nil {
+			testenv.Missing(t, "GStreamer's aravissrc and bayer2rgb (apt-get install libaravis-0.8-0 gstreamer1.0-plugins-bad): %v", err)
 		}
 	}
-	if err := checkPipeline("aravissrc ! bayer2rgb ! fakesink"); err != nil {
-		testenv.Missing(t, "GStreamer's aravissrc and bayer2rgb (apt-get install libaravis-0.8-0 gstreamer1.0-plugins-bad): %v", err)
-	}
-	cmd := exec.Command("unshare", "-n", "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1", "-test.timeout=120s")
-	cmd.Env = append(os.Environ(), netnsMarker+"=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("in its own network namespace:\n%s", out)
-	if err != nil {
-		t.Fatalf("the test in its own network namespace failed: %v", err)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("the test in its own network namespace did not pass")
-	}
-	return false
+	return testenv.InOwnNetns(t)
 }
 
 // fakeCamera runs arv-fake-gv-camera-0.8 on loopback until stopped.
