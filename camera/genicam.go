@@ -265,10 +265,19 @@ func isNumber(s string) bool {
 var (
 	arvOnce sync.Once
 	arvWhy  string // why libaravis could not be loaded; "" when it was
-	// arvMu keeps one Aravis control session at a time in this process: a GigE Vision
-	// camera has one controller.
-	arvMu sync.Mutex
+	// arvLocks keeps one Aravis control session at a time per camera name in this process
+	// (an abandoned open and the next one, a probe): a GigE Vision camera has one
+	// controller. Cameras do not wait for one another: opening one that is gone takes
+	// Aravis seconds of register timeouts.
+	arvLocks sync.Map // camera name -> *sync.Mutex
 )
+
+// lockCamera holds the camera's control session lock until the returned func is called.
+func lockCamera(name string) func() {
+	mu, _ := arvLocks.LoadOrStore(name, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
+}
 
 // loadAravis loads libaravis once; the error names the camera that needs it.
 func loadAravis(camera string) error {
@@ -303,8 +312,7 @@ func applyGenICam(cfg configs.Camera) (genicamReport, error) {
 	if err := loadAravis(name); err != nil {
 		return rep, err
 	}
-	arvMu.Lock()
-	defer arvMu.Unlock()
+	defer lockCamera(name)()
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))
 	var cerr *C.char
@@ -336,8 +344,7 @@ func readGenICam(camera string, features []string) (map[string]string, error) {
 	if err := loadAravis(camera); err != nil {
 		return nil, err
 	}
-	arvMu.Lock()
-	defer arvMu.Unlock()
+	defer lockCamera(camera)()
 	cname := C.CString(camera)
 	defer C.free(unsafe.Pointer(cname))
 	var cerr *C.char
