@@ -366,3 +366,29 @@ func TestGenICamFakeCamera(t *testing.T) {
 		t.Errorf("a camera waiting for a software trigger: %+v, want no frame read, and a reason naming the camera and its trigger", st)
 	}
 }
+
+// TestGenICamSource: a genicam camera's source is the camera it names (genicam.camera over
+// source), live and exclusive (a reload does not open it beside the running camera); a name
+// that would reach into the pipeline is refused.
+func TestGenICamSource(t *testing.T) {
+	cfg := configs.DefaultCamera()
+	cfg.Name, cfg.Type, cfg.Source = "gige", "genicam", "Basler-1"
+	cfg.GenICam.Camera = "Basler-21987654"
+	cam, err := New(cfg, quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cam.Source(); s.Kind != KindGenICam || s.Target != "Basler-21987654" || !s.Live() || !s.Exclusive() {
+		t.Errorf("source %+v, live %v, exclusive %v", s, s.Live(), s.Exclusive())
+	}
+	if s, _ := ParseSource("/dev/video0", ""); !s.Exclusive() {
+		t.Error("a USB camera is exclusive")
+	}
+	if s, _ := ParseSource("videotestsrc ! appsink", ""); s.Exclusive() {
+		t.Error("a GStreamer pipeline is not exclusive")
+	}
+	cfg.GenICam.Camera = `x" ! filesink location=/tmp/x`
+	if _, err := New(cfg, quietLog); err == nil || !strings.Contains(err.Error(), `camera "gige"`) || !strings.Contains(err.Error(), "genicam.camera") {
+		t.Errorf("a camera name with a quote: %v", err)
+	}
+}
