@@ -323,6 +323,17 @@ func TestGenICamFakeCamera(t *testing.T) {
 		}
 	}
 
+	// a value the camera changes is reported with what it has: a frame rate below its 0.1
+	// (Aravis sets the nearest it can)
+	low := configs.Camera{Trigger: "continuous", GenICam: configs.GenICam{Camera: fakeGVName, PixelFormat: "Mono8", FrameRate: ptr(0.05)}}
+	if rep, err := applyGenICam(low); err != nil || len(rep.ignored) != 1 || rep.ignored[0] != "frame_rate: asked 0.05, camera has 0.1" {
+		t.Errorf("a frame rate below the camera's range: %v, ignored %q", err, rep.ignored)
+	}
+	low.GenICam.FrameRate = ptr(20.0)
+	if rep, err := applyGenICam(low); err != nil || len(rep.ignored) != 0 {
+		t.Errorf("frame rate 20: %v, ignored %q", err, rep.ignored)
+	}
+
 	// a camera that is not there: the error names it and says what to check
 	if _, err := applyGenICam(configs.Camera{GenICam: configs.GenICam{Camera: "Aravis-Fake-NOPE", PixelFormat: "Mono8"}}); err == nil ||
 		!strings.Contains(err.Error(), `GenICam camera "Aravis-Fake-NOPE" cannot be opened`) || !strings.Contains(err.Error(), "arv-tool-0.8") {
