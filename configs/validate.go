@@ -113,6 +113,7 @@ const (
 	MaxThreads       = 1024      // onnxruntime.intra_op_threads and inter_op_threads
 	MaxVoteGap       = 1000      // cameras[].pipeline.vote.max_gap, frames
 	MaxCameraRateFPS = 1000      // cameras[].fps and max_fps
+	MaxTriggerQueue  = 10_000    // cameras[].trigger_queue, frames
 )
 
 // validateBounds checks the upper bound of every size and count key; the lower bounds are
@@ -178,7 +179,7 @@ var (
 
 // Triggers are the values of cameras[].trigger; GateActions of cameras[].quality_gate.action.
 var (
-	Triggers    = []string{"continuous", "interval", "mqtt"}
+	Triggers    = []string{"continuous", "interval", "mqtt", "hardware"}
 	GateActions = []string{"off", "flag", "skip"}
 )
 
@@ -212,6 +213,12 @@ func (c Camera) validateCapture(p *problems, key string) {
 	}
 	if c.MaxFPS < 0 {
 		p.add(key+".max_fps", "%v must be 0 (no cap) or more", c.MaxFPS)
+	}
+	if c.Trigger == "hardware" && c.MaxFPS > 0 {
+		p.add(key+".max_fps", "%v would skip triggered frames: with trigger hardware every frame is processed; remove max_fps", c.MaxFPS)
+	}
+	if c.TriggerQueue < 1 || c.TriggerQueue > MaxTriggerQueue {
+		p.add(key+".trigger_queue", "%d must be 1 to %d frames", c.TriggerQueue, MaxTriggerQueue)
 	}
 	r := c.Reconnect
 	if r.MinBackoff <= 0 || r.MaxBackoff < r.MinBackoff {
