@@ -39,14 +39,7 @@ func (c *Config) Validate() error {
 	}
 	p.oneOf("agent.log_level", c.Agent.LogLevel, logLevels)
 	p.oneOf("agent.log_format", c.Agent.LogFormat, logFormats)
-	if c.ONNXRuntime.IntraOpThreads < 0 || c.ONNXRuntime.InterOpThreads < 0 {
-		p.add("onnxruntime", "thread counts must be 0 (automatic) or more")
-	}
-	p.oneOf("onnxruntime.graph_optimization", c.ONNXRuntime.GraphOptimization, GraphOptimizations)
-	p.oneOf("onnxruntime.execution_provider", c.ONNXRuntime.ExecutionProvider, ExecutionProviders)
-	if c.ONNXRuntime.DeviceID < 0 {
-		p.add("onnxruntime.device_id", "%d must be 0 or more", c.ONNXRuntime.DeviceID)
-	}
+	c.ONNXRuntime.validate(&p)
 	c.validateBounds(&p)
 	c.MQTT.validate(&p)
 	c.Spool.validate(&p)
@@ -133,8 +126,6 @@ func (c *Config) validateBounds(p *problems) {
 	upTo("llm.queue", c.LLM.Queue, 1, MaxLLMQueue)
 	upTo("llm.per_minute", c.LLM.PerMinute, 0, MaxRate)
 	upTo("llm.per_hour", c.LLM.PerHour, 0, MaxRate)
-	upTo("onnxruntime.intra_op_threads", c.ONNXRuntime.IntraOpThreads, 0, MaxThreads)
-	upTo("onnxruntime.inter_op_threads", c.ONNXRuntime.InterOpThreads, 0, MaxThreads)
 	rules := map[string]Rule{"low_confidence": c.Samples.LowConfidence, "small_margin": c.Samples.SmallMargin, "disagreement": c.Samples.Disagreement,
 		"quality_gate": c.Samples.QualityGate, "audit": c.Samples.Audit, "shadow": c.Samples.Shadow, "unknown": c.Samples.Unknown}
 	for _, name := range slices.Sorted(maps.Keys(rules)) {
@@ -167,6 +158,23 @@ func (c *Config) validateBounds(p *problems) {
 				p.add(key+"."+name, "%v is too large: allowed 0 to %d frames a second", v, MaxCameraRateFPS)
 			}
 		}
+	}
+}
+
+// validate checks the onnxruntime section.
+func (o ONNXRuntime) validate(p *problems) {
+	if o.IntraOpThreads < 0 || o.InterOpThreads < 0 {
+		p.add("onnxruntime", "thread counts must be 0 (automatic) or more")
+	}
+	for key, n := range map[string]int{"onnxruntime.intra_op_threads": o.IntraOpThreads, "onnxruntime.inter_op_threads": o.InterOpThreads} {
+		if n > MaxThreads {
+			p.add(key, "%d is too large: allowed 0 to %d", n, MaxThreads)
+		}
+	}
+	p.oneOf("onnxruntime.graph_optimization", o.GraphOptimization, GraphOptimizations)
+	p.oneOf("onnxruntime.execution_provider", o.ExecutionProvider, ExecutionProviders)
+	if o.DeviceID < 0 {
+		p.add("onnxruntime.device_id", "%d must be 0 or more", o.DeviceID)
 	}
 }
 
