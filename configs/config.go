@@ -363,9 +363,14 @@ type Camera struct {
 	// only it is passed on. Empty: the whole frame.
 	ROI []int `mapstructure:"roi"`
 	// Trigger says when a frame is processed: continuous (every fresh frame), interval (one
-	// every Interval), or mqtt (the next fresh frame after each trigger command).
+	// every Interval), mqtt (the next fresh frame after each trigger command), or hardware
+	// (the camera is fired by a photo-eye or a PLC line: every frame it delivers is
+	// processed, in order, none replaced by a newer one).
 	Trigger  string        `mapstructure:"trigger"`
 	Interval time.Duration `mapstructure:"interval"`
+	// TriggerQueue is how many frames of a hardware-triggered camera may wait while the
+	// pipeline is busy; a frame beyond it is an overflow, counted, logged and reported.
+	TriggerQueue int `mapstructure:"trigger_queue"`
 	// MaxFPS caps the frames processed per second in continuous mode; 0: no cap.
 	MaxFPS float64 `mapstructure:"max_fps"`
 	// Reconnect bounds how a failing source is reopened.
@@ -669,17 +674,18 @@ func DefaultModel() Model {
 // DefaultCamera returns the settings of a camera entry before the file's keys apply.
 func DefaultCamera() Camera {
 	return Camera{
-		Type:        "auto",
-		Realtime:    true,
-		Trigger:     "continuous",
-		Reconnect:   Reconnect{MinBackoff: time.Second, MaxBackoff: 30 * time.Second, NoFrameTimeout: 10 * time.Second},
-		QualityGate: QualityGate{Action: "off"},
-		Sampling:    true,
-		Collect:     Collect{What: "frames", MaxMB: 1024, JPEGQuality: 95},
-		Pipeline:    Pipeline{CropPadding: 0.1, Vote: Vote{IoU: 0.3, MaxGap: 2}},
-		Tracking:    Tracking{Enabled: true, IoU: 0.1, MaxJump: 0.05, MaxMissed: 10},
-		Verdicts:    Verdicts{Default: "nok"},
-		Parts:       Parts{Image: PartImage{MaxKB: 256, JPEGQuality: 85}},
-		GenICam:     GenICam{PixelFormat: "Mono8"},
+		Type:         "auto",
+		Realtime:     true,
+		Trigger:      "continuous",
+		TriggerQueue: 32,
+		Reconnect:    Reconnect{MinBackoff: time.Second, MaxBackoff: 30 * time.Second, NoFrameTimeout: 10 * time.Second},
+		QualityGate:  QualityGate{Action: "off"},
+		Sampling:     true,
+		Collect:      Collect{What: "frames", MaxMB: 1024, JPEGQuality: 95},
+		Pipeline:     Pipeline{CropPadding: 0.1, Vote: Vote{IoU: 0.3, MaxGap: 2}},
+		Tracking:     Tracking{Enabled: true, IoU: 0.1, MaxJump: 0.05, MaxMissed: 10},
+		Verdicts:     Verdicts{Default: "nok"},
+		Parts:        Parts{Image: PartImage{MaxKB: 256, JPEGQuality: 85}},
+		GenICam:      GenICam{PixelFormat: "Mono8"},
 	}
 }

@@ -84,6 +84,9 @@ func (c Camera) validateGenICam(p *problems, key string) {
 	if v := g.PacketSize; v != 0 && (v < MinGenICamPacketSize || v > MaxGenICamPacketSize) {
 		p.add(k+".packet_size", "%d must be 0 (negotiated) or %d to %d bytes (9000 for jumbo frames)", v, MinGenICamPacketSize, MaxGenICamPacketSize)
 	}
+	if g.TriggerSource == "" && c.Trigger == "hardware" {
+		p.add(k+".trigger_source", "empty: a genicam camera with trigger: hardware needs the source that fires it (Line1, Software, ... as the camera names it); without it the camera runs free and nearly every frame would overflow")
+	}
 	if s := g.TriggerSource; s != "" {
 		if !genicamNameRE.MatchString(s) {
 			p.add(k+".trigger_source", "%q must be a TriggerSource of the camera, such as Line1 or Software", s)

@@ -41,6 +41,10 @@ func TestGenICamLoads(t *testing.T) {
 	if name, value, err := ParseGenICamFeature(g.Features[1]); err != nil || name != "AcquisitionMode" || value != "Continuous" {
 		t.Errorf("a feature with spaces around '=': %q %q %v", name, value, err)
 	}
+	hw, err := Load(write(t, strings.Replace(genicamCamera, "    genicam:\n", "    trigger: hardware\n    genicam:\n      trigger_source: Line1\n", 1)))
+	if err != nil || hw.Cameras[0].GenICam.TriggerSource != "Line1" {
+		t.Errorf("trigger: hardware with trigger_source Line1: %v", err)
+	}
 	if d := DefaultCamera().GenICam; d.PixelFormat != "Mono8" || d.ExposureUS != nil || d.Camera != "" {
 		t.Errorf("defaults %+v", d)
 	}
@@ -61,6 +65,7 @@ func TestGenICamRefused(t *testing.T) {
 		{"frame rate", strings.Replace(genicamCamera, "frame_rate: 7.5", "frame_rate: 5000", 1), "", "cameras[0].genicam.frame_rate: 5000 must be above 0 and at most 1000"},
 		{"packet size", strings.Replace(genicamCamera, "packet_size: 9000", "packet_size: 100", 1), "", "cameras[0].genicam.packet_size: 100 must be 0 (negotiated) or 576 to 16384"},
 		{"trigger without hardware", cam("      trigger_source: Line1\n"), "", `cameras[0].genicam.trigger_source: "Line1" fires the camera from a line: set cameras[0].trigger: hardware`},
+		{"hardware without a source", strings.Replace(genicamCamera, "    genicam:\n", "    trigger: hardware\n    genicam:\n", 1), "", "cameras[0].genicam.trigger_source: empty: a genicam camera with trigger: hardware needs the source"},
 		{"trigger source name", cam("      trigger_source: 'Line1 TriggerMode=Off'\n"), "", "cameras[0].genicam.trigger_source: \"Line1 TriggerMode=Off\" must be a TriggerSource"},
 		{"feature without value", strings.Replace(genicamCamera, "BalanceWhiteAuto=Continuous", "TriggerSoftware", 1), "", `cameras[0].genicam.features[0]: "TriggerSoftware" is not Name=Value`},
 		{"feature adds a feature", strings.Replace(genicamCamera, "BalanceWhiteAuto=Continuous", "'Gain=1 R[0x30c]=1'", 1), "", `cameras[0].genicam.features[0]: "Gain=1 R[0x30c]=1": the value "1 R[0x30c]=1" must be a number or a name`},
