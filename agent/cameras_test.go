@@ -30,6 +30,7 @@ func TestMQTTTrigger(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
 	cfg.Cameras[0].Realtime, cfg.Cameras[0].FPS, cfg.Cameras[0].Trigger = true, 25, "mqtt"
+	cfg.MQTT.StatsInterval = 200 * time.Millisecond
 	parts := cfg.Models["parts"]
 	parts.Project = "0f8fad5b-d9cb-469f-a165-70867728950e" // the detector, the first stage, gives the project
 	cfg.Models["parts"] = parts
@@ -73,7 +74,37 @@ func TestMQTTTrigger(t *testing.T) {
 			t.Errorf("result %s: want frameId as a number, as in the prediction", raw)
 		}
 	}
+	// the frames it did not take were not wanted: skipped, not dropped (which would set off
+	// the alert on a pipeline slower than its camera)
+	var cam payload.CameraStats
+	testenv.WaitFor(t, "stats with skipped frames", 10*time.Second, func() bool {
+		all := col.Get("cvedge/e2e/stats")
+		var st payload.Stats
+		if len(all) == 0 || json.Unmarshal(all[len(all)-1], &st) != nil || len(st.Cameras) == 0 {
+			return false
+		}
+		cam = st.Cameras[0]
+		return cam.Skipped > 0
+	})
+	if cam.Dropped != 0 || cam.Overflow != 0 {
+		t.Errorf("a trigger camera's stats: %+v", cam)
+	}
 	col.ValidateAll(t)
+}
+
+// TestHardwareTrigger: a camera fired by a line (here a realtime replay, each frame a
+// trigger) gets every frame processed, in order: none replaced by a newer one, none lost.
+func TestHardwareTrigger(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	c := &cfg.Cameras[0]
+	c.Realtime, c.FPS, c.Trigger, c.TriggerQueue = true, 200, "hardware", 200 // faster than the pipeline; room for the whole video
+	preds, _ := runDemo(t, broker, cfg)
+	for i, p := range preds {
+		if p.SourcePos == nil || *p.SourcePos != int64(i) {
+			t.Fatalf("prediction %d is of frame %v: a triggered frame was lost or reordered", i, p.SourcePos)
+		}
+	}
 }
 
 // TestIntervalTrigger: one frame per interval.

@@ -185,11 +185,21 @@ func TestTrackingOnTheDemo(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	preds, _ := runDemo(t, broker, demoConfig(t, broker.URL, ""))
 	tr := testenv.DemoTruth(t)
+	if n := oneTrackPerPart(t, preds, func(frame int, b *payload.Box) (int, bool) { return partAt(tr, frame, b) }); n < 5 {
+		t.Fatalf("only %d parts seen", n)
+	}
+}
+
+// oneTrackPerPart checks that every detection that shows a truth part (shown: its id, in a
+// frame of the video) carries a trackId, the same in every frame, and that no trackId is
+// given to two parts; it returns how many parts were seen.
+func oneTrackPerPart(t *testing.T, preds []payload.Prediction, shown func(frame int, b *payload.Box) (int, bool)) int {
+	t.Helper()
 	trackOf := map[int]map[uint64]int{} // truth part id -> trackIds, with frames
-	partOf := map[uint64]map[int]int{}  // trackId -> truth part ids
+	partOf := map[uint64]map[int]int{}  // trackId -> truth part ids, with frames
 	for _, p := range preds {
 		for _, d := range p.Predictions {
-			part, ok := partAt(tr, int(*p.SourcePos), d.BoundingBox)
+			part, ok := shown(int(*p.SourcePos), d.BoundingBox)
 			if !ok {
 				continue
 			}
@@ -206,9 +216,6 @@ func TestTrackingOnTheDemo(t *testing.T) {
 			partOf[d.TrackID][part]++
 		}
 	}
-	if len(trackOf) < 5 {
-		t.Fatalf("only %d parts seen", len(trackOf))
-	}
 	for part, tracks := range trackOf {
 		if len(tracks) != 1 {
 			t.Errorf("part %d got %d trackIds (trackId: frames): %v", part, len(tracks), tracks)
@@ -219,6 +226,7 @@ func TestTrackingOnTheDemo(t *testing.T) {
 			t.Errorf("trackId %d was given to %d parts (part: frames): %v", id, len(parts), parts)
 		}
 	}
+	return len(trackOf)
 }
 
 // partAt returns the id of the truth part under the centre of a detection, when it is mostly
@@ -447,35 +455,10 @@ func TestPartsOnTheCrowdedBelt(t *testing.T) {
 
 	// every box that shows one part (IoU 0.5 with its true box) has that part's trackId; a
 	// box over two touching parts shows neither
-	pos := map[uint64]int{}             // frame id -> the video's frame
-	trackOf := map[int]map[uint64]int{} // truth part -> trackIds, with frames
-	partOf := map[uint64]map[int]int{}  // trackId -> truth parts, with frames
+	oneTrackPerPart(t, preds, func(frame int, b *payload.Box) (int, bool) { return partShown(tr, frame, b) })
+	pos := map[uint64]int{} // frame id -> the video's frame
 	for _, p := range preds {
 		pos[p.FrameID] = int(*p.SourcePos)
-		for _, d := range p.Predictions {
-			part, ok := partShown(tr, int(*p.SourcePos), d.BoundingBox)
-			if !ok {
-				continue
-			}
-			if trackOf[part] == nil {
-				trackOf[part] = map[uint64]int{}
-			}
-			if partOf[d.TrackID] == nil {
-				partOf[d.TrackID] = map[int]int{}
-			}
-			trackOf[part][d.TrackID]++
-			partOf[d.TrackID][part]++
-		}
-	}
-	for part, tracks := range trackOf {
-		if len(tracks) != 1 {
-			t.Errorf("part %d got %d trackIds (trackId: frames): %v", part, len(tracks), tracks)
-		}
-	}
-	for id, parts := range partOf {
-		if len(parts) != 1 {
-			t.Errorf("trackId %d was given to %d parts (part: frames): %v", id, len(parts), parts)
-		}
 	}
 
 	last, colour := map[int]int{}, map[int]string{} // truth part -> the last frame it is mostly visible in, its colour

@@ -202,8 +202,8 @@ func (a *Agent) keepWorkingSources(cfg *configs.Config, running map[string]*came
 		if err != nil {
 			continue // a source that does not parse is a config error: build refuses the reload, naming it
 		}
-		if cam.Source().Kind == camera.KindUSB && old.cam.Source() == cam.Source() {
-			continue // the same device with other settings: it cannot be opened twice, so it is not tried beside the running one
+		if cam.Source().Exclusive() && old.cam.Source() == cam.Source() {
+			continue // the same device with other settings (USB, GenICam): it cannot be opened twice, so it is not tried beside the running one
 		}
 		if err = cam.Probe(ProbeTimeout); err == nil {
 			continue

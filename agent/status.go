@@ -16,8 +16,9 @@ import (
 // CameraStats are one camera's counters since the agent started, across reloads.
 type CameraStats struct {
 	Name string
-	// Dropped counts the frames the camera dropped because the pipeline was busy.
-	Dropped uint64
+	// Dropped counts the frames the camera dropped because the pipeline was busy; Overflow
+	// the frames of a hardware-triggered camera its full trigger_queue lost.
+	Dropped, Overflow uint64
 	pipeline.Counts
 }
 
@@ -26,7 +27,8 @@ type CameraStats struct {
 func (a *Agent) Stats() []CameraStats {
 	var out []CameraStats
 	for _, r := range a.runsNow() {
-		out = append(out, CameraStats{Name: r.cam.Name(), Dropped: r.cam.Status().Dropped, Counts: r.counts()})
+		st := r.cam.Status()
+		out = append(out, CameraStats{Name: r.cam.Name(), Dropped: st.Dropped, Overflow: st.Overflow, Counts: r.counts()})
 	}
 	return out
 }
@@ -38,7 +40,7 @@ func (a *Agent) statusMessage(state, reason string) publish.Message {
 		Host: host, Boot: a.boot, Started: &a.started, Updated: time.Now().UTC()}
 	for _, r := range a.runsNow() {
 		s := r.cam.Status()
-		st.Cameras = append(st.Cameras, payload.CameraStatus{Name: r.cam.Name(), Kind: string(r.cam.Source().Kind), State: string(s.State), Reason: camera.Redact(s.Reason), Read: s.Read, Dropped: s.Dropped})
+		st.Cameras = append(st.Cameras, payload.CameraStatus{Name: r.cam.Name(), Kind: string(r.cam.Source().Kind), State: string(s.State), Reason: camera.Redact(s.Reason), Read: s.Read, Dropped: s.Dropped, Skipped: s.Skipped, Overflow: s.Overflow})
 	}
 	for _, n := range a.stageNames() {
 		if stage, ok := a.stageNamed(n); ok {
@@ -86,7 +88,7 @@ func (a *Agent) stats(now time.Time, secs float64, last map[string]pipeline.Coun
 		frames := cur.Processed - before.Processed
 		cs := r.cam.Status()
 		c := payload.CameraStats{Name: r.cam.Name(), State: string(cs.State), FPS: payload.Round(float64(frames)/secs, 2),
-			Read: cs.Read, Dropped: cs.Dropped, Failed: cur.Failed, Gated: cur.Gated, Samples: cur.Samples}
+			Read: cs.Read, Dropped: cs.Dropped, Skipped: cs.Skipped, Overflow: cs.Overflow, Failed: cur.Failed, Gated: cur.Gated, Samples: cur.Samples}
 		if frames > 0 {
 			c.InferenceMs = payload.Round(float64(cur.InferUs-before.InferUs)/1000/float64(frames), 3)
 		}
@@ -109,7 +111,7 @@ func (a *Agent) snapshot() ops.Snapshot {
 	for _, r := range a.runsNow() {
 		st, n := r.cam.Status(), r.counts()
 		s.Cameras = append(s.Cameras, ops.CameraState{Name: r.cam.Name(), State: string(st.State), Read: st.Read, Dropped: st.Dropped,
-			Processed: n.Processed, Failed: n.Failed, Gated: n.Gated, Samples: n.Samples})
+			Skipped: st.Skipped, Overflow: st.Overflow, Processed: n.Processed, Failed: n.Failed, Gated: n.Gated, Samples: n.Samples})
 	}
 	for _, name := range a.stageNames() {
 		stage, ok := a.stageNamed(name)

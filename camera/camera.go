@@ -98,10 +98,17 @@ const (
 type Status struct {
 	State  State  `json:"state"`
 	Reason string `json:"reason,omitempty"`
-	// Read counts frames read; Dropped counts frames replaced by a newer one before the
-	// pipeline took them.
-	Read    uint64 `json:"read"`
-	Dropped uint64 `json:"dropped"`
+	// Read counts frames read. Of the frames the pipeline never got:
+	//   - Dropped were replaced by a newer one while the pipeline was busy (a continuous
+	//     camera without max_fps: the pipeline is slower than the camera);
+	//   - Skipped were replaced while the agent waited by design (trigger interval or mqtt,
+	//     or max_fps);
+	//   - Overflow came from a hardware-triggered camera while trigger_queue frames already
+	//     waited: each is a part not inspected.
+	Read     uint64 `json:"read"`
+	Dropped  uint64 `json:"dropped"`
+	Skipped  uint64 `json:"skipped"`
+	Overflow uint64 `json:"overflow"`
 }
 
 // grabber reads frames from one opened source.
@@ -121,12 +128,14 @@ type Camera struct {
 	log  *slog.Logger
 	open func() (grabber, error)
 
-	out     chan *Frame
-	cancel  context.CancelFunc
-	done    chan struct{}
-	seq     uint64
-	read    atomic.Uint64
-	dropped atomic.Uint64
+	out      chan *Frame
+	cancel   context.CancelFunc
+	done     chan struct{}
+	seq      uint64
+	read     atomic.Uint64
+	dropped  atomic.Uint64
+	skipped  atomic.Uint64
+	overflow atomic.Uint64
 
 	mu     sync.Mutex
 	state  State
@@ -152,7 +161,7 @@ type Camera struct {
 
 // New checks the camera's source and returns a Camera that is not reading yet.
 func New(cfg configs.Camera, log *slog.Logger) (*Camera, error) {
-	src, err := ParseSource(cfg.Source, cfg.Type)
+	src, err := sourceOf(cfg)
 	if err != nil {
 		return nil, configs.RedactError(fmt.Errorf("camera %q: %w", cfg.Name, err))
 	}
@@ -188,7 +197,7 @@ func (c *Camera) OnStatus(fn func(Status)) { c.notify = fn }
 func (c *Camera) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Status{State: c.state, Reason: c.reason, Read: c.read.Load(), Dropped: c.dropped.Load()}
+	return Status{State: c.state, Reason: c.reason, Read: c.read.Load(), Dropped: c.dropped.Load(), Skipped: c.skipped.Load(), Overflow: c.overflow.Load()}
 }
 
 func (c *Camera) setState(s State, reason string) {
@@ -209,6 +218,9 @@ func (c *Camera) setState(s State, reason string) {
 func (c *Camera) Start(ctx context.Context) {
 	ctx, c.cancel = context.WithCancel(ctx)
 	c.out = make(chan *Frame, 1)
+	if c.cfg.Trigger == "hardware" {
+		c.out = make(chan *Frame, max(1, c.cfg.TriggerQueue))
+	}
 	c.done = make(chan struct{})
 	go func() {
 		defer close(c.done)
@@ -255,6 +267,7 @@ func (c *Camera) NextAfter(ctx context.Context, t time.Time) (*Frame, error) {
 			return f, err
 		}
 		f.Close()
+		c.skipped.Add(1) // older than asked for: not wanted, by design
 	}
 }
 
@@ -446,10 +459,13 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 	return ctx.Err()
 }
 
-// hand passes f to the pipeline. With latestOnly it replaces a frame not yet taken (and
-// counts it dropped) instead of waiting. It reports false when ctx ended.
-func (c *Camera) hand(ctx context.Context, f *Frame, latestOnly bool) bool {
-	if !latestOnly {
+// hand passes f to the pipeline. A frame of a live (or realtime) source does not wait for it:
+// with trigger hardware it joins the queue, or, when the queue is full, is an overflow
+// (closed, counted and logged); otherwise it replaces a frame not yet taken (counted dropped,
+// or skipped when the agent waits by design). Other frames wait. It reports false when ctx
+// ended.
+func (c *Camera) hand(ctx context.Context, f *Frame, live bool) bool {
+	if !live {
 		select {
 		case c.out <- f:
 			return true
@@ -457,6 +473,22 @@ func (c *Camera) hand(ctx context.Context, f *Frame, latestOnly bool) bool {
 			f.Close()
 			return false
 		}
+	}
+	if c.cfg.Trigger == "hardware" {
+		select {
+		case c.out <- f:
+		default:
+			f.Close()
+			if n := c.overflow.Add(1); n == 1 || n%100 == 0 {
+				c.log.Error("triggered frame not inspected: the pipeline is behind the trigger and trigger_queue is full; slow the line, raise trigger_queue, or use a faster model",
+					"component", "camera", "trigger_queue", cap(c.out), "overflow_total", n)
+			}
+		}
+		return true
+	}
+	replaced := &c.dropped
+	if c.cfg.Trigger == "interval" || c.cfg.Trigger == "mqtt" || c.cfg.MaxFPS > 0 {
+		replaced = &c.skipped
 	}
 	for {
 		select {
@@ -467,7 +499,7 @@ func (c *Camera) hand(ctx context.Context, f *Frame, latestOnly bool) bool {
 		select {
 		case old := <-c.out:
 			old.Close()
-			c.dropped.Add(1)
+			replaced.Add(1)
 		default:
 		}
 	}
@@ -492,8 +524,11 @@ func Sleep(ctx context.Context, d time.Duration) bool {
 
 // openSource opens src with gocv; a USB camera gets its device settings.
 func openSource(src Source, cfg configs.Camera, log *slog.Logger) (grabber, error) {
-	if src.Kind == KindFolder {
+	switch src.Kind {
+	case KindFolder:
 		return openFolder(src.Target)
+	case KindGenICam:
+		return openGenICam(src, cfg, log)
 	}
 	var (
 		vc  *gocv.VideoCapture

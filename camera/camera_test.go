@@ -150,8 +150,75 @@ func TestRealtimeKeepsLatest(t *testing.T) {
 		f.Close()
 		time.Sleep(30 * time.Millisecond) // about 6 frames arrive meanwhile
 	}
-	if st := cam.Status(); st.Dropped == 0 {
-		t.Fatalf("a slow consumer should cause drops: %+v", st)
+	if st := cam.Status(); st.Dropped == 0 || st.Skipped != 0 || st.Overflow != 0 {
+		t.Fatalf("a slow consumer of a continuous camera should cause drops, and only drops: %+v", st)
+	}
+}
+
+// TestWaitingByDesignSkips: a camera that waits by design (trigger interval or mqtt, or
+// max_fps) counts the frames it does not take as skipped, not dropped: dropped would set off
+// the alert on a pipeline slower than its camera.
+func TestWaitingByDesignSkips(t *testing.T) {
+	for _, cfg := range []configs.Camera{{Trigger: "interval", Interval: time.Second}, {Trigger: "mqtt"}, {Trigger: "continuous", MaxFPS: 5}} {
+		cfg.Source, cfg.Realtime, cfg.FPS = testenv.Path("testdata", "demo", "conveyor.avi"), true, 200
+		cam := cameraFor(t, cfg)
+		cam.Start(context.Background())
+		for range 3 {
+			f, err := cam.NextAfter(context.Background(), time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			time.Sleep(30 * time.Millisecond) // waiting for the next trigger
+		}
+		st := cam.Status()
+		cam.Close()
+		if st.Skipped == 0 || st.Dropped != 0 || st.Overflow != 0 {
+			t.Errorf("trigger %s, max_fps %v: %+v, want skipped frames and no dropped ones", cfg.Trigger, cfg.MaxFPS, st)
+		}
+	}
+}
+
+// TestHardwareTriggerKeepsEveryFrame: with trigger hardware every frame the camera delivers
+// reaches the pipeline, in order, while the queue has room; beyond it, a frame is an
+// overflow, counted, and never replaces one that waits.
+func TestHardwareTriggerKeepsEveryFrame(t *testing.T) {
+	src := testenv.Path("testdata", "demo", "conveyor.avi")
+	cam := cameraFor(t, configs.Camera{Source: src, Realtime: true, FPS: 100, Trigger: "hardware", TriggerQueue: 200})
+	cam.Start(context.Background())
+	for want := int64(0); want < 60; want++ { // a consumer that keeps up: every frame, in order
+		f, err := cam.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Pos != want {
+			t.Fatalf("frame %d, want %d: a triggered frame was lost", f.Pos, want)
+		}
+		f.Close()
+	}
+	if st := cam.Status(); st.Dropped != 0 || st.Skipped != 0 || st.Overflow != 0 {
+		t.Errorf("a consumer that keeps up: %+v", st)
+	}
+	cam.Close()
+
+	cam = cameraFor(t, configs.Camera{Source: src, Realtime: true, FPS: 200, Trigger: "hardware", TriggerQueue: 3})
+	cam.Start(context.Background())
+	defer cam.Close()
+	last := int64(-1)
+	for range 8 { // a slow consumer: the queue fills, and what comes then overflows
+		f, err := cam.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Pos <= last {
+			t.Fatalf("frame %d after %d", f.Pos, last)
+		}
+		last = f.Pos
+		f.Close()
+		time.Sleep(30 * time.Millisecond)
+	}
+	if st := cam.Status(); st.Overflow == 0 || st.Dropped != 0 || st.Skipped != 0 {
+		t.Errorf("a slow consumer of a hardware trigger: %+v, want overflow and nothing dropped", st)
 	}
 }
 

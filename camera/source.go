@@ -24,6 +24,7 @@ const (
 	KindGStreamer Kind = "gstreamer" // a pipeline ending in appsink
 	KindFile      Kind = "file"      // a video file
 	KindFolder    Kind = "folder"    // a folder of images, in name order
+	KindGenICam   Kind = "genicam"   // a GigE Vision or USB3 Vision camera, through Aravis
 )
 
 // Source is a parsed camera source string.
@@ -37,7 +38,21 @@ type Source struct {
 
 // Live reports whether the source is a live camera rather than a recording.
 func (s Source) Live() bool {
-	return s.Kind == KindUSB || s.Kind == KindStream || s.Kind == KindGStreamer
+	return s.Kind == KindUSB || s.Kind == KindStream || s.Kind == KindGStreamer || s.Kind == KindGenICam
+}
+
+// Exclusive reports whether the source is a device that one program at a time can open: a
+// USB camera, or a GenICam camera (one controller). A reload does not try such a source
+// beside the running camera that holds it.
+func (s Source) Exclusive() bool { return s.Kind == KindUSB || s.Kind == KindGenICam }
+
+// sourceOf parses a camera's source: for type genicam the camera it names (genicam.camera,
+// else source), otherwise the source string (see ParseSource).
+func sourceOf(cfg configs.Camera) (Source, error) {
+	if cfg.Type != string(KindGenICam) {
+		return ParseSource(cfg.Source, cfg.Type)
+	}
+	return ParseSource(cfg.GenICamCamera(), cfg.Type)
 }
 
 var streamSchemes = map[string]bool{"rtsp": true, "rtsps": true, "http": true, "https": true, "rtmp": true, "udp": true, "tcp": true}
@@ -92,8 +107,12 @@ func ParseSource(source, kind string) (Source, error) {
 		if k == KindFolder && !st.IsDir() {
 			return Source{}, fmt.Errorf("%q is not a folder", s)
 		}
+	case KindGenICam:
+		if _, err := genicamPipeline(configs.Camera{Source: s, GenICam: configs.GenICam{PixelFormat: "Mono8"}}, nil); err != nil {
+			return Source{}, err
+		}
 	default:
-		return Source{}, fmt.Errorf("type %q is not one of auto, usb, stream, gstreamer, file, folder", kind)
+		return Source{}, fmt.Errorf("type %q is not one of auto, usb, stream, gstreamer, file, folder, genicam", kind)
 	}
 	return src, nil
 }

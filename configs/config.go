@@ -341,7 +341,8 @@ type Camera struct {
 	// /dev/v4l/by-id path, rtsp:// or http(s):// URL, a GStreamer pipeline ending in appsink,
 	// a video file, or a folder of images.
 	Source string `mapstructure:"source"`
-	// Type overrides the kind guessed from Source: auto, usb, stream, gstreamer, file, folder.
+	// Type overrides the kind guessed from Source: auto, usb, stream, gstreamer, file, folder,
+	// genicam (a GigE Vision or USB3 Vision camera through Aravis, see GenICam).
 	Type string `mapstructure:"type"`
 	// Loop replays a file or folder from the start when it ends.
 	Loop bool `mapstructure:"loop"`
@@ -355,15 +356,23 @@ type Camera struct {
 	Device Device `mapstructure:"device"`
 	// RTSP holds the settings of an rtsp:// or rtsps:// camera: how its video is carried.
 	RTSP RTSP `mapstructure:"rtsp"`
+	// GenICam holds the settings of a camera of type genicam; each is set before the stream
+	// starts, read back, and a setting the camera did not take is logged.
+	GenICam GenICam `mapstructure:"genicam"`
 	// Rotate turns frames clockwise by 0, 90, 180 or 270 degrees, before ROI.
 	Rotate int `mapstructure:"rotate"`
 	// ROI is the region of interest [x, y, width, height] in pixels of the rotated frame;
 	// only it is passed on. Empty: the whole frame.
 	ROI []int `mapstructure:"roi"`
 	// Trigger says when a frame is processed: continuous (every fresh frame), interval (one
-	// every Interval), or mqtt (the next fresh frame after each trigger command).
+	// every Interval), mqtt (the next fresh frame after each trigger command), or hardware
+	// (the camera is fired by a photo-eye or a PLC line: every frame it delivers is
+	// processed, in order, none replaced by a newer one).
 	Trigger  string        `mapstructure:"trigger"`
 	Interval time.Duration `mapstructure:"interval"`
+	// TriggerQueue is how many frames of a hardware-triggered camera may wait while the
+	// pipeline is busy; a frame beyond it is an overflow, counted, logged and reported.
+	TriggerQueue int `mapstructure:"trigger_queue"`
 	// MaxFPS caps the frames processed per second in continuous mode; 0: no cap.
 	MaxFPS float64 `mapstructure:"max_fps"`
 	// Reconnect bounds how a failing source is reopened.
@@ -487,6 +496,35 @@ type RTSP struct {
 	// Latency is rtspsrc's jitter buffer (tcp and udp): how long packets are held to put
 	// them back in order. More smooths a jittery network, at that cost in delay.
 	Latency time.Duration `mapstructure:"latency"`
+}
+
+// GenICam holds the settings of a GenICam camera (GigE Vision, USB3 Vision), opened through
+// Aravis (its GStreamer element aravissrc). A setting left out is not touched.
+type GenICam struct {
+	// Camera is the camera as Aravis names it: its id (Vendor-Serial, as arv-tool-0.8 lists
+	// it), serial number, IP address or MAC. Empty: the camera's source.
+	Camera string `mapstructure:"camera"`
+	// PixelFormat is the GenICam PixelFormat the camera streams (GenICamPixelFormats): Mono8,
+	// Mono16, RGB8, or a Bayer format (BayerRG8, BayerGR8, BayerGB8, BayerBG8) that the agent
+	// turns into colour.
+	PixelFormat string `mapstructure:"pixel_format"`
+	// ExposureUS is the exposure time in microseconds (auto exposure off).
+	ExposureUS *float64 `mapstructure:"exposure_us"`
+	// GainDB is the gain in dB (auto gain off).
+	GainDB *float64 `mapstructure:"gain_db"`
+	// FrameRate is the acquisition frame rate in frames per second (AcquisitionFrameRate).
+	FrameRate *float64 `mapstructure:"frame_rate"`
+	// PacketSize is the GigE Vision stream packet size in bytes (9000 for jumbo frames);
+	// 0: Aravis negotiates the largest the network carries.
+	PacketSize int `mapstructure:"packet_size"`
+	// TriggerSource fires the camera from a line or by software (Line1, Software, ...):
+	// with trigger: hardware, the camera is set to TriggerMode=On with this source and
+	// delivers one frame per pulse. Otherwise the camera's trigger mode is turned off.
+	TriggerSource string `mapstructure:"trigger_source"`
+	// Features are further GenICam features, set in order after the settings above, each
+	// "Name=Value" (BalanceWhiteAuto=Continuous). A list, not a map: feature names are case
+	// sensitive.
+	Features []string `mapstructure:"features"`
 }
 
 // Reconnect bounds the reopening of a failing source.
@@ -658,17 +696,19 @@ func DefaultModel() Model {
 // DefaultCamera returns the settings of a camera entry before the file's keys apply.
 func DefaultCamera() Camera {
 	return Camera{
-		Type:        "auto",
-		Realtime:    true,
-		Trigger:     "continuous",
-		RTSP:        RTSP{Transport: RTSPAuto, Latency: 100 * time.Millisecond},
-		Reconnect:   Reconnect{MinBackoff: time.Second, MaxBackoff: 30 * time.Second, NoFrameTimeout: 10 * time.Second},
-		QualityGate: QualityGate{Action: "off"},
-		Sampling:    true,
-		Collect:     Collect{What: "frames", MaxMB: 1024, JPEGQuality: 95},
-		Pipeline:    Pipeline{CropPadding: 0.1, Vote: Vote{IoU: 0.3, MaxGap: 2}},
-		Tracking:    Tracking{Enabled: true, IoU: 0.1, MaxJump: 0.05, MaxMissed: 10},
-		Verdicts:    Verdicts{Default: "nok"},
-		Parts:       Parts{Image: PartImage{MaxKB: 256, JPEGQuality: 85}},
+		Type:         "auto",
+		Realtime:     true,
+		Trigger:      "continuous",
+		TriggerQueue: 32,
+		RTSP:         RTSP{Transport: RTSPAuto, Latency: 100 * time.Millisecond},
+		Reconnect:    Reconnect{MinBackoff: time.Second, MaxBackoff: 30 * time.Second, NoFrameTimeout: 10 * time.Second},
+		QualityGate:  QualityGate{Action: "off"},
+		Sampling:     true,
+		Collect:      Collect{What: "frames", MaxMB: 1024, JPEGQuality: 95},
+		Pipeline:     Pipeline{CropPadding: 0.1, Vote: Vote{IoU: 0.3, MaxGap: 2}},
+		Tracking:     Tracking{Enabled: true, IoU: 0.1, MaxJump: 0.05, MaxMissed: 10},
+		Verdicts:     Verdicts{Default: "nok"},
+		Parts:        Parts{Image: PartImage{MaxKB: 256, JPEGQuality: 85}},
+		GenICam:      GenICam{PixelFormat: "Mono8"},
 	}
 }

@@ -363,3 +363,23 @@ func TestRTSPTransport(t *testing.T) {
 		t.Errorf("from the environment: %v %+v", err, c)
 	}
 }
+
+// TestLoadRuntime: a file with the onnxruntime section alone is enough for the session
+// settings (cvedge bench --config), with the environment over it; a bad value is refused with
+// its key, as Load refuses it.
+func TestLoadRuntime(t *testing.T) {
+	rt, err := LoadRuntime(write(t, "onnxruntime: {intra_op_threads: 1, graph_optimization: basic}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt.IntraOpThreads != 1 || rt.GraphOptimization != "basic" || !rt.MemoryArena {
+		t.Errorf("runtime %+v", rt)
+	}
+	if _, err := Load(write(t, "onnxruntime: {intra_op_threads: 1}\n")); err == nil {
+		t.Error("Load took a config without cameras")
+	}
+	t.Setenv("CVEDGE_ONNXRUNTIME_GRAPH_OPTIMIZATION", "fastest")
+	if _, err := LoadRuntime(write(t, "onnxruntime: {intra_op_threads: 1}\n")); err == nil || !strings.Contains(err.Error(), "onnxruntime.graph_optimization") {
+		t.Errorf("a bad value from the environment: %v", err)
+	}
+}

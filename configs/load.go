@@ -24,7 +24,26 @@ const EnvPrefix = "CVEDGE"
 // Load reads the YAML file at path (none when path is empty), applies the defaults and the
 // CVEDGE_* environment, rejects unknown keys, fills derived defaults and validates. The
 // error names every bad key.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return load(path, (*Config).Validate) }
+
+// LoadRuntime reads the onnxruntime section of a config file, with the same defaults,
+// environment overrides and validation as Load, and nothing else: the file may hold that
+// section alone (a file of session settings to compare with `cvedge bench --config`).
+func LoadRuntime(path string) (ONNXRuntime, error) {
+	cfg, err := load(path, func(c *Config) error {
+		var p problems
+		c.ONNXRuntime.validate(&p)
+		return p.err()
+	})
+	if err != nil {
+		return ONNXRuntime{}, err
+	}
+	return cfg.ONNXRuntime, nil
+}
+
+// load reads the config file at path (none when "") over the defaults and the environment,
+// and checks it with validate.
+func load(path string, validate func(*Config) error) (*Config, error) {
 	v := viper.New()
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -59,7 +78,7 @@ func Load(path string) (*Config, error) {
 		return nil, RedactError(fmt.Errorf("config: %w", err))
 	}
 	cfg.resolve(base)
-	if err := cfg.Validate(); err != nil { // errors quote values: mask their secrets
+	if err := validate(cfg); err != nil { // errors quote values: mask their secrets
 		if path != "" {
 			return nil, RedactError(fmt.Errorf("config %s: %w", path, err))
 		}
@@ -482,7 +501,7 @@ func (c *Config) resolve(base string) {
 		for tag, model := range pl.Routes {
 			pl.Routes[tag] = strings.ToLower(model)
 		}
-		if isLocalPath(c.Cameras[i].Source) {
+		if c.Cameras[i].Type != "genicam" && isLocalPath(c.Cameras[i].Source) { // a GenICam source names a camera
 			c.Cameras[i].Source = relativeTo(base, c.Cameras[i].Source)
 		}
 	}

@@ -28,7 +28,7 @@ var (
 	// ResizeModes are the values of models.<name>.resize.
 	ResizeModes = []string{"stretch", "center_crop"}
 	// CameraTypes are the values of cameras[].type.
-	CameraTypes = []string{"auto", "usb", "stream", "gstreamer", "file", "folder"}
+	CameraTypes = []string{"auto", "usb", "stream", "gstreamer", "file", "folder", "genicam"}
 )
 
 // Validate checks every value and returns one error per problem, each naming its key.
@@ -39,14 +39,7 @@ func (c *Config) Validate() error {
 	}
 	p.oneOf("agent.log_level", c.Agent.LogLevel, logLevels)
 	p.oneOf("agent.log_format", c.Agent.LogFormat, logFormats)
-	if c.ONNXRuntime.IntraOpThreads < 0 || c.ONNXRuntime.InterOpThreads < 0 {
-		p.add("onnxruntime", "thread counts must be 0 (automatic) or more")
-	}
-	p.oneOf("onnxruntime.graph_optimization", c.ONNXRuntime.GraphOptimization, GraphOptimizations)
-	p.oneOf("onnxruntime.execution_provider", c.ONNXRuntime.ExecutionProvider, ExecutionProviders)
-	if c.ONNXRuntime.DeviceID < 0 {
-		p.add("onnxruntime.device_id", "%d must be 0 or more", c.ONNXRuntime.DeviceID)
-	}
+	c.ONNXRuntime.validate(&p)
 	c.validateBounds(&p)
 	c.MQTT.validate(&p)
 	c.Spool.validate(&p)
@@ -83,7 +76,9 @@ func (c *Config) Validate() error {
 			p.add(key+".name", "%q is used by another camera; names must be unique", cam.Name)
 		}
 		seen[cam.Name] = true
-		if strings.TrimSpace(cam.Source) == "" {
+		if cam.Type == "genicam" {
+			cam.validateGenICam(&p, key)
+		} else if strings.TrimSpace(cam.Source) == "" {
 			p.add(key+".source", "empty: give a device index, /dev/video path, URL, GStreamer pipeline, file or folder")
 		}
 		p.oneOf(key+".type", cam.Type, CameraTypes)
@@ -113,6 +108,7 @@ const (
 	MaxThreads       = 1024      // onnxruntime.intra_op_threads and inter_op_threads
 	MaxVoteGap       = 1000      // cameras[].pipeline.vote.max_gap, frames
 	MaxCameraRateFPS = 1000      // cameras[].fps and max_fps
+	MaxTriggerQueue  = 10_000    // cameras[].trigger_queue, frames
 )
 
 // validateBounds checks the upper bound of every size and count key; the lower bounds are
@@ -132,8 +128,6 @@ func (c *Config) validateBounds(p *problems) {
 	upTo("llm.queue", c.LLM.Queue, 1, MaxLLMQueue)
 	upTo("llm.per_minute", c.LLM.PerMinute, 0, MaxRate)
 	upTo("llm.per_hour", c.LLM.PerHour, 0, MaxRate)
-	upTo("onnxruntime.intra_op_threads", c.ONNXRuntime.IntraOpThreads, 0, MaxThreads)
-	upTo("onnxruntime.inter_op_threads", c.ONNXRuntime.InterOpThreads, 0, MaxThreads)
 	rules := map[string]Rule{"low_confidence": c.Samples.LowConfidence, "small_margin": c.Samples.SmallMargin, "disagreement": c.Samples.Disagreement,
 		"quality_gate": c.Samples.QualityGate, "audit": c.Samples.Audit, "shadow": c.Samples.Shadow, "unknown": c.Samples.Unknown}
 	for _, name := range slices.Sorted(maps.Keys(rules)) {
@@ -169,6 +163,23 @@ func (c *Config) validateBounds(p *problems) {
 	}
 }
 
+// validate checks the onnxruntime section.
+func (o ONNXRuntime) validate(p *problems) {
+	if o.IntraOpThreads < 0 || o.InterOpThreads < 0 {
+		p.add("onnxruntime", "thread counts must be 0 (automatic) or more")
+	}
+	for key, n := range map[string]int{"onnxruntime.intra_op_threads": o.IntraOpThreads, "onnxruntime.inter_op_threads": o.InterOpThreads} {
+		if n > MaxThreads {
+			p.add(key, "%d is too large: allowed 0 to %d", n, MaxThreads)
+		}
+	}
+	p.oneOf("onnxruntime.graph_optimization", o.GraphOptimization, GraphOptimizations)
+	p.oneOf("onnxruntime.execution_provider", o.ExecutionProvider, ExecutionProviders)
+	if o.DeviceID < 0 {
+		p.add("onnxruntime.device_id", "%d must be 0 or more", o.DeviceID)
+	}
+}
+
 // GraphOptimizations and ExecutionProviders are the values of onnxruntime.graph_optimization
 // and onnxruntime.execution_provider.
 var (
@@ -178,7 +189,7 @@ var (
 
 // Triggers are the values of cameras[].trigger; GateActions of cameras[].quality_gate.action.
 var (
-	Triggers    = []string{"continuous", "interval", "mqtt"}
+	Triggers    = []string{"continuous", "interval", "mqtt", "hardware"}
 	GateActions = []string{"off", "flag", "skip"}
 )
 
@@ -238,6 +249,12 @@ func (c Camera) validateCapture(p *problems, key string) {
 	}
 	if c.MaxFPS < 0 {
 		p.add(key+".max_fps", "%v must be 0 (no cap) or more", c.MaxFPS)
+	}
+	if c.Trigger == "hardware" && c.MaxFPS > 0 {
+		p.add(key+".max_fps", "%v would skip triggered frames: with trigger hardware every frame is processed; remove max_fps", c.MaxFPS)
+	}
+	if c.TriggerQueue < 1 || c.TriggerQueue > MaxTriggerQueue {
+		p.add(key+".trigger_queue", "%d must be 1 to %d frames", c.TriggerQueue, MaxTriggerQueue)
 	}
 	r := c.Reconnect
 	if r.MinBackoff <= 0 || r.MaxBackoff < r.MinBackoff {

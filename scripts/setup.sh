@@ -11,7 +11,11 @@
 #     or udp: rtspsrc, the H.264 decoder), the RTSP test server's python3-gi, python3-gst-1.0,
 #     gir1.2-gst-rtsp-server-1.0 and gstreamer1.0-plugins-bad (openh264enc), mosquitto and
 #     mosquitto-clients (tests and watching the MQTT output), systemd (systemd-analyze checks
-#     the unit); npm only when the onnxruntime library must be fetched.
+#     the unit), libaravis-0.8-0 (GenICam cameras: libaravis and its GStreamer element
+#     aravissrc), gstreamer1.0-plugins-bad (bayer2rgb, for Bayer GenICam cameras), aravis-tools
+#     and iproute2 (the GenICam test runs arv-fake-gv-camera-0.8, a fake GigE Vision camera, in
+#     a network namespace of its own, set up with ip); npm only when the onnxruntime library
+#     must be fetched.
 #   - the onnxruntime 1.24.1 shared library for this machine (amd64 or arm64) into lib/, taken
 #     from the npm package onnxruntime-node@1.24.1 and checked against a pinned SHA-256.
 #
@@ -29,8 +33,8 @@ declare -A ORT_SHA256=(
   [arm64]=7954e8bdedb497f830c6a679e818d98399b7f4d81ade1126c3e0be74d28111ab
 )
 PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd
-  gstreamer1.0-plugins-good gstreamer1.0-libav
-  python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-bad)
+  gstreamer1.0-plugins-good gstreamer1.0-libav python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
+  libaravis-0.8-0 gstreamer1.0-plugins-bad aravis-tools iproute2)
 GO_MIN=1.24
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

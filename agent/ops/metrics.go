@@ -24,9 +24,9 @@ type Snapshot struct {
 
 // CameraState is one camera at scrape time.
 type CameraState struct {
-	Name, State                             string
-	Read, Dropped, Processed, Failed, Gated uint64
-	Samples                                 map[string]uint64 // reason -> samples
+	Name, State                                                string
+	Read, Dropped, Skipped, Overflow, Processed, Failed, Gated uint64
+	Samples                                                    map[string]uint64 // reason -> samples
 }
 
 // ModelState is one loaded model at scrape time.
@@ -92,7 +92,9 @@ func NewMetrics(snapshot func() Snapshot) *Metrics {
 var (
 	descRead       = prometheus.NewDesc("cvedge_frames_read_total", "Frames read from the camera.", []string{"camera"}, nil)
 	descProcessed  = prometheus.NewDesc("cvedge_frames_processed_total", "Frames processed and published.", []string{"camera"}, nil)
-	descDropped    = prometheus.NewDesc("cvedge_frames_dropped_total", "Stale frames replaced by a newer one before the pipeline took them.", []string{"camera"}, nil)
+	descDropped    = prometheus.NewDesc("cvedge_frames_dropped_total", "Stale frames replaced by a newer one while the pipeline was busy (a continuous camera slower than its source).", []string{"camera"}, nil)
+	descSkipped    = prometheus.NewDesc("cvedge_frames_skipped_total", "Frames not wanted, by design: replaced while a trigger interval, mqtt or max_fps camera waited.", []string{"camera"}, nil)
+	descOverflow   = prometheus.NewDesc("cvedge_frames_overflow_total", "Frames of a hardware-triggered camera not inspected: its trigger_queue was full.", []string{"camera"}, nil)
 	descFailed     = prometheus.NewDesc("cvedge_frames_failed_total", "Frames the pipeline could not process.", []string{"camera"}, nil)
 	descGated      = prometheus.NewDesc("cvedge_frames_gated_total", "Frames a quality gate kept from the models.", []string{"camera"}, nil)
 	descCamState   = prometheus.NewDesc("cvedge_camera_state", "1 for the camera's current state.", []string{"camera", "state"}, nil)
@@ -117,7 +119,7 @@ var (
 type snapshotCollector struct{ snap func() Snapshot }
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRead, descProcessed, descDropped, descFailed, descGated, descCamState, descSamples,
+	for _, d := range []*prometheus.Desc{descRead, descProcessed, descDropped, descSkipped, descOverflow, descFailed, descGated, descCamState, descSamples,
 		descModel, descShadow, descConnected, descMQTT, descSpoolMsgs, descSpoolBytes, descSpoolDrop, descLLM,
 		descMQTTState, descInFlight, descWritable, descSpoolDisk, descSpoolFail, descCorrupt} {
 		ch <- d
@@ -136,6 +138,8 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRead, cam.Read, cam.Name)
 		counter(descProcessed, cam.Processed, cam.Name)
 		counter(descDropped, cam.Dropped, cam.Name)
+		counter(descSkipped, cam.Skipped, cam.Name)
+		counter(descOverflow, cam.Overflow, cam.Name)
 		counter(descFailed, cam.Failed, cam.Name)
 		counter(descGated, cam.Gated, cam.Name)
 		for _, st := range CameraStates {

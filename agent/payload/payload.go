@@ -155,6 +155,9 @@ type CameraStatus struct {
 	Reason  string `json:"reason,omitempty"`
 	Read    uint64 `json:"read"`
 	Dropped uint64 `json:"dropped"`
+	// Skipped and Overflow: see CameraStats.
+	Skipped  uint64 `json:"skipped"`
+	Overflow uint64 `json:"overflow"`
 }
 
 // ModelStatus is one loaded model in the agent status.
@@ -188,11 +191,16 @@ type CameraStats struct {
 	State string `json:"state"`
 	// FPS is the frames processed per second over the last interval.
 	FPS float64 `json:"fps"`
-	// Read and Dropped count frames since start (dropped: replaced by a newer one before the
-	// pipeline took them); Failed counts frames the pipeline could not process.
-	Read    uint64 `json:"read"`
-	Dropped uint64 `json:"dropped"`
-	Failed  uint64 `json:"failed"`
+	// Read counts frames since start. Dropped were replaced by a newer one while the pipeline
+	// was busy (a continuous camera slower than its source); Skipped were not wanted, by
+	// design (trigger interval or mqtt, max_fps); Overflow came from a hardware-triggered
+	// camera with its trigger_queue full (parts not inspected). Failed counts frames the
+	// pipeline could not process.
+	Read     uint64 `json:"read"`
+	Dropped  uint64 `json:"dropped"`
+	Skipped  uint64 `json:"skipped"`
+	Overflow uint64 `json:"overflow"`
+	Failed   uint64 `json:"failed"`
 	// Gated counts frames a quality gate with action skip kept from the models.
 	Gated uint64 `json:"gated"`
 	// Samples counts the samples sent since start, by reason.

@@ -88,7 +88,7 @@ func (bf *benchFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&bf.asJSON, "json", false, "print the report as one JSON object (docs/cli.md)")
 	f.StringVar(&bf.markdown, "markdown", "", "also write the report's tables to this file")
 	f.StringVar(&bf.lib, "onnxruntime-library", "", "path of libonnxruntime.so (default: the config's, or search)")
-	f.StringVar(&bf.config, "config", "", "take the onnxruntime section (threads, graph optimization, memory arena, execution provider) from this config")
+	f.StringVar(&bf.config, "config", "", "take the onnxruntime section (threads, graph optimization, memory arena, execution provider) from this config; a file with that section alone will do")
 	f.StringVar(&bf.cpuProf, "cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")
 	f.StringVar(&bf.memProf, "memprofile", "", "write a Go heap profile (what is live at the end, and what the run allocated) to this file (go tool pprof)")
 }
@@ -98,11 +98,11 @@ func (bf *benchFlags) register(cmd *cobra.Command) {
 func (bf *benchFlags) onnxRuntime() error {
 	bf.o.Runtime = configs.Default().ONNXRuntime
 	if bf.config != "" {
-		cfg, err := configs.Load(bf.config)
+		rt, err := configs.LoadRuntime(bf.config) // the onnxruntime section alone will do
 		if err != nil {
 			return err
 		}
-		bf.o.Runtime = cfg.ONNXRuntime
+		bf.o.Runtime = rt
 	}
 	if bf.lib != "" {
 		bf.o.Runtime.Library = bf.lib

@@ -17,7 +17,11 @@ import (
 func TestBench(t *testing.T) {
 	needRuntime(t)
 	md := filepath.Join(t.TempDir(), "bench.md")
-	code, out, errs := cvedge(t, "bench", "--json", "--markdown", md,
+	session := filepath.Join(t.TempDir(), "session.yaml") // the onnxruntime section alone
+	if err := os.WriteFile(session, []byte("onnxruntime: {graph_optimization: extended}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cvedge(t, "bench", "--json", "--markdown", md, "--config", session,
 		"--detector", testenv.Path("testdata", "demo", "detector"), "--classifier", testenv.Path("testdata", "demo", "classifier"),
 		"--source", testenv.Path("testdata", "demo", "conveyor.avi"), "--frames", "30", "--cameras", "2", "--fps", "5", "--seconds", "2")
 	if code != 0 {
@@ -30,7 +34,8 @@ func TestBench(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if r.Frames != 30 || r.Machine["onnxruntime"] != "1.24.1" || r.Machine["opencv"] == "" || !strings.Contains(r.Machine["onnxruntime session"], "spinning false") {
+	if r.Frames != 30 || r.Machine["onnxruntime"] != "1.24.1" || r.Machine["opencv"] == "" || !strings.Contains(r.Machine["onnxruntime session"], "spinning false") ||
+		!strings.Contains(r.Machine["onnxruntime session"], "graph_optimization extended") {
 		t.Errorf("frames and machine: %d %v", r.Frames, r.Machine)
 	}
 	if len(r.Raw) < 2 || r.Raw[0].Model != "detector" || r.Raw[0].Batch != 1 || r.Raw[0].Calls != 100 || r.Raw[0].MeanMs <= 0 {

@@ -1,0 +1,405 @@
+package camera
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// TestGenICamPipeline checks the pipeline built for each pixel format: Bayer formats go
+// through bayer2rgb, the frame rate goes into the caps unless a line triggers the camera.
+func TestGenICamPipeline(t *testing.T) {
+	cfg := configs.Camera{Type: "genicam", Source: "Basler-21987654", GenICam: configs.GenICam{PixelFormat: "BayerRG8", FrameRate: ptr(7.5), PacketSize: 9000}}
+	p, err := genicamPipeline(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `aravissrc camera-name="Basler-21987654" packet-size=9000 ! video/x-bayer,format=rggb,framerate=15/2 ! bayer2rgb ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false`
+	if p != want {
+		t.Errorf("pipeline\n got %s\nwant %s", p, want)
+	}
+	cfg.GenICam = configs.GenICam{Camera: "Aravis-Fake-GV01", PixelFormat: "Mono8", FrameRate: ptr(25.0), TriggerSource: "Line1"}
+	cfg.Trigger = "hardware"
+	p, err = genicamPipeline(cfg, []string{"TriggerMode=On", "TriggerSource=Line1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p, `camera-name="Aravis-Fake-GV01" auto-packet-size=true features="TriggerMode=On TriggerSource=Line1" ! video/x-raw,format=GRAY8 ! videoconvert`) || strings.Contains(p, "framerate") {
+		t.Errorf("a line-triggered Mono8 camera got %s", p)
+	}
+	for _, pf := range configs.GenICamPixelFormats {
+		if _, ok := genicamCaps[pf]; !ok {
+			t.Errorf("pixel format %s is allowed by the config but has no caps", pf)
+		}
+	}
+}
+
+// TestGenICamSettingsTrigger checks the trigger features: on with the source for trigger:
+// hardware, turned off (where the camera has the feature) otherwise.
+func TestGenICamSettingsTrigger(t *testing.T) {
+	find := func(list []genicamSetting, name string) *genicamSetting {
+		for i := range list {
+			if list[i].name == name {
+				return &list[i]
+			}
+		}
+		return nil
+	}
+	cfg := configs.Camera{Trigger: "hardware", GenICam: configs.GenICam{PixelFormat: "Mono8", TriggerSource: "Line1", Features: []string{"BalanceWhiteAuto=Continuous"}}}
+	list := genicamSettings(cfg)
+	if s := find(list, "TriggerMode"); s == nil || s.value != "On" || s.optional {
+		t.Errorf("trigger: hardware set TriggerMode %+v, want On and reported when missing", s)
+	}
+	if s := find(list, "TriggerSource"); s == nil || s.value != "Line1" {
+		t.Errorf("TriggerSource %+v, want Line1", s)
+	}
+	if s := list[len(list)-1]; s.name != "BalanceWhiteAuto" || s.value != "Continuous" {
+		t.Errorf("the free features come last: %+v", s)
+	}
+	cfg.Trigger = "continuous"
+	list = genicamSettings(cfg)
+	if s := find(list, "TriggerMode"); s == nil || s.value != "Off" || !s.optional {
+		t.Errorf("a free-running camera set TriggerMode %+v, want Off, optional", s)
+	}
+	if find(list, "TriggerSource") != nil {
+		t.Error("a free-running camera got a TriggerSource")
+	}
+}
+
+func TestGenICamFraction(t *testing.T) {
+	for v, want := range map[float64][2]int{25: {25, 1}, 7.5: {15, 2}, 0.5: {1, 2}, 29.97: {2997, 100}} {
+		if n, d := fraction(v); n != want[0] || d != want[1] {
+			t.Errorf("fraction(%v) = %d/%d, want %d/%d", v, n, d, want[0], want[1])
+		}
+	}
+}
+
+// FuzzGenICamPipeline builds the pipeline of any camera name and feature the config
+// accepts: the name must come out whole inside camera-name="...", the feature inside
+// features="...", and the pipeline must keep its five elements and caps, so no name or
+// feature can add an element or a property.
+func FuzzGenICamPipeline(f *testing.F) {
+	for _, s := range [][2]string{{"Basler-21987654", "BalanceWhiteAuto=Continuous"}, {"Aravis-Fake-GV01", "Width=320"}, {"192.168.10.5", "R[0x30c]=1"},
+		{"The Imaging Source Europe GmbH-12345678", "TriggerSoftware"}, {`x" location=/etc/passwd ! filesink`, `A="b c"`}, {"a ! b", "A=1 B=2"},
+		{`a\" b`, "A='x'"}, {"x\nappsink", "A=1\" ! fakesink"}, {"Basler-1 exposure=5", " Gain = 3 "}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, name, feature string) {
+		cfg := configs.DefaultCamera()
+		cfg.Name, cfg.Type, cfg.Source = "c", "genicam", name
+		cfg.GenICam.Features = []string{feature}
+		if genicamProblems(cfg) != "" {
+			return // refused by the config
+		}
+		fname, value, err := configs.ParseGenICamFeature(feature)
+		if err != nil {
+			t.Fatalf("the config accepts feature %q, the parser does not: %v", feature, err)
+		}
+		p, err := genicamPipeline(cfg, []string{fname + "=" + value})
+		if err != nil {
+			t.Fatalf("the config accepts camera %q but the pipeline refuses it: %v", name, err)
+		}
+		head := `aravissrc camera-name="` + strings.TrimSpace(name) + `" auto-packet-size=true features="` + fname + "=" + value + `" ! `
+		if !strings.HasPrefix(p, head) || strings.Count(p, "!") != 4 || strings.Count(p, `"`) != 4 || strings.Count(p, "=") != 9 {
+			t.Fatalf("camera %q, feature %q changed the pipeline: %s", name, feature, p)
+		}
+	})
+}
+
+// genicamProblems returns what the config's validation says about a camera's type and
+// genicam keys ("" when nothing).
+func genicamProblems(cam configs.Camera) string {
+	c := configs.Default()
+	c.Cameras = []configs.Camera{cam}
+	err := c.Validate()
+	if err == nil {
+		return ""
+	}
+	var out []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.Contains(line, "cameras[0].genicam") || strings.Contains(line, "cameras[0].type") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// The fake GigE Vision camera the tests run.
+const (
+	fakeGV     = "arv-fake-gv-camera-0.8"
+	fakeGVName = "Aravis-Fake-GV01" // the id of the fake camera with serial GV01
+)
+
+// inNetns runs the test again inside a network namespace of its own, where only loopback
+// exists (testenv.InOwnNetns): Aravis streams from a camera to the interface it reached it
+// by, so on a host with other interfaces the fake camera's stream could go elsewhere, and
+// the namespace keeps the GigE Vision discovery broadcasts off the host's networks. It
+// reports true in the namespace (run the test), false in the parent (done).
+func inNetns(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv("CVEDGE_TEST_NETNS") != "1" {
+		if _, err := exec.LookPath(fakeGV); err != nil {
+			testenv.Missing(t, "%s (apt-get install aravis-tools)", fakeGV)
+		}
+		if err := checkPipeline("aravissrc ! bayer2rgb ! fakesink"); err != nil {
+			testenv.Missing(t, "GStreamer's aravissrc and bayer2rgb (apt-get install libaravis-0.8-0 gstreamer1.0-plugins-bad): %v", err)
+		}
+	}
+	return testenv.InOwnNetns(t)
+}
+
+// fakeCamera runs arv-fake-gv-camera-0.8 on loopback until stopped.
+type fakeCamera struct {
+	t   *testing.T
+	cmd *exec.Cmd
+}
+
+func startFake(t *testing.T) *fakeCamera {
+	t.Helper()
+	cmd := exec.Command(fakeGV, "-i", "127.0.0.1", "-s", "GV01")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", fakeGV, err)
+	}
+	fc := &fakeCamera{t: t, cmd: cmd}
+	t.Cleanup(fc.kill)
+	return fc
+}
+
+func (fc *fakeCamera) kill() {
+	if fc.cmd.Process != nil && fc.cmd.ProcessState == nil {
+		fc.cmd.Process.Kill()
+		fc.cmd.Wait()
+	}
+}
+
+// waitState waits for the camera to report state s (the states come from OnStatus, in
+// order), failing after a long bound that only a broken camera reaches.
+func waitState(t *testing.T, states <-chan Status, s State) Status {
+	t.Helper()
+	bound := time.After(30 * time.Second)
+	for {
+		select {
+		case st := <-states:
+			if st.State == s {
+				return st
+			}
+		case <-bound:
+			t.Fatalf("the camera never reported %s", s)
+		}
+	}
+}
+
+// nextFrame takes frames until one arrives, checking its size and that it is BGR.
+func nextFrame(t *testing.T, cam *Camera, w, h int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f, err := cam.Next(ctx)
+	if err != nil {
+		t.Fatalf("no frame from the GenICam camera: %v (state %+v)", err, cam.Status())
+	}
+	defer f.Close()
+	m := f.Mat()
+	if b := f.Bounds(); b.Dx() != w || b.Dy() != h || m.Type() != gocv.MatTypeCV8UC3 {
+		t.Fatalf("frame %dx%d type %v, want %dx%d BGR", b.Dx(), b.Dy(), m.Type(), w, h)
+	}
+}
+
+// TestGenICamFakeCamera opens Aravis's fake GigE Vision camera, which speaks the real
+// protocol (GVCP control, GVSP stream), as a type: genicam camera: its settings are set and
+// read back, a feature it lacks is reported, frames of the size asked arrive as BGR from
+// its Bayer stream, and the camera reports online, reconnecting when the fake camera dies,
+// and online again (with its settings applied again) when it comes back; closing returns,
+// and no Mat is left (matprofile).
+func TestGenICamFakeCamera(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	fake := startFake(t)
+	var logs testenv.LogBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	defer func() {
+		if t.Failed() {
+			t.Logf("the camera's log:\n%s", logs.String())
+		}
+	}()
+	cfg := configs.DefaultCamera()
+	cfg.Name, cfg.Type = "gige", "genicam"
+	cfg.GenICam = configs.GenICam{Camera: fakeGVName, PixelFormat: "BayerRG8", ExposureUS: ptr(2000.0), GainDB: ptr(3.0), FrameRate: ptr(20.0),
+		Features: []string{"Width=320", "Height=240", "NoSuchFeature=1"}}
+	cfg.Reconnect = configs.Reconnect{MinBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, NoFrameTimeout: time.Second}
+	if p := genicamProblems(cfg); p != "" {
+		t.Fatalf("the test's camera config: %s", p)
+	}
+	cam, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := make(chan Status, 64)
+	cam.OnStatus(func(s Status) {
+		select {
+		case states <- s:
+		default:
+		}
+	})
+	cam.Start(context.Background())
+	closed := false
+	defer func() {
+		if !closed {
+			cam.Close()
+		}
+	}()
+	waitState(t, states, StateOnline)
+	for range 3 {
+		nextFrame(t, cam, 320, 240)
+	}
+	// every setting was taken but the feature the fake camera lacks
+	const lacks = `ignored="features[2] NoSuchFeature: the camera has no such feature"`
+	if n := logs.Count("the camera ignored settings"); n != 1 || logs.Count(lacks) != 1 {
+		t.Errorf("want one warning, naming only NoSuchFeature:\n%s", logs.String())
+	}
+
+	// the fake camera dies: the camera says so, then comes back with its settings applied
+	// again (a restarted fake camera starts at 512x512 Mono8)
+	fake.kill()
+	for {
+		st := waitState(t, states, StateReconnecting)
+		t.Logf("fake camera killed: %s", st.Reason)
+		if strings.Contains(st.Reason, `GenICam camera "`+fakeGVName+`" stopped streaming`) {
+			break
+		}
+		if st.Reason != "no frame for 1s" {
+			t.Fatalf("reason %q does not say the camera stopped, naming it", st.Reason)
+		}
+	}
+	fake = startFake(t)
+	waitState(t, states, StateOnline)
+	nextFrame(t, cam, 320, 240)
+
+	done := make(chan error, 1)
+	go func() { done <- cam.Close() }()
+	select {
+	case err := <-done:
+		closed = true
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("closing the GenICam camera hangs")
+	}
+
+	if logs.Count("the camera ignored settings") != 2 || logs.Count(lacks) != 2 {
+		t.Errorf("the settings were not applied again, or more was ignored, after the restart:\n%s", logs.String())
+	}
+
+	// read back from the camera itself what the stream ran with
+	rep, err := applyGenICam(configs.Camera{GenICam: configs.GenICam{Camera: fakeGVName, PixelFormat: "BayerRG8"}, Trigger: "continuous"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.width != 320 || rep.height != 240 {
+		t.Errorf("the camera streams %dx%d after the restart, want 320x240", rep.width, rep.height)
+	}
+	got, err := readGenICam(fakeGVName, []string{"ExposureTimeAbs", "GainRaw", "AcquisitionFrameRate", "PixelFormat", "TriggerMode"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"ExposureTimeAbs": "2000", "GainRaw": "3", "AcquisitionFrameRate": "20", "PixelFormat": "BayerRG8", "TriggerMode": "Off"} {
+		if !sameSetting(genicamSetting{value: want, numeric: isNumber(want)}, got[name]) {
+			t.Errorf("%s reads %q from the camera, want %s", name, got[name], want)
+		}
+	}
+
+	// a value the camera changes is reported with what it has: a frame rate below its 0.1
+	// (Aravis sets the nearest it can)
+	low := configs.Camera{Trigger: "continuous", GenICam: configs.GenICam{Camera: fakeGVName, PixelFormat: "Mono8", FrameRate: ptr(0.05)}}
+	if rep, err := applyGenICam(low); err != nil || len(rep.ignored) != 1 || rep.ignored[0] != "frame_rate: asked 0.05, camera has 0.1" {
+		t.Errorf("a frame rate below the camera's range: %v, ignored %q", err, rep.ignored)
+	}
+	low.GenICam.FrameRate = ptr(20.0)
+	if rep, err := applyGenICam(low); err != nil || len(rep.ignored) != 0 {
+		t.Errorf("frame rate 20: %v, ignored %q", err, rep.ignored)
+	}
+
+	// a camera that is not there: the error names it and says what to check
+	if _, err := applyGenICam(configs.Camera{GenICam: configs.GenICam{Camera: "Aravis-Fake-NOPE", PixelFormat: "Mono8"}}); err == nil ||
+		!strings.Contains(err.Error(), `GenICam camera "Aravis-Fake-NOPE" cannot be opened`) || !strings.Contains(err.Error(), "arv-tool-0.8") {
+		t.Errorf("opening a camera that does not exist: %v", err)
+	}
+
+	// trigger: hardware with a source the camera has: TriggerMode=On, TriggerSource set
+	trig := configs.Camera{Trigger: "hardware", GenICam: configs.GenICam{Camera: fakeGVName, PixelFormat: "Mono8", TriggerSource: "Software"}}
+	if rep, err := applyGenICam(trig); err != nil || len(rep.ignored) != 0 {
+		t.Errorf("trigger source Software: %v, ignored %q", err, rep.ignored)
+	}
+	got, err = readGenICam(fakeGVName, []string{"TriggerMode", "TriggerSource"})
+	if err != nil || got["TriggerMode"] != "On" || got["TriggerSource"] != "Software" {
+		t.Errorf("after trigger source Software the camera has %v (%v), want TriggerMode On, TriggerSource Software", got, err)
+	}
+	// a source the camera lacks (the fake camera has Line0 and Software) is reported
+	trig.GenICam.TriggerSource = "Line1"
+	if rep, err := applyGenICam(trig); err != nil || len(rep.ignored) != 1 || !strings.Contains(rep.ignored[0], "trigger_source (TriggerSource): asked Line1, refused") {
+		t.Errorf("trigger source Line1 on a camera without it: %v, ignored %q", err, rep.ignored)
+	}
+	// without a trigger the camera sends nothing, and aravissrc (Aravis 0.8) ends a stream
+	// that brings no frame for 2 s: the camera reconnects without having read a frame
+	// (docs/cameras.md, "Hardware triggers")
+	trig.Name, trig.Type, trig.GenICam.TriggerSource = "trig", "genicam", "Software"
+	trig.Reconnect = configs.Reconnect{MinBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}
+	tcam, err := New(trig, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tstates := make(chan Status, 64)
+	tcam.OnStatus(func(s Status) {
+		select {
+		case tstates <- s:
+		default:
+		}
+	})
+	tcam.Start(context.Background())
+	defer tcam.Close()
+	st := waitState(t, tstates, StateReconnecting)
+	if !strings.Contains(st.Reason, `GenICam camera "`+fakeGVName+`"`) || !strings.Contains(st.Reason, "TriggerMode=On TriggerSource=Software") || st.Read != 0 {
+		t.Errorf("a camera waiting for a software trigger: %+v, want no frame read, and a reason naming the camera and its trigger", st)
+	}
+}
+
+// TestGenICamSource: a genicam camera's source is the camera it names (genicam.camera over
+// source), live and exclusive (a reload does not open it beside the running camera); a name
+// that would reach into the pipeline is refused.
+func TestGenICamSource(t *testing.T) {
+	cfg := configs.DefaultCamera()
+	cfg.Name, cfg.Type, cfg.Source = "gige", "genicam", "Basler-1"
+	cfg.GenICam.Camera = "Basler-21987654"
+	cam, err := New(cfg, quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cam.Source(); s.Kind != KindGenICam || s.Target != "Basler-21987654" || !s.Live() || !s.Exclusive() {
+		t.Errorf("source %+v, live %v, exclusive %v", s, s.Live(), s.Exclusive())
+	}
+	if s, _ := ParseSource("/dev/video0", ""); !s.Exclusive() {
+		t.Error("a USB camera is exclusive")
+	}
+	if s, _ := ParseSource("videotestsrc ! appsink", ""); s.Exclusive() {
+		t.Error("a GStreamer pipeline is not exclusive")
+	}
+	cfg.GenICam.Camera = `x" ! filesink location=/tmp/x`
+	if _, err := New(cfg, quietLog); err == nil || !strings.Contains(err.Error(), `camera "gige"`) || !strings.Contains(err.Error(), "genicam.camera") {
+		t.Errorf("a camera name with a quote: %v", err)
+	}
+}
