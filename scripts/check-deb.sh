@@ -19,6 +19,10 @@ depends=$(dpkg-deb -f "$deb" Depends)
 for dep in libopencv-core406 libopencv-videoio406 libstdc++6; do
   grep -q "$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"
 done
+suggests=$(dpkg-deb -f "$deb" Suggests)
+for pkg in gstreamer1.0-plugins-good gstreamer1.0-libav libaravis-0.8-0; do # RTSP over tcp/udp, GenICam
+  grep -q "$pkg" <<<"$suggests" || fail "Suggests lacks $pkg: $suggests"
+done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 dpkg-deb -e "$deb" "$tmp/control"
