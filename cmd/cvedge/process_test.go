@@ -376,6 +376,12 @@ func TestCrashLosesNothingOnDisk(t *testing.T) {
 				second.Process.Signal(syscall.SIGTERM)
 				second.Wait()
 			}()
+			// the quiet window below starts once the second run is connected: on a loaded
+			// machine its start alone (loading OpenCV and the models) can take longer
+			testenv.WaitFor(t, "the second run connected", 60*time.Second, func() bool {
+				raw, _ := os.ReadFile(second.Stdout.(*os.File).Name())
+				return strings.Contains(string(raw), `msg="connected to MQTT broker"`)
+			})
 			missing := func() []uint64 {
 				got := frames(t, in)[boot]
 				var m []uint64
