@@ -186,8 +186,6 @@ import (
 	"time"
 	"unsafe"
 
-	"gocv.io/x/gocv"
-
 	"github.com/cvedge/cvedge/configs"
 )
 
@@ -288,7 +286,7 @@ func loadAravis(camera string) error {
 		}
 	})
 	if arvWhy != "" {
-		return fmt.Errorf("GenICam camera %q: Aravis is not installed (%s): install it (apt-get install libaravis-0.8-0 gstreamer1.0-plugins-bad) and restart the agent", camera, arvWhy)
+		return fmt.Errorf("GenICam camera %q: Aravis is not installed (%s): install it (apt-get install libaravis-0.8-0) and restart the agent", camera, arvWhy)
 	}
 	return nil
 }
@@ -304,23 +302,36 @@ type genicamReport struct {
 }
 
 // applyGenICam opens the camera through Aravis, sets what cfg asks for, reads each setting
-// back and closes it again, so that aravissrc can take control for the stream. The settings
-// stay in the camera until it is powered off. It fails when the camera cannot be opened.
+// back and closes it again. The settings stay in the camera until it is powered off. It fails
+// when the camera cannot be opened.
 func applyGenICam(cfg configs.Camera) (genicamReport, error) {
+	cam, rep, unlock, err := openConfigured(cfg)
+	if err != nil {
+		return rep, err
+	}
+	closeArvCamera(cam)
+	unlock()
+	return rep, nil
+}
+
+// openConfigured opens the camera through Aravis (taking control of it), sets what cfg asks
+// for and reads each setting back. It returns the open camera, to be closed with
+// closeArvCamera, and the unlock of its control session (lockCamera), to be called after.
+func openConfigured(cfg configs.Camera) (unsafe.Pointer, genicamReport, func(), error) {
 	var rep genicamReport
 	name := cfg.GenICamCamera()
 	if err := loadAravis(name); err != nil {
-		return rep, err
+		return nil, rep, nil, err
 	}
-	defer lockCamera(name)()
+	unlock := lockCamera(name)
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))
 	var cerr *C.char
 	cam := C.cvedge_arv_open(cname, &cerr)
 	if cam == nil {
-		return rep, fmt.Errorf("GenICam camera %q cannot be opened: %s: check that it is powered and on this box's network (arv-tool-0.8 lists the cameras Aravis sees, with their names), that cameras[].genicam.camera names it, and that no other program holds it", name, takeCString(cerr))
+		unlock()
+		return nil, rep, nil, fmt.Errorf("GenICam camera %q cannot be opened: %s: check that it is powered and on this box's network (arv-tool-0.8 lists the cameras Aravis sees, with their names), that cameras[].genicam.camera names it, and that no other program holds it", name, takeCString(cerr))
 	}
-	defer C.cvedge_arv_close(cam)
 	for _, s := range genicamSettings(cfg) {
 		msg, status := setGenICam(cam, s)
 		if msg != "" {
@@ -332,11 +343,16 @@ func applyGenICam(cfg configs.Camera) (genicamReport, error) {
 	}
 	var w, h C.int
 	if C.cvedge_arv_size(cam, &w, &h, &cerr) != 0 {
-		return rep, fmt.Errorf("GenICam camera %q: reading its frame size: %s", name, takeCString(cerr))
+		C.cvedge_arv_close(cam)
+		unlock()
+		return nil, rep, nil, fmt.Errorf("GenICam camera %q: reading its frame size: %s", name, takeCString(cerr))
 	}
 	rep.width, rep.height = int(w), int(h)
-	return rep, nil
+	return cam, rep, unlock, nil
 }
+
+// closeArvCamera frees a camera opened by openConfigured, ending its control session.
+func closeArvCamera(cam unsafe.Pointer) { C.cvedge_arv_close(cam) }
 
 // readGenICam reads features of a camera without setting anything: what it holds now, for a
 // check. The camera must not be streaming to another program.
@@ -506,58 +522,29 @@ func fraction(v float64) (int, int) {
 	return n / a, d / a
 }
 
-// openGenICam applies a GenICam camera's settings, logs what it did not take, and opens its
-// stream through aravissrc.
+// openGenICam opens a GenICam camera, applies its settings, logs what it did not take, and
+// starts its stream from Aravis (arvstream.go), on the same control session.
 func openGenICam(src Source, cfg configs.Camera, log *slog.Logger) (grabber, error) {
-	if _, err := genicamPipeline(cfg, nil); err != nil {
+	if _, err := genicamPipeline(cfg, nil); err != nil { // the pixel format and the name
 		return nil, err
 	}
 	start := time.Now()
-	rep, err := applyGenICam(cfg)
-	if err != nil {
-		return nil, err
-	}
-	pipeline, err := genicamPipeline(cfg, rep.features)
+	cam, rep, unlock, err := openConfigured(cfg)
 	if err != nil {
 		return nil, err
 	}
 	if len(rep.ignored) > 0 {
 		log.Warn("the camera ignored settings", "component", "camera", "ignored", strings.Join(rep.ignored, "; "))
 	}
-	log.Info("GenICam camera set", "component", "camera", "genicam", src.Target, "width", rep.width, "height", rep.height,
-		"ms", time.Since(start).Milliseconds(), "pipeline", pipeline)
-	if err := checkPipeline(pipeline); err != nil {
-		return nil, fmt.Errorf("GenICam camera %q: %w", src.Target, err)
+	var rate float64
+	if cfg.GenICam.FrameRate != nil && cfg.Trigger != "hardware" {
+		rate = *cfg.GenICam.FrameRate
 	}
-	vc, err := gocv.VideoCaptureFileWithAPI(pipeline, gocv.VideoCaptureGstreamer)
+	g, err := startArvStream(src.Target, cam, unlock, rate, log)
 	if err != nil {
-		if vc != nil {
-			vc.Close()
-		}
-		return nil, fmt.Errorf("GenICam camera %q: cannot open its stream (%s): %w", src.Target, pipeline, err)
+		return nil, err
 	}
-	if !vc.IsOpened() {
-		vc.Close()
-		return nil, fmt.Errorf("GenICam camera %q: its stream did not start (%s): check that no other program holds the camera, and run the pipeline with gst-launch-1.0 (fakesink in place of appsink) to see why", src.Target, pipeline)
-	}
-	return &genicamCapture{vc: vc, name: src.Target}, nil
+	log.Info("GenICam camera set", "component", "camera", "genicam", src.Target, "width", rep.width, "height", rep.height,
+		"pixel_format", cfg.GenICam.PixelFormat, "trigger", cfg.Trigger, "ms", time.Since(start).Milliseconds())
+	return g, nil
 }
-
-// genicamCapture reads a GenICam camera's stream. A failed read means the stream stopped
-// (aravissrc ends it when no frame comes for 2 s, or 3 frame times): the camera is reopened
-// at once, since asking OpenCV to read on would restart the pipeline inside the read, which
-// waits on the camera's register timeouts for seconds at a time.
-type genicamCapture struct {
-	vc   *gocv.VideoCapture
-	name string
-}
-
-func (g *genicamCapture) read(m *gocv.Mat) error {
-	if g.vc.Read(m) && !m.Empty() {
-		return nil
-	}
-	return fmt.Errorf("GenICam camera %q stopped streaming (no frame for 2 s or more): check its power and network cable; it is reopened", g.name)
-}
-
-func (g *genicamCapture) fps() float64 { return g.vc.Get(gocv.VideoCaptureFPS) }
-func (g *genicamCapture) close()       { g.vc.Close() }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -153,8 +154,8 @@ func inNetns(t *testing.T) bool {
 		if _, err := exec.LookPath(fakeGV); err != nil {
 			testenv.Missing(t, "%s (apt-get install aravis-tools)", fakeGV)
 		}
-		if err := checkPipeline("aravissrc ! bayer2rgb ! fakesink"); err != nil {
-			testenv.Missing(t, "GStreamer's aravissrc and bayer2rgb (apt-get install libaravis-0.8-0 gstreamer1.0-plugins-bad): %v", err)
+		if err := loadAravis(fakeGVName); err != nil {
+			testenv.Missing(t, "libaravis-0.8.so.0: %v", err)
 		}
 	}
 	return testenv.InOwnNetns(t)
@@ -278,7 +279,10 @@ func TestGenICamFakeCamera(t *testing.T) {
 	for {
 		st := waitState(t, states, StateReconnecting)
 		t.Logf("fake camera killed: %s", st.Reason)
-		if strings.Contains(st.Reason, `GenICam camera "`+fakeGVName+`" stopped streaming`) {
+		// the stream finds the camera silent (it does not answer), or the watch found no
+		// frame first and the reopen does not find the camera
+		if strings.Contains(st.Reason, `GenICam camera "`+fakeGVName+`" stopped streaming`) ||
+			strings.Contains(st.Reason, `GenICam camera "`+fakeGVName+`" cannot be opened`) {
 			break
 		}
 		if st.Reason != "no frame for 1s" {
@@ -354,27 +358,147 @@ func TestGenICamFakeCamera(t *testing.T) {
 	if rep, err := applyGenICam(trig); err != nil || len(rep.ignored) != 1 || !strings.Contains(rep.ignored[0], "trigger_source (TriggerSource): asked Line1, refused") {
 		t.Errorf("trigger source Line1 on a camera without it: %v, ignored %q", err, rep.ignored)
 	}
-	// without a trigger the camera sends nothing, and aravissrc (Aravis 0.8) ends a stream
-	// that brings no frame for 2 s: the camera reconnects without having read a frame
-	// (docs/cameras.md, "Hardware triggers")
-	trig.Name, trig.Type, trig.GenICam.TriggerSource = "trig", "genicam", "Software"
-	trig.Reconnect = configs.Reconnect{MinBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}
-	tcam, err := New(trig, log)
+}
+
+// TestGenICamTrigger runs the fake GigE Vision camera with TriggerMode=On and
+// TriggerSource=Software as a trigger: hardware camera and fires software triggers through
+// the session that controls it, with idle gaps longer than the 2 s after which aravissrc
+// (Aravis 0.8) ended such a stream: every pulse gives exactly one frame, in order, and the
+// camera stays online through the gaps. Then the fake camera dies on an idle line: the camera
+// goes reconnecting, naming it, and closing returns.
+func TestGenICamTrigger(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	fake := startFake(t)
+	var logs testenv.LogBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	defer func() {
+		if t.Failed() {
+			t.Logf("the camera's log:\n%s", logs.String())
+		}
+	}()
+	cfg := configs.DefaultCamera()
+	cfg.Name, cfg.Type, cfg.Trigger = "trig", "genicam", "hardware"
+	cfg.GenICam = configs.GenICam{Camera: fakeGVName, PixelFormat: "Mono8", TriggerSource: "Software", Features: []string{"Width=160", "Height=120"}}
+	// a no-frame timeout far below the idle gaps: it must not count on a line that waits
+	cfg.Reconnect = configs.Reconnect{MinBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, NoFrameTimeout: 500 * time.Millisecond}
+	if p := genicamProblems(cfg); p != "" {
+		t.Fatalf("the test's camera config: %s", p)
+	}
+	cam, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tstates := make(chan Status, 64)
-	tcam.OnStatus(func(s Status) {
-		select {
-		case tstates <- s:
-		default:
-		}
+	var (
+		mu     sync.Mutex
+		states []Status
+	)
+	cam.OnStatus(func(s Status) {
+		mu.Lock()
+		states = append(states, s)
+		mu.Unlock()
 	})
-	tcam.Start(context.Background())
-	defer tcam.Close()
-	st := waitState(t, tstates, StateReconnecting)
-	if !strings.Contains(st.Reason, `GenICam camera "`+fakeGVName+`"`) || !strings.Contains(st.Reason, "TriggerMode=On TriggerSource=Software") || st.Read != 0 {
-		t.Errorf("a camera waiting for a software trigger: %+v, want no frame read, and a reason naming the camera and its trigger", st)
+	cam.Start(context.Background())
+	closed := false
+	defer func() {
+		if !closed {
+			cam.Close()
+		}
+	}()
+	bound := time.Now().Add(30 * time.Second)
+	for cam.Status().State != StateOnline {
+		if time.Now().After(bound) {
+			t.Fatalf("the triggered camera never came online: %+v", cam.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	online := len(states) // the states from here on: through the pulses and the gaps
+	mu.Unlock()
+
+	// bursts of pulses (100 ms apart: the fake camera looks for a trigger every 40 ms), with
+	// idle gaps of 2.5 s between them
+	bursts := []int{3, 2, 1, 4}
+	pulses := 0
+	var seqs []uint64
+	take := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		f, err := cam.Next(ctx)
+		if err != nil {
+			t.Fatalf("pulse %d gave no frame: %v (state %+v)", len(seqs)+1, err, cam.Status())
+		}
+		defer f.Close()
+		m := f.Mat()
+		if b := f.Bounds(); b.Dx() != 160 || b.Dy() != 120 || m.Type() != gocv.MatTypeCV8UC3 {
+			t.Fatalf("frame %dx%d type %v, want 160x120 BGR", b.Dx(), b.Dy(), m.Type())
+		}
+		seqs = append(seqs, f.Seq)
+	}
+	for i, n := range bursts {
+		if i > 0 {
+			time.Sleep(2500 * time.Millisecond)
+		}
+		if st := cam.Status(); st.State != StateOnline || st.Read != uint64(pulses) {
+			t.Fatalf("after %d pulses and an idle gap: %+v, want online with %d frames read", pulses, st, pulses)
+		}
+		for range n {
+			if err := softwareTrigger(fakeGVName); err != nil {
+				t.Fatal(err)
+			}
+			pulses++
+			time.Sleep(100 * time.Millisecond)
+		}
+		for len(seqs) < pulses {
+			take()
+		}
+	}
+	// no frame without a pulse: after the last pulse's frame, none more
+	time.Sleep(500 * time.Millisecond)
+	if st := cam.Status(); st.Read != uint64(pulses) || st.Overflow != 0 || st.Dropped != 0 {
+		t.Errorf("%d pulses, status %+v: want as many frames read, none dropped or overflowed", pulses, st)
+	}
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("frames %v: want 1 to %d in order", seqs, pulses)
+		}
+	}
+	mu.Lock()
+	for _, s := range states[online:] {
+		if s.State != StateOnline {
+			t.Errorf("the triggered camera left online on an idle line: %+v", s)
+		}
+	}
+	mu.Unlock()
+	if n := logs.Count("GenICam frame lost"); n != 0 {
+		t.Errorf("%d frames lost", n)
+	}
+
+	// the camera dies while its line is idle: the stream finds it silent
+	fake.kill()
+	killed := time.Now()
+	bound = time.Now().Add(30 * time.Second)
+	for st := cam.Status(); st.State != StateReconnecting; st = cam.Status() {
+		if time.Now().After(bound) {
+			t.Fatalf("the killed triggered camera still reports %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("killed on an idle line: reconnecting after %s", time.Since(killed).Round(time.Millisecond))
+	if st := cam.Status(); !strings.Contains(st.Reason, `GenICam camera "`+fakeGVName+`" stopped streaming`) {
+		t.Errorf("the killed camera's reason does not name it: %+v", st)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cam.Close() }()
+	select {
+	case err := <-done:
+		closed = true
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("closing the triggered GenICam camera hangs")
 	}
 }
 
