@@ -8,7 +8,7 @@ package camera
 #include <string.h>
 
 // The few Aravis calls that set and read back a GenICam camera's features, found at run
-// time in libaravis (the library aravissrc uses), so that building needs no Aravis headers
+// time in libaravis, so that building needs no Aravis headers
 // and an agent without Aravis still runs its other cameras.
 typedef struct { unsigned int domain; int code; char *message; } cvedge_arv_gerror;
 
@@ -180,6 +180,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -294,9 +295,7 @@ func loadAravis(camera string) error {
 // genicamReport is what applying a GenICam camera's settings found.
 type genicamReport struct {
 	ignored []string // settings the camera did not take, each with what it has
-	// features are the features (Name=Value) the camera took, in order: aravissrc sets
-	// them again when the stream starts, after its own settings (its frame rate call turns
-	// the trigger mode off).
+	// features are the features (Name=Value) the camera took, in order.
 	features      []string
 	width, height int // the frame size it streams
 }
@@ -453,79 +452,24 @@ func takeCString(s *C.char) string {
 	return C.GoString(s)
 }
 
-// genicamCaps are the caps aravissrc streams in for each pixel format, and the element
-// that turns them into something videoconvert takes ("" when none is needed).
-var genicamCaps = map[string]struct{ caps, convert string }{
-	"Mono8":    {"video/x-raw,format=GRAY8", ""},
-	"Mono16":   {"video/x-raw,format=GRAY16_LE", ""},
-	"RGB8":     {"video/x-raw,format=RGB", ""},
-	"BayerRG8": {"video/x-bayer,format=rggb", "bayer2rgb"},
-	"BayerGR8": {"video/x-bayer,format=grbg", "bayer2rgb"},
-	"BayerGB8": {"video/x-bayer,format=gbrg", "bayer2rgb"},
-	"BayerBG8": {"video/x-bayer,format=bggr", "bayer2rgb"},
-}
-
-// genicamPipeline is the GStreamer pipeline that streams a GenICam camera as BGR frames. The
-// settings were applied (and read back) before; the caps carry the pixel format and the
-// frame rate, which aravissrc sets again when it starts, and its features property the
-// features the camera took (trigger and free features), which aravissrc sets after those:
-// Aravis turns the trigger mode off whenever it sets the frame rate. Every value in it was
-// validated (configs.validateGenICam): the camera name holds no quote or backslash, the
-// features no space, quote or '='.
-func genicamPipeline(cfg configs.Camera, features []string) (string, error) {
-	g := cfg.GenICam
-	pf, ok := genicamCaps[g.PixelFormat]
-	if !ok {
-		return "", fmt.Errorf("genicam.pixel_format %q is not one of %s", g.PixelFormat, strings.Join(configs.GenICamPixelFormats, ", "))
+// checkGenICam checks what opening a GenICam camera needs of its config: a pixel format the
+// agent converts, and a camera name that is whole text (validated with the config too:
+// configs.validateGenICam).
+func checkGenICam(cfg configs.Camera) error {
+	if !slices.Contains(configs.GenICamPixelFormats, cfg.GenICam.PixelFormat) {
+		return fmt.Errorf("genicam.pixel_format %q is not one of %s", cfg.GenICam.PixelFormat, strings.Join(configs.GenICamPixelFormats, ", "))
 	}
 	name := cfg.GenICamCamera()
 	if strings.ContainsAny(name, "\"\\!\n\r\x00") {
-		return "", fmt.Errorf("GenICam camera %q: the name holds a quote, backslash or '!': fix cameras[].genicam.camera", name)
+		return fmt.Errorf("GenICam camera %q: the name holds a quote, backslash or '!': fix cameras[].genicam.camera", name)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "aravissrc camera-name=%q", name)
-	if g.PacketSize > 0 {
-		fmt.Fprintf(&b, " packet-size=%d", g.PacketSize)
-	} else {
-		b.WriteString(" auto-packet-size=true")
-	}
-	for _, f := range features {
-		if _, _, err := configs.ParseGenICamFeature(f); err != nil {
-			return "", fmt.Errorf("GenICam camera %q: feature %w", name, err)
-		}
-	}
-	if len(features) > 0 {
-		fmt.Fprintf(&b, " features=%q", strings.Join(features, " "))
-	}
-	b.WriteString(" ! " + pf.caps)
-	if g.FrameRate != nil && (g.TriggerSource == "" || cfg.Trigger != "hardware") {
-		n, d := fraction(*g.FrameRate)
-		fmt.Fprintf(&b, ",framerate=%d/%d", n, d)
-	}
-	if pf.convert != "" {
-		b.WriteString(" ! " + pf.convert)
-	}
-	b.WriteString(" ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false")
-	return b.String(), nil
-}
-
-// fraction writes a frame rate as GStreamer's fraction, to a thousandth of a frame.
-func fraction(v float64) (int, int) {
-	n, d := int(math.Round(v*1000)), 1000
-	a, b := n, d
-	for b != 0 {
-		a, b = b, a%b
-	}
-	if a == 0 {
-		return n, d
-	}
-	return n / a, d / a
+	return nil
 }
 
 // openGenICam opens a GenICam camera, applies its settings, logs what it did not take, and
 // starts its stream from Aravis (arvstream.go), on the same control session.
 func openGenICam(src Source, cfg configs.Camera, log *slog.Logger) (grabber, error) {
-	if _, err := genicamPipeline(cfg, nil); err != nil { // the pixel format and the name
+	if err := checkGenICam(cfg); err != nil {
 		return nil, err
 	}
 	start := time.Now()
