@@ -266,7 +266,7 @@ func (g *arvCapture) read(m *gocv.Mat) error {
 		if g.bad >= arvBadInARow {
 			return fmt.Errorf("GenICam camera %q stopped streaming (%d frames in a row failed, the last: %s): check its network (packet_size, net.core.rmem_max); it is reopened", g.name, g.bad, why)
 		}
-		g.log.Warn("GenICam frame lost", "component", "camera", "genicam", g.name, "why", why)
+		g.log.Error("GenICam frame lost: it arrived incomplete; check the network (packet_size, net.core.rmem_max)", "component", "camera", "genicam", g.name, "why", why)
 		return errNoFrameYet
 	}
 	g.bad = 0

@@ -352,7 +352,8 @@ func TestGenICamFakeCamera(t *testing.T) {
 // the session that controls it, with idle gaps longer than the 2 s after which aravissrc
 // (Aravis 0.8) ended such a stream: every pulse gives exactly one frame, in order, and the
 // camera stays online through the gaps. Then the fake camera dies on an idle line: the camera
-// goes reconnecting, naming it, and closing returns.
+// goes reconnecting, naming it; it comes back online when the fake camera does, and closing it
+// while it waits on its idle line returns.
 func TestGenICamTrigger(t *testing.T) {
 	if !inNetns(t) {
 		return
@@ -476,6 +477,18 @@ func TestGenICamTrigger(t *testing.T) {
 	if st := cam.Status(); !strings.Contains(st.Reason, `GenICam camera "`+fakeGVName+`" stopped streaming`) {
 		t.Errorf("the killed camera's reason does not name it: %+v", st)
 	}
+
+	// back, it is reopened and waits on its idle line; closing it then returns (the read
+	// waits in bounded slices)
+	startFake(t)
+	bound = time.Now().Add(30 * time.Second)
+	for st := cam.Status(); st.State != StateOnline; st = cam.Status() {
+		if time.Now().After(bound) {
+			t.Fatalf("the restarted triggered camera never came back online: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // past a register check of the idle camera
 	done := make(chan error, 1)
 	go func() { done <- cam.Close() }()
 	select {
