@@ -225,7 +225,7 @@ func (c *Camera) Start(ctx context.Context) {
 	go func() {
 		defer close(c.done)
 		defer close(c.out)
-		if c.NoFrame > 0 && c.src.Live() {
+		if c.NoFrame > 0 && c.src.Live() && !c.waitsForLine() {
 			watchDone := make(chan struct{})
 			defer func() { <-watchDone }()
 			wctx, stopWatch := context.WithCancel(ctx)
@@ -237,6 +237,13 @@ func (c *Camera) Start(ctx context.Context) {
 		}
 		c.run(ctx)
 	}()
+}
+
+// waitsForLine reports whether the camera waits for its trigger line without a time limit: a
+// GenICam camera with trigger hardware, whose stream checks that the camera still answers
+// while the line is idle (arvstream.go), so no frame for NoFrame is not a stall.
+func (c *Camera) waitsForLine() bool {
+	return c.src.Kind == KindGenICam && c.cfg.Trigger == "hardware"
 }
 
 // watch marks the camera stalled when an online source delivers no frame for NoFrame. A
@@ -421,6 +428,12 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 		f := &Frame{Camera: c.name, Pos: -1, mat: gocv.NewMat()} // read into f.mat: one allocation a frame
 		if err := g.read(&f.mat); err != nil {
 			f.Close()
+			if errors.Is(err, errNoFrameYet) && !c.stalled.Load() {
+				continue // a bounded wait passed without a frame: look at ctx, wait again
+			}
+			if errors.Is(err, errNoFrameYet) {
+				return fmt.Errorf("no frame for %s", c.NoFrame)
+			}
 			return err
 		}
 		c.lastFrame.Store(time.Now().UnixNano())

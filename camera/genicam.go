@@ -8,7 +8,7 @@ package camera
 #include <string.h>
 
 // The few Aravis calls that set and read back a GenICam camera's features, found at run
-// time in libaravis (the library aravissrc uses), so that building needs no Aravis headers
+// time in libaravis, so that building needs no Aravis headers
 // and an agent without Aravis still runs its other cameras.
 typedef struct { unsigned int domain; int code; char *message; } cvedge_arv_gerror;
 
@@ -180,13 +180,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unsafe"
-
-	"gocv.io/x/gocv"
 
 	"github.com/cvedge/cvedge/configs"
 )
@@ -288,7 +287,7 @@ func loadAravis(camera string) error {
 		}
 	})
 	if arvWhy != "" {
-		return fmt.Errorf("GenICam camera %q: Aravis is not installed (%s): install it (apt-get install libaravis-0.8-0 gstreamer1.0-plugins-bad) and restart the agent", camera, arvWhy)
+		return fmt.Errorf("GenICam camera %q: Aravis is not installed (%s): install it (apt-get install libaravis-0.8-0) and restart the agent", camera, arvWhy)
 	}
 	return nil
 }
@@ -296,31 +295,42 @@ func loadAravis(camera string) error {
 // genicamReport is what applying a GenICam camera's settings found.
 type genicamReport struct {
 	ignored []string // settings the camera did not take, each with what it has
-	// features are the features (Name=Value) the camera took, in order: aravissrc sets
-	// them again when the stream starts, after its own settings (its frame rate call turns
-	// the trigger mode off).
+	// features are the features (Name=Value) the camera took, in order.
 	features      []string
 	width, height int // the frame size it streams
 }
 
 // applyGenICam opens the camera through Aravis, sets what cfg asks for, reads each setting
-// back and closes it again, so that aravissrc can take control for the stream. The settings
-// stay in the camera until it is powered off. It fails when the camera cannot be opened.
+// back and closes it again. The settings stay in the camera until it is powered off. It fails
+// when the camera cannot be opened.
 func applyGenICam(cfg configs.Camera) (genicamReport, error) {
+	cam, rep, unlock, err := openConfigured(cfg)
+	if err != nil {
+		return rep, err
+	}
+	closeArvCamera(cam)
+	unlock()
+	return rep, nil
+}
+
+// openConfigured opens the camera through Aravis (taking control of it), sets what cfg asks
+// for and reads each setting back. It returns the open camera, to be closed with
+// closeArvCamera, and the unlock of its control session (lockCamera), to be called after.
+func openConfigured(cfg configs.Camera) (unsafe.Pointer, genicamReport, func(), error) {
 	var rep genicamReport
 	name := cfg.GenICamCamera()
 	if err := loadAravis(name); err != nil {
-		return rep, err
+		return nil, rep, nil, err
 	}
-	defer lockCamera(name)()
+	unlock := lockCamera(name)
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))
 	var cerr *C.char
 	cam := C.cvedge_arv_open(cname, &cerr)
 	if cam == nil {
-		return rep, fmt.Errorf("GenICam camera %q cannot be opened: %s: check that it is powered and on this box's network (arv-tool-0.8 lists the cameras Aravis sees, with their names), that cameras[].genicam.camera names it, and that no other program holds it", name, takeCString(cerr))
+		unlock()
+		return nil, rep, nil, fmt.Errorf("GenICam camera %q cannot be opened: %s: check that it is powered and on this box's network (arv-tool-0.8 lists the cameras Aravis sees, with their names), that cameras[].genicam.camera names it, and that no other program holds it", name, takeCString(cerr))
 	}
-	defer C.cvedge_arv_close(cam)
 	for _, s := range genicamSettings(cfg) {
 		msg, status := setGenICam(cam, s)
 		if msg != "" {
@@ -332,11 +342,16 @@ func applyGenICam(cfg configs.Camera) (genicamReport, error) {
 	}
 	var w, h C.int
 	if C.cvedge_arv_size(cam, &w, &h, &cerr) != 0 {
-		return rep, fmt.Errorf("GenICam camera %q: reading its frame size: %s", name, takeCString(cerr))
+		C.cvedge_arv_close(cam)
+		unlock()
+		return nil, rep, nil, fmt.Errorf("GenICam camera %q: reading its frame size: %s", name, takeCString(cerr))
 	}
 	rep.width, rep.height = int(w), int(h)
-	return rep, nil
+	return cam, rep, unlock, nil
 }
+
+// closeArvCamera frees a camera opened by openConfigured, ending its control session.
+func closeArvCamera(cam unsafe.Pointer) { C.cvedge_arv_close(cam) }
 
 // readGenICam reads features of a camera without setting anything: what it holds now, for a
 // check. The camera must not be streaming to another program.
@@ -437,127 +452,43 @@ func takeCString(s *C.char) string {
 	return C.GoString(s)
 }
 
-// genicamCaps are the caps aravissrc streams in for each pixel format, and the element
-// that turns them into something videoconvert takes ("" when none is needed).
-var genicamCaps = map[string]struct{ caps, convert string }{
-	"Mono8":    {"video/x-raw,format=GRAY8", ""},
-	"Mono16":   {"video/x-raw,format=GRAY16_LE", ""},
-	"RGB8":     {"video/x-raw,format=RGB", ""},
-	"BayerRG8": {"video/x-bayer,format=rggb", "bayer2rgb"},
-	"BayerGR8": {"video/x-bayer,format=grbg", "bayer2rgb"},
-	"BayerGB8": {"video/x-bayer,format=gbrg", "bayer2rgb"},
-	"BayerBG8": {"video/x-bayer,format=bggr", "bayer2rgb"},
-}
-
-// genicamPipeline is the GStreamer pipeline that streams a GenICam camera as BGR frames. The
-// settings were applied (and read back) before; the caps carry the pixel format and the
-// frame rate, which aravissrc sets again when it starts, and its features property the
-// features the camera took (trigger and free features), which aravissrc sets after those:
-// Aravis turns the trigger mode off whenever it sets the frame rate. Every value in it was
-// validated (configs.validateGenICam): the camera name holds no quote or backslash, the
-// features no space, quote or '='.
-func genicamPipeline(cfg configs.Camera, features []string) (string, error) {
-	g := cfg.GenICam
-	pf, ok := genicamCaps[g.PixelFormat]
-	if !ok {
-		return "", fmt.Errorf("genicam.pixel_format %q is not one of %s", g.PixelFormat, strings.Join(configs.GenICamPixelFormats, ", "))
+// checkGenICam checks what opening a GenICam camera needs of its config: a pixel format the
+// agent converts, and a camera name that is whole text (validated with the config too:
+// configs.validateGenICam).
+func checkGenICam(cfg configs.Camera) error {
+	if !slices.Contains(configs.GenICamPixelFormats, cfg.GenICam.PixelFormat) {
+		return fmt.Errorf("genicam.pixel_format %q is not one of %s", cfg.GenICam.PixelFormat, strings.Join(configs.GenICamPixelFormats, ", "))
 	}
 	name := cfg.GenICamCamera()
 	if strings.ContainsAny(name, "\"\\!\n\r\x00") {
-		return "", fmt.Errorf("GenICam camera %q: the name holds a quote, backslash or '!': fix cameras[].genicam.camera", name)
+		return fmt.Errorf("GenICam camera %q: the name holds a quote, backslash or '!': fix cameras[].genicam.camera", name)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "aravissrc camera-name=%q", name)
-	if g.PacketSize > 0 {
-		fmt.Fprintf(&b, " packet-size=%d", g.PacketSize)
-	} else {
-		b.WriteString(" auto-packet-size=true")
-	}
-	for _, f := range features {
-		if _, _, err := configs.ParseGenICamFeature(f); err != nil {
-			return "", fmt.Errorf("GenICam camera %q: feature %w", name, err)
-		}
-	}
-	if len(features) > 0 {
-		fmt.Fprintf(&b, " features=%q", strings.Join(features, " "))
-	}
-	b.WriteString(" ! " + pf.caps)
-	if g.FrameRate != nil && (g.TriggerSource == "" || cfg.Trigger != "hardware") {
-		n, d := fraction(*g.FrameRate)
-		fmt.Fprintf(&b, ",framerate=%d/%d", n, d)
-	}
-	if pf.convert != "" {
-		b.WriteString(" ! " + pf.convert)
-	}
-	b.WriteString(" ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false")
-	return b.String(), nil
+	return nil
 }
 
-// fraction writes a frame rate as GStreamer's fraction, to a thousandth of a frame.
-func fraction(v float64) (int, int) {
-	n, d := int(math.Round(v*1000)), 1000
-	a, b := n, d
-	for b != 0 {
-		a, b = b, a%b
-	}
-	if a == 0 {
-		return n, d
-	}
-	return n / a, d / a
-}
-
-// openGenICam applies a GenICam camera's settings, logs what it did not take, and opens its
-// stream through aravissrc.
+// openGenICam opens a GenICam camera, applies its settings, logs what it did not take, and
+// starts its stream from Aravis (arvstream.go), on the same control session.
 func openGenICam(src Source, cfg configs.Camera, log *slog.Logger) (grabber, error) {
-	if _, err := genicamPipeline(cfg, nil); err != nil {
+	if err := checkGenICam(cfg); err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	rep, err := applyGenICam(cfg)
-	if err != nil {
-		return nil, err
-	}
-	pipeline, err := genicamPipeline(cfg, rep.features)
+	cam, rep, unlock, err := openConfigured(cfg)
 	if err != nil {
 		return nil, err
 	}
 	if len(rep.ignored) > 0 {
 		log.Warn("the camera ignored settings", "component", "camera", "ignored", strings.Join(rep.ignored, "; "))
 	}
-	log.Info("GenICam camera set", "component", "camera", "genicam", src.Target, "width", rep.width, "height", rep.height,
-		"ms", time.Since(start).Milliseconds(), "pipeline", pipeline)
-	if err := checkPipeline(pipeline); err != nil {
-		return nil, fmt.Errorf("GenICam camera %q: %w", src.Target, err)
+	var rate float64
+	if cfg.GenICam.FrameRate != nil && cfg.Trigger != "hardware" {
+		rate = *cfg.GenICam.FrameRate
 	}
-	vc, err := gocv.VideoCaptureFileWithAPI(pipeline, gocv.VideoCaptureGstreamer)
+	g, err := startArvStream(src.Target, cam, unlock, rate, log)
 	if err != nil {
-		if vc != nil {
-			vc.Close()
-		}
-		return nil, fmt.Errorf("GenICam camera %q: cannot open its stream (%s): %w", src.Target, pipeline, err)
+		return nil, err
 	}
-	if !vc.IsOpened() {
-		vc.Close()
-		return nil, fmt.Errorf("GenICam camera %q: its stream did not start (%s): check that no other program holds the camera, and run the pipeline with gst-launch-1.0 (fakesink in place of appsink) to see why", src.Target, pipeline)
-	}
-	return &genicamCapture{vc: vc, name: src.Target}, nil
+	log.Info("GenICam camera set", "component", "camera", "genicam", src.Target, "width", rep.width, "height", rep.height,
+		"pixel_format", cfg.GenICam.PixelFormat, "trigger", cfg.Trigger, "ms", time.Since(start).Milliseconds())
+	return g, nil
 }
-
-// genicamCapture reads a GenICam camera's stream. A failed read means the stream stopped
-// (aravissrc ends it when no frame comes for 2 s, or 3 frame times): the camera is reopened
-// at once, since asking OpenCV to read on would restart the pipeline inside the read, which
-// waits on the camera's register timeouts for seconds at a time.
-type genicamCapture struct {
-	vc   *gocv.VideoCapture
-	name string
-}
-
-func (g *genicamCapture) read(m *gocv.Mat) error {
-	if g.vc.Read(m) && !m.Empty() {
-		return nil
-	}
-	return fmt.Errorf("GenICam camera %q stopped streaming (no frame for 2 s or more): check its power and network cable; it is reopened", g.name)
-}
-
-func (g *genicamCapture) fps() float64 { return g.vc.Get(gocv.VideoCaptureFPS) }
-func (g *genicamCapture) close()       { g.vc.Close() }

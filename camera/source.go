@@ -108,7 +108,7 @@ func ParseSource(source, kind string) (Source, error) {
 			return Source{}, fmt.Errorf("%q is not a folder", s)
 		}
 	case KindGenICam:
-		if _, err := genicamPipeline(configs.Camera{Source: s, GenICam: configs.GenICam{PixelFormat: "Mono8"}}, nil); err != nil {
+		if err := checkGenICam(configs.Camera{Source: s, GenICam: configs.GenICam{PixelFormat: "Mono8"}}); err != nil {
 			return Source{}, err
 		}
 	default:

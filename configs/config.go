@@ -533,7 +533,8 @@ type Reconnect struct {
 	MinBackoff time.Duration `mapstructure:"min_backoff"`
 	MaxBackoff time.Duration `mapstructure:"max_backoff"`
 	// NoFrameTimeout marks a source that delivered no frame for this long as stalled and
-	// reopens it; 0 turns the watch off.
+	// reopens it; 0 turns the watch off. A GenICam camera with trigger hardware waits for
+	// its line without it (the agent checks that the camera answers instead).
 	NoFrameTimeout time.Duration `mapstructure:"no_frame_timeout"`
 }
 

@@ -11,8 +11,8 @@
 #     or udp: rtspsrc, the H.264 decoder), the RTSP test server's python3-gi, python3-gst-1.0,
 #     gir1.2-gst-rtsp-server-1.0 and gstreamer1.0-plugins-bad (openh264enc), mosquitto and
 #     mosquitto-clients (tests and watching the MQTT output), systemd (systemd-analyze checks
-#     the unit), libaravis-0.8-0 (GenICam cameras: libaravis and its GStreamer element
-#     aravissrc), gstreamer1.0-plugins-bad (bayer2rgb, for Bayer GenICam cameras), aravis-tools
+#     the unit), libaravis-0.8-0 (GenICam cameras: the agent loads libaravis and reads the
+#     camera's stream from it), aravis-tools
 #     and iproute2 (the GenICam test runs arv-fake-gv-camera-0.8, a fake GigE Vision camera, in
 #     a network namespace of its own, set up with ip); npm only when the onnxruntime library
 #     must be fetched.
