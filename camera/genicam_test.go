@@ -206,6 +206,17 @@ func nextFrame(t *testing.T, cam *Camera, w, h int) {
 	}
 }
 
+// cameraLog is a logger for a camera under test, and what it wrote, shown when the test fails.
+func cameraLog(t *testing.T) (*testenv.LogBuffer, *slog.Logger) {
+	logs := &testenv.LogBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the camera's log:\n%s", logs.String())
+		}
+	})
+	return logs, slog.New(slog.NewTextHandler(logs, nil))
+}
+
 // TestGenICamFakeCamera opens Aravis's fake GigE Vision camera, which speaks the real
 // protocol (GVCP control, GVSP stream), as a type: genicam camera: its settings are set and
 // read back, a feature it lacks is reported, frames of the size asked arrive as BGR from
@@ -217,13 +228,7 @@ func TestGenICamFakeCamera(t *testing.T) {
 		return
 	}
 	fake := startFake(t)
-	var logs testenv.LogBuffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	defer func() {
-		if t.Failed() {
-			t.Logf("the camera's log:\n%s", logs.String())
-		}
-	}()
+	logs, log := cameraLog(t)
 	cfg := configs.DefaultCamera()
 	cfg.Name, cfg.Type = "gige", "genicam"
 	cfg.GenICam = configs.GenICam{Camera: fakeGVName, PixelFormat: "BayerRG8", ExposureUS: ptr(2000.0), GainDB: ptr(3.0), FrameRate: ptr(20.0),
@@ -359,13 +364,7 @@ func TestGenICamTrigger(t *testing.T) {
 		return
 	}
 	fake := startFake(t)
-	var logs testenv.LogBuffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	defer func() {
-		if t.Failed() {
-			t.Logf("the camera's log:\n%s", logs.String())
-		}
-	}()
+	logs, log := cameraLog(t)
 	cfg := configs.DefaultCamera()
 	cfg.Name, cfg.Type, cfg.Trigger = "trig", "genicam", "hardware"
 	cfg.GenICam = configs.GenICam{Camera: fakeGVName, PixelFormat: "Mono8", TriggerSource: "Software", Features: []string{"Width=160", "Height=120"}}
