@@ -44,6 +44,7 @@ type PartFrames struct {
 	keep    bool // keep the best frame (for unknown parts, the audit, or the image)
 	hasher  *preprocess.Hasher
 	open    map[string]*partFrames // by partId
+	scratch []string               // the path finalPath builds, reused from frame to frame
 }
 
 // partFrames are the frames kept of one part.
@@ -118,7 +119,9 @@ func (p *PartFrames) Seen(part *payload.Part, f *pipeline.Frame, msg *payload.Pr
 		}
 	}
 	if p.keep {
-		if _, conf, _ := final(msg.Predictions[det]); better(st.best, edge, conf) {
+		var conf float32
+		_, conf, p.scratch = finalPath(msg.Predictions[det], p.scratch[:0])
+		if better(st.best, edge, conf) {
 			st.best.free()
 			st.best = p.copyOf(f.Frame, msg, det, cropOnly && !p.image.Enabled)
 			st.best.edge, st.best.score = edge, conf

@@ -231,13 +231,9 @@ func (p *partState) add(d payload.Tag, msg *payload.Prediction) {
 	}
 }
 
-// final is the deepest certain answer about a detection: its tag, confidence and the tags
-// on the way. An uncertain level (under its threshold) is not followed.
-func final(d payload.Tag) (tag string, prob float32, path []string) {
-	return finalPath(d, nil)
-}
-
-// finalPath is final, with the path appended to dst (to reuse its array).
+// finalPath is the deepest certain answer about a detection: its tag, confidence and the
+// tags on the way, appended to dst (to reuse its array). An uncertain level (under its
+// threshold) is not followed.
 func finalPath(d payload.Tag, dst []string) (tag string, prob float32, path []string) {
 	tag, prob, path = d.TagName, d.Probability, append(dst, d.TagName)
 	for c := d.Classification; c != nil && len(c.Predictions) > 0; c = c.Next {
