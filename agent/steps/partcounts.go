@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -146,16 +147,8 @@ func (pc *PartCounts) Message() publish.Message {
 
 func (pc *PartCounts) copy() payload.Counts {
 	c := pc.c
-	c.Tags, c.Verdicts, c.Lines = clone(pc.c.Tags), clone(pc.c.Verdicts), clone(pc.c.Lines)
+	c.Tags, c.Verdicts, c.Lines = maps.Clone(pc.c.Tags), maps.Clone(pc.c.Verdicts), maps.Clone(pc.c.Lines) // never nil: fill made them
 	return c
-}
-
-func clone[V any](m map[string]V) map[string]V {
-	out := make(map[string]V, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func (pc *PartCounts) message() publish.Message {
