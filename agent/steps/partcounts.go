@@ -181,6 +181,9 @@ func (pc *PartCounts) shift(now time.Time) {
 // passes local time) at or before now.
 func lastShift(resets []time.Duration, now time.Time) (time.Time, bool) {
 	var best time.Time
+	if len(resets) == 0 { // no shifts (the parts step asks on every frame)
+		return best, false
+	}
 	for day := 0; day <= 1 && best.IsZero(); day++ { // today's, else yesterday's
 		y, m, d := now.AddDate(0, 0, -day).Date()
 		for _, r := range resets {
