@@ -19,11 +19,9 @@ import (
 func TestGenICamCameraClassified(t *testing.T) {
 	const fakeGV = "arv-fake-gv-camera-0.8"
 	if os.Getenv("CVEDGE_TEST_NETNS") != "1" {
+		// the agent reads the camera through libaravis, which aravis-tools depends on
 		if _, err := exec.LookPath(fakeGV); err != nil {
 			testenv.Missing(t, "%s (apt-get install aravis-tools)", fakeGV)
-		}
-		if out, err := exec.Command("gst-inspect-1.0", "aravissrc").CombinedOutput(); err != nil {
-			testenv.Missing(t, "GStreamer's aravissrc (apt-get install libaravis-0.8-0 gstreamer1.0-tools): %v %.200s", err, out)
 		}
 	}
 	if !testenv.InOwnNetns(t) {

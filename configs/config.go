@@ -499,7 +499,7 @@ type RTSP struct {
 }
 
 // GenICam holds the settings of a GenICam camera (GigE Vision, USB3 Vision), opened through
-// Aravis (its GStreamer element aravissrc). A setting left out is not touched.
+// Aravis (libaravis, read directly). A setting left out is not touched.
 type GenICam struct {
 	// Camera is the camera as Aravis names it: its id (Vendor-Serial, as arv-tool-0.8 lists
 	// it), serial number, IP address or MAC. Empty: the camera's source.

@@ -76,7 +76,7 @@ func TestGenICamRefused(t *testing.T) {
 
 // FuzzGenICamFeature: whatever a feature entry holds, an accepted one splits into a name of
 // letters, digits and _ and a value without space, quote or '=', and joins back to itself,
-// so it cannot carry a second feature into aravissrc's features property or leave its quotes.
+// so it cannot carry a second feature when the camera's features are set at open.
 func FuzzGenICamFeature(f *testing.F) {
 	for _, s := range []string{"BalanceWhiteAuto=Continuous", "Gain=1.5", "ExposureTime=-1e3", " Width = 320 ", "A=1 B=2", `A="x y"`, "A='x'", "R[0x30c]=1",
 		"TriggerSoftware", "=1", "A=", "A==1", "A=1\n", "A=\x00", "Ä=1", "A=ü"} {
