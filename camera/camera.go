@@ -564,8 +564,13 @@ func openSource(src Source, cfg configs.Camera, log *slog.Logger) (grabber, erro
 		}
 		vc, err = gocv.VideoCaptureFileWithAPI(src.Target, gocv.VideoCaptureGstreamer)
 	case KindStream:
-		if rtspViaGStreamer(src, cfg) {
-			return openRTSP(src, cfg) // rtsp.transport tcp or udp: per camera (rtsp.go)
+		if rtspViaGStreamer(src, cfg) { // rtsp://: through rtspsrc, per camera (rtsp.go)
+			if cfg.RTSP.Transport == configs.RTSPAuto {
+				return openRTSPAuto(src, cfg, log, func() (grabber, error) {
+					return openSource(src, cfg, log) // now through FFmpeg
+				})
+			}
+			return openRTSP(src, cfg)
 		}
 		ffmpegTimeouts()
 		vc, err = gocv.VideoCaptureFileWithAPI(src.Target, gocv.VideoCaptureFFmpeg)

@@ -35,11 +35,16 @@ static void *(*cvg_sample_get_caps)(void *);
 static void *(*cvg_caps_get_structure)(void *, unsigned int);
 static int (*cvg_structure_get_int)(void *, const char *, int *);
 static int (*cvg_buffer_map)(void *, cvg_mapinfo *, int);
+static unsigned int (*cvg_core_error_quark)(void);
+static unsigned int (*cvg_stream_error_quark)(void);
 static void (*cvg_buffer_unmap)(void *, cvg_mapinfo *);
 
 #define CVG_STATE_NULL 1
 #define CVG_STATE_PLAYING 4
 #define CVG_MESSAGE_ERROR 2
+// GST_CORE_ERROR_MISSING_PLUGIN and GST_STREAM_ERROR_CODEC_NOT_FOUND: no decoder for the stream.
+#define CVG_CORE_MISSING_PLUGIN 12
+#define CVG_STREAM_CODEC_NOT_FOUND 6
 
 static int cvg_load(void) {
 	if (cvg_loaded) return 1;
@@ -62,6 +67,8 @@ static int cvg_load(void) {
 	cvg_structure_get_int = dlsym(g, "gst_structure_get_int");
 	cvg_buffer_map = dlsym(g, "gst_buffer_map");
 	cvg_buffer_unmap = dlsym(g, "gst_buffer_unmap");
+	cvg_core_error_quark = dlsym(g, "gst_core_error_quark");
+	cvg_stream_error_quark = dlsym(g, "gst_stream_error_quark");
 	cvg_error_free = dlsym(gl, "g_error_free");
 	cvg_free = dlsym(gl, "g_free");
 	cvg_try_pull_sample = dlsym(a, "gst_app_sink_try_pull_sample");
@@ -70,7 +77,7 @@ static int cvg_load(void) {
 		!cvg_set_state || !cvg_get_bus || !cvg_bus_pop_filtered || !cvg_message_parse_error ||
 		!cvg_mini_object_unref || !cvg_sample_get_buffer || !cvg_sample_get_caps ||
 		!cvg_caps_get_structure || !cvg_structure_get_int || !cvg_buffer_map ||
-		!cvg_buffer_unmap || !cvg_error_free || !cvg_free || !cvg_try_pull_sample || !cvg_is_eos)
+		!cvg_buffer_unmap || !cvg_core_error_quark || !cvg_stream_error_quark || !cvg_error_free || !cvg_free || !cvg_try_pull_sample || !cvg_is_eos)
 		return 0;
 	cvg_loaded = 1;
 	return 1;
@@ -100,15 +107,18 @@ static cvg_pipe *cvg_start(const char *launch, const char *sinkname, char **msg)
 }
 
 // cvg_error_message returns the text of the first error on the pipeline's bus (to be freed),
-// or NULL when there is none. gst_bus_pop_filtered discards the other messages before it, so
+// or NULL when there is none; *missing says whether the error is a missing plugin (a decoder
+// that is not installed). gst_bus_pop_filtered discards the other messages before it, so
 // nothing piles up on a bus that nobody watches.
-static char *cvg_error_message(cvg_pipe *c) {
+static char *cvg_error_message(cvg_pipe *c, int *missing) {
 	void *m = cvg_bus_pop_filtered(c->bus, CVG_MESSAGE_ERROR);
 	if (!m) return NULL;
 	cvg_error *err = NULL;
 	char *debug = NULL;
 	cvg_message_parse_error(m, &err, &debug);
 	char *out = strdup(err && err->message ? err->message : "error");
+	*missing = err && ((err->domain == cvg_core_error_quark() && err->code == CVG_CORE_MISSING_PLUGIN) ||
+		(err->domain == cvg_stream_error_quark() && err->code == CVG_STREAM_CODEC_NOT_FOUND));
 	if (err) cvg_error_free(err);
 	if (debug) cvg_free(debug);
 	cvg_mini_object_unref(m);
@@ -173,6 +183,15 @@ var (
 	gstAppOK   bool // the appsink calls were found
 )
 
+// errGstMissing is in the chain of an error that comes from a part of GStreamer that is not
+// installed here (the library, an element, a decoder), not from the camera.
+var errGstMissing = errors.New("a part of GStreamer is not installed")
+
+// gstMissing marks err as caused by something GStreamer lacks (errGstMissing).
+type gstMissing struct{ error }
+
+func (e gstMissing) Unwrap() []error { return []error{e.error, errGstMissing} }
+
 // gstSinkName names the appsink of the pipelines the agent builds (gstCapture).
 const gstSinkName = "cvedgesink"
 
@@ -198,11 +217,11 @@ func startGst(launch string, silence, wait time.Duration) (*gstCapture, error) {
 		return nil, err
 	}
 	if gstWhy != "" {
-		return nil, fmt.Errorf("GStreamer is not available (%s): install gstreamer1.0-plugins-base", gstWhy)
+		return nil, gstMissing{fmt.Errorf("GStreamer is not available (%s): install gstreamer1.0-plugins-base", gstWhy)}
 	}
 	gstAppOnce.Do(func() { gstAppOK = C.cvg_load() != 0 })
 	if !gstAppOK {
-		return nil, errors.New("libgstapp-1.0.so.0 (appsink) cannot be loaded: install gstreamer1.0-plugins-base")
+		return nil, gstMissing{errors.New("libgstapp-1.0.so.0 (appsink) cannot be loaded: install gstreamer1.0-plugins-base")}
 	}
 	cl, cs := C.CString(launch), C.CString(gstSinkName)
 	defer C.free(unsafe.Pointer(cl))
@@ -224,11 +243,16 @@ func startGst(launch string, silence, wait time.Duration) (*gstCapture, error) {
 	return g, nil
 }
 
-// busError returns the pipeline's first error, or nil.
+// busError returns the pipeline's first error, or nil; a missing decoder is a gstMissing.
 func (g *gstCapture) busError() error {
-	if m := C.cvg_error_message(g.p); m != nil {
+	var missing C.int
+	if m := C.cvg_error_message(g.p, &missing); m != nil {
 		defer C.free(unsafe.Pointer(m))
-		return errors.New(Redact(C.GoString(m)))
+		err := errors.New(Redact(C.GoString(m)))
+		if missing != 0 {
+			return gstMissing{err}
+		}
+		return err
 	}
 	return nil
 }

@@ -154,9 +154,9 @@ func pipelineError(code int, msg string) error {
 	}
 	switch {
 	case code == gstParseNoSuchElement && name != "":
-		return fmt.Errorf("GStreamer element %q is not installed: install the plugin package that provides it (gst-inspect-1.0 %s; Debian's are gstreamer1.0-plugins-base, -good, -bad, -ugly, -libav), or fix its name in cameras[].source", name, name)
+		return gstMissing{fmt.Errorf("GStreamer element %q is not installed: install the plugin package that provides it (gst-inspect-1.0 %s; Debian's are gstreamer1.0-plugins-base, -good, -bad, -ugly, -libav), or fix its name in cameras[].source", name, name)}
 	case code == gstParseNoSuchElement:
-		return fmt.Errorf("a GStreamer element of the pipeline is not installed (%s): install the plugin package that provides it, or fix cameras[].source", msg)
+		return gstMissing{fmt.Errorf("a GStreamer element of the pipeline is not installed (%s): install the plugin package that provides it, or fix cameras[].source", msg)}
 	case code == gstParseNoSuchProp:
 		return fmt.Errorf("GStreamer pipeline: %s: fix the property in cameras[].source (gst-inspect-1.0 ELEMENT lists its properties)", msg)
 	case code == gstParseSyntax:

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,14 +18,16 @@ import (
 	"github.com/cvedge/cvedge/configs"
 )
 
-// rtspTransports are the values of rtsp.transport, each a path of its own: auto through
-// OpenCV's FFmpeg backend, tcp and udp through GStreamer's rtspsrc.
-var rtspTransports = []string{configs.RTSPAuto, configs.RTSPTCP, configs.RTSPUDP}
+// rtspTransports are the values of rtsp.transport, each a path of its own: auto, tcp and udp
+// through GStreamer's rtspsrc (auto with rtspsrc's own choice, UDP first), ffmpeg through
+// OpenCV's FFmpeg backend.
+var rtspTransports = []string{configs.RTSPAuto, configs.RTSPTCP, configs.RTSPUDP, configs.RTSPFFmpeg}
 
 const rtspPassword = "CamPa55word"
 
-// requireRTSP skips (or under CI=true fails) a test whose transport cannot run here: tcp and
-// udp need GStreamer's rtspsrc and an H.264 decoder. The server's own needs are checked by
+// requireRTSP skips (or under CI=true fails) a test whose transport cannot run here: all but
+// ffmpeg need GStreamer's rtspsrc and an H.264 decoder (auto would fall back to FFmpeg
+// without them, and test that path twice). The server's own needs are checked by
 // testenv.StartRTSP.
 func requireRTSP(t testing.TB, transport string) {
 	t.Helper()
@@ -30,7 +35,7 @@ func requireRTSP(t testing.TB, transport string) {
 	if OpenCVVersion() == "" {
 		testenv.Missing(t, "OpenCV")
 	}
-	if transport == configs.RTSPAuto {
+	if transport == configs.RTSPFFmpeg {
 		return
 	}
 	if err := checkPipeline("rtspsrc ! decodebin ! videoconvert ! appsink"); err != nil || gstWhy != "" {
@@ -206,7 +211,8 @@ func TestRTSPReconnects(t *testing.T) {
 			}
 			for _, s := range setups {
 				tcp := strings.HasPrefix(s, "RTP/AVP/TCP")
-				if (transport == configs.RTSPTCP && !tcp) || (transport == configs.RTSPUDP && tcp) {
+				// auto asks for UDP first, and UDP works on loopback
+				if (transport == configs.RTSPTCP && !tcp) || ((transport == configs.RTSPUDP || transport == configs.RTSPAuto) && tcp) {
 					t.Errorf("rtsp.transport %s, yet the camera asked for %q", transport, s)
 				}
 			}
@@ -319,7 +325,7 @@ func TestRTSPFrozenServer(t *testing.T) {
 			nextAfter(t, cam, time.Time{}).Close()
 			srv.Freeze(t)
 			frozen := time.Now()
-			// FFmpeg's read gives up after OpenCV's own 30 s read timeout, the others after 5 s:
+			// FFmpeg's read gives up after OpenCV's own 30 s read timeout, rtspsrc's after 5 s:
 			// the guard against a hang is longer than both
 			for st := cam.Status(); st.State != StateReconnecting; st = cam.Status() {
 				if time.Since(frozen) > 2*time.Minute {
@@ -344,14 +350,21 @@ func TestRTSPPipeline(t *testing.T) {
 	if !strings.HasPrefix(got, want) || !strings.HasSuffix(got, "! appsink name=cvedgesink drop=true max-buffers=1 sync=false") {
 		t.Fatalf("pipeline\n%s\nwant it to start with\n%s", got, want)
 	}
+	// auto leaves the order to rtspsrc: UDP, then TCP after timeout
+	got = rtspPipeline("rtsp://h/x", configs.RTSP{Transport: "auto", Latency: 100 * time.Millisecond})
+	if want := `rtspsrc location="rtsp://h/x" latency=100 tcp-timeout=5000000 timeout=5000000 ! decodebin`; !strings.HasPrefix(got, want) {
+		t.Fatalf("auto pipeline\n%s\nwant it to start with\n%s", got, want)
+	}
 	for _, c := range []struct {
 		source, transport string
 		want              bool
 	}{
 		{"rtsp://h/x", "tcp", true},
 		{"RTSPS://h/x", "udp", true},
-		{"rtsp://h/x", "auto", false},
+		{"rtsp://h/x", "auto", true},
+		{"rtsp://h/x", "ffmpeg", false},
 		{"http://h/x", "tcp", false},
+		{"http://h/x", "auto", false},
 	} {
 		src, err := ParseSource(c.source, "auto")
 		if err != nil {
@@ -386,14 +399,15 @@ func BenchmarkRTSPLatency(b *testing.B) {
 		transport string
 		latency   time.Duration
 	}{
-		{configs.RTSPAuto, 0},
+		{configs.RTSPFFmpeg, 0},
+		{configs.RTSPAuto, 100 * time.Millisecond},
 		{configs.RTSPTCP, 100 * time.Millisecond},
 		{configs.RTSPUDP, 100 * time.Millisecond},
 		{configs.RTSPTCP, 0},
 		{configs.RTSPUDP, 0},
 	} {
 		name := c.transport
-		if c.transport != configs.RTSPAuto {
+		if c.transport != configs.RTSPFFmpeg {
 			name = fmt.Sprintf("%s/latency=%s", c.transport, c.latency)
 		}
 		b.Run(name, func(b *testing.B) {
@@ -490,4 +504,65 @@ func TestRTSPPipelineQuotesTheURL(t *testing.T) {
 			t.Errorf("%q: %v", url, err)
 		}
 	}
+}
+
+// TestRTSPAutoFallsBackToFFmpeg: an auto camera on a machine where GStreamer cannot play the
+// stream (its H.264 decoders ranked out of decodebin's reach; no plugins at all, so no
+// rtspsrc) opens through FFmpeg instead: frames arrive, one warning says why and what to
+// install, and the next open goes to FFmpeg without trying GStreamer again. GStreamer reads
+// its plugin settings once per process, so each case runs this test again in a child
+// process with them set.
+func TestRTSPAutoFallsBackToFFmpeg(t *testing.T) {
+	if url := os.Getenv("CVEDGE_TEST_RTSP_URL"); url != "" {
+		autoFallback(t, url, os.Getenv("CVEDGE_TEST_RTSP_WHY"))
+		return
+	}
+	requireRTSP(t, configs.RTSPAuto)
+	srv := testenv.StartRTSP(t, "viewer", rtspPassword)
+	for _, c := range []struct {
+		name, why string
+		env       []string
+	}{
+		{"no H.264 decoder", "missing a plug-in", []string{"GST_PLUGIN_FEATURE_RANK=avdec_h264:NONE,openh264dec:NONE"}},
+		{"no rtspsrc", `\"rtspsrc\" is not installed`, []string{
+			"GST_REGISTRY_1_0=" + filepath.Join(t.TempDir(), "registry.bin"), "GST_PLUGIN_SYSTEM_PATH_1_0=" + t.TempDir(), "GST_PLUGIN_PATH_1_0="}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			child := exec.Command(os.Args[0], "-test.run=^TestRTSPAutoFallsBackToFFmpeg$", "-test.count=1", "-test.v")
+			child.Env = append(append(os.Environ(), "CVEDGE_TEST_RTSP_URL="+srv.URL, "CVEDGE_TEST_RTSP_WHY="+c.why), c.env...)
+			out, err := child.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "--- PASS: TestRTSPAutoFallsBackToFFmpeg") {
+				t.Fatalf("the child test (%v): %v\n%s", c.env, err, out)
+			}
+			if strings.Contains(string(out), rtspPassword) {
+				t.Fatalf("the password shows in the child's output:\n%s", out)
+			}
+		})
+	}
+}
+
+// autoFallback is the child's half of TestRTSPAutoFallsBackToFFmpeg.
+func autoFallback(t *testing.T, url, why string) {
+	var logs syncBuffer
+	cam := rtspCamera(t, url, configs.RTSPAuto, &logs, nil)
+	nextAfter(t, cam, time.Time{}).Close()
+	closeWithin(t, cam, 20*time.Second)
+	warning := "rtsp.transport auto: GStreamer cannot play this stream here, so it opens through FFmpeg"
+	if n := strings.Count(logs.String(), warning); n != 1 || !strings.Contains(logs.String(), why) {
+		t.Fatalf("want one fallback warning that says %q, got %d:\n%s", why, n, logs.String())
+	}
+	src, err := ParseSource(url, "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := configs.Camera{Name: "dock", Source: url, RTSP: configs.RTSP{Transport: configs.RTSPAuto}}
+	g, err := openSource(src, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	if _, ok := g.(*capture); !ok || strings.Count(logs.String(), warning) != 1 {
+		t.Fatalf("the next open is a %T and the warning shows %d times: want FFmpeg at once, no new warning", g, strings.Count(logs.String(), warning))
+	}
+	t.Logf("%s", logs.String())
 }

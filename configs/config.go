@@ -480,20 +480,24 @@ type Device struct {
 
 // RTSP transports: the values of cameras[].rtsp.transport.
 const (
-	RTSPAuto = "auto" // FFmpeg through OpenCV, with FFmpeg's choice (UDP, then TCP)
-	RTSPTCP  = "tcp"  // RTP interleaved in the RTSP TCP connection, through GStreamer's rtspsrc
-	RTSPUDP  = "udp"  // RTP over UDP, through GStreamer's rtspsrc
+	RTSPAuto   = "auto"   // GStreamer's rtspsrc, UDP first, TCP when no UDP packet comes; FFmpeg when GStreamer cannot play the stream
+	RTSPTCP    = "tcp"    // RTP interleaved in the RTSP TCP connection, through GStreamer's rtspsrc
+	RTSPUDP    = "udp"    // RTP over UDP, through GStreamer's rtspsrc
+	RTSPFFmpeg = "ffmpeg" // FFmpeg through OpenCV, with FFmpeg's choice (UDP, then TCP)
 )
 
-// RTSP says how an rtsp:// camera's video is carried. tcp and udp open the camera through
-// GStreamer's rtspsrc, which takes the transport per camera; auto leaves it to FFmpeg, whose
-// only switch (OPENCV_FFMPEG_CAPTURE_OPTIONS) is one for the whole process.
+// RTSP says how an rtsp:// camera's video is carried. auto, tcp and udp open the camera
+// through GStreamer's rtspsrc, which takes the transport per camera and whose reads the agent
+// bounds; ffmpeg leaves it to OpenCV's FFmpeg backend, whose only switch
+// (OPENCV_FFMPEG_CAPTURE_OPTIONS) is one for the whole process and whose read waits 30 s on
+// a camera that goes silent.
 type RTSP struct {
-	// Transport is auto, tcp or udp. tcp suits lossy networks and firewalls (one TCP
+	// Transport is auto, tcp, udp or ffmpeg. tcp suits lossy networks and firewalls (one TCP
 	// connection, no smeared frames from lost packets); udp has the least delay on a clean
-	// network.
+	// network; auto tries UDP and falls back to TCP, and to FFmpeg where GStreamer lacks
+	// rtspsrc or the stream's decoder.
 	Transport string `mapstructure:"transport"`
-	// Latency is rtspsrc's jitter buffer (tcp and udp): how long packets are held to put
+	// Latency is rtspsrc's jitter buffer (auto, tcp and udp): how long packets are held to put
 	// them back in order. More smooths a jittery network, at that cost in delay.
 	Latency time.Duration `mapstructure:"latency"`
 }

@@ -182,7 +182,7 @@ func TestBadConfigs(t *testing.T) {
 		{"part image quality", minimal + "    parts: {image: {enabled: true, jpeg_quality: 0}}\n", "cameras[0].parts.image.jpeg_quality: 0 must be between 1 and 100"},
 		{"part image too small", minimal + "    parts: {image: {enabled: true, max_kb: 1}}\n", "cameras[0].parts.image.max_kb: 1 must be 4 or more"},
 		{"unknown rule cap", minimal + "samples: {unknown: {per_minute: -1}}\n", "samples.unknown: per_minute (-1) and per_hour (60) must be 0 (no cap) or more"},
-		{"bad rtsp transport", minimal + "    rtsp: {transport: http}\n", `cameras[0].rtsp.transport: "http" is not one of auto, tcp, udp`},
+		{"bad rtsp transport", minimal + "    rtsp: {transport: http}\n", `cameras[0].rtsp.transport: "http" is not one of auto, tcp, udp, ffmpeg`},
 		{"rtsp transport on usb", minimal + "    rtsp: {transport: tcp}\n", `cameras[0].rtsp.transport: "tcp" applies to rtsp:// and rtsps:// sources only`},
 		{"rtsp latency", minimal + "    rtsp: {latency: 30s}\n", "cameras[0].rtsp.latency: 30s must be 0 to 10s"},
 	}

@@ -196,12 +196,12 @@ var (
 // RTSPTransports are the values of cameras[].rtsp.transport; MaxRTSPLatency bounds
 // cameras[].rtsp.latency.
 var (
-	RTSPTransports = []string{RTSPAuto, RTSPTCP, RTSPUDP}
+	RTSPTransports = []string{RTSPAuto, RTSPTCP, RTSPUDP, RTSPFFmpeg}
 	MaxRTSPLatency = 10 * time.Second
 )
 
-// validateRTSP checks the RTSP transport and jitter buffer; tcp and udp only apply to an
-// rtsp:// or rtsps:// source.
+// validateRTSP checks the RTSP transport and jitter buffer; tcp, udp and ffmpeg only apply
+// to an rtsp:// or rtsps:// source.
 func (c Camera) validateRTSP(p *problems, key string) {
 	r := c.RTSP
 	p.oneOf(key+".rtsp.transport", r.Transport, RTSPTransports)

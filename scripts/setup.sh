@@ -7,8 +7,8 @@
 # It installs:
 #   - Debian packages: g++, pkg-config, libopencv-dev (gocv), gstreamer1.0-plugins-base
 #     (GStreamer camera pipelines: videoconvert, appsink, videotestsrc),
-#     gstreamer1.0-plugins-good and gstreamer1.0-libav (RTSP cameras with rtsp.transport tcp
-#     or udp: rtspsrc, the H.264 decoder), the RTSP test server's python3-gi, python3-gst-1.0,
+#     gstreamer1.0-plugins-good and gstreamer1.0-libav (RTSP cameras through rtspsrc,
+#     rtsp.transport auto, tcp or udp: rtspsrc, the H.264 decoder), the RTSP test server's python3-gi, python3-gst-1.0,
 #     gir1.2-gst-rtsp-server-1.0 and gstreamer1.0-plugins-bad (openh264enc), mosquitto and
 #     mosquitto-clients (tests and watching the MQTT output), systemd (systemd-analyze checks
 #     the unit), libaravis-0.8-0 (GenICam cameras: the agent loads libaravis and reads the
