@@ -24,6 +24,7 @@ type Config struct {
 	Store       Store            `mapstructure:"store"`
 	LLM         LLM              `mapstructure:"llm"`
 	HTTP        HTTP             `mapstructure:"http"`
+	UI          UI               `mapstructure:"ui"`
 	Ring        Ring             `mapstructure:"ring"`
 	Commands    Commands         `mapstructure:"commands"`
 	Counts      Counts           `mapstructure:"counts"`
@@ -252,11 +253,73 @@ type ModelLLM struct {
 	Tags []string `mapstructure:"tags"`
 }
 
-// HTTP serves Prometheus /metrics, /healthz and /readyz.
+// HTTP serves Prometheus /metrics, /healthz and /readyz, and the operator station (UI).
 type HTTP struct {
 	// Listen is host:port, 127.0.0.1:9810 by default (loopback only: what a Prometheus or
 	// node_exporter on the same box scrapes). Empty turns the server off.
 	Listen string `mapstructure:"listen"`
+	// TLS serves https with this certificate and key (PEM files); empty: plain http.
+	TLS ServerTLS `mapstructure:"tls"`
+}
+
+// ServerTLS is the certificate of a server.
+type ServerTLS struct {
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+}
+
+// UI is the operator station: a live view of the cameras and a review queue of the samples,
+// served at / of the HTTP server (docs/operator.md).
+type UI struct {
+	// Enabled serves the station.
+	Enabled bool `mapstructure:"enabled"`
+	// FPS bounds the frames per second sent to each browser watching a camera; frames are
+	// drawn and encoded only while someone watches.
+	FPS float64 `mapstructure:"fps"`
+	// MaxWidth scales the live frames down to this many pixels wide (0: as captured).
+	MaxWidth int `mapstructure:"max_width"`
+	// JPEGQuality of the live frames, 1-100.
+	JPEGQuality int `mapstructure:"jpeg_quality"`
+	// Auth is who may use the station. A listen address other than loopback requires it.
+	Auth UIAuth `mapstructure:"auth"`
+	// Review keeps the samples on disk until an operator has reviewed them.
+	Review Review `mapstructure:"review"`
+}
+
+// UIAuth says who may use the station: a token (sent as "Authorization: Bearer TOKEN" or
+// typed on the sign-in page), or users with a password, checked against a bcrypt hash
+// (cvedge ui hash-password makes one).
+type UIAuth struct {
+	// Token, or TokenFile holding it; at least 16 characters.
+	Token     string `mapstructure:"token"`
+	TokenFile string `mapstructure:"token_file"`
+	// Users sign in with a name and password.
+	Users []UIUser `mapstructure:"users"`
+	// Session is how long a sign-in lasts.
+	Session time.Duration `mapstructure:"session"`
+}
+
+// UIUser is one user of the station.
+type UIUser struct {
+	Name string `mapstructure:"name"`
+	// PasswordHash is the bcrypt hash of the password ($2a$, $2b$ or $2y$).
+	PasswordHash string `mapstructure:"password_hash"`
+}
+
+// On reports whether any sign-in is configured.
+func (a UIAuth) On() bool { return a.Token != "" || a.TokenFile != "" || len(a.Users) > 0 }
+
+// Review is the review queue: samples kept with their images until reviewed, and the folder
+// where the answers go.
+type Review struct {
+	// Dir holds the samples waiting for review. Default: <spool.dir>/review.
+	Dir string `mapstructure:"dir"`
+	// MaxMB and MaxAge bound the queue: the oldest samples go first.
+	MaxMB  int           `mapstructure:"max_mb"`
+	MaxAge time.Duration `mapstructure:"max_age"`
+	// Dataset is the data set folder the answers are saved into (the layout of cvedge
+	// collect). Default: <spool.dir>/dataset.
+	Dataset string `mapstructure:"dataset"`
 }
 
 // Store keeps the iterations of each model (docs/pipelines.md).
@@ -669,6 +732,8 @@ func Default() Config {
 			JPEGQuality:   85,
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:9810"},
+		UI: UI{FPS: 5, MaxWidth: 960, JPEGQuality: 75, Auth: UIAuth{Session: 12 * time.Hour},
+			Review: Review{MaxMB: 512, MaxAge: 30 * 24 * time.Hour}},
 		Ring: Ring{Frames: 100, MaxMB: 128, MaxAge: 10 * time.Minute},
 		Commands: Commands{
 			Allow:  []string{"trigger", "snapshot", "reload", "activate", "rollback", "reset-counts"},

@@ -18,6 +18,9 @@ func write(t testing.TB, yaml string) string {
 	return p
 }
 
+// testHash has the form of a bcrypt hash (of no known password), for configs that need one.
+const testHash = "$2a$04$Mhwx5hNzB38cSp0f3NiR5u7/2BvWd8o47G1JtGdRfZ8mO4eW4rE0K"
+
 const minimal = `
 agent: {id: cell1}
 models:
@@ -157,6 +160,15 @@ func TestBadConfigs(t *testing.T) {
 		{"shadow twice", strings.Replace(minimal, "{path: parts.zip}", "{path: p, shadow: {iteration: a, path: b}}", 1), "models.parts.shadow: give iteration (in the model store) or path, not both"},
 		{"bad embedded listen", minimal + "mqtt: {embedded: {enabled: true, listen: nowhere}}\n", `mqtt.embedded.listen: "nowhere" must be host:port`},
 		{"not yaml", "cameras: [\n", "config"},
+		{"ui open to the network", minimal + "http: {listen: '0.0.0.0:9810'}\nui: {enabled: true}\n", `ui.auth: http.listen "0.0.0.0:9810" can be reached from other machines: set ui.auth.token`},
+		{"ui on every interface", minimal + "http: {listen: ':9810'}\nui: {enabled: true}\n", `ui.auth: http.listen ":9810" can be reached from other machines`},
+		{"ui without server", minimal + "http: {listen: ''}\nui: {enabled: true}\n", "ui.enabled: the station is served by the HTTP server: set http.listen"},
+		{"ui short token", minimal + "ui: {auth: {token: short}}\n", "ui.auth.token: is 5 characters: give at least 16"},
+		{"ui token twice", minimal + "ui: {auth: {token: 0123456789abcdef, token_file: cvedge.yaml}}\n", "ui.auth.token: set ui.auth.token or ui.auth.token_file, not both"},
+		{"ui plain password", minimal + "ui: {auth: {users: [{name: anna, password_hash: hunter2}]}}\n", "ui.auth.users[0].password_hash: must be a bcrypt hash"},
+		{"ui user twice", minimal + "ui: {auth: {users: [{name: anna, password_hash: '" + testHash + "'}, {name: anna, password_hash: '" + testHash + "'}]}}\n", `ui.auth.users[1].name: "anna" is given twice`},
+		{"ui fps", minimal + "ui: {fps: 0}\n", "ui.fps: 0 must be above 0 and at most 30"},
+		{"http tls half", minimal + "http: {tls: {cert_file: cvedge.yaml}}\n", "http.tls: cert_file and key_file go together"},
 		{"bad llm part weight", minimal + "llm: {enabled: true, endpoint: 'http://127.0.0.1:1/v1/chat/completions', part_weight: -1}\n", "llm.part_weight: -1 must be between 0 (the answer decides nothing) and 10"},
 		{"cert without key", minimal + "mqtt: {tls: {cert_file: cvedge.yaml}}\n", "mqtt.tls: cert_file and key_file go together"},
 		{"missing ca file", minimal + "mqtt: {tls: {ca_file: /nonexistent/ca.pem}}\n", "mqtt.tls.ca_file: stat /nonexistent/ca.pem: no such file"},

@@ -483,6 +483,15 @@ func (c *Config) resolve(base string) {
 		*dir = relativeTo(base, *dir)
 	}
 	c.Store.CAFile = relativeTo(base, c.Store.CAFile)
+	if c.UI.Review.Dir == "" {
+		c.UI.Review.Dir = filepath.Join(c.Spool.Dir, "review")
+	}
+	if c.UI.Review.Dataset == "" {
+		c.UI.Review.Dataset = filepath.Join(c.Spool.Dir, "dataset")
+	}
+	for _, p := range []*string{&c.UI.Review.Dir, &c.UI.Review.Dataset, &c.UI.Auth.TokenFile, &c.HTTP.TLS.CertFile, &c.HTTP.TLS.KeyFile} {
+		*p = relativeTo(base, *p)
+	}
 	c.Commands.PublicKeyFile = relativeTo(base, c.Commands.PublicKeyFile)
 	t := &c.MQTT.TLS
 	for _, p := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile, &c.MQTT.PasswordFile} {
@@ -555,6 +564,9 @@ func (c *Config) Print(w io.Writer) error {
 	if cp.MQTT.Password != "" {
 		cp.MQTT.Password = "<redacted>"
 	}
+	if cp.UI.Auth.Token != "" {
+		cp.UI.Auth.Token = "<redacted>"
+	}
 	out := structToMap(cp)
 	models := map[string]any{}
 	for name, m := range cp.Models {
@@ -566,6 +578,15 @@ func (c *Config) Print(w io.Writer) error {
 		cams[i] = structToMap(cam)
 	}
 	out["cameras"] = cams
+	users := make([]any, len(cp.UI.Auth.Users))
+	for i, u := range cp.UI.Auth.Users {
+		users[i] = map[string]any{"name": u.Name, "password_hash": "<redacted>"}
+	}
+	if ui, ok := out["ui"].(map[string]any); ok {
+		if auth, ok := ui["auth"].(map[string]any); ok {
+			auth["users"] = users
+		}
+	}
 	redactValues(out)
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)

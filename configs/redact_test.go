@@ -97,6 +97,10 @@ agent: {id: x}
 mqtt:
   broker: tcp://agent:`+planted+`@127.0.0.1:1883
   password: `+planted+`
+ui:
+  auth:
+    token: `+planted+`-token
+    users: [{name: anna, password_hash: '$2a$04$`+planted+`Mhwx5hNzB38cSp0f3NiR5u7/2BvWd8o47G1JtGdRfZ'}]
 models:
   m: {path: /nonexistent}
 cameras:
@@ -119,7 +123,7 @@ cameras:
 	if strings.Contains(s, planted) {
 		t.Fatalf("config print shows the password:\n%s", s)
 	}
-	for _, want := range []string{"rtsp://viewer:***@10.0.0.5:554/stream1", "user-pw=***", "tcp://agent:***@127.0.0.1:1883"} {
+	for _, want := range []string{"rtsp://viewer:***@10.0.0.5:554/stream1", "user-pw=***", "tcp://agent:***@127.0.0.1:1883", "name: anna", "password_hash: <redacted>"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("config print lacks %q:\n%s", want, s)
 		}

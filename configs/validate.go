@@ -53,6 +53,8 @@ func (c *Config) Validate() error {
 			p.add("http.listen", "%q must be host:port, e.g. 127.0.0.1:9810 (empty turns the server off)", l)
 		}
 	}
+	c.HTTP.TLS.validate(&p, "http.tls")
+	c.validateUI(&p)
 	if c.Ring.Frames < 1 || c.Ring.MaxMB < 1 || c.Ring.MaxAge <= 0 {
 		p.add("ring", "frames (%d) and max_mb (%d) must be 1 or more, max_age (%v) a positive duration", c.Ring.Frames, c.Ring.MaxMB, c.Ring.MaxAge)
 	}
@@ -347,16 +349,7 @@ func (m MQTT) validate(p *problems) {
 	if m.Password != "" && m.PasswordFile != "" {
 		p.add("mqtt.password", "set mqtt.password or mqtt.password_file, not both")
 	}
-	for key, f := range map[string]string{"mqtt.password_file": m.PasswordFile, "mqtt.tls.ca_file": m.TLS.CAFile, "mqtt.tls.cert_file": m.TLS.CertFile, "mqtt.tls.key_file": m.TLS.KeyFile} {
-		if f == "" {
-			continue
-		}
-		if st, err := os.Stat(f); err != nil {
-			p.add(key, "%v", err)
-		} else if st.IsDir() {
-			p.add(key, "%s is a folder, not a file", f)
-		}
-	}
+	checkFiles(p, map[string]string{"mqtt.password_file": m.PasswordFile, "mqtt.tls.ca_file": m.TLS.CAFile, "mqtt.tls.cert_file": m.TLS.CertFile, "mqtt.tls.key_file": m.TLS.KeyFile})
 	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
 		p.add("mqtt.tls", "cert_file and key_file go together (mutual TLS): set both or neither")
 	}
@@ -658,4 +651,97 @@ func ParsePublicKey(text string) (ed25519.PublicKey, error) {
 		return nil, errors.New("not an ed25519 public key: give a PEM \"PUBLIC KEY\" block or base64 of its 32 bytes (cvedge commands keygen)")
 	}
 	return ed25519.PublicKey(raw), nil
+}
+
+// validate checks a server's certificate files: both or neither, and readable.
+func (t ServerTLS) validate(p *problems, key string) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		p.add(key, "cert_file and key_file go together: set both (https) or neither (http)")
+	}
+	checkFiles(p, map[string]string{key + ".cert_file": t.CertFile, key + ".key_file": t.KeyFile})
+}
+
+// checkFiles reports each named file that is set and is missing or a folder.
+func checkFiles(p *problems, files map[string]string) {
+	for key, f := range files {
+		if f == "" {
+			continue
+		}
+		if st, err := os.Stat(f); err != nil {
+			p.add(key, "%v", err)
+		} else if st.IsDir() {
+			p.add(key, "%s is a folder, not a file", f)
+		}
+	}
+}
+
+// MinUITokenLen is the shortest ui.auth.token accepted.
+const MinUITokenLen = 16
+
+// bcryptRE matches a bcrypt hash as cvedge ui hash-password (or htpasswd -B) writes it.
+var bcryptRE = regexp.MustCompile(`^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$`)
+
+// validateUI checks the operator station: its frame rate and size, who may sign in, and
+// that a station reachable from other machines asks for a sign-in.
+func (c *Config) validateUI(p *problems) {
+	u := c.UI
+	if u.FPS <= 0 || u.FPS > 30 {
+		p.add("ui.fps", "%v must be above 0 and at most 30 (frames a second to each browser)", u.FPS)
+	}
+	if u.MaxWidth != 0 && (u.MaxWidth < 64 || u.MaxWidth > 7680) {
+		p.add("ui.max_width", "%d must be 0 (as captured) or 64 to 7680 pixels", u.MaxWidth)
+	}
+	if u.JPEGQuality < 1 || u.JPEGQuality > 100 {
+		p.add("ui.jpeg_quality", "%d must be 1 to 100", u.JPEGQuality)
+	}
+	a := u.Auth
+	if a.Token != "" && a.TokenFile != "" {
+		p.add("ui.auth.token", "set ui.auth.token or ui.auth.token_file, not both")
+	}
+	if a.Token != "" && len(a.Token) < MinUITokenLen {
+		p.add("ui.auth.token", "is %d characters: give at least %d (openssl rand -hex 16)", len(a.Token), MinUITokenLen)
+	}
+	checkFiles(p, map[string]string{"ui.auth.token_file": a.TokenFile})
+	seen := map[string]bool{}
+	for i, usr := range a.Users {
+		key := fmt.Sprintf("ui.auth.users[%d]", i)
+		if !nameRE.MatchString(usr.Name) {
+			p.add(key+".name", "%q must be 1-64 letters, digits, '-' or '_'", usr.Name)
+		} else if seen[usr.Name] {
+			p.add(key+".name", "%q is given twice", usr.Name)
+		}
+		seen[usr.Name] = true
+		if !bcryptRE.MatchString(usr.PasswordHash) {
+			p.add(key+".password_hash", "must be a bcrypt hash ($2b$...): make one with cvedge ui hash-password (the password is never written in the config)")
+		}
+	}
+	if a.Session <= 0 {
+		p.add("ui.auth.session", "%v must be a positive duration, e.g. 12h", a.Session)
+	}
+	if u.Review.MaxMB < 1 || u.Review.MaxAge <= 0 {
+		p.add("ui.review", "max_mb (%d) must be 1 or more and max_age (%v) a positive duration", u.Review.MaxMB, u.Review.MaxAge)
+	}
+	if !u.Enabled {
+		return
+	}
+	switch {
+	case c.HTTP.Listen == "":
+		p.add("ui.enabled", "the station is served by the HTTP server: set http.listen (e.g. 127.0.0.1:9810)")
+	case !a.On() && !LoopbackAddr(c.HTTP.Listen):
+		p.add("ui.auth", "http.listen %q can be reached from other machines: set ui.auth.token (or token_file) or ui.auth.users, or listen on 127.0.0.1", c.HTTP.Listen)
+	}
+}
+
+// LoopbackAddr reports whether a host:port listens on loopback only (127.0.0.0/8, ::1,
+// localhost); an empty host listens on every interface.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
