@@ -43,7 +43,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	if cfg.HTTP.Listen != "" {
-		srv, err := ops.Serve(cfg.HTTP.Listen, a.metrics, a.readiness, a.log)
+		srv, err := ops.Serve(cfg.HTTP, a.metrics, a.readiness, nil, a.log)
 		if err != nil {
 			return err
 		}
