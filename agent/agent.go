@@ -25,6 +25,7 @@ import (
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/spool"
+	"github.com/cvedge/cvedge/agent/station"
 	"github.com/cvedge/cvedge/agent/steps"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
@@ -65,6 +66,11 @@ type Agent struct {
 	// partCounts hold the part counts of each camera that tracks, by camera name, for the
 	// whole boot (and across restarts, in spool.dir/counts).
 	partCounts map[string]*steps.PartCounts
+
+	// lastStats is the last stats message, for the operator station; nil before the first.
+	lastStats atomic.Pointer[payload.Stats]
+	// live carries annotated frames to the operator station's viewers; nil: ui off.
+	live *station.Hub
 
 	env     *steps.Env      // what the steps of every camera share
 	llm     *steps.Fallback // nil: no LLM fallback
@@ -120,6 +126,9 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 	a.env = &steps.Env{Agent: cfg.Agent.ID, Boot: a.boot, Prefix: cfg.MQTT.TopicPrefix, MaxPayloadKB: cfg.MQTT.MaxPayloadKB, Log: log}
 	a.llm = steps.NewFallback(a.env, cfg.LLM)
 	a.metrics = ops.NewMetrics(a.snapshot)
+	if cfg.UI.Enabled && cfg.HTTP.Listen != "" {
+		a.live = station.NewHub()
+	}
 	a.runs, a.stages, a.stagePaths, err = a.build(cfg, nil)
 	return a, err
 }

@@ -64,7 +64,7 @@ func (a *Agent) ReloadConfig(by string) (ReloadResult, error) {
 // models of the new config, loaded and warmed up), validate, swap (the old pipelines finish
 // their frame and stop, the new ones start), stop the old (free its models). If building
 // fails, the running config stays and the error says why. The sections agent.id,
-// onnxruntime, mqtt, spool, store, http and llm keep their old values until a restart; the
+// onnxruntime, mqtt, spool, store, http, ui and llm keep their old values until a restart; the
 // result names those that differ.
 //
 // A camera whose capture settings (source, type, device, rotate, roi, loop, realtime, fps,
@@ -130,6 +130,7 @@ func keepUntilRestart(next, cur *configs.Config) (changed []string) {
 	keep("spool", cur.Spool, next.Spool, func() { next.Spool = cur.Spool })
 	keep("store", cur.Store, next.Store, func() { next.Store = cur.Store })
 	keep("http", cur.HTTP, next.HTTP, func() { next.HTTP = cur.HTTP })
+	keep("ui", cur.UI, next.UI, func() { next.UI = cur.UI })
 	keep("llm", cur.LLM, next.LLM, func() { next.LLM = cur.LLM })
 	return changed
 }

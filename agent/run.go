@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/spool"
+	"github.com/cvedge/cvedge/agent/station"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 )
@@ -43,7 +45,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	if cfg.HTTP.Listen != "" {
-		srv, err := ops.Serve(cfg.HTTP, a.metrics, a.readiness, nil, a.log)
+		var ui http.Handler
+		if cfg.UI.Enabled {
+			st, err := station.New(station.Options{Config: cfg.UI, Secure: cfg.HTTP.TLS.CertFile != "", State: a.stationView, Live: a.live, Log: a.log})
+			if err != nil {
+				return err
+			}
+			ui = st
+		}
+		srv, err := ops.Serve(cfg.HTTP, a.metrics, a.readiness, ui, a.log)
 		if err != nil {
 			return err
 		}

@@ -35,6 +35,12 @@ func (a *Agent) Stats() []CameraStats {
 
 // statusMessage builds the retained status.
 func (a *Agent) statusMessage(state, reason string) publish.Message {
+	body, _ := json.Marshal(a.status(state, reason))
+	return publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: body}
+}
+
+// status is the agent's status: its cameras' states and its models.
+func (a *Agent) status(state, reason string) payload.Status {
 	host, _ := os.Hostname()
 	st := payload.Status{Schema: payload.Schema, Agent: a.c().Agent.ID, State: state, Reason: camera.Redact(reason), Version: Version,
 		Host: host, Boot: a.boot, Started: &a.started, Updated: time.Now().UTC()}
@@ -48,8 +54,7 @@ func (a *Agent) statusMessage(state, reason string) publish.Message {
 			st.Models = append(st.Models, payload.ModelStatus{Name: n, Format: string(info.Format), Iteration: info.Iteration, SHA256: info.SHA256, Labels: len(info.Labels)})
 		}
 	}
-	body, _ := json.Marshal(st)
-	return publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: body}
+	return st
 }
 
 // statsLoop publishes the stats message every mqtt.stats_interval until ctx ends.
@@ -64,6 +69,7 @@ func (a *Agent) statsLoop(ctx context.Context) {
 			return
 		case now := <-t.C:
 			st, marks := a.stats(now, now.Sub(prev).Seconds(), last)
+			a.lastStats.Store(&st)
 			body, _ := json.Marshal(st)
 			prev, last = now, marks
 			a.out.pub.Send(publish.Message{Topic: a.Topic("stats"), QoS: 0, Payload: body})

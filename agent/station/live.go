@@ -22,7 +22,11 @@ func (s *Station) live(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary="+mjpegBoundary)
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush() // the headers now: the browser (and a client's Do) need not wait for a frame
+	}
 	for {
 		select {
 		case <-r.Context().Done():

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,7 +36,12 @@ type PartCounts struct {
 	dirty  bool
 	last   time.Time // last published
 	warned bool      // the file could not be written; said once
+	recent []payload.Decision // the last RecentDecisions decisions, oldest first
 }
+
+// RecentDecisions is how many of a camera's last decisions PartCounts keeps for the
+// operator station.
+const RecentDecisions = 20
 
 // OpenPartCounts returns the counts of camera, read back from its file in dir when there is
 // one (a file that cannot be read is moved aside as .bad, and counting starts at zero, with
@@ -94,6 +100,25 @@ func (pc *PartCounts) Part(tag, verdict string, now time.Time) {
 		pc.c.Verdicts[verdict]++
 	}
 	pc.changed(now)
+}
+
+// Remember keeps d among the camera's last RecentDecisions decisions.
+func (pc *PartCounts) Remember(d payload.Decision) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if len(pc.recent) == RecentDecisions {
+		pc.recent = append(pc.recent[:0], pc.recent[1:]...)
+	}
+	pc.recent = append(pc.recent, d)
+}
+
+// Recent returns the camera's last decisions, newest first.
+func (pc *PartCounts) Recent() []payload.Decision {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	out := slices.Clone(pc.recent)
+	slices.Reverse(out)
+	return out
 }
 
 // Line counts a part whose centre crossed line, by way.

@@ -1,6 +1,7 @@
 package steps_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -102,5 +103,20 @@ func TestPartCountsBadFileAndFullDisk(t *testing.T) {
 	pc.Tick(time.Now().Add(2 * time.Second))
 	if c := lastCounts(t, rec); c.Parts != 3 {
 		t.Errorf("with nowhere to write: %+v", c)
+	}
+}
+
+// TestPartCountsRecent: the last RecentDecisions decisions are kept, newest first.
+func TestPartCountsRecent(t *testing.T) {
+	pc, err := steps.OpenPartCounts(&steps.Env{Agent: "a"}, "cam", "", nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range steps.RecentDecisions + 5 {
+		pc.Remember(payload.Decision{PartID: fmt.Sprint(i)})
+	}
+	got := pc.Recent()
+	if len(got) != steps.RecentDecisions || got[0].PartID != fmt.Sprint(steps.RecentDecisions+4) || got[len(got)-1].PartID != "5" {
+		t.Fatalf("recent %d decisions, first %q, last %q; want %d, newest (%d) first, oldest kept 5", len(got), got[0].PartID, got[len(got)-1].PartID, steps.RecentDecisions, steps.RecentDecisions+4)
 	}
 }

@@ -302,6 +302,7 @@ func (s *parts) decide(p *partState, by string, now time.Time) {
 	}
 	if s.counts != nil {
 		s.counts.Part(ev.TagName, ev.Verdict, now)
+		s.counts.Remember(d)
 	}
 }
 
