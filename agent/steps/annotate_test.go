@@ -1,12 +1,19 @@
 package steps_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
 	"image"
+	"image/jpeg"
 	"math"
 	"reflect"
 	"testing"
 
 	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/pipeline"
+	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/steps"
 	"github.com/cvedge/cvedge/preprocess"
 )
@@ -63,5 +70,93 @@ func TestMarks(t *testing.T) {
 	}
 	if got := steps.Marks(&payload.Prediction{Predictions: []payload.Tag{{TagName: "green", Probability: 1}}}, image.Rectangle{}); len(got) != 0 {
 		t.Errorf("marks on an empty frame: %+v", got)
+	}
+}
+
+// snapshotImage decodes the JPEG of the snapshot answering command id.
+func snapshotImage(t *testing.T, rec *publish.Recorder, id string) image.Image {
+	t.Helper()
+	snaps, err := publish.Decode[payload.Snapshot](rec, "/cameras/cam/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps {
+		if s.CommandID != id {
+			continue
+		}
+		b, err := base64.StdEncoding.DecodeString(s.JPEG)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("snapshot %s: %v", id, err)
+		}
+		return img
+	}
+	t.Fatalf("no snapshot answers %s", id)
+	return nil
+}
+
+// greenPixels counts the pixels of img in r that are the boxes' green.
+func greenPixels(img image.Image, r image.Rectangle) int {
+	n := 0
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			if r, g, b, _ := img.At(x, y).RGBA(); g>>8 > 200 && r>>8 < 80 && b>>8 < 80 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestSnapshotAnnotated: a snapshot asked with annotate has the boxes of its frame's
+// prediction drawn, one asked without has none; a frame without a prediction (gated, or
+// failed) is sent as it is, and the result says so.
+func TestSnapshotAnnotated(t *testing.T) {
+	rec := &publish.Recorder{}
+	s := steps.NewSnapshots(env(rec), "cam")
+	s.Request("plain", false)
+	s.Request("drawn", true)
+	f := frame(t, 320, 240)
+	defer f.Close()
+	msg := prediction("p1", 1, detection(payload.Box{Left: 0.25, Top: 0.25, Width: 0.5, Height: 0.5}, "red", 0.93))
+	msg.Predictions[0].TrackID = 12
+	s.Handle(context.Background(), &pipeline.Frame{Frame: f}, msg)
+	drawn := snapshotImage(t, rec, "drawn")
+	if n := greenPixels(drawn, image.Rect(79, 70, 82, 170)); n < 250 { // the box's left edge, x 80
+		t.Errorf("%d green pixels on the box's left edge of the annotated snapshot", n)
+	}
+	if n := greenPixels(drawn, image.Rect(90, 90, 230, 170)); n > 0 {
+		t.Errorf("%d green pixels inside the box", n)
+	}
+	if n := greenPixels(snapshotImage(t, rec, "plain"), image.Rect(0, 0, 320, 240)); n > 0 {
+		t.Errorf("%d green pixels in the snapshot asked without annotate", n)
+	}
+	res, _ := publish.Decode[payload.Result](rec, "/commands/results")
+	if len(res) != 2 || res[0].ID != "plain" || res[0].Detail["annotated"] != "" || res[1].ID != "drawn" || res[1].Detail["annotated"] != "true" || res[1].PredictionID != "p1" {
+		t.Fatalf("results %+v", res)
+	}
+	for _, c := range []struct {
+		id   string
+		err  error
+		msg  *payload.Prediction
+		want string
+	}{
+		{"gated", pipeline.ErrGated, &payload.Prediction{Quality: payload.Quality{Gate: "fail"}}, "sent without boxes: the quality gate kept the frame from the models"},
+		{"failed", errors.New("detector: session lost"), nil, "sent without boxes: the models failed on the frame"},
+	} {
+		rec := &publish.Recorder{}
+		s := steps.NewSnapshots(env(rec), "cam")
+		s.Request(c.id, true)
+		s.Handle(context.Background(), &pipeline.Frame{Frame: f, Err: c.err}, c.msg)
+		if n := greenPixels(snapshotImage(t, rec, c.id), image.Rect(0, 0, 320, 240)); n > 0 {
+			t.Errorf("%s: %d green pixels in a snapshot of a frame without a prediction", c.id, n)
+		}
+		res, _ := publish.Decode[payload.Result](rec, "/commands/results")
+		if len(res) != 1 || !res[0].OK || res[0].Detail["annotated"] != "false" || res[0].Detail["annotation"] != c.want {
+			t.Errorf("%s: results %+v", c.id, res)
+		}
 	}
 }
