@@ -62,7 +62,7 @@ func (a *Agent) cameraCommand(cmd payload.Command) error {
 		return err
 	}
 	if cmd.Command == payload.CmdSnapshot {
-		return r.snaps.Request(cmd.ID)
+		return r.snaps.Request(cmd.ID, cmd.Annotate)
 	}
 	if r.cfg.Trigger != "mqtt" {
 		return fmt.Errorf("camera %q has trigger %q and takes no trigger commands (set trigger: mqtt)", cmd.Camera, r.cfg.Trigger)

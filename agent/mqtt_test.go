@@ -155,6 +155,7 @@ func TestCommands(t *testing.T) {
 		ok                    bool
 	}{
 		{"commands", `{"id":"c1","command":"snapshot","camera":"conveyor"}`, "c1", "", true},
+		{"commands", `{"id":"c1a","command":"snapshot","camera":"conveyor","annotate":true}`, "c1a", "", true},
 		{"commands", `not json`, "", "not a valid JSON object", false},
 		{"commands", `{"id":"c2","command":"explode"}`, "c2", `"command" "explode" is not one of trigger, snapshot, reload, activate, rollback, add`, false},
 		{"commands", `{"id":"c3","command":"snapshot"}`, "c3", `command snapshot needs "camera"`, false},
@@ -195,18 +196,46 @@ func TestCommands(t *testing.T) {
 		}
 	}
 	snaps := col.Get("cvedge/e2e/cameras/conveyor/snapshot")
-	if len(snaps) != 1 {
+	if len(snaps) != 2 {
 		t.Fatalf("%d snapshots", len(snaps))
 	}
-	var snap payload.Snapshot
-	json.Unmarshal(snaps[0], &snap)
-	raw, err := base64.StdEncoding.DecodeString(snap.JPEG)
-	if err != nil {
-		t.Fatal(err)
+	for _, raw := range snaps {
+		var snap payload.Snapshot
+		json.Unmarshal(raw, &snap)
+		b, err := base64.StdEncoding.DecodeString(snap.JPEG)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil || img.Bounds().Dx() != 640 || img.Bounds().Dy() != 360 || snap.CommandID != "c1" && snap.CommandID != "c1a" {
+			t.Fatalf("snapshot: %v %v %+v", err, img.Bounds(), snap.CommandID)
+		}
+		// "annotate": the boxes of the frame's prediction are drawn, in pure green
+		green := 0
+		for y := 0; y < 360; y++ {
+			for x := 0; x < 640; x++ {
+				if r, g, b, _ := img.At(x, y).RGBA(); g>>8 > 200 && r>>8 < 80 && b>>8 < 80 {
+					green++
+				}
+			}
+		}
+		found := 0 // the parts in the frame's prediction: a frame between parts has no box to draw
+		for _, raw := range col.Get(preds) {
+			var p payload.Prediction
+			if json.Unmarshal(raw, &p) == nil && p.ID == snap.PredictionID {
+				found = len(p.Predictions)
+			}
+		}
+		if drawn := snap.CommandID == "c1a" && found > 0; drawn != (green > 500) {
+			t.Errorf("snapshot %s of a frame with %d parts has %d pixels of the boxes' green", snap.CommandID, found, green)
+		}
 	}
-	img, err := jpeg.Decode(bytes.NewReader(raw))
-	if err != nil || img.Bounds().Dx() != 640 || img.Bounds().Dy() != 360 || snap.CommandID != "c1" {
-		t.Fatalf("snapshot: %v %v %+v", err, img.Bounds(), snap.CommandID)
+	for _, raw := range col.Get(results) {
+		var r payload.Result
+		json.Unmarshal(raw, &r)
+		if r.ID == "c1a" && r.Detail["annotated"] != "true" || r.ID == "c1" && r.Detail["annotated"] != "" {
+			t.Errorf("result %+v", r)
+		}
 	}
 	before := len(col.Get(preds))
 	testenv.WaitFor(t, "predictions after the bad commands", 10*time.Second, func() bool { return len(col.Get(preds)) > before+5 })

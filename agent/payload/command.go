@@ -54,6 +54,9 @@ type Command struct {
 	// AllowTagChange lets activate (and add with activate) put in an iteration whose tags
 	// differ from the serving one's.
 	AllowTagChange bool `json:"allowTagChange,omitempty"`
+	// Annotate (snapshot) draws the frame's boxes and labels, from its prediction, on the
+	// JPEG.
+	Annotate bool `json:"annotate,omitempty"`
 	// Timestamp (RFC 3339) is when a signed command was signed; see Signed.
 	Timestamp string `json:"timestamp,omitempty"`
 }
@@ -83,6 +86,9 @@ func ParseCommand(raw []byte) (Command, error) {
 		if strings.TrimSpace(fields[f]) == "" {
 			return c, fmt.Errorf("command %s needs %q", c.Command, f)
 		}
+	}
+	if c.Annotate && c.Command != CmdSnapshot {
+		return c, fmt.Errorf(`"annotate" is for snapshot; leave it out of %s`, c.Command)
 	}
 	return c, nil
 }

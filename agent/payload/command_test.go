@@ -11,6 +11,9 @@ func TestParseCommand(t *testing.T) {
 		in, id, err string
 	}{
 		{`{"id":"a1","command":"snapshot","camera":"c"}`, "a1", ""},
+		{`{"id":"a7","command":"snapshot","camera":"c","annotate":true}`, "a7", ""},
+		{`{"id":"a8","command":"snapshot","camera":"c","annotate":"yes"}`, "a8", "not a valid JSON object"},
+		{`{"id":"a9","command":"trigger","camera":"c","annotate":true}`, "a9", `"annotate" is for snapshot; leave it out of trigger`},
 		{`{"id":"a2","command":"activate","model":"m","iteration":"it"}`, "a2", ""},
 		{`{"id":"a3","command":"activate","model":"m"}`, "a3", `needs "iteration"`},
 		{`{"id":"a4","command":"rollback"}`, "a4", `needs "model"`},
@@ -59,7 +62,7 @@ func TestParseFeedback(t *testing.T) {
 }
 
 func FuzzParseCommand(f *testing.F) {
-	for _, s := range []string{`{"id":"a","command":"snapshot","camera":"c"}`, `{"id":"a","command":"activate","model":"m","iteration":"i"}`, `{`, `[]`, `{"id":"\u0000"}`, "\xff"} {
+	for _, s := range []string{`{"id":"a","command":"snapshot","camera":"c"}`, `{"id":"a","command":"snapshot","camera":"c","annotate":true}`, `{"id":"a","command":"activate","model":"m","iteration":"i"}`, `{`, `[]`, `{"id":"\u0000"}`, "\xff"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 
@@ -18,22 +19,30 @@ import (
 const SnapshotMaxBytes = 1 << 20
 
 // Snapshots answers the snapshot commands of one camera with its next frame, processed or
-// not, on <prefix>/cameras/<camera>/snapshot.
+// not, on <prefix>/cameras/<camera>/snapshot; with its boxes and labels drawn when the
+// command asks (annotate) and the frame has a prediction.
 type Snapshots struct {
 	env     *Env
 	camera  string
-	waiting chan string // the ids of the commands waiting for the next frame
+	waiting chan snapshotRequest // the commands waiting for the next frame
+}
+
+// snapshotRequest is one snapshot command waiting for the next frame.
+type snapshotRequest struct {
+	id       string
+	annotate bool
 }
 
 // NewSnapshots returns the snapshot step of camera.
 func NewSnapshots(env *Env, camera string) *Snapshots {
-	return &Snapshots{env: env, camera: camera, waiting: make(chan string, 4)}
+	return &Snapshots{env: env, camera: camera, waiting: make(chan snapshotRequest, 4)}
 }
 
-// Request queues snapshot command id for the next frame; it fails when too many wait.
-func (s *Snapshots) Request(id string) error {
+// Request queues snapshot command id for the next frame, to be sent with the frame's boxes
+// and labels drawn when annotate; it fails when too many wait.
+func (s *Snapshots) Request(id string, annotate bool) error {
 	select {
-	case s.waiting <- id:
+	case s.waiting <- snapshotRequest{id: id, annotate: annotate}:
 		return nil
 	default:
 		return fmt.Errorf("camera %q has %d snapshots waiting; try again", s.camera, cap(s.waiting))
@@ -49,17 +58,32 @@ func (s *Snapshots) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Pr
 	}
 	for {
 		select {
-		case id := <-s.waiting:
-			s.answer(id, f, msg)
+		case r := <-s.waiting:
+			s.answer(r, f, msg)
 		default:
 			return
 		}
 	}
 }
 
-func (s *Snapshots) answer(id string, f *pipeline.Frame, msg *payload.Prediction) {
+func (s *Snapshots) answer(r snapshotRequest, f *pipeline.Frame, msg *payload.Prediction) {
+	id := r.id
 	topic := s.env.Topic("cameras/" + s.camera + "/snapshot")
-	jpeg, err := preprocess.EncodeJPEG(f.Mat(), image.Rectangle{}, 90, s.env.ImageBytes(SnapshotMaxBytes, 1))
+	detail := map[string]string{"topic": topic}
+	maxBytes := s.env.ImageBytes(SnapshotMaxBytes, 1)
+	var jpeg []byte
+	var err error
+	switch {
+	case r.annotate && msg != nil:
+		jpeg, err = preprocess.EncodeMarkedJPEG(f.Mat(), Marks(msg, f.Bounds()), 0, 90, maxBytes)
+		detail["annotated"] = "true"
+	case r.annotate:
+		jpeg, err = preprocess.EncodeJPEG(f.Mat(), image.Rectangle{}, 90, maxBytes)
+		detail["annotated"] = "false"
+		detail["annotation"] = "sent without boxes: " + notProcessed(f.Err)
+	default:
+		jpeg, err = preprocess.EncodeJPEG(f.Mat(), image.Rectangle{}, 90, maxBytes)
+	}
 	if err != nil {
 		s.env.Result(id, payload.CmdSnapshot, err, nil)
 		return
@@ -67,7 +91,6 @@ func (s *Snapshots) answer(id string, f *pipeline.Frame, msg *payload.Prediction
 	b := f.Bounds()
 	snap := payload.Snapshot{Schema: payload.Schema, Agent: s.env.Agent, Camera: s.camera, CommandID: id,
 		Boot: s.env.Boot, Captured: f.Captured, Width: b.Dx(), Height: b.Dy(), JPEG: base64.StdEncoding.EncodeToString(jpeg)}
-	detail := map[string]string{"topic": topic}
 	if msg != nil {
 		snap.FrameID, snap.PredictionID = msg.FrameID, msg.ID
 	}
@@ -78,4 +101,16 @@ func (s *Snapshots) answer(id string, f *pipeline.Frame, msg *payload.Prediction
 		return
 	}
 	s.env.Result(id, payload.CmdSnapshot, nil, detail)
+}
+
+// notProcessed says why a frame has no prediction to draw (err is the frame's Err), for a
+// snapshot's detail.
+func notProcessed(err error) string {
+	switch {
+	case errors.Is(err, pipeline.ErrGated):
+		return "the quality gate kept the frame from the models"
+	case err != nil:
+		return "the models failed on the frame"
+	}
+	return "the frame has no prediction"
 }

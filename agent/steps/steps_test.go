@@ -265,11 +265,11 @@ func TestSnapshots(t *testing.T) {
 	rec := &publish.Recorder{}
 	s := steps.NewSnapshots(env(rec), "cam")
 	for i := range 4 {
-		if err := s.Request(string(rune('a' + i))); err != nil {
+		if err := s.Request(string(rune('a'+i)), false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Request("e"); err == nil || !strings.Contains(err.Error(), "4 snapshots waiting") {
+	if err := s.Request("e", false); err == nil || !strings.Contains(err.Error(), "4 snapshots waiting") {
 		t.Fatalf("a fifth snapshot: %v", err)
 	}
 	f := frame(t, 64, 48)

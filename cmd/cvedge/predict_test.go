@@ -2,7 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"image"
+	_ "image/jpeg"
+	"image/png"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -132,5 +137,129 @@ func TestPredictErrors(t *testing.T) {
 		if code == 0 || !strings.Contains(errs, c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want %q", c.args, code, errs, c.want)
 		}
+	}
+}
+
+// boxGreen is the fraction of the pixels along the left and right edges of box (in the
+// pixels of img) that are the boxes' green.
+func boxGreen(img image.Image, box image.Rectangle) float64 {
+	n, green := 0, 0
+	for y := box.Min.Y + 4; y < box.Max.Y-4; y++ {
+		for _, x := range []int{box.Min.X, box.Max.X - 1} {
+			r, g, b, _ := img.At(x, y).RGBA()
+			n++
+			if g>>8 > 200 && r>>8 < 80 && b>>8 < 80 {
+				green++
+			}
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(green) / float64(n)
+}
+
+func decodeFile(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
+}
+
+// TestPredictAnnotate: --annotate writes each still with the detector's boxes drawn where the
+// prediction puts them, at the still's size, and the predictions printed are unchanged.
+func TestPredictAnnotate(t *testing.T) {
+	needRuntime(t)
+	demo := testenv.Path("testdata", "demo")
+	out := filepath.Join(t.TempDir(), "annotated")
+	res := predictJSON(t, "--detector", filepath.Join(demo, "detector"), "--classifier", filepath.Join(demo, "classifier"), "--threshold", "0.5",
+		"--annotate", out, filepath.Join(demo, "stills"))
+	if len(res) != 3 {
+		t.Fatalf("%d results for 3 stills", len(res))
+	}
+	for _, r := range res {
+		orig := decodeFile(t, r.File)
+		drawn := decodeFile(t, filepath.Join(out, filepath.Base(r.File)))
+		if drawn.Bounds() != orig.Bounds() {
+			t.Fatalf("%s: annotated %v, the still is %v", r.File, drawn.Bounds(), orig.Bounds())
+		}
+		if len(r.Predictions) == 0 {
+			t.Fatalf("%s: nothing detected; the test needs parts", r.File)
+		}
+		w, h := float32(orig.Bounds().Dx()), float32(orig.Bounds().Dy())
+		for _, d := range r.Predictions {
+			b := d.BoundingBox
+			box := image.Rect(int(b.Left*w+0.5), int(b.Top*h+0.5), int((b.Left+b.Width)*w+0.5), int((b.Top+b.Height)*h+0.5)).Intersect(orig.Bounds())
+			if g := boxGreen(drawn, box); g < 0.9 {
+				t.Errorf("%s: %.0f%% of the edge of box %v is green in the annotated image; want it drawn", r.File, g*100, box)
+			}
+			if g := boxGreen(orig, box); g > 0.5 {
+				t.Errorf("%s: the still itself is green along box %v: the test cannot tell a drawn box", r.File, box)
+			}
+		}
+	}
+	// the results are those without --annotate
+	plain := predictJSON(t, "--detector", filepath.Join(demo, "detector"), "--classifier", filepath.Join(demo, "classifier"), "--threshold", "0.5", filepath.Join(demo, "stills"))
+	for i := range plain {
+		if len(plain[i].Predictions) != len(res[i].Predictions) || plain[i].Predictions[0].TagName != res[i].Predictions[0].TagName {
+			t.Errorf("%s: %+v with --annotate, %+v without", res[i].File, res[i].Predictions, plain[i].Predictions)
+		}
+	}
+}
+
+// TestPredictAnnotateNames: the images of a folder keep their sub-folders (two x.jpg do not
+// collide), other formats get .jpg added, a file there is overwritten, images inside the
+// output folder are not read, and two files that would be written to one name are refused
+// before anything runs.
+func TestPredictAnnotateNames(t *testing.T) {
+	needRuntime(t)
+	demo := testenv.Path("testdata", "demo")
+	still, err := os.ReadFile(filepath.Join(demo, "stills", "frame_040.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := t.TempDir()
+	for _, sub := range []string{"a", "b"} {
+		os.MkdirAll(filepath.Join(in, sub), 0o755)
+		if err := os.WriteFile(filepath.Join(in, sub, "x.jpg"), still, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, decodeFile(t, filepath.Join(in, "a", "x.jpg"))); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(in, "b", "y.png"), buf.Bytes(), 0o644)
+	out := filepath.Join(in, "annotated") // inside the folder given
+	os.MkdirAll(filepath.Join(out, "a"), 0o755)
+	os.WriteFile(filepath.Join(out, "a", "x.jpg"), []byte("an earlier run's"), 0o644)
+	classifier := filepath.Join(demo, "classifier")
+	for run := range 2 {
+		res := predictJSON(t, "--model", classifier, "--annotate", out, in)
+		if len(res) != 3 {
+			t.Fatalf("run %d: %d results, want a/x.jpg, b/x.jpg and b/y.png alone", run, len(res))
+		}
+		for _, name := range []string{"a/x.jpg", "b/x.jpg", "b/y.png.jpg"} {
+			img := decodeFile(t, filepath.Join(out, filepath.FromSlash(name)))
+			// a classifier alone: the whole image is the box
+			if g := boxGreen(img, img.Bounds()); g < 0.9 {
+				t.Errorf("run %d: %s: %.0f%% of the image's edge is green; want the whole-image box", run, name, g*100)
+			}
+		}
+	}
+	out2 := filepath.Join(t.TempDir(), "out")
+	code, _, errs := cvedge(t, "predict", "--model", classifier, "--annotate", out2, filepath.Join(in, "a", "x.jpg"), filepath.Join(in, "b", "x.jpg"))
+	if code != 2 || !strings.Contains(errs, "would both be written to "+filepath.Join(out2, "x.jpg")) {
+		t.Fatalf("two x.jpg given as files: exit %d, %s", code, errs)
+	}
+	if _, err := os.Stat(out2); err == nil {
+		t.Fatal("the output folder was made for a run that was refused")
 	}
 }
