@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -48,7 +49,7 @@ func knownKind(k string) bool {
 type Answer struct {
 	// Kind is Confirm, Correct, Missed or FalseDetection.
 	Kind string `json:"kind"`
-	// Tag is the right tag, for Correct: one of the item's Tags when it has them.
+	// Tag is the right tag, for Correct: one of the item's Tags when they are known.
 	Tag string `json:"tag,omitempty"`
 	// Boxes are the parts the detector missed, for Missed: on the whole frame, normalized
 	// 0..1, each with its tag.
@@ -107,7 +108,7 @@ func (q *Queue) Answer(id string, a Answer) (Result, error) {
 		line.Answered = it.Tag
 		saves, err = q.tagged(it, it.Tag)
 	case Correct:
-		if line.Answered, err = offered(it, a.Tag); err != nil {
+		if line.Answered, err = offered(it, q.offeredTags(it), a.Tag); err != nil {
 			return Result{}, err
 		}
 		if line.Answered == it.Tag {
@@ -115,7 +116,7 @@ func (q *Queue) Answer(id string, a Answer) (Result, error) {
 		}
 		saves, err = q.tagged(it, line.Answered)
 	case Missed:
-		if line.Regions, err = checkBoxes(it, a.Boxes); err != nil {
+		if line.Regions, err = checkBoxes(it, q.boxTags(it), a.Boxes); err != nil {
 			return Result{}, err
 		}
 		line.Predicted = ""
@@ -237,26 +238,43 @@ func (q *Queue) missed(it *Item, boxes []dataset.Region) ([]save, error) {
 }
 
 // offered is tag as the item spells it, when the item offers tags; an error lists them.
-func offered(it *Item, tag string) (string, error) {
+func offered(it *Item, tags []string, tag string) (string, error) {
 	tag = strings.TrimSpace(tag)
 	if tag == "" || len(tag) > 256 || !utf8.ValidString(tag) {
 		return "", fmt.Errorf(`answer "tag" must be the right tag, 1-256 characters`)
 	}
-	if len(it.Tags) == 0 {
+	if len(tags) == 0 {
 		return tag, nil
 	}
-	for _, t := range it.Tags {
+	for _, t := range tags {
 		if strings.EqualFold(t, tag) {
 			return t, nil
 		}
 	}
 	return "", fmt.Errorf("tag %q is not offered for sample %s (model %s has %s): answer one of those, or retrain the model with the new tag first",
-		tag, it.ID, orNone(it.Model), strings.Join(it.Tags, ", "))
+		tag, it.ID, orNone(strings.Join(it.TagModels, ", ")), strings.Join(tags, ", "))
+}
+
+// boxTags are the tags a missed part may have: those offered, and the detector's. q.mu is
+// held.
+func (q *Queue) boxTags(it *Item) []string {
+	tags := q.offeredTags(it)
+	if len(tags) == 0 {
+		return nil
+	}
+	tags = slices.Clone(tags)
+	if det := stageModel(it.Models, "detector"); det != "" && q.labels != nil {
+		tags = append(tags, q.labels(it.Agent, det)...)
+	}
+	if it.Prediction != nil && it.Prediction.TagName != "" {
+		tags = append(tags, it.Prediction.TagName)
+	}
+	return tags
 }
 
 // checkBoxes checks a missed answer's boxes against the item: a whole frame to draw on,
 // boxes inside it, tags offered.
-func checkBoxes(it *Item, boxes []dataset.Region) ([]dataset.Region, error) {
+func checkBoxes(it *Item, tags []string, boxes []dataset.Region) ([]dataset.Region, error) {
 	switch {
 	case !it.WholeFrame():
 		return nil, fmt.Errorf("sample %s has only the crop, not the whole frame: a missed part cannot be drawn (set samples.full_frame: true on agent %s)", it.ID, it.Agent)
@@ -271,7 +289,7 @@ func checkBoxes(it *Item, boxes []dataset.Region) ([]dataset.Region, error) {
 		if !(b.Left >= 0 && b.Top >= 0 && b.Width > 0 && b.Height > 0 && b.Left+b.Width <= 1+slack && b.Top+b.Height <= 1+slack) {
 			return nil, fmt.Errorf("box %d (left %g, top %g, width %g, height %g) must lie in the frame, normalized 0-1", i+1, b.Left, b.Top, b.Width, b.Height)
 		}
-		tag, err := offered(it, b.Tag)
+		tag, err := offered(it, tags, b.Tag)
 		if err != nil {
 			return nil, fmt.Errorf("box %d: %w", i+1, err)
 		}

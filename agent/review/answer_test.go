@@ -222,7 +222,7 @@ func TestAnswerRefused(t *testing.T) {
 		a    Answer
 		want string
 	}{
-		{"d", Answer{Kind: Correct, Tag: "purple"}, `tag "purple" is not offered for sample d (model colour has green, blue, red)`},
+		{"d", Answer{Kind: Correct, Tag: "purple"}, `tag "purple" is not offered for sample d (model colour has blue, green, red, yellow)`},
 		{"d", Answer{Kind: Correct}, `"tag" must be the right tag`},
 		{"d", Answer{Kind: "wrong"}, `give confirm, correct, missed or false-detection`},
 		{"d", Answer{Kind: Missed, Boxes: []dataset.Region{{Tag: "red", Box: payload.Box{Width: 0.1, Height: 0.1}}}}, "only the crop"},
@@ -291,3 +291,37 @@ func TestConcurrentAddAndAnswer(t *testing.T) {
 }
 
 func jsonOf(v any) ([]byte, error) { return json.Marshal(v) }
+
+// The tags offered are the model's, not the sample's list (which leaves out the tags under
+// the model's threshold); without the model's tags any tag is taken.
+func TestAnswerTagsAreTheModels(t *testing.T) {
+	dir := t.TempDir()
+	q, _ := open(t, dir, 0, 0, nil)
+	mustAdd(t, q, detection(t, "y", false))
+	if r, err := q.Answer("y", Answer{Kind: Correct, Tag: "yellow"}); err != nil || r.Answered != "yellow" {
+		t.Fatalf("a tag of the model the sample did not list: %+v %v", r, err)
+	}
+	mustAdd(t, q, detection(t, "m", true))
+	bad := []dataset.Region{{Tag: "part", Box: payload.Box{Width: 0.2, Height: 0.2}}, {Tag: "purple", Box: payload.Box{Width: 0.2, Height: 0.2}}}
+	if _, err := q.Answer("m", Answer{Kind: Missed, Boxes: bad}); err == nil || !strings.Contains(err.Error(), `box 2: tag "purple"`) {
+		t.Fatalf("missed part with a tag no model has: %v", err)
+	}
+	if r, err := q.Answer("m", Answer{Kind: Missed, Boxes: bad[:1]}); err != nil || r.Entries[0].Tag != "part" {
+		t.Fatalf("missed part with the detector's tag: %+v %v", r, err)
+	}
+
+	// tags not known when the sample came, known when it is answered
+	q.SetLabels(nil)
+	mustAdd(t, q, detection(t, "late", false))
+	mustAdd(t, q, detection(t, "free", false))
+	if it, _ := q.Get("late"); len(it.Tags) != 0 {
+		t.Fatalf("tags %v without labels", it.Tags)
+	}
+	if r, err := q.Answer("free", Answer{Kind: Correct, Tag: "purple"}); err != nil || r.Answered != "purple" {
+		t.Fatalf("no tags known: %+v %v", r, err)
+	}
+	q.SetLabels(labels)
+	if _, err := q.Answer("late", Answer{Kind: Correct, Tag: "purple"}); err == nil || !strings.Contains(err.Error(), "not offered") {
+		t.Fatalf("tags known at the answer: %v", err)
+	}
+}

@@ -53,10 +53,17 @@ type Item struct {
 	// the crop lies in the frame (absent: the crop is the whole frame).
 	Region *payload.Box `json:"region,omitempty"`
 	Crop   *payload.Box `json:"crop,omitempty"`
-	// Tags are the tags an operator may answer with, the model's spelling: the tags the
-	// sample's classification listed (or the model's full list, when known). Empty when not
-	// known: then any tag is taken.
+	// Tags are the tags an operator may answer with, in the models' spelling: the tags of the
+	// models the verdict is about (every classifier level, deepest first; the detector for a
+	// detection no classifier saw), as the queue's Labels gave them. Empty when not known:
+	// then any tag is taken. The sample's own list (Prediction.Classification) is no
+	// substitute: it leaves out the tags under the model's threshold.
 	Tags []string `json:"tags,omitempty"`
+	// Listed are the tags the sample's classification listed, most probable first: the
+	// likeliest answers, for the page to offer first.
+	Listed []string `json:"listed,omitempty"`
+	// TagModels are the models whose tags an answer may name, deepest level first.
+	TagModels []string `json:"tagModels,omitempty"`
 	// CropWidth and CropHeight are the crop's size in pixels; FrameWidth and FrameHeight the
 	// whole frame's, when the sample carried it (HasFrame).
 	CropWidth   int  `json:"cropWidth"`

@@ -96,6 +96,7 @@ type Queue struct {
 	writeFile func(path string, data []byte) error
 
 	mu       sync.Mutex
+	labels   Labels
 	items    map[string]*Item
 	answered map[string]bool
 	bytes    int64
@@ -293,6 +294,7 @@ func (q *Queue) Add(s payload.Sample) (bool, error) {
 		return false, nil
 	}
 	it.Queued = q.now().UTC()
+	it.Tags = q.offeredTags(it)
 	rec, err := q.store(it, crop, frame)
 	if err != nil {
 		return false, err
@@ -458,7 +460,7 @@ func (q *Queue) Stats() Stats {
 
 func (it *Item) clone() Item {
 	c := *it
-	c.Tags = slices.Clone(it.Tags)
+	c.Tags, c.Listed, c.TagModels = slices.Clone(it.Tags), slices.Clone(it.Listed), slices.Clone(it.TagModels)
 	c.Models = slices.Clone(it.Models)
 	return c
 }
@@ -480,7 +482,9 @@ func newItem(s payload.Sample, cw, ch int) *Item {
 	it.Tag, it.Probability, it.Model = p.TagName, p.Probability, stageModel(s.Models, "detector")
 	seen := map[string]bool{}
 	var levels [][]string
+	var models []string
 	for c := p.Classification; c != nil; c = c.Next {
+		models = append(models, c.Model)
 		var tags []string
 		for _, t := range c.Predictions {
 			if t.TagName != "" && !seen[t.TagName] {
@@ -494,9 +498,46 @@ func newItem(s payload.Sample, cw, ch int) *Item {
 		}
 	}
 	for i := len(levels) - 1; i >= 0; i-- { // the deepest level's tags first
-		it.Tags = append(it.Tags, levels[i]...)
+		it.Listed = append(it.Listed, levels[i]...)
+	}
+	for i := len(models) - 1; i >= 0; i-- {
+		it.TagModels = append(it.TagModels, models[i])
+	}
+	if len(it.TagModels) == 0 && it.Model != "" { // a detection no classifier saw
+		it.TagModels = []string{it.Model}
 	}
 	return it
+}
+
+// Labels gives the tags of an agent's model, in the model's spelling; nil when not known.
+type Labels func(agent, model string) []string
+
+// SetLabels tells the queue where to find the tags of the models, so that an answer can
+// only name a tag the model has (the agent refuses a correction to any other). Without it,
+// or for a model it does not know, any tag is taken.
+func (q *Queue) SetLabels(l Labels) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.labels = l
+}
+
+// offeredTags are the tags an answer on it may name: the record's, else what the labels
+// know now. q.mu is held.
+func (q *Queue) offeredTags(it *Item) []string {
+	if len(it.Tags) > 0 || q.labels == nil {
+		return it.Tags
+	}
+	var tags []string
+	seen := map[string]bool{}
+	for _, m := range it.TagModels {
+		for _, t := range q.labels(it.Agent, m) {
+			if !seen[t] {
+				seen[t] = true
+				tags = append(tags, t)
+			}
+		}
+	}
+	return tags
 }
 
 func stageModel(models []payload.ModelRef, stage string) string {

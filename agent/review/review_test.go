@@ -84,6 +84,7 @@ func open(t testing.TB, dir string, maxBytes int64, maxAge time.Duration, c *clo
 	if err != nil {
 		t.Fatal(err)
 	}
+	q.SetLabels(labels)
 	if c != nil {
 		q.now = c.now
 		q.mu.Lock()
@@ -91,6 +92,18 @@ func open(t testing.TB, dir string, maxBytes int64, maxAge time.Duration, c *clo
 		q.mu.Unlock()
 	}
 	return q, ds
+}
+
+// labels are the tags of the test's models: more than a sample lists (those under the
+// model's threshold are left out of it).
+func labels(agent, model string) []string {
+	switch model {
+	case "colour":
+		return []string{"blue", "green", "red", "yellow"}
+	case "parts":
+		return []string{"part"}
+	}
+	return nil
 }
 
 func mustAdd(t testing.TB, q *Queue, s payload.Sample) {
@@ -130,7 +143,8 @@ func TestRestartKeepsQueue(t *testing.T) {
 	}
 	for i := range before {
 		b, a := before[i], after[i]
-		if a.Tag != "green" || a.Model != "colour" || !slices.Equal(a.Tags, []string{"green", "blue", "red"}) ||
+		if a.Tag != "green" || a.Model != "colour" || !slices.Equal(a.Tags, []string{"blue", "green", "red", "yellow"}) ||
+			!slices.Equal(a.Listed, []string{"green", "blue", "red"}) || !slices.Equal(a.TagModels, []string{"colour"}) ||
 			a.Region == nil || *a.Region != *b.Region || a.HasFrame != b.HasFrame || !a.Queued.Equal(b.Queued) || a.Bytes != b.Bytes {
 			t.Errorf("item %s after restart %+v, before %+v", a.ID, a, b)
 		}
