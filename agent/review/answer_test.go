@@ -302,12 +302,13 @@ func TestAnswerTagsAreTheModels(t *testing.T) {
 		t.Fatalf("a tag of the model the sample did not list: %+v %v", r, err)
 	}
 	mustAdd(t, q, detection(t, "m", true))
-	bad := []dataset.Region{{Tag: "part", Box: payload.Box{Width: 0.2, Height: 0.2}}, {Tag: "purple", Box: payload.Box{Width: 0.2, Height: 0.2}}}
+	bad := []dataset.Region{{Tag: "part", Box: payload.Box{Width: 0.2, Height: 0.2}}, {Tag: "purple", Box: payload.Box{Left: 0.5, Top: 0.5, Width: 0.2, Height: 0.2}}}
 	if _, err := q.Answer("m", Answer{Kind: Missed, Boxes: bad}); err == nil || !strings.Contains(err.Error(), `box 2: tag "purple"`) {
 		t.Fatalf("missed part with a tag no model has: %v", err)
 	}
-	if r, err := q.Answer("m", Answer{Kind: Missed, Boxes: bad[:1]}); err != nil || r.Entries[0].Tag != "part" {
-		t.Fatalf("missed part with the detector's tag: %+v %v", r, err)
+	bad[1].Tag = "Screw" // another of the detector's tags
+	if r, err := q.Answer("m", Answer{Kind: Missed, Boxes: bad}); err != nil || r.Entries[0].Tag != "part" || r.Entries[1].Tag != "screw" {
+		t.Fatalf("missed parts with the detector's tags: %+v %v", r, err)
 	}
 
 	// tags not known when the sample came, known when it is answered

@@ -101,7 +101,7 @@ func labels(agent, model string) []string {
 	case "colour":
 		return []string{"blue", "green", "red", "yellow"}
 	case "parts":
-		return []string{"part"}
+		return []string{"part", "screw"}
 	}
 	return nil
 }
