@@ -243,13 +243,18 @@ func offered(it *Item, tags []string, tag string) (string, error) {
 	if tag == "" || len(tag) > 256 || !utf8.ValidString(tag) {
 		return "", fmt.Errorf(`answer "tag" must be the right tag, 1-256 characters`)
 	}
-	if len(tags) == 0 {
-		return tag, nil
-	}
 	for _, t := range tags {
 		if strings.EqualFold(t, tag) {
 			return t, nil
 		}
+	}
+	if len(tags) == 0 { // any tag; spelled as the sample spelled it, when it did
+		for _, t := range append([]string{it.Tag}, it.Listed...) {
+			if strings.EqualFold(t, tag) {
+				return t, nil
+			}
+		}
+		return tag, nil
 	}
 	return "", fmt.Errorf("tag %q is not offered for sample %s (model %s has %s): answer one of those, or retrain the model with the new tag first",
 		tag, it.ID, orNone(strings.Join(it.TagModels, ", ")), strings.Join(tags, ", "))

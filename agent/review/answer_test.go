@@ -321,6 +321,10 @@ func TestAnswerTagsAreTheModels(t *testing.T) {
 	if r, err := q.Answer("free", Answer{Kind: Correct, Tag: "purple"}); err != nil || r.Answered != "purple" {
 		t.Fatalf("no tags known: %+v %v", r, err)
 	}
+	mustAdd(t, q, detection(t, "spelt", false))
+	if r, err := q.Answer("spelt", Answer{Kind: Correct, Tag: "BLUE"}); err != nil || r.Answered != "blue" || r.Entries[0].File != "blue/spelt.jpg" {
+		t.Fatalf("no tags known, a tag the sample listed: %+v %v", r, err)
+	}
 	q.SetLabels(labels)
 	if _, err := q.Answer("late", Answer{Kind: Correct, Tag: "purple"}); err == nil || !strings.Contains(err.Error(), "not offered") {
 		t.Fatalf("tags known at the answer: %v", err)

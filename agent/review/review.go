@@ -40,7 +40,10 @@
 //   - false-detection: the crop goes into the folder Negative (NegativeTag, Custom Vision's
 //     name for images that show none of the tags), with no region: there is no part there.
 //
-// Every entry carries the operator and the verdict (Entry.Verdict).
+// Every entry carries the operator and the verdict (Entry.Verdict). The tags an answer may
+// name are the model's (SetLabels says where to find them); where they are not known, any
+// tag is taken, spelled as the sample spelled it when it listed that tag. Only a correct
+// answer returns feedback for the agent (Result.Feedback).
 package review
 
 import (
