@@ -55,10 +55,23 @@ type Entry struct {
 	// projects; Crop is where File lies in the frame.
 	Region *payload.Box `json:"region,omitempty"`
 	Crop   *payload.Box `json:"crop,omitempty"`
-	SHA256 string       `json:"sha256"`
+	// Verdict is the operator's answer in the station's review queue (confirm, correct,
+	// missed, false-detection); empty for samples not reviewed there.
+	Verdict string `json:"verdict,omitempty"`
+	// Regions are all the parts an operator marked on the whole frame (FrameFile), for a
+	// detection project to take the frame with every region at once: set on the entry of a
+	// review's missed answer that carries the frame.
+	Regions []Region `json:"regions,omitempty"`
+	SHA256  string   `json:"sha256"`
 	// Bytes is the size of the files written for the entry.
 	Bytes int64     `json:"bytes"`
 	Added time.Time `json:"added"`
+}
+
+// Region is a tagged box on the whole frame, normalized 0..1, as a detection project takes it.
+type Region struct {
+	Tag string `json:"tag"`
+	payload.Box
 }
 
 // ErrQuota is returned by Add when the data set has reached its quota.
