@@ -2,12 +2,13 @@
 // cameras, runs exported ONNX models and publishes predictions over MQTT.
 //
 // This package holds flag parsing and printing only, a file per command: run.go, config.go,
-// inspect.go, predict.go, collect.go, eval.go, bench.go, models.go (the model store) and
-// commands.go (signed MQTT commands); flags.go holds the model flags they share, log.go the
-// process logger, progress.go the progress line of long commands, usage.go the exit codes
-// and the usage errors, man.go the manual pages. The work is done by the library packages:
-// agent (the daemon), agent/pipeline, agent/tools/eval, agent/tools/collect,
-// agent/tools/bench, models, models/store and configs. docs/cli.md describes every command.
+// inspect.go, predict.go, collect.go, eval.go, bench.go, models.go (the model store),
+// commands.go (signed MQTT commands) and ui.go (the operator station's tools); flags.go holds
+// the model flags they share, log.go the process logger, progress.go the progress line of
+// long commands, usage.go the exit codes and the usage errors, man.go the manual pages. The
+// work is done by the library packages: agent (the daemon), agent/pipeline,
+// agent/tools/eval, agent/tools/collect, agent/tools/bench, models, models/store and configs.
+// docs/cli.md describes every command.
 package main
 
 import (
@@ -77,6 +78,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout, stderr), inspectCmd(stdout), predictCmd(stdout, stderr),
 		collectCmd(stdout, stderr), evalCmd(stdout, stderr), modelsCmd(stdout), benchCmd(stdout, stderr))
 	root.AddCommand(commandsCmd(os.Stdin, stdout), manCmd(root))
+	root.AddCommand(uiCmd(os.Stdin, stdout, stderr))
 	root.InitDefaultCompletionCmd()
 	completionHelp(root)
 	usageErrors(root)
