@@ -259,6 +259,7 @@ func (a *Agent) stepsFor(cfg *configs.Config, i int, r *cameraRun, stages map[st
 		r.ring,
 		steps.NewCount(name, a.log),
 		steps.NewPublish(a.env, name, byte(cfg.MQTT.QoS)),
+		steps.NewLive(a.liveSink(), name, cfg.UI, a.env),
 		steps.PartsWith(steps.NewParts(a.env, cc, a.metrics, a.countsOf(cc, cfg), steps.NewPartFrames(a.env, cc, r.samples)), questions, r.ended),
 		steps.NewMetrics(a.metrics, name),
 		steps.NewTriggerResult(a.env, cc.Trigger),

@@ -3,6 +3,7 @@ package agent
 import (
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/station"
+	"github.com/cvedge/cvedge/agent/steps"
 )
 
 // stationView is what the operator station shows of this agent: its status, its last stats,
@@ -23,4 +24,12 @@ func (a *Agent) stationView() station.View {
 		}
 	}
 	return station.View{Agents: []station.AgentView{v}}
+}
+
+// liveSink is where the live step hands its frames: the station's hub, or none (ui off).
+func (a *Agent) liveSink() steps.LiveSink {
+	if a.live == nil {
+		return nil
+	}
+	return a.live
 }

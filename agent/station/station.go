@@ -7,6 +7,7 @@
 package station
 
 import (
+	"context"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -15,7 +16,10 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/review"
 	"github.com/cvedge/cvedge/configs"
 )
 
@@ -32,7 +36,25 @@ type Options struct {
 	State func() View
 	// Live carries the cameras' annotated frames to the browsers; nil: no live view.
 	Live *Hub
-	Log  *slog.Logger
+	// Review is the review queue of the samples; nil: none.
+	Review ReviewQueue
+	// Feedback sends an operator's correction to the agent that made the prediction (on
+	// that agent's <prefix>/feedback); nil: corrections are saved, not sent.
+	Feedback func(agent string, fb payload.Feedback) error
+	// Upload sends the data set's answers not sent yet to the Custom Vision Training API;
+	// nil: the page offers no upload.
+	Upload func(ctx context.Context) (sent, refused int, err error)
+	Log    *slog.Logger
+}
+
+// ReviewQueue is the review queue the station shows and answers (review.Queue).
+type ReviewQueue interface {
+	List(f review.Filter) []review.Item
+	Get(id string) (review.Item, error)
+	Image(id, which string) ([]byte, error)
+	Answer(id string, a review.Answer) (review.Result, error)
+	Confusion(since, until time.Time, agent, camera string) review.Confusion
+	Stats() review.Stats
 }
 
 // Station serves the pages and their API.
@@ -70,7 +92,7 @@ func (s *Station) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; frame-ancestors 'none'")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Referrer-Policy", "same-origin") // forms send their Origin (no-referrer makes it "null")
 	s.handler.ServeHTTP(w, r)
 }
 

@@ -34,8 +34,8 @@ type PartCounts struct {
 	c      payload.Counts
 	resets []time.Duration // counts.reset_at, since local midnight
 	dirty  bool
-	last   time.Time // last published
-	warned bool      // the file could not be written; said once
+	last   time.Time          // last published
+	warned bool               // the file could not be written; said once
 	recent []payload.Decision // the last RecentDecisions decisions, oldest first
 }
 
