@@ -20,10 +20,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/ops"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/publish"
+	"github.com/cvedge/cvedge/agent/review"
 	"github.com/cvedge/cvedge/agent/spool"
 	"github.com/cvedge/cvedge/agent/station"
 	"github.com/cvedge/cvedge/agent/steps"
@@ -71,6 +73,10 @@ type Agent struct {
 	lastStats atomic.Pointer[payload.Stats]
 	// live carries annotated frames to the operator station's viewers; nil: ui off.
 	live *station.Hub
+	// review is the station's review queue, and answers the data set its answers go to;
+	// nil: ui off.
+	review  *review.Queue
+	answers *dataset.Dataset
 
 	env     *steps.Env      // what the steps of every camera share
 	llm     *steps.Fallback // nil: no LLM fallback
@@ -128,6 +134,9 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 	a.metrics = ops.NewMetrics(a.snapshot)
 	if cfg.UI.Enabled && cfg.HTTP.Listen != "" {
 		a.live = station.NewHub()
+		if err := a.openReview(cfg); err != nil {
+			return a, err
+		}
 	}
 	a.runs, a.stages, a.stagePaths, err = a.build(cfg, nil)
 	return a, err
@@ -237,6 +246,12 @@ func (a *Agent) countsNow() []*steps.PartCounts {
 func (a *Agent) Close() {
 	for _, r := range a.runs {
 		r.close()
+	}
+	if a.answers != nil {
+		if err := a.answers.Close(); err != nil {
+			a.log.Warn("closing the review answers' data set", "err", err)
+		}
+		a.answers = nil
 	}
 	if a.out.spool != nil {
 		if err := a.out.spool.Close(); err != nil {

@@ -47,7 +47,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if cfg.HTTP.Listen != "" {
 		var ui http.Handler
 		if cfg.UI.Enabled {
-			st, err := station.New(station.Options{Config: cfg.UI, Secure: cfg.HTTP.TLS.CertFile != "", State: a.stationView, Live: a.live, Log: a.log})
+			st, err := station.New(station.Options{Config: cfg.UI, Secure: cfg.HTTP.TLS.CertFile != "", State: a.stationView, Live: a.live,
+				Review: a.review, Feedback: a.sendFeedback, Log: a.log})
 			if err != nil {
 				return err
 			}

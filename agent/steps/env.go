@@ -32,6 +32,8 @@ type Env struct {
 	MaxPayloadKB int
 	// Pub takes the messages; it may be set after the steps are made, before they run.
 	Pub Sender
+	// Review keeps each sample sent for the operator station's review queue; nil: none.
+	Review func(payload.Sample)
 	Log *slog.Logger
 }
 

@@ -107,6 +107,9 @@ func (s *Samples) Send(smp *payload.Sample) {
 	}
 	s.env.Pub.Send(publish.Message{Topic: s.env.Topic("cameras/" + s.camera + "/samples"), QoS: 1, Payload: body, Class: spool.Samples})
 	s.sent.Add(smp.Reason)
+	if s.env.Review != nil {
+		s.env.Review(*smp)
+	}
 }
 
 // build makes a sample of detection det (or the whole frame) with its images.
