@@ -48,7 +48,7 @@
 
   function setOptions(sel, values, want) {
     const keep = want !== undefined ? want : sel.value;
-    const opts = [el("option", "", "all")];
+    const opts = [el("option", "", sel.dataset.all || "all")];
     opts[0].value = "";
     for (const v of values) {
       const o = el("option", "", v);
@@ -172,7 +172,7 @@
     const tags = $("tags");
     tags.replaceChildren();
     it.offer.forEach((t, i) => {
-      const b = el("button", "btn tag" + (t === it.tag ? " predicted" : ""));
+      const b = el("button", "btn tag" + (t === it.tag ? " is-predicted" : ""));
       b.type = "button";
       if (i < 9) b.append(el("kbd", "", String(i + 1)), " ");
       b.append(t);
