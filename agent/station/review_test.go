@@ -291,8 +291,7 @@ func TestReviewListGetImages(t *testing.T) {
 	s3, _, _ := reviewSample(t, "s3", "line4", "conveyor", true, 3)
 	s3.Reason = "disagreement"
 	for _, s := range []payload.Sample{s1, s2, s3} {
-		e.add(s)
-		time.Sleep(2 * time.Millisecond) // queued times differ: the order is defined
+		e.add(s) // newest first; samples queued in the same instant go by id, s3 first too
 	}
 	var l listView
 	e.getJSON("/api/review", 200, &l)
