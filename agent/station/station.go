@@ -65,6 +65,7 @@ type Station struct {
 	page    *template.Template
 	closed  chan struct{} // closed by Close: the live streams end
 	once    sync.Once
+	rv      *reviewPages // the review pages; nil without a review queue
 }
 
 // New returns the station of o.
@@ -84,6 +85,9 @@ func New(o Options) (*Station, error) {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /api/state", s.state)
 	mux.HandleFunc("GET /api/cameras/{camera}/live", s.live)
+	if err := s.routeReview(mux); err != nil {
+		return nil, err
+	}
 	s.handler = a.wrap(mux)
 	return s, nil
 }
@@ -101,7 +105,7 @@ func (s *Station) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	v := s.o.State()
-	if err := s.page.Execute(w, map[string]any{"View": v, "CSRF": s.auth.csrfToken(w, r), "FPS": s.o.Config.FPS}); err != nil {
+	if err := s.page.Execute(w, map[string]any{"View": v, "CSRF": s.auth.csrfToken(w, r), "FPS": s.o.Config.FPS, "Nav": s.nav()}); err != nil {
 		s.o.Log.Warn("station page", "component", "ui", "err", err)
 	}
 }
