@@ -675,6 +675,9 @@ func checkFiles(p *problems, files map[string]string) {
 	}
 }
 
+// UITokenUser names a sign-in with ui.auth.token; no user may take it.
+const UITokenUser = "token"
+
 // MinUITokenLen is the shortest ui.auth.token accepted.
 const MinUITokenLen = 16
 
@@ -709,6 +712,8 @@ func (c *Config) validateUI(p *problems) {
 			p.add(key+".name", "%q must be 1-64 letters, digits, '-' or '_'", usr.Name)
 		} else if seen[usr.Name] {
 			p.add(key+".name", "%q is given twice", usr.Name)
+		} else if usr.Name == UITokenUser {
+			p.add(key+".name", "%q is the name of a sign-in with ui.auth.token: choose another", usr.Name)
 		}
 		seen[usr.Name] = true
 		if !bcryptRE.MatchString(usr.PasswordHash) {

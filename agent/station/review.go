@@ -97,13 +97,15 @@ type navView struct {
 	Pending int
 	// Upload: the station can send the data set's answers for training.
 	Upload bool
+	// SignOut: the station asks for a sign-in, so the pages offer to sign out.
+	SignOut bool
 }
 
 func (s *Station) nav() navView {
 	if s.o.Review == nil {
-		return navView{}
+		return navView{SignOut: s.auth.on}
 	}
-	return navView{Review: true, Pending: s.o.Review.Stats().Pending, Upload: s.o.Upload != nil}
+	return navView{Review: true, Pending: s.o.Review.Stats().Pending, Upload: s.o.Upload != nil, SignOut: s.auth.on}
 }
 
 // sessionUser is the name of the person signed in on r's session; "" with no sign-in, or

@@ -168,3 +168,32 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestSignOutOffered: the pages offer to sign out when the station asks for a sign-in, and
+// not when it is open to the box only.
+func TestSignOutOffered(t *testing.T) {
+	for _, token := range []string{"", "0123456789abcdef0123"} {
+		cfg := configs.Default().UI
+		cfg.Enabled, cfg.Auth.Token = true, token
+		st, err := New(Options{Config: cfg, State: fakeView, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(st)
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		st.Close()
+		if got := strings.Contains(string(page), `action="/logout"`); got != (token != "") || resp.StatusCode != 200 {
+			t.Errorf("token %q: status %d, sign-out offered %v", token, resp.StatusCode, got)
+		}
+	}
+}
