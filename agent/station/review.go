@@ -20,6 +20,7 @@ import (
 
 	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/review"
+	"github.com/cvedge/cvedge/configs"
 )
 
 // The review pages and their API (docs/operator.md, "Review queue" and "Confusion table"),
@@ -49,7 +50,7 @@ const (
 	defaultUploadTimeout = 5 * time.Minute
 	// tokenUser is the session user of a sign-in with the station's token: not a person, so
 	// the page asks for the operator's name.
-	tokenUser = "token"
+	tokenUser = configs.UITokenUser
 )
 
 // reviewPages are the review queue's pages and the upload's state.

@@ -34,7 +34,7 @@ type Env struct {
 	Pub Sender
 	// Review keeps each sample sent for the operator station's review queue; nil: none.
 	Review func(payload.Sample)
-	Log *slog.Logger
+	Log    *slog.Logger
 }
 
 // Topic returns the full topic of path under the prefix.
