@@ -271,9 +271,12 @@ func (p *Plant) take(t Topic, raw []byte) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	a, c, ok := p.place(agent, t.Prefix, camera)
-	if !ok {
-		return nil // over a bound: counted
+	a, c, err := p.place(agent, t.Prefix, camera, t.Kind)
+	if errors.Is(err, errOverLimit) {
+		return nil // counted
+	}
+	if err != nil {
+		return err
 	}
 	g := int64(grow(a, c))
 	if p.bytes+g > p.o.MaxBytes {
@@ -299,37 +302,48 @@ func parse(raw []byte, v any, schema *int) error {
 }
 
 // place finds (making when new, within the bounds) the agent and, when camera is not "",
-// its camera; it remembers the prefix the agent publishes under. p.mu is held. Not ok: over
-// a bound, counted.
-func (p *Plant) place(id, prefix, camera string) (a *agentState, c *cameraState, ok bool) {
-	a = p.agents[id]
+// its camera, for a message of kind that came under prefix. p.mu is held.
+//
+// An agent's prefix is where its feedback goes. It is the prefix of its latest status (an
+// agent given a new mqtt.topic_prefix sends its status there first); until a status has
+// come, that of its latest message. Another message naming the agent under another prefix
+// than its status's is refused: whoever sent it (an agent given the same agent.id by
+// mistake, or a client posing as it) does not get its feedback. errOverLimit: over a bound,
+// counted.
+func (p *Plant) place(id, prefix, camera string, kind Kind) (*agentState, *cameraState, error) {
+	a := p.agents[id]
 	if a == nil {
 		if len(p.agents) >= p.o.MaxAgents {
 			p.overLimit("agents", fmt.Errorf("agent %s not followed: the station follows at most %d agents", id, p.o.MaxAgents))
-			return nil, nil, false
+			return nil, nil, errOverLimit
 		}
 		a = &agentState{id: id, prefix: prefix, cameras: map[string]*cameraState{}}
 		p.agents[id] = a
 		p.log.Info("agent seen", "agent", id, "prefix", prefix)
 	}
+	if a.prefix != prefix && kind != Status && a.status != nil {
+		return nil, nil, fmt.Errorf("agent %s publishes its status under %s, not here: two agents with the same agent.id? (each needs its own)", id, a.prefix)
+	}
+	var c *cameraState
+	if camera != "" {
+		if c = a.cameras[camera]; c == nil {
+			if len(a.cameras) >= p.o.MaxCameras {
+				p.overLimit("cameras", fmt.Errorf("agent %s: camera %s not followed: the station follows at most %d cameras an agent", id, camera, p.o.MaxCameras))
+				return nil, nil, errOverLimit
+			}
+			c = &cameraState{}
+			a.cameras[camera] = c
+		}
+	}
 	if a.prefix != prefix {
-		p.warnLocked("prefix", "agent publishes under another topic prefix; its feedback goes to the latest", "agent", id, "was", a.prefix, "now", prefix)
+		p.warnLocked("prefix", "agent now publishes under another topic prefix; its feedback goes there", "agent", id, "was", a.prefix, "now", prefix, "kind", kind)
 		a.prefix = prefix
 	}
-	if camera == "" {
-		return a, nil, true
-	}
-	c = a.cameras[camera]
-	if c == nil {
-		if len(a.cameras) >= p.o.MaxCameras {
-			p.overLimit("cameras", fmt.Errorf("agent %s: camera %s not followed: the station follows at most %d cameras an agent", id, camera, p.o.MaxCameras))
-			return nil, nil, false
-		}
-		c = &cameraState{}
-		a.cameras[camera] = c
-	}
-	return a, c, true
+	return a, c, nil
 }
+
+// errOverLimit is place's answer over a bound: counted already.
+var errOverLimit = errors.New("over the station's bounds")
 
 // sample hands a sample to the review queue, and remembers its agent for the feedback.
 func (p *Plant) sample(t Topic, topic string, raw []byte) {
@@ -346,10 +360,14 @@ func (p *Plant) sample(t Topic, topic string, raw []byte) {
 		return
 	}
 	p.mu.Lock()
-	_, _, ok := p.place(s.Agent, t.Prefix, "")
+	_, _, err = p.place(s.Agent, t.Prefix, "", Samples)
 	p.mu.Unlock()
-	if !ok {
-		return // over the bound of agents: counted
+	if errors.Is(err, errOverLimit) {
+		return // counted
+	}
+	if err != nil {
+		p.refuse("sample", topic, fmt.Errorf("sample %s: %w", s.ID, err))
+		return
 	}
 	if p.o.Queue == nil {
 		p.mu.Lock()

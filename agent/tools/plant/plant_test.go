@@ -433,3 +433,38 @@ func TestParseTopic(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixFollowsTheStatus: an agent's feedback goes to the prefix of its status; messages
+// naming it under another prefix (a second agent given the same agent.id, or a client posing
+// as it) are refused and do not take its feedback; an agent moved to a new prefix sends its
+// status there, and its feedback follows.
+func TestPrefixFollowsTheStatus(t *testing.T) {
+	rec := &recorder{}
+	q := openQueue(t)
+	p := New(Options{Queue: q, Log: quiet, Publish: rec.publish})
+	twoAgents(t, p)
+	fb := payload.Feedback{ID: "fb-1", PredictionID: "p-1", Tag: "blue"}
+	p.Handle("cvedge/cell2/cameras/top/samples", mustJSON(t, sample(t, "cell2", "top", 1)))
+	p.Handle("cvedge/cell2/cameras/top/decisions", mustJSON(t, decision("cell2", "top", 7)))
+	p.Handle("cvedge/cell2/stats", mustJSON(t, stats("cell2", 1)))
+	if c := p.Counters(); c.Bad != 3 || c.Queued != 0 {
+		t.Errorf("messages under another prefix than the status's: %+v", c)
+	}
+	if err := p.Feedback("cell2", fb); err != nil || rec.msgs[0].topic != "acme/plant1/cell2/feedback" {
+		t.Fatalf("feedback went to %+v: %v", rec.msgs, err)
+	}
+	p.Handle("acme/plant2/cell2/status", mustJSON(t, status("cell2", "online")))
+	p.Handle("acme/plant2/cell2/cameras/top/decisions", mustJSON(t, decision("cell2", "top", 8)))
+	if err := p.Feedback("cell2", fb); err != nil || len(rec.msgs) != 2 || rec.msgs[1].topic != "acme/plant2/cell2/feedback" {
+		t.Fatalf("feedback after the move went to %+v: %v", rec.msgs, err)
+	}
+	if d := p.View().Agents[0].Decisions["top"]; len(d) != 2 || d[0].PartID != "part-8" {
+		t.Errorf("decisions %+v", d)
+	}
+	// an agent with no status yet goes where its latest message came from
+	p.Handle("cvedge/press/cameras/c/counts", mustJSON(t, counts("press", "c", 1)))
+	p.Handle("plant/press/cameras/c/counts", mustJSON(t, counts("press", "c", 2)))
+	if prefix, _ := p.Prefix("press"); prefix != "plant/press" {
+		t.Errorf("press: %q", prefix)
+	}
+}
