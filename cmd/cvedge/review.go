@@ -52,7 +52,8 @@ func reviewCmd(stdout, stderr io.Writer) *cobra.Command {
 			plant.DefaultPrefix + "), keeps their samples in a review queue, and sends an operator's corrections back to the agent\n" +
 			"that made the prediction, on that agent's <prefix>/feedback. It never subscribes to the predictions.\n\n" +
 			"With --config it reads a config file of the agent's format: mqtt (the broker, its login and TLS), http.listen and\n" +
-			"http.tls, and ui (auth, review.dir, review.max_mb, review.max_age, review.dataset); the file needs no camera or model.\n" +
+			"http.tls, and ui (auth, review.dir, review.max_mb, review.max_age, review.dataset); the file needs no camera or model,\n" +
+			"and CVEDGE_* environment variables override its keys.\n" +
 			"Without it the flags say where the broker is and where to keep the queue; the station then listens on loopback only,\n" +
 			"with no sign-in: a listen address other machines can reach needs a config file with ui.auth.\n" +
 			"It runs until Ctrl-C (or SIGTERM), then disconnects and stops serving; a second Ctrl-C ends it at once.",
@@ -76,7 +77,7 @@ func reviewCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&rf.config, "config", "c", "", "config file (YAML): its mqtt, http and ui sections; instead of the flags below")
+	f.StringVarP(&rf.config, "config", "c", "", "config file (YAML): its mqtt, http and ui sections, instead of the broker, login, TLS, listen and folder flags")
 	f.StringArrayVar(&rf.prefixes, "prefix", []string{plant.DefaultPrefix}, "topic prefix pattern of the agents followed, + for a level (repeat for more)")
 	f.StringVar(&rf.mqtt.Broker, "broker", rf.mqtt.Broker, "broker URL")
 	f.StringVar(&rf.mqtt.ClientID, "client-id", rf.mqtt.ClientID, "stable client id: the broker keeps samples for it while the station is away")
