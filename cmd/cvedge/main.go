@@ -79,6 +79,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		collectCmd(stdout, stderr), evalCmd(stdout, stderr), modelsCmd(stdout), benchCmd(stdout, stderr))
 	root.AddCommand(commandsCmd(os.Stdin, stdout), manCmd(root))
 	root.AddCommand(uiCmd(os.Stdin, stdout, stderr))
+	root.AddCommand(reviewCmd(stdout, stderr))
 	root.InitDefaultCompletionCmd()
 	completionHelp(root)
 	usageErrors(root)

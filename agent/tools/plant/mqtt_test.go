@@ -1,0 +1,109 @@
+package plant
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/review"
+	"github.com/cvedge/cvedge/agent/station"
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// TestStationOverMosquitto: agents publish as they do (a retained status before the station
+// starts, a sample after); the station started on a real broker shows the agents on
+// /api/state, queues the sample, and an operator's correction arrives on the feedback topic
+// of the agent's own prefix.
+func TestStationOverMosquitto(t *testing.T) {
+	b := testenv.StartMosquitto(t)
+	agentCl := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL).SetClientID("test-agent"))
+	if tok := agentCl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("agent connect: %v", tok.Error())
+	}
+	defer agentCl.Disconnect(100)
+	pub := func(topic string, retained bool, v any) {
+		t.Helper()
+		raw, _ := json.Marshal(v)
+		if tok := agentCl.Publish(topic, 1, retained, raw); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s: %v", topic, tok.Error())
+		}
+	}
+	pub("cvedge/line3/status", true, status("line3", "online"))
+	pub("acme/plant1/cell2/status", true, status("cell2", "online"))
+	pub("cvedge/line3/cameras/cam1/counts", true, counts("line3", "cam1", 12))
+	feedback := testenv.Subscribe(t, b.URL, "+/+/+/feedback")
+	feedback2 := testenv.Subscribe(t, b.URL, "+/+/feedback")
+
+	q := openQueue(t)
+	p := New(Options{Queue: q, Log: quiet})
+	cfg := configs.Default().MQTT
+	cfg.Broker, cfg.ClientID = b.URL, fmt.Sprintf("test-review-%d", time.Now().UnixNano())
+	filters, err := Filters([]string{DefaultPrefix, "acme/+/+"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(cfg, filters); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	st, err := station.New(station.Options{Config: configs.Default().UI, State: p.View, Review: q, Feedback: p.Feedback, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(st)
+	defer srv.Close()
+	defer st.Close()
+
+	state := func() station.View {
+		resp, err := http.Get(srv.URL + "/api/state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v station.View
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&v) != nil {
+			t.Fatalf("/api/state: %s", resp.Status)
+		}
+		return v
+	}
+	testenv.WaitFor(t, "both agents on /api/state", 10*time.Second, func() bool { return len(state().Agents) == 2 })
+	v := state()
+	if v.Agents[0].Status.Agent != "cell2" || v.Agents[1].Status.Agent != "line3" || v.Agents[1].Status.State != "online" || v.Agents[1].Counts["cam1"].Parts != 12 {
+		t.Fatalf("/api/state: %+v", v)
+	}
+	if !p.Connected() {
+		t.Error("not connected")
+	}
+
+	pub("cvedge/line3/cameras/cam1/samples", false, sample(t, "line3", "cam1", 1))
+	pub("cvedge/line3/cameras/cam1/predictions", false, map[string]any{"schema": 1}) // not followed
+	testenv.WaitFor(t, "the sample in the review queue", 10*time.Second, func() bool { return len(q.List(review.Filter{})) == 1 })
+
+	if err := p.Feedback("cell2", payload.Feedback{ID: "fb-1", PredictionID: "p-1", Tag: "blue", Operator: "anna"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Feedback("line3", payload.Feedback{ID: "fb-2", PartID: "part-1", Tag: "red"}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the feedback on each agent's prefix", 10*time.Second, func() bool {
+		return len(feedback.Get("acme/plant1/cell2/feedback")) == 1 && len(feedback2.Get("cvedge/line3/feedback")) == 1
+	})
+	fb, err := payload.ParseFeedback(feedback.Get("acme/plant1/cell2/feedback")[0])
+	if err != nil || fb.ID != "fb-1" || fb.Tag != "blue" || fb.Operator != "anna" {
+		t.Errorf("feedback received: %+v %v", fb, err)
+	}
+	if c := p.Counters(); c.Queued != 1 || c.Bad != 0 || c.Taken != 3 {
+		t.Errorf("counters %+v", c)
+	}
+	p.Close()
+	if err := p.Feedback("line3", payload.Feedback{ID: "fb-3", PartID: "part-1", Tag: "red"}); err == nil {
+		t.Error("feedback after Close")
+	}
+}
