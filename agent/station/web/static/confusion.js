@@ -75,8 +75,9 @@
       if ($("until").value) until = new Date($("until").value);
       if ((since && isNaN(since)) || (until && isNaN(until))) { say("give the period's start and end as dates and times", "bad"); return; }
     } else {
-      until = new Date();
-      since = new Date(until.getTime() - hours * 3600e3);
+      // up to now, with no upper bound: an "until" cut to the second would leave out the
+      // answers given in the current second
+      since = new Date(Date.now() - hours * 3600e3);
     }
     if (since) q.set("since", since.toISOString().replace(/\.\d+Z$/, "Z"));
     if (until) q.set("until", until.toISOString().replace(/\.\d+Z$/, "Z"));

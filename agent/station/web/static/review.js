@@ -403,6 +403,10 @@
   $("cancel-missed").addEventListener("click", () => { cancelDrawing(); say("", ""); });
   $("other-tag-btn").addEventListener("click", () => correct($("other-tag-input").value.trim()));
   $("reload").addEventListener("click", () => { skipped.clear(); items = []; current = null; load(true); });
+  // an empty queue is looked at again every 5 s, so the next sample shows as soon as it comes
+  setInterval(() => {
+    if (!current && !document.hidden && !skipped.size && !loading) load(true);
+  }, 5000);
   const help = $("help");
   const toggleHelp = (show) => { help.hidden = show === undefined ? !help.hidden : !show; };
   $("help-btn").addEventListener("click", () => toggleHelp());
