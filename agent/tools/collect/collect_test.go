@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -130,10 +131,13 @@ type fakeTraining struct {
 	types     map[string]string // name -> type, when not Regular
 	refuse    map[string]string // image name -> the status to answer it with
 	images    []ImageEntry
-	bodies    [][]byte // the image batches as sent
+	bodies    [][]byte            // the image batches as sent
+	byContent map[string]string   // image bytes -> image id: the project's images
+	regions   map[string][]Region // image id -> its regions
 	batches   []int
 	calls     []string
-	busy      int // answer this many image uploads with 429, then 503, before taking them
+	busy      int  // answer this many image uploads with 429, then 503, before taking them
+	noRegions bool // refuse region batches (400)
 }
 
 func (f *fakeTraining) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -206,7 +210,7 @@ func (f *fakeTraining) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if len(body.Images) == 0 || len(body.Images) > 64 {
 			f.t.Errorf("batch of %d images", len(body.Images))
 		}
-		var answer []map[string]string
+		var answer []map[string]any
 		for _, im := range body.Images {
 			if _, err := jpeg.Decode(bytes.NewReader(im.Contents)); err != nil {
 				f.t.Errorf("%s: not a JPEG: %v", im.Name, err)
@@ -231,11 +235,56 @@ func (f *fakeTraining) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if st, ok := f.refuse[im.Name]; ok {
 				status = st
 			}
-			answer = append(answer, map[string]string{"sourceUrl": im.Name, "status": status})
+			res := map[string]any{"sourceUrl": im.Name, "status": status}
+			if status == "OK" {
+				if f.byContent == nil {
+					f.byContent, f.regions = map[string]string{}, map[string][]Region{}
+				}
+				id, dup := f.byContent[string(im.Contents)]
+				if dup { // as the service does: the image there keeps its regions
+					res["status"] = "OKDuplicate"
+				} else {
+					id = fmt.Sprintf("img-%d", len(f.byContent)+1)
+					f.byContent[string(im.Contents)] = id
+					f.regions[id] = im.Regions
+				}
+				res["image"] = map[string]any{"id": id}
+			}
+			answer = append(answer, res)
 		}
 		f.images = append(f.images, body.Images...)
 		f.batches = append(f.batches, len(body.Images))
 		json.NewEncoder(w).Encode(map[string]any{"isBatchSuccessful": len(f.refuse) == 0, "images": answer})
+	case r.Method == "POST" && path == "projects/proj-1/images/regions" && f.noRegions:
+		http.Error(w, `{"code":"BadRequest"}`, http.StatusBadRequest)
+	case r.Method == "POST" && path == "projects/proj-1/images/regions":
+		var body struct {
+			Regions []struct {
+				ImageID string `json:"imageId"`
+				Region
+			} `json:"regions"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Regions) == 0 || len(body.Regions) > 64 {
+			f.t.Errorf("region batch of %d: %v", len(body.Regions), err)
+		}
+		answer := map[string][]any{"created": {}, "duplicated": {}, "exceeded": {}}
+		for _, rg := range body.Regions {
+			have, ok := f.regions[rg.ImageID]
+			switch {
+			case !ok:
+				f.t.Errorf("region for unknown image %q", rg.ImageID)
+			case !f.knownID(rg.TagID):
+				f.t.Errorf("region with unknown tag id %q", rg.TagID)
+			case slices.Contains(have, rg.Region):
+				answer["duplicated"] = append(answer["duplicated"], rg)
+			case len(have) >= 300:
+				answer["exceeded"] = append(answer["exceeded"], rg)
+			default:
+				f.regions[rg.ImageID] = append(have, rg.Region)
+				answer["created"] = append(answer["created"], rg)
+			}
+		}
+		json.NewEncoder(w).Encode(answer)
 	default:
 		f.t.Errorf("unexpected call %s %s", r.Method, r.URL.Path)
 		http.NotFound(w, r)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -284,6 +285,19 @@ type Region struct {
 // AddImages uploads up to MaxBatch images and returns each one's status ("OK",
 // "OKDuplicate", or an error status), in order.
 func (t *Training) AddImages(ctx context.Context, images []ImageEntry) ([]string, error) {
+	res, err := t.addImages(ctx, images)
+	out := make([]string, len(res))
+	for i, r := range res {
+		out[i] = r.Status
+	}
+	return out, err
+}
+
+// imageResult is the Training API's answer about one image: its status, and its id in the
+// project when it is there (taken, or a duplicate of an image there).
+type imageResult struct{ Status, ID string }
+
+func (t *Training) addImages(ctx context.Context, images []ImageEntry) ([]imageResult, error) {
 	if len(images) > MaxBatch {
 		return nil, fmt.Errorf("%d images in one batch; the Training API takes %d", len(images), MaxBatch)
 	}
@@ -292,26 +306,60 @@ func (t *Training) AddImages(ctx context.Context, images []ImageEntry) ([]string
 		Images            []struct {
 			SourceURL string `json:"sourceUrl"`
 			Status    string `json:"status"`
+			Image     *struct {
+				ID string `json:"id"`
+			} `json:"image"`
 		} `json:"images"`
 	}
 	if err := t.call(ctx, http.MethodPost, "projects/"+url.PathEscape(t.Project)+"/images/files", nil, map[string]any{"images": images}, &summary); err != nil {
 		return nil, err
 	}
-	status := map[string]string{}
+	byName := map[string]imageResult{}
 	for _, im := range summary.Images {
-		status[im.SourceURL] = im.Status
+		r := imageResult{Status: im.Status}
+		if im.Image != nil {
+			r.ID = im.Image.ID
+		}
+		byName[im.SourceURL] = r
 	}
-	out := make([]string, len(images))
+	out := make([]imageResult, len(images))
 	for i, im := range images {
-		if s, ok := status[im.Name]; ok {
-			out[i] = s
+		if r, ok := byName[im.Name]; ok {
+			out[i] = r
 		} else if summary.IsBatchSuccessful {
-			out[i] = "OK"
+			out[i] = imageResult{Status: "OK"}
 		} else {
-			out[i] = "ErrorUnknown"
+			out[i] = imageResult{Status: "ErrorUnknown"}
 		}
 	}
 	return out, nil
+}
+
+// imageRegion is a region to add to an image already in a detection project.
+type imageRegion struct {
+	ImageID string `json:"imageId"`
+	Region
+}
+
+// addRegions adds up to MaxBatch regions to images already in the project (a region already
+// there is taken as it is) and returns the images that had no room for some of them.
+func (t *Training) addRegions(ctx context.Context, regions []imageRegion) (full map[string]bool, err error) {
+	if len(regions) > MaxBatch {
+		return nil, fmt.Errorf("%d regions in one batch; the Training API takes %d", len(regions), MaxBatch)
+	}
+	var summary struct {
+		Exceeded []struct {
+			ImageID string `json:"imageId"`
+		} `json:"exceeded"`
+	}
+	if err := t.call(ctx, http.MethodPost, "projects/"+url.PathEscape(t.Project)+"/images/regions", nil, map[string]any{"regions": regions}, &summary); err != nil {
+		return nil, err
+	}
+	full = map[string]bool{}
+	for _, e := range summary.Exceeded {
+		full[e.ImageID] = true
+	}
+	return full, nil
 }
 
 // The Training API's limits on one image (Custom Vision's limits and quotas): it refuses an
@@ -331,10 +379,11 @@ const MaxBatchBytes = 24 << 20
 //
 // A classification project gets each tagged image (the crop) under its tag, and the images
 // of the Negative folder under the project's negative tag. A detection project gets whole
-// frames: each frame once, with every region marked on it by the samples that carry it (the
-// same frame file, or a frame of the same bytes), and the parts a review's missed answer cut
-// out of it; it does not take negative images, nor samples without the whole frame or a box,
-// which are counted in the Report and logged.
+// frames: each frame once, with every region marked on it by the samples that carry it (see
+// frames), the parts a review's missed answer cut out of it included; a sample of a frame
+// that is in the project already adds its region to that image. A detection project does
+// not take negative images, nor samples without the whole frame or a box, which are counted
+// in the Report and logged.
 type Uploader struct {
 	T   *Training
 	Dir string
@@ -344,6 +393,7 @@ type Uploader struct {
 
 	mu        sync.Mutex
 	done      map[string]bool
+	inProject map[string]string // a frame sent -> its image id in the project
 	detection *bool
 }
 
@@ -357,9 +407,10 @@ func UploadFunc(t *Training, dir string) func(ctx context.Context) (sent, refuse
 
 // Report is what an upload did.
 type Report struct {
-	// Sent and Refused count images: taken by the Training API, and refused by it (or not
+	// Sent and Refused count images: taken by the Training API (or frames already in the
+	// project that took new regions, also counted in Regions), and refused by it (or not
 	// sent, being over its limits). Each is recorded in UploadedFile and never sent again.
-	Sent, Refused int
+	Sent, Refused, Regions int
 	// Samples left out, not recorded, so that they are counted again on the next upload:
 	// Negative, false detections, which a detection project does not take; NoFrame and
 	// NoRegion, samples without the whole frame or without a box, which a detection project
@@ -378,6 +429,11 @@ type uploaded struct {
 	Image  string    `json:"image,omitempty"`
 	Status string    `json:"status"`
 	At     time.Time `json:"at"`
+	// ImageID is the image's id in a detection project, and Frame names its frame (by its
+	// bytes, and by where it comes from), so that a sample of the frame answered later adds
+	// its region to that image.
+	ImageID string   `json:"imageId,omitempty"`
+	Frame   []string `json:"frame,omitempty"`
 }
 
 // item is one image to upload: a crop with its tag, or a whole frame with its regions.
@@ -388,7 +444,13 @@ type item struct {
 	members []string // the samples it carries, recorded when it is sent
 	tag     string
 	regions []dataset.Region
-	status  string // set when it is not to be sent: over a limit of the Training API
+	keys    []string // the frame's names, for a detection project
+	status  string   // set when it is not to be sent: over a limit of the Training API
+	// imageID is the frame's id in the project: set when the frame went up before (only the
+	// regions are sent), or when the API found the frame there already.
+	imageID  string
+	existing bool // the frame went up before: only its regions are sent
+	final    string
 }
 
 // Sync uploads every tagged sample of the data set not uploaded yet (see Upload). It returns
@@ -406,7 +468,7 @@ func (u *Uploader) Upload(ctx context.Context) (r Report, err error) {
 	defer u.mu.Unlock()
 	u.T.defaults()
 	if u.done == nil {
-		if u.done, err = readUploaded(u.Dir); err != nil {
+		if u.done, u.inProject, err = readUploaded(u.Dir); err != nil {
 			return r, err
 		}
 	}
@@ -447,19 +509,26 @@ func (u *Uploader) Upload(ctx context.Context) (r Report, err error) {
 	defer log.Close()
 	for start := 0; start < len(todo); {
 		batch := todo[start:batchEnd(todo, start)]
-		images, err := u.images(batch, ids)
+		images, sending, err := u.images(batch, ids)
 		if err != nil {
 			return r, err
 		}
-		var statuses []string
 		if len(images) > 0 {
-			if statuses, err = u.T.AddImages(ctx, images); err != nil {
+			results, err := u.T.addImages(ctx, images)
+			if err != nil {
 				return r, err
 			}
+			for i, it := range sending {
+				it.final = results[i].Status
+				if it.final == "OK" || it.final == "OKDuplicate" {
+					it.imageID = results[i].ID
+				}
+			}
 		}
-		s, f, err := u.record(log, batch, statuses)
-		r.Sent, r.Refused = r.Sent+s, r.Refused+f
-		if err != nil {
+		rerr := u.addRegions(ctx, batch, ids)
+		s, f, g, err := u.record(log, batch)
+		r.Sent, r.Refused, r.Regions = r.Sent+s, r.Refused+f, r.Regions+g
+		if err = errors.Join(rerr, err); err != nil {
 			return r, err
 		}
 		start += len(batch)
@@ -569,11 +638,18 @@ func (u *Uploader) frames(entries []dataset.Entry) (todo []*item, r Report) {
 		}
 		if it == nil {
 			it = &item{name: e.SampleID + ".jpg", file: e.FrameFile, size: size}
+			for _, k := range []string{sum, frame} {
+				if id := u.inProject[k]; k != "" && id != "" && it.imageID == "" {
+					it.imageID, it.existing = id, true // up already: add the regions
+				}
+			}
 			todo = append(todo, it)
 		}
-		byFrame[sum] = it
-		if frame != "" {
-			byFrame[frame] = it
+		for _, k := range []string{sum, frame} {
+			if k != "" && byFrame[k] == nil {
+				byFrame[k] = it
+				it.keys = append(it.keys, k)
+			}
 		}
 		it.members = append(it.members, e.SampleID)
 		it.regions = unionRegions(it.regions, regions)
@@ -590,6 +666,7 @@ func (u *Uploader) frames(entries []dataset.Entry) (todo []*item, r Report) {
 	}
 	for _, it := range todo {
 		switch {
+		case it.existing:
 		case it.size > MaxImageBytes:
 			it.status = "ErrorImageSize"
 		case len(it.regions) > MaxRegions:
@@ -706,7 +783,7 @@ func batchEnd(items []*item, start int) int {
 	end := start
 	for ; end < len(items); end++ {
 		it := items[end]
-		if it.status == "" {
+		if it.status == "" && !it.existing {
 			if n == MaxBatch || (n > 0 && bytes+it.size > MaxBatchBytes) {
 				break
 			}
@@ -717,11 +794,10 @@ func batchEnd(items []*item, start int) int {
 }
 
 // images reads the batch's images to send, with their tag (a classification project) or
-// their tagged regions on the whole frame (a detection project).
-func (u *Uploader) images(batch []*item, ids map[string]string) ([]ImageEntry, error) {
-	images := make([]ImageEntry, 0, len(batch))
+// their tagged regions on the whole frame (a detection project), and says whose they are.
+func (u *Uploader) images(batch []*item, ids map[string]string) (images []ImageEntry, sending []*item, err error) {
 	for _, it := range batch {
-		if it.status != "" {
+		if it.status != "" || it.existing {
 			continue
 		}
 		im := ImageEntry{Name: it.name}
@@ -731,66 +807,128 @@ func (u *Uploader) images(batch []*item, ids map[string]string) ([]ImageEntry, e
 		for _, r := range it.regions {
 			im.Regions = append(im.Regions, Region{TagID: ids[r.Tag], Left: r.Left, Top: r.Top, Width: r.Width, Height: r.Height})
 		}
-		var err error
 		if im.Contents, err = os.ReadFile(filepath.Join(u.Dir, filepath.FromSlash(it.file))); err != nil {
-			return nil, fmt.Errorf("data set %s: %w", u.Dir, err)
+			return nil, nil, fmt.Errorf("data set %s: %w", u.Dir, err)
 		}
 		images = append(images, im)
+		sending = append(sending, it)
 	}
-	return images, nil
+	return images, sending, nil
+}
+
+// addRegions adds the regions of the batch's frames that are in the project already to
+// their images: frames that went up before, and frames the API found there (a duplicate
+// keeps the regions the image had, so they are added). A frame already in the project whose
+// image has no room for them is refused.
+func (u *Uploader) addRegions(ctx context.Context, batch []*item, ids map[string]string) error {
+	var add []imageRegion
+	var to []*item
+	for _, it := range batch {
+		if it.status != "" || len(it.regions) == 0 || !(it.existing || it.final == "OKDuplicate" && it.imageID != "") {
+			continue
+		}
+		to = append(to, it)
+		for _, r := range it.regions {
+			add = append(add, imageRegion{ImageID: it.imageID, Region: Region{TagID: ids[r.Tag], Left: r.Left, Top: r.Top, Width: r.Width, Height: r.Height}})
+		}
+	}
+	full := map[string]bool{}
+	for start := 0; start < len(add); start += MaxBatch {
+		f, err := u.T.addRegions(ctx, add[start:min(start+MaxBatch, len(add))])
+		if err != nil {
+			for _, it := range to {
+				it.final = "" // not known: not recorded, so the next upload tries again
+			}
+			return err
+		}
+		maps.Copy(full, f)
+	}
+	for _, it := range batch {
+		switch {
+		case it.existing && full[it.imageID]:
+			it.final = "ErrorRegionLimitExceed"
+		case it.existing:
+			it.final = "OKRegions"
+		case it.final == "OKDuplicate" && full[it.imageID]:
+			u.T.Log.Warn("a frame the project had already has no room for more regions", "image", it.name, "id", it.imageID)
+		}
+	}
+	return nil
 }
 
 // record notes each image's status in the upload log, for every sample it carries, so that
-// none is sent again, and counts the images the Training API took and refused. statuses are
-// those of the images sent, in order.
-func (u *Uploader) record(log *os.File, batch []*item, statuses []string) (sent, refused int, err error) {
-	next := 0
+// none is sent again, and counts the images the Training API took and refused, and the
+// frames already in the project that took new regions.
+func (u *Uploader) record(log *os.File, batch []*item) (sent, refused, regions int, err error) {
 	for _, it := range batch {
-		st := it.status
-		if st == "" {
-			st = statuses[next]
-			next++
+		st := it.final
+		if it.status != "" {
+			st = it.status
 		}
+		if st == "" {
+			continue // not sent, or what became of it is not known
+		}
+		ok := st == "OK" || st == "OKDuplicate" || st == "OKRegions"
 		for _, id := range it.members {
 			l := uploaded{SampleID: id, Status: st, At: time.Now().UTC()}
 			if id+".jpg" != it.name {
 				l.Image = it.name
 			}
+			if ok && it.imageID != "" {
+				l.ImageID, l.Frame = it.imageID, it.keys
+			}
 			line, _ := json.Marshal(l)
 			if _, err := log.Write(append(line, '\n')); err != nil {
-				return sent, refused, err
+				return sent, refused, regions, err
 			}
 			u.done[id] = true
 		}
+		if ok && it.imageID != "" {
+			for _, k := range it.keys {
+				u.inProject[k] = it.imageID
+			}
+		}
 		switch {
-		case st == "OK" || st == "OKDuplicate":
+		case st == "OKRegions":
+			sent++
+			regions++
+		case ok:
 			sent++
 		case it.status != "":
 			refused++
 			u.T.Log.Warn("image not sent: over the Training API's limits", "image", it.name, "file", it.file, "status", st,
 				"bytes", it.size, "regions", len(it.regions))
+		case it.existing:
+			refused++
+			u.T.Log.Warn("the Training API refused the regions of a frame it has", "image", it.name, "id", it.imageID, "status", st)
 		default:
 			refused++
 			u.T.Log.Warn("the Training API refused an image", "image", it.name, "status", st)
 		}
 	}
-	return sent, refused, nil
+	return sent, refused, regions, nil
 }
 
-func readUploaded(dir string) (map[string]bool, error) {
-	done := map[string]bool{}
+// readUploaded reads the upload log: the samples sent, and the frames in the project.
+func readUploaded(dir string) (done map[string]bool, frames map[string]string, err error) {
+	done, frames = map[string]bool{}, map[string]string{}
 	raw, err := os.ReadFile(filepath.Join(dir, UploadedFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return done, nil
+		return done, frames, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, line := range bytes.Split(raw, []byte("\n")) {
 		var u uploaded
 		if json.Unmarshal(line, &u) == nil && u.SampleID != "" {
 			done[u.SampleID] = true
+			for _, k := range u.Frame {
+				if u.ImageID != "" {
+					frames[k] = u.ImageID
+				}
+			}
 		}
 	}
-	return done, nil
+	return done, frames, nil
 }

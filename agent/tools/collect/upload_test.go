@@ -408,3 +408,163 @@ func TestBatchEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestUploadLateRegionsJoinTheirFrame: a sample answered after its frame went up adds its
+// region to that image, also after a restart, instead of sending the frame again; a frame
+// the project had from elsewhere (a duplicate) gets the regions too.
+func TestUploadLateRegionsJoinTheirFrame(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "dataset")
+	ds, err := dataset.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	q, err := review.Open(filepath.Join(root, "review"), 0, 0, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := func(s payload.Sample, a review.Answer) {
+		t.Helper()
+		if _, err := q.Add(s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Answer(s.ID, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake := &fakeTraining{t: t, detection: true, tags: map[string]string{}}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	tr := trainingFor(srv.URL, quiet)
+
+	answer(detSample(t, "a1", "p-A", 0, 1, boxA1, 1), review.Answer{Kind: review.Confirm})
+	if sent, _, err := (&Uploader{T: tr, Dir: dir}).Sync(context.Background()); err != nil || sent != 1 {
+		t.Fatalf("first upload: sent %d: %v", sent, err)
+	}
+	// a second detection of the same frame, answered after a restart
+	answer(detSample(t, "a2", "p-A", 1, 2, boxA2, 1), review.Answer{Kind: review.Correct, Tag: "screw"})
+	r, err := (&Uploader{T: tr, Dir: dir}).Upload(context.Background())
+	if err != nil || r.Sent != 1 || r.Regions != 1 || r.Refused != 0 {
+		t.Fatalf("second upload: %+v: %v", r, err)
+	}
+	if len(fake.images) != 1 {
+		t.Fatalf("%d images sent: the frame went up again", len(fake.images))
+	}
+	wantRegions(t, ImageEntry{Name: "img-1", Regions: fake.regions["img-1"]},
+		dataset.Region{Tag: "part", Box: boxA1}, dataset.Region{Tag: "screw", Box: boxA2})
+
+	// another data set with the same frame, sent to the same project: a duplicate there
+	other := t.TempDir()
+	ods, err := dataset.Open(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := detSample(t, "b", "p-A", 2, 7, boxN, 1)
+	s.CorrectTag = "part"
+	if _, _, err := ods.Add(s); err != nil {
+		t.Fatal(err)
+	}
+	ods.Close()
+	if sent, refused, err := (&Uploader{T: tr, Dir: other}).Sync(context.Background()); err != nil || sent != 1 || refused != 0 {
+		t.Fatalf("duplicate frame: sent %d refused %d: %v", sent, refused, err)
+	}
+	wantRegions(t, ImageEntry{Name: "img-1", Regions: fake.regions["img-1"]},
+		dataset.Region{Tag: "part", Box: boxA1}, dataset.Region{Tag: "screw", Box: boxA2}, dataset.Region{Tag: "part", Box: boxN})
+}
+
+// TestUploadManyLateRegions: the regions added to a frame already up go in batches of at
+// most 64 (the fake refuses more).
+func TestUploadManyLateRegions(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "dataset")
+	ds, err := dataset.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	q, err := review.Open(filepath.Join(root, "review"), 0, 0, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakeTraining{t: t, detection: true, tags: map[string]string{}}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	u := &Uploader{T: trainingFor(srv.URL, quiet), Dir: dir}
+	for i, x := range []struct {
+		s payload.Sample
+		a review.Answer
+	}{
+		{detSample(t, "a1", "p-A", 0, 1, boxA1, 1), review.Answer{Kind: review.Confirm}},
+		{detSample(t, "m", "p-A", 1, 2, boxA2, 1), review.Answer{Kind: review.Missed}},
+	} {
+		if i == 1 { // 70 parts missed on the frame, one pixel each
+			for n := range 70 {
+				x.a.Boxes = append(x.a.Boxes, dataset.Region{Tag: "part", Box: payload.Box{Left: float32(n%16) / 16, Top: float32(n/16) / 12, Width: 1.0 / 16, Height: 1.0 / 12}})
+			}
+		}
+		if _, err := q.Add(x.s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Answer(x.s.ID, x.a); err != nil {
+			t.Fatal(err)
+		}
+		if sent, refused, err := u.Sync(context.Background()); err != nil || sent != 1 || refused != 0 {
+			t.Fatalf("upload %d: sent %d refused %d: %v", i+1, sent, refused, err)
+		}
+	}
+	if len(fake.images) != 1 || len(fake.regions["img-1"]) != 71 {
+		t.Fatalf("%d images, the frame has %d regions; want 1 image with 71", len(fake.images), len(fake.regions["img-1"]))
+	}
+}
+
+// TestUploadRegionsFailing: when adding regions to a frame already up fails, the images of
+// the same batch that went up are recorded (not sent again), and the regions are tried again
+// on the next upload.
+func TestUploadRegionsFailing(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "dataset")
+	ds, err := dataset.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	q, err := review.Open(filepath.Join(root, "review"), 0, 0, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := func(s payload.Sample, a review.Answer) {
+		t.Helper()
+		if _, err := q.Add(s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Answer(s.ID, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake := &fakeTraining{t: t, detection: true, tags: map[string]string{}}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	u := &Uploader{T: trainingFor(srv.URL, quiet), Dir: dir}
+	answer(detSample(t, "a1", "p-A", 0, 1, boxA1, 1), review.Answer{Kind: review.Confirm})
+	if sent, _, err := u.Sync(context.Background()); err != nil || sent != 1 {
+		t.Fatalf("first upload: sent %d: %v", sent, err)
+	}
+	answer(detSample(t, "a2", "p-A", 1, 2, boxA2, 1), review.Answer{Kind: review.Confirm})
+	answer(detSample(t, "c", "p-C", 0, 3, boxN, 2), review.Answer{Kind: review.Confirm})
+	fake.noRegions = true
+	if _, _, err := u.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), "Bad Request") {
+		t.Fatalf("regions refused: err %v", err)
+	}
+	fake.noRegions = false
+	r, err := (&Uploader{T: u.T, Dir: dir}).Upload(context.Background())
+	if err != nil || r.Sent != 1 || r.Regions != 1 {
+		t.Fatalf("after the failure: %+v: %v; want the regions of a2 only", r, err)
+	}
+	if len(fake.images) != 2 {
+		t.Fatalf("%d images sent; want a1's and c's frames, once each", len(fake.images))
+	}
+	if len(fake.regions["img-1"]) != 2 {
+		t.Fatalf("a1's frame has regions %v; want a1's and a2's", fake.regions["img-1"])
+	}
+}
