@@ -605,7 +605,9 @@ func (u *Uploader) frames(entries []dataset.Entry) (todo []*item, r Report) {
 			continue
 		}
 		if e.FrameFile == "" {
-			if m := markedBy(marking[frameKey(e)], e); m != nil {
+			if e.Region == nil && len(e.Regions) == 0 { // a whole frame of a classifier: no box
+				r.NoRegion++
+			} else if m := markedBy(marking[frameKey(e)], e); m != nil {
 				if parts[m.SampleID] == nil {
 					markers = append(markers, m.SampleID)
 				}

@@ -226,6 +226,16 @@ func TestUploadDetectionFramesWithAllRegions(t *testing.T) {
 func TestUploadReportCountsLeftOut(t *testing.T) {
 	dir := reviewed(t)
 	os.Remove(filepath.Join(dir, filepath.FromSlash(entryOf(t, dir, "cut").FrameFile)))
+	ds, err := dataset.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := payload.Sample{Schema: 1, ID: "whole", Agent: "line3", Camera: "cam2", Reason: "operator", CorrectTag: "part",
+		Frame: &payload.Image{JPEG: jpegOf(t, 77), Width: 16, Height: 12}} // a classifier's: the whole frame, no box
+	if _, added, err := ds.Add(whole); err != nil || !added {
+		t.Fatalf("whole: %v %v", added, err)
+	}
+	ds.Close()
 	fake := &fakeTraining{t: t, detection: true, tags: map[string]string{}}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
@@ -235,11 +245,11 @@ func TestUploadReportCountsLeftOut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Report{Sent: 2, Negative: 1, NoFrame: 1, Missing: 1}
+		want := Report{Sent: 2, Negative: 1, NoFrame: 1, NoRegion: 1, Missing: 1}
 		if i == 1 {
 			want.Sent = 0
 		}
-		if r != want || r.Skipped() != 3 {
+		if r != want || r.Skipped() != 4 {
 			t.Fatalf("upload %d: %+v, want %+v", i+1, r, want)
 		}
 	}
@@ -567,4 +577,44 @@ func TestUploadRegionsFailing(t *testing.T) {
 	if len(fake.regions["img-1"]) != 2 {
 		t.Fatalf("a1's frame has regions %v; want a1's and a2's", fake.regions["img-1"])
 	}
+}
+
+// FuzzPlanFrames: whatever the data set's index and upload log say (they are files an
+// operator may edit or a crash may cut), planning an upload to a detection project does not
+// fail, and every region it would send lies inside the frame.
+func FuzzPlanFrames(f *testing.F) {
+	f.Add([]byte(`{"sampleId":"a","file":"part/a.jpg","frameFile":"frames/a.jpg","tag":"part","agent":"l","camera":"c","predictionId":"p","captured":"2026-11-29T08:00:00Z","region":{"left":0.9,"top":0.1,"width":0.5,"height":0.2}}
+{"sampleId":"b-missed-1","file":"part/b.jpg","frameFile":"frames/a.jpg","tag":"part","agent":"l","camera":"c","predictionId":"p","captured":"2026-11-29T08:00:00Z","region":{"left":0,"top":0,"width":0.1,"height":0.1},"regions":[{"tag":"part","left":0,"top":0,"width":0.1,"height":0.1},{"tag":"screw","left":-1,"top":0.5,"width":1.5,"height":0.1}]}
+{"sampleId":"b-missed-2","file":"screw/b2.jpg","tag":"screw","agent":"l","camera":"c","predictionId":"p","captured":"2026-11-29T08:00:00Z","region":{"left":-1,"top":0.5,"width":1.5,"height":0.1}}
+{"sampleId":"g","file":"Negative/g.jpg","frameFile":"frames/a.jpg","tag":"Negative"}
+`), []byte(`{"sampleId":"a","status":"OK","imageId":"img-1","frame":["frame:l\u0000c"]}`+"\n"))
+	f.Add([]byte(`{"sampleId":"x","frameFile":"../../etc/passwd","tag":"t","region":{"left":1e38,"top":-1e38,"width":1e38,"height":1e38}}`+"\n"), []byte("{"))
+	f.Add([]byte(`{"sampleId":"y","frameFile":"frames/a.jpg","tag":"","regions":[{"tag":"","left":0,"top":0,"width":1,"height":1}]}`+"\n"), []byte{})
+	frame := []byte("\xff\xd8 not much of a frame")
+	f.Fuzz(func(t *testing.T, index, log []byte) {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "frames"), 0o755)
+		os.WriteFile(filepath.Join(dir, "frames", "a.jpg"), frame, 0o644)
+		os.WriteFile(filepath.Join(dir, dataset.IndexFile), index, 0o644)
+		os.WriteFile(filepath.Join(dir, UploadedFile), log, 0o644)
+		entries, err := dataset.ReadIndex(dir)
+		if err != nil {
+			return
+		}
+		u := &Uploader{T: &Training{Log: quiet}, Dir: dir}
+		if u.done, u.inProject, err = readUploaded(dir); err != nil {
+			t.Fatal(err)
+		}
+		todo, _ := u.frames(entries)
+		for _, it := range todo {
+			if len(it.members) == 0 || (len(it.regions) == 0 && it.status == "") {
+				t.Fatalf("item %+v: no sample or no region", it)
+			}
+			for _, r := range it.regions {
+				if !(r.Left >= 0 && r.Top >= 0 && r.Width > 0 && r.Height > 0 && r.Left+r.Width <= 1 && r.Top+r.Height <= 1) || r.Tag == "" {
+					t.Fatalf("region %+v is not a tagged box inside the frame", r)
+				}
+			}
+		}
+	})
 }
