@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -127,10 +128,16 @@ type fakeTraining struct {
 	detection bool
 	mu        sync.Mutex
 	tags      map[string]string // name -> id
+	types     map[string]string // name -> type, when not Regular
+	refuse    map[string]string // image name -> the status to answer it with
 	images    []ImageEntry
+	bodies    [][]byte            // the image batches as sent
+	byContent map[string]string   // image bytes -> image id: the project's images
+	regions   map[string][]Region // image id -> its regions
 	batches   []int
 	calls     []string
-	busy      int // answer this many image uploads with 429, then 503, before taking them
+	busy      int  // answer this many image uploads with 429, then 503, before taking them
+	noRegions bool // refuse region batches (400)
 }
 
 func (f *fakeTraining) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -156,7 +163,11 @@ func (f *fakeTraining) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "GET" && path == "projects/proj-1/tags":
 		var list []map[string]string
 		for n, id := range f.tags {
-			list = append(list, map[string]string{"id": id, "name": n})
+			typ := f.types[n]
+			if typ == "" {
+				typ = "Regular"
+			}
+			list = append(list, map[string]string{"id": id, "name": n, "type": typ})
 		}
 		json.NewEncoder(w).Encode(list)
 	case r.Method == "POST" && path == "projects/proj-1/tags":
@@ -165,6 +176,12 @@ func (f *fakeTraining) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.t.Errorf("bad tag creation %q", name)
 		}
 		f.tags[name] = "tag-" + name
+		if typ := r.URL.Query().Get("type"); typ != "" {
+			if f.types == nil {
+				f.types = map[string]string{}
+			}
+			f.types[name] = typ
+		}
 		json.NewEncoder(w).Encode(map[string]string{"id": f.tags[name], "name": name})
 	case r.Method == "POST" && path == "projects/proj-1/images/files":
 		if f.busy > 0 {
@@ -177,20 +194,34 @@ func (f *fakeTraining) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
+		raw, _ := io.ReadAll(r.Body)
+		f.bodies = append(f.bodies, raw)
 		var body struct{ Images []ImageEntry }
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		if err := json.Unmarshal(raw, &body); err != nil {
 			f.t.Errorf("image batch: %v", err)
+		}
+		names := map[string]bool{}
+		for _, im := range body.Images {
+			if names[im.Name] {
+				f.t.Errorf("two images named %s in one batch: their statuses cannot be told apart", im.Name)
+			}
+			names[im.Name] = true
 		}
 		if len(body.Images) == 0 || len(body.Images) > 64 {
 			f.t.Errorf("batch of %d images", len(body.Images))
 		}
-		var answer []map[string]string
+		var answer []map[string]any
 		for _, im := range body.Images {
 			if _, err := jpeg.Decode(bytes.NewReader(im.Contents)); err != nil {
 				f.t.Errorf("%s: not a JPEG: %v", im.Name, err)
 			}
-			if f.detection && (len(im.Regions) != 1 || len(im.TagIDs) != 0 || im.Regions[0].Width <= 0) {
-				f.t.Errorf("%s: a detection image needs one region and no image tags: %+v %+v", im.Name, im.Regions, im.TagIDs)
+			if f.detection && (len(im.Regions) == 0 || len(im.TagIDs) != 0) {
+				f.t.Errorf("%s: a detection image needs regions and no image tags: %+v %+v", im.Name, im.Regions, im.TagIDs)
+			}
+			for _, r := range im.Regions {
+				if !(r.Left >= 0 && r.Top >= 0 && r.Width > 0 && r.Height > 0 && r.Left+r.Width <= 1 && r.Top+r.Height <= 1) {
+					f.t.Errorf("%s: region %+v is not a box inside the image, normalized", im.Name, r)
+				}
 			}
 			if !f.detection && (len(im.TagIDs) != 1 || len(im.Regions) != 0) {
 				f.t.Errorf("%s: a classification image needs one tag: %+v", im.Name, im.TagIDs)
@@ -200,11 +231,60 @@ func (f *fakeTraining) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					f.t.Errorf("%s: unknown tag id %q", im.Name, id)
 				}
 			}
-			answer = append(answer, map[string]string{"sourceUrl": im.Name, "status": "OK"})
+			status := "OK"
+			if st, ok := f.refuse[im.Name]; ok {
+				status = st
+			}
+			res := map[string]any{"sourceUrl": im.Name, "status": status}
+			if status == "OK" {
+				if f.byContent == nil {
+					f.byContent, f.regions = map[string]string{}, map[string][]Region{}
+				}
+				id, dup := f.byContent[string(im.Contents)]
+				if dup { // as the service does: the image there keeps its regions
+					res["status"] = "OKDuplicate"
+				} else {
+					id = fmt.Sprintf("img-%d", len(f.byContent)+1)
+					f.byContent[string(im.Contents)] = id
+					f.regions[id] = im.Regions
+				}
+				res["image"] = map[string]any{"id": id}
+			}
+			answer = append(answer, res)
 		}
 		f.images = append(f.images, body.Images...)
 		f.batches = append(f.batches, len(body.Images))
-		json.NewEncoder(w).Encode(map[string]any{"isBatchSuccessful": true, "images": answer})
+		json.NewEncoder(w).Encode(map[string]any{"isBatchSuccessful": len(f.refuse) == 0, "images": answer})
+	case r.Method == "POST" && path == "projects/proj-1/images/regions" && f.noRegions:
+		http.Error(w, `{"code":"BadRequest"}`, http.StatusBadRequest)
+	case r.Method == "POST" && path == "projects/proj-1/images/regions":
+		var body struct {
+			Regions []struct {
+				ImageID string `json:"imageId"`
+				Region
+			} `json:"regions"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Regions) == 0 || len(body.Regions) > 64 {
+			f.t.Errorf("region batch of %d: %v", len(body.Regions), err)
+		}
+		answer := map[string][]any{"created": {}, "duplicated": {}, "exceeded": {}}
+		for _, rg := range body.Regions {
+			have, ok := f.regions[rg.ImageID]
+			switch {
+			case !ok:
+				f.t.Errorf("region for unknown image %q", rg.ImageID)
+			case !f.knownID(rg.TagID):
+				f.t.Errorf("region with unknown tag id %q", rg.TagID)
+			case slices.Contains(have, rg.Region):
+				answer["duplicated"] = append(answer["duplicated"], rg)
+			case len(have) >= 300:
+				answer["exceeded"] = append(answer["exceeded"], rg)
+			default:
+				f.regions[rg.ImageID] = append(have, rg.Region)
+				answer["created"] = append(answer["created"], rg)
+			}
+		}
+		json.NewEncoder(w).Encode(answer)
 	default:
 		f.t.Errorf("unexpected call %s %s", r.Method, r.URL.Path)
 		http.NotFound(w, r)
