@@ -375,3 +375,47 @@ func FuzzJSONPath(f *testing.F) {
 		}
 	})
 }
+
+// TestIntegrationsDocs: docs/integrations.md links the three files, and its Telegraf table
+// has a row for each measurement the configuration writes, naming each of its tags and fields.
+func TestIntegrationsDocs(t *testing.T) {
+	raw, err := os.ReadFile(testenv.Path("docs", "integrations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	for _, f := range [][]string{grafanaFile, nodeREDFile, telegrafFile} {
+		if link := "](" + path.Join(f[1:]...) + ")"; !strings.Contains(doc, link) {
+			t.Errorf("docs/integrations.md does not link %s (%s)", path.Join(f...), link)
+		}
+	}
+	_, section, _ := strings.Cut(doc, "\n## Telegraf and InfluxDB\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	rows := map[string]string{}
+	for _, line := range strings.Split(section, "\n") {
+		if name, ok := strings.CutPrefix(line, "| `"); ok {
+			name, _, _ = strings.Cut(name, "`")
+			rows[name] = line
+		}
+	}
+	c := loadTelegraf(t)
+	measurements := 0
+	for _, mc := range c.Inputs.MQTTConsumer {
+		for _, j := range mc.JSONv2 {
+			measurements++
+			row, ok := rows[j.MeasurementName]
+			if !ok {
+				t.Errorf("docs/integrations.md, Telegraf and InfluxDB: no row for measurement %s", j.MeasurementName)
+				continue
+			}
+			for _, v := range append(slices.Clone(j.Tags), j.Fields...) {
+				if n := valueName(v); !strings.Contains(row, "`"+n+"`") {
+					t.Errorf("docs/integrations.md: the row of %s does not name %s", j.MeasurementName, n)
+				}
+			}
+		}
+	}
+	if measurements < 5 {
+		t.Fatalf("%d measurements: the configuration lost some", measurements)
+	}
+}
