@@ -3,6 +3,7 @@ package sparkplug
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,10 @@ func Start(cfg *configs.Config, log *slog.Logger) (*Node, error) {
 	}
 	s := cfg.Sparkplug
 	n := newNode(s.GroupID, s.EdgeNodeID, s.DataInterval, log)
+	if s.Broker != "" { // the hints name the keys of the broker in use
+		n.keys = strings.NewReplacer("mqtt.broker", "sparkplug.broker", "mqtt.username", "sparkplug.username",
+			"mqtt.password", "sparkplug.password", "mqtt.tls", "sparkplug.tls")
+	}
 	go n.run(m)
 	return n, nil
 }
@@ -73,6 +78,9 @@ func (n *Node) run(m configs.MQTT) {
 			reason := publish.Explain(err)
 			if reason == "" {
 				reason = configs.Redact(err.Error())
+			}
+			if n.keys != nil {
+				reason = n.keys.Replace(reason)
 			}
 			if !failed[reason] && len(failed) < 16 {
 				failed[reason] = true

@@ -233,3 +233,43 @@ func TestEdgeNodeOverMosquitto(t *testing.T) {
 		t.Errorf("the last message is %s, want the NDEATH", end.topic)
 	}
 }
+
+// TestCloseWhileTheBrokerIsAway: with nothing listening at the broker's address, the edge
+// node logs why it cannot connect (once, with what to check), keeps trying, and Close stops
+// it at once, in the wait between two attempts.
+func TestCloseWhileTheBrokerIsAway(t *testing.T) {
+	var logs testenv.LogBuffer
+	cfg := configs.Default()
+	cfg.Agent.ID = "cell1"
+	cfg.MQTT.Broker, cfg.MQTT.ClientID = fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(t)), "cvedge-cell1"
+	cfg.Sparkplug = configs.Sparkplug{Enabled: true, GroupID: "plant1", EdgeNodeID: "cell1", DataInterval: 50 * time.Millisecond}
+	n, err := Start(&cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the log of the failed connection", 10*time.Second, func() bool {
+		return logs.Count("nothing accepts connections at mqtt.broker") == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
+		t.Fatalf("Close: %v\n%s", err, logs.String())
+	}
+	if err := n.Close(ctx); err != nil {
+		t.Fatalf("Close again: %v", err)
+	}
+
+	// a separate broker: the hint names its key
+	logs = testenv.LogBuffer{}
+	cfg.Sparkplug.Broker = cfg.MQTT.Broker
+	cfg.MQTT.Broker = "tcp://127.0.0.1:1"
+	if n, err = Start(&cfg, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the log of the failed connection to sparkplug.broker", 10*time.Second, func() bool {
+		return logs.Count("nothing accepts connections at sparkplug.broker") == 1
+	})
+	if err := n.Close(ctx); err != nil {
+		t.Fatalf("Close: %v\n%s", err, logs.String())
+	}
+}

@@ -61,6 +61,7 @@ type Node struct {
 	log      *slog.Logger
 	interval time.Duration
 	now      func() time.Time
+	keys     *strings.Replacer // mqtt.* to sparkplug.* in connection hints, with sparkplug.broker
 
 	mu         sync.Mutex
 	node       map[string]metric
