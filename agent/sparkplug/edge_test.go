@@ -465,3 +465,31 @@ func TestCamerasNotListedAreNotDevices(t *testing.T) {
 		t.Errorf("after RemoveCamera: devices %v", sortedNames(s.devices))
 	}
 }
+
+// TestPollBeforeEachFlush: the function set with Poll runs before each birth and flush, so
+// values the agent reads on demand (counts, the last decision) are current in what is sent.
+func TestPollBeforeEachFlush(t *testing.T) {
+	n, rec := fixture(t)
+	parts := uint64(0)
+	n.Poll(func() {
+		parts++
+		n.Counts(payload.Counts{Camera: "gate", Parts: parts})
+	})
+	if err := n.edge.births(rec, n.snapshot(), n.now()); err != nil {
+		t.Fatal(err)
+	}
+	if v := metricNamed(rec.take()[2].p, "Parts/Total"); v.GetLongValue() != 1 {
+		t.Fatalf("the gate's DBIRTH has Parts/Total %v, want the polled 1", v)
+	}
+	if err := n.edge.flush(rec, n.snapshot(), n.now()); err != nil {
+		t.Fatal(err)
+	}
+	ms := rec.take()
+	if len(ms) != 1 || ms[0].topic != "spBv1.0/plant1/DDATA/cell1/gate" || ms[0].p.Metrics[0].GetLongValue() != 2 {
+		t.Fatalf("after a poll: %v", topics(ms))
+	}
+	n.Poll(nil)
+	if err := n.edge.flush(rec, n.snapshot(), n.now()); err != nil || len(rec.take()) != 0 {
+		t.Fatalf("Poll(nil) still polls: %v", err)
+	}
+}

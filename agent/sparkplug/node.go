@@ -5,9 +5,9 @@
 // The agent tells the Node what it knows, in its own payload types: Status (version, boot,
 // models, which cameras run), Stats (frame rates and counters, the broker and the spool),
 // Counts (parts per tag and verdict), Decision (the last part decided) and CameraModels
-// (the iterations a camera's pipeline runs). These calls only record the values: they never
-// wait for the network. The Node's goroutine publishes what changed at most once per
-// sparkplug.data_interval.
+// (the iterations a camera's pipeline runs); or, through Poll, the Node asks for them before
+// each flush. These calls only record the values: they never wait for the network. The
+// Node's goroutine publishes what changed at most once per sparkplug.data_interval.
 //
 // On each connection (its own MQTT client, id <mqtt.client_id>-spb, clean session, the
 // NDEATH as its will with the connection's bdSeq) it subscribes to its NCMD and DCMD topics
@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
@@ -62,6 +63,7 @@ type Node struct {
 	interval time.Duration
 	now      func() time.Time
 	keys     *strings.Replacer // mqtt.* to sparkplug.* in connection hints, with sparkplug.broker
+	poll     atomic.Pointer[func()]
 
 	mu         sync.Mutex
 	node       map[string]metric
@@ -294,8 +296,22 @@ func (n *Node) CameraModels(camera string, models []payload.ModelRef) {
 	}
 }
 
-// snapshot copies the current values for a flush.
+// Poll sets a function the Node calls before each birth and flush, on its own goroutine, to
+// read values it is not told of as they change (for example each camera's counts and last
+// decision). It must be quick and must not call Close.
+func (n *Node) Poll(f func()) {
+	if f == nil {
+		n.poll.Store(nil)
+		return
+	}
+	n.poll.Store(&f)
+}
+
+// snapshot copies the current values for a flush, after the Poll function ran.
 func (n *Node) snapshot() snapshot {
+	if f := n.poll.Load(); f != nil {
+		(*f)()
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	s := snapshot{node: make(map[string]metric, len(n.node)), devices: make(map[string]map[string]metric, len(n.cams))}
