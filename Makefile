@@ -20,7 +20,7 @@ NFPM      ?= go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 TAG         := $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)
 DEB_VERSION ?= $(if $(TAG),$(patsubst v%,%,$(TAG)),0.0.0+git$(COMMIT))
 
-.PHONY: setup build run test bench soak lint clean fixtures deb
+.PHONY: setup build run test bench soak lint clean fixtures deb proto
 
 setup:
 	@scripts/setup.sh
@@ -56,6 +56,13 @@ soak: setup build
 lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Regenerate the Go code of the Sparkplug B payload (agent/sparkplug/sparkplugpb) from its
+# .proto. Needs protoc and protoc-gen-go of the google.golang.org/protobuf version in go.mod
+# (go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12); the generated file is
+# committed, so the build and the tests do not need them.
+proto:
+	protoc --proto_path=. --go_out=. --go_opt=paths=source_relative agent/sparkplug/sparkplugpb/sparkplug_b.proto
 
 # Regenerate the demo models, video and ground truth (needs python3-onnx, python3-numpy and
 # python3-opencv from Debian, run by /usr/bin/python3).

@@ -132,6 +132,7 @@ func keepUntilRestart(next, cur *configs.Config) (changed []string) {
 	keep("http", cur.HTTP, next.HTTP, func() { next.HTTP = cur.HTTP })
 	keep("ui", cur.UI, next.UI, func() { next.UI = cur.UI })
 	keep("llm", cur.LLM, next.LLM, func() { next.LLM = cur.LLM })
+	keep("sparkplug", cur.Sparkplug, next.Sparkplug, func() { next.Sparkplug = cur.Sparkplug })
 	return changed
 }
 

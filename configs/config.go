@@ -28,6 +28,7 @@ type Config struct {
 	Ring        Ring             `mapstructure:"ring"`
 	Commands    Commands         `mapstructure:"commands"`
 	Counts      Counts           `mapstructure:"counts"`
+	Sparkplug   Sparkplug        `mapstructure:"sparkplug"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
 }
@@ -127,6 +128,30 @@ type TLS struct {
 	ServerName string `mapstructure:"server_name"`
 	// InsecureSkipVerify accepts any broker certificate. For tests only.
 	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+}
+
+// Sparkplug publishes the agent as a Sparkplug B edge node and each camera as one of its
+// devices, for Ignition (MQTT Engine) and other Sparkplug host applications
+// (docs/integrations.md). It has its own MQTT connection, to mqtt.broker with the mqtt
+// section's credentials and TLS unless Broker is set, with client id <mqtt.client_id>-spb.
+type Sparkplug struct {
+	Enabled bool `mapstructure:"enabled"`
+	// GroupID and EdgeNodeID name the edge node in every topic:
+	// spBv1.0/<group_id>/<message type>/<edge_node_id>[/<camera>]. EdgeNodeID defaults to
+	// agent.id. Neither may hold '+', '#' or '/'.
+	GroupID    string `mapstructure:"group_id"`
+	EdgeNodeID string `mapstructure:"edge_node_id"`
+	// Broker, when set, is a separate broker for Sparkplug (tcp://host:1883,
+	// ssl://host:8883), with its own Username, Password (or PasswordFile) and TLS; empty:
+	// mqtt.broker and the mqtt section's username, password and tls.
+	Broker       string `mapstructure:"broker"`
+	Username     string `mapstructure:"username"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
+	TLS          TLS    `mapstructure:"tls"`
+	// DataInterval is how often the changed metrics are published (DDATA, NDATA): changes
+	// within one interval go out together.
+	DataInterval time.Duration `mapstructure:"data_interval"`
 }
 
 // Spool keeps predictions and samples on disk while the broker is unreachable.
@@ -739,6 +764,9 @@ func Default() Config {
 			Allow:  []string{"trigger", "snapshot", "reload", "activate", "rollback", "reset-counts"},
 			Signed: []string{"add", "activate", "reload"},
 			MaxAge: 5 * time.Minute,
+		},
+		Sparkplug: Sparkplug{
+			GroupID: "cvedge", DataInterval: time.Second,
 		},
 		Store: Store{MaxDownloadMB: 512, MaxUnpackedMB: 1024, DownloadTimeout: 30 * time.Second},
 		LLM: LLM{KeyEnv: "CVEDGE_LLM_KEY", KeyHeader: "Authorization", Timeout: 20 * time.Second,

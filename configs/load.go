@@ -473,6 +473,9 @@ func (c *Config) resolve(base string) {
 	if c.MQTT.ClientID == "" && c.Agent.ID != "" {
 		c.MQTT.ClientID = "cvedge-" + c.Agent.ID
 	}
+	if c.Sparkplug.EdgeNodeID == "" {
+		c.Sparkplug.EdgeNodeID = c.Agent.ID
+	}
 	if c.MQTT.TopicPrefix == "" && c.Agent.ID != "" {
 		c.MQTT.TopicPrefix = "cvedge/" + c.Agent.ID
 	}
@@ -495,6 +498,10 @@ func (c *Config) resolve(base string) {
 	c.Commands.PublicKeyFile = relativeTo(base, c.Commands.PublicKeyFile)
 	t := &c.MQTT.TLS
 	for _, p := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile, &c.MQTT.PasswordFile} {
+		*p = relativeTo(base, *p)
+	}
+	st := &c.Sparkplug.TLS
+	for _, p := range []*string{&st.CAFile, &st.CertFile, &st.KeyFile, &c.Sparkplug.PasswordFile} {
 		*p = relativeTo(base, *p)
 	}
 	for name, m := range c.Models {
@@ -563,6 +570,9 @@ func (c *Config) Print(w io.Writer) error {
 	cp := *c
 	if cp.MQTT.Password != "" {
 		cp.MQTT.Password = "<redacted>"
+	}
+	if cp.Sparkplug.Password != "" {
+		cp.Sparkplug.Password = "<redacted>"
 	}
 	if cp.UI.Auth.Token != "" {
 		cp.UI.Auth.Token = "<redacted>"
