@@ -16,6 +16,7 @@ import (
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/spool"
 	"github.com/cvedge/cvedge/agent/station"
+	"github.com/cvedge/cvedge/agent/tools/collect"
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 )
@@ -47,8 +48,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if cfg.HTTP.Listen != "" {
 		var ui http.Handler
 		if cfg.UI.Enabled {
+			upload, err := collect.StationUpload(cfg.UI.Review.Dataset, a.log)
+			if err != nil {
+				return err
+			}
 			st, err := station.New(station.Options{Config: cfg.UI, Secure: cfg.HTTP.TLS.CertFile != "", State: a.stationView, Live: a.live,
-				Review: a.review, Feedback: a.sendFeedback, Log: a.log})
+				Review: a.review, Feedback: a.sendFeedback, Upload: upload, Log: a.log})
 			if err != nil {
 				return err
 			}

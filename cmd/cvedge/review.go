@@ -159,7 +159,11 @@ func serveReview(cfg *configs.Config, filters []string, stdout io.Writer, log *s
 		return err
 	}
 	p := plant.New(plant.Options{Queue: q, Log: log})
-	st, err := station.New(station.Options{Config: cfg.UI, Secure: cfg.HTTP.TLS.CertFile != "", State: p.View, Review: q, Feedback: p.Feedback, Log: log})
+	upload, err := collect.StationUpload(cfg.UI.Review.Dataset, log)
+	if err != nil {
+		return err
+	}
+	st, err := station.New(station.Options{Config: cfg.UI, Secure: cfg.HTTP.TLS.CertFile != "", State: p.View, Review: q, Feedback: p.Feedback, Upload: upload, Log: log})
 	if err != nil {
 		return err
 	}

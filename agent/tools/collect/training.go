@@ -934,3 +934,18 @@ func readUploaded(dir string) (done map[string]bool, frames map[string]string, e
 	}
 	return done, frames, nil
 }
+
+// StationUpload is the upload behind the operator station's Upload button: the data set in
+// dir to the project the environment names (EnvEndpoint, EnvKey, EnvProject). With none of
+// them set it returns nil (no button) and no error; with some, the error says what is
+// missing.
+func StationUpload(dir string, log *slog.Logger) (func(ctx context.Context) (sent, refused int, err error), error) {
+	if os.Getenv(EnvEndpoint) == "" && os.Getenv(EnvKey) == "" && os.Getenv(EnvProject) == "" {
+		return nil, nil
+	}
+	t, err := TrainingFromEnv(log.With("component", "upload"))
+	if err != nil {
+		return nil, fmt.Errorf("the review page's upload: %w", err)
+	}
+	return UploadFunc(t, dir), nil
+}

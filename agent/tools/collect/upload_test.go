@@ -618,3 +618,25 @@ func FuzzPlanFrames(f *testing.F) {
 		}
 	})
 }
+
+// TestStationUpload: no training variables, no upload button; some of them, an error naming
+// those missing; all three, an upload.
+func TestStationUpload(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	for _, k := range []string{EnvEndpoint, EnvKey, EnvProject} {
+		t.Setenv(k, "")
+	}
+	if up, err := StationUpload(dir, log); up != nil || err != nil {
+		t.Fatalf("no variables: %v %v, want no upload and no error", up != nil, err)
+	}
+	t.Setenv(EnvEndpoint, "https://res.cognitiveservices.azure.com/")
+	if _, err := StationUpload(dir, log); err == nil || !strings.Contains(err.Error(), EnvKey) || !strings.Contains(err.Error(), EnvProject) {
+		t.Fatalf("endpoint alone: %v, want an error naming %s and %s", err, EnvKey, EnvProject)
+	}
+	t.Setenv(EnvKey, "k")
+	t.Setenv(EnvProject, "0b8fc1d3-7a4e-4a5e-9f6a-2d1c3b4a5e6f")
+	if up, err := StationUpload(dir, log); up == nil || err != nil {
+		t.Fatalf("all three: %v %v, want an upload", up != nil, err)
+	}
+}
