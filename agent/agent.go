@@ -69,6 +69,8 @@ type Agent struct {
 	// whole boot (and across restarts, in spool.dir/counts).
 	partCounts map[string]*steps.PartCounts
 
+	// plant are the plant integrations turned on (Sparkplug B, ...).
+	plant integrations
 	// lastStats is the last stats message, for the operator station; nil before the first.
 	lastStats atomic.Pointer[payload.Stats]
 	// live carries annotated frames to the operator station's viewers; nil: ui off.
@@ -220,6 +222,7 @@ func (a *Agent) countsOf(cc configs.Camera, cfg *configs.Config) *steps.PartCoun
 	if err != nil {
 		a.log.Warn("part counts start from zero", "camera", cc.Name, "err", err)
 	}
+	pc.OnDecision(a.decided)
 	if a.partCounts == nil {
 		a.partCounts = map[string]*steps.PartCounts{}
 	}

@@ -72,7 +72,7 @@ func (a *Agent) activate(name, id string, rollback, allowTagChange bool) (string
 		return "", err
 	}
 	a.log.Info("model iteration swapped", "model", name, "from", old, "to", m.Info.Iteration, "store_id", id)
-	a.out.pub.Send(a.statusMessage("online", ""))
+	a.statusChanged(true)
 	return m.Info.Iteration, nil
 }
 

@@ -110,7 +110,7 @@ func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 	}
 	res.Restarted = a.swap(old, byName, runs, stages, paths, &merged)
 	res.Cameras, res.Models = len(runs), len(stages)
-	a.out.pub.Send(a.statusMessage("online", ""))
+	a.statusChanged(true)
 	a.log.Info("config reloaded", "cameras", len(runs), "reopened", res.Restarted, "models", len(stages), "kept_old_source", len(res.KeptSource))
 	return res, nil
 }

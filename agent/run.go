@@ -65,6 +65,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		defer srv.Close()
 	}
+	if err := a.startIntegrations(cfg); err != nil {
+		return err
+	}
+	defer func() { // an early return; after a clean stop there is nothing left to end
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		defer cancel()
+		a.stopIntegrations(ctx)
+	}()
 	pub, err := a.connect()
 	if err != nil {
 		return err
@@ -92,6 +100,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	stopBackground()
 	a.llm.Stop()
+	ended, cancelEnd := context.WithTimeout(context.Background(), ShutdownTimeout)
+	a.stopIntegrations(ended) // Sparkplug's DDEATHs and NDEATH, after the parts' last decisions
+	cancelEnd()
 	drain, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	if err := pub.Close(drain, a.statusMessage("offline", "stopped")); err != nil {
@@ -166,7 +177,7 @@ func (a *Agent) startLoops(runs []*cameraRun) *loops {
 	l := &loops{cancel: cancel}
 	for _, r := range runs {
 		if !r.camStarted {
-			r.cam.OnStatus(func(camera.Status) { a.out.pub.Send(a.statusMessage("online", "")) })
+			r.cam.OnStatus(func(camera.Status) { a.statusChanged(true) })
 			// not under ctx: a camera that a reload keeps outlives these loops; Close stops it
 			r.cam.Start(context.Background())
 			r.camStarted = true

@@ -70,6 +70,7 @@ func (a *Agent) statsLoop(ctx context.Context) {
 		case now := <-t.C:
 			st, marks := a.stats(now, now.Sub(prev).Seconds(), last)
 			a.lastStats.Store(&st)
+			a.statsTaken(st)
 			body, _ := json.Marshal(st)
 			prev, last = now, marks
 			a.out.pub.Send(publish.Message{Topic: a.Topic("stats"), QoS: 0, Payload: body})

@@ -37,6 +37,17 @@ type PartCounts struct {
 	last   time.Time          // last published
 	warned bool               // the file could not be written; said once
 	recent []payload.Decision // the last RecentDecisions decisions, oldest first
+	// onDecision, when set, hears each decision with the counts after it (the plant
+	// integrations: Sparkplug B, the PLC interface).
+	onDecision func(payload.Decision, payload.Counts)
+}
+
+// OnDecision sets what hears each decision Remember keeps, with the counts after it. It is
+// called on the camera's goroutine and must not block.
+func (pc *PartCounts) OnDecision(fn func(payload.Decision, payload.Counts)) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.onDecision = fn
 }
 
 // RecentDecisions is how many of a camera's last decisions PartCounts keeps for the
@@ -105,11 +116,19 @@ func (pc *PartCounts) Part(tag, verdict string, now time.Time) {
 // Remember keeps d among the camera's last RecentDecisions decisions.
 func (pc *PartCounts) Remember(d payload.Decision) {
 	pc.mu.Lock()
-	defer pc.mu.Unlock()
 	if len(pc.recent) == RecentDecisions {
 		pc.recent = append(pc.recent[:0], pc.recent[1:]...)
 	}
 	pc.recent = append(pc.recent, d)
+	fn := pc.onDecision
+	var c payload.Counts
+	if fn != nil {
+		c = pc.copy()
+	}
+	pc.mu.Unlock()
+	if fn != nil {
+		fn(d, c)
+	}
 }
 
 // Recent returns the camera's last decisions, newest first.

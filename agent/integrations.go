@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/sparkplug"
+	"github.com/cvedge/cvedge/configs"
+)
+
+// integrations are the plant systems the agent speaks to beside its own MQTT, each optional
+// (docs/integrations.md). They hear the same facts the agent publishes: its status when a
+// camera or model changes, its stats, and each camera's decisions and counts.
+type integrations struct {
+	spb *sparkplug.Node // nil: sparkplug off
+}
+
+// startIntegrations starts those cfg turns on. Each connects or listens in the background;
+// only settings that can never work fail here.
+func (a *Agent) startIntegrations(cfg *configs.Config) error {
+	if cfg.Sparkplug.Enabled {
+		n, err := sparkplug.Start(cfg, a.log)
+		if err != nil {
+			return err
+		}
+		a.plant.spb = n
+		n.Poll(func() { // the counts as they are now, before each birth and data message
+			for _, pc := range a.countsNow() {
+				n.Counts(pc.Snapshot())
+			}
+		})
+	}
+	a.statusChanged(false)
+	return nil
+}
+
+// statusChanged tells the integrations the agent's status (cameras, models) and, when send,
+// publishes it on <prefix>/status too.
+func (a *Agent) statusChanged(send bool) {
+	st := a.status("online", "")
+	if send {
+		a.out.pub.Send(a.statusMessage("online", ""))
+	}
+	if n := a.plant.spb; n != nil {
+		n.Status(st)
+		for _, r := range a.runsNow() {
+			n.CameraModels(r.cam.Name(), a.modelsOf(r.cfg.Pipeline))
+		}
+	}
+}
+
+// statsTaken tells the integrations the stats just made.
+func (a *Agent) statsTaken(st payload.Stats) {
+	if n := a.plant.spb; n != nil {
+		n.Stats(st)
+	}
+}
+
+// decided tells the integrations a camera's decision and its counts after it.
+func (a *Agent) decided(d payload.Decision, c payload.Counts) {
+	if n := a.plant.spb; n != nil {
+		n.Decision(d)
+		n.Counts(c)
+	}
+}
+
+// stopIntegrations ends their sessions cleanly (Sparkplug: DDEATH and NDEATH), within ctx.
+func (a *Agent) stopIntegrations(ctx context.Context) {
+	if n := a.plant.spb; n != nil {
+		if err := n.Close(ctx); err != nil {
+			a.log.Warn("sparkplug: the session did not end cleanly", "err", err)
+		}
+	}
+}
+
+// modelsOf are the models a camera's pipeline runs, as its predictions name them.
+func (a *Agent) modelsOf(p configs.Pipeline) []payload.ModelRef {
+	names := []string{p.Detector, p.Classifier}
+	for _, tag := range slices.Sorted(maps.Keys(p.Routes)) {
+		names = append(names, p.Routes[tag])
+	}
+	var out []payload.ModelRef
+	for _, name := range names {
+		if st, ok := a.stageNamed(name); ok && name != "" {
+			out = append(out, st.Ref())
+		}
+	}
+	return out
+}

@@ -1,0 +1,66 @@
+package agent_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cvedge/cvedge/agent/sparkplug/sparkplugpb"
+	"github.com/cvedge/cvedge/agent/testenv"
+)
+
+// TestSparkplugFromTheAgent runs the demo agent with sparkplug on: a Sparkplug host sees the
+// agent as an edge node (NBIRTH) and its camera as a device (DBIRTH) with its model, the
+// parts the agent decides arrive as DDATA (Parts/Total and the last decision's tag), and a
+// clean stop ends the session with DDEATH and NDEATH.
+func TestSparkplugFromTheAgent(t *testing.T) {
+	testenv.EndToEnd(t)
+	broker := testenv.StartMosquitto(t)
+	host := testenv.Subscribe(t, broker.URL, "spBv1.0/#")
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	cfg.Sparkplug.Enabled = true
+	cfg.Sparkplug.GroupID, cfg.Sparkplug.EdgeNodeID = "plant1", "e2e"
+	cfg.Sparkplug.DataInterval = 100 * time.Millisecond
+	stop := runAgent(t, cfg)
+
+	metrics := func(topic string) map[string]*sparkplugpb.Payload_Metric {
+		out := map[string]*sparkplugpb.Payload_Metric{}
+		for _, raw := range host.Get(topic) {
+			var p sparkplugpb.Payload
+			if err := proto.Unmarshal(raw, &p); err != nil {
+				t.Fatalf("%s: not a Sparkplug B payload: %v", topic, err)
+			}
+			for _, m := range p.GetMetrics() {
+				out[m.GetName()] = m // births carry names; data messages only aliases
+			}
+		}
+		return out
+	}
+	testenv.WaitFor(t, "the node's and the camera's births", 30*time.Second, func() bool {
+		return len(host.Get("spBv1.0/plant1/NBIRTH/e2e")) > 0 && len(host.Get("spBv1.0/plant1/DBIRTH/e2e/conveyor")) > 0
+	})
+	if _, ok := metrics("spBv1.0/plant1/NBIRTH/e2e")["bdSeq"]; !ok {
+		t.Fatal("NBIRTH without bdSeq")
+	}
+	testenv.WaitFor(t, "a part decided in the camera's metrics", 60*time.Second, func() bool {
+		births := metrics("spBv1.0/plant1/DBIRTH/e2e/conveyor")
+		total, ok := births["Parts/Total"]
+		tag := births["Last Decision/Tag"]
+		return ok && total.GetLongValue() > 0 && tag != nil && tag.GetStringValue() != ""
+	})
+	births := metrics("spBv1.0/plant1/DBIRTH/e2e/conveyor")
+	var names []string
+	for n := range births {
+		names = append(names, n)
+	}
+	t.Logf("camera metrics: %s", strings.Join(names, ", "))
+	if len(host.Get("spBv1.0/plant1/DDATA/e2e/conveyor")) == 0 {
+		t.Error("no DDATA from the camera while parts were decided")
+	}
+	stop()
+	testenv.WaitFor(t, "DDEATH and NDEATH at the stop", 10*time.Second, func() bool {
+		return len(host.Get("spBv1.0/plant1/DDEATH/e2e/conveyor")) > 0 && len(host.Get("spBv1.0/plant1/NDEATH/e2e")) > 0
+	})
+}
