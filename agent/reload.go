@@ -64,7 +64,7 @@ func (a *Agent) ReloadConfig(by string) (ReloadResult, error) {
 // models of the new config, loaded and warmed up), validate, swap (the old pipelines finish
 // their frame and stop, the new ones start), stop the old (free its models). If building
 // fails, the running config stays and the error says why. The sections agent.id,
-// onnxruntime, mqtt, spool, store, http, ui and llm keep their old values until a restart; the
+// onnxruntime, mqtt, spool, store, http, ui, llm and sparkplug keep their old values until a restart; the
 // result names those that differ.
 //
 // A camera whose capture settings (source, type, device, rotate, roi, loop, realtime, fps,
