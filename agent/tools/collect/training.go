@@ -619,7 +619,7 @@ func (u *Uploader) frames(entries []dataset.Entry) (todo []*item, r Report) {
 		}
 		regions := e.Regions
 		if len(regions) == 0 && e.Region != nil {
-			regions = []dataset.Region{{Tag: e.Tag, Box: *e.Region}}
+			regions = []dataset.Region{{Tag: boxTag(e), Box: *e.Region}}
 		}
 		if regions = clampRegions(regions); len(regions) == 0 {
 			r.NoRegion++
@@ -681,6 +681,21 @@ func (u *Uploader) frames(entries []dataset.Entry) (todo []*item, r Report) {
 // frameKey names the frame a sample comes from.
 func frameKey(e *dataset.Entry) string {
 	return e.Agent + "\x00" + e.Camera + "\x00" + e.Captured.UTC().Format(time.RFC3339Nano) + "\x00" + e.PredictionID
+}
+
+// boxTag is the tag a detection project gets for e's box. A detection project trains the
+// detector: where a classifier named e's tag (the detector found a "part", the classifier
+// called it "brass"), the box takes the detector's own tag; else (a detector alone) e's tag,
+// which the operator may have corrected.
+func boxTag(e *dataset.Entry) string {
+	if e.Prediction != nil && e.Prediction.TagName != "" {
+		for _, m := range e.Models {
+			if m.Stage != "detector" {
+				return e.Prediction.TagName
+			}
+		}
+	}
+	return e.Tag
 }
 
 // markedBy is the sample of marking whose regions hold e's box with e's tag, or nil.

@@ -640,3 +640,37 @@ func TestStationUpload(t *testing.T) {
 		t.Fatalf("all three: %v %v, want an upload", up != nil, err)
 	}
 }
+
+// TestUploadDetectionTakesTheDetectorsTag: a detection project trains the detector, so the
+// box of a sample a classifier named ("part" found, classified "scratch") goes up with the
+// detector's tag; a detector alone's sample keeps its (corrected) tag.
+func TestUploadDetectionTakesTheDetectorsTag(t *testing.T) {
+	dir := t.TempDir()
+	ds, err := dataset.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := sample(t, 1, "scratch", true)
+	two.Models = []payload.ModelRef{{Stage: "detector", Name: "parts"}, {Stage: "classifier", Name: "defects"}}
+	alone := sample(t, 2, "bolt", true)
+	alone.Models = []payload.ModelRef{{Stage: "detector", Name: "parts"}}
+	for _, s := range []payload.Sample{two, alone} {
+		if _, _, err := ds.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds.Close()
+	fake := &fakeTraining{t: t, detection: true, tags: map[string]string{}}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	if _, _, err := (&Uploader{T: trainingFor(srv.URL, quiet), Dir: dir}).Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, im := range fake.images {
+		got[im.Name] = strings.Join(regionTags(im.Regions), ",")
+	}
+	if got["s-001.jpg"] != "tag-part" || got["s-002.jpg"] != "tag-bolt" {
+		t.Fatalf("region tags by image %v, want s-001 (detector and classifier) under part, s-002 (detector alone) under bolt", got)
+	}
+}
