@@ -31,6 +31,19 @@ const (
 	FalseDetection = "false-detection"
 )
 
+// ErrRefused is in the chain of an answer the queue refuses because it does not fit the
+// sample (a tag not offered, a box outside the frame, a kind that does not apply): nothing
+// was written; the answer must be corrected. The other errors of Answer are the disk's.
+var ErrRefused = errors.New("answer refused")
+
+// refusal is an answer's refusal: its message, and ErrRefused in its chain.
+type refusal struct{ error }
+
+func (r refusal) Unwrap() []error { return []error{r.error, ErrRefused} }
+
+// refuse makes a refusal, formatted as fmt.Errorf.
+func refuse(format string, args ...any) error { return refusal{fmt.Errorf(format, args...)} }
+
 // NegativeTag is the data set folder of false detections: Custom Vision's name for images
 // that show none of the tags.
 const NegativeTag = "Negative"
@@ -93,7 +106,7 @@ func (q *Queue) Answer(id string, a Answer) (Result, error) {
 	}
 	a.Operator, a.Note = strings.TrimSpace(a.Operator), strings.TrimSpace(a.Note)
 	if len(a.Operator) > 256 || len(a.Note) > 4096 || !utf8.ValidString(a.Operator+a.Note) {
-		return Result{}, errors.New(`"operator" (256) or "note" (4096 characters) is too long, or not text`)
+		return Result{}, refuse(`"operator" (256) or "note" (4096 characters) is too long, or not text`)
 	}
 	line := logLine{Time: q.now().UTC(), SampleID: it.ID, Agent: it.Agent, Camera: it.Camera, Reason: it.Reason,
 		Kind: a.Kind, Operator: a.Operator, Note: a.Note, Model: it.Model, Predicted: it.Tag, Probability: it.Probability,
@@ -103,7 +116,7 @@ func (q *Queue) Answer(id string, a Answer) (Result, error) {
 	switch a.Kind {
 	case Confirm:
 		if it.Tag == "" {
-			return Result{}, fmt.Errorf("sample %s has no prediction to confirm (%s): answer correct with the right tag, or missed", it.ID, it.Reason)
+			return Result{}, refuse("sample %s has no prediction to confirm (%s): answer correct with the right tag, or missed", it.ID, it.Reason)
 		}
 		line.Answered = it.Tag
 		saves, err = q.tagged(it, it.Tag)
@@ -123,14 +136,14 @@ func (q *Queue) Answer(id string, a Answer) (Result, error) {
 		saves, err = q.missed(it, line.Regions)
 	case FalseDetection:
 		if it.Region == nil {
-			return Result{}, fmt.Errorf("sample %s is about the whole frame, not a detection: answer correct or missed", it.ID)
+			return Result{}, refuse("sample %s is about the whole frame, not a detection: answer correct or missed", it.ID)
 		}
 		line.Answered = ""
 		if saves, err = q.tagged(it, NegativeTag); err == nil {
 			saves[0].entry.Region = nil // no part there
 		}
 	default:
-		return Result{}, fmt.Errorf("answer kind %q: give %s, %s, %s or %s", clip(a.Kind), Confirm, Correct, Missed, FalseDetection)
+		return Result{}, refuse("answer kind %q: give %s, %s, %s or %s", clip(a.Kind), Confirm, Correct, Missed, FalseDetection)
 	}
 	if err != nil {
 		return Result{}, err
@@ -218,7 +231,7 @@ func (q *Queue) missed(it *Item, boxes []dataset.Region) ([]save, error) {
 		rect := image.Rect(b.Min.X+int(r.Left*float32(b.Dx())), b.Min.Y+int(r.Top*float32(b.Dy())),
 			b.Min.X+int((r.Left+r.Width)*float32(b.Dx())+0.5), b.Min.Y+int((r.Top+r.Height)*float32(b.Dy())+0.5)).Intersect(b)
 		if rect.Empty() {
-			return nil, fmt.Errorf("box %d is under a pixel of the %dx%d frame: draw it larger", i+1, b.Dx(), b.Dy())
+			return nil, refuse("box %d is under a pixel of the %dx%d frame: draw it larger", i+1, b.Dx(), b.Dy())
 		}
 		var buf bytes.Buffer
 		if err := jpeg.Encode(&buf, sub.SubImage(rect), &jpeg.Options{Quality: 90}); err != nil {
@@ -241,7 +254,7 @@ func (q *Queue) missed(it *Item, boxes []dataset.Region) ([]save, error) {
 func offered(it *Item, tags []string, tag string) (string, error) {
 	tag = strings.TrimSpace(tag)
 	if tag == "" || len(tag) > 256 || !utf8.ValidString(tag) {
-		return "", fmt.Errorf(`answer "tag" must be the right tag, 1-256 characters`)
+		return "", refuse(`answer "tag" must be the right tag, 1-256 characters`)
 	}
 	for _, t := range tags {
 		if strings.EqualFold(t, tag) {
@@ -256,7 +269,7 @@ func offered(it *Item, tags []string, tag string) (string, error) {
 		}
 		return tag, nil
 	}
-	return "", fmt.Errorf("tag %q is not offered for sample %s (model %s has %s): answer one of those, or retrain the model with the new tag first",
+	return "", refuse("tag %q is not offered for sample %s (model %s has %s): answer one of those, or retrain the model with the new tag first",
 		tag, it.ID, orNone(strings.Join(it.TagModels, ", ")), strings.Join(tags, ", "))
 }
 
@@ -282,17 +295,17 @@ func (q *Queue) boxTags(it *Item) []string {
 func checkBoxes(it *Item, tags []string, boxes []dataset.Region) ([]dataset.Region, error) {
 	switch {
 	case !it.WholeFrame():
-		return nil, fmt.Errorf("sample %s has only the crop, not the whole frame: a missed part cannot be drawn (set samples.full_frame: true on agent %s)", it.ID, it.Agent)
+		return nil, refuse("sample %s has only the crop, not the whole frame: a missed part cannot be drawn (set samples.full_frame: true on agent %s)", it.ID, it.Agent)
 	case len(boxes) == 0:
-		return nil, errors.New(`a missed answer needs "boxes": the parts the detector did not find, drawn on the frame`)
+		return nil, refuse(`a missed answer needs "boxes": the parts the detector did not find, drawn on the frame`)
 	case len(boxes) > maxBoxes:
-		return nil, fmt.Errorf("%d boxes in one answer; at most %d", len(boxes), maxBoxes)
+		return nil, refuse("%d boxes in one answer; at most %d", len(boxes), maxBoxes)
 	}
 	out := make([]dataset.Region, len(boxes))
 	const slack = 1e-3
 	for i, b := range boxes {
 		if !(b.Left >= 0 && b.Top >= 0 && b.Width > 0 && b.Height > 0 && b.Left+b.Width <= 1+slack && b.Top+b.Height <= 1+slack) {
-			return nil, fmt.Errorf("box %d (left %g, top %g, width %g, height %g) must lie in the frame, normalized 0-1", i+1, b.Left, b.Top, b.Width, b.Height)
+			return nil, refuse("box %d (left %g, top %g, width %g, height %g) must lie in the frame, normalized 0-1", i+1, b.Left, b.Top, b.Width, b.Height)
 		}
 		tag, err := offered(it, tags, b.Tag)
 		if err != nil {

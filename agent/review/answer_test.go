@@ -232,8 +232,13 @@ func TestAnswerRefused(t *testing.T) {
 		{"gate", Answer{Kind: FalseDetection}, "not a detection"},
 		{"nope", Answer{Kind: Confirm}, "not in the review queue"},
 	} {
-		if _, err := q.Answer(c.id, c.a); err == nil || !strings.Contains(err.Error(), c.want) {
+		_, err := q.Answer(c.id, c.a)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %+v: %v, want %q", c.id, c.a, err, c.want)
+		}
+		// a refusal says so (the station answers 400); a sample no longer pending is not one
+		if refused := errors.Is(err, ErrRefused); refused == (c.id == "nope") {
+			t.Errorf("%s %+v: ErrRefused in the chain: %v", c.id, c.a, refused)
 		}
 	}
 	if ds.Len() != 0 || q.Stats().Pending != 2 {

@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
-	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -412,39 +409,19 @@ func (s *Station) sendFeedback(res review.Result) feedbackView {
 	return feedbackView{Sent: true}
 }
 
-// The types of the errors made from text alone: errors.New, and fmt.Errorf without %w
-// and with one.
-var (
-	textError    = reflect.TypeOf(errors.New(""))
-	wrappedError = reflect.TypeOf(fmt.Errorf("%w", errors.New("")))
-)
-
-// systemErrors are the sentinel errors of the system that are made from text alone too.
-var systemErrors = []error{fs.ErrNotExist, fs.ErrPermission, fs.ErrExist, fs.ErrClosed, fs.ErrInvalid,
-	io.EOF, io.ErrUnexpectedEOF, io.ErrShortWrite}
-
 // answerStatus is the HTTP status of an error of the queue's Answer: 404 for a sample no
-// longer pending, 507 for a full data set, 400 for an answer the queue refused (its
-// refusals are made from text alone), 500 for anything else (the disk's errors wrap the
-// system's: a path error, an errno).
+// longer pending, 507 for a full data set, 400 for an answer the queue refused
+// (review.ErrRefused), 500 for anything else (the disk's).
 func answerStatus(err error) int {
 	switch {
 	case errors.Is(err, review.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, dataset.ErrQuota):
 		return http.StatusInsufficientStorage
+	case errors.Is(err, review.ErrRefused):
+		return http.StatusBadRequest
 	}
-	for _, sys := range systemErrors {
-		if errors.Is(err, sys) {
-			return http.StatusInternalServerError
-		}
-	}
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if t := reflect.TypeOf(e); t != textError && t != wrappedError {
-			return http.StatusInternalServerError
-		}
-	}
-	return http.StatusBadRequest
+	return http.StatusInternalServerError
 }
 
 // reviewUpload sends the data set's answers for training (Options.Upload), bounded in time.

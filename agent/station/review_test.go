@@ -763,15 +763,16 @@ func TestReviewUpload(t *testing.T) {
 	}
 }
 
-// TestAnswerStatus: the queue's refusals (plain text errors) are 400s, its disk's errors
+// TestAnswerStatus: the queue's refusals (review.ErrRefused) are 400s, its disk's errors
 // 500s, a sample no longer pending 404, a full data set 507.
 func TestAnswerStatus(t *testing.T) {
 	for _, c := range []struct {
 		err  error
 		want int
 	}{
-		{errors.New(`answer "tag" must be the right tag`), 400},
-		{fmt.Errorf("box 1: %w", fmt.Errorf("tag %q is not offered", "x")), 400},
+		{fmt.Errorf("answer \"tag\" must be the right tag: %w", review.ErrRefused), 400},
+		{fmt.Errorf("box 1: %w", fmt.Errorf("tag %q is not offered: %w", "x", review.ErrRefused)), 400},
+		{errors.New("a message alone"), 500},
 		{fmt.Errorf("sample s: %w (answered)", review.ErrNotFound), 404},
 		{fmt.Errorf("sample s not saved: the data set is full (%w)", dataset.ErrQuota), 507},
 		{fmt.Errorf("sample s not saved: %w (is its disk full?)", &fs.PathError{Op: "write", Path: "/x", Err: errors.New("no space left on device")}), 500},
