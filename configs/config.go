@@ -29,6 +29,7 @@ type Config struct {
 	Commands    Commands         `mapstructure:"commands"`
 	Counts      Counts           `mapstructure:"counts"`
 	Sparkplug   Sparkplug        `mapstructure:"sparkplug"`
+	PLC         PLC              `mapstructure:"plc"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
 }
@@ -152,6 +153,24 @@ type Sparkplug struct {
 	// DataInterval is how often the changed metrics are published (DDATA, NDATA): changes
 	// within one interval go out together.
 	DataInterval time.Duration `mapstructure:"data_interval"`
+}
+
+// PLC serves the agent's state to a PLC without MQTT (docs/integrations.md, PLC interface).
+type PLC struct {
+	Modbus PLCModbus `mapstructure:"modbus"`
+}
+
+// PLCModbus is a Modbus TCP server with a read-only register map per camera: a heartbeat,
+// the agent's and the camera's state, the last decision and the counts. Modbus has no
+// authentication: keep it on loopback or on a separate PLC network behind a firewall.
+type PLCModbus struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Listen is the server's host:port. The default, 127.0.0.1:5020, is reachable from this
+	// machine only; another address (0.0.0.0:502, the PLC network's interface) is logged as
+	// reachable by the plant network.
+	Listen string `mapstructure:"listen"`
+	// MaxClients bounds the Modbus clients connected at once; more are refused.
+	MaxClients int `mapstructure:"max_clients"`
 }
 
 // Spool keeps predictions and samples on disk while the broker is unreachable.
@@ -768,6 +787,7 @@ func Default() Config {
 		Sparkplug: Sparkplug{
 			GroupID: "cvedge", DataInterval: time.Second,
 		},
+		PLC:   PLC{Modbus: PLCModbus{Listen: "127.0.0.1:5020", MaxClients: 4}},
 		Store: Store{MaxDownloadMB: 512, MaxUnpackedMB: 1024, DownloadTimeout: 30 * time.Second},
 		LLM: LLM{KeyEnv: "CVEDGE_LLM_KEY", KeyHeader: "Authorization", Timeout: 20 * time.Second,
 			PerMinute: 6, PerHour: 60, Queue: 16, MaxImageKB: 256, PartWeight: 0.5},
