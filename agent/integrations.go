@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/plc"
 	"github.com/cvedge/cvedge/agent/sparkplug"
 	"github.com/cvedge/cvedge/configs"
 )
@@ -15,6 +16,9 @@ import (
 // camera or model changes, its stats, and each camera's decisions and counts.
 type integrations struct {
 	spb *sparkplug.Node // nil: sparkplug off
+	plc *plc.Server     // nil: plc.modbus off
+	// stop ends the PLC server's heartbeat
+	stop context.CancelFunc
 }
 
 // startIntegrations starts those cfg turns on. Each connects or listens in the background;
@@ -32,6 +36,26 @@ func (a *Agent) startIntegrations(cfg *configs.Config) error {
 			}
 		})
 	}
+	if cfg.PLC.Modbus.Enabled {
+		var names []string
+		for _, r := range a.runsNow() {
+			names = append(names, r.cam.Name())
+		}
+		s, err := plc.New(cfg.PLC.Modbus, names, a.log)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := s.Start(ctx); err != nil {
+			cancel()
+			s.Close()
+			return err
+		}
+		a.plant.plc, a.plant.stop = s, cancel
+		for _, pc := range a.countsNow() {
+			s.Counts(pc.Snapshot())
+		}
+	}
 	a.statusChanged(false)
 	return nil
 }
@@ -42,6 +66,18 @@ func (a *Agent) statusChanged(send bool) {
 	st := a.status("online", "")
 	if send {
 		a.out.pub.Send(a.statusMessage("online", ""))
+	}
+	if s := a.plant.plc; s != nil {
+		runs := a.runsNow()
+		names := make([]string, len(runs))
+		for i, r := range runs {
+			names[i] = r.cam.Name()
+		}
+		s.SetCameras(names) // the same cameras: nothing moves
+		for _, r := range runs {
+			s.Tags(r.cam.Name(), a.decidingLabels(r.cfg.Pipeline))
+		}
+		s.Status(st)
 	}
 	if n := a.plant.spb; n != nil {
 		n.Status(st)
@@ -56,6 +92,9 @@ func (a *Agent) statsTaken(st payload.Stats) {
 	if n := a.plant.spb; n != nil {
 		n.Stats(st)
 	}
+	if s := a.plant.plc; s != nil {
+		s.Stats(st)
+	}
 }
 
 // decided tells the integrations a camera's decision and its counts after it.
@@ -64,10 +103,23 @@ func (a *Agent) decided(d payload.Decision, c payload.Counts) {
 		n.Decision(d)
 		n.Counts(c)
 	}
+	if s := a.plant.plc; s != nil {
+		s.Counts(c)
+		s.Decision(d)
+	}
 }
 
-// stopIntegrations ends their sessions cleanly (Sparkplug: DDEATH and NDEATH), within ctx.
+// stopIntegrations ends their sessions cleanly (Sparkplug: DDEATH and NDEATH; the PLC
+// server: offline, then closed), within ctx.
 func (a *Agent) stopIntegrations(ctx context.Context) {
+	if s := a.plant.plc; s != nil {
+		s.Status(a.status("offline", "stopped"))
+		a.plant.stop()
+		if err := s.Close(); err != nil {
+			a.log.Warn("plc: closing the Modbus server", "err", err)
+		}
+		a.plant.plc = nil
+	}
 	if n := a.plant.spb; n != nil {
 		if err := n.Close(ctx); err != nil {
 			a.log.Warn("sparkplug: the session did not end cleanly", "err", err)
@@ -88,4 +140,17 @@ func (a *Agent) modelsOf(p configs.Pipeline) []payload.ModelRef {
 		}
 	}
 	return out
+}
+
+// decidingLabels are the tags of the model that decides a camera's parts: its classifier's,
+// else its detector's.
+func (a *Agent) decidingLabels(p configs.Pipeline) []string {
+	name := p.Classifier
+	if name == "" {
+		name = p.Detector
+	}
+	if st, ok := a.stageNamed(name); ok {
+		return st.Model().Info.Labels
+	}
+	return nil
 }

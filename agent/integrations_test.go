@@ -1,12 +1,15 @@
 package agent_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/simonvetter/modbus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cvedge/cvedge/agent/plc"
 	"github.com/cvedge/cvedge/agent/sparkplug/sparkplugpb"
 	"github.com/cvedge/cvedge/agent/testenv"
 )
@@ -63,4 +66,47 @@ func TestSparkplugFromTheAgent(t *testing.T) {
 	testenv.WaitFor(t, "DDEATH and NDEATH at the stop", 10*time.Second, func() bool {
 		return len(host.Get("spBv1.0/plant1/DDEATH/e2e/conveyor")) > 0 && len(host.Get("spBv1.0/plant1/NDEATH/e2e")) > 0
 	})
+}
+
+// TestPLCFromTheAgent runs the demo agent with the Modbus server on and reads it as a PLC
+// would, with a real Modbus TCP client: the agent is online, its camera online, parts are
+// counted and each decision bumps the sequence; the heartbeat counts.
+func TestPLCFromTheAgent(t *testing.T) {
+	testenv.EndToEnd(t)
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	cfg.PLC.Modbus.Enabled = true
+	cfg.PLC.Modbus.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	runAgent(t, cfg)
+
+	c, err := modbus.NewClient(&modbus.ClientConfiguration{URL: "tcp://" + cfg.PLC.Modbus.Listen, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the Modbus server", 20*time.Second, func() bool { return c.Open() == nil })
+	defer c.Close()
+	cam := uint16(plc.BlockSize) // the first camera's block
+	read := func(addr uint16) uint16 {
+		v, err := c.ReadRegister(addr, modbus.HOLDING_REGISTER)
+		if err != nil {
+			t.Fatalf("register %d: %v", addr, err)
+		}
+		return v
+	}
+	read32 := func(addr uint16) uint32 {
+		v, err := c.ReadUint32(addr, modbus.HOLDING_REGISTER)
+		if err != nil {
+			t.Fatalf("registers %d-%d: %v", addr, addr+1, err)
+		}
+		return v
+	}
+	testenv.WaitFor(t, "the agent and its camera online, two parts decided", 60*time.Second, func() bool {
+		return read(plc.RegAgentState) == plc.AgentOnline && read(cam+plc.OffCameraState) == plc.CameraOnline &&
+			read32(cam+plc.OffSequence) >= 2 && read32(cam+plc.OffParts) >= 2
+	})
+	if n := read(cam + plc.OffTagCount); n != 4 {
+		t.Errorf("%d tags in the camera's list, want the colour classifier's 4", n)
+	}
+	beat := read(plc.RegHeartbeat)
+	testenv.WaitFor(t, "the heartbeat", 5*time.Second, func() bool { return read(plc.RegHeartbeat) != beat })
 }
