@@ -133,6 +133,7 @@ func keepUntilRestart(next, cur *configs.Config) (changed []string) {
 	keep("ui", cur.UI, next.UI, func() { next.UI = cur.UI })
 	keep("llm", cur.LLM, next.LLM, func() { next.LLM = cur.LLM })
 	keep("sparkplug", cur.Sparkplug, next.Sparkplug, func() { next.Sparkplug = cur.Sparkplug })
+	keep("homeassistant", cur.HomeAssistant, next.HomeAssistant, func() { next.HomeAssistant = cur.HomeAssistant })
 	return changed
 }
 
