@@ -80,6 +80,7 @@ func judges(c configs.Camera) bool {
 var kinds = []kind{
 	{key: "state", component: "sensor", name: "State", topic: agentTopic("status"), has: always, config: func(cam string, c map[string]any) {
 		c["value_template"] = cameraField(cam, "state", "'None'")
+		c["json_attributes_topic"] = c["state_topic"]
 		c["json_attributes_template"] = cameraEntry(cam)
 		c["device_class"] = "enum"
 		c["options"] = CameraStates

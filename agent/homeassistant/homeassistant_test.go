@@ -246,8 +246,8 @@ func TestRemovedCamera(t *testing.T) {
 }
 
 // templates returns, for each config, its templates on the topic they read: the value
-// template on state_topic, the attributes template on json_attributes_topic (state_topic when
-// not set) and the availability templates on their topics.
+// template on state_topic, the attributes template on json_attributes_topic and the
+// availability templates on their topics.
 type tmpl struct{ entity, field, topic, text string }
 
 func templates(cfgs map[string]map[string]any) []tmpl {
@@ -257,10 +257,9 @@ func templates(cfgs map[string]map[string]any) []tmpl {
 		state := c["state_topic"].(string)
 		out = append(out, tmpl{uid, "value_template", state, c["value_template"].(string)})
 		if a, ok := c["json_attributes_template"].(string); ok {
-			topic := state
-			if t, ok := c["json_attributes_topic"].(string); ok {
-				topic = t
-			}
+			// without json_attributes_topic, Home Assistant never renders it: the topic it
+			// reads is missing, and "" matches no sample
+			topic, _ := c["json_attributes_topic"].(string)
 			out = append(out, tmpl{uid, "json_attributes_template", topic, a})
 		}
 		av, _ := c["availability"].([]any)
@@ -315,7 +314,7 @@ func TestTemplatesOnPayloads(t *testing.T) {
 		samples = append(samples, sample{"docs/mqtt.md " + name, topic, docsExample(t, name)})
 	}
 
-	rendered := 0
+	rendered, attrs := 0, 0
 	for _, s := range samples {
 		var doc map[string]any
 		if err := json.Unmarshal(s.payload, &doc); err != nil {
@@ -331,6 +330,9 @@ func TestTemplatesOnPayloads(t *testing.T) {
 				continue
 			}
 			rendered++
+			if tp.field == "json_attributes_template" {
+				attrs++
+			}
 			cam, key := split(tp.entity)
 			if want, ok := expect(t, cam, key, tp.field, doc); !ok {
 				t.Errorf("%s %s on %s: nothing to compare with", tp.entity, tp.field, s.what)
@@ -340,6 +342,9 @@ func TestTemplatesOnPayloads(t *testing.T) {
 		}
 	}
 	t.Logf("%d templates evaluated", rendered)
+	if attrs < 2*4 { // state and parts of 4 cameras on status, counts and docs' examples
+		t.Errorf("only %d attribute templates evaluated", attrs)
+	}
 	if rendered < 40 {
 		t.Errorf("only %d templates evaluated: the samples do not reach the entities' topics", rendered)
 	}
