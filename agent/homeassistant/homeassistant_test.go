@@ -538,3 +538,38 @@ func FuzzCameraName(f *testing.F) {
 		}
 	})
 }
+
+// TestDocsListTheEntities: docs/integrations.md's Home Assistant section has a row for every
+// entity a camera may have, and states each value template the package uses for a camera's
+// own topics.
+func TestDocsListTheEntities(t *testing.T) {
+	text, err := os.ReadFile(testenv.Path("docs", "integrations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(text), "\n## Home Assistant\n")
+	if !ok {
+		t.Fatal("docs/integrations.md has no ## Home Assistant section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	section = strings.ReplaceAll(section, `\|`, "|")
+	for _, key := range homeassistant.Keys() {
+		if !regexp.MustCompile("(?m)^\\| (`[a-z_]+`, )?`" + key + "`").MatchString(section) {
+			t.Errorf("docs/integrations.md, Home Assistant: no row for entity %s", key)
+		}
+	}
+	cfg := config()
+	cfgs, _ := decode(t, homeassistant.Messages(cfg, status(cfg), nil))
+	for _, c := range cfgs {
+		uid := c["unique_id"].(string)
+		if !strings.HasPrefix(uid, "cvedge_line3_conveyor_") || strings.HasSuffix(uid, "_ok") || strings.HasSuffix(uid, "_nok") {
+			continue
+		}
+		if v := c["value_template"].(string); !strings.Contains(section, v) && !strings.Contains(v, "value_json.cameras") {
+			t.Errorf("docs/integrations.md, Home Assistant: the template of %s, %s, is not stated", uid, v)
+		}
+	}
+	if !strings.Contains(section, cfgs["homeassistant/sensor/cvedge_line3/conveyor_state/config"]["value_template"].(string)) {
+		t.Errorf("docs/integrations.md, Home Assistant: the state template (for camera conveyor) is not stated")
+	}
+}
