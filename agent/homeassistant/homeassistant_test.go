@@ -573,3 +573,41 @@ func TestDocsListTheEntities(t *testing.T) {
 		t.Errorf("docs/integrations.md, Home Assistant: the state template (for camera conveyor) is not stated")
 	}
 }
+
+// TestStale: a retained config of a camera no longer configured (removed while the agent was
+// stopped) is stale, and its removal is an empty retained message on its topic; the configs of
+// the cameras configured, empty messages, and other agents' or other prefixes' configs are not.
+func TestStale(t *testing.T) {
+	before := config()
+	after := config()
+	after.Cameras = slices.DeleteFunc(after.Cameras, func(c configs.Camera) bool { return c.Name == "conveyor" })
+	after.Cameras[0].Verdicts.OK = nil // station2 loses its verdicts
+	sub := homeassistant.Subscription(after)
+	if sub != "homeassistant/+/cvedge_line3/+/config" {
+		t.Errorf("subscription %q", sub)
+	}
+	stale := 0
+	for _, m := range homeassistant.Messages(before, status(before), nil) {
+		got, ok := homeassistant.Stale(after, m.Topic, m.Payload)
+		gone := strings.Contains(m.Topic, "/conveyor_") || strings.Contains(m.Topic, "/station2_parts_") || strings.Contains(m.Topic, "/station2_last_verdict/")
+		switch {
+		case len(m.Payload) == 0 && ok:
+			t.Errorf("%s: an empty message is stale", m.Topic)
+		case len(m.Payload) > 0 && ok != gone:
+			t.Errorf("%s: stale %v; want %v", m.Topic, ok, gone)
+		case ok && (got.Topic != m.Topic || !got.Retained || got.QoS != 1 || len(got.Payload) != 0):
+			t.Errorf("%s: removal %+v", m.Topic, got)
+		}
+		if ok {
+			stale++
+		}
+	}
+	if stale != len(homeassistant.Keys())+3 {
+		t.Errorf("%d stale; want conveyor's %d and station2's 3 verdict entities", stale, len(homeassistant.Keys()))
+	}
+	for _, topic := range []string{"homeassistant/sensor/cvedge_line4/conveyor_parts/config", "other/sensor/cvedge_line3/conveyor_parts/config", "homeassistant/sensor/cvedge_line3/conveyor_parts/state"} {
+		if _, ok := homeassistant.Stale(after, topic, []byte(`{}`)); ok {
+			t.Errorf("%s: stale, but not this agent's config", topic)
+		}
+	}
+}

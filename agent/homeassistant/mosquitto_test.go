@@ -115,3 +115,43 @@ func TestRetainedOnBroker(t *testing.T) {
 		t.Errorf("%d configs retained after the removal; want %d", len(got), left)
 	}
 }
+
+// TestStaleOnBroker: an agent restarted without a camera finds that camera's configs retained
+// under its node id, and removing the stale ones leaves exactly the configs of its cameras now.
+func TestStaleOnBroker(t *testing.T) {
+	b := testenv.StartMosquitto(t)
+	before := config()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL).SetClientID("cvedge-line3"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	publishAll(t, c, homeassistant.Messages(before, status(before), nil))
+
+	// the restart: conveyor is gone from the config, and the agent knows nothing of before
+	after := config()
+	after.Cameras = slices.DeleteFunc(after.Cameras, func(c configs.Camera) bool { return c.Name == "conveyor" })
+	now := homeassistant.Messages(after, status(after), nil)
+	publishAll(t, c, now)
+	var removals []publish.Message
+	for topic, m := range retained(t, b.URL) {
+		if r, ok := homeassistant.Stale(after, topic, m.Payload()); ok {
+			removals = append(removals, r)
+		}
+	}
+	if len(removals) != len(homeassistant.Keys()) {
+		t.Errorf("%d stale configs; want conveyor's %d", len(removals), len(homeassistant.Keys()))
+	}
+	publishAll(t, c, removals)
+	got := retained(t, b.URL)
+	for _, m := range now {
+		if _, ok := got[m.Topic]; ok != (len(m.Payload) > 0) {
+			t.Errorf("%s: retained %v after the clean-up", m.Topic, ok)
+		}
+	}
+	for topic := range got {
+		if strings.Contains(topic, "/conveyor_") {
+			t.Errorf("%s still retained", topic)
+		}
+	}
+}
