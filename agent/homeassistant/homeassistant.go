@@ -19,7 +19,9 @@
 // for a number, which Home Assistant ignores (the value stays), and "None" for a state, which
 // Home Assistant shows as unknown.
 //
-// This package is pure Go.
+// Messages gives the configs (and the removals a reload calls for); Subscription and Stale find
+// the configs of cameras removed while the agent was stopped. The agent publishes them: this
+// package only builds them. It is pure Go.
 package homeassistant
 
 import (
@@ -40,6 +42,7 @@ var Verdicts = []string{"ok", "nok"}
 
 // Entity is one entity of a camera (or of the agent, Camera ""), as announced.
 type Entity struct {
+	Camera string
 	// Key names the entity within its camera: parts, parts_ok, parts_nok, last_tag,
 	// last_verdict, last_probability, state, fps; status for the agent.
 	Key string
@@ -201,7 +204,7 @@ func Entities(cfg *configs.Config, st payload.Status, previous []string) []Entit
 			dev["sw_version"] = st.Version
 		}
 		for _, k := range kinds {
-			e := Entity{Key: k.key, Component: k.component, Topic: topic(h.DiscoveryPrefix, k.component, node, ObjectID(cam.Name+"_"+k.key))}
+			e := Entity{Camera: cam.Name, Key: k.key, Component: k.component, Topic: topic(h.DiscoveryPrefix, k.component, node, ObjectID(cam.Name+"_"+k.key))}
 			if k.has(cam) {
 				uid := node + "_" + cam.Name + "_" + k.key
 				c := map[string]any{"name": k.name, "unique_id": uid, "default_entity_id": k.component + "." + slug(uid),
@@ -218,7 +221,7 @@ func Entities(cfg *configs.Config, st payload.Status, previous []string) []Entit
 			continue
 		}
 		for _, k := range kinds {
-			out = append(out, Entity{Key: k.key, Component: k.component, Topic: topic(h.DiscoveryPrefix, k.component, node, ObjectID(name+"_"+k.key))})
+			out = append(out, Entity{Camera: name, Key: k.key, Component: k.component, Topic: topic(h.DiscoveryPrefix, k.component, node, ObjectID(name+"_"+k.key))})
 		}
 	}
 	return out
