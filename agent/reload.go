@@ -134,6 +134,7 @@ func keepUntilRestart(next, cur *configs.Config) (changed []string) {
 	keep("llm", cur.LLM, next.LLM, func() { next.LLM = cur.LLM })
 	keep("sparkplug", cur.Sparkplug, next.Sparkplug, func() { next.Sparkplug = cur.Sparkplug })
 	keep("plc", cur.PLC, next.PLC, func() { next.PLC = cur.PLC })
+	keep("homeassistant", cur.HomeAssistant, next.HomeAssistant, func() { next.HomeAssistant = cur.HomeAssistant })
 	return changed
 }
 

@@ -32,6 +32,9 @@ type Config struct {
 	PLC         PLC              `mapstructure:"plc"`
 	Models      map[string]Model `mapstructure:"models"`
 	Cameras     []Camera         `mapstructure:"cameras"`
+
+	// HomeAssistant announces the cameras to Home Assistant by MQTT discovery.
+	HomeAssistant HomeAssistant `mapstructure:"homeassistant"`
 }
 
 // Agent holds identity and logging.
@@ -171,6 +174,18 @@ type PLCModbus struct {
 	Listen string `mapstructure:"listen"`
 	// MaxClients bounds the Modbus clients connected at once; more are refused.
 	MaxClients int `mapstructure:"max_clients"`
+}
+
+// HomeAssistant announces the agent and each camera to Home Assistant by MQTT discovery
+// (docs/integrations.md): retained config messages under DiscoveryPrefix whose entities read
+// the agent's own topics (status, counts, decisions, stats), so nothing more is published per
+// frame.
+type HomeAssistant struct {
+	Enabled bool `mapstructure:"enabled"`
+	// DiscoveryPrefix is the topic prefix Home Assistant's MQTT integration watches for
+	// discovery (its "discovery prefix" option): homeassistant unless changed there. No '+',
+	// '#', empty level, or leading or trailing '/'.
+	DiscoveryPrefix string `mapstructure:"discovery_prefix"`
 }
 
 // Spool keeps predictions and samples on disk while the broker is unreachable.
@@ -793,6 +808,8 @@ func Default() Config {
 			PerMinute: 6, PerHour: 60, Queue: 16, MaxImageKB: 256, PartWeight: 0.5},
 		Models:  map[string]Model{},
 		Cameras: []Camera{},
+
+		HomeAssistant: HomeAssistant{DiscoveryPrefix: "homeassistant"},
 	}
 }
 

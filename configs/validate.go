@@ -50,6 +50,7 @@ func (c *Config) Validate() error {
 	c.Counts.validate(&p)
 	c.Sparkplug.validate(&p)
 	c.PLC.validate(&p)
+	c.HomeAssistant.validate(&p)
 	if l := c.HTTP.Listen; l != "" {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
 			p.add("http.listen", "%q must be host:port, e.g. 127.0.0.1:9810 (empty turns the server off)", l)
