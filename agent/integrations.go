@@ -2,11 +2,17 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
+	"sync"
 
+	"github.com/cvedge/cvedge/agent/homeassistant"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/plc"
+	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/sparkplug"
 	"github.com/cvedge/cvedge/configs"
 )
@@ -19,6 +25,12 @@ type integrations struct {
 	plc *plc.Server     // nil: plc.modbus off
 	// stop ends the PLC server's heartbeat
 	stop context.CancelFunc
+	// haMu guards haCameras: the cameras last announced to Home Assistant, kept in haFile
+	// (spool.dir/homeassistant.json) so that a camera removed while the agent was stopped
+	// is removed from Home Assistant at the next start.
+	haMu      sync.Mutex
+	haCameras []string
+	haFile    string
 }
 
 // startIntegrations starts those cfg turns on. Each connects or listens in the background;
@@ -56,8 +68,37 @@ func (a *Agent) startIntegrations(cfg *configs.Config) error {
 			s.Counts(pc.Snapshot())
 		}
 	}
+	if cfg.HomeAssistant.Enabled && cfg.Spool.Dir != "" {
+		a.plant.haFile = filepath.Join(cfg.Spool.Dir, "homeassistant.json")
+		if raw, err := os.ReadFile(a.plant.haFile); err == nil {
+			if err := json.Unmarshal(raw, &a.plant.haCameras); err != nil {
+				a.log.Warn("homeassistant: the cameras announced before cannot be read; entities of cameras removed since stay in Home Assistant", "file", a.plant.haFile, "err", err)
+			}
+		}
+	}
 	a.statusChanged(false)
 	return nil
+}
+
+// discovery is Home Assistant's discovery messages (homeassistant.enabled): the configs of
+// the cameras of now, and the removal of those announced before that are gone. The agent
+// sends them after each connection and after a reload.
+func (a *Agent) discovery() []publish.Message {
+	cfg := a.c()
+	if !cfg.HomeAssistant.Enabled {
+		return nil
+	}
+	a.plant.haMu.Lock()
+	defer a.plant.haMu.Unlock()
+	msgs := homeassistant.Messages(cfg, a.status("online", ""), a.plant.haCameras)
+	a.plant.haCameras = homeassistant.Cameras(cfg)
+	if a.plant.haFile != "" {
+		raw, _ := json.Marshal(a.plant.haCameras)
+		if err := os.WriteFile(a.plant.haFile, raw, 0o640); err != nil {
+			a.log.Warn("homeassistant: the cameras announced cannot be kept; a camera removed while the agent is stopped will stay in Home Assistant", "file", a.plant.haFile, "err", err)
+		}
+	}
+	return msgs
 }
 
 // statusChanged tells the integrations the agent's status (cameras, models) and, when send,

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/cvedge/cvedge/agent/plc"
 	"github.com/cvedge/cvedge/agent/sparkplug/sparkplugpb"
 	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
 )
 
 // TestSparkplugFromTheAgent runs the demo agent with sparkplug on: a Sparkplug host sees the
@@ -109,4 +111,34 @@ func TestPLCFromTheAgent(t *testing.T) {
 	}
 	beat := read(plc.RegHeartbeat)
 	testenv.WaitFor(t, "the heartbeat", 5*time.Second, func() bool { return read(plc.RegHeartbeat) != beat })
+}
+
+// TestHomeAssistantFromTheAgent: with homeassistant on, the agent announces its camera's
+// entities as retained discovery configs when it connects; after a restart in which the
+// camera was renamed, the old camera's entities are removed (empty retained configs) and
+// the new one's announced.
+func TestHomeAssistantFromTheAgent(t *testing.T) {
+	testenv.EndToEnd(t)
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	cfg.HomeAssistant.Enabled = true
+	stop := runAgent(t, cfg)
+	ha := testenv.Subscribe(t, broker.URL, "homeassistant/#")
+	config := "homeassistant/sensor/cvedge_e2e/conveyor_parts/config"
+	testenv.WaitFor(t, "the camera's parts entity", 30*time.Second, func() bool { return len(ha.Get(config)) > 0 })
+	var announced map[string]any
+	if err := json.Unmarshal(ha.Get(config)[0], &announced); err != nil || announced["state_topic"] != "cvedge/e2e/cameras/conveyor/counts" {
+		t.Fatalf("the parts entity: %v %v", announced, err)
+	}
+	stop()
+
+	renamed := *cfg
+	renamed.Cameras = append([]configs.Camera(nil), cfg.Cameras...)
+	renamed.Cameras[0].Name = "belt"
+	renamed.MQTT.ClientID += "-2"
+	runAgent(t, &renamed)
+	testenv.WaitFor(t, "the old camera removed, the new one announced", 30*time.Second, func() bool {
+		old := ha.Get(config)
+		return len(old) > 1 && len(old[len(old)-1]) == 0 && len(ha.Get("homeassistant/sensor/cvedge_e2e/belt_parts/config")) > 0
+	})
 }

@@ -111,6 +111,9 @@ func (a *Agent) Reload(next *configs.Config) (res ReloadResult, err error) {
 	res.Restarted = a.swap(old, byName, runs, stages, paths, &merged)
 	res.Cameras, res.Models = len(runs), len(stages)
 	a.statusChanged(true)
+	for _, m := range a.discovery() { // cameras added or removed
+		a.out.pub.Send(m)
+	}
 	a.log.Info("config reloaded", "cameras", len(runs), "reopened", res.Restarted, "models", len(stages), "kept_old_source", len(res.KeptSource))
 	return res, nil
 }

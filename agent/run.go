@@ -122,6 +122,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // retained part counts, which changes while the broker was away did not update.
 func (a *Agent) onConnect() []publish.Message {
 	out := []publish.Message{a.statusMessage("online", "")}
+	out = append(out, a.discovery()...) // Home Assistant's, after the status its entities read
 	for _, pc := range a.countsNow() {
 		out = append(out, pc.Message())
 	}

@@ -19,8 +19,8 @@
 // for a number, which Home Assistant ignores (the value stays), and "None" for a state, which
 // Home Assistant shows as unknown.
 //
-// Messages gives the configs (and the removals a reload calls for); Subscription and Stale find
-// the configs of cameras removed while the agent was stopped. The agent publishes them: this
+// Messages gives the configs, and the removals of the entities of the cameras announced before
+// that are gone (the agent keeps that list across restarts). The agent publishes them: this
 // package only builds them. It is pure Go.
 package homeassistant
 
@@ -289,40 +289,4 @@ func cameraField(cam, f, missing string) string {
 // reason, frames read and dropped).
 func cameraEntry(cam string) string {
 	return "{{ value_json.cameras | default([], true) | selectattr('name', 'eq', " + quote(cam) + ") | first | default({}, true) | tojson }}"
-}
-
-// Subscription is the topic filter of every config message the agent of cfg may have left
-// retained on the broker: <discovery_prefix>/+/cvedge_<agent.id>/+/config.
-func Subscription(cfg *configs.Config) string {
-	return cfg.HomeAssistant.DiscoveryPrefix + "/+/" + NodeID(cfg.Agent.ID) + "/+/config"
-}
-
-// Stale answers a retained config message found on the broker under Subscription (its topic and
-// body): when it announces an entity cfg does not have (a camera removed from the config
-// while the agent was stopped), it returns the empty retained message that removes it. The
-// previous cameras of Messages cover a reload; this covers a restart.
-func Stale(cfg *configs.Config, topic string, body []byte) (publish.Message, bool) {
-	if len(body) == 0 || !matches(Subscription(cfg), topic) {
-		return publish.Message{}, false
-	}
-	for _, e := range Entities(cfg, payload.Status{}, nil) {
-		if e.Topic == topic && e.Config != nil {
-			return publish.Message{}, false
-		}
-	}
-	return publish.Message{Topic: topic, QoS: 1, Retained: true, Payload: []byte{}}, true
-}
-
-// matches reports whether topic matches filter, whose wildcards are single-level ('+').
-func matches(filter, topic string) bool {
-	f, t := strings.Split(filter, "/"), strings.Split(topic, "/")
-	if len(f) != len(t) {
-		return false
-	}
-	for i := range f {
-		if f[i] != "+" && f[i] != t[i] {
-			return false
-		}
-	}
-	return true
 }
