@@ -359,6 +359,7 @@ func (m MQTT) validate(p *problems) {
 			p.add("mqtt.embedded.listen", "%q must be host:port, e.g. 127.0.0.1:1883", m.Embedded.Listen)
 		}
 	}
+	m.validateIoTHub(p)
 }
 
 func (s Samples) validate(p *problems) {
