@@ -48,11 +48,11 @@ func TestEventsTopic(t *testing.T) {
 func TestRouteDeviceBound(t *testing.T) {
 	subs := map[string]func([]byte){"cvedge/line3/commands": nil, "cvedge/line3/feedback": nil}
 	for topic, want := range map[string]string{
-		"devices/d/messages/devicebound/%24.to=%2Fdevices%2Fd%2Fmessages%2FdeviceBound&topic=commands":   "cvedge/line3/commands",
-		"devices/d/messages/devicebound/topic=cvedge%2Fline3%2Ffeedback":                                 "cvedge/line3/feedback",
-		"devices/d/messages/devicebound/kind=feedback":                                                   "cvedge/line3/feedback",
-		"devices/d/messages/devicebound/topic=stats":                                                     "",
-		"devices/d/messages/devicebound/":                                                                "",
+		"devices/d/messages/devicebound/%24.to=%2Fdevices%2Fd%2Fmessages%2FdeviceBound&topic=commands":  "cvedge/line3/commands",
+		"devices/d/messages/devicebound/topic=cvedge%2Fline3%2Ffeedback":                                "cvedge/line3/feedback",
+		"devices/d/messages/devicebound/kind=feedback":                                                  "cvedge/line3/feedback",
+		"devices/d/messages/devicebound/topic=stats":                                                    "",
+		"devices/d/messages/devicebound/":                                                               "",
 		"devices/d/messages/devicebound/%24.mid=1&topic=other%2Fcommands%2Fx&kind=commands&%24.ct=text": "cvedge/line3/commands",
 	} {
 		got, err := route(topic, subs)
