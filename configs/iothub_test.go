@@ -99,6 +99,7 @@ func TestIoTHubConfig(t *testing.T) {
 		{"short ttl", "mqtt: {azure_iot_hub: {connection_string: '" + good + "', token_ttl: 1s}}\n", "mqtt.azure_iot_hub.token_ttl: 1s must be from 10s"},
 		{"username", "mqtt: {username: u, azure_iot_hub: {connection_string: '" + good + "'}}\n", "mqtt.azure_iot_hub: the device signs in with a SAS token"},
 		{"embedded", "mqtt: {embedded: {enabled: true}, azure_iot_hub: {connection_string: '" + good + "'}}\n", "mqtt.azure_iot_hub: the agent publishes to the hub: turn mqtt.embedded.enabled off"},
+		{"sparkplug on the hub", "sparkplug: {enabled: true}\nmqtt: {azure_iot_hub: {connection_string: '" + good + "'}}\n", "sparkplug.broker: empty, but mqtt.azure_iot_hub is set"},
 		{"qos 2", "mqtt: {qos: 2, azure_iot_hub: {connection_string: '" + good + "'}}\n", "mqtt.qos: 2: Azure IoT Hub takes QoS 0 and 1 only"},
 	}
 	for _, tc := range cases {

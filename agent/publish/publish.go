@@ -26,7 +26,8 @@
 // failures are explained by Explain. Files: publish.go (queue, window, acknowledgements),
 // drain.go (the spool's delivery), session.go (paho's session store, messages the broker
 // drops the connection over), connection.go (options, TLS, subscriptions, failures),
-// recorder.go (Recorder, the fake for tests).
+// iothub.go (the Azure IoT Hub dialect: SAS tokens, the events topic's property bag,
+// cloud-to-device messages), recorder.go (Recorder, the fake for tests).
 package publish
 
 import (
