@@ -119,6 +119,9 @@ type MQTT struct {
 	StatsInterval time.Duration `mapstructure:"stats_interval"`
 	// Embedded runs an MQTT broker inside the agent, for a single-box kiosk or the demo.
 	Embedded Embedded `mapstructure:"embedded"`
+	// AzureIoTHub, when its connection string is set, makes the agent a device of an Azure
+	// IoT hub: see AzureIoTHub.
+	AzureIoTHub AzureIoTHub `mapstructure:"azure_iot_hub"`
 }
 
 // TLS holds the files of a TLS connection to the broker.
@@ -769,6 +772,7 @@ func Default() Config {
 			Embedded: Embedded{
 				Listen: "127.0.0.1:1883",
 			},
+			AzureIoTHub: AzureIoTHub{TokenTTL: time.Hour},
 		},
 		Spool: Spool{
 			MaxMB:        256,

@@ -497,7 +497,7 @@ func (c *Config) resolve(base string) {
 	}
 	c.Commands.PublicKeyFile = relativeTo(base, c.Commands.PublicKeyFile)
 	t := &c.MQTT.TLS
-	for _, p := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile, &c.MQTT.PasswordFile} {
+	for _, p := range []*string{&t.CAFile, &t.CertFile, &t.KeyFile, &c.MQTT.PasswordFile, &c.MQTT.AzureIoTHub.ConnectionStringFile} {
 		*p = relativeTo(base, *p)
 	}
 	st := &c.Sparkplug.TLS
@@ -570,6 +570,9 @@ func (c *Config) Print(w io.Writer) error {
 	cp := *c
 	if cp.MQTT.Password != "" {
 		cp.MQTT.Password = "<redacted>"
+	}
+	if cp.MQTT.AzureIoTHub.ConnectionString != "" {
+		cp.MQTT.AzureIoTHub.ConnectionString = "<redacted>"
 	}
 	if cp.Sparkplug.Password != "" {
 		cp.Sparkplug.Password = "<redacted>"

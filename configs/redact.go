@@ -12,6 +12,9 @@ const Masked = "***"
 var (
 	// secretQuery finds password parameters in a URL query: ?password=..., &pwd=...
 	secretQuery = regexp.MustCompile(`(?i)([?&](?:password|passwd|pwd|pass)=)[^&#\s"']*`)
+	// sasSecret finds the key of an Azure connection string (SharedAccessKey=...) and the
+	// signature of a SAS token (sig=...).
+	sasSecret = regexp.MustCompile(`(?i)(SharedAccessKey=|\bsig=)[^;&\s"']*`)
 	// gstCredential finds the credential properties of GStreamer elements (rtspsrc,
 	// souphttpsrc, ...) with their value: unquoted (backslash escapes allowed), "double" or
 	// 'single' quoted, a quote left open running to the end.
@@ -22,7 +25,8 @@ var (
 // (an error from OpenCV or GStreamer, a log line): the password of every URL's userinfo
 // (rtsp://user:pass@host becomes rtsp://user:***@host, also inside a GStreamer pipeline),
 // password parameters of a URL query (?password=, pwd=, passwd=, pass=), and the values of
-// GStreamer's user-id, user-pw, proxy-id and proxy-pw properties, quoted or not. Text
+// GStreamer's user-id, user-pw, proxy-id and proxy-pw properties, quoted or not, and an
+// Azure connection string's SharedAccessKey= and a SAS token's sig= values. Text
 // without secrets comes back unchanged, and Redact(Redact(s)) == Redact(s).
 //
 // It is the one masking function of cvedge: camera.Redact is this function, and the config
@@ -33,6 +37,7 @@ func Redact(s string) string {
 	}
 	s = redactUserinfo(s)
 	s = secretQuery.ReplaceAllString(s, "${1}"+Masked)
+	s = sasSecret.ReplaceAllString(s, "${1}"+Masked)
 	return gstCredential.ReplaceAllStringFunc(s, func(m string) string {
 		sub := gstCredential.FindStringSubmatch(m)
 		val := sub[3]

@@ -42,6 +42,9 @@ func (c *Config) Validate() error {
 	c.ONNXRuntime.validate(&p)
 	c.validateBounds(&p)
 	c.MQTT.validate(&p)
+	if c.MQTT.AzureIoTHub.Enabled() && c.Sparkplug.Enabled && c.Sparkplug.Broker == "" {
+		p.add("sparkplug.broker", "empty, but mqtt.azure_iot_hub is set and the hub cannot carry Sparkplug: give Sparkplug its own broker, or turn sparkplug.enabled off")
+	}
 	c.Spool.validate(&p)
 	c.Samples.validate(&p)
 	c.LLM.validate(&p)
@@ -361,6 +364,7 @@ func (m MQTT) validate(p *problems) {
 			p.add("mqtt.embedded.listen", "%q must be host:port, e.g. 127.0.0.1:1883", m.Embedded.Listen)
 		}
 	}
+	m.validateIoTHub(p)
 }
 
 func (s Samples) validate(p *problems) {

@@ -111,7 +111,8 @@ func (d *drainer) fill() {
 			p.ack(tk)
 			continue
 		}
-		d.pend = append(d.pend, pending{tk: tk, tok: p.client.Publish(rec.Topic, rec.QoS, rec.Retained, rec.Payload), sent: time.Now(), qos: rec.QoS})
+		w := p.wire(Message{Topic: rec.Topic, QoS: rec.QoS, Retained: rec.Retained, Payload: rec.Payload})
+		d.pend = append(d.pend, pending{tk: tk, tok: p.client.Publish(w.Topic, w.QoS, w.Retained, w.Payload), sent: time.Now(), qos: rec.QoS})
 	}
 }
 
@@ -163,7 +164,7 @@ func (p *Publisher) isPoison(r spool.Record) bool {
 	}
 	p.poisonMu.Lock()
 	defer p.poisonMu.Unlock()
-	k := poisonKey(r.Topic, r.Payload)
+	k := poisonKey(p.wire(Message{Topic: r.Topic, Retained: r.Retained, Payload: r.Payload}).Topic, r.Payload) // as paho saw it
 	if !p.poisonSet[k] {
 		return false
 	}

@@ -26,7 +26,8 @@
 // failures are explained by Explain. Files: publish.go (queue, window, acknowledgements),
 // drain.go (the spool's delivery), session.go (paho's session store, messages the broker
 // drops the connection over), connection.go (options, TLS, subscriptions, failures),
-// recorder.go (Recorder, the fake for tests).
+// iothub.go (the Azure IoT Hub dialect: SAS tokens, the events topic's property bag,
+// cloud-to-device messages), recorder.go (Recorder, the fake for tests).
 package publish
 
 import (
@@ -133,6 +134,7 @@ type pending struct {
 // Publisher delivers messages to one broker.
 type Publisher struct {
 	client     paho.Client
+	hub        *hub // the Azure IoT Hub dialect (iothub.go); nil for a plain broker
 	session    *sessionStore
 	broker     string // for logs, without a password
 	log        *slog.Logger
@@ -200,12 +202,30 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 	if p.stallAfter <= 0 {
 		p.stallAfter = max(cfg.PublishTimeout, cfg.KeepAlive, time.Second)
 	}
+	if cfg.AzureIoTHub.Enabled() {
+		if p.hub, err = newHub(cfg); err != nil {
+			return nil, err
+		}
+		p.hub.options(opts, cfg)
+		p.broker = configs.Redact(opts.Servers[0].String())
+		if opts.TLSConfig == nil {
+			if opts.TLSConfig, err = tlsConfig(cfg.TLS); err != nil {
+				return nil, err
+			}
+		}
+		o.Echo = "" // the hub sends nothing back to the device
+	}
 	opts.SetStore(p.session)
 	opts.SetMaxResumePubInFlight(1) // after a reconnection, the oldest message goes first and alone
 	if o.Will != nil {
-		opts.SetBinaryWill(o.Will.Topic, o.Will.Payload, o.Will.QoS, o.Will.Retained)
+		w := p.wire(*o.Will)
+		opts.SetBinaryWill(w.Topic, w.Payload, w.QoS, w.Retained)
 	}
-	opts.SetOnConnectHandler(func(c paho.Client) { p.onConnect(c, cfg.ClientID, o) })
+	clientID := cfg.ClientID
+	if p.hub != nil {
+		clientID = p.hub.dev.DeviceID
+	}
+	opts.SetOnConnectHandler(func(c paho.Client) { p.onConnect(c, clientID, o) })
 	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
 		p.connectionLost(err)
 		p.alarm.fire()
@@ -223,6 +243,10 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 	p.client = paho.NewClient(opts)
 	p.client.Connect() // with ConnectRetry the token completes only once connected; do not wait
 	p.wg.Add(4)
+	if p.hub != nil {
+		p.wg.Add(1)
+		go p.renewToken()
+	}
 	go p.live()
 	go p.acks()
 	go p.drain()
@@ -238,7 +262,13 @@ func (p *Publisher) onConnect(c paho.Client, clientID string, o Options) {
 	p.connected()
 	conn := p.upSince.Load()
 	var toks []paho.Token
+	if p.hub != nil && len(o.Subscriptions) > 0 {
+		toks = append(toks, c.Subscribe(p.hub.deviceBound(), 1, p.onDeviceBound(o.Subscriptions)))
+	}
 	for topic, handle := range o.Subscriptions {
+		if p.hub != nil {
+			break
+		}
 		toks = append(toks, c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { handle(m.Payload()) }))
 	}
 	var msgs []Message
@@ -263,6 +293,7 @@ func (p *Publisher) onConnect(c paho.Client, clientID string, o Options) {
 		}))
 	}
 	for _, m := range msgs {
+		m = p.wire(m)
 		c.Publish(m.Topic, m.QoS, m.Retained, m.Payload) // tracked by paho; never wait in a handler
 	}
 	select {
@@ -319,7 +350,8 @@ func (p *Publisher) live() {
 		}
 		p.slots <- struct{}{}
 		p.inflight.Add(1)
-		p.flights <- flight{m: m, tok: p.client.Publish(m.Topic, m.QoS, m.Retained, m.Payload), sent: time.Now()}
+		w := p.wire(m)
+		p.flights <- flight{m: m, tok: p.client.Publish(w.Topic, w.QoS, w.Retained, w.Payload), sent: time.Now()}
 	}
 }
 
@@ -503,6 +535,7 @@ func (p *Publisher) Close(ctx context.Context, last ...Message) error {
 	if p.client.IsConnectionOpen() && !p.hurry.Load() {
 		wait := stoppedTimer()
 		for _, m := range last {
+			m = p.wire(m)
 			t := p.client.Publish(m.Topic, m.QoS, m.Retained, m.Payload)
 			wait.Reset(p.stallAfter)
 			select {
@@ -516,6 +549,15 @@ func (p *Publisher) Close(ctx context.Context, last ...Message) error {
 	}
 	p.client.Disconnect(250)
 	return err
+}
+
+// wire is m as it goes on the wire: unchanged for a plain broker, on the device's events
+// topic for an IoT hub.
+func (p *Publisher) wire(m Message) Message {
+	if p.hub != nil {
+		return p.hub.mapped(m)
+	}
+	return m
 }
 
 // signal wakes every goroutine waiting on it at once.
