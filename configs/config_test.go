@@ -168,6 +168,7 @@ func TestBadConfigs(t *testing.T) {
 		{"ui plain password", minimal + "ui: {auth: {users: [{name: anna, password_hash: hunter2}]}}\n", "ui.auth.users[0].password_hash: must be a bcrypt hash"},
 		{"ui user twice", minimal + "ui: {auth: {users: [{name: anna, password_hash: '" + testHash + "'}, {name: anna, password_hash: '" + testHash + "'}]}}\n", `ui.auth.users[1].name: "anna" is given twice`},
 		{"ui user named token", minimal + "ui: {auth: {users: [{name: token, password_hash: '" + testHash + "'}]}}\n", `ui.auth.users[0].name: "token" is the name of a sign-in with ui.auth.token`},
+		{"home assistant through an iot hub", minimal + "homeassistant: {enabled: true}\nmqtt: {azure_iot_hub: {connection_string: 'HostName=h.azure-devices.net;DeviceId=d;SharedAccessKey=a2V5'}}\n", "homeassistant.enabled: Home Assistant's discovery needs retained messages"},
 		{"ui fps", minimal + "ui: {fps: 0}\n", "ui.fps: 0 must be above 0 and at most 30"},
 		{"http tls half", minimal + "http: {tls: {cert_file: cvedge.yaml}}\n", "http.tls: cert_file and key_file go together"},
 		{"bad llm part weight", minimal + "llm: {enabled: true, endpoint: 'http://127.0.0.1:1/v1/chat/completions', part_weight: -1}\n", "llm.part_weight: -1 must be between 0 (the answer decides nothing) and 10"},

@@ -54,6 +54,9 @@ func (c *Config) Validate() error {
 	c.Sparkplug.validate(&p)
 	c.PLC.validate(&p)
 	c.HomeAssistant.validate(&p)
+	if c.HomeAssistant.Enabled && c.MQTT.AzureIoTHub.Enabled() {
+		p.add("homeassistant.enabled", "Home Assistant's discovery needs retained messages on a broker Home Assistant reads; an IoT hub (mqtt.azure_iot_hub) carries neither: turn one of them off")
+	}
 	if l := c.HTTP.Listen; l != "" {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
 			p.add("http.listen", "%q must be host:port, e.g. 127.0.0.1:9810 (empty turns the server off)", l)
