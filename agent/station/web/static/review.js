@@ -446,23 +446,6 @@
     ev.preventDefault();
   });
 
-  // ---- upload for training
-  const up = $("upload");
-  if (up) {
-    up.addEventListener("click", async () => {
-      up.disabled = true;
-      say("Uploading the answers for training…", "");
-      try {
-        const r = await api("POST", "/api/review/upload");
-        if (r.ok) say("Uploaded: " + r.data.sent + " sent, " + r.data.refused + " refused by the training service.", "ok");
-        else say(r.data.error || ("upload failed (" + r.status + ")"), "bad");
-      } catch (e) {
-        say("upload: the station cannot be reached (" + e.message + ")", "bad");
-      } finally {
-        up.disabled = false;
-      }
-    });
-  }
 
   load(true);
 })();
