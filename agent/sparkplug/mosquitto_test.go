@@ -3,9 +3,7 @@ package sparkplug
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -19,64 +17,6 @@ import (
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
 )
-
-// cutProxy forwards TCP connections to a broker and can cut them all at once while it goes
-// on accepting new ones: a pulled cable between the agent and the broker, which the broker
-// notices (the socket closes) and answers with the client's will.
-type cutProxy struct {
-	URL   string
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{URL: "tcp://" + ln.Addr().String(), ln: ln}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			for _, pair := range [][2]net.Conn{{c, u}, {u, c}} {
-				go func() {
-					defer p.wg.Done()
-					_, _ = io.Copy(pair[0], pair[1])
-					pair[0].Close()
-					pair[1].Close()
-				}()
-			}
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.Cut(); p.wg.Wait() })
-	return p
-}
-
-// Cut closes every connection made so far.
-func (p *cutProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
 
 // host is a Sparkplug host application's view: every message under spBv1.0/#, in the order
 // the broker delivered them.
@@ -140,7 +80,8 @@ func bdSeqIs(v uint64) func(*spb.Payload) bool {
 // numbers run on without a gap from each NBIRTH.
 func TestEdgeNodeOverMosquitto(t *testing.T) {
 	b := testenv.StartMosquitto(t)
-	px := newCutProxy(t, b.Addr)
+	px := testenv.DelayProxy(t, b.Addr, 0)
+	defer px.Close()
 	h := newHost(t, b.URL)
 	var logs testenv.LogBuffer
 	cfg := configs.Default()

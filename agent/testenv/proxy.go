@@ -89,6 +89,17 @@ func (p *Proxy) pipe(src, dst net.Conn) {
 	}
 }
 
+// Cut closes every connection made so far and goes on accepting new ones: a network that
+// drops, which a broker notices (the socket closes) and answers with the client's will.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
 // Close stops the proxy and its connections and waits for its goroutines.
 func (p *Proxy) Close() {
 	p.ln.Close()
