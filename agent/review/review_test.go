@@ -5,9 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"image"
-	"image/color"
-	"image/jpeg"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,23 +15,11 @@ import (
 
 	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/testenv"
 )
 
-// jpegOf is a w x h JPEG of one colour.
-func jpegOf(t testing.TB, w, h int, shade uint8) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			img.Set(x, y, color.RGBA{shade, uint8(x), uint8(y), 255})
-		}
-	}
-	var b bytes.Buffer
-	if err := jpeg.Encode(&b, img, nil); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
+// jpegOf is a w x h JPEG of one shade.
+func jpegOf(t testing.TB, w, h int, shade uint8) []byte { return testenv.JPEG(t, w, h, shade) }
 
 var shade uint8
 

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
-	"image/color"
 	"image/jpeg"
 	"io"
 	"io/fs"
@@ -28,24 +26,12 @@ import (
 	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/review"
+	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
 )
 
 // jpegOf is a w x h JPEG of one shade.
-func jpegOf(t testing.TB, w, h int, shade uint8) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			img.Set(x, y, color.RGBA{shade, uint8(x), uint8(y), 255})
-		}
-	}
-	var b bytes.Buffer
-	if err := jpeg.Encode(&b, img, nil); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
+func jpegOf(t testing.TB, w, h int, shade uint8) []byte { return testenv.JPEG(t, w, h, shade) }
 
 // reviewSample is detection 1 of a two-stage pipeline on agent/camera, classified "green"
 // among green, blue, red, with its crop and (when frame) the whole frame.
