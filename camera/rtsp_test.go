@@ -209,11 +209,12 @@ func TestRTSPReconnects(t *testing.T) {
 			if len(setups) < 2 {
 				t.Fatalf("the server saw %d SETUP requests, want one before and one after its restart: %q", len(setups), setups)
 			}
-			for _, s := range setups {
+			for i, s := range setups {
 				tcp := strings.HasPrefix(s, "RTP/AVP/TCP")
-				// auto asks for UDP first, and UDP works on loopback
-				if (transport == configs.RTSPTCP && !tcp) || ((transport == configs.RTSPUDP || transport == configs.RTSPAuto) && tcp) {
-					t.Errorf("rtsp.transport %s, yet the camera asked for %q", transport, s)
+				// auto asks for UDP first; it may go on over TCP when no UDP packet came in
+				// time (a loaded machine, a server that just restarted), as it is meant to
+				if (transport == configs.RTSPTCP && !tcp) || (transport == configs.RTSPUDP && tcp) || (transport == configs.RTSPAuto && i == 0 && tcp) {
+					t.Errorf("rtsp.transport %s, yet the camera asked for %q (SETUP %d)", transport, s, i+1)
 				}
 			}
 			t.Logf("SETUP transports: %q", setups)
