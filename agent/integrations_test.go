@@ -61,9 +61,10 @@ func TestSparkplugFromTheAgent(t *testing.T) {
 		names = append(names, n)
 	}
 	t.Logf("camera metrics: %s", strings.Join(names, ", "))
-	if len(host.Get("spBv1.0/plant1/DDATA/e2e/conveyor")) == 0 {
-		t.Error("no DDATA from the camera while parts were decided")
-	}
+	// a part of a tag not seen before makes a new DBIRTH; one of a tag seen, a DDATA
+	testenv.WaitFor(t, "DDATA from the camera as parts are decided", 60*time.Second, func() bool {
+		return len(host.Get("spBv1.0/plant1/DDATA/e2e/conveyor")) > 0
+	})
 	stop()
 	testenv.WaitFor(t, "DDEATH and NDEATH at the stop", 10*time.Second, func() bool {
 		return len(host.Get("spBv1.0/plant1/DDEATH/e2e/conveyor")) > 0 && len(host.Get("spBv1.0/plant1/NDEATH/e2e")) > 0

@@ -99,7 +99,18 @@ func TestBrokerOutage(t *testing.T) {
 		return ok && s.Time.After(back) && s.MQTT.Connected && s.Spool.Messages == 0 && s.MQTT.Spooled > 0
 	})
 	stop()
-	time.Sleep(time.Second)
+	// the broker hands the drained messages on to the dashboard at its own pace: wait up to
+	// 30 s for the last of them (a deadline against a hang, not a speed assert)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ids, _ := frameIDs(t, col.Get(preds))
+		var top uint64
+		for id := range ids {
+			top = maxU(top, id)
+		}
+		if uint64(len(ids)) == top {
+			break
+		}
+	}
 
 	ids, boots := frameIDs(t, col.Get(preds))
 	var max uint64
