@@ -65,14 +65,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		defer srv.Close()
 	}
-	if err := a.startIntegrations(cfg); err != nil {
-		return err
-	}
-	defer func() { // an early return; after a clean stop there is nothing left to end
+	defer func() { // an early return (one that failed to start, too); after a clean stop there is nothing left to end
 		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		defer cancel()
 		a.stopIntegrations(ctx)
 	}()
+	if err := a.startIntegrations(cfg); err != nil {
+		return err
+	}
 	pub, err := a.connect()
 	if err != nil {
 		return err
