@@ -1,8 +1,13 @@
 package agent_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +15,7 @@ import (
 	"github.com/simonvetter/modbus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/plc"
 	"github.com/cvedge/cvedge/agent/sparkplug/sparkplugpb"
 	"github.com/cvedge/cvedge/agent/testenv"
@@ -142,4 +148,35 @@ func TestHomeAssistantFromTheAgent(t *testing.T) {
 		old := ha.Get(config)
 		return len(old) > 1 && len(old[len(old)-1]) == 0 && len(ha.Get("homeassistant/sensor/cvedge_e2e/belt_parts/config")) > 0
 	})
+}
+
+// TestIntegrationsEndWhenOneFailsToStart: the PLC server cannot listen (its port is taken),
+// so the agent does not start; the Sparkplug node it had started is stopped with it, not
+// left connecting behind an agent that returned.
+func TestIntegrationsEndWhenOneFailsToStart(t *testing.T) {
+	testenv.EndToEnd(t)
+	broker := testenv.StartMosquitto(t)
+	host := testenv.Subscribe(t, broker.URL, "spBv1.0/#")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.Sparkplug.Enabled, cfg.Sparkplug.GroupID, cfg.Sparkplug.EdgeNodeID = true, "plant1", "e2e"
+	cfg.PLC.Modbus.Enabled, cfg.PLC.Modbus.Listen = true, taken.Addr().String()
+	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "plc.modbus.listen") {
+		t.Fatalf("Run: %v, want the taken port of plc.modbus.listen", err)
+	}
+	testenv.WaitFor(t, "the Sparkplug node's goroutine to end", 10*time.Second, func() bool {
+		buf := make([]byte, 1<<20)
+		return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "sparkplug.(*Node).run")
+	})
+	if len(host.Get("spBv1.0/plant1/NBIRTH/e2e")) > 0 && len(host.Get("spBv1.0/plant1/NDEATH/e2e")) == 0 {
+		t.Error("the node was born and never died")
+	}
 }
