@@ -19,6 +19,7 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 		data, out string
 		mapping   []string
 		asJSON    bool
+		allowFail bool
 	)
 	cmd := &cobra.Command{
 		Use:   "eval --model M [--model M2 ...] --data DIR",
@@ -29,6 +30,8 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 			"file or a folder written by cvedge collect. Writes report.md, report.json and a PNG per confusion matrix.\n\n" +
 			"Reads the models and the data set; writes the report into --out (default eval-<date>-<time> in the current\n" +
 			"folder) and prints each model's headline score, or with --json the same as one JSON object (docs/cli.md).\n" +
+			"The report lists every image a model got wrong, and every image it could not read or run with why; any of the\n" +
+			"latter makes the exit status 1 (the scores leave them out), unless --allow-failures.\n" +
 			"On a terminal it shows its progress on stderr; piped, it does not.",
 		Example: "  cvedge eval --model colour-v1.zip --model colour-v2.zip --data ./labelled --out ./eval-v2\n" +
 			"  cvedge eval --model parts.zip --data annotations.json --json",
@@ -63,10 +66,13 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return writeJSON(stdout, newEvalJSON(report, out))
+				if err := writeJSON(stdout, newEvalJSON(report, out)); err != nil {
+					return err
+				}
+			} else {
+				printEval(stdout, report, out)
 			}
-			printEval(stdout, report, out)
-			return nil
+			return failures(report, out, allowFail)
 		},
 	}
 	cmd.Flags().StringArrayVar(&paths, "model", nil, "a model to score (repeat to compare iterations)")
@@ -74,6 +80,7 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "report folder (default eval-<date>-<time>)")
 	cmd.Flags().StringArrayVar(&mapping, "map", nil, "FOLDER=TAG: the tag of a folder whose name differs from it")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary (each model's score, where the report is) as JSON (docs/cli.md)")
+	cmd.Flags().BoolVar(&allowFail, "allow-failures", false, "exit 0 even when some images could not be read or run (they are listed in the report either way)")
 	mf.register(cmd)
 	return cmd
 }
@@ -148,4 +155,17 @@ func printEval(stdout io.Writer, report *eval.Report, out string) {
 		}
 	}
 	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(out, "report.md"))
+}
+
+// failures is the error of an evaluation where a model could not read or run some images:
+// its score leaves them out, so it does not pass silently unless allowed.
+func failures(r *eval.Report, out string, allowed bool) error {
+	for _, m := range r.Models {
+		if m.Failed > 0 && !allowed {
+			f := m.Failures[0]
+			return fmt.Errorf("model %s could not read or run %d of %d images (the first, %s: %s; all in %s): fix them, or pass --allow-failures to accept the score without them",
+				m.Name, m.Failed, m.Images, f.File, f.Reason, filepath.Join(out, "report.md"))
+		}
+	}
+	return nil
 }

@@ -208,3 +208,41 @@ func TestEvalJSON(t *testing.T) {
 		t.Errorf("the summary says %v, report.json %v", *m.Accuracy, *r.Models[0].Accuracy)
 	}
 }
+
+// TestEvalNamesFailuresAndMistakes: the report lists the image the classifier got wrong
+// (red/3.png, painted green) with its true and predicted tag, and the image it could not read
+// with why; that image makes the exit status 1, and --allow-failures 0.
+func TestEvalNamesFailuresAndMistakes(t *testing.T) {
+	needRuntime(t)
+	data := t.TempDir()
+	colours := map[string][3]uint8{"green": {60, 170, 60}, "red": {45, 40, 200}}
+	for f, c := range map[string]string{"red/1.png": "red", "red/3.png": "green", "green/1.png": "green"} {
+		writePart(t, filepath.Join(data, f), colours[c])
+	}
+	broken := filepath.Join(data, "green", "2.png")
+	if err := os.WriteFile(broken, []byte("not a picture"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	code, stdout, errs := cvedge(t, "eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", data, "--out", out)
+	if code != 1 || !strings.Contains(errs, "could not read or run 1 of 4 images") || !strings.Contains(errs, "--allow-failures") || !strings.Contains(errs, broken) {
+		t.Fatalf("exit %d, want 1 naming the image and --allow-failures\n%s%s", code, stdout, errs)
+	}
+	m := readReport(t, out).Models[0]
+	if len(m.Failures) != 1 || m.Failures[0].File != broken || m.Failures[0].Reason == "" {
+		t.Errorf("failures %+v, want %s with why", m.Failures, broken)
+	}
+	wrong := filepath.Join(data, "red", "3.png")
+	if len(m.Misclassified) != 1 || m.Misclassified[0].File != wrong || m.Misclassified[0].True != "red" || m.Misclassified[0].Predicted != "green" {
+		t.Errorf("misclassified %+v, want %s: red taken for green", m.Misclassified, wrong)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	for _, want := range []string{"could not read or run", broken, "got wrong", wrong} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	if code, stdout, errs := cvedge(t, "eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", data, "--out", t.TempDir(), "--allow-failures"); code != 0 {
+		t.Fatalf("with --allow-failures: exit %d\n%s%s", code, stdout, errs)
+	}
+}

@@ -16,8 +16,11 @@ type ModelReport struct {
 	Format    string `json:"format"`
 	Iteration string `json:"iteration"`
 	Images    int    `json:"images"`
-	// Failed counts images that could not be read or run.
-	Failed int `json:"failed"`
+	// Failed counts images that could not be read or run; Failures names them, with why.
+	Failed   int            `json:"failed"`
+	Failures []ImageFailure `json:"failures,omitempty"`
+	// Misclassified lists the images a classifier got wrong.
+	Misclassified []Misclassified `json:"misclassified,omitempty"`
 	// Classifiers.
 	Accuracy  *float64   `json:"accuracy,omitempty"`
 	Tags      []TagScore `json:"tags,omitempty"`
@@ -27,6 +30,20 @@ type ModelReport struct {
 	MAP *float64           `json:"map,omitempty"`
 	// Picture is the confusion matrix PNG, relative to the report.
 	Picture string `json:"picture,omitempty"`
+}
+
+// ImageFailure is an image that could not be read or run, and why.
+type ImageFailure struct {
+	File   string `json:"file"`
+	Reason string `json:"reason"`
+}
+
+// Misclassified is an image a classifier gave another tag than its label.
+type Misclassified struct {
+	File        string  `json:"file"`
+	True        string  `json:"true"`
+	Predicted   string  `json:"predicted"`
+	Probability float32 `json:"probability"`
 }
 
 // Report is what `cvedge eval` writes.
@@ -92,6 +109,7 @@ func (r *Report) Markdown() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s |\n", m.Name, orDash(m.Iteration), m.Images, m.Failed, score)
 	}
+	r.listImages(&b)
 	if r.Kind == "classification" {
 		b.WriteString("\n## Per tag\n\n| tag |")
 		for _, m := range r.Models {
@@ -194,4 +212,27 @@ func maxCell(c *Confusion) int {
 		}
 	}
 	return m
+}
+
+// listImages writes, per model, the images that failed (with why) and those it got wrong.
+func (r *Report) listImages(b *strings.Builder) {
+	for _, m := range r.Models {
+		if len(m.Failures) > 0 {
+			fmt.Fprintf(b, "\n## Images %s could not read or run\n\n| image | why |\n|---|---|\n", m.Name)
+			for _, f := range m.Failures {
+				fmt.Fprintf(b, "| %s | %s |\n", cell(f.File), cell(f.Reason))
+			}
+		}
+		if len(m.Misclassified) > 0 {
+			fmt.Fprintf(b, "\n## Images %s got wrong\n\n| image | true tag | predicted | probability |\n|---|---|---|---|\n", m.Name)
+			for _, x := range m.Misclassified {
+				fmt.Fprintf(b, "| %s | %s | %s | %s |\n", cell(x.File), cell(x.True), cell(x.Predicted), pct(float64(x.Probability)))
+			}
+		}
+	}
+}
+
+// cell keeps a value inside one Markdown table cell.
+func cell(s string) string {
+	return strings.NewReplacer("|", "\\|", "\n", " ", "\r", " ").Replace(s)
 }

@@ -90,16 +90,23 @@ func classifiers(report *Report, o Options) error {
 				mr.Images++
 				o.Progress(info.Name, mr.Images, total)
 				msg, err := predictFile(pl, file)
-				if err != nil || len(msg.Predictions) == 0 {
-					mr.Failed++
+				if err == nil && len(msg.Predictions) == 0 {
+					err = errors.New("the model gave no tag")
+				}
+				if err != nil {
+					mr.fail(file, err)
 					continue
 				}
-				conf.Add(index[match[folder]], index[msg.Predictions[0].TagName])
+				top := msg.Predictions[0]
+				conf.Add(index[match[folder]], index[top.TagName])
+				if top.TagName != match[folder] {
+					mr.Misclassified = append(mr.Misclassified, Misclassified{File: file, True: match[folder], Predicted: top.TagName, Probability: top.Probability})
+				}
 			}
 		}
 		pl.Close()
 		if mr.Failed == mr.Images {
-			return fmt.Errorf("model %s: none of the %d images could be read or run", info.Name, mr.Images)
+			return mr.allFailed()
 		}
 		acc := conf.Accuracy()
 		mr.Accuracy, mr.Tags, mr.Confusion = &acc, conf.PerTag(), conf
@@ -130,7 +137,7 @@ func detectors(report *Report, o Options) error {
 			o.Progress(info.Name, mr.Images, len(images))
 			msg, err := predictFile(pl, im.File)
 			if err != nil {
-				mr.Failed++
+				mr.fail(im.File, err)
 				continue
 			}
 			var found []Object
@@ -142,7 +149,7 @@ func detectors(report *Report, o Options) error {
 		}
 		pl.Close()
 		if mr.Failed == mr.Images {
-			return fmt.Errorf("model %s: none of the %d images could be read or run", info.Name, mr.Images)
+			return mr.allFailed()
 		}
 		mr.AP = map[string]float64{}
 		for _, tag := range det.Tags() {
@@ -167,4 +174,19 @@ func predictFile(pl *pipeline.Pipeline, file string) (*payload.Prediction, error
 	}
 	defer f.Close()
 	return pl.Process(f)
+}
+
+// fail counts file as failed, with why.
+func (m *ModelReport) fail(file string, err error) {
+	m.Failed++
+	m.Failures = append(m.Failures, ImageFailure{File: file, Reason: err.Error()})
+}
+
+// allFailed is the error of a model that could run none of the images: it names the first
+// and why, which is usually the same for all (a path, a format).
+func (m *ModelReport) allFailed() error {
+	if len(m.Failures) == 0 {
+		return fmt.Errorf("model %s: the data set has no image", m.Name)
+	}
+	return fmt.Errorf("model %s: none of the %d images could be read or run; the first, %s: %s", m.Name, m.Images, m.Failures[0].File, m.Failures[0].Reason)
 }
