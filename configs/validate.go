@@ -319,16 +319,10 @@ func (c Camera) validateCapture(p *problems, key string) {
 }
 
 func (m MQTT) validate(p *problems) {
-	u, err := url.Parse(m.Broker)
-	switch {
-	case m.Broker == "":
+	if m.Broker == "" {
 		p.add("mqtt.broker", "empty: give the broker URL, e.g. tcp://127.0.0.1:1883")
-	case err != nil:
-		p.add("mqtt.broker", "%q is not a URL: %v", m.Broker, err)
-	case !slices.Contains(brokerScheme, u.Scheme):
-		p.add("mqtt.broker", "scheme %q is not one of %s (e.g. tcp://host:1883, ssl://host:8883)", u.Scheme, strings.Join(brokerScheme, ", "))
-	case u.Hostname() == "":
-		p.add("mqtt.broker", "%q has no host", m.Broker)
+	} else {
+		checkBroker(p, "mqtt.broker", m.Broker, "")
 	}
 	if m.TopicPrefix == "" || strings.ContainsAny(m.TopicPrefix, "+#") || strings.HasPrefix(m.TopicPrefix, "/") || strings.HasSuffix(m.TopicPrefix, "/") {
 		p.add("mqtt.topic_prefix", "%q must be non-empty, without + or #, and not start or end with /", m.TopicPrefix)
@@ -355,13 +349,7 @@ func (m MQTT) validate(p *problems) {
 	if m.StatsInterval < 0 {
 		p.add("mqtt.stats_interval", "%v must be 0 (off) or a positive duration", m.StatsInterval)
 	}
-	if m.Password != "" && m.PasswordFile != "" {
-		p.add("mqtt.password", "set mqtt.password or mqtt.password_file, not both")
-	}
-	checkFiles(p, map[string]string{"mqtt.password_file": m.PasswordFile, "mqtt.tls.ca_file": m.TLS.CAFile, "mqtt.tls.cert_file": m.TLS.CertFile, "mqtt.tls.key_file": m.TLS.KeyFile})
-	if (m.TLS.CertFile == "") != (m.TLS.KeyFile == "") {
-		p.add("mqtt.tls", "cert_file and key_file go together (mutual TLS): set both or neither")
-	}
+	checkCredentials(p, "mqtt", m.Password, m.PasswordFile, m.TLS)
 	if m.Embedded.Enabled {
 		if _, port, err := net.SplitHostPort(m.Embedded.Listen); err != nil || port == "" {
 			p.add("mqtt.embedded.listen", "%q must be host:port, e.g. 127.0.0.1:1883", m.Embedded.Listen)
@@ -661,6 +649,34 @@ func ParsePublicKey(text string) (ed25519.PublicKey, error) {
 		return nil, errors.New("not an ed25519 public key: give a PEM \"PUBLIC KEY\" block or base64 of its 32 bytes (cvedge commands keygen)")
 	}
 	return ed25519.PublicKey(raw), nil
+}
+
+// checkBroker checks a broker URL set at key: parsed, one of brokerScheme, with a host; hint
+// ends the scheme's message (what empty means, for a broker that may be left out).
+func checkBroker(p *problems, key, broker, hint string) {
+	u, err := url.Parse(broker)
+	switch {
+	case err != nil:
+		p.add(key, "%q is not a URL: %v", broker, err)
+	case !slices.Contains(brokerScheme, u.Scheme):
+		p.add(key, "scheme %q is not one of %s (e.g. tcp://host:1883, ssl://host:8883)%s", u.Scheme, strings.Join(brokerScheme, ", "), hint)
+	case u.Hostname() == "":
+		p.add(key, "%q has no host", broker)
+	}
+}
+
+// checkCredentials checks what a broker connection under section (mqtt, sparkplug) signs in
+// with: a password or a password file, not both; the files readable; a client certificate
+// with its key.
+func checkCredentials(p *problems, section, password, passwordFile string, tls TLS) {
+	if password != "" && passwordFile != "" {
+		p.add(section+".password", "set %s.password or %s.password_file, not both", section, section)
+	}
+	checkFiles(p, map[string]string{section + ".password_file": passwordFile, section + ".tls.ca_file": tls.CAFile,
+		section + ".tls.cert_file": tls.CertFile, section + ".tls.key_file": tls.KeyFile})
+	if (tls.CertFile == "") != (tls.KeyFile == "") {
+		p.add(section+".tls", "cert_file and key_file go together (mutual TLS): set both or neither")
+	}
 }
 
 // validate checks a server's certificate files: both or neither, and readable.

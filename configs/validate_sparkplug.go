@@ -1,8 +1,6 @@
 package configs
 
 import (
-	"net/url"
-	"slices"
 	"strings"
 	"time"
 )
@@ -24,23 +22,9 @@ func (s Sparkplug) validate(p *problems) {
 		p.add("sparkplug.data_interval", "%v must be from 10ms to 1h (how often changed metrics are published)", s.DataInterval)
 	}
 	if s.Broker != "" {
-		u, err := url.Parse(s.Broker)
-		switch {
-		case err != nil:
-			p.add("sparkplug.broker", "%q is not a URL: %v", s.Broker, err)
-		case !slices.Contains(brokerScheme, u.Scheme):
-			p.add("sparkplug.broker", "scheme %q is not one of %s (e.g. tcp://host:1883, ssl://host:8883); empty uses mqtt.broker", u.Scheme, strings.Join(brokerScheme, ", "))
-		case u.Hostname() == "":
-			p.add("sparkplug.broker", "%q has no host", s.Broker)
-		}
+		checkBroker(p, "sparkplug.broker", s.Broker, "; empty uses mqtt.broker")
 	} else if s.Username != "" || s.Password != "" || s.PasswordFile != "" || s.TLS != (TLS{}) {
 		p.add("sparkplug.broker", "empty, but sparkplug has its own username, password or tls: set sparkplug.broker to the broker they are for, or remove them (without a broker, Sparkplug uses mqtt.broker with the mqtt section's credentials and tls)")
 	}
-	if s.Password != "" && s.PasswordFile != "" {
-		p.add("sparkplug.password", "set sparkplug.password or sparkplug.password_file, not both")
-	}
-	checkFiles(p, map[string]string{"sparkplug.password_file": s.PasswordFile, "sparkplug.tls.ca_file": s.TLS.CAFile, "sparkplug.tls.cert_file": s.TLS.CertFile, "sparkplug.tls.key_file": s.TLS.KeyFile})
-	if (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
-		p.add("sparkplug.tls", "cert_file and key_file go together (mutual TLS): set both or neither")
-	}
+	checkCredentials(p, "sparkplug", s.Password, s.PasswordFile, s.TLS)
 }
