@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/configs"
@@ -86,4 +87,16 @@ func (s *stageSet) close() {
 		st.Close()
 	}
 	s.rt.Close()
+}
+
+// brokerFlags adds the flags of a desk tool's broker connection (cvedge collect, cvedge
+// review) into m; who names the tool in the client id's help.
+func brokerFlags(f *pflag.FlagSet, m *configs.MQTT, who string) {
+	f.StringVar(&m.Broker, "broker", m.Broker, "broker URL")
+	f.StringVar(&m.ClientID, "client-id", m.ClientID, "stable client id: the broker keeps samples for it while the "+who+" is away")
+	f.StringVar(&m.Username, "username", "", "broker user name")
+	f.StringVar(&m.PasswordFile, "password-file", "", "file holding the broker password (or set CVEDGE_MQTT_PASSWORD)")
+	f.StringVar(&m.TLS.CAFile, "ca-file", "", "CA bundle of the broker's certificate")
+	f.StringVar(&m.TLS.CertFile, "cert-file", "", "client certificate, for mutual TLS")
+	f.StringVar(&m.TLS.KeyFile, "key-file", "", "client key, for mutual TLS")
 }
