@@ -106,7 +106,7 @@ func (a *Agent) discovery() []publish.Message {
 func (a *Agent) statusChanged(send bool) {
 	st := a.status("online", "")
 	if send {
-		a.out.pub.Send(a.statusMessage("online", ""))
+		a.out.pub.Send(a.statusMessageOf(st))
 	}
 	if s := a.plant.plc; s != nil {
 		runs := a.runsNow()

@@ -35,7 +35,12 @@ func (a *Agent) Stats() []CameraStats {
 
 // statusMessage builds the retained status.
 func (a *Agent) statusMessage(state, reason string) publish.Message {
-	body, _ := json.Marshal(a.status(state, reason))
+	return a.statusMessageOf(a.status(state, reason))
+}
+
+// statusMessageOf is the retained status message of st.
+func (a *Agent) statusMessageOf(st payload.Status) publish.Message {
+	body, _ := json.Marshal(st)
 	return publish.Message{Topic: a.Topic("status"), QoS: 1, Retained: true, Payload: body}
 }
 
