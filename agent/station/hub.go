@@ -9,9 +9,8 @@ import (
 // per-frame step asks Watching first, so a camera nobody watches costs nothing; each viewer
 // holds only the newest frame, so a slow browser skips frames and never slows the camera.
 type Hub struct {
-	mu       sync.Mutex
-	cams     map[string]*feed
-	watchers atomic.Int64 // over all cameras, for the metrics
+	mu   sync.Mutex
+	cams map[string]*feed
 }
 
 // feed is one camera's viewers.
@@ -46,9 +45,6 @@ func (h *Hub) Watching(camera string) bool {
 	return f != nil && f.n.Load() > 0
 }
 
-// Viewers is the number of browsers watching, over all cameras.
-func (h *Hub) Viewers() int { return int(h.watchers.Load()) }
-
 // Publish hands camera's newest frame to each of its viewers, replacing one they have not
 // taken yet. It never blocks.
 func (h *Hub) Publish(camera string, jpeg []byte) {
@@ -75,7 +71,6 @@ func (h *Hub) watch(camera string) (frames <-chan []byte, stop func()) {
 	f.viewers[v] = struct{}{}
 	f.n.Add(1)
 	h.mu.Unlock()
-	h.watchers.Add(1)
 	var once sync.Once
 	return v.frames, func() {
 		once.Do(func() {
@@ -83,7 +78,6 @@ func (h *Hub) watch(camera string) (frames <-chan []byte, stop func()) {
 			delete(f.viewers, v)
 			f.n.Add(-1)
 			h.mu.Unlock()
-			h.watchers.Add(-1)
 		})
 	}
 }
