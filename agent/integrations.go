@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"maps"
@@ -186,12 +187,5 @@ func (a *Agent) modelsOf(p configs.Pipeline) []payload.ModelRef {
 // decidingLabels are the tags of the model that decides a camera's parts: its classifier's,
 // else its detector's.
 func (a *Agent) decidingLabels(p configs.Pipeline) []string {
-	name := p.Classifier
-	if name == "" {
-		name = p.Detector
-	}
-	if st, ok := a.stageNamed(name); ok {
-		return st.Model().Info.Labels
-	}
-	return nil
+	return a.labels(cmp.Or(p.Classifier, p.Detector))
 }

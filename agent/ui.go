@@ -59,10 +59,7 @@ func (a *Agent) openReview(cfg *configs.Config) error {
 		if agent != cfg.Agent.ID {
 			return nil
 		}
-		if st, ok := a.stageNamed(model); ok {
-			return st.Model().Info.Labels
-		}
-		return nil
+		return a.labels(model)
 	})
 	a.review, a.answers = q, ds
 	var warned atomic.Bool
