@@ -94,6 +94,9 @@ func ParseSource(source, kind string) (Source, error) {
 		if !strings.Contains(s, "appsink") {
 			return Source{}, fmt.Errorf("GStreamer pipeline %q must end in appsink (e.g. '... ! videoconvert ! appsink')", Redact(s))
 		}
+		if err := lintPipeline(s); err != nil {
+			return Source{}, err
+		}
 	case KindFile, KindFolder:
 		s = strings.TrimPrefix(s, "file://")
 		src.Target = s
