@@ -72,7 +72,10 @@ type Model struct {
 	// and written in place on every run. Another provider copies a bound input to its
 	// device when it is bound, so there each run passes the tensors afresh.
 	bindIO bool
-	closed bool
+	// provider is the execution provider the session runs on: "cpu", or the configured one
+	// when this onnxruntime build has it.
+	provider string
+	closed   bool
 	// env: the model holds the onnxruntime environment (Runtime.acquire), so that the library
 	// stays loaded until Close has freed the session and tensors.
 	env bool
@@ -121,12 +124,13 @@ func load(rt *Runtime, name string, c configs.Model) (*Model, error) {
 		return nil, err
 	}
 	m.env = true
-	opts, cpu, err := rt.sessionOptions(name)
+	opts, provider, err := rt.sessionOptions(name)
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("onnxruntime session options: %w", err)
 	}
-	m.bindIO = cpu
+	m.provider = provider
+	m.bindIO = provider == "cpu"
 	m.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(exp.Model, []string{info.Input.Name}, info.Outputs, opts)
 	opts.Destroy()
 	if err != nil {
@@ -520,6 +524,11 @@ func (m *Model) decodeZipMap(r *Results, images int, v ort.Value) error {
 	}
 	return nil
 }
+
+// Provider is the execution provider the model's session runs on: "cpu", or the
+// configured onnxruntime.execution_provider (cuda, tensorrt, openvino) when the onnxruntime
+// library has it. A provider the library lacks falls back to "cpu" (and is logged).
+func (m *Model) Provider() string { return m.provider }
 
 // Close frees the session and every tensor, then releases the onnxruntime environment
 // (which unloads the library when the Runtime and every other model are closed). Predict

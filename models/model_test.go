@@ -366,6 +366,9 @@ func TestProviderFallsBackToCPU(t *testing.T) {
 	if !strings.Contains(buf.String(), "execution provider not available in this onnxruntime; running on the CPU") || !strings.Contains(buf.String(), "provider=cuda") {
 		t.Fatalf("log:\n%s", buf.String())
 	}
+	if m.Provider() != "cpu" {
+		t.Errorf("Provider() = %q after the fallback, want cpu", m.Provider())
+	}
 	res := predictScenes(t, m, scene{w: 100, h: 100, shapes: []shape{part("square", "red", 50, 50, 40)}})
 	if res[0][0].TagName != "red" {
 		t.Fatalf("on the CPU: %+v", res[0])

@@ -203,13 +203,13 @@ func releaseEnv() error {
 	return nil
 }
 
-// sessionOptions builds the options of one session, and says whether it runs on the CPU
-// alone. A provider this onnxruntime build cannot use is logged and left out: the session
-// runs on the CPU.
-func (r *Runtime) sessionOptions(model string) (o *ort.SessionOptions, cpu bool, err error) {
+// sessionOptions builds the options of one session, and says which execution provider it
+// runs on: "cpu", or the configured provider. A provider this onnxruntime build cannot use
+// is logged and left out: the session runs on the CPU.
+func (r *Runtime) sessionOptions(model string) (o *ort.SessionOptions, provider string, err error) {
 	o, err = ort.NewSessionOptions()
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	var errs []error
 	if r.opts.IntraOpThreads > 0 {
@@ -230,18 +230,18 @@ func (r *Runtime) sessionOptions(model string) (o *ort.SessionOptions, cpu bool,
 	}
 	if err := errors.Join(errs...); err != nil {
 		o.Destroy()
-		return nil, false, err
+		return nil, "", err
 	}
-	cpu = true
+	provider = "cpu"
 	if ep := r.opts.ExecutionProvider; ep != "" && ep != "cpu" {
 		if err := r.appendProvider(o, ep); err != nil {
 			r.opts.Log.Warn("execution provider not available in this onnxruntime; running on the CPU", "model", model, "provider", ep, "err", err)
 		} else {
 			r.opts.Log.Info("execution provider", "model", model, "provider", ep, "device", r.opts.DeviceID)
-			cpu = false
+			provider = ep
 		}
 	}
-	return o, cpu, nil
+	return o, provider, nil
 }
 
 func (r *Runtime) appendProvider(o *ort.SessionOptions, ep string) error {

@@ -78,11 +78,14 @@ type Percentiles struct {
 
 // RawTiming is onnxruntime's own time per call, in a tight loop, for one model and batch.
 type RawTiming struct {
-	Model  string      `json:"model"`
-	Batch  int         `json:"batch"`
-	Calls  int         `json:"calls"`
-	MeanMs float64     `json:"meanMs"`
-	Ms     Percentiles `json:"ms"`
+	Model string `json:"model"`
+	// Provider is the execution provider the model's session ran on: cpu, or the configured
+	// one when the onnxruntime library has it (see onnxruntime.execution_provider).
+	Provider string      `json:"provider"`
+	Batch    int         `json:"batch"`
+	Calls    int         `json:"calls"`
+	MeanMs   float64     `json:"meanMs"`
+	Ms       Percentiles `json:"ms"`
 }
 
 // CameraBench is one realtime camera of the multi-camera run.
@@ -172,7 +175,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer rt.Close()
 	rep := &Report{Machine: machine(rt), Frames: o.Frames}
 	rt0 := o.Runtime
-	rep.Machine["onnxruntime session"] = fmt.Sprintf("provider %s, intra_op_threads %d, inter_op_threads %d, graph_optimization %s, memory_arena %v, spinning %v",
+	rep.Machine["onnxruntime session"] = fmt.Sprintf("provider %s (configured; each model's own in the raw timings), intra_op_threads %d, inter_op_threads %d, graph_optimization %s, memory_arena %v, spinning %v",
 		rt0.ExecutionProvider, rt0.IntraOpThreads, rt0.InterOpThreads, rt0.GraphOptimization, rt0.MemoryArena, rt0.Spinning)
 	det, err := load(rt, "detector", o.Detector)
 	if err != nil {
@@ -260,6 +263,7 @@ func measure(ctx context.Context, o Options, det, cls *stage, rep *Report) error
 	var modelTime time.Duration
 	for k, j := range jobs {
 		t := rawTiming(j.m.Info.Name, j.batch, j.calls)
+		t.Provider = j.m.Provider()
 		rep.Raw = append(rep.Raw, t)
 		modelTime += time.Duration(float64(j.weight) * t.MeanMs * float64(time.Millisecond))
 		if k == 0 && det != nil { // the detector, at batch 1
@@ -739,9 +743,9 @@ func (r *Report) Markdown() string {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "| %s | %s |\n", k, r.Machine[k])
 	}
-	fmt.Fprintf(&b, "\n%d frames.\n\n| onnxruntime alone (tight loop) | batch | mean ms | p50 ms | p99 ms |\n|---|---|---|---|---|\n", r.Frames)
+	fmt.Fprintf(&b, "\n%d frames.\n\n| onnxruntime alone (tight loop) | provider | batch | mean ms | p50 ms | p99 ms |\n|---|---|---|---|---|---|\n", r.Frames)
 	for _, t := range r.Raw {
-		fmt.Fprintf(&b, "| %s | %d | %.3f | %.3f | %.3f |\n", t.Model, t.Batch, t.MeanMs, t.Ms.P50, t.Ms.P99)
+		fmt.Fprintf(&b, "| %s | %s | %d | %.3f | %.3f | %.3f |\n", t.Model, t.Provider, t.Batch, t.MeanMs, t.Ms.P50, t.Ms.P99)
 	}
 	p := r.Pipeline
 	b.WriteString("\n| pipeline stage | p50 ms | p99 ms |\n|---|---|---|\n")
