@@ -9,7 +9,8 @@ echo "$listing"
 for path in ./usr/bin/cvedge ./usr/lib/cvedge/libonnxruntime.so.1.24.1 ./lib/systemd/system/cvedge.service \
   ./etc/cvedge/cvedge.yaml ./usr/share/cvedge/cvedge.yaml ./usr/share/doc/cvedge/README.md ./usr/share/doc/cvedge/docs/mqtt.md ./usr/share/doc/cvedge/docs/schemas/prediction.schema.json \
   ./usr/share/doc/cvedge/docs/cli.md ./usr/share/bash-completion/completions/cvedge ./usr/share/zsh/vendor-completions/_cvedge \
-  ./usr/share/fish/vendor_completions.d/cvedge.fish ./usr/share/man/man1/cvedge.1.gz ./usr/share/man/man1/cvedge-run.1.gz; do
+  ./usr/share/fish/vendor_completions.d/cvedge.fish ./usr/share/man/man1/cvedge.1.gz ./usr/share/man/man1/cvedge-run.1.gz \
+  ./usr/share/cvedge/systemd/jetson.conf; do
   grep -q " $path\$" <<<"$listing" || fail "does not install $path"
 done
 grep -q -- '-rwxr-xr-x .* ./usr/bin/cvedge$' <<<"$listing" || fail "/usr/bin/cvedge is not executable"
@@ -44,5 +45,10 @@ done
 sed 's#^ExecStart=/usr/bin/cvedge#ExecStart='"$tmp"'/root/usr/bin/cvedge#' "$tmp/root/lib/systemd/system/cvedge.service" > "$tmp/cvedge.service"
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify "$tmp/cvedge.service" || fail "systemd-analyze verify refuses the unit"
+  # the unit as a Jetson runs it: the drop-in's [Service] section after the unit's own
+  mkdir -p "$tmp/jetson"
+  cat "$tmp/cvedge.service" "$tmp/root/usr/share/cvedge/systemd/jetson.conf" > "$tmp/jetson/cvedge.service"
+  systemd-analyze verify "$tmp/jetson/cvedge.service" || fail "systemd-analyze verify refuses the unit with the Jetson drop-in"
 fi
+grep -q /usr/share/cvedge/systemd/jetson.conf "$tmp/control/postinst" || fail "postinst does not install the Jetson drop-in"
 echo "check-deb: $deb: ok ($(dpkg-deb -f "$deb" Version), $(dpkg-deb -f "$deb" Architecture))"

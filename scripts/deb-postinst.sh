@@ -7,5 +7,12 @@ if ! getent passwd cvedge >/dev/null; then
 fi
 if getent group video >/dev/null; then usermod -aG video cvedge; fi
 chgrp cvedge /etc/cvedge/cvedge.yaml || true
+# A Jetson gets the drop-in for its GPU and CSI cameras (docs/operations.md, "Jetson"). One the
+# administrator put there (or removed by replacing it with their own) is left alone.
+dropin=/etc/systemd/system/cvedge.service.d/jetson.conf
+if [ -e /etc/nv_tegra_release ] && [ ! -e "$dropin" ] && [ ! -L "$dropin" ]; then
+  mkdir -p /etc/systemd/system/cvedge.service.d
+  ln -s /usr/share/cvedge/systemd/jetson.conf "$dropin"
+fi
 if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 exit 0

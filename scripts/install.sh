@@ -47,6 +47,11 @@ unit=$(mktemp)
 trap 'rm -f "$unit"' EXIT
 sed "s#^ExecStart=/usr/bin/cvedge #ExecStart=$PREFIX/bin/cvedge #" "$root/configs/cvedge.service" > "$unit"
 place "$unit" /etc/systemd/system/cvedge.service 0644
+# the Jetson drop-in (GPU and CSI camera devices; docs/operations.md, "Jetson"), in use on a Jetson
+place "$root/configs/systemd/jetson.conf" "$PREFIX/share/cvedge/systemd/jetson.conf" 0644
+if [[ -e /etc/nv_tegra_release ]]; then
+  place "$root/configs/systemd/jetson.conf" /etc/systemd/system/cvedge.service.d/jetson.conf 0644
+fi
 
 if [[ -f "$DESTDIR/etc/cvedge/cvedge.yaml" ]]; then
   say "kept /etc/cvedge/cvedge.yaml (yours; the current sample is $PREFIX/share/cvedge/cvedge.yaml)"
