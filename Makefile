@@ -14,6 +14,11 @@ TESTFLAGS ?= -p 1
 TESTTAGS  ?= matprofile
 
 export CGO_ENABLED := 1
+# The Go on PATH builds, or the build stops and says so: an older Go would otherwise try to
+# download the toolchain go.mod names, which fails on an offline box with no hint.
+# scripts/setup.sh checks the version against go.mod first. GOTOOLCHAIN=auto make ... allows it.
+GOTOOLCHAIN ?= local
+export GOTOOLCHAIN
 
 NFPM      ?= go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 # Debian versions must start with a digit: a vX.Y.Z tag gives X.Y.Z, anything else 0.0.0+git<commit>.

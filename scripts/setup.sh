@@ -35,7 +35,6 @@ declare -A ORT_SHA256=(
 PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd
   gstreamer1.0-plugins-good gstreamer1.0-libav python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
   libaravis-0.8-0 gstreamer1.0-plugins-bad aravis-tools iproute2 chromium)
-GO_MIN=1.24
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 libdir="$root/lib"
@@ -71,10 +70,17 @@ apt_install() {
 }
 
 # --- Go ---------------------------------------------------------------------------------
+# The version go.mod's go line asks for is the one needed. GOTOOLCHAIN=local (here and in the
+# Makefile): an older Go would otherwise try to download a newer toolchain, which an offline
+# box cannot, with an error that does not say what to do.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+GO_MIN=$(sed -n 's/^go \([0-9][0-9.]*\)$/\1/p' "$root/go.mod")
+[[ -n "$GO_MIN" ]] || die "go.mod has no 'go' line: restore it from git"
 command -v go >/dev/null || die "Go $GO_MIN or newer is needed and 'go' is not on PATH: install it from https://go.dev/dl/ (Debian 12's golang package is too old)"
-go_version=$(go env GOVERSION | sed 's/^go//')
+go_version=$(go env GOVERSION 2>/dev/null | sed 's/^go//') || true
+[[ -n "$go_version" ]] || die "'go env GOVERSION' failed: check the Go on PATH ($(command -v go)); cvedge needs Go $GO_MIN or newer (https://go.dev/dl/)"
 if [[ "$(printf '%s\n%s\n' "$GO_MIN" "$go_version" | sort -V | head -n1)" != "$GO_MIN" ]]; then
-  die "Go $go_version is too old: cvedge needs Go $GO_MIN or newer (https://go.dev/dl/)"
+  die "Go $go_version is too old: cvedge needs Go $GO_MIN or newer (go.mod's go line). Install it from https://go.dev/dl/ (an offline box: copy the go$GO_MIN.linux-$(uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/').tar.gz there and unpack it into /usr/local), then put /usr/local/go/bin first on PATH"
 fi
 
 # --- Debian packages ----------------------------------------------------------------------
