@@ -326,6 +326,14 @@ func (cr *CascadeReport) writePicture(dir string) error {
 	return nil
 }
 
+// ofFound is a share of the parts found, "-" when none was.
+func ofFound(v float64, found int) string {
+	if found == 0 {
+		return "-"
+	}
+	return pct(v)
+}
+
 // cascadeMarkdown renders a report of kind cascade.
 func (r *Report) cascadeMarkdown() string {
 	var b strings.Builder
@@ -344,14 +352,14 @@ func (cr *CascadeReport) markdown(b *strings.Builder) {
 	fmt.Fprintf(b, "Models: %s. %d images, %d failed; %d labelled parts.\n\n", strings.Join(ms, ", "), cr.Images, cr.Failed, cr.Parts)
 	b.WriteString("| parts found | final tag right (of found) | end to end (right of all parts) | false parts per image |\n|---|---|---|---|\n")
 	fmt.Fprintf(b, "| %s (%d of %d) | %s (%d of %d) | %s (%d of %d) | %.2f (%d) |\n",
-		pct(cr.PartsFound), cr.Found, cr.Parts, pct(cr.TagAccuracy), cr.Right, cr.Found, pct(cr.EndToEnd), cr.Right, cr.Parts, cr.FalsePerImage, cr.FalseParts)
+		pct(cr.PartsFound), cr.Found, cr.Parts, ofFound(cr.TagAccuracy, cr.Found), cr.Right, cr.Found, pct(cr.EndToEnd), cr.Right, cr.Parts, cr.FalsePerImage, cr.FalseParts)
 	b.WriteString("\n### Per tag\n\n| tag | parts | found | final tag right | end to end | false parts |\n|---|---|---|---|---|---|\n")
 	for _, t := range cr.Tags {
 		if t.Parts == 0 {
 			fmt.Fprintf(b, "| %s | 0 | - | - | - | %d |\n", cell(t.Tag), t.FalseParts)
 			continue
 		}
-		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %d |\n", cell(t.Tag), t.Parts, pct(t.PartsFound), pct(t.TagAccuracy), pct(t.EndToEnd), t.FalseParts)
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %d |\n", cell(t.Tag), t.Parts, pct(t.PartsFound), ofFound(t.TagAccuracy, t.Found), pct(t.EndToEnd), t.FalseParts)
 	}
 	b.WriteString("\n### Confusion matrix of final tags\n\nRows are the true tags, columns the final tags. Column \"missed\": parts no detection matched;\n" +
 		"row \"false part\": detections that matched no labelled part, by their final tag.\n\n| true \\ final |")

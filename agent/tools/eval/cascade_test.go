@@ -315,6 +315,7 @@ func TestCascade(t *testing.T) {
 		"| plastic | 0 | 1 | 0 | 1 |",
 		"| false part | 0 | 1 | 0 | - |",
 		"| plastic | 2 | 50.0% | 100.0% | 50.0% | 1 |",
+		"| steel | 2 | 100.0% | 50.0% | 50.0% | 0 |",
 		"![confusion matrix of the cascade of line1](cascade.png)",
 	} {
 		if !strings.Contains(string(md), line+"\n") {
@@ -371,5 +372,26 @@ func TestSameFrames(t *testing.T) {
 	out := sameFrames(in)
 	if len(out) != 2 || out[0].File != "f1.jpg" || len(out[0].Objects) != 2 || out[0].Objects[1].Tag != "c" || len(in[0].Objects) != 1 {
 		t.Errorf("%+v", out)
+	}
+}
+
+// TestCascadeNoneFound: a tag none of whose parts was found has no final-tag accuracy: the
+// report says "-", not 0%.
+func TestCascadeNoneFound(t *testing.T) {
+	cr := &CascadeReport{Camera: "line1", Images: 1}
+	cr.score([]cascadeCount{{truth: "brass"}, {truth: "steel", final: "steel"}})
+	var b strings.Builder
+	cr.markdown(&b)
+	for _, line := range []string{"| brass | 1 | 0.0% | - | 0.0% | 0 |", "| steel | 1 | 100.0% | 100.0% | 100.0% | 0 |", "| 50.0% (1 of 2) | 100.0% (1 of 1) | 50.0% (1 of 2) | 0.00 (0) |"} {
+		if !strings.Contains(b.String(), line+"\n") {
+			t.Errorf("no %q in\n%s", line, b.String())
+		}
+	}
+	cr = &CascadeReport{Camera: "line1", Images: 1}
+	cr.score([]cascadeCount{{truth: "brass"}})
+	b.Reset()
+	cr.markdown(&b)
+	if !strings.Contains(b.String(), "| 0.0% (0 of 1) | - (0 of 0) | 0.0% (0 of 1) | 0.00 (0) |\n") {
+		t.Errorf("headline with nothing found:\n%s", b.String())
 	}
 }
