@@ -40,7 +40,7 @@ type ModelRole struct {
 
 // OpenCameraPipeline loads the models camera name of cfg uses and returns its pipeline. It
 // reads the model store (store.dir) when the folder exists, and creates nothing.
-func OpenCameraPipeline(cfg *configs.Config, name string, log *slog.Logger) (cp *CameraPipeline, err error) {
+func OpenCameraPipeline(cfg *configs.Config, name string, log *slog.Logger) (_ *CameraPipeline, err error) {
 	i := slices.IndexFunc(cfg.Cameras, func(c configs.Camera) bool { return c.Name == name })
 	if i < 0 {
 		var names []string
@@ -60,7 +60,7 @@ func OpenCameraPipeline(cfg *configs.Config, name string, log *slog.Logger) (cp 
 		one.Models[n] = m
 	}
 	a := &Agent{log: log}
-	cp = &CameraPipeline{Camera: cfg.Cameras[i], stages: map[string]*pipeline.ModelStage{}}
+	cp := &CameraPipeline{Camera: cfg.Cameras[i], stages: map[string]*pipeline.ModelStage{}}
 	defer func() {
 		if err != nil {
 			cp.Close()
