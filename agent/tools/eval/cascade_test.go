@@ -14,6 +14,7 @@ import (
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/camera"
+	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
 )
 
@@ -94,6 +95,9 @@ func writeScene(t *testing.T, path string, squares ...square) {
 	img := image.NewRGBA(image.Rect(0, 0, 100, 100))
 	for i := range img.Pix {
 		img.Pix[i] = 128
+		if i%4 == 3 {
+			img.Pix[i] = 255 // opaque
+		}
 	}
 	for _, s := range squares {
 		for y := s.y; y < s.y+s.side; y++ {
@@ -336,7 +340,8 @@ func TestCascade(t *testing.T) {
 }
 
 // TestCascadeRefuses: a tag the pipeline cannot give, no pipeline, and a data set none of
-// whose images runs are errors that say so.
+// whose images runs (a model that fails, no such file, a quality gate that skips every frame)
+// are errors that say so.
 func TestCascadeRefuses(t *testing.T) {
 	dir := t.TempDir()
 	writeScene(t, filepath.Join(dir, "a.png"), square{brassRGB, 10, 10, 20})
@@ -346,6 +351,8 @@ func TestCascadeRefuses(t *testing.T) {
 	defer pl.Close()
 	broken := pipeline.New(pipeline.Options{Detector: &pipeline.FakeStage{Model: "gone", Finds: true, Err: fmt.Errorf("the model is gone")}})
 	defer broken.Close()
+	gated := pipeline.New(pipeline.Options{Detector: det, Classifier: cls, Gate: configs.QualityGate{Action: "skip", MinBrightness: 250}})
+	defer gated.Close()
 	cases := []struct {
 		o    CascadeOptions
 		want string
@@ -354,6 +361,7 @@ func TestCascadeRefuses(t *testing.T) {
 		{CascadeOptions{Data: data}, "no pipeline"},
 		{CascadeOptions{Camera: "line1", Pipeline: broken, Data: data}, "camera line1: none of the 1 images could be read or run; the first, " + filepath.Join(dir, "a.png")},
 		{CascadeOptions{Camera: "line1", Pipeline: pl, Data: filepath.Join(dir, "none.json")}, "none.json"},
+		{CascadeOptions{Camera: "line1", Pipeline: gated, Data: data}, "a.png: frame skipped by the quality gate: too_dark"},
 	}
 	for _, c := range cases {
 		if _, err := Cascade(c.o); err == nil || !strings.Contains(err.Error(), c.want) {
