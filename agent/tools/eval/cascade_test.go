@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/camera"
@@ -401,5 +402,41 @@ func TestCascadeNoneFound(t *testing.T) {
 	cr.markdown(&b)
 	if !strings.Contains(b.String(), "| 0.0% (0 of 1) | - (0 of 0) | 0.0% (0 of 1) | 0.00 (0) |\n") {
 		t.Errorf("headline with nothing found:\n%s", b.String())
+	}
+}
+
+// TestCascadeCollectFolder: a cvedge collect folder holds one entry a region; the regions of
+// one frame are one image with two parts, both found and right, and no false part (scored
+// apart, each entry's other part would be one).
+func TestCascadeCollectFolder(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "frames"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeScene(t, filepath.Join(dir, "frames", "f1.png"), square{brassRGB, 10, 10, 20}, square{steelRGB, 60, 10, 20})
+	var index []byte
+	for i, e := range []struct {
+		tag  string
+		left float32
+	}{{"brass", .1}, {"steel", .6}} {
+		line, err := json.Marshal(dataset.Entry{SampleID: fmt.Sprint(i), File: fmt.Sprintf("%s/%d.jpg", e.tag, i), FrameFile: "frames/f1.png", Tag: e.tag,
+			Region: &payload.Box{Left: e.left, Top: .1, Width: .2, Height: .2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		index = append(append(index, line...), '\n')
+	}
+	if err := os.WriteFile(filepath.Join(dir, dataset.IndexFile), index, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	det, cls, route := cascadeStages(t)
+	pl := pipeline.New(pipeline.Options{Detector: det, Classifier: cls, Routes: map[string]pipeline.Stage{"metal": route}})
+	defer pl.Close()
+	r, err := Cascade(CascadeOptions{Camera: "line1", Pipeline: pl, Data: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Cascade; c.Images != 1 || c.Parts != 2 || c.Right != 2 || c.FalseParts != 0 {
+		t.Errorf("%d images, %d parts, %d right, %d false parts; want 1, 2, 2, 0", c.Images, c.Parts, c.Right, c.FalseParts)
 	}
 }
