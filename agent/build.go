@@ -11,6 +11,7 @@ import (
 	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
+	"github.com/cvedge/cvedge/models/store"
 )
 
 // reuse is what a reload may take over from the running config: a camera whose capture
@@ -105,36 +106,46 @@ func (a *Agent) newRun(cfg *configs.Config, i int, prev *reuse) (*cameraRun, err
 // cameras give it.
 func (a *Agent) loadStages(cfg *configs.Config, stages map[string]*pipeline.ModelStage, paths map[string]string, prev *reuse) error {
 	used := map[string]bool{}
-	for i, cc := range cfg.Cameras {
-		type role struct {
-			key, name string
-			detector  bool
-		}
-		roles := []role{{"detector", cc.Pipeline.Detector, true}, {"classifier", cc.Pipeline.Classifier, false}}
-		for tag, name := range cc.Pipeline.Routes {
-			roles = append(roles, role{"routes." + tag, name, false})
-		}
-		for _, r := range roles {
-			if r.name == "" {
-				continue
-			}
-			used[r.name] = true
-			st, err := a.loadStage(cfg, stages, paths, prev, r.name)
-			if err != nil {
-				return err
-			}
-			if st.Detector() != r.detector {
-				want := "a classifier"
-				if r.detector {
-					want = "a detector"
-				}
-				return fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, r.key, r.name, st.Model().Info.Format, want)
-			}
+	for i := range cfg.Cameras {
+		if err := a.loadCamera(cfg, i, stages, paths, prev, used); err != nil {
+			return err
 		}
 	}
 	for name := range cfg.Models {
 		if !used[name] {
 			a.log.Warn("model configured but used by no camera; not loaded", "model", name)
+		}
+	}
+	return nil
+}
+
+// loadCamera loads the models camera i of cfg uses into stages, noting them in used, and
+// checks that each does the job the camera gives it.
+func (a *Agent) loadCamera(cfg *configs.Config, i int, stages map[string]*pipeline.ModelStage, paths map[string]string, prev *reuse, used map[string]bool) error {
+	cc := cfg.Cameras[i]
+	type role struct {
+		key, name string
+		detector  bool
+	}
+	roles := []role{{"detector", cc.Pipeline.Detector, true}, {"classifier", cc.Pipeline.Classifier, false}}
+	for tag, name := range cc.Pipeline.Routes {
+		roles = append(roles, role{"routes." + tag, name, false})
+	}
+	for _, r := range roles {
+		if r.name == "" {
+			continue
+		}
+		used[r.name] = true
+		st, err := a.loadStage(cfg, stages, paths, prev, r.name)
+		if err != nil {
+			return err
+		}
+		if st.Detector() != r.detector {
+			want := "a classifier"
+			if r.detector {
+				want = "a detector"
+			}
+			return fmt.Errorf("cameras[%d].pipeline.%s: model %q is a %s, not %s", i, r.key, r.name, st.Model().Info.Format, want)
 		}
 	}
 	return nil
@@ -148,9 +159,12 @@ func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*pipeline.Model
 		return st, nil
 	}
 	mc := cfg.Models[name]
-	st, err := a.store.State(name)
-	if err != nil {
-		return nil, err
+	var st store.State // no store (a desk tool away from one): no active iteration
+	var err error
+	if a.store != nil {
+		if st, err = a.store.State(name); err != nil {
+			return nil, err
+		}
 	}
 	if st.Active != "" {
 		if mc.Path, err = a.store.ExportPath(name, st.Active); err != nil {
@@ -205,9 +219,22 @@ func (a *Agent) startShadow(name string, stage *pipeline.ModelStage, mc configs.
 // assemble gives run r (camera i of cfg) its pipeline, on stages, and its steps. Its frames
 // are numbered on from the last frame id of its camera in this boot.
 func (a *Agent) assemble(cfg *configs.Config, i int, r *cameraRun, stages map[string]*pipeline.ModelStage) error {
-	p := r.cfg.Pipeline
-	o := pipeline.Options{Agent: cfg.Agent.ID, Boot: a.boot, Camera: r.cam.Name(), Padding: float32(p.CropPadding),
-		Gate: r.cfg.QualityGate, Thresholds: p.Thresholds, Masks: r.cfg.Masks, Frames: a.counter("frames", r.cam.Name())}
+	o := pipelineOptions(cfg, r.cfg, stages)
+	o.Agent, o.Boot, o.Camera, o.Frames = cfg.Agent.ID, a.boot, r.cam.Name(), a.counter("frames", r.cam.Name())
+	list, err := a.stepsFor(cfg, i, r, stages)
+	if err != nil {
+		return err
+	}
+	r.pl, r.steps = pipeline.New(o), list
+	return nil
+}
+
+// pipelineOptions are what the pipeline of camera cc of cfg runs on its frames, on stages
+// (loaded by loadCamera): its models, routes, crop padding, quality gate, thresholds and
+// masks. Where its messages come from (agent, boot, camera, frame numbers) is the caller's.
+func pipelineOptions(cfg *configs.Config, cc configs.Camera, stages map[string]*pipeline.ModelStage) pipeline.Options {
+	p := cc.Pipeline
+	o := pipeline.Options{Padding: float32(p.CropPadding), Gate: cc.QualityGate, Thresholds: p.Thresholds, Masks: cc.Masks}
 	if p.Detector != "" {
 		o.Detector = stages[p.Detector]
 	}
@@ -223,12 +250,7 @@ func (a *Agent) assemble(cfg *configs.Config, i int, r *cameraRun, stages map[st
 			o.Routes[tag] = stages[name]
 		}
 	}
-	list, err := a.stepsFor(cfg, i, r, stages)
-	if err != nil {
-		return err
-	}
-	r.pl, r.steps = pipeline.New(o), list
-	return nil
+	return o
 }
 
 // stepsFor lists what follows the models on each frame of run r (camera i of cfg), in the

@@ -20,9 +20,10 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 		mapping   []string
 		asJSON    bool
 		allowFail bool
+		cf        cascadeFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "eval --model M [--model M2 ...] --data DIR",
+		Use:   "eval (--model M [--model M2 ...] | --config FILE [--camera NAME]) --data DIR",
 		Short: "Score models on labelled field images, side by side",
 		Long: "Run one or more models on a labelled data set and report accuracy, per-tag precision, recall and F1 and the\n" +
 			"confusion matrix (classifiers), or AP@0.5 per tag and mAP (detectors). Classification data is a folder per tag;\n" +
@@ -32,13 +33,22 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 			"folder) and prints each model's headline score, or with --json the same as one JSON object (docs/cli.md).\n" +
 			"The report lists every image a model got wrong, and every image it could not read or run with why; any of the\n" +
 			"latter makes the exit status 1 (the scores leave them out), unless --allow-failures.\n" +
-			"On a terminal it shows its progress on stderr; piped, it does not.",
+			"On a terminal it shows its progress on stderr; piped, it does not.\n\n" +
+			"--config FILE --camera NAME scores the camera's pipeline end to end instead (the cascade score): its\n" +
+			"detector, classifier, routes, crop padding, thresholds, masks and quality gate as the agent runs them, on a\n" +
+			"detection data set whose boxes carry each part's final tag. It reports the parts found, the final tags right,\n" +
+			"the false parts and a confusion matrix of final tags with a column of missed parts and a row of false\n" +
+			"parts, in report.md, report.json and cascade.png.",
 		Example: "  cvedge eval --model colour-v1.zip --model colour-v2.zip --data ./labelled --out ./eval-v2\n" +
-			"  cvedge eval --model parts.zip --data annotations.json --json",
+			"  cvedge eval --model parts.zip --data annotations.json --json\n" +
+			"  cvedge eval --config /etc/cvedge/cvedge.yaml --camera line1 --data parts.json --out eval-line1",
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cf.set() {
+				return cf.run(cmd, data, out, asJSON, allowFail, stdout, stderr)
+			}
 			if len(paths) == 0 || data == "" {
-				return usageErrorf("give --model (one or more) and --data")
+				return usageErrorf("give --model (one or more) and --data, or --config and --camera and --data")
 			}
 			explicit, err := folderTags(mapping)
 			if err != nil {
@@ -82,6 +92,7 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary (each model's score, where the report is) as JSON (docs/cli.md)")
 	cmd.Flags().BoolVar(&allowFail, "allow-failures", false, "exit 0 even when some images could not be read or run (they are listed in the report either way)")
 	mf.register(cmd)
+	cf.register(cmd)
 	return cmd
 }
 
@@ -121,6 +132,8 @@ type evalJSON struct {
 	Report     string          `json:"report"`
 	ReportJSON string          `json:"reportJSON"`
 	Models     []evalModelJSON `json:"models"`
+	// Cascade is the headline of the cascade score (--config), kind cascade.
+	Cascade *cascadeJSON `json:"cascade,omitempty"`
 }
 
 // evalModelJSON is one model's headline score: accuracy for classifiers, map for detectors.

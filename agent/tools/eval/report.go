@@ -52,6 +52,8 @@ type Report struct {
 	Kind    string        `json:"kind"` // classification or detection
 	Created time.Time     `json:"created"`
 	Models  []ModelReport `json:"models"`
+	// Cascade is the score of a camera's pipeline (kind cascade, see Cascade).
+	Cascade *CascadeReport `json:"cascade,omitempty"`
 }
 
 // Write saves report.json, report.md and a confusion matrix PNG per classifier into dir.
@@ -67,6 +69,11 @@ func (r *Report) Write(dir string) error {
 		m.Picture = fmt.Sprintf("confusion-%d-%s.png", i+1, safe(m.Name))
 		if err := ConfusionPNG(m.Confusion, m.Name, filepath.Join(dir, m.Picture)); err != nil {
 			return fmt.Errorf("confusion matrix of %s: %w", m.Name, err)
+		}
+	}
+	if r.Cascade != nil {
+		if err := r.Cascade.writePicture(dir); err != nil {
+			return err
 		}
 	}
 	raw, err := json.MarshalIndent(r, "", "  ")
@@ -93,6 +100,9 @@ func pct(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }
 // Markdown renders the report; with several models they sit side by side.
 func (r *Report) Markdown() string {
 	var b strings.Builder
+	if r.Cascade != nil {
+		return r.cascadeMarkdown()
+	}
 	fmt.Fprintf(&b, "# Evaluation on %s\n\n%s data set, %s.\n\n", r.Data, r.Kind, r.Created.Format(time.RFC3339))
 	b.WriteString("| model | iteration | images | failed |")
 	if r.Kind == "classification" {
