@@ -109,3 +109,82 @@ func TestRunRefuses(t *testing.T) {
 		}
 	}
 }
+
+// bySide is a fake classifier that answers from the image's width: knows maps a width to
+// the probabilities it gives its tags (best first as the pipeline wants them).
+func bySide(name string, labels []string, knows map[int][]models.Prediction) Model {
+	st := &pipeline.FakeStage{Model: name, Answer: func(_ *camera.Frame, r image.Rectangle) []models.Prediction {
+		return knows[r.Dx()]
+	}}
+	return Model{Info: models.Info{Name: name, Format: models.FormatClassifier, Labels: labels}, Stage: st}
+}
+
+func pred(tag int, name string, p float32) models.Prediction {
+	return models.Prediction{Tag: tag, TagName: name, Probability: p}
+}
+
+// TestRunDifferentTagSets: "old" knows cat and dog, "new" also bird; the data set has all
+// three (cat: 2 images 10 px wide, dog: 1 of 20 px, bird: 2 of 30 px). Both are scored, side
+// by side. For old, bird is "not in model": its 2 images are misses, predicted dog.
+//
+//	old: true \ predicted          cat dog
+//	     cat                         2   0
+//	     dog                         0   1
+//	     bird (not in this model)    0   2
+//
+// accuracy 3/5; dog precision 1/3, recall 1; AP(cat) 1; AP(dog): ranked by dog's
+// probability the birds (0.85) come before the dog (0.8), so 1/3; mean AP 2/3.
+// new gets all 5 right: accuracy 1, mean AP 1.
+func TestRunDifferentTagSets(t *testing.T) {
+	data := t.TempDir()
+	writeSquare(t, filepath.Join(data, "cat", "1.png"), 10)
+	writeSquare(t, filepath.Join(data, "cat", "2.png"), 10)
+	writeSquare(t, filepath.Join(data, "dog", "1.png"), 20)
+	writeSquare(t, filepath.Join(data, "bird", "1.png"), 30)
+	writeSquare(t, filepath.Join(data, "bird", "2.png"), 30)
+	old := bySide("old", []string{"cat", "dog"}, map[int][]models.Prediction{
+		10: {pred(0, "cat", 0.9), pred(1, "dog", 0.1)},
+		20: {pred(1, "dog", 0.8), pred(0, "cat", 0.2)},
+		30: {pred(1, "dog", 0.85), pred(0, "cat", 0.15)},
+	})
+	next := bySide("new", []string{"bird", "cat", "dog"}, map[int][]models.Prediction{
+		10: {pred(1, "cat", 0.9), pred(2, "dog", 0.05), pred(0, "bird", 0.05)},
+		20: {pred(2, "dog", 0.8), pred(1, "cat", 0.1), pred(0, "bird", 0.1)},
+		30: {pred(0, "bird", 0.7), pred(2, "dog", 0.2), pred(1, "cat", 0.1)},
+	})
+	r, err := Run(Options{Models: []Model{old, next}, Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, n := r.Models[0], r.Models[1]
+	if fmt.Sprint(o.Confusion.Labels) != "[cat dog bird (not in this model)]" || fmt.Sprint(o.Confusion.Matrix) != "[[2 0 0] [0 1 0] [0 2 0]]" {
+		t.Fatalf("old: confusion %v %v", o.Confusion.Labels, o.Confusion.Matrix)
+	}
+	if !near(*o.Accuracy, 0.6) || !near(*o.MeanAP, 2.0/3) {
+		t.Errorf("old: accuracy %v (want 3/5), mean AP %v (want 2/3)", *o.Accuracy, *o.MeanAP)
+	}
+	bird, _ := find(o.Tags, "bird")
+	dog, _ := find(o.Tags, "dog")
+	cat, _ := find(o.Tags, "cat")
+	if !bird.NotInModel || bird.Support != 2 || bird.Recall != 0 || !near(dog.Precision, 1.0/3) || dog.Recall != 1 || !near(dog.AP, 1.0/3) || cat.AP != 1 {
+		t.Errorf("old: bird %+v dog %+v cat %+v", bird, dog, cat)
+	}
+	if len(o.Misclassified) != 2 || o.Misclassified[0].True != "bird (not in this model)" || o.Misclassified[0].Predicted != "dog" || len(o.Misclassified[0].Thumb) == 0 {
+		t.Errorf("old: misclassified %+v, want the 2 birds taken for dogs, with thumbnails", o.Misclassified)
+	}
+	if !near(*n.Accuracy, 1) || !near(*n.MeanAP, 1) || len(n.Misclassified) != 0 {
+		t.Errorf("new: accuracy %v mean AP %v misclassified %v", *n.Accuracy, *n.MeanAP, n.Misclassified)
+	}
+	dir := t.TempDir()
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	if !strings.Contains(string(md), "| bird | not in model | - | - | - | 100.0% | 100.0% | 1.000 | 1.000 | 2 |") {
+		t.Errorf("report.md does not show bird as not in old's model beside new's scores:\n%s", md)
+	}
+	page, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+	if strings.Count(string(page), `src="data:image/jpeg;base64,`) != 2 || !strings.Contains(string(page), "not in model") {
+		t.Errorf("report.html lacks the 2 thumbnails or the tag not in the model:\n%s", page)
+	}
+}
