@@ -116,7 +116,7 @@ func (r *Report) Markdown() string {
 	for _, m := range r.Models {
 		score := "-"
 		if m.Accuracy != nil {
-			score = pct(*m.Accuracy) + " | " + pct(deref(m.MeanAP))
+			score = fmt.Sprintf("%s | %.3f", pct(*m.Accuracy), deref(m.MeanAP))
 		} else if m.MAP != nil {
 			score = fmt.Sprintf("%.3f", *m.MAP)
 		}
