@@ -188,3 +188,40 @@ func TestRunDifferentTagSets(t *testing.T) {
 		t.Errorf("report.html lacks the 2 thumbnails or the tag not in the model:\n%s", page)
 	}
 }
+
+// TestRunDetectorsDifferentTagSets: "old" finds parts, "new" parts and gaskets; the image
+// (20 px) has one of each. For old the gasket is not in the model: AP 0, mAP 1/2; new finds
+// both: mAP 1. A tag neither knows is still an error.
+func TestRunDetectorsDifferentTagSets(t *testing.T) {
+	dir := t.TempDir()
+	writeSquare(t, filepath.Join(dir, "a.png"), 20)
+	os.WriteFile(filepath.Join(dir, "ann.json"), []byte(`{"images":[{"id":1,"file_name":"a.png","width":20,"height":20}],
+	 "annotations":[{"image_id":1,"category_id":1,"bbox":[0,0,10,10]},{"image_id":1,"category_id":2,"bbox":[10,10,10,10]}],
+	 "categories":[{"id":1,"name":"part"},{"id":2,"name":"gasket"}]}`), 0o644)
+	found := func(labels ...string) func(*camera.Frame, image.Rectangle) []models.Prediction {
+		return func(*camera.Frame, image.Rectangle) []models.Prediction {
+			var out []models.Prediction
+			for i, l := range labels {
+				x := float32(i) * 0.5
+				out = append(out, models.Prediction{Tag: i, TagName: l, Probability: 0.9, Box: &models.Box{Left: x, Top: x, Width: 0.5, Height: 0.5}})
+			}
+			return out
+		}
+	}
+	old := Model{Info: models.Info{Name: "old", Format: models.FormatDetectorYOLO, Labels: []string{"part"}}, Stage: &pipeline.FakeStage{Model: "old", Finds: true, Answer: found("part")}}
+	next := Model{Info: models.Info{Name: "new", Format: models.FormatDetectorYOLO, Labels: []string{"part", "gasket"}}, Stage: &pipeline.FakeStage{Model: "new", Finds: true, Answer: found("part", "gasket")}}
+	r, err := Run(Options{Models: []Model{old, next}, Data: filepath.Join(dir, "ann.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, n := r.Models[0], r.Models[1]
+	if fmt.Sprint(o.NotInModel) != "[gasket]" || o.AP["gasket"] != 0 || !near(o.AP["part"], 1) || !near(*o.MAP, 0.5) || len(n.NotInModel) != 0 || !near(*n.MAP, 1) {
+		t.Fatalf("old %+v %v, new %+v %v", o.AP, *o.MAP, n.AP, *n.MAP)
+	}
+	if md := r.Markdown(); !strings.Contains(md, "| gasket | not in model (0) | 1.000 |") {
+		t.Errorf("report.md:\n%s", md)
+	}
+	if _, err := Run(Options{Models: []Model{old}, Data: filepath.Join(dir, "ann.json")}); err == nil || !strings.Contains(err.Error(), `the data set has tag "gasket", which the model does not know`) {
+		t.Errorf("a tag no model knows: %v", err)
+	}
+}
