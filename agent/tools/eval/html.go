@@ -41,7 +41,7 @@ figure img{max-width:160px;max-height:160px;display:block}
 {{if .Wrong}}<h3>Images it got wrong ({{.WrongTotal}})</h3><div class="gallery">
 {{range .Wrong}}<figure>{{if .Thumb}}<img alt="{{.File}}" src="{{.Thumb}}">{{end}}<figcaption>{{.File}}<br>true <b>{{.True}}</b>, predicted <b>{{.Predicted}}</b> ({{.Probability}})</figcaption></figure>
 {{end}}</div>{{if .WrongLeft}}<p class="muted">{{.WrongLeft}} more are listed in report.md and report.json.</p>{{end}}{{end}}
-{{if .Failures}}<h3>Images it could not read or run ({{.Failed}})</h3><table><tr><th>image</th><th>why</th></tr>
+{{if .Failures}}<h3>Images it could not read or run ({{.Failed}})</h3><table><tr><th>image</th><th style="text-align:left">why</th></tr>
 {{range .Failures}}<tr><td>{{.File}}</td><td style="text-align:left">{{.Reason}}</td></tr>
 {{end}}</table>{{if .FailedLeft}}<p class="muted">{{.FailedLeft}} more are listed in report.md and report.json.</p>{{end}}{{end}}
 </section>

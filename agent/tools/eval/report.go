@@ -28,7 +28,8 @@ type ModelReport struct {
 	// Detectors.
 	AP  map[string]float64 `json:"ap,omitempty"`
 	MAP *float64           `json:"map,omitempty"`
-	// MeanAP is the mean of the classifier's per-tag AP over the tags it knows.
+	// MeanAP is the mean of the classifier's per-tag AP over the tags it knows that the data
+	// set has.
 	MeanAP *float64 `json:"meanAP,omitempty"`
 	// NotInModel lists the data set's tags the detector does not know: their boxes are all
 	// misses (AP 0). For classifiers the tags say so themselves (TagScore.NotInModel).
