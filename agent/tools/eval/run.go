@@ -108,7 +108,7 @@ func classifiers(report *Report, o Options) error {
 				mr.Images++
 				o.Progress(info.Name, mr.Images, total)
 				var top payload.Tag
-				thumb, err := predictFile(pl, file, func(msg *payload.Prediction) (bool, error) {
+				thumb, err := judgeFile(pl, file, func(msg *payload.Prediction) (bool, error) {
 					if len(msg.Predictions) == 0 {
 						return false, errors.New("the model gave no tag")
 					}
@@ -236,8 +236,7 @@ func detectors(report *Report, o Options) error {
 		for _, im := range images {
 			mr.Images++
 			o.Progress(info.Name, mr.Images, len(images))
-			var msg *payload.Prediction
-			_, err := predictFile(pl, im.File, func(m *payload.Prediction) (bool, error) { msg = m; return false, nil })
+			msg, err := predictFile(pl, im.File)
 			if err != nil {
 				mr.fail(im.File, err)
 				continue
@@ -275,9 +274,19 @@ const GalleryMax = 100
 // thumbSide is the longer side of a thumbnail, in pixels.
 const thumbSide = 160
 
-// predictFile runs the pipeline on one image file and hands the answer to judge, which says
+// predictFile runs the pipeline on one image file.
+func predictFile(pl *pipeline.Pipeline, file string) (*payload.Prediction, error) {
+	f, err := camera.ReadImage(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return pl.Process(f)
+}
+
+// judgeFile runs the pipeline on one image file and hands the answer to judge, which says
 // whether to keep a thumbnail of the image (or why the answer is no good).
-func predictFile(pl *pipeline.Pipeline, file string, judge func(*payload.Prediction) (bool, error)) ([]byte, error) {
+func judgeFile(pl *pipeline.Pipeline, file string, judge func(*payload.Prediction) (bool, error)) ([]byte, error) {
 	f, err := camera.ReadImage(file)
 	if err != nil {
 		return nil, err
