@@ -183,3 +183,41 @@ func BenchmarkFill1080pTo416(b *testing.B) {
 		}
 	}
 }
+
+// TestThumbnail: a 400x100 image shrinks to 160x40 and keeps its colours (left blue, right
+// red); a 40x20 one keeps its size; an empty Mat is an error.
+func TestThumbnail(t *testing.T) {
+	img := halves(400, 100, [3]uint8{200, 0, 0}, [3]uint8{0, 0, 200})
+	defer img.Close()
+	jpg, err := Thumbnail(img, 160, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := gocv.IMDecode(jpg, gocv.IMReadColor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if back.Cols() != 160 || back.Rows() != 40 {
+		t.Fatalf("thumbnail %dx%d, want 160x40", back.Cols(), back.Rows())
+	}
+	if b, r := back.GetVecbAt(20, 10), back.GetVecbAt(20, 150); b[0] < 150 || b[2] > 60 || r[2] < 150 || r[0] > 60 {
+		t.Errorf("colours left %v right %v", b, r)
+	}
+	tall := halves(40, 20, [3]uint8{1, 2, 3}, [3]uint8{4, 5, 6})
+	defer tall.Close()
+	jpg, err = Thumbnail(tall, 160, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, _ := gocv.IMDecode(jpg, gocv.IMReadColor)
+	defer small.Close()
+	if small.Cols() != 40 || small.Rows() != 20 {
+		t.Errorf("small image became %dx%d", small.Cols(), small.Rows())
+	}
+	empty := gocv.NewMat()
+	defer empty.Close()
+	if _, err := Thumbnail(empty, 160, 80); err == nil {
+		t.Error("empty Mat: no error")
+	}
+}

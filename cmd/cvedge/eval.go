@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cvedge/cvedge/agent/tools/collect"
 	"github.com/cvedge/cvedge/agent/tools/eval"
+	"github.com/cvedge/cvedge/configs"
 )
 
 func evalCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -21,6 +26,7 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 		asJSON    bool
 		allowFail bool
 		cf        cascadeFlags
+		portal    portalFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "eval (--model M [--model M2 ...] | --config FILE [--camera NAME]) --data DIR",
@@ -32,7 +38,11 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 			"Reads the models and the data set; writes the report into --out (default eval-<date>-<time> in the current\n" +
 			"folder) and prints each model's headline score, or with --json the same as one JSON object (docs/cli.md).\n" +
 			"The report lists every image a model got wrong, and every image it could not read or run with why; any of the\n" +
-			"latter makes the exit status 1 (the scores leave them out), unless --allow-failures.\n" +
+			"latter makes the exit status 1 (the scores leave them out), unless --allow-failures. report.html is the same\n" +
+			"in one self-contained page, with a thumbnail of each image a model got wrong. A tag of the data set that a\n" +
+			"model lacks (but another model knows) counts as that model's misses and shows as \"not in model\".\n" +
+			"With --training-endpoint it sets the Custom Vision portal's precision, recall and AP of each iteration beside\n" +
+			"the field's, with the gap; the key comes from CUSTOMVISION_TRAINING_KEY (docs/improvement.md).\n" +
 			"On a terminal it shows its progress on stderr; piped, it does not.\n\n" +
 			"--config FILE --camera NAME scores the camera's pipeline end to end instead (the cascade score): its\n" +
 			"detector, classifier, routes, crop padding, thresholds, masks and quality gate as the agent runs them, on a\n" +
@@ -41,6 +51,8 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 			"parts, in report.md, report.json and cascade.png.",
 		Example: "  cvedge eval --model colour-v1.zip --model colour-v2.zip --data ./labelled --out ./eval-v2\n" +
 			"  cvedge eval --model parts.zip --data annotations.json --json\n" +
+			"  CUSTOMVISION_TRAINING_KEY=... cvedge eval --model colour-v2.zip --data ./labelled \\\n" +
+			"      --training-endpoint https://myresource.cognitiveservices.azure.com/ --project PROJECT-ID\n" +
 			"  cvedge eval --config /etc/cvedge/cvedge.yaml --camera line1 --data parts.json --out eval-line1",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -54,6 +66,10 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			training, err := portal.training(len(paths), stderr)
+			if err != nil {
+				return err
+			}
 			set, err := mf.openStages()
 			if err != nil {
 				return err
@@ -63,11 +79,18 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			portals, err := portal.fetch(training, list) // before the long part: a wrong key fails at once
+			if err != nil {
+				return err
+			}
 			prog := newProgress(stderr)
 			report, err := eval.Run(eval.Options{Models: list, Data: data, Map: explicit, Progress: prog.update})
 			prog.done() // a model cut short by an error
 			if err != nil {
 				return err
+			}
+			for i, p := range portals {
+				report.Models[i].CompareWithPortal(p)
 			}
 			if out == "" {
 				out = "eval-" + time.Now().Format("20060102-150405")
@@ -91,9 +114,74 @@ func evalCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd.Flags().StringArrayVar(&mapping, "map", nil, "FOLDER=TAG: the tag of a folder whose name differs from it")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary (each model's score, where the report is) as JSON (docs/cli.md)")
 	cmd.Flags().BoolVar(&allowFail, "allow-failures", false, "exit 0 even when some images could not be read or run (they are listed in the report either way)")
+	portal.register(cmd)
 	mf.register(cmd)
 	cf.register(cmd)
 	return cmd
+}
+
+// portalFlags say where to read the portal's figures of the iterations scored.
+type portalFlags struct {
+	endpoint, project string
+	iterations        []string
+}
+
+func (f *portalFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.endpoint, "training-endpoint", "", "compare with the portal: the Custom Vision training resource's endpoint (key from "+collect.EnvKey+")")
+	cmd.Flags().StringVar(&f.project, "project", "", "with --training-endpoint: the project id (default from "+collect.EnvProject+")")
+	cmd.Flags().StringArrayVar(&f.iterations, "iteration", nil, "with --training-endpoint: the iteration id of each --model, in order (default: the export's manifest)")
+}
+
+// training checks the flags and the environment that say where the portal is: nil without
+// --training-endpoint.
+func (f *portalFlags) training(models int, stderr io.Writer) (*collect.Training, error) {
+	if f.endpoint == "" {
+		if f.project != "" || len(f.iterations) > 0 {
+			return nil, usageErrorf("--project and --iteration go with --training-endpoint")
+		}
+		return nil, nil
+	}
+	if u, err := url.Parse(f.endpoint); err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, usageErrorf("--training-endpoint %q is not a URL such as https://myresource.cognitiveservices.azure.com/", f.endpoint)
+	}
+	t := &collect.Training{Endpoint: f.endpoint, Key: os.Getenv(collect.EnvKey), Project: f.project,
+		Log: newLogger(configs.Agent{LogLevel: "info", LogFormat: "auto"}, stderr)}
+	if t.Project == "" {
+		t.Project = os.Getenv(collect.EnvProject)
+	}
+	if t.Key == "" {
+		return nil, usageErrorf("--training-endpoint needs the training key in %s (the training resource's key, not the prediction key)", collect.EnvKey)
+	}
+	if t.Project == "" {
+		return nil, usageErrorf("--training-endpoint needs the project id: give --project or set %s (the portal's project settings show it)", collect.EnvProject)
+	}
+	if len(f.iterations) > 0 && len(f.iterations) != models {
+		return nil, usageErrorf("give one --iteration per --model (%d models, %d iterations), or none to take them from the exports' manifests", models, len(f.iterations))
+	}
+	return t, nil
+}
+
+// fetch reads from t the portal's performance of each model's iteration: none when t is nil.
+// The key never leaves the request header.
+func (f *portalFlags) fetch(t *collect.Training, list []eval.Model) ([]*eval.Portal, error) {
+	if t == nil {
+		return nil, nil
+	}
+	ctx, stop := collect.UntilSignal(context.Background())
+	defer stop()
+	var out []*eval.Portal
+	for i, m := range list {
+		it := m.Info.Iteration
+		if len(f.iterations) > 0 {
+			it = f.iterations[i]
+		}
+		p, err := eval.FetchPortal(ctx, t, it)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", m.Info.Name, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // folderTags reads the --map flags: FOLDER=TAG each.
@@ -131,6 +219,7 @@ type evalJSON struct {
 	Kind       string          `json:"kind"`
 	Report     string          `json:"report"`
 	ReportJSON string          `json:"reportJSON"`
+	ReportHTML string          `json:"reportHTML"`
 	Models     []evalModelJSON `json:"models"`
 	// Cascade is the headline of the cascade score (--config), kind cascade.
 	Cascade *cascadeJSON `json:"cascade,omitempty"`
@@ -144,15 +233,22 @@ type evalModelJSON struct {
 	Images    int      `json:"images"`
 	Failed    int      `json:"failed"`
 	Accuracy  *float64 `json:"accuracy,omitempty"`
+	MeanAP    *float64 `json:"meanAP,omitempty"`
 	MAP       *float64 `json:"map,omitempty"`
+	// PortalAP is the portal's average precision of the iteration, with --training-endpoint.
+	PortalAP *float64 `json:"portalAP,omitempty"`
 }
 
 func newEvalJSON(r *eval.Report, out string) evalJSON {
 	j := evalJSON{Data: r.Data, Kind: r.Kind, Report: filepath.Join(out, "report.md"), ReportJSON: filepath.Join(out, "report.json"),
-		Models: []evalModelJSON{}}
+		ReportHTML: filepath.Join(out, "report.html"), Models: []evalModelJSON{}}
 	for _, m := range r.Models {
 		j.Models = append(j.Models, evalModelJSON{Name: m.Name, Source: m.Source, Iteration: m.Iteration, Images: m.Images,
-			Failed: m.Failed, Accuracy: m.Accuracy, MAP: m.MAP})
+			Failed: m.Failed, Accuracy: m.Accuracy, MeanAP: m.MeanAP, MAP: m.MAP})
+		if m.Portal != nil {
+			ap := m.Portal.AveragePrecision
+			j.Models[len(j.Models)-1].PortalAP = &ap
+		}
 	}
 	return j
 }
@@ -162,12 +258,17 @@ func printEval(stdout io.Writer, report *eval.Report, out string) {
 	for _, m := range report.Models {
 		switch {
 		case m.Accuracy != nil:
-			fmt.Fprintf(stdout, "%s: accuracy %.1f%% on %d images (%d failed)\n", m.Name, 100**m.Accuracy, m.Images, m.Failed)
+			fmt.Fprintf(stdout, "%s: accuracy %.1f%% on %d images (%d failed), mean AP %.3f\n", m.Name, 100**m.Accuracy, m.Images, m.Failed, *m.MeanAP)
 		case m.MAP != nil:
 			fmt.Fprintf(stdout, "%s: mAP@0.5 %.3f on %d images (%d failed)\n", m.Name, *m.MAP, m.Images, m.Failed)
 		}
 	}
-	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(out, "report.md"))
+	for _, m := range report.Models {
+		if p := m.Portal; p != nil && p.Gap != nil {
+			fmt.Fprintf(stdout, "%s: portal AP %.3f (iteration %s), field %.3f: gap %+.3f\n", m.Name, p.AveragePrecision, p.Iteration, p.AveragePrecision+p.Gap.AP, p.Gap.AP)
+		}
+	}
+	fmt.Fprintf(stdout, "report: %s (and report.html)\n", filepath.Join(out, "report.md"))
 }
 
 // failures is the error of an evaluation where a model could not read or run some images:

@@ -6,6 +6,8 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,5 +246,113 @@ func TestEvalNamesFailuresAndMistakes(t *testing.T) {
 	}
 	if code, stdout, errs := cvedge(t, "eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", data, "--out", t.TempDir(), "--allow-failures"); code != 0 {
 		t.Fatalf("with --allow-failures: exit %d\n%s%s", code, stdout, errs)
+	}
+}
+
+// TestEvalDifferentTagSets: the demo classifier (blue, green, red, yellow) and its second
+// iteration (blue_v2, green_v2, ...) scored side by side on folders red (2 red parts) and
+// green_v2 (1 green part): each model lacks the other's folder, which counts as its misses
+// and shows as "not in model"; neither refuses. demo: 2 of 3 right; v2: 1 of 3.
+func TestEvalDifferentTagSets(t *testing.T) {
+	needRuntime(t)
+	data := t.TempDir()
+	writePart(t, filepath.Join(data, "red", "1.png"), [3]uint8{45, 40, 200})
+	writePart(t, filepath.Join(data, "red", "2.png"), [3]uint8{45, 40, 200})
+	writePart(t, filepath.Join(data, "green_v2", "1.png"), [3]uint8{60, 170, 60})
+	out := t.TempDir()
+	code, stdout, errs := cvedge(t, "eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--model", testenv.Path("testdata", "models", "classifier-v2"),
+		"--data", data, "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, errs)
+	}
+	r := readReport(t, out)
+	demo, v2 := r.Models[0], r.Models[1]
+	if !near(*demo.Accuracy, 2.0/3) || !near(*v2.Accuracy, 1.0/3) {
+		t.Fatalf("accuracy %v and %v, want 2/3 and 1/3", *demo.Accuracy, *v2.Accuracy)
+	}
+	if len(demo.Misclassified) != 1 || demo.Misclassified[0].True != "green_v2 (not in this model)" || demo.Misclassified[0].Predicted != "green" {
+		t.Errorf("demo misclassified %+v", demo.Misclassified)
+	}
+	if len(v2.Misclassified) != 2 || v2.Misclassified[0].True != "red (not in this model)" || v2.Misclassified[0].Predicted != "red_v2" {
+		t.Errorf("v2 misclassified %+v", v2.Misclassified)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	if !strings.Contains(string(md), "| green_v2 | not in model | - | - | - |") || !strings.Contains(string(md), "| red | 100.0% | 100.0% | 1.000 | 1.000 | not in model | - | - | - | 2 |") {
+		t.Errorf("report.md does not show the tags not in each model:\n%s", md)
+	}
+}
+
+// TestEvalPortal: with --training-endpoint, eval asks a fake Training API on loopback for the
+// performance of the export's iteration (from its manifest), sets it beside the field's in
+// report.json, report.md and report.html, and prints the AP gap. The key planted in
+// CUSTOMVISION_TRAINING_KEY appears in no output, report file or log; a wrong key says to
+// check it, a wrong project to check the ids.
+func TestEvalPortal(t *testing.T) {
+	needRuntime(t)
+	const key = "planted-key-3f9a7c1e5d"
+	const iteration = "ad92cb91-12e0-5f2a-9680-3961651a2636" // testdata/demo/classifier's manifest
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Query().Get("threshold") != "0.5" || r.URL.Query().Get("overlapThreshold") != "0.3" {
+			t.Errorf("%s %s", r.Method, r.URL)
+		}
+		if r.Header.Get("Training-Key") != key {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path != "/customvision/v3.3/training/projects/proj-1/iterations/"+iteration+"/performance" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Write([]byte(`{"perTagPerformance":[{"id":"t1","name":"red","precision":1,"recall":0.9,"averagePrecision":0.98},
+			{"id":"t2","name":"blue","precision":0.95,"recall":1,"averagePrecision":0.97}],"precision":0.97,"recall":0.95,"averagePrecision":0.975}`))
+	}))
+	defer srv.Close()
+	data := t.TempDir()
+	writePart(t, filepath.Join(data, "red", "1.png"), [3]uint8{45, 40, 200})
+	writePart(t, filepath.Join(data, "red", "2.png"), [3]uint8{60, 170, 60}) // green: a miss
+	writePart(t, filepath.Join(data, "blue", "1.png"), [3]uint8{190, 100, 30})
+	t.Setenv("CUSTOMVISION_TRAINING_KEY", key)
+	t.Setenv("CUSTOMVISION_PROJECT_ID", "proj-1")
+	out := t.TempDir()
+	code, stdout, errs := cvedge(t, "eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", data, "--out", out,
+		"--training-endpoint", srv.URL+"/", "--allow-failures")
+	if code != 0 || !strings.Contains(stdout, "classifier: portal AP 0.975 (iteration "+iteration+"), field") {
+		t.Fatalf("exit %d\n%s%s", code, stdout, errs)
+	}
+	m := readReport(t, out).Models[0]
+	if m.Portal == nil || len(m.Portal.PerTag) != 2 || m.Portal.PerTag[0].Gap == nil || !near(m.Portal.PerTag[0].Gap.Recall, 0.5-0.9) {
+		t.Fatalf("portal %+v", m.Portal)
+	}
+	all := stdout + errs
+	for _, f := range []string{"report.json", "report.md", "report.html"} {
+		raw, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all += string(raw)
+		if !strings.Contains(string(raw), "0.980") && !strings.Contains(string(raw), "0.98") {
+			t.Errorf("%s lacks the portal's AP of red", f)
+		}
+	}
+	for _, args := range [][]string{{"--project", "proj-2"}, {"--iteration", "other"}} {
+		code, stdout, errs := cvedge(t, append([]string{"eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", data, "--out", t.TempDir(),
+			"--training-endpoint", srv.URL}, args...)...)
+		if code == 0 || !strings.Contains(errs, "not found: check the project id") {
+			t.Errorf("%v: exit %d, %s", args, code, errs)
+		}
+		all += stdout + errs
+	}
+	t.Setenv("CUSTOMVISION_TRAINING_KEY", "wrong-"+key)
+	code, stdout, errs = cvedge(t, "eval", "--model", testenv.Path("testdata", "demo", "classifier"), "--data", data, "--out", t.TempDir(), "--training-endpoint", srv.URL)
+	if code == 0 || !strings.Contains(errs, "check CUSTOMVISION_TRAINING_KEY") {
+		t.Errorf("wrong key: exit %d, %s", code, errs)
+	}
+	all += stdout + errs
+	if strings.Contains(all, key) {
+		t.Errorf("the key shows in an output or a report:\n%s", all)
+	}
+	t.Setenv("CUSTOMVISION_TRAINING_KEY", "")
+	if code, _, errs := cvedge(t, "eval", "--model", "m", "--data", data, "--training-endpoint", srv.URL); code == 0 || !strings.Contains(errs, "needs the training key in CUSTOMVISION_TRAINING_KEY") {
+		t.Errorf("no key: exit %d, %s", code, errs)
 	}
 }

@@ -135,7 +135,7 @@ func (t *Training) call(ctx context.Context, method, path string, query url.Valu
 		retry := err != nil || status == http.StatusTooManyRequests || status >= 500
 		if !retry {
 			if status/100 != 2 {
-				return fmt.Errorf("%s %s: %s: %s", method, path, http.StatusText(status), trim(answer))
+				return &StatusError{Status: status, msg: fmt.Sprintf("%s %s: %s: %s", method, path, http.StatusText(status), trim(answer))}
 			}
 			if out != nil {
 				if err := json.Unmarshal(answer, out); err != nil {
@@ -170,6 +170,20 @@ func (t *Training) call(ctx context.Context, method, path string, query url.Valu
 		}
 		wait = min(2*wait, t.MaxBackoff)
 	}
+}
+
+// StatusError is the Training API's refusal of a call: its HTTP status and answer.
+type StatusError struct {
+	Status int
+	msg    string
+}
+
+func (e *StatusError) Error() string { return e.msg }
+
+// Get sends a GET of path (under /customvision/v3.3/training/) with query, and decodes the
+// JSON answer into out, retrying as call does. A refusal is a *StatusError.
+func (t *Training) Get(ctx context.Context, path string, query url.Values, out any) error {
+	return t.call(ctx, http.MethodGet, path, query, nil, out)
 }
 
 // netProblem says what a failed connection means, and whether trying again at once would

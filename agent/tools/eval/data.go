@@ -79,12 +79,31 @@ func normalize(s string) string {
 // folders match a tag equal to them ignoring case, spaces and punctuation. A folder that
 // matches no tag, or several, is an error that names it.
 func MatchFolders(folders, labels []string, explicit map[string]string) (map[string]string, error) {
-	out := map[string]string{}
+	out, unmatched, err := matchFolders(folders, labels, explicit)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, f := range folders {
+		if p, ok := unmatched[f]; ok {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "\n"))
+	}
+	return out, nil
+}
+
+// matchFolders is MatchFolders that leaves a folder matching no tag out of the map, and
+// says why in unmatched; only a folder matching several tags is an error.
+func matchFolders(folders, labels []string, explicit map[string]string) (out, unmatched map[string]string, err error) {
+	out, unmatched = map[string]string{}, map[string]string{}
 	var problems []string
 	for _, f := range folders {
 		if tag, ok := explicit[f]; ok {
 			if !contains(labels, tag) {
-				problems = append(problems, fmt.Sprintf("--map %s=%s: the model has no tag %q", f, tag, tag))
+				unmatched[f] = fmt.Sprintf("--map %s=%s: the model has no tag %q", f, tag, tag)
 				continue
 			}
 			out[f] = tag
@@ -100,15 +119,15 @@ func MatchFolders(folders, labels []string, explicit map[string]string) (map[str
 		case 1:
 			out[f] = found[0]
 		case 0:
-			problems = append(problems, fmt.Sprintf("folder %q matches no tag of the model (tags: %s); rename it or give --map %s=TAG", f, strings.Join(labels, ", "), f))
+			unmatched[f] = fmt.Sprintf("folder %q matches no tag of the model (tags: %s); rename it or give --map %s=TAG", f, strings.Join(labels, ", "), f)
 		default:
 			problems = append(problems, fmt.Sprintf("folder %q matches several tags (%s); give --map %s=TAG", f, strings.Join(found, ", "), f))
 		}
 	}
 	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "\n"))
+		return nil, nil, errors.New(strings.Join(problems, "\n"))
 	}
-	return out, nil
+	return out, unmatched, nil
 }
 
 func contains(list []string, s string) bool {
@@ -204,7 +223,11 @@ func loadCOCO(path string) ([]ImageTruth, error) {
 			return nil, fmt.Errorf("data set %s: image %q has no width and height", path, im.FileName)
 		}
 		byID[im.ID] = len(out)
-		out = append(out, ImageTruth{File: filepath.Join(filepath.Dir(path), filepath.FromSlash(im.FileName))})
+		file := filepath.FromSlash(im.FileName)
+		if !filepath.IsAbs(file) { // relative to the COCO file; an absolute path stays
+			file = filepath.Join(filepath.Dir(path), file)
+		}
+		out = append(out, ImageTruth{File: file})
 	}
 	for i, a := range c.Annotations {
 		idx, ok := byID[a.ImageID]

@@ -278,3 +278,101 @@ func TestConfusionPictureSizes(t *testing.T) {
 		t.Error("the same matrix drew two different pictures")
 	}
 }
+
+// TestLoadCOCOAbsolutePath: a file_name that is an absolute path is read where it is, not
+// under the COCO file's folder.
+func TestLoadCOCOAbsolutePath(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	abs := filepath.Join(elsewhere, "a.jpg")
+	raw := fmt.Sprintf(`{"images":[{"id":1,"file_name":%q,"width":10,"height":10}],"annotations":[],"categories":[]}`, filepath.ToSlash(abs))
+	os.WriteFile(filepath.Join(dir, "ann.json"), []byte(raw), 0o644)
+	got, err := LoadDetection(filepath.Join(dir, "ann.json"))
+	if err != nil || len(got) != 1 || got[0].File != abs {
+		t.Fatalf("%+v %v, want %s", got, err, abs)
+	}
+}
+
+// TestClassifierAPByHand: tag a over 5 images ranked by a's probability:
+//
+//	0.9 a, 0.8 b, 0.7 a, 0.4 b, 0.2 a
+//	precision 1, 1/2, 2/3, 2/4, 3/5; recall 1/3, 1/3, 2/3, 2/3, 1
+//	monotone precision 1, 2/3, 2/3, 3/5, 3/5
+//	AP(a) = 1/3*1 + 1/3*2/3 + 1/3*3/5 = 1/3 + 2/9 + 1/5 = 34/45
+//
+// Tag b, with probability 1 − a's, ranks 0.8 a, 0.6 b, 0.3 a, 0.2 b, 0.1 a:
+//
+//	precision 0, 1/2, 1/3, 2/4, 2/5; recall 0, 1/2, 1/2, 1, 1
+//	monotone precision 1/2, 1/2, 1/2, 1/2, 2/5
+//	AP(b) = 1/2*1/2 + 1/2*1/2 = 1/2
+//
+// Mean AP (34/45 + 1/2)/2 = 113/180. An image of tag c, which the model does not know, is a
+// negative for a and b (ranked last, at probability 0 for both, it changes nothing here)
+// and counts in neither.
+func TestClassifierAPByHand(t *testing.T) {
+	r := NewRanking([]string{"a", "b"})
+	for _, im := range []struct {
+		truth string
+		pa    float64
+	}{{"a", 0.9}, {"b", 0.8}, {"a", 0.7}, {"b", 0.4}, {"a", 0.2}} {
+		r.Add(im.truth, map[string]float64{"a": im.pa, "b": 1 - im.pa})
+	}
+	r.Add("c (not in this model)", nil)
+	if !near(r.AP("a"), 34.0/45) || !near(r.AP("b"), 0.5) || !near(r.MeanAP(), 113.0/180) {
+		t.Fatalf("AP a %v (want 34/45), b %v (want 1/2), mean %v (want 113/180)", r.AP("a"), r.AP("b"), r.MeanAP())
+	}
+}
+
+// TestHTMLReport: report.html holds everything (the confusion picture and the thumbnails as
+// data: URIs, no script, no outside address), escapes every name, and shows at most
+// GalleryMax wrong images and failures per model, saying how many more there are.
+func TestHTMLReport(t *testing.T) {
+	evil := `<img src=x onerror=alert(1)>`
+	c := NewConfusion([]string{"a&b<i>", "plain"})
+	c.Add(0, 1)
+	acc, meanAP := 0.0, 0.5
+	m := ModelReport{Name: evil, Images: 2*GalleryMax + 10, Failed: GalleryMax + 3, Accuracy: &acc, MeanAP: &meanAP, Confusion: c,
+		Tags: []TagScore{{Tag: "a&b<i>", Support: 1}, {Tag: "plain"}, {Tag: `x"y`, NotInModel: true, Support: 4}}}
+	for i := 0; i < GalleryMax+7; i++ {
+		x := Misclassified{File: fmt.Sprintf(`/data/<b>%d".png`, i), True: "a&b<i>", Predicted: "plain", Probability: 0.75}
+		if i < GalleryMax {
+			x.Thumb = []byte{0xff, 0xd8, 0xff, byte(i)}
+		}
+		m.Misclassified = append(m.Misclassified, x)
+	}
+	for i := 0; i < GalleryMax+3; i++ {
+		m.Failures = append(m.Failures, ImageFailure{File: fmt.Sprintf("f%d.png", i), Reason: "<script>alert(2)</script>"})
+	}
+	r := &Report{Data: "/d/<data>", Kind: "classification", Created: time.Unix(0, 0).UTC(), Models: []ModelReport{m}}
+	dir := t.TempDir()
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(raw)
+	for _, bad := range []string{evil, "<script", "a&b<i>", `<b>0"`, "http:", "https:", "<data>"} {
+		if strings.Contains(page, bad) {
+			t.Errorf("report.html holds %q unescaped or an outside asset", bad)
+		}
+	}
+	for _, want := range []string{"&lt;img src=x onerror=alert(1)&gt;", "a&amp;b&lt;i&gt;", "&lt;script&gt;alert(2)&lt;/script&gt;", "not in model",
+		"7 more are listed in report.md", "3 more are listed in report.md", `src="data:image/png;base64,`, "mean AP 0.500"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	if n := strings.Count(page, "<figure>"); n != GalleryMax {
+		t.Errorf("%d images in the gallery, want %d", n, GalleryMax)
+	}
+	if n := strings.Count(page, `src="data:image/jpeg;base64,`); n != GalleryMax {
+		t.Errorf("%d thumbnails, want %d", n, GalleryMax)
+	}
+	if n := strings.Count(page, "<td>f"); n != GalleryMax {
+		t.Errorf("%d failures listed, want %d", n, GalleryMax)
+	}
+	if strings.Count(page, ` src="`) != strings.Count(page, ` src="data:`) {
+		t.Error("an image of report.html is not a data: URI")
+	}
+}

@@ -1,11 +1,14 @@
 // Package eval is the engine of `cvedge eval`, a desk tool beside collect and bench: it
 // runs models on labelled field images (Run) and scores them: accuracy, per-tag precision,
-// recall and F1, the confusion matrix for classifiers; AP at IoU 0.5 per tag and mAP for
-// detectors. It renders the report (Markdown, JSON, a PNG of each confusion matrix).
+// recall, F1 and AP, the confusion matrix for classifiers; AP at IoU 0.5 per tag and mAP for
+// detectors. It renders the report (Markdown, JSON, a self-contained HTML page, a PNG of
+// each confusion matrix), and can set the Custom Vision portal's figures of an iteration
+// beside the field's (FetchPortal, through collect's Training API client).
 //
 // It owns the data set readers, the metrics and the report. It runs models only through
 // agent/pipeline, on stages its caller loaded, and must not touch MQTT, the daemon or the
-// model store. The scores and the report are pure Go; only Run reads images (camera).
+// model store. The scores and the report are pure Go; only Run reads images (camera) and
+// makes the gallery's thumbnails (preprocess).
 package eval
 
 import (
@@ -60,6 +63,12 @@ type TagScore struct {
 	Recall    float64 `json:"recall"`
 	F1        float64 `json:"f1"`
 	Support   int     `json:"support"`
+	// AP is the area under the tag's precision-recall curve over all images ranked by the
+	// probability of the tag (classifiers; as the Custom Vision portal shows it).
+	AP float64 `json:"ap"`
+	// NotInModel marks a tag of the data set the model does not know: its images all count
+	// as misses (in the confusion matrix as "TAG (not in this model)").
+	NotInModel bool `json:"notInModel,omitempty"`
 }
 
 // PerTag scores every tag. A tag never predicted has precision 0; one never present has
@@ -156,12 +165,15 @@ func (d *Detections) AddImage(truth, found []Object) {
 
 // AP is the average precision of tag: the area under its precision-recall curve, with
 // precision made monotone (all-point interpolation, as VOC 2010 and later).
-func (d *Detections) AP(tag string) float64 {
-	n := d.truths[tag]
+func (d *Detections) AP(tag string) float64 { return averagePrecision(d.scored[tag], d.truths[tag]) }
+
+// averagePrecision is the area under the precision-recall curve of scored, ranked by score,
+// with n positives in all, precision made monotone (all-point interpolation).
+func averagePrecision(scored []scoredHit, n int) float64 {
 	if n == 0 {
 		return 0
 	}
-	hits := append([]scoredHit(nil), d.scored[tag]...)
+	hits := append([]scoredHit(nil), scored...)
 	sort.SliceStable(hits, func(a, b int) bool { return hits[a].score > hits[b].score })
 	var recall, precision []float64
 	tp := 0
@@ -206,6 +218,51 @@ func (d *Detections) MAP() float64 {
 	for _, t := range d.Tags() {
 		if d.truths[t] > 0 {
 			sum += d.AP(t)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
+
+// Ranking accumulates a classifier's probabilities for AP per tag, as the Custom Vision
+// portal shows it: for each tag, every image ranked by the probability the model gave that
+// tag; the images of the tag are the positives. A tag the model gave no probability scores 0.
+type Ranking struct {
+	labels []string
+	truths map[string]int
+	scored map[string][]scoredHit
+}
+
+// NewRanking returns an empty ranking over the model's tags.
+func NewRanking(labels []string) *Ranking {
+	r := &Ranking{labels: labels, truths: map[string]int{}, scored: map[string][]scoredHit{}}
+	for _, l := range labels {
+		r.scored[l] = nil
+	}
+	return r
+}
+
+// Add counts one image of tag truth given probabilities per tag by the model. A truth the
+// model does not know is a negative for every tag.
+func (r *Ranking) Add(truth string, probabilities map[string]float64) {
+	r.truths[truth]++
+	for _, tag := range r.labels {
+		r.scored[tag] = append(r.scored[tag], scoredHit{score: probabilities[tag], hit: tag == truth})
+	}
+}
+
+// AP is the average precision of tag: 0 when no image has it.
+func (r *Ranking) AP(tag string) float64 { return averagePrecision(r.scored[tag], r.truths[tag]) }
+
+// MeanAP is the mean AP over the model's tags that some image has.
+func (r *Ranking) MeanAP() float64 {
+	sum, n := 0.0, 0
+	for _, tag := range r.labels {
+		if r.truths[tag] > 0 {
+			sum += r.AP(tag)
 			n++
 		}
 	}

@@ -28,6 +28,14 @@ type ModelReport struct {
 	// Detectors.
 	AP  map[string]float64 `json:"ap,omitempty"`
 	MAP *float64           `json:"map,omitempty"`
+	// MeanAP is the mean of the classifier's per-tag AP over the tags it knows that the data
+	// set has.
+	MeanAP *float64 `json:"meanAP,omitempty"`
+	// NotInModel lists the data set's tags the detector does not know: their boxes are all
+	// misses (AP 0). For classifiers the tags say so themselves (TagScore.NotInModel).
+	NotInModel []string `json:"notInModel,omitempty"`
+	// Portal is the iteration's performance on the Custom Vision portal, when compared.
+	Portal *Portal `json:"portal,omitempty"`
 	// Picture is the confusion matrix PNG, relative to the report.
 	Picture string `json:"picture,omitempty"`
 }
@@ -44,6 +52,8 @@ type Misclassified struct {
 	True        string  `json:"true"`
 	Predicted   string  `json:"predicted"`
 	Probability float32 `json:"probability"`
+	// Thumb is a small JPEG of the image for the HTML report (the first GalleryMax only).
+	Thumb []byte `json:"-"`
 }
 
 // Report is what `cvedge eval` writes.
@@ -56,7 +66,8 @@ type Report struct {
 	Cascade *CascadeReport `json:"cascade,omitempty"`
 }
 
-// Write saves report.json, report.md and a confusion matrix PNG per classifier into dir.
+// Write saves report.json, report.md, report.html (self-contained) and a confusion matrix
+// PNG per classifier into dir.
 func (r *Report) Write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -83,7 +94,10 @@ func (r *Report) Write(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(raw, '\n'), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.Markdown()), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.Markdown()), 0o644); err != nil {
+		return err
+	}
+	return r.writeHTML(dir)
 }
 
 func safe(s string) string {
@@ -106,48 +120,52 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "# Evaluation on %s\n\n%s data set, %s.\n\n", r.Data, r.Kind, r.Created.Format(time.RFC3339))
 	b.WriteString("| model | iteration | images | failed |")
 	if r.Kind == "classification" {
-		b.WriteString(" accuracy |\n|---|---|---|---|---|\n")
+		b.WriteString(" accuracy | mean AP |\n|---|---|---|---|---|---|\n")
 	} else {
 		b.WriteString(" mAP@0.5 |\n|---|---|---|---|---|\n")
 	}
 	for _, m := range r.Models {
 		score := "-"
 		if m.Accuracy != nil {
-			score = pct(*m.Accuracy)
+			score = fmt.Sprintf("%s | %.3f", pct(*m.Accuracy), deref(m.MeanAP))
 		} else if m.MAP != nil {
 			score = fmt.Sprintf("%.3f", *m.MAP)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s |\n", m.Name, orDash(m.Iteration), m.Images, m.Failed, score)
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s |\n", cell(m.Name), cell(orDash(m.Iteration)), m.Images, m.Failed, score)
 	}
 	r.listImages(&b)
 	if r.Kind == "classification" {
-		b.WriteString("\n## Per tag\n\n| tag |")
+		b.WriteString("\n## Per tag\n\nAP is the area under the tag's precision-recall curve, the images ranked by the probability of the tag;\n" +
+			"\"not in model\": the model does not know the tag, and all its images count as misses.\n\n| tag |")
 		for _, m := range r.Models {
-			fmt.Fprintf(&b, " %s precision | recall | F1 |", m.Name)
+			fmt.Fprintf(&b, " %s precision | recall | F1 | AP |", cell(m.Name))
 		}
-		b.WriteString(" support |\n|---|" + strings.Repeat("---|---|---|", len(r.Models)) + "---|\n")
+		b.WriteString(" support |\n|---|" + strings.Repeat("---|---|---|---|", len(r.Models)) + "---|\n")
 		for _, tag := range r.allTags() {
-			fmt.Fprintf(&b, "| %s |", tag)
+			fmt.Fprintf(&b, "| %s |", cell(tag))
 			support := 0
 			for _, m := range r.Models {
 				s, ok := find(m.Tags, tag)
-				if !ok {
-					b.WriteString(" - | - | - |")
-					continue
-				}
 				support = max(support, s.Support)
-				fmt.Fprintf(&b, " %s | %s | %.3f |", pct(s.Precision), pct(s.Recall), s.F1)
+				switch {
+				case !ok:
+					b.WriteString(" - | - | - | - |")
+				case s.NotInModel:
+					b.WriteString(" not in model | - | - | - |")
+				default:
+					fmt.Fprintf(&b, " %s | %s | %.3f | %.3f |", pct(s.Precision), pct(s.Recall), s.F1, s.AP)
+				}
 			}
 			fmt.Fprintf(&b, " %d |\n", support)
 		}
 		for _, m := range r.Models {
 			fmt.Fprintf(&b, "\n## Confusion matrix: %s\n\nRows are the true tags, columns the predicted ones.\n\n| true \\ predicted |", m.Name)
 			for _, l := range m.Confusion.Labels {
-				fmt.Fprintf(&b, " %s |", l)
+				fmt.Fprintf(&b, " %s |", cell(l))
 			}
 			b.WriteString("\n|---|" + strings.Repeat("---|", len(m.Confusion.Labels)) + "\n")
 			for i, row := range m.Confusion.Matrix {
-				fmt.Fprintf(&b, "| %s |", m.Confusion.Labels[i])
+				fmt.Fprintf(&b, "| %s |", cell(m.Confusion.Labels[i]))
 				for _, v := range row {
 					fmt.Fprintf(&b, " %d |", v)
 				}
@@ -164,9 +182,11 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n|---|" + strings.Repeat("---|", len(r.Models)) + "\n")
 		for _, tag := range r.allTags() {
-			fmt.Fprintf(&b, "| %s |", tag)
+			fmt.Fprintf(&b, "| %s |", cell(tag))
 			for _, m := range r.Models {
-				if v, ok := m.AP[tag]; ok {
+				if contains(m.NotInModel, tag) {
+					b.WriteString(" not in model (0) |")
+				} else if v, ok := m.AP[tag]; ok {
 					fmt.Fprintf(&b, " %.3f |", v)
 				} else {
 					b.WriteString(" - |")
@@ -175,7 +195,15 @@ func (r *Report) Markdown() string {
 			b.WriteString("\n")
 		}
 	}
+	r.portalMarkdown(&b)
 	return b.String()
+}
+
+func deref(v *float64) float64 {
+	if v == nil {
+		return 0
+	}
+	return *v
 }
 
 func (r *Report) allTags() []string {
