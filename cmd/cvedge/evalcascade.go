@@ -42,6 +42,11 @@ func (cf *cascadeFlags) run(cmd *cobra.Command, data, out string, asJSON, allowF
 			return usageErrorf("--%s does not go with --config: the camera's pipeline takes its models and their settings from the config (models.<name>)", f)
 		}
 	}
+	for _, f := range []string{"training-endpoint", "project", "iteration"} {
+		if cmd.Flags().Changed(f) {
+			return usageErrorf("--%s does not go with --config: the portal's figures are those of one iteration, so compare them with --model EXPORT", f)
+		}
+	}
 	if data == "" {
 		return usageErrorf("give --data: a COCO JSON file or a cvedge collect folder, each box labelled with its part's final tag")
 	}

@@ -210,6 +210,7 @@ func TestEvalCascadeRefuses(t *testing.T) {
 		{[]string{"--camera", "line1", "--data", data}, 2, "--camera needs --config"},
 		{[]string{"--config", cfg, "--camera", "line1", "--model", "x.zip", "--data", data}, 2, "--model does not go with --config"},
 		{[]string{"--config", cfg, "--camera", "line1", "--threshold", "0.3", "--data", data}, 2, "--threshold does not go with --config"},
+		{[]string{"--config", cfg, "--camera", "line1", "--training-endpoint", "https://x.example/", "--data", data}, 2, "--training-endpoint does not go with --config"},
 		{[]string{"--config", cfg, "--camera", "line1"}, 2, "give --data"},
 		{[]string{"--config", cfg, "--data", data}, 2, "give --camera: config " + cfg + " has 2 cameras (line1, still)"},
 		{[]string{"--config", cfg, "--camera", "line9", "--data", data}, 2, "--camera line9: config " + cfg + " has no such camera (cameras: line1, still)"},
