@@ -1,10 +1,13 @@
 package augment
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"sort"
 
 	"github.com/cvedge/cvedge/preprocess"
 )
@@ -12,6 +15,39 @@ import (
 // Step is one transform applied to a copy, as the manifest records it: "op" names it, the
 // other keys are its drawn parameters.
 type Step map[string]any
+
+// MarshalJSON writes "op" first, then the parameters by name, so a manifest line reads in
+// the order the transforms were applied.
+func (s Step) MarshalJSON() ([]byte, error) {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		if k != "op" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, k := range append([]string{"op"}, keys...) {
+		v, ok := s[k]
+		if !ok {
+			continue
+		}
+		if i > 0 && b.Len() > 1 {
+			b.WriteByte(',')
+		}
+		kj, _ := json.Marshal(k)
+		vj, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(kj)
+		b.WriteByte(':')
+		b.Write(vj)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
 
 // rng is the generator of one copy: it depends on the seed, the source's content and the
 // copy's number only, so a copy is the same whichever images were done before it (a resumed

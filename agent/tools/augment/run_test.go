@@ -132,6 +132,10 @@ func TestRunWritesTheSetAndItsManifest(t *testing.T) {
 		"red/a.aug-1.jpg red/a.aug-2.jpg red/a.jpg red/b.aug-1.jpg red/b.aug-2.jpg red/b.jpg red/c.aug-1.jpg red/c.aug-2.jpg red/c.png" {
 		t.Fatalf("--out holds %v", names)
 	}
+	raw, _ := os.ReadFile(filepath.Join(out, dataset.AugmentManifest))
+	if !strings.Contains(string(raw), `"steps":[{"op":"rotate","degrees":`) {
+		t.Fatalf("manifest steps do not start with their op:\n%s", raw)
+	}
 	entries := manifestOf(t, out)
 	if len(entries) != 18 {
 		t.Fatalf("%d manifest entries, want 18", len(entries))
