@@ -209,6 +209,30 @@ func TestRunIsReproducible(t *testing.T) {
 	if differ != 12 {
 		t.Fatalf("%d files differ with another seed, want the 12 copies", differ)
 	}
+	// a copy does not depend on what was done before it: one image per tag gives the same
+	// copies of those images as the whole set
+	few := filepath.Join(t.TempDir(), "few")
+	o = options(in, few)
+	o.MaxImages = 1
+	if sum, err := Run(context.Background(), o); err != nil || sum.Sources != 2 {
+		t.Fatalf("--max-images 1: %+v %v", sum, err)
+	}
+	for name, raw := range files(t, few) {
+		if !bytes.Equal(raw, a[name]) {
+			t.Errorf("%s with --max-images 1 differs from the whole set's", name)
+		}
+	}
+	// and two images do not get the same draws
+	steps := map[string]string{}
+	for _, e := range manifestOf(t, one) {
+		js, _ := json.Marshal(e.Steps)
+		if e.Copy == 1 {
+			if other, dup := steps[string(js)]; dup {
+				t.Errorf("%s and %s got the same transforms %s", other, e.File, js)
+			}
+			steps[string(js)] = e.File
+		}
+	}
 }
 
 // TestRunResumes: a second run writes nothing; after a crash (a copy missing, the manifest's
