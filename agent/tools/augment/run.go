@@ -97,7 +97,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if o.Copies < 1 {
 		return sum, errors.New("--copies: give the number of augmented copies of each image, 1 or more")
 	}
-	if err := checkFolders(o.In, o.Out); err != nil {
+	if err := checkFolders(o.In, o.Out, o.Backgrounds); err != nil {
 		return sum, err
 	}
 	tags, sources, warnings, err := scan(o.In, o.MaxImages, o.Log)
@@ -260,8 +260,9 @@ func sameSize(img, mask []byte) error {
 
 // checkFolders refuses an --out that would mix augmented copies into a data set: --in itself
 // or a folder inside it, a folder inside another data set (index.jsonl or augment.jsonl above
-// it), or a folder that holds files but no augment.jsonl.
-func checkFolders(in, out string) error {
+// it, or a folder of images beside it, as a tag folder), or a folder that holds files but no
+// augment.jsonl.
+func checkFolders(in, out, backgrounds string) error {
 	if in == "" || out == "" {
 		return errors.New("give --in (the data set) and --out (a new folder for the augmented set)")
 	}
@@ -297,6 +298,9 @@ func checkFolders(in, out string) error {
 			break
 		}
 	}
+	if tags := tagFoldersBeside(absOut, backgrounds); tags != nil {
+		return fmt.Errorf("--out %s is inside what looks like a data set: %s beside it hold images, as tag folders do, so --out would be taken as a tag by cvedge eval or an upload; give a folder outside it", out, strings.Join(tags, " and "))
+	}
 	entries, err := os.ReadDir(out)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -308,6 +312,45 @@ func checkFolders(in, out string) error {
 		return fmt.Errorf("--out %s holds files but no %s: give a new or empty folder (augmented copies never go into an existing data set)", out, dataset.AugmentManifest)
 	}
 	return nil
+}
+
+// tagFoldersBeside returns the folders beside out (in the same parent) that hold images
+// themselves, as the tag folders of a data set do, when there are two or more (a
+// classification project has two tags at least); the backgrounds folder does not count.
+func tagFoldersBeside(out, backgrounds string) []string {
+	parent := filepath.Dir(out)
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return nil
+	}
+	var tags []string
+	for _, e := range entries {
+		dir := filepath.Join(parent, e.Name())
+		if !e.IsDir() || e.Name() == filepath.Base(out) || strings.HasPrefix(e.Name(), ".") || (backgrounds != "" && sameDir(dir, backgrounds)) {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(parent, e.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range files {
+			if !f.IsDir() && imageExt[strings.ToLower(filepath.Ext(f.Name()))] {
+				tags = append(tags, dir)
+				break
+			}
+		}
+	}
+	if len(tags) < 2 {
+		return nil
+	}
+	return tags
+}
+
+// sameDir reports whether two paths name the same folder.
+func sameDir(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 // resolveExisting resolves the symbolic links of the longest part of path that exists.

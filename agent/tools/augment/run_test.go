@@ -397,6 +397,10 @@ func TestRunBadInputs(t *testing.T) {
 			os.WriteFile(filepath.Join(ds, dataset.IndexFile), nil, 0o644)
 			return options(in, filepath.Join(ds, "sub", "aug"))
 		}, "it has index.jsonl"},
+		{"--out inside a folder-per-tag data set", func() Options {
+			ds := firstSet(t)
+			return options(in, filepath.Join(ds, "extra"))
+		}, "first-set/green and "},
 		{"--in augmented already", func() Options { return options(filepath.Join(tmp, "out1"), filepath.Join(tmp, "o4")) }, "holds augmented copies already"},
 		{"--backgrounds empty", func() Options { o := options(in, filepath.Join(tmp, "o5")); o.Backgrounds = t.TempDir(); return o }, "holds no images"},
 		{"--copies 0", func() Options { o := options(in, filepath.Join(tmp, "o6")); o.Copies = 0; return o }, "--copies"},
