@@ -25,8 +25,8 @@ func augmentCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: "Read a classification data set (a folder per tag, as cvedge collect writes it and Custom Vision uploads take it)\n" +
 			"and write into --out the same folders with each image and --copies augmented copies of it, named\n" +
 			"<image>.aug-1.jpg, <image>.aug-2.jpg, ..., so --out can be uploaded as it is. The transforms and their ranges\n" +
-			"are --ops (default " + augment.DefaultOps + "); each copy's\n" +
-			"parameters are drawn from --seed, so a run is reproducible. An image with a mask beside it (<image>.mask.png,\n" +
+			"are --ops (its default is below; docs/improvement.md lists them); each copy's parameters are drawn from\n" +
+			"--seed, so a run is reproducible. An image with a mask beside it (<image>.mask.png,\n" +
 			"white = the part) is put on a photo of --backgrounds for a share of its copies. augment.jsonl in --out lists\n" +
 			"every file written (source, its SHA-256, the ops with their drawn parameters, the seed); a second run skips\n" +
 			"what it lists, so an interrupted run resumes. --out must be a new folder, outside --in and outside any data\n" +
