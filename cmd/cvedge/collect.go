@@ -57,6 +57,7 @@ func collectCmd(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	cf.register(cmd)
+	cmd.AddCommand(augmentCmd(stdout, stderr))
 	cf.mqtt.Password = os.Getenv("CVEDGE_MQTT_PASSWORD")
 	return cmd
 }

@@ -60,7 +60,36 @@ func LoadFolders(dir string) (*Labelled, error) {
 		return nil, fmt.Errorf("data set %s is empty: it needs a folder per tag with the tag's images inside (or a COCO JSON file for detectors)", dir)
 	}
 	sort.Strings(l.Folders)
+	if err := refuseAugmented(l); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// refuseAugmented fails on a data set that holds augmented copies (the manifest of cvedge
+// collect augment, or a file named as its copies are): scores on them say nothing of the
+// field. It leaves masks (<image>.mask.png) out of the images.
+func refuseAugmented(l *Labelled) error {
+	const fix = "score models on original field images only: give --data the folder that was augmented (collect augment's --in)"
+	if _, err := os.Stat(filepath.Join(l.Dir, dataset.AugmentManifest)); err == nil {
+		return fmt.Errorf("data set %s holds augmented copies (it has %s, written by cvedge collect augment): %s", l.Dir, dataset.AugmentManifest, fix)
+	}
+	for _, folder := range l.Folders {
+		var keep []string
+		for _, f := range l.Files[folder] {
+			if dataset.IsAugmented(f) {
+				return fmt.Errorf("data set %s: %s is an augmented copy (named <image>.aug-N.jpg by cvedge collect augment): %s", l.Dir, f, fix)
+			}
+			if !dataset.IsMask(f) {
+				keep = append(keep, f)
+			}
+		}
+		if len(keep) == 0 {
+			return fmt.Errorf("data set %s: folder %q holds only masks (.mask.png), no images", l.Dir, folder)
+		}
+		l.Files[folder] = keep
+	}
+	return nil
 }
 
 // normalize compares folder names and tags loosely: "Japanese_Cherry" matches
