@@ -115,7 +115,8 @@ func (a *Agent) loadStages(cfg *configs.Config, stages map[string]*pipeline.Mode
 			roles = append(roles, role{"routes." + tag, name, false})
 		}
 		for _, r := range roles {
-			if r.name == "" {
+			if r.name == "" || cfg.Models[r.name].IsLLM() { // the LLM: nothing to load
+				used[r.name] = true
 				continue
 			}
 			used[r.name] = true
@@ -220,6 +221,10 @@ func (a *Agent) assemble(cfg *configs.Config, i int, r *cameraRun, stages map[st
 	if len(p.Routes) > 0 {
 		o.Routes = map[string]pipeline.Stage{}
 		for tag, name := range p.Routes {
+			if mc := cfg.Models[name]; mc.IsLLM() {
+				o.Routes[tag] = pipeline.NewLLMRoute(name, cfg.LLM.Model, mc)
+				continue
+			}
 			o.Routes[tag] = stages[name]
 		}
 	}
