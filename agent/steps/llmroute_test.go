@@ -283,3 +283,36 @@ func TestLLMRouteBudget(t *testing.T) {
 		t.Fatalf("%d samples, want the crops of the part and the region over budget", len(smp))
 	}
 }
+
+// TestLLMRouteNoAnswerInTime: a part whose answer does not come within llm.timeout is not
+// held for ever: it is decided unknown, and its llm says why (the wait ran out, or the call
+// timed out, whichever came first).
+func TestLLMRouteNoAnswerInTime(t *testing.T) {
+	srv := &openAI{t: t, reply: `{"tag":"gizmo-7","reason":"late"}`, release: make(chan struct{})}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer close(srv.release)
+	c := newRouteCamera(t, hs.URL, func(l *configs.LLM) { l.Timeout = 200 * time.Millisecond })
+	id := uint64(0)
+	for range 3 {
+		id++
+		c.handle(prediction("p", id, rare(5, 0.3)))
+	}
+	var d []payload.Decision
+	for len(d) == 0 {
+		if id > 2000 {
+			t.Fatal("the decision waits beyond llm.timeout")
+		}
+		id++
+		c.handle(prediction("empty", id))
+		time.Sleep(5 * time.Millisecond)
+		d, _ = publish.Decode[payload.Decision](c.rec, "/decisions")
+	}
+	evs, _ := publish.Decode[payload.Part](c.rec, "/cameras/cam/parts")
+	ev := evs[len(evs)-1]
+	if d[0].TagName != steps.Unknown || d[0].Source != "" || ev.Event != "end" || ev.TagName != steps.Unknown || ev.LLM == nil ||
+		(ev.LLM.Reason != steps.ReasonTimeout && ev.LLM.Reason != steps.ReasonUnavailable) {
+		t.Fatalf("decision %+v, end %+v, llm %+v", d[0], ev, ev.LLM)
+	}
+	c.fb.Stop()
+}
