@@ -1,7 +1,9 @@
 package agent_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
@@ -246,4 +249,23 @@ func TestLLMRouteOnTheDemo(t *testing.T) {
 	}
 	t.Logf("%d calls for %d routed parts; %d decided by the LLM", calls, len(routed), fromLLM)
 	col.ValidateAll(t)
+}
+
+// TestConfigCheckTakesAnLLMModel: `cvedge config check` accepts a route to a model of type:
+// llm, loads nothing for it, and warns when the key's environment variable is empty.
+func TestConfigCheckTakesAnLLMModel(t *testing.T) {
+	cfg := demoConfig(t, "tcp://127.0.0.1:1", "")
+	cfg.LLM.Enabled, cfg.LLM.Endpoint = true, "http://127.0.0.1:1/v1/chat/completions"
+	rare := configs.DefaultModel()
+	rare.Type, rare.Tags, rare.Prompt = "llm", []string{"scarlet", "crimson"}, "Name the shade of red."
+	cfg.Models["shades"] = rare
+	cfg.Cameras[0].Pipeline.Routes = map[string]string{"red": "shades"}
+	t.Setenv("CVEDGE_LLM_KEY", "")
+	var logs bytes.Buffer
+	if err := agent.CheckConfig(cfg, true, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "model=shades") || !strings.Contains(logs.String(), "key_env=CVEDGE_LLM_KEY") {
+		t.Fatalf("no warning about the empty key: %s", logs.String())
+	}
 }
