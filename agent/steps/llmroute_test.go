@@ -210,16 +210,28 @@ func TestLLMRouteRegion(t *testing.T) {
 	}
 }
 
-// TestLLMRouteUnavailable: with the endpoint down, a routed region gets unknown with reason
-// llm_unavailable, and its crop goes out as a sample; the key planted in the environment
-// appears in no log line and no message.
+// TestLLMRouteUnavailable: with the endpoint down, or refusing the key (and echoing it, as
+// some proxies do), a routed region gets unknown with reason llm_unavailable, and its crop
+// goes out as a sample; the key planted in the environment appears in no log line and no
+// message.
 func TestLLMRouteUnavailable(t *testing.T) {
 	const key = "sk-planted-0c4f7e9a2b"
 	t.Setenv("CVEDGE_LLM_KEY", key)
-	hs := httptest.NewServer(http.NotFoundHandler())
-	url := hs.URL
-	hs.Close() // down: connections refused
-	c := newRouteCamera(t, url, nil)
+	down := httptest.NewServer(http.NotFoundHandler())
+	url := down.URL
+	down.Close() // down: connections refused
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "invalid key: "+r.Header.Get("Authorization"), http.StatusUnauthorized)
+	}))
+	defer echo.Close()
+	for _, endpoint := range []string{url, echo.URL} {
+		testUnavailable(t, endpoint, key)
+	}
+}
+
+func testUnavailable(t *testing.T, endpoint, key string) {
+	t.Helper()
+	c := newRouteCamera(t, endpoint, nil)
 	c.handle(prediction("p1", 1, rare(0, 0.3)))
 	c.fb.Stop()
 	fu, _ := publish.Decode[payload.FollowUp](c.rec, "/followups")
