@@ -217,7 +217,7 @@ func (s *askLLM) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predi
 		}
 		var part partRef
 		if d.TrackID != 0 && s.parts != nil && d.BoundingBox != nil {
-			if !s.parts.wants(d.TrackID, touchesEdge(msg.Width, msg.Height, *d.BoundingBox)) {
+			if !s.parts.wants(d.TrackID, touchesEdge(msg.Width, msg.Height, *d.BoundingBox), routed != "") {
 				continue
 			}
 			path := above(*d, level)
@@ -378,7 +378,7 @@ func (f *Fallback) ask(j llmJob) {
 		if err != nil && j.route != "" {
 			ans.Reason = reason
 		}
-		j.part.q.answer(j.part.track, err == nil, ans.Tag, ans.Reason)
+		j.part.q.answer(j.part.track, j.route, err == nil, ans.Tag, ans.Reason)
 	}
 	if err != nil {
 		f.env.Log.Warn("LLM: no usable answer", "camera", j.camera, "prediction", j.msg.ID, "route", j.route, "err", err)

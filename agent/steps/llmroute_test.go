@@ -90,6 +90,11 @@ type routeCamera struct {
 }
 
 func newRouteCamera(t *testing.T, url string, budget func(*configs.LLM)) *routeCamera {
+	return newRouteCameraWith(t, url, budget, configs.DefaultModel())
+}
+
+// newRouteCameraWith is newRouteCamera with colour, the classifier's settings.
+func newRouteCameraWith(t *testing.T, url string, budget func(*configs.LLM), colour configs.Model) *routeCamera {
 	t.Helper()
 	rec := &publish.Recorder{}
 	e := env(rec)
@@ -105,7 +110,7 @@ func newRouteCamera(t *testing.T, url string, budget func(*configs.LLM)) *routeC
 	fb.Start()
 	rare := configs.DefaultModel()
 	rare.Type, rare.Prompt, rare.Tags = "llm", "Tell the gizmos apart by their holes.", []string{"gizmo-7", "gizmo-9"}
-	models := map[string]configs.Model{"colour": configs.DefaultModel(), "rare_llm": rare}
+	models := map[string]configs.Model{"colour": colour, "rare_llm": rare}
 	samples := steps.NewSamples(e, "cam", 0.1, configs.Default().Samples, false, 1)
 	q := steps.NewPartQuestions(fb)
 	cc := configs.DefaultCamera()
@@ -327,4 +332,44 @@ func TestLLMRouteNoAnswerInTime(t *testing.T) {
 		t.Fatalf("decision %+v, end %+v, llm %+v", d[0], ev, ev.LLM)
 	}
 	c.fb.Stop()
+}
+
+// TestLLMRouteAfterTheFallback: a part first asked about by the fallback (its classification
+// uncertain, so not routed) and then routed to the LLM is asked again, as the route, and the
+// route's answer decides it.
+func TestLLMRouteAfterTheFallback(t *testing.T) {
+	srv := &openAI{t: t, reply: `{"tag":"gizmo-9","reason":"nine holes"}`}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	colour := configs.DefaultModel()
+	colour.LLM = configs.ModelLLM{Prompt: "Which gizmo?", Below: 0.6, Tags: []string{"gizmo-7", "gizmo-9"}}
+	c := newRouteCameraWith(t, hs.URL, nil, colour)
+	c.handle(prediction("p1", 1, classified(8, 0.3, "rare_line", 0.4, true, "")))
+	answered := func(n uint64) { // bounded, not timed: the test fails rather than hangs
+		for i := 0; c.fb.Stats().Answered < n; i++ {
+			if i > 10000 {
+				t.Fatalf("%d answers, want %d", c.fb.Stats().Answered, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	answered(1) // the fallback's answer comes before the route's question
+	id := uint64(1)
+	for range 4 {
+		id++
+		c.handle(prediction("p", id, rare(8, 0.3)))
+	}
+	answered(2)
+	for range c.cc.Tracking.MaxMissed + 2 {
+		id++
+		c.handle(prediction("empty", id))
+	}
+	c.fb.Stop()
+	if n := srv.n(); n != 2 {
+		t.Fatalf("%d calls, want the fallback's and the route's", n)
+	}
+	d, _ := publish.Decode[payload.Decision](c.rec, "/decisions")
+	if len(d) != 1 || d[0].TagName != "gizmo-9" || d[0].Source != "llm" {
+		t.Fatalf("decisions %+v, want the route's answer", d)
+	}
 }

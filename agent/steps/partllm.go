@@ -66,9 +66,10 @@ func NewPartQuestions(f *Fallback) *PartQuestions {
 }
 
 // wants reports whether the LLM should be asked now about part track, uncertain in this
-// frame: not when it was asked already, nor while it touches the frame's edge (at most
-// edgePatience times).
-func (q *PartQuestions) wants(track uint64, edge bool) bool {
+// frame, or routed to a model of type: llm (route): not when it was asked already (a route's
+// question may follow a fallback's, whose answer then is dropped: the route decides), nor
+// while it touches the frame's edge (at most edgePatience times).
+func (q *PartQuestions) wants(track uint64, edge, route bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	pq := q.parts[track]
@@ -80,7 +81,7 @@ func (q *PartQuestions) wants(track uint64, edge bool) bool {
 		pq = &partQuestion{added: q.seq}
 		q.parts[track] = pq
 	}
-	if pq.asked != nil || pq.done {
+	if pq.asked != nil && !(route && pq.routed == "") || pq.done {
 		return false
 	}
 	if edge && pq.edge < edgePatience {
@@ -123,12 +124,13 @@ func (q *PartQuestions) unask(track uint64) {
 }
 
 // answer records, from the fallback's goroutine, what the LLM said about part track (ok:
-// tag and reason; else it failed). A part that ended meanwhile was decided without it.
-func (q *PartQuestions) answer(track uint64, ok bool, tag, reason string) {
+// tag and reason; else it failed), asked as a fallback (route "") or about a route. A part
+// that ended meanwhile was decided without it.
+func (q *PartQuestions) answer(track uint64, route string, ok bool, tag, reason string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	pq := q.parts[track]
-	if pq == nil || pq.asked == nil {
+	if pq == nil || pq.asked == nil || (pq.routed != "") != (route != "") { // a fallback's answer after the route's question
 		return
 	}
 	if !ok {
