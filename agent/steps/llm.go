@@ -131,13 +131,11 @@ func (f *Fallback) allow(now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if n := f.cfg.PerDay; n > 0 {
-		keep := f.day[:0]
-		for _, t := range f.day {
-			if now.Sub(t) < 24*time.Hour {
-				keep = append(keep, t)
-			}
+		old := 0 // the calls are in order: those older than a day are the first ones
+		for old < len(f.day) && now.Sub(f.day[old]) >= 24*time.Hour {
+			old++
 		}
-		f.day = keep
+		f.day = f.day[old:]
 		if len(f.day) >= n {
 			return false
 		}
