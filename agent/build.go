@@ -136,6 +136,9 @@ func (a *Agent) loadCamera(cfg *configs.Config, i int, stages map[string]*pipeli
 			continue
 		}
 		used[r.name] = true
+		if cfg.Models[r.name].IsLLM() { // the LLM: nothing to load
+			continue
+		}
 		st, err := a.loadStage(cfg, stages, paths, prev, r.name)
 		if err != nil {
 			return err
@@ -247,6 +250,10 @@ func pipelineOptions(cfg *configs.Config, cc configs.Camera, stages map[string]*
 	if len(p.Routes) > 0 {
 		o.Routes = map[string]pipeline.Stage{}
 		for tag, name := range p.Routes {
+			if mc := cfg.Models[name]; mc.IsLLM() {
+				o.Routes[tag] = pipeline.NewLLMRoute(name, cfg.LLM.Model, mc)
+				continue
+			}
 			o.Routes[tag] = stages[name]
 		}
 	}

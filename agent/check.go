@@ -62,6 +62,13 @@ func (c *checker) add(key string, err error) {
 // shadow candidate if it has one.
 func (c *checker) model(name string) {
 	mc := c.cfg.Models[name]
+	if mc.IsLLM() { // nothing to load: the llm: section's endpoint answers it
+		c.detector[name] = false
+		if l := c.cfg.LLM; l.Enabled && os.Getenv(l.KeyEnv) == "" {
+			c.log.Warn("model of type llm, and no key in the environment: the endpoint must take calls without one", "model", name, "key_env", l.KeyEnv)
+		}
+		return
+	}
 	key := "models." + name + ".path"
 	if c.store != nil {
 		state, err := c.store.State(name)

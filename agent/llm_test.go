@@ -1,7 +1,9 @@
 package agent_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
 )
 
 // chatServer speaks the chat-completions API: it answers each request with the next reply
@@ -184,4 +188,84 @@ func TestLLMOncePerPartOnTheDemo(t *testing.T) {
 	}
 	t.Logf("%d calls for %d parts seen on %d detections; %d of %d parts decided with the answer", calls, len(tracks), detections, answered, ends)
 	col.ValidateAll(t)
+}
+
+// TestLLMRouteOnTheDemo: the demo's red parts are routed to a model of type: llm, which the
+// agent loads nothing for; each red part is asked about once, and its decision is the LLM's
+// tag, with source llm, while the other parts are decided by their frames.
+func TestLLMRouteOnTheDemo(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	chat := &chatServer{replies: []string{`{"tag":"scarlet","reason":"a deep red"}`}}
+	srv := httptest.NewServer(chat)
+	defer srv.Close()
+	t.Setenv("CVEDGE_LLM_KEY", "test-key")
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.LLM.Enabled, cfg.LLM.Endpoint, cfg.LLM.Model = true, srv.URL+"/v1/chat/completions", "local-vision"
+	cfg.LLM.Timeout, cfg.LLM.PerMinute, cfg.LLM.PerHour, cfg.LLM.Queue = 5*time.Second, 0, 0, 1000
+	rare := configs.DefaultModel()
+	rare.Type, rare.Tags, rare.Prompt = "llm", []string{"scarlet", "crimson"}, "Name the shade of red."
+	cfg.Models["shades"] = rare
+	cfg.Cameras[0].Pipeline.Routes = map[string]string{"red": "shades"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	preds, col := runDemo(t, broker, cfg)
+	routed := map[uint64]bool{}
+	for _, p := range preds {
+		for _, d := range p.Predictions {
+			if c := d.Classification; c != nil && c.Next != nil {
+				if c.Next.Model != "shades" || len(c.Next.Predictions) != 0 || !strings.EqualFold(c.Predictions[0].TagName, "red") {
+					t.Fatalf("a routed level: %+v", c.Next)
+				}
+				routed[d.TrackID] = true
+			}
+		}
+	}
+	chat.mu.Lock()
+	calls := chat.calls
+	chat.mu.Unlock()
+	if len(routed) == 0 || calls == 0 || calls > len(routed) {
+		t.Fatalf("%d calls for %d parts routed to the LLM: want one per part", calls, len(routed))
+	}
+	fromLLM := 0
+	for _, raw := range col.Get("cvedge/e2e/cameras/conveyor/parts") {
+		var ev payload.Part
+		json.Unmarshal(raw, &ev)
+		if ev.Event != "end" {
+			continue
+		}
+		switch {
+		case ev.Source == "llm":
+			if ev.TagName != "scarlet" || !routed[ev.TrackID] || ev.LLM == nil || !ev.LLM.Route {
+				t.Errorf("part %d decided by the LLM: %+v", ev.TrackID, ev)
+			}
+			fromLLM++
+		case ev.TagName == "scarlet":
+			t.Errorf("part %d: the LLM's tag without source llm", ev.TrackID)
+		}
+	}
+	if fromLLM == 0 {
+		t.Fatal("no part decided by the LLM")
+	}
+	t.Logf("%d calls for %d routed parts; %d decided by the LLM", calls, len(routed), fromLLM)
+	col.ValidateAll(t)
+}
+
+// TestConfigCheckTakesAnLLMModel: `cvedge config check` accepts a route to a model of type:
+// llm, loads nothing for it, and warns when the key's environment variable is empty.
+func TestConfigCheckTakesAnLLMModel(t *testing.T) {
+	cfg := demoConfig(t, "tcp://127.0.0.1:1", "")
+	cfg.LLM.Enabled, cfg.LLM.Endpoint = true, "http://127.0.0.1:1/v1/chat/completions"
+	rare := configs.DefaultModel()
+	rare.Type, rare.Tags, rare.Prompt = "llm", []string{"scarlet", "crimson"}, "Name the shade of red."
+	cfg.Models["shades"] = rare
+	cfg.Cameras[0].Pipeline.Routes = map[string]string{"red": "shades"}
+	t.Setenv("CVEDGE_LLM_KEY", "")
+	var logs bytes.Buffer
+	if err := agent.CheckConfig(cfg, true, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "model=shades") || !strings.Contains(logs.String(), "key_env=CVEDGE_LLM_KEY") {
+		t.Fatalf("no warning about the empty key: %s", logs.String())
+	}
 }

@@ -142,6 +142,8 @@ func (a *Agent) snapshot() ops.Snapshot {
 	}
 	if l := a.llm.Stats(); l != nil {
 		s.LLM = map[string]uint64{"answered": l.Answered, "invalid": l.Invalid, "outside_tags": l.OutsideTags, "failed": l.Failed, "over_budget": l.OverBudget, "dropped": l.Dropped}
+		s.LLMTokens = map[string]uint64{"prompt": l.PromptTokens, "completion": l.CompletionTokens}
+		s.LLMCost = l.Cost
 	}
 	return s
 }

@@ -302,6 +302,19 @@ type LLM struct {
 	// as much as this fraction of the part's frames saying the LLM's tag with full confidence
 	// (0: the answer is reported on the part's end event, and decides nothing).
 	PartWeight float64 `mapstructure:"part_weight"`
+	// PerDay caps the calls in any 24 hours, all cameras together, with PerMinute and
+	// PerHour (0: no daily cap).
+	PerDay int `mapstructure:"per_day"`
+	// Structured is how the answer's form is asked for: auto (a strict JSON schema whose tag
+	// is one of the allowed tags, and a JSON object from then on if the endpoint refuses
+	// schemas), json_schema, json_object, or off (no response_format; the prompt asks). The
+	// answer is parsed as strictly whatever is asked.
+	Structured string `mapstructure:"structured"`
+	// PromptPrice and CompletionPrice are what 1000 prompt and completion tokens cost, in
+	// the currency of the bill, for the cost figures of the stats and metrics (0: no cost
+	// reported, tokens only).
+	PromptPrice     float64 `mapstructure:"prompt_price"`
+	CompletionPrice float64 `mapstructure:"completion_price"`
 }
 
 // ModelLLM says when and how to ask the LLM about this classifier's answers.
@@ -447,7 +460,23 @@ type Model struct {
 	Shadow Shadow `mapstructure:"shadow"`
 	// LLM asks the configured LLM about low-confidence answers (classifiers).
 	LLM ModelLLM `mapstructure:"llm"`
+	// Type is onnx (a Custom Vision export, the default) or llm: the model is the LLM of the
+	// llm: section, asked once per part (or per region, on a camera that does not track)
+	// which of Tags a crop shows, with Prompt. An llm model has no Path; only routes may
+	// name it.
+	Type string `mapstructure:"type"`
+	// Tags are the answers an llm model may give (type: llm; required).
+	Tags []string `mapstructure:"tags"`
+	// Prompt describes the task to an llm model: the tags and what tells them apart (type:
+	// llm; required).
+	Prompt string `mapstructure:"prompt"`
 }
+
+// ModelTypes are the values of models.<name>.type.
+var ModelTypes = []string{"onnx", "llm"}
+
+// IsLLM reports whether the model is answered by the LLM (type: llm).
+func (m Model) IsLLM() bool { return m.Type == "llm" }
 
 // Shadow names a candidate iteration to run beside the active one, on the same crops.
 type Shadow struct {
@@ -809,7 +838,7 @@ func Default() Config {
 		PLC:   PLC{Modbus: PLCModbus{Listen: "127.0.0.1:5020", MaxClients: 4}},
 		Store: Store{MaxDownloadMB: 512, MaxUnpackedMB: 1024, DownloadTimeout: 30 * time.Second},
 		LLM: LLM{KeyEnv: "CVEDGE_LLM_KEY", KeyHeader: "Authorization", Timeout: 20 * time.Second,
-			PerMinute: 6, PerHour: 60, Queue: 16, MaxImageKB: 256, PartWeight: 0.5},
+			PerMinute: 6, PerHour: 60, Queue: 16, MaxImageKB: 256, PartWeight: 0.5, PerDay: 500, Structured: "auto"},
 		Models:  map[string]Model{},
 		Cameras: []Camera{},
 
@@ -829,6 +858,7 @@ func DefaultModel() Model {
 		InputSize:     416,
 		Shadow:        Shadow{MaxPerSecond: 2},
 		LLM:           ModelLLM{Below: 0.5},
+		Type:          "onnx",
 	}
 }
 

@@ -404,6 +404,13 @@ func (l LLM) validate(p *problems) {
 	if l.PerMinute < 0 || l.PerHour < 0 || l.Queue < 1 || l.MaxImageKB < 4 {
 		p.add("llm", "per_minute (%d) and per_hour (%d) must be 0 (no cap) or more, queue (%d) 1 or more, max_image_kb (%d) 4 or more", l.PerMinute, l.PerHour, l.Queue, l.MaxImageKB)
 	}
+	if l.PerDay < 0 || l.PerDay > MaxRate {
+		p.add("llm.per_day", "%d must be 0 (no daily cap) to %d", l.PerDay, MaxRate)
+	}
+	p.oneOf("llm.structured", l.Structured, []string{"auto", "json_schema", "json_object", "off"})
+	if l.PromptPrice < 0 || l.CompletionPrice < 0 {
+		p.add("llm", "prompt_price (%v) and completion_price (%v) are the price of 1000 tokens: 0 (not reported) or more", l.PromptPrice, l.CompletionPrice)
+	}
 	if !(l.PartWeight >= 0 && l.PartWeight <= MaxPartWeight) {
 		p.add("llm.part_weight", "%v must be between 0 (the answer decides nothing) and %v (the answer counts as %v times the part's frames)", l.PartWeight, float64(MaxPartWeight), float64(MaxPartWeight))
 	}
@@ -429,6 +436,14 @@ func (s Spool) validate(p *problems) {
 var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 func (m Model) validate(p *problems, key string) {
+	p.oneOf(key+".type", m.Type, ModelTypes)
+	if m.IsLLM() {
+		m.validateLLM(p, key)
+		return
+	}
+	if len(m.Tags) > 0 || m.Prompt != "" {
+		p.add(key, "tags and prompt belong to a model of type: llm; for an onnx model's fallback, set llm.prompt and llm.tags")
+	}
 	if m.Shadow.Iteration != "" && m.Shadow.Path != "" {
 		p.add(key+".shadow", "give iteration (in the model store) or path, not both")
 	}
@@ -460,6 +475,29 @@ func (m Model) validate(p *problems, key string) {
 	}
 }
 
+// validateLLM checks a model of type: llm, which the llm: section answers.
+func (m Model) validateLLM(p *problems, key string) {
+	if m.Path != "" {
+		p.add(key+".path", "%q: a model of type: llm has no export; remove path (the llm: section says where the LLM is)", m.Path)
+	}
+	if strings.TrimSpace(m.Prompt) == "" {
+		p.add(key+".prompt", "empty: describe the task and what tells the tags apart")
+	}
+	if len(m.Tags) == 0 {
+		p.add(key+".tags", "empty: list the answers the LLM may give")
+	}
+	seen := map[string]bool{}
+	for i, t := range m.Tags {
+		if strings.TrimSpace(t) == "" || seen[strings.ToLower(t)] {
+			p.add(fmt.Sprintf("%s.tags[%d]", key, i), "%q is empty or listed twice", t)
+		}
+		seen[strings.ToLower(t)] = true
+	}
+	if m.LLM.Prompt != "" || m.Shadow.Iteration != "" || m.Shadow.Path != "" {
+		p.add(key, "a model of type: llm takes no llm: fallback and no shadow: it is the LLM")
+	}
+}
+
 func (c *Config) validatePipeline(p *problems, key string, pl Pipeline, collecting bool) {
 	if pl.Detector == "" && pl.Classifier == "" && !collecting {
 		p.add(key, "needs a detector, a classifier, or both (names of entries under 'models:'); only a camera that collects images may run without models")
@@ -468,8 +506,10 @@ func (c *Config) validatePipeline(p *problems, key string, pl Pipeline, collecti
 		if name == "" {
 			continue
 		}
-		if _, ok := c.Models[name]; !ok {
+		if m, ok := c.Models[name]; !ok {
 			p.add(key+"."+stage, "%q is not a model under 'models:' (have: %s)", name, strings.Join(c.modelNames(), ", "))
+		} else if m.IsLLM() {
+			p.add(key+"."+stage, "%q is of type: llm, which only routes may name (an LLM call takes seconds: route the rare tag to it, e.g. routes: {rare_line: %s})", name, name)
 		}
 	}
 	if pl.CropPadding < 0 || pl.CropPadding > 1 {
@@ -479,8 +519,10 @@ func (c *Config) validatePipeline(p *problems, key string, pl Pipeline, collecti
 		p.add(key+".routes", "routes follow the classifier's tags: set pipeline.classifier")
 	}
 	for tag, model := range pl.Routes {
-		if _, ok := c.Models[model]; !ok {
+		if m, ok := c.Models[model]; !ok {
 			p.add(key+".routes."+tag, "%q is not a model under 'models:' (have: %s)", model, strings.Join(c.modelNames(), ", "))
+		} else if m.IsLLM() && !c.LLM.Enabled {
+			p.add(key+".routes."+tag, "%q is of type: llm: set llm.enabled: true and the llm: endpoint", model)
 		}
 	}
 	for tag, v := range pl.Thresholds {

@@ -20,6 +20,10 @@ type Snapshot struct {
 	MQTT  payload.MQTTStats
 	Spool payload.SpoolStats
 	LLM   map[string]uint64 // outcome -> calls
+	// LLMTokens are the LLM's tokens by kind (prompt, completion), and LLMCost what they
+	// cost at the configured prices (0: no price set, not reported).
+	LLMTokens map[string]uint64
+	LLMCost   float64
 }
 
 // CameraState is one camera at scrape time.
@@ -113,6 +117,8 @@ var (
 	descSpoolFail  = prometheus.NewDesc("cvedge_spool_write_failures_total", "Spool appends that failed (disk full, I/O error).", nil, nil)
 	descCorrupt    = prometheus.NewDesc("cvedge_spool_corrupt_bytes_total", "Bytes of torn or corrupt spool records skipped.", nil, nil)
 	descLLM        = prometheus.NewDesc("cvedge_llm_calls_total", "LLM fallback calls by outcome.", []string{"outcome"}, nil)
+	descLLMTokens  = prometheus.NewDesc("cvedge_llm_tokens_total", "Tokens the LLM endpoint reported using, by kind: prompt, completion.", []string{"kind"}, nil)
+	descLLMCost    = prometheus.NewDesc("cvedge_llm_cost_total", "What the LLM's tokens cost at llm.prompt_price and llm.completion_price (per 1000 tokens); absent when no price is set.", nil, nil)
 )
 
 // snapshotCollector turns a Snapshot into metrics at scrape time.
@@ -120,7 +126,7 @@ type snapshotCollector struct{ snap func() Snapshot }
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRead, descProcessed, descDropped, descSkipped, descOverflow, descFailed, descGated, descCamState, descSamples,
-		descModel, descShadow, descConnected, descMQTT, descSpoolMsgs, descSpoolBytes, descSpoolDrop, descLLM,
+		descModel, descShadow, descConnected, descMQTT, descSpoolMsgs, descSpoolBytes, descSpoolDrop, descLLM, descLLMTokens, descLLMCost,
 		descMQTTState, descInFlight, descWritable, descSpoolDisk, descSpoolFail, descCorrupt} {
 		ch <- d
 	}
@@ -180,6 +186,12 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for outcome, n := range s.LLM {
 		counter(descLLM, n, outcome)
+	}
+	for kind, n := range s.LLMTokens {
+		counter(descLLMTokens, n, kind)
+	}
+	if s.LLMCost > 0 {
+		ch <- prometheus.MustNewConstMetric(descLLMCost, prometheus.CounterValue, s.LLMCost)
 	}
 }
 

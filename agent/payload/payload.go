@@ -405,6 +405,12 @@ type FollowUp struct {
 	ModelProbability float32 `json:"modelProbability"`
 	Agrees           bool    `json:"agrees"`
 	LatencyMs        float64 `json:"latencyMs"`
+	// Route is the model entry of type: llm that a route sent the region to, when the
+	// follow-up completes the prediction's routed level (whose predictions are empty): Tag is
+	// then the region's final tag, or "unknown" with Reason llm_unavailable, llm_invalid or
+	// llm_over_budget when the LLM gave none; ModelTag is the tag that routed it, and Agrees
+	// is false. Absent for the fallback's second opinion.
+	Route string `json:"route,omitempty"`
 }
 
 // LLMStats count the LLM fallback's calls since start.
@@ -417,6 +423,12 @@ type LLMStats struct {
 	Failed      uint64 `json:"failed"`
 	OverBudget  uint64 `json:"overBudget"`
 	Dropped     uint64 `json:"dropped"`
+	// PromptTokens and CompletionTokens add up the usage the endpoint reported; Cost is
+	// what they cost at llm.prompt_price and llm.completion_price (per 1000 tokens), left
+	// out when no price is set.
+	PromptTokens     uint64  `json:"promptTokens"`
+	CompletionTokens uint64  `json:"completionTokens"`
+	Cost             float64 `json:"cost,omitempty"`
 }
 
 // Part is one event of a part followed across frames (cameras[].tracking), on
@@ -466,6 +478,9 @@ type Part struct {
 	Lines map[string]string `json:"lines,omitempty"`
 	// LLM is what the LLM fallback said about the part (end), when it was asked.
 	LLM *PartLLM `json:"llm,omitempty"`
+	// Source is "llm" when the decided tag is the answer of a model of type: llm that a
+	// route sent the part to (end); left out when the frames decided.
+	Source string `json:"source,omitempty"`
 }
 
 // Decision is a part's decision on <prefix>/cameras/<camera>/decisions, sent the moment it
@@ -481,6 +496,9 @@ type Decision struct {
 	Verdict     string  `json:"verdict,omitempty"`
 	// By is what made the decision: line, time, end or stop (as Part.DecidedBy).
 	By string `json:"by"`
+	// Source is "llm" when the tag is the answer of a model of type: llm that a route sent
+	// the part to (as Part.Source).
+	Source string `json:"source,omitempty"`
 	// FrameID and Captured are the last frame that saw the part: a gate that acts on the
 	// part's position reckons from Captured.
 	FrameID  uint64    `json:"frameId"`
@@ -517,9 +535,14 @@ type LineCount struct {
 // PartLLM is the LLM fallback's answer about a part: it is asked at most once per part, about
 // one frame where the part was uncertain (and, when it could be, wholly inside the frame).
 type PartLLM struct {
-	// State is answered, pending (the part ended before the answer came, and was decided
-	// without it) or failed (no usable answer: the stats count why).
+	// State is answered, pending (the part was decided before the answer came, without it),
+	// failed (no usable answer: the stats count why) or over_budget (not asked: the budget
+	// was spent). Reason says why for a route's question that got no answer:
+	// llm_timeout, llm_unavailable, llm_invalid or llm_over_budget.
 	State string `json:"state"`
+	// Route is set when the part was asked about as a route's classifier (a model of type:
+	// llm): its answer is the decision (Part.Source llm), not a weight.
+	Route bool `json:"route,omitempty"`
 	// FrameID and PredictionID name the frame asked about; Model is the classifier whose
 	// uncertain answer was asked about, and whose tags the LLM chose from.
 	FrameID      uint64 `json:"frameId"`

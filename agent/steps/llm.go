@@ -23,10 +23,12 @@ import (
 	"github.com/cvedge/cvedge/preprocess"
 )
 
-// Fallback asks an LLM about low-confidence classifications of every camera, on one goroutine
-// of its own, within one budget of calls; an answer is published as a follow-up on
-// <prefix>/cameras/<camera>/followups, and a disagreement as a sample. Start runs the
-// goroutine, Stop ends it once the calls queued are done.
+// Fallback asks an LLM, on one goroutine of its own, within one budget of calls for every
+// camera: about low-confidence classifications (a second opinion: published as a follow-up on
+// <prefix>/cameras/<camera>/followups, a disagreement as a sample, and weighed in a part's
+// decision), and about the regions that routes send to a model of type: llm (the answer is
+// the region's final tag: a follow-up that completes the prediction, or the part's
+// decision). Start runs the goroutine, Stop ends it once the calls queued are done.
 type Fallback struct {
 	env    *Env
 	cfg    configs.LLM
@@ -34,9 +36,12 @@ type Fallback struct {
 	jobs   chan llmJob
 	done   chan struct{}
 	budget *sampling.Limiter
-	mu     sync.Mutex // guards budget
+	day    []time.Time       // the calls of the last 24 hours, when llm.per_day caps them
+	lost   *sampling.Limiter // the samples of a route's regions the LLM could not answer
+	mu     sync.Mutex        // guards budget, day and lost
 
 	asked, answered, agreed, invalid, outside, failed, overBudget, dropped atomic.Uint64
+	promptTokens, completionTokens                                         atomic.Uint64
 }
 
 // llmJob is one question: a crop, what the classifier said, and where it came from.
@@ -53,6 +58,7 @@ type llmJob struct {
 	modelTag  string
 	modelProb float32
 	part      partRef // the tracked part asked about, if any
+	route     string  // the model entry of type: llm that a route sent the region to ("": the fallback)
 }
 
 // partRef is the part a question is about: its trackId, the tags above the level asked, and
@@ -71,12 +77,14 @@ func NewFallback(env *Env, cfg configs.LLM) *Fallback {
 		return nil
 	}
 	f := &Fallback{
-		env:    env,
-		cfg:    cfg,
-		client: &llm.Client{Endpoint: cfg.Endpoint, Model: cfg.Model, Key: os.Getenv(cfg.KeyEnv), KeyHeader: cfg.KeyHeader, HTTP: &http.Client{Timeout: cfg.Timeout}},
+		env: env,
+		cfg: cfg,
+		client: &llm.Client{Endpoint: cfg.Endpoint, Model: cfg.Model, Key: os.Getenv(cfg.KeyEnv), KeyHeader: cfg.KeyHeader,
+			HTTP: &http.Client{Timeout: cfg.Timeout}, Structured: cfg.Structured},
 		jobs:   make(chan llmJob, cfg.Queue),
 		done:   make(chan struct{}),
 		budget: sampling.NewLimiter(cfg.PerMinute, cfg.PerHour),
+		lost:   sampling.NewLimiter(cfg.PerMinute, cfg.PerHour),
 	}
 	if f.client.Key == "" {
 		env.Log.Warn("LLM fallback without a key: nothing in the environment variable", "key_env", cfg.KeyEnv)
@@ -110,8 +118,44 @@ func (f *Fallback) Stats() *payload.LLMStats {
 	if f == nil {
 		return nil
 	}
-	return &payload.LLMStats{Asked: f.asked.Load(), Answered: f.answered.Load(), Agreed: f.agreed.Load(), Invalid: f.invalid.Load(),
-		OutsideTags: f.outside.Load(), Failed: f.failed.Load(), OverBudget: f.overBudget.Load(), Dropped: f.dropped.Load()}
+	st := &payload.LLMStats{Asked: f.asked.Load(), Answered: f.answered.Load(), Agreed: f.agreed.Load(), Invalid: f.invalid.Load(),
+		OutsideTags: f.outside.Load(), Failed: f.failed.Load(), OverBudget: f.overBudget.Load(), Dropped: f.dropped.Load(),
+		PromptTokens: f.promptTokens.Load(), CompletionTokens: f.completionTokens.Load()}
+	st.Cost = payload.Round((float64(st.PromptTokens)*f.cfg.PromptPrice+float64(st.CompletionTokens)*f.cfg.CompletionPrice)/1000, 6)
+	return st
+}
+
+// allow reports whether one more call fits the budget now (per minute, hour and day), and
+// counts it if so.
+func (f *Fallback) allow(now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := f.cfg.PerDay; n > 0 {
+		old := 0 // the calls are in order: those older than a day are the first ones
+		for old < len(f.day) && now.Sub(f.day[old]) >= 24*time.Hour {
+			old++
+		}
+		f.day = f.day[old:]
+		if len(f.day) >= n {
+			return false
+		}
+	}
+	if !f.budget.Allow(now) {
+		return false
+	}
+	if f.cfg.PerDay > 0 {
+		f.day = append(f.day, now)
+	}
+	return true
+}
+
+// keepLost reports whether the crop of a route's region the LLM could not answer may go out
+// as a sample now: as many as the budget's calls per minute and hour, so that an endpoint
+// down does not flood the samples.
+func (f *Fallback) keepLost(now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lost.Allow(now)
 }
 
 // askLLM is the step of one camera: it queues the questions of its frames.
@@ -135,10 +179,11 @@ func NewLLM(f *Fallback, samples *Samples, camera string, models map[string]conf
 
 func (s *askLLM) Name() string { return "llm" }
 
-// Handle queues a question for every detection (or the whole frame) whose classification,
-// at the first level or a routed level after it, stays under its model's llm.below, while
-// the budget lasts: about the first such level. A tracked part is asked about once, on a
-// frame where it is wholly in view when it comes to be. It never waits.
+// Handle queues a question for every detection (or the whole frame) that a route sent to a
+// model of type: llm, and for every one whose classification, at the first level or a
+// routed level after it, stays under its model's llm.below, while the budget lasts: about the
+// first such level. A tracked part is asked about once, on a frame where it is wholly in
+// view when it comes to be. It never waits.
 func (s *askLLM) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
 	if f.Err != nil || msg == nil {
 		return
@@ -152,26 +197,55 @@ func (s *askLLM) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predi
 			}
 		}
 		top := &payload.Classification{Model: ref.Name, Iteration: ref.Iteration, Predictions: msg.Predictions, Uncertain: msg.Uncertain, Next: msg.Route}
-		if c, _ := s.doubt(top); c != nil {
-			s.consider(f, msg, -1, c, f.Bounds(), partRef{})
+		if c, routed := s.routed(top); c != nil {
+			s.consider(f, msg, -1, c, f.Bounds(), partRef{}, routed)
+		} else if c, _ := s.doubt(top); c != nil {
+			s.consider(f, msg, -1, c, f.Bounds(), partRef{}, "")
 		}
 		return
 	}
 	for i := range msg.Predictions {
 		d := &msg.Predictions[i]
-		c, level := s.doubt(d.Classification)
+		c, routed := s.routed(d.Classification)
+		level := 0
 		if c == nil {
-			continue
+			if c, level = s.doubt(d.Classification); c == nil {
+				continue
+			}
 		}
 		var part partRef
 		if d.TrackID != 0 && s.parts != nil && d.BoundingBox != nil {
-			if !s.parts.wants(d.TrackID, touchesEdge(msg.Width, msg.Height, *d.BoundingBox)) {
+			if !s.parts.wants(d.TrackID, touchesEdge(msg.Width, msg.Height, *d.BoundingBox), routed != "") {
 				continue
 			}
-			part = partRef{q: s.parts, track: d.TrackID, above: above(*d, level), box: *d.BoundingBox}
+			path := above(*d, level)
+			if routed != "" {
+				path = append([]string{d.TagName}, routedPath(d.Classification)...)
+			}
+			part = partRef{q: s.parts, track: d.TrackID, above: path, box: *d.BoundingBox}
 		}
-		s.consider(f, msg, i, c, s.samples.Region(f.Frame, msg, i), part)
+		s.consider(f, msg, i, c, s.samples.Region(f.Frame, msg, i), part, routed)
 	}
+}
+
+// routed is the level of classification top that a route sent to a model of type: llm (its
+// predictions are empty: the LLM names the tag), with the tag that routed it; nil when none.
+func (s *askLLM) routed(top *payload.Classification) (*payload.Classification, string) {
+	for c := top; c != nil && len(c.Predictions) > 0; c = c.Next {
+		if n := c.Next; n != nil && len(n.Predictions) == 0 && s.models[n.Model].IsLLM() {
+			return n, c.Predictions[0].TagName
+		}
+	}
+	return nil, ""
+}
+
+// routedPath is the tags of the levels of top above the one a route sent to the LLM.
+func routedPath(top *payload.Classification) []string {
+	var path []string
+	for c := top; c != nil && len(c.Predictions) > 0; c = c.Next {
+		path = append(path, c.Predictions[0].TagName)
+	}
+	return path
 }
 
 // doubt is the first level of classification top, or of the levels routed after it, whose
@@ -198,17 +272,49 @@ func above(d payload.Tag, level int) []string {
 	return path
 }
 
-// consider queues the question about classification c (uncertain) of detection det, when
-// the budget allows. A part asked about is marked asked only once its question is queued: a
-// later frame may ask when this one cannot.
-func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c *payload.Classification, region image.Rectangle, part partRef) {
+// LLM outcomes of a route's region or part that got no answer (the follow-up's or the part's
+// llm reason).
+const (
+	ReasonTimeout     = "llm_timeout"     // the part was decided before the answer came
+	ReasonUnavailable = "llm_unavailable" // the endpoint failed: down, refused, timed out
+	ReasonInvalid     = "llm_invalid"     // the answer was not one of the tags in the JSON asked for
+	ReasonOverBudget  = "llm_over_budget" // not asked: the budget was spent, or the queue full
+)
+
+// LLMOverBudget is the state of a part's question that was not asked: the budget was spent.
+const LLMOverBudget = "over_budget"
+
+// consider queues the question about classification c of detection det (uncertain, or a
+// level that a route sent to the LLM with the tag routed), when the budget allows. A part
+// asked about is marked asked only once its question is queued: a later frame may ask when
+// this one cannot; a route's question that cannot be asked is the part's, or the region's,
+// outcome at once (unknown, llm_over_budget), with its crop as a sample.
+func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c *payload.Classification, region image.Rectangle, part partRef, routed string) {
 	fb := s.f
 	mc := s.models[c.Model]
-	fb.mu.Lock()
-	allowed := fb.budget.Allow(time.Now())
-	fb.mu.Unlock()
-	if !allowed {
+	now := time.Now()
+	unasked := func() { // a route's question that cannot be asked: its outcome now
+		if routed == "" {
+			return
+		}
+		if part.q != nil {
+			part.q.asking(part.track, payload.PartLLM{State: LLMOverBudget, Reason: ReasonOverBudget, Route: true, FrameID: msg.FrameID, PredictionID: msg.ID, Model: c.Model}, part.above, part.box, routed, now)
+		}
+		if !fb.keepLost(now) {
+			return
+		}
+		j := llmJob{samples: s.samples, camera: s.camera, msg: msg, detection: det, size: region.Size(), crop: relative(region, f.Bounds()), modelTag: routed, route: c.Model, part: part}
+		if part.q == nil {
+			fb.followUp(j, llm.Answer{Tag: Unknown, Reason: ReasonOverBudget}, false, 0)
+		}
+		if jpeg, err := preprocess.EncodeJPEG(f.Mat(), region, 85, fb.cfg.MaxImageKB<<10); err == nil {
+			j.jpeg = jpeg
+			j.samples.Send(unanswered(fb.env, j, ReasonOverBudget))
+		}
+	}
+	if !fb.allow(now) {
 		fb.overBudget.Add(1)
+		unasked()
 		return
 	}
 	jpeg, err := preprocess.EncodeJPEG(f.Mat(), region, 85, fb.cfg.MaxImageKB<<10)
@@ -216,23 +322,32 @@ func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c
 		fb.failed.Add(1)
 		return
 	}
-	tags := mc.LLM.Tags
-	if len(tags) == 0 {
+	tags, prompt := mc.LLM.Tags, mc.LLM.Prompt
+	if routed != "" {
+		tags, prompt = mc.Tags, mc.Prompt
+	} else if len(tags) == 0 {
 		for _, t := range c.Predictions {
 			tags = append(tags, t.TagName)
 		}
 	}
-	j := llmJob{samples: s.samples, camera: s.camera, msg: msg, detection: det, tags: tags, prompt: mc.LLM.Prompt, jpeg: jpeg, size: region.Size(),
-		crop: relative(region, f.Bounds()), modelTag: c.Predictions[0].TagName, modelProb: c.Predictions[0].Probability, part: part}
+	j := llmJob{samples: s.samples, camera: s.camera, msg: msg, detection: det, tags: tags, prompt: prompt, jpeg: jpeg, size: region.Size(),
+		crop: relative(region, f.Bounds()), part: part}
+	if routed != "" {
+		j.modelTag, j.route = routed, c.Model
+	} else {
+		j.modelTag, j.modelProb = c.Predictions[0].TagName, c.Predictions[0].Probability
+	}
 	if part.q != nil { // before the answer can come
-		part.q.asking(part.track, payload.PartLLM{State: LLMPending, FrameID: msg.FrameID, PredictionID: msg.ID, Model: c.Model}, part.above, part.box)
+		part.q.asking(part.track, payload.PartLLM{State: LLMPending, Route: routed != "", FrameID: msg.FrameID, PredictionID: msg.ID, Model: c.Model}, part.above, part.box, routed, now)
 	}
 	select {
 	case fb.jobs <- j:
 	default:
 		fb.dropped.Add(1)
-		if part.q != nil {
+		if part.q != nil { // a later frame of the part may ask
 			part.q.unask(part.track)
+		} else { // a region is not asked about again
+			unasked()
 		}
 	}
 }
@@ -243,23 +358,45 @@ func (f *Fallback) ask(j llmJob) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	ans, err := f.client.Ask(ctx, j.prompt, j.tags, j.jpeg)
+	ans, usage, err := f.client.Ask(ctx, j.prompt, j.tags, j.jpeg)
+	f.promptTokens.Add(usage.PromptTokens)
+	f.completionTokens.Add(usage.CompletionTokens)
+	reason := ReasonUnavailable
 	switch {
 	case errors.Is(err, llm.ErrOutsideTag):
 		f.outside.Add(1)
+		reason = ReasonInvalid
 	case errors.Is(err, llm.ErrInvalid):
 		f.invalid.Add(1)
+		reason = ReasonInvalid
 	case err != nil:
 		f.failed.Add(1)
 	}
 	if j.part.q != nil {
-		j.part.q.answer(j.part.track, err == nil, ans.Tag, ans.Reason)
+		if err != nil && j.route != "" {
+			ans.Reason = reason
+		}
+		j.part.q.answer(j.part.track, j.route, err == nil, ans.Tag, ans.Reason)
 	}
 	if err != nil {
-		f.env.Log.Warn("LLM fallback: no usable answer", "camera", j.camera, "prediction", j.msg.ID, "err", err)
+		f.env.Log.Warn("LLM: no usable answer", "camera", j.camera, "prediction", j.msg.ID, "route", j.route, "err", err)
+		if j.route != "" { // the region's outcome, and its image kept
+			if j.part.q == nil {
+				f.followUp(j, llm.Answer{Tag: Unknown, Reason: reason}, false, payload.Ms(time.Since(start)))
+			}
+			if f.keepLost(time.Now()) {
+				j.samples.Send(unanswered(f.env, j, reason))
+			}
+		}
 		return
 	}
 	f.answered.Add(1)
+	if j.route != "" {
+		if j.part.q == nil { // a part's answer goes out with its decision
+			f.followUp(j, ans, false, payload.Ms(time.Since(start)))
+		}
+		return
+	}
 	agrees := ans.Tag == j.modelTag
 	if agrees {
 		f.agreed.Add(1)
@@ -274,7 +411,7 @@ func (f *Fallback) ask(j llmJob) {
 func (f *Fallback) followUp(j llmJob, ans llm.Answer, agrees bool, ms float64) {
 	fu := payload.FollowUp{Schema: payload.Schema, ID: payload.NewID(), Agent: f.env.Agent, Camera: j.camera, Boot: f.env.Boot,
 		Created: time.Now().UTC(), PredictionID: j.msg.ID, FrameID: j.msg.FrameID, Source: "llm", Model: f.cfg.Model,
-		Tag: ans.Tag, Reason: ans.Reason, ModelTag: j.modelTag, ModelProbability: j.modelProb, Agrees: agrees, LatencyMs: ms}
+		Tag: ans.Tag, Reason: ans.Reason, ModelTag: j.modelTag, ModelProbability: j.modelProb, Agrees: agrees, LatencyMs: ms, Route: j.route}
 	if j.detection >= 0 {
 		d := j.detection
 		fu.Detection = &d
@@ -285,8 +422,19 @@ func (f *Fallback) followUp(j llmJob, ans llm.Answer, agrees bool, ms float64) {
 
 // disagreement is the sample of a crop where the LLM and the model disagree.
 func disagreement(env *Env, j llmJob, ans llm.Answer) *payload.Sample {
+	return llmSample(env, j, fmt.Sprintf("the LLM says %s (%s); the model said %s %.3f", ans.Tag, ans.Reason, j.modelTag, j.modelProb))
+}
+
+// unanswered is the sample of a crop that a route sent to the LLM, which gave no answer
+// (reason): the image of the rare part is kept for labelling.
+func unanswered(env *Env, j llmJob, reason string) *payload.Sample {
+	return llmSample(env, j, fmt.Sprintf("routed as %s to %s; no answer from the LLM: %s", j.modelTag, j.route, reason))
+}
+
+// llmSample is the sample of job j's crop, with detail.
+func llmSample(env *Env, j llmJob, detail string) *payload.Sample {
 	s := &payload.Sample{Schema: payload.Schema, ID: payload.NewID(), Agent: env.Agent, Camera: j.camera, Boot: env.Boot,
-		Created: time.Now().UTC(), Reason: "llm", Detail: fmt.Sprintf("the LLM says %s (%s); the model said %s %.3f", ans.Tag, ans.Reason, j.modelTag, j.modelProb),
+		Created: time.Now().UTC(), Reason: "llm", Detail: detail,
 		PredictionID: j.msg.ID, FrameID: j.msg.FrameID, Captured: j.msg.Captured, Models: j.msg.Models,
 		Crop: &payload.Image{JPEG: base64.StdEncoding.EncodeToString(j.jpeg), Width: j.size.X, Height: j.size.Y, Box: j.crop}}
 	if j.detection >= 0 {

@@ -3,6 +3,7 @@ package steps
 import (
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
@@ -35,7 +36,8 @@ const (
 // part when it ends (forget). It is safe for both goroutines, and neither ever waits on the
 // other beyond a map access.
 type PartQuestions struct {
-	weight float64 // llm.part_weight
+	weight float64       // llm.part_weight
+	wait   time.Duration // llm.timeout: how long a decision waits for a route's answer
 	mu     sync.Mutex
 	parts  map[uint64]*partQuestion // by trackId: the uncertain parts in view
 	seq    uint64                   // counts the parts added, to forget the oldest first
@@ -50,6 +52,8 @@ type partQuestion struct {
 	box    payload.Box      // where the part was in the frame asked about
 	bestID string           // that frame's prediction id
 	done   bool             // the part is decided: an answer would come too late
+	routed string           // the tag that routed the part to a model of type: llm ("": a fallback question)
+	at     time.Time        // when it was asked
 }
 
 // NewPartQuestions returns the meeting point of a camera's llm and parts steps, or nil when f
@@ -58,13 +62,14 @@ func NewPartQuestions(f *Fallback) *PartQuestions {
 	if f == nil {
 		return nil
 	}
-	return &PartQuestions{weight: f.cfg.PartWeight, parts: map[uint64]*partQuestion{}}
+	return &PartQuestions{weight: f.cfg.PartWeight, wait: f.cfg.Timeout, parts: map[uint64]*partQuestion{}}
 }
 
 // wants reports whether the LLM should be asked now about part track, uncertain in this
-// frame: not when it was asked already, nor while it touches the frame's edge (at most
-// edgePatience times).
-func (q *PartQuestions) wants(track uint64, edge bool) bool {
+// frame, or routed to a model of type: llm (route): not when it was asked already (a route's
+// question may follow a fallback's, whose answer then is dropped: the route decides), nor
+// while it touches the frame's edge (at most edgePatience times).
+func (q *PartQuestions) wants(track uint64, edge, route bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	pq := q.parts[track]
@@ -76,7 +81,7 @@ func (q *PartQuestions) wants(track uint64, edge bool) bool {
 		pq = &partQuestion{added: q.seq}
 		q.parts[track] = pq
 	}
-	if pq.asked != nil || pq.done {
+	if pq.asked != nil && !(route && pq.routed == "") || pq.done {
 		return false
 	}
 	if edge && pq.edge < edgePatience {
@@ -99,12 +104,13 @@ func (q *PartQuestions) forgetOldest() {
 }
 
 // asking records that the LLM is being asked about part track, on the frame and at the level
-// rec names; above are the tags above that level, box where the part is.
-func (q *PartQuestions) asking(track uint64, rec payload.PartLLM, above []string, box payload.Box) {
+// rec names; above are the tags above that level, box where the part is, routed the tag that
+// routed it to a model of type: llm ("": a fallback question), at when.
+func (q *PartQuestions) asking(track uint64, rec payload.PartLLM, above []string, box payload.Box, routed string, at time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if pq := q.parts[track]; pq != nil {
-		pq.asked, pq.path, pq.box, pq.bestID = &rec, above, box, rec.PredictionID
+		pq.asked, pq.path, pq.box, pq.bestID, pq.routed, pq.at = &rec, above, box, rec.PredictionID, routed, at
 	}
 }
 
@@ -118,16 +124,20 @@ func (q *PartQuestions) unask(track uint64) {
 }
 
 // answer records, from the fallback's goroutine, what the LLM said about part track (ok:
-// tag and reason; else it failed). A part that ended meanwhile was decided without it.
-func (q *PartQuestions) answer(track uint64, ok bool, tag, reason string) {
+// tag and reason; else it failed), asked as a fallback (route "") or about a route. A part
+// that ended meanwhile was decided without it.
+func (q *PartQuestions) answer(track uint64, route string, ok bool, tag, reason string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	pq := q.parts[track]
-	if pq == nil || pq.asked == nil {
+	if pq == nil || pq.asked == nil || (pq.routed != "") != (route != "") { // a fallback's answer after the route's question
 		return
 	}
 	if !ok {
 		pq.asked.State = LLMFailed
+		if pq.routed != "" {
+			pq.asked.Reason = reason // why: llm_unavailable or llm_invalid
+		}
 		return
 	}
 	pq.asked.State, pq.asked.Tag, pq.asked.Reason = LLMAnswered, tag, reason
@@ -188,18 +198,24 @@ func touchesEdge(w, h int, b payload.Box) bool {
 	return b.Left < mx || b.Top < my || b.Left+b.Width > 1-mx || b.Top+b.Height > 1-my
 }
 
+// waits reports whether part p's decision waits for the LLM: a route sent it to a model of
+// type: llm, which has not answered yet, and was asked less than llm.timeout ago.
+func (s *parts) waits(p *partState, now time.Time) bool {
+	pq := s.questions.asked(p.ev.TrackID)
+	return pq != nil && pq.routed != "" && pq.asked.State == LLMPending && now.Sub(pq.at) < s.questions.wait
+}
+
 // llmVote puts what the LLM has said about part p on its event ev and returns the final tag
 // it named with the weight of its answer: llm.part_weight times the part's frames, as if that
-// many more frames had said the tag with full confidence ("", 0 when it did not answer). A
-// tag no frame said gets its evidence, empty but for the frame asked about, so that the
-// decision has a path and a box.
-func (s *parts) llmVote(p *partState, ev *payload.Part) (string, float32) {
-	pq := s.questions.asked(p.ev.TrackID)
+// many more frames had said the tag with full confidence ("", 0 when it did not answer, or
+// answered as a route's classifier: see routeAnswer). A tag no frame said gets its evidence,
+// empty but for the frame asked about, so that the decision has a path and a box.
+func (s *parts) llmVote(p *partState, ev *payload.Part, pq *partQuestion) (string, float32) {
 	if pq == nil {
 		return "", 0
 	}
 	ev.LLM = pq.asked
-	if pq.asked.State != LLMAnswered {
+	if pq.asked.State != LLMAnswered || pq.routed != "" {
 		return "", 0
 	}
 	w := float32(payload.Round(s.questions.weight*float64(max(ev.Frames, 1)), 4))
@@ -212,6 +228,23 @@ func (s *parts) llmVote(p *partState, ev *payload.Part) (string, float32) {
 	}
 	p.tags[tag] = &evidence{path: pq.path, bestAt: pq.asked.FrameID, bestID: pq.bestID, box: pq.box}
 	return tag, w
+}
+
+// routeAnswer completes decision ev when the frames decided the tag that routed the part to
+// a model of type: llm: the tag is the LLM's answer (source llm), or unknown when it gave
+// none (its llm state and reason say why; a pending one is llm_timeout).
+func routeAnswer(ev *payload.Part, pq *partQuestion) {
+	if pq == nil || pq.routed == "" || !strings.EqualFold(ev.TagName, pq.routed) {
+		return
+	}
+	switch pq.asked.State {
+	case LLMAnswered:
+		ev.TagName, ev.Path, ev.Source = pq.asked.Tag, pq.path, "llm"
+	case LLMPending:
+		ev.TagName, ev.LLM.Reason = Unknown, ReasonTimeout
+	default:
+		ev.TagName = Unknown
+	}
 }
 
 // PartsWith gives the parts step st (from NewParts; nil: none) the camera's questions to the

@@ -63,6 +63,8 @@ type partState struct {
 	last     time.Time // LastSeen's
 	scratch  []string  // the path of the frame being added
 	missed   int
+	waiting  string               // the decision's "by", while it waits for the LLM (a route's answer)
+	ending   string               // the end's "why", while its decision waits
 	off      []configs.Point      // by line: its centre when last seen off that line
 	crossed  map[string]string    // the lines it crossed, with the way
 	tags     map[string]*evidence // by final tag
@@ -135,10 +137,20 @@ func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predic
 		s.cross(p, x, y, now)
 	}
 	for id, p := range s.open {
+		if p.ending != "" { // ended, its decision waiting for the LLM
+			if s.end(p, p.ending, now) {
+				delete(s.open, id)
+			}
+			continue
+		}
+		if p.waiting != "" && !p.decided {
+			s.decide(p, p.waiting, now)
+		}
 		if !s.seen[id] {
 			if p.missed++; p.missed > s.maxMissed {
-				s.end(p, "unseen", now)
-				delete(s.open, id)
+				if s.end(p, "unseen", now) {
+					delete(s.open, id)
+				}
 				continue
 			}
 		}
@@ -248,10 +260,17 @@ func finalPath(d payload.Tag, dst []string) (tag string, prob float32, path []st
 
 // decide makes part p's decision from the frames it had until now and the LLM's answer, if
 // it came, by (line, time, end or stop), and sends it on the decisions topic at once; it is
-// counted now, once.
+// counted now, once. A part that a route sent to a model of type: llm waits for its answer
+// (up to llm.timeout after it was asked; not on stop): decide then only notes by, and the
+// next frames try again.
 func (s *parts) decide(p *partState, by string, now time.Time) {
+	if by != "stop" && s.waits(p, now) {
+		p.waiting = by
+		return
+	}
 	ev := &p.ev
-	llmTag, llmWeight := s.llmVote(p, ev)
+	pq := s.questions.asked(ev.TrackID)
+	llmTag, llmWeight := s.llmVote(p, ev, pq)
 	s.questions.decided(ev.TrackID)
 	score := func(tag string) float32 { // the frames' evidence, and the LLM's answer
 		if tag == llmTag {
@@ -281,13 +300,14 @@ func (s *parts) decide(p *partState, by string, now time.Time) {
 	if best != Unknown && (score(best) < total/2 || best != llmTag && float64(ev.Probability) < s.threshold(best)) {
 		ev.TagName = Unknown
 	}
+	routeAnswer(ev, pq)
 	ev.Probability = float32(payload.Round(float64(ev.Probability), 4))
 	ev.Verdict = s.verdicts.Of(ev.TagName)
 	decided := now.UTC()
 	ev.DecidedBy, ev.Decided = by, &decided
 	p.decided, p.bestID = true, b.bestID
 	d := payload.Decision{Schema: payload.Schema, Agent: s.env.Agent, Camera: s.camera, PartID: ev.PartID, TrackID: ev.TrackID,
-		TagName: ev.TagName, Probability: ev.Probability, Verdict: ev.Verdict, By: by, FrameID: ev.LastFrameID, Created: decided}
+		TagName: ev.TagName, Probability: ev.Probability, Verdict: ev.Verdict, By: by, FrameID: ev.LastFrameID, Created: decided, Source: ev.Source}
 	if ev.LastSeen != nil {
 		d.Captured = *ev.LastSeen
 	}
@@ -307,19 +327,28 @@ func (s *parts) decide(p *partState, by string, now time.Time) {
 }
 
 // end publishes part p's end event, deciding it first when its deadline has not come; why
-// is unseen or stop.
-func (s *parts) end(p *partState, why string, now time.Time) {
-	defer s.questions.forget(p.ev.TrackID) // an answer that comes later is dropped
+// is unseen or stop. It reports false when the decision waits for the LLM (see decide): the
+// part stays open, ending, and the next frames end it.
+func (s *parts) end(p *partState, why string, now time.Time) bool {
 	if !p.reported {
-		return
+		s.questions.forget(p.ev.TrackID)
+		return true
 	}
 	if !p.decided {
 		by := "end"
+		if p.waiting != "" {
+			by = p.waiting
+		}
 		if why == "stop" {
 			by = why
 		}
 		s.decide(p, by, now)
+		if !p.decided {
+			p.ending = why
+			return false
+		}
 	}
+	defer s.questions.forget(p.ev.TrackID) // an answer that comes later is dropped
 	ev := p.ev
 	ev.Event, ev.Created, ev.Ended, ev.Lines = "end", now.UTC(), why, p.crossed
 	s.send(s.topic, ev)
@@ -327,6 +356,7 @@ func (s *parts) end(p *partState, why string, now time.Time) {
 	if s.watch != nil {
 		s.watch.Ended(&ev)
 	}
+	return true
 }
 
 // threshold is the per-tag minimum probability of tag (0 when none is set).
