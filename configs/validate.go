@@ -389,6 +389,9 @@ func (s Samples) validate(p *problems) {
 	if s.JPEGQuality < 1 || s.JPEGQuality > 100 {
 		p.add("samples.jpeg_quality", "%d must be between 1 and 100", s.JPEGQuality)
 	}
+	if s.Store.Enabled && (s.Store.MaxMB < 1 || s.Store.MaxAge <= 0) {
+		p.add("samples.store", "max_mb (%d) must be 1 or more and max_age (%v) a positive duration; or set enabled: false", s.Store.MaxMB, s.Store.MaxAge)
+	}
 }
 
 func (l LLM) validate(p *problems) {

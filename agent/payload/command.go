@@ -130,6 +130,8 @@ func ParseFeedback(raw []byte) (Feedback, error) {
 	case f.SampleID != "" && !sampleIDRE.MatchString(f.SampleID):
 		f.SampleID = clip(f.SampleID)
 		return f, errors.New(`"sampleId" must be the "id" of a sample this agent sent: 1-128 letters, digits, - or _`)
+	case f.SampleID != "" && f.PredictionID == "" && f.Detection != nil:
+		return f, errors.New(`leave "detection" out of a correction by "sampleId" alone: the sample names its detection`)
 	case f.PartID == "" && f.SampleID == "" && !idRE.MatchString(f.PredictionID):
 		return f, errors.New(`"predictionId" must name the prediction being corrected (its "id"), "partId" the part, or "sampleId" a sample the agent sent`)
 	case f.PredictionID != "" && !idRE.MatchString(f.PredictionID):

@@ -58,6 +58,7 @@ func TestParseFeedback(t *testing.T) {
 		{`{"id":"f","sampleId":"../../etc/passwd","tag":"red"}`, `"sampleId" must be the "id" of a sample`},
 		{`{"id":"f","sampleId":"` + strings.Repeat("a", 129) + `","tag":"red"}`, `"sampleId" must be the "id" of a sample`},
 		{`{"id":"f","sampleId":"s","predictionId":"a b","tag":"red"}`, `"predictionId" must name`},
+		{`{"id":"f","sampleId":"s","detection":0,"tag":"red"}`, `leave "detection" out of a correction by "sampleId" alone`},
 	}
 	for _, c := range cases {
 		_, err := ParseFeedback([]byte(c.in))
@@ -87,7 +88,7 @@ func FuzzParseFeedback(f *testing.F) {
 		`{"id":"f","partId":"5b0c9c6e-5f1e-4b55-9d0c-2f1f7e3a9c41","tag":"red"}`, `{"id":"f","partId":"p","predictionId":"p","tag":"red"}`,
 		`{"id":"f","partId":"p","tag":"red","detection":0}`, `{"id":"f","partId":"\u0000","tag":"red"}`,
 		`{"id":"f","sampleId":"f1320fa4-e3b4","tag":"red"}`, `{"id":"f","sampleId":"s","predictionId":"p","detection":0,"tag":"red"}`,
-		`{"id":"f","sampleId":"a/../b","tag":"red"}`, `{"id":"f","sampleId":"` + strings.Repeat("x", 200) + `","tag":"red"}`} {
+		`{"id":"f","sampleId":"a/../b","tag":"red"}`, `{"id":"f","sampleId":"s","detection":1,"tag":"red"}`, `{"id":"f","sampleId":"` + strings.Repeat("x", 200) + `","tag":"red"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -95,6 +96,9 @@ func FuzzParseFeedback(f *testing.F) {
 		named := fb.PredictionID != "" || fb.PartID != "" || fb.SampleID != ""
 		if err == nil && (fb.ID == "" || !named || (fb.PredictionID != "" && fb.PartID != "") || strings.TrimSpace(fb.Tag) == "") {
 			t.Fatalf("accepted %q without id, tag, or one of predictionId, partId and sampleId", raw)
+		}
+		if err == nil && fb.SampleID != "" && fb.PredictionID == "" && fb.Detection != nil {
+			t.Fatalf("accepted %q: a detection with a sampleId alone", raw)
 		}
 		if err == nil && fb.SampleID != "" && !sampleIDRE.MatchString(fb.SampleID) {
 			t.Fatalf("accepted %q: a sampleId that cannot name a stored sample", raw)
