@@ -55,7 +55,8 @@ func (a *Agent) openSampleStore(cfg *configs.Config) error {
 }
 
 // storedSample finds the stored sample a correction names: by sampleId, else by its
-// prediction (and detection). review.ErrNotFound when the store does not hold it.
+// prediction (and detection). review.ErrNotFound when the store does not hold it. A sample
+// named with a prediction must be of it (with a part, the prediction is the part's).
 func (a *Agent) storedSample(fb payload.Feedback) (review.Stored, error) {
 	if a.kept == nil {
 		return review.Stored{}, fmt.Errorf("no sample store (samples.store.enabled is off): %w", review.ErrNotFound)
@@ -71,7 +72,7 @@ func (a *Agent) storedSample(fb payload.Feedback) (review.Stored, error) {
 	if err != nil {
 		return st, err
 	}
-	if fb.SampleID != "" && fb.PredictionID != "" && st.Item.PredictionID != fb.PredictionID {
+	if fb.SampleID != "" && fb.PartID == "" && fb.PredictionID != "" && st.Item.PredictionID != fb.PredictionID {
 		return st, fmt.Errorf("sample %q is of prediction %q, not %q: name one of them, or both as the sample says", fb.SampleID, st.Item.PredictionID, fb.PredictionID)
 	}
 	return st, nil

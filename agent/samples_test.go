@@ -482,7 +482,7 @@ func TestPartSamplesAndImagesOnTheDemo(t *testing.T) {
 // time they are corrected; the corrections are answered from the sample store (by sampleId,
 // and by predictionId and detection) with the stored crop, also after a restart. An id the
 // store does not hold is refused, saying what to do; a sample answered once takes no other
-// tag.
+// tag, and the same one again (as the station sends what it answered) with no second answer.
 func TestFeedbackFromSampleStore(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "")
@@ -525,10 +525,12 @@ func TestFeedbackFromSampleStore(t *testing.T) {
 	runAgent(t, cfg)
 	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-restart","sampleId":%q,"tag":%q}`, s3.ID, other(s3)))
 	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-again","sampleId":%q,"tag":%q}`, s1.ID, s1.Prediction.Classification.Predictions[0].TagName))
-	for id, r := range results(6) {
+	// the same tag again (as the station sends a correction it has answered): answered, not recorded twice
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-same","sampleId":%q,"predictionId":%q,"tag":%q}`, s1.ID, s1.PredictionID, strings.ToUpper(other(s1))))
+	for id, r := range results(7) {
 		res[id] = r
 	}
-	want := map[string]string{"fb-sample": "", "fb-pred": "", "fb-restart": "",
+	want := map[string]string{"fb-sample": "", "fb-pred": "", "fb-restart": "", "fb-same": "",
 		"fb-unknown": `sample "no-such-sample" is unknown or too old: not in the ring (each camera keeps its last 1 frames, for at most 10m0s) nor in the sample store (samples.store: 256 MB, 168h0m0s); send corrections sooner`,
 		"fb-hostile": `"sampleId" must be the "id" of a sample this agent sent`,
 		"fb-again":   fmt.Sprintf("sample %s was answered already (correct %q by j.doe", s1.ID, other(s1))}
@@ -542,7 +544,7 @@ func TestFeedbackFromSampleStore(t *testing.T) {
 	for _, s := range samples(t, col) {
 		byFeedback[s.FeedbackID] = s
 	}
-	for fb, orig := range map[string]payload.Sample{"fb-sample": s1, "fb-pred": s2, "fb-restart": s3} {
+	for fb, orig := range map[string]payload.Sample{"fb-sample": s1, "fb-pred": s2, "fb-restart": s3, "fb-same": s1} {
 		s, ok := byFeedback[fb]
 		switch {
 		case !ok:
