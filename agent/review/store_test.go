@@ -166,3 +166,71 @@ func TestFindPredictionOfDetections(t *testing.T) {
 		t.Fatalf("detection 0: %v", err)
 	}
 }
+
+// What a crash leaves half written among the answered samples is removed at open: a torn
+// record, an image without its record, a temporary file; a pending record moved there whole
+// (no answer) is refused too.
+func TestAnsweredFolderAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	q, _ := open(t, dir, 0, 0, nil)
+	mustAdd(t, q, detection(t, "ok", false))
+	mustAdd(t, q, detection(t, "moved", false))
+	if _, err := q.Answer("ok", Answer{Kind: Correct, Tag: "red"}); err != nil {
+		t.Fatal(err)
+	}
+	kept, pending := filepath.Join(dir, "review", AnsweredDir), filepath.Join(dir, "review", PendingDir)
+	for _, suffix := range []string{".json", ".crop.jpg"} { // a pending sample's files, no answer in the record
+		if err := os.Rename(filepath.Join(pending, "moved"+suffix), filepath.Join(kept, "moved"+suffix)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(kept, "torn.json"), []byte(`{"v": 1, "id": "torn", "agen`), 0o644)
+	os.WriteFile(filepath.Join(kept, "torn.crop.jpg"), jpegOf(t, 8, 8, 1), 0o644)
+	os.WriteFile(filepath.Join(kept, "orphan.crop.jpg"), jpegOf(t, 8, 8, 1), 0o644)
+	os.WriteFile(filepath.Join(kept, "ok.json.tmp"), []byte("{"), 0o644)
+
+	q2, _ := open(t, dir, 0, 0, nil)
+	if _, err := q2.Stored("ok"); err != nil {
+		t.Fatalf("the whole answered sample: %v", err)
+	}
+	if st := q2.Stats(); st.Corrupt != 2 || st.Kept != 1 || st.Pending != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	entries, _ := os.ReadDir(kept)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"ok.crop.jpg", "ok.json"}) {
+		t.Fatalf("answered folder after open: %v", names)
+	}
+}
+
+// An answered sample that cannot be kept (its record not written: a full disk) is removed:
+// the answer stands, the late correction finds nothing, and no file or byte is left over.
+func TestAnsweredNotKeptOnWriteError(t *testing.T) {
+	dir := t.TempDir()
+	q, _ := open(t, dir, 0, 0, nil)
+	mustAdd(t, q, detection(t, "s", true))
+	write := q.writeFile
+	q.writeFile = func(path string, data []byte) error {
+		if strings.Contains(path, string(filepath.Separator)+AnsweredDir+string(filepath.Separator)) {
+			return errors.New("no space left on device")
+		}
+		return write(path, data)
+	}
+	if r, err := q.Answer("s", Answer{Kind: Correct, Tag: "red"}); err != nil || r.Answered != "red" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if _, err := q.Stored("s"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("stored after a failed write: %v", err)
+	}
+	for _, d := range []string{PendingDir, AnsweredDir} {
+		if entries, _ := os.ReadDir(filepath.Join(dir, "review", d)); len(entries) != 0 {
+			t.Fatalf("%s not empty: %v", d, entries)
+		}
+	}
+	if st := q.Stats(); st.Bytes != 0 || st.Kept != 0 || st.Answered != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
