@@ -141,15 +141,15 @@ func (a *Agent) onFeedback(raw []byte) {
 	var part steps.EndedPart // a correction by partId: the part, whose best frame it corrects
 	if fb.PartID != "" {
 		r, p, err := endedPart(runs, fb.PartID, a.c().Ring.MaxAge)
-		switch {
-		case err == nil:
-			runs, part, fb.PredictionID = []*cameraRun{r}, p, p.PredictionID
-		case fb.SampleID == "":
-			a.env.Result(fb.ID, "feedback", err, nil)
+		if err != nil { // forgotten (or a restart since): a sample of it may be stored
+			if st, serr := a.storedSample(fb); serr == nil {
+				a.correctStored(fb, st)
+			} else {
+				a.env.Result(fb.ID, "feedback", err, nil)
+			}
 			return
-		default: // the sample it names says which frame
-			runs = nil
 		}
+		runs, part, fb.PredictionID = []*cameraRun{r}, p, p.PredictionID
 	}
 	var stored *review.Stored
 	if fb.SampleID != "" && fb.PredictionID == "" { // the sample's prediction may still be in the ring
@@ -192,14 +192,14 @@ func (a *Agent) onFeedback(raw []byte) {
 		a.env.Result(fb.ID, "feedback", nil, detail)
 		return
 	}
-	if part.PartID != "" && fb.SampleID == "" {
-		rc := a.c().Ring
-		a.env.Result(fb.ID, "feedback", fmt.Errorf("part %q: its best frame %d (prediction %q) is no longer kept: each camera keeps its last %d frames, for at most %s (ring); send corrections sooner, or raise ring.frames and ring.max_mb", part.PartID, part.FrameID, part.PredictionID, rc.Frames, rc.MaxAge), nil)
-		return
-	}
 	if stored == nil {
 		st, err := a.storedSample(fb)
-		if err != nil {
+		switch {
+		case err != nil && part.PartID != "" && errors.Is(err, review.ErrNotFound):
+			rc := a.c().Ring
+			a.env.Result(fb.ID, "feedback", fmt.Errorf("part %q: its best frame %d (prediction %q) is no longer kept, nor a sample of it: each camera keeps its last %d frames, for at most %s (ring); send corrections sooner, or raise ring.frames and ring.max_mb", part.PartID, part.FrameID, part.PredictionID, rc.Frames, rc.MaxAge), nil)
+			return
+		case err != nil:
 			a.feedbackNotFound(fb, err)
 			return
 		}

@@ -54,19 +54,23 @@ func (a *Agent) openSampleStore(cfg *configs.Config) error {
 	return nil
 }
 
-// storedSample finds the stored sample a correction names: by sampleId, else by its
-// prediction (and detection). review.ErrNotFound when the store does not hold it. A sample
+// storedSample finds the stored sample a correction names: by sampleId, else by its part,
+// else by its prediction (and detection). review.ErrNotFound when the store does not hold it. A sample
 // named with a prediction must be of it (with a part, the prediction is the part's).
 func (a *Agent) storedSample(fb payload.Feedback) (review.Stored, error) {
 	if a.kept == nil {
 		return review.Stored{}, fmt.Errorf("no sample store (samples.store.enabled is off): %w", review.ErrNotFound)
 	}
-	id := fb.SampleID
-	if id == "" {
-		var err error
-		if id, err = a.kept.q.FindPrediction(fb.PredictionID, fb.Detection); err != nil {
-			return review.Stored{}, err
-		}
+	id, err := fb.SampleID, error(nil)
+	switch {
+	case id != "":
+	case fb.PartID != "":
+		id, err = a.kept.q.FindPart(fb.PartID)
+	default:
+		id, err = a.kept.q.FindPrediction(fb.PredictionID, fb.Detection)
+	}
+	if err != nil {
+		return review.Stored{}, err
 	}
 	st, err := a.kept.q.Stored(id)
 	if err != nil {

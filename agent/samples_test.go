@@ -488,13 +488,13 @@ func TestFeedbackFromSampleStore(t *testing.T) {
 	cfg := demoConfig(t, broker.URL, "")
 	cfg.Ring.Frames = 1
 	cfg.Samples.LowConfidence.PerModel = map[string]float64{"colour": 0.9999}
-	cfg.Samples.LowConfidence.PerMinute = 3
+	cfg.Samples.LowConfidence.PerMinute = 4
 	cfg.Samples.SmallMargin.Enabled = false
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
 	stop := runAgent(t, cfg)
 	tr := testenv.DemoTruth(t)
 	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
-	testenv.WaitFor(t, "three samples", 10*time.Second, func() bool { return len(samples(t, col)) >= 3 })
+	testenv.WaitFor(t, "four samples", 10*time.Second, func() bool { return len(samples(t, col)) >= 4 })
 	sent := samples(t, col)
 	other := func(s payload.Sample) string {
 		if s.Prediction.Classification.Predictions[0].TagName == "green" {
@@ -513,7 +513,7 @@ func TestFeedbackFromSampleStore(t *testing.T) {
 		}
 		return out
 	}
-	s1, s2, s3 := sent[0], sent[1], sent[2]
+	s1, s2, s3, s4 := sent[0], sent[1], sent[2], sent[3]
 	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-sample","sampleId":%q,"tag":%q,"operator":"j.doe"}`, s1.ID, other(s1)))
 	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-pred","predictionId":%q,"detection":%d,"tag":%q}`, s2.PredictionID, *s2.Detection, other(s2)))
 	col.Publish(t, "cvedge/e2e/feedback", `{"id":"fb-unknown","sampleId":"no-such-sample","tag":"red"}`)
@@ -527,10 +527,15 @@ func TestFeedbackFromSampleStore(t *testing.T) {
 	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-again","sampleId":%q,"tag":%q}`, s1.ID, s1.Prediction.Classification.Predictions[0].TagName))
 	// the same tag again (as the station sends a correction it has answered): answered, not recorded twice
 	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-same","sampleId":%q,"predictionId":%q,"tag":%q}`, s1.ID, s1.PredictionID, strings.ToUpper(other(s1))))
-	for id, r := range results(7) {
+	// by part: the restarted agent has forgotten the part, the store has its sample (as the
+	// station sends a correction of a part's sample)
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-part","partId":%q,"tag":%q}`, s4.PartID, other(s4)))
+	col.Publish(t, "cvedge/e2e/feedback", `{"id":"fb-nopart","partId":"no-such-part","tag":"red"}`)
+	for id, r := range results(9) {
 		res[id] = r
 	}
-	want := map[string]string{"fb-sample": "", "fb-pred": "", "fb-restart": "", "fb-same": "",
+	want := map[string]string{"fb-sample": "", "fb-pred": "", "fb-restart": "", "fb-same": "", "fb-part": "",
+		"fb-nopart": `part "no-such-part" is unknown, still in view, or ended too long ago`,
 		"fb-unknown": `sample "no-such-sample" is unknown or too old: not in the ring (each camera keeps its last 1 frames, for at most 10m0s) nor in the sample store (samples.store: 256 MB, 168h0m0s); send corrections sooner`,
 		"fb-hostile": `"sampleId" must be the "id" of a sample this agent sent`,
 		"fb-again":   fmt.Sprintf("sample %s was answered already (correct %q by j.doe", s1.ID, other(s1))}
@@ -544,7 +549,7 @@ func TestFeedbackFromSampleStore(t *testing.T) {
 	for _, s := range samples(t, col) {
 		byFeedback[s.FeedbackID] = s
 	}
-	for fb, orig := range map[string]payload.Sample{"fb-sample": s1, "fb-pred": s2, "fb-restart": s3, "fb-same": s1} {
+	for fb, orig := range map[string]payload.Sample{"fb-sample": s1, "fb-pred": s2, "fb-restart": s3, "fb-same": s1, "fb-part": s4} {
 		s, ok := byFeedback[fb]
 		switch {
 		case !ok:
@@ -556,8 +561,8 @@ func TestFeedbackFromSampleStore(t *testing.T) {
 		}
 	}
 	log, err := os.ReadFile(filepath.Join(cfg.Samples.Store.Dir, "answers.jsonl"))
-	if err != nil || strings.Count(string(log), "\n") != 3 {
-		t.Errorf("the store's answers log has not the three corrections: %q %v", log, err)
+	if err != nil || strings.Count(string(log), "\n") != 4 {
+		t.Errorf("the store's answers log has not the four corrections: %q %v", log, err)
 	}
 	col.ValidateAll(t)
 }

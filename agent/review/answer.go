@@ -289,6 +289,29 @@ func (q *Queue) FindPrediction(predictionID string, detection *int) (string, err
 	return "", fmt.Errorf("prediction %q has samples of detections %s: say which one is wrong in \"detection\", or name the sample by \"sampleId\"", clip(predictionID), strings.Join(dets, ", "))
 }
 
+// FindPart returns the id of the newest sample the queue holds (pending or answered) of the
+// tracked part partID; ErrNotFound when it holds none.
+func (q *Queue) FindPart(partID string) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.prune()
+	var found *Item
+	for _, items := range []map[string]*Item{q.items, q.done} {
+		for _, it := range items {
+			if partID == "" || it.PartID != partID {
+				continue
+			}
+			if found == nil || it.Queued.After(found.Queued) || (it.Queued.Equal(found.Queued) && it.ID > found.ID) {
+				found = it
+			}
+		}
+	}
+	if found == nil {
+		return "", fmt.Errorf("part %q: %w", clip(partID), ErrNotFound)
+	}
+	return found.ID, nil
+}
+
 // save is one data set entry an answer writes.
 type save struct {
 	entry        dataset.Entry
@@ -434,7 +457,7 @@ func checkBoxes(it *Item, tags []string, boxes []dataset.Region) ([]dataset.Regi
 // feedback is the correction to send to the agent, or nil when the sample names nothing the
 // agent can correct.
 func feedback(it *Item, tag string, a Answer) *payload.Feedback {
-	fb := &payload.Feedback{ID: "review-" + it.ID, SampleID: it.ID, Tag: tag, Operator: a.Operator, Note: a.Note}
+	fb := &payload.Feedback{ID: "review-" + it.ID, Tag: tag, Operator: a.Operator, Note: a.Note}
 	if len(fb.ID) > 128 {
 		fb.ID = fb.ID[:128]
 	}

@@ -78,7 +78,7 @@ func TestAnswerConfirmAndCorrect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFB := payload.Feedback{ID: "review-corr", SampleID: "corr", PredictionID: "pred-corr", Tag: "blue", Detection: corr.Detection, Operator: "j.doe", Note: "blue paint"}
+	wantFB := payload.Feedback{ID: "review-corr", PredictionID: "pred-corr", Tag: "blue", Detection: corr.Detection, Operator: "j.doe", Note: "blue paint"}
 	if r.Kind != Correct || r.Answered != "blue" || r.Feedback == nil || *r.Feedback.Detection != 1 {
 		t.Fatalf("correct: %+v", r)
 	}

@@ -26,7 +26,7 @@
 // An answered sample leaves the queue but its files stay, moved to answered/, while the
 // bounds allow (over the size bound they go before any pending sample): a correction that
 // comes later, by MQTT, still finds its images and what the models said (Stored,
-// FindPrediction). OpenStore opens the same folder format with no data set: the store of
+// FindPrediction, FindPart). OpenStore opens the same folder format with no data set: the store of
 // the samples a headless agent sent (samples.store), whose answers go into the log only.
 //
 // Each line of answers.jsonl is one answer: time, sampleId, agent, camera, reason, kind

@@ -234,3 +234,27 @@ func TestAnsweredNotKeptOnWriteError(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// A part's sample is found by the part's id, the newest when there are several.
+func TestFindPart(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)}
+	q, _ := open(t, t.TempDir(), 0, 0, c)
+	for _, id := range []string{"p-old", "p-new", "other"} {
+		s := detection(t, id, false)
+		s.PartID = "part-7"
+		if id == "other" {
+			s.PartID = "part-8"
+		}
+		mustAdd(t, q, s)
+		c.add(time.Minute)
+	}
+	if _, err := q.Answer("p-new", Answer{Kind: Confirm}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := q.FindPart("part-7"); err != nil || id != "p-new" {
+		t.Fatalf("part-7: %q %v", id, err)
+	}
+	if _, err := q.FindPart("part-9"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("part-9: %v", err)
+	}
+}
