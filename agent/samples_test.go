@@ -535,7 +535,7 @@ func TestFeedbackFromSampleStore(t *testing.T) {
 		res[id] = r
 	}
 	want := map[string]string{"fb-sample": "", "fb-pred": "", "fb-restart": "", "fb-same": "", "fb-part": "",
-		"fb-nopart": `part "no-such-part" is unknown, still in view, or ended too long ago`,
+		"fb-nopart":  `part "no-such-part" is unknown, still in view, or ended too long ago`,
 		"fb-unknown": `sample "no-such-sample" is unknown or too old: not in the ring (each camera keeps its last 1 frames, for at most 10m0s) nor in the sample store (samples.store: 256 MB, 168h0m0s); send corrections sooner`,
 		"fb-hostile": `"sampleId" must be the "id" of a sample this agent sent`,
 		"fb-again":   fmt.Sprintf("sample %s was answered already (correct %q by j.doe", s1.ID, other(s1))}
