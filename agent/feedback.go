@@ -89,7 +89,7 @@ func (a *Agent) tooOld(fb payload.Feedback) error {
 	if fb.SampleID != "" {
 		what = fmt.Sprintf("sample %q", fb.SampleID)
 	}
-	store := "no sample store: samples.store.enabled is off"
+	store := "and no sample store keeps the samples sent (samples.store.enabled is off)"
 	if a.kept != nil {
 		store = "nor in the sample store (" + a.kept.what + ")"
 	}
