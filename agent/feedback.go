@@ -100,7 +100,8 @@ func (a *Agent) tooOld(fb payload.Feedback) error {
 // correctStored answers a correction from a stored sample (its frame has left the ring):
 // the operator sample is made of the stored images and what the models said then. A pending
 // sample is answered in the store, so that the station shows it answered; one answered
-// already (by the station, whose correction this may be) takes only the same tag.
+// already (by the station, whose correction this may be) takes only the same tag. A shadow
+// candidate is not credited: it may have changed since the sample was made.
 func (a *Agent) correctStored(fb payload.Feedback, st review.Stored) {
 	it := st.Item
 	r := a.runOf(it.Camera)
