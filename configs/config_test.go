@@ -260,6 +260,7 @@ func TestSizesBounded(t *testing.T) {
 		{"queue from the environment", minimal, "CVEDGE_MQTT_QUEUE_SIZE=1e9", `mqtt.queue_size: "1e9" must be a whole number written in digits, e.g. 1024`},
 		{"queue far too large", minimal + "mqtt: {queue_size: 18446744073709551615}\n", "", "mqtt.queue_size: 18446744073709551615 is far too large"},
 		{"spool", minimal + "spool: {max_mb: 2000000}\n", "", "spool.max_mb: 2000000 is too large: allowed 1 to 1048576"},
+		{"sample store", minimal + "samples: {store: {max_mb: 9223372036854775807}}\n", "", "samples.store.max_mb: 9223372036854775807 is too large: allowed 1 to 1048576"},
 		{"ring frames", minimal + "ring: {frames: 1000000}\n", "", "ring.frames: 1000000 is too large: allowed 1 to 10000"},
 		{"ring mb", minimal + "ring: {max_mb: 100000}\n", "", "ring.max_mb: 100000 is too large: allowed 1 to 16384"},
 		{"sample image", minimal + "samples: {max_image_kb: 1000000}\n", "", "samples.max_image_kb: 1000000 is too large: allowed 4 to 16384"},
