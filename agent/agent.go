@@ -79,6 +79,9 @@ type Agent struct {
 	// nil: ui off.
 	review  *review.Queue
 	answers *dataset.Dataset
+	// kept keeps the samples sent, for corrections after their frame left the ring: the
+	// review queue, or samples.store; nil: none.
+	kept *sampleStore
 
 	env     *steps.Env      // what the steps of every camera share
 	llm     *steps.Fallback // nil: no LLM fallback
@@ -139,6 +142,9 @@ func New(cfg *configs.Config, log *slog.Logger) (a *Agent, err error) {
 		if err := a.openReview(cfg); err != nil {
 			return a, err
 		}
+	}
+	if err := a.openSampleStore(cfg); err != nil {
+		return a, err
 	}
 	a.runs, a.stages, a.stagePaths, err = a.build(cfg, nil)
 	return a, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
+	"github.com/cvedge/cvedge/agent/review"
 	"github.com/cvedge/cvedge/agent/steps"
 	"github.com/cvedge/cvedge/camera"
 )
@@ -127,7 +128,8 @@ func (a *Agent) reloadCommand(cmd payload.Command) {
 
 // onFeedback takes an operator's correction from <prefix>/feedback and answers it with a
 // confirmed misclassification sample, or an error result. A candidate iteration running in
-// shadow is credited when it said what the operator says.
+// shadow is credited when it said what the operator says. A correction whose frame has left
+// the ring is answered from the sample store, when it holds the sample (correctStored).
 func (a *Agent) onFeedback(raw []byte) {
 	fb, err := payload.ParseFeedback(raw)
 	if err != nil {
@@ -139,16 +141,29 @@ func (a *Agent) onFeedback(raw []byte) {
 	var part steps.EndedPart // a correction by partId: the part, whose best frame it corrects
 	if fb.PartID != "" {
 		r, p, err := endedPart(runs, fb.PartID, a.c().Ring.MaxAge)
-		if err != nil {
-			a.env.Result(fb.ID, "feedback", err, nil)
+		if err != nil { // forgotten (or a restart since): a sample of it may be stored
+			if st, serr := a.storedSample(fb); serr == nil {
+				a.correctStored(fb, st)
+			} else {
+				a.env.Result(fb.ID, "feedback", err, nil)
+			}
 			return
 		}
 		runs, part, fb.PredictionID = []*cameraRun{r}, p, p.PredictionID
 	}
+	var stored *review.Stored
+	if fb.SampleID != "" && fb.PredictionID == "" { // the sample's prediction may still be in the ring
+		st, err := a.storedSample(fb)
+		if err != nil {
+			a.feedbackNotFound(fb, err)
+			return
+		}
+		stored, fb.PredictionID, fb.Detection = &st, st.Item.PredictionID, st.Item.Detection
+	}
 	for _, r := range runs {
 		var s *payload.Sample
 		var serr error
-		found := r.ring.With(fb.PredictionID, func(f *camera.Frame, msg *payload.Prediction) {
+		found := fb.PredictionID != "" && r.ring.With(fb.PredictionID, func(f *camera.Frame, msg *payload.Prediction) {
 			if part.PartID != "" {
 				det := steps.DetectionOfTrack(msg, part.TrackID)
 				if det < 0 {
@@ -168,6 +183,7 @@ func (a *Agent) onFeedback(raw []byte) {
 			a.env.Result(fb.ID, "feedback", serr, nil)
 			return
 		}
+		a.answerStored(fb, s)
 		r.samples.Send(s)
 		detail := map[string]string{"sampleId": s.ID, "camera": r.cam.Name()}
 		if part.PartID != "" {
@@ -176,12 +192,29 @@ func (a *Agent) onFeedback(raw []byte) {
 		a.env.Result(fb.ID, "feedback", nil, detail)
 		return
 	}
-	rc := a.c().Ring
-	if part.PartID != "" {
-		a.env.Result(fb.ID, "feedback", fmt.Errorf("part %q: its best frame %d (prediction %q) is no longer kept: each camera keeps its last %d frames, for at most %s (ring); send corrections sooner, or raise ring.frames and ring.max_mb", part.PartID, part.FrameID, part.PredictionID, rc.Frames, rc.MaxAge), nil)
-		return
+	if stored == nil {
+		st, err := a.storedSample(fb)
+		switch {
+		case err != nil && part.PartID != "" && errors.Is(err, review.ErrNotFound):
+			rc := a.c().Ring
+			a.env.Result(fb.ID, "feedback", fmt.Errorf("part %q: its best frame %d (prediction %q) is no longer kept, nor a sample of it: each camera keeps its last %d frames, for at most %s (ring); send corrections sooner, or raise ring.frames and ring.max_mb", part.PartID, part.FrameID, part.PredictionID, rc.Frames, rc.MaxAge), nil)
+			return
+		case err != nil:
+			a.feedbackNotFound(fb, err)
+			return
+		}
+		stored = &st
 	}
-	a.env.Result(fb.ID, "feedback", fmt.Errorf("prediction %q is unknown or too old: each camera keeps its last %d frames, for at most %s (ring)", fb.PredictionID, rc.Frames, rc.MaxAge), nil)
+	a.correctStored(fb, *stored)
+}
+
+// feedbackNotFound answers a correction the sample store could not answer: too old, or
+// the store's own error.
+func (a *Agent) feedbackNotFound(fb payload.Feedback, err error) {
+	if errors.Is(err, review.ErrNotFound) {
+		err = a.tooOld(fb)
+	}
+	a.env.Result(fb.ID, "feedback", err, nil)
 }
 
 // endedPart finds the part partID among the parts the cameras of runs ended recently (each

@@ -134,6 +134,7 @@ func keepUntilRestart(next, cur *configs.Config) (changed []string) {
 	keep("store", cur.Store, next.Store, func() { next.Store = cur.Store })
 	keep("http", cur.HTTP, next.HTTP, func() { next.HTTP = cur.HTTP })
 	keep("ui", cur.UI, next.UI, func() { next.UI = cur.UI })
+	keep("samples.store", cur.Samples.Store, next.Samples.Store, func() { next.Samples.Store = cur.Samples.Store })
 	keep("llm", cur.LLM, next.LLM, func() { next.LLM = cur.LLM })
 	keep("sparkplug", cur.Sparkplug, next.Sparkplug, func() { next.Sparkplug = cur.Sparkplug })
 	keep("plc", cur.PLC, next.PLC, func() { next.PLC = cur.PLC })

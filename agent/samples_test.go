@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image/color"
 	"image/jpeg"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
 )
 
 func samples(t *testing.T, col *testenv.Inbox) []payload.Sample {
@@ -474,4 +476,161 @@ func TestPartSamplesAndImagesOnTheDemo(t *testing.T) {
 		}
 	}
 	col.ValidateAll(t)
+}
+
+// TestFeedbackFromSampleStore: with a ring of one frame, the samples' frames are gone by the
+// time they are corrected; the corrections are answered from the sample store (by sampleId,
+// and by predictionId and detection) with the stored crop, also after a restart. An id the
+// store does not hold is refused, saying what to do; a sample answered once takes no other
+// tag, and the same one again (as the station sends what it answered) with no second answer.
+func TestFeedbackFromSampleStore(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.Ring.Frames = 1
+	cfg.Samples.LowConfidence.PerModel = map[string]float64{"colour": 0.9999}
+	cfg.Samples.LowConfidence.PerMinute = 4
+	cfg.Samples.SmallMargin.Enabled = false
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
+	stop := runAgent(t, cfg)
+	tr := testenv.DemoTruth(t)
+	testenv.WaitFor(t, "every frame", 30*time.Second, func() bool { return len(predictions(t, col, "conveyor")) >= len(tr.Frames) })
+	testenv.WaitFor(t, "four samples", 10*time.Second, func() bool { return len(samples(t, col)) >= 4 })
+	sent := samples(t, col)
+	other := func(s payload.Sample) string {
+		if s.Prediction.Classification.Predictions[0].TagName == "green" {
+			return "red"
+		}
+		return "green"
+	}
+	results := func(n int) map[string]payload.Result {
+		t.Helper()
+		testenv.WaitFor(t, fmt.Sprint(n, " results"), 10*time.Second, func() bool { return len(col.Get("cvedge/e2e/commands/results")) >= n })
+		out := map[string]payload.Result{}
+		for _, raw := range col.Get("cvedge/e2e/commands/results") {
+			var r payload.Result
+			json.Unmarshal(raw, &r)
+			out[r.ID] = r
+		}
+		return out
+	}
+	s1, s2, s3, s4 := sent[0], sent[1], sent[2], sent[3]
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-sample","sampleId":%q,"tag":%q,"operator":"j.doe"}`, s1.ID, other(s1)))
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-pred","predictionId":%q,"detection":%d,"tag":%q}`, s2.PredictionID, *s2.Detection, other(s2)))
+	col.Publish(t, "cvedge/e2e/feedback", `{"id":"fb-unknown","sampleId":"no-such-sample","tag":"red"}`)
+	col.Publish(t, "cvedge/e2e/feedback", `{"id":"fb-hostile","sampleId":"../../etc/passwd","tag":"red"}`)
+	res := results(4)
+	stop()
+
+	// a restart: the store is still there
+	runAgent(t, cfg)
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-restart","sampleId":%q,"tag":%q}`, s3.ID, other(s3)))
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-again","sampleId":%q,"tag":%q}`, s1.ID, s1.Prediction.Classification.Predictions[0].TagName))
+	// the same tag again (as the station sends a correction it has answered): answered, not recorded twice
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-same","sampleId":%q,"predictionId":%q,"tag":%q}`, s1.ID, s1.PredictionID, strings.ToUpper(other(s1))))
+	// by part: the restarted agent has forgotten the part, the store has its sample (as the
+	// station sends a correction of a part's sample)
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-part","partId":%q,"tag":%q}`, s4.PartID, other(s4)))
+	col.Publish(t, "cvedge/e2e/feedback", `{"id":"fb-nopart","partId":"no-such-part","tag":"red"}`)
+	for id, r := range results(9) {
+		res[id] = r
+	}
+	want := map[string]string{"fb-sample": "", "fb-pred": "", "fb-restart": "", "fb-same": "", "fb-part": "",
+		"fb-nopart":  `part "no-such-part" is unknown, still in view, or ended too long ago`,
+		"fb-unknown": `sample "no-such-sample" is unknown or too old: not in the ring (each camera keeps its last 1 frames, for at most 10m0s) nor in the sample store (samples.store: 256 MB, 168h0m0s); send corrections sooner`,
+		"fb-hostile": `"sampleId" must be the "id" of a sample this agent sent`,
+		"fb-again":   fmt.Sprintf("sample %s was answered already (correct %q by j.doe", s1.ID, other(s1))}
+	for id, errText := range want {
+		r := res[id]
+		if r.Command != "feedback" || r.OK != (errText == "") || !strings.Contains(r.Error, errText) {
+			t.Errorf("%s: result %+v, want error %q", id, r, errText)
+		}
+	}
+	byFeedback := map[string]payload.Sample{}
+	for _, s := range samples(t, col) {
+		byFeedback[s.FeedbackID] = s
+	}
+	for fb, orig := range map[string]payload.Sample{"fb-sample": s1, "fb-pred": s2, "fb-restart": s3, "fb-same": s1, "fb-part": s4} {
+		s, ok := byFeedback[fb]
+		switch {
+		case !ok:
+			t.Errorf("%s: no operator sample", fb)
+		case s.Reason != "operator" || s.CorrectTag != other(orig) || s.ID != res[fb].Detail["sampleId"] || res[fb].Detail["storedSample"] != orig.ID:
+			t.Errorf("%s: sample %+v, result %+v", fb, s, res[fb])
+		case s.Crop == nil || s.Crop.JPEG != orig.Crop.JPEG || s.PredictionID != orig.PredictionID || *s.Detection != *orig.Detection || s.PartID != orig.PartID:
+			t.Errorf("%s: the operator sample does not carry the stored sample's crop and prediction", fb)
+		}
+	}
+	log, err := os.ReadFile(filepath.Join(cfg.Samples.Store.Dir, "answers.jsonl"))
+	if err != nil || strings.Count(string(log), "\n") != 4 {
+		t.Errorf("the store's answers log has not the four corrections: %q %v", log, err)
+	}
+	col.ValidateAll(t)
+}
+
+// TestFeedbackAgreesWithStation: with the operator station on, its review queue is the
+// sample store. A sample corrected over MQTT after its frame left the ring is answered from
+// the queue, and leaves it: the station no longer offers it, and the answer is in its data
+// set.
+func TestFeedbackAgreesWithStation(t *testing.T) {
+	col := (*testenv.Inbox)(nil)
+	cfg, url := stationAgentWith(t, func(c *configs.Config) {
+		c.Ring.Frames = 1
+		c.Samples.Audit = configs.Rule{Enabled: true, Rate: 1, PerMinute: 60, PerHour: 600}
+		col = testenv.Subscribe(t, c.MQTT.Broker, "cvedge/e2e/#")
+	})
+	getJSON := func(path string, v any) int {
+		t.Helper()
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if v != nil {
+			json.NewDecoder(resp.Body).Decode(v)
+		}
+		return resp.StatusCode
+	}
+	var page struct {
+		Items []struct {
+			ID  string `json:"id"`
+			Tag string `json:"tag"`
+		} `json:"items"`
+	}
+	testenv.WaitFor(t, "a sample to review", 30*time.Second, func() bool {
+		getJSON("/api/review", &page)
+		return len(page.Items) > 0 && page.Items[0].Tag != ""
+	})
+	it := page.Items[0]
+	tag := "green"
+	if strings.EqualFold(it.Tag, "green") {
+		tag = "red"
+	}
+	before := len(predictions(t, col, "conveyor"))
+	testenv.WaitFor(t, "the sample's frame to leave the ring", 10*time.Second, func() bool { return len(predictions(t, col, "conveyor")) > before+2 })
+	col.Publish(t, "cvedge/e2e/feedback", fmt.Sprintf(`{"id":"fb-station","sampleId":%q,"tag":%q,"operator":"j.doe"}`, it.ID, tag))
+	var r payload.Result
+	testenv.WaitFor(t, "the result", 10*time.Second, func() bool {
+		for _, raw := range col.Get("cvedge/e2e/commands/results") {
+			if json.Unmarshal(raw, &r) == nil && r.ID == "fb-station" {
+				return true
+			}
+		}
+		return false
+	})
+	if !r.OK || r.Detail["storedSample"] != it.ID {
+		t.Fatalf("result %+v", r)
+	}
+	if code := getJSON("/api/review/samples/"+it.ID, nil); code != http.StatusNotFound {
+		t.Fatalf("the station still offers the corrected sample: %d", code)
+	}
+	var stats struct {
+		Answered, Kept int
+	}
+	getJSON("/api/review/stats", &stats)
+	if stats.Answered != 1 || stats.Kept != 1 {
+		t.Fatalf("review stats %+v", stats)
+	}
+	if files, _ := filepath.Glob(filepath.Join(cfg.UI.Review.Dataset, tag, it.ID+"*.jpg")); len(files) != 1 {
+		t.Fatalf("the correction is not in the data set under %s: %v", tag, files)
+	}
 }

@@ -239,6 +239,22 @@ type Samples struct {
 	MaxImageKB int `mapstructure:"max_image_kb"`
 	// JPEGQuality is the JPEG quality of sample images, 1-100.
 	JPEGQuality int `mapstructure:"jpeg_quality"`
+	// Store keeps every sample sent on disk, so that an operator's correction can name it
+	// (by sampleId or predictionId) after its frame has left the ring.
+	Store SampleStore `mapstructure:"store"`
+}
+
+// SampleStore keeps the samples an agent sent, with their images, for late corrections
+// (docs/improvement.md, Feedback). Where the operator station is on (ui.enabled), its
+// review queue (ui.review) is the store and these keys are not used.
+type SampleStore struct {
+	// Enabled keeps the samples; off, a correction must come while the frame is in the ring.
+	Enabled bool `mapstructure:"enabled"`
+	// Dir holds the store. Default: <spool.dir>/samples.
+	Dir string `mapstructure:"dir"`
+	// MaxMB and MaxAge bound the store: the oldest samples go first.
+	MaxMB  int           `mapstructure:"max_mb"`
+	MaxAge time.Duration `mapstructure:"max_age"`
 }
 
 // Rule is one sampling rule with its limits.
@@ -822,6 +838,7 @@ func Default() Config {
 			DedupWindow:   10 * time.Minute,
 			MaxImageKB:    256,
 			JPEGQuality:   85,
+			Store:         SampleStore{Enabled: true, MaxMB: 256, MaxAge: 7 * 24 * time.Hour},
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:9810"},
 		UI: UI{FPS: 5, MaxWidth: 960, JPEGQuality: 75, Auth: UIAuth{Session: 12 * time.Hour},

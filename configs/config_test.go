@@ -76,6 +76,9 @@ func TestSpoolDirDefault(t *testing.T) {
 	if c.Spool.Dir != "/var/lib/cvedge/spool" {
 		t.Errorf("spool dir under systemd: %s", c.Spool.Dir)
 	}
+	if c.Samples.Store.Dir != "/var/lib/cvedge/spool/samples" || !c.Samples.Store.Enabled {
+		t.Errorf("sample store under systemd: %+v", c.Samples.Store)
+	}
 	t.Setenv("STATE_DIRECTORY", "")
 	c, _ = Load(write(t, minimal+"spool: {dir: spool}\n"))
 	if !filepath.IsAbs(c.Spool.Dir) || filepath.Base(c.Spool.Dir) != "spool" {
@@ -196,6 +199,7 @@ func TestBadConfigs(t *testing.T) {
 		{"part image quality", minimal + "    parts: {image: {enabled: true, jpeg_quality: 0}}\n", "cameras[0].parts.image.jpeg_quality: 0 must be between 1 and 100"},
 		{"part image too small", minimal + "    parts: {image: {enabled: true, max_kb: 1}}\n", "cameras[0].parts.image.max_kb: 1 must be 4 or more"},
 		{"unknown rule cap", minimal + "samples: {unknown: {per_minute: -1}}\n", "samples.unknown: per_minute (-1) and per_hour (60) must be 0 (no cap) or more"},
+		{"sample store without room", minimal + "samples: {store: {max_mb: 0}}\n", "samples.store: max_mb (0) must be 1 or more and max_age (168h0m0s) a positive duration; or set enabled: false"},
 		{"bad rtsp transport", minimal + "    rtsp: {transport: http}\n", `cameras[0].rtsp.transport: "http" is not one of auto, tcp, udp, ffmpeg`},
 		{"rtsp transport on usb", minimal + "    rtsp: {transport: tcp}\n", `cameras[0].rtsp.transport: "tcp" applies to rtsp:// and rtsps:// sources only`},
 		{"rtsp latency", minimal + "    rtsp: {latency: 30s}\n", "cameras[0].rtsp.latency: 30s must be 0 to 10s"},
@@ -256,6 +260,7 @@ func TestSizesBounded(t *testing.T) {
 		{"queue from the environment", minimal, "CVEDGE_MQTT_QUEUE_SIZE=1e9", `mqtt.queue_size: "1e9" must be a whole number written in digits, e.g. 1024`},
 		{"queue far too large", minimal + "mqtt: {queue_size: 18446744073709551615}\n", "", "mqtt.queue_size: 18446744073709551615 is far too large"},
 		{"spool", minimal + "spool: {max_mb: 2000000}\n", "", "spool.max_mb: 2000000 is too large: allowed 1 to 1048576"},
+		{"sample store", minimal + "samples: {store: {max_mb: 9223372036854775807}}\n", "", "samples.store.max_mb: 9223372036854775807 is too large: allowed 1 to 1048576"},
 		{"ring frames", minimal + "ring: {frames: 1000000}\n", "", "ring.frames: 1000000 is too large: allowed 1 to 10000"},
 		{"ring mb", minimal + "ring: {max_mb: 100000}\n", "", "ring.max_mb: 100000 is too large: allowed 1 to 16384"},
 		{"sample image", minimal + "samples: {max_image_kb: 1000000}\n", "", "samples.max_image_kb: 1000000 is too large: allowed 4 to 16384"},

@@ -492,6 +492,10 @@ func (c *Config) resolve(base string) {
 	if c.UI.Review.Dataset == "" {
 		c.UI.Review.Dataset = filepath.Join(c.Spool.Dir, "dataset")
 	}
+	if c.Samples.Store.Dir == "" {
+		c.Samples.Store.Dir = filepath.Join(c.Spool.Dir, "samples")
+	}
+	c.Samples.Store.Dir = relativeTo(base, c.Samples.Store.Dir)
 	for _, p := range []*string{&c.UI.Review.Dir, &c.UI.Review.Dataset, &c.UI.Auth.TokenFile, &c.HTTP.TLS.CertFile, &c.HTTP.TLS.KeyFile} {
 		*p = relativeTo(base, *p)
 	}

@@ -108,7 +108,7 @@ func (c *Config) Validate() error {
 // value within them exhausts the box (a queue_size of 1e9 asked for gigabytes at start).
 const (
 	MaxQueueSize     = 100_000   // mqtt.queue_size, messages
-	MaxDiskMB        = 1 << 20   // spool.max_mb and cameras[].collect.max_mb: 1 TiB
+	MaxDiskMB        = 1 << 20   // spool.max_mb, cameras[].collect.max_mb and samples.store.max_mb: 1 TiB
 	MaxRingFrames    = 10_000    // ring.frames, per camera
 	MaxRingMB        = 16 << 10  // ring.max_mb, per camera: 16 GiB
 	MaxImageKB       = 16 << 10  // samples.max_image_kb and llm.max_image_kb: 16 MiB
@@ -132,6 +132,7 @@ func (c *Config) validateBounds(p *problems) {
 	}
 	upTo("mqtt.queue_size", c.MQTT.QueueSize, 1, MaxQueueSize)
 	upTo("spool.max_mb", c.Spool.MaxMB, 1, MaxDiskMB)
+	upTo("samples.store.max_mb", c.Samples.Store.MaxMB, 1, MaxDiskMB)
 	upTo("ring.frames", c.Ring.Frames, 1, MaxRingFrames)
 	upTo("ring.max_mb", c.Ring.MaxMB, 1, MaxRingMB)
 	upTo("samples.max_image_kb", c.Samples.MaxImageKB, 4, MaxImageKB)
@@ -388,6 +389,9 @@ func (s Samples) validate(p *problems) {
 	}
 	if s.JPEGQuality < 1 || s.JPEGQuality > 100 {
 		p.add("samples.jpeg_quality", "%d must be between 1 and 100", s.JPEGQuality)
+	}
+	if s.Store.Enabled && (s.Store.MaxMB < 1 || s.Store.MaxAge <= 0) {
+		p.add("samples.store", "max_mb (%d) must be 1 or more and max_age (%v) a positive duration; or set enabled: false", s.Store.MaxMB, s.Store.MaxAge)
 	}
 }
 

@@ -96,11 +96,14 @@ func ParseCommand(raw []byte) (Command, error) {
 // Feedback is an operator's correction on <prefix>/feedback: prediction PredictionID was
 // wrong, and Tag is right. For a detector pipeline, Detection is the index of the detection
 // in the prediction's list. A correction of a part (cameras[].tracking) names its PartID
-// instead of a prediction, and no detection: the part's best frame is corrected.
+// instead of a prediction, and no detection: the part's best frame is corrected. A
+// correction may name instead, or as well, the SampleID of a sample the agent sent: the
+// agent finds it in its sample store once the prediction's frame has left the ring.
 type Feedback struct {
 	ID           string `json:"id"`
 	PredictionID string `json:"predictionId,omitempty"`
 	PartID       string `json:"partId,omitempty"`
+	SampleID     string `json:"sampleId,omitempty"`
 	Tag          string `json:"tag"`
 	Detection    *int   `json:"detection,omitempty"`
 	Operator     string `json:"operator,omitempty"`
@@ -124,8 +127,15 @@ func ParseFeedback(raw []byte) (Feedback, error) {
 		return f, errors.New(`"partId" must name the part being corrected (the "partId" of its parts events)`)
 	case f.PartID != "" && f.Detection != nil:
 		return f, errors.New(`leave "detection" out of a correction by "partId": the part names its detection`)
-	case f.PartID == "" && !idRE.MatchString(f.PredictionID):
-		return f, errors.New(`"predictionId" must name the prediction being corrected (its "id"), or "partId" the part`)
+	case f.SampleID != "" && !sampleIDRE.MatchString(f.SampleID):
+		f.SampleID = clip(f.SampleID)
+		return f, errors.New(`"sampleId" must be the "id" of a sample this agent sent: 1-128 letters, digits, - or _`)
+	case f.SampleID != "" && f.PredictionID == "" && f.Detection != nil:
+		return f, errors.New(`leave "detection" out of a correction by "sampleId" alone: the sample names its detection`)
+	case f.PartID == "" && f.SampleID == "" && !idRE.MatchString(f.PredictionID):
+		return f, errors.New(`"predictionId" must name the prediction being corrected (its "id"), "partId" the part, or "sampleId" a sample the agent sent`)
+	case f.PredictionID != "" && !idRE.MatchString(f.PredictionID):
+		return f, errors.New(`"predictionId" must name the prediction being corrected (its "id"): 1-128 letters, digits or ._:@/+-`)
 	case strings.TrimSpace(f.Tag) == "" || len(f.Tag) > 256:
 		return f, errors.New(`"tag" must be the correct tag, 1-256 characters`)
 	case f.Detection != nil && (*f.Detection < 0 || *f.Detection > 10000):

@@ -52,6 +52,13 @@ func TestParseFeedback(t *testing.T) {
 		{`{"id":"f","partId":"p1","tag":"red","detection":0}`, `leave "detection" out of a correction by "partId"`},
 		{`{"id":"f","partId":"a b","tag":"red"}`, `"partId" must name the part`},
 		{`{"id":"f","partId":"","tag":"red"}`, `"predictionId" must name`},
+		{`{"id":"f","sampleId":"f1320fa4-e3b4","tag":"red"}`, ""},
+		{`{"id":"f","sampleId":"f1320fa4-e3b4","predictionId":"p","detection":1,"tag":"red"}`, ""},
+		{`{"id":"f","sampleId":"f1320fa4-e3b4","partId":"p1","tag":"red"}`, ""},
+		{`{"id":"f","sampleId":"../../etc/passwd","tag":"red"}`, `"sampleId" must be the "id" of a sample`},
+		{`{"id":"f","sampleId":"` + strings.Repeat("a", 129) + `","tag":"red"}`, `"sampleId" must be the "id" of a sample`},
+		{`{"id":"f","sampleId":"s","predictionId":"a b","tag":"red"}`, `"predictionId" must name`},
+		{`{"id":"f","sampleId":"s","detection":0,"tag":"red"}`, `leave "detection" out of a correction by "sampleId" alone`},
 	}
 	for _, c := range cases {
 		_, err := ParseFeedback([]byte(c.in))
@@ -79,13 +86,22 @@ func FuzzParseCommand(f *testing.F) {
 func FuzzParseFeedback(f *testing.F) {
 	for _, s := range []string{`{"id":"f","predictionId":"p","tag":"red","detection":0}`, `{"id":"f"}`, `{"detection":1e99}`, `"x"`,
 		`{"id":"f","partId":"5b0c9c6e-5f1e-4b55-9d0c-2f1f7e3a9c41","tag":"red"}`, `{"id":"f","partId":"p","predictionId":"p","tag":"red"}`,
-		`{"id":"f","partId":"p","tag":"red","detection":0}`, `{"id":"f","partId":"\u0000","tag":"red"}`} {
+		`{"id":"f","partId":"p","tag":"red","detection":0}`, `{"id":"f","partId":"\u0000","tag":"red"}`,
+		`{"id":"f","sampleId":"f1320fa4-e3b4","tag":"red"}`, `{"id":"f","sampleId":"s","predictionId":"p","detection":0,"tag":"red"}`,
+		`{"id":"f","sampleId":"a/../b","tag":"red"}`, `{"id":"f","sampleId":"s","detection":1,"tag":"red"}`, `{"id":"f","sampleId":"` + strings.Repeat("x", 200) + `","tag":"red"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		fb, err := ParseFeedback(raw)
-		if err == nil && (fb.ID == "" || (fb.PredictionID == "") == (fb.PartID == "") || strings.TrimSpace(fb.Tag) == "") {
-			t.Fatalf("accepted %q without id, tag, or exactly one of predictionId and partId", raw)
+		named := fb.PredictionID != "" || fb.PartID != "" || fb.SampleID != ""
+		if err == nil && (fb.ID == "" || !named || (fb.PredictionID != "" && fb.PartID != "") || strings.TrimSpace(fb.Tag) == "") {
+			t.Fatalf("accepted %q without id, tag, or one of predictionId, partId and sampleId", raw)
+		}
+		if err == nil && fb.SampleID != "" && fb.PredictionID == "" && fb.Detection != nil {
+			t.Fatalf("accepted %q: a detection with a sampleId alone", raw)
+		}
+		if err == nil && fb.SampleID != "" && !sampleIDRE.MatchString(fb.SampleID) {
+			t.Fatalf("accepted %q: a sampleId that cannot name a stored sample", raw)
 		}
 		if err == nil && fb.PartID != "" && fb.Detection != nil {
 			t.Fatalf("accepted %q: a detection with a partId", raw)

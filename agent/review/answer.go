@@ -150,6 +150,9 @@ func (q *Queue) Answer(id string, a Answer) (Result, error) {
 	}
 	res := Result{SampleID: it.ID, Agent: it.Agent, Camera: it.Camera, Kind: line.Kind, Predicted: line.Predicted, Answered: line.Answered}
 	for _, s := range saves {
+		if q.ds == nil { // a store: the answer goes into the log only
+			break
+		}
 		s.entry.Verdict, s.entry.Operator = line.Kind, a.Operator
 		e, added, err := q.ds.AddJPEG(s.entry, s.image, s.frame)
 		if errors.Is(err, dataset.ErrQuota) {
@@ -163,17 +166,150 @@ func (q *Queue) Answer(id string, a Answer) (Result, error) {
 		}
 	}
 	if err := q.appendLog(line); err != nil {
-		return Result{}, fmt.Errorf("sample %s: answers log: %w (is the disk of ui.review.dir full?); the sample stays in the queue", it.ID, err)
+		return Result{}, fmt.Errorf("sample %s: answers log: %w (is the disk of %s.dir full?); the sample stays in the queue", it.ID, err, q.key)
 	}
 	q.answered[it.ID] = true
 	delete(q.items, it.ID)
 	q.bytes -= it.Bytes
 	q.stats.Answered++
-	q.removeFiles(it.ID)
+	q.keep(it, Verdict{Time: line.Time, Kind: line.Kind, Tag: line.Answered, Operator: a.Operator})
 	if line.Kind == Correct {
 		res.Feedback = feedback(it, line.Answered, a)
 	}
 	return res, nil
+}
+
+// keep moves an answered sample's files from the pending folder to the answered one, its
+// record with the answer, so that a late correction can still find it (Stored). What cannot
+// be moved is removed: the answer is in the log either way. q.mu is held.
+func (q *Queue) keep(it *Item, v Verdict) {
+	it.Answer = &v
+	err := func() error {
+		size := int64(0)
+		for _, suffix := range []string{".crop.jpg", ".frame.jpg"} {
+			if suffix == ".frame.jpg" && !it.HasFrame {
+				continue
+			}
+			if err := os.Rename(filepath.Join(q.pending, it.ID+suffix), filepath.Join(q.kept, it.ID+suffix)); err != nil {
+				return err
+			}
+			if st, err := os.Stat(filepath.Join(q.kept, it.ID+suffix)); err == nil {
+				size += st.Size()
+			}
+		}
+		rec, err := marshalRecord(it)
+		if err != nil {
+			return err
+		}
+		if err := q.writeFile(filepath.Join(q.kept, it.ID+".json"), rec); err != nil {
+			return err
+		}
+		it.Bytes = size + int64(len(rec))
+		return nil
+	}()
+	q.removeFiles(it.ID)
+	if err != nil {
+		q.log.Warn("answered sample not kept for late corrections", "sample", it.ID, "err", err)
+		removeIn(q.log, q.kept, it.ID)
+		return
+	}
+	q.done[it.ID] = it
+	q.bytes += it.Bytes
+	q.prune()
+}
+
+// Stored is a sample the queue holds, pending or answered (Item.Answer), with its images.
+type Stored struct {
+	Item Item
+	// Crop is the crop's JPEG (the whole frame's, when Item.Crop is nil); Frame the whole
+	// frame's, when the sample carried it (Item.HasFrame).
+	Crop, Frame []byte
+}
+
+// Stored returns sample id, pending or answered, with its images. A sample the queue does
+// not hold (never queued, or dropped by the bounds) is ErrNotFound.
+func (q *Queue) Stored(id string) (Stored, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.prune()
+	it, dir := q.items[id], q.pending
+	if it == nil {
+		it, dir = q.done[id], q.kept
+	}
+	if it == nil {
+		return Stored{}, fmt.Errorf("sample %q: %w (never kept, or dropped by the bounds of %s)", clip(id), ErrNotFound, q.key)
+	}
+	s := Stored{Item: it.clone()}
+	var err error
+	if s.Crop, err = os.ReadFile(filepath.Join(dir, id+".crop.jpg")); err != nil {
+		return Stored{}, fmt.Errorf("sample %s: %w", id, err)
+	}
+	if it.HasFrame {
+		if s.Frame, err = os.ReadFile(filepath.Join(dir, id+".frame.jpg")); err != nil {
+			return Stored{}, fmt.Errorf("sample %s: %w", id, err)
+		}
+	}
+	return s, nil
+}
+
+// FindPrediction returns the id of the sample the queue holds (pending or answered) of
+// prediction predictionID and, when detection is not nil, of that detection. Without a
+// detection, a prediction with samples of several detections is an error that lists them;
+// one with none is ErrNotFound.
+func (q *Queue) FindPrediction(predictionID string, detection *int) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.prune()
+	var found []*Item
+	for _, items := range []map[string]*Item{q.items, q.done} {
+		for _, it := range items {
+			if predictionID == "" || it.PredictionID != predictionID {
+				continue
+			}
+			if detection != nil && (it.Detection == nil || *it.Detection != *detection) {
+				continue
+			}
+			found = append(found, it)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return "", fmt.Errorf("prediction %q: %w", clip(predictionID), ErrNotFound)
+	case len(found) == 1:
+		return found[0].ID, nil
+	}
+	slices.SortFunc(found, func(a, b *Item) int { return strings.Compare(a.ID, b.ID) })
+	var dets []string
+	for _, it := range found {
+		if it.Detection == nil { // one frame, sampled twice: the same image, either will do
+			return it.ID, nil
+		}
+		dets = append(dets, fmt.Sprint(*it.Detection))
+	}
+	return "", fmt.Errorf("prediction %q has samples of detections %s: say which one is wrong in \"detection\", or name the sample by \"sampleId\"", clip(predictionID), strings.Join(dets, ", "))
+}
+
+// FindPart returns the id of the newest sample the queue holds (pending or answered) of the
+// tracked part partID; ErrNotFound when it holds none.
+func (q *Queue) FindPart(partID string) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.prune()
+	var found *Item
+	for _, items := range []map[string]*Item{q.items, q.done} {
+		for _, it := range items {
+			if partID == "" || it.PartID != partID {
+				continue
+			}
+			if found == nil || it.Queued.After(found.Queued) || (it.Queued.Equal(found.Queued) && it.ID > found.ID) {
+				found = it
+			}
+		}
+	}
+	if found == nil {
+		return "", fmt.Errorf("part %q: %w", clip(partID), ErrNotFound)
+	}
+	return found.ID, nil
 }
 
 // save is one data set entry an answer writes.

@@ -15,6 +15,11 @@ func FuzzParseRecord(f *testing.F) {
 		PredictionID: "p", Detection: &det, Queued: time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC), Tag: "green", Tags: []string{"green", "blue"},
 		Region: &payload.Box{Left: 0.1, Top: 0.1, Width: 0.2, Height: 0.2}, CropWidth: 10, CropHeight: 10})
 	f.Add(good)
+	answered, _ := marshalRecord(&Item{V: recordVersion, ID: "a1", Agent: "demo", Camera: "conveyor", Queued: time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC),
+		Answer: &Verdict{Time: time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC), Kind: Correct, Tag: "blue", Operator: "j.doe"}})
+	f.Add(answered)
+	f.Add(bytes.Replace(answered, []byte(`"correct"`), []byte(`"maybe"`), 1))
+	f.Add(bytes.Replace(answered, []byte(`"2026-11-29T09:00:00Z"`), []byte(`"0000-01-01T00:00:00-01:00"`), 1))
 	f.Add(good[:len(good)/2])
 	f.Add([]byte(`{"v": 2, "id": "x", "agent": "a", "camera": "c", "queued": "2026-11-29T08:00:00Z"}`))
 	f.Add([]byte(`{"v": 1, "id": "../../etc/passwd", "agent": "a", "camera": "c", "queued": "2026-11-29T08:00:00Z"}`))
@@ -28,6 +33,9 @@ func FuzzParseRecord(f *testing.F) {
 		}
 		if !idRE.MatchString(it.ID) || it.Agent == "" || it.Camera == "" || it.Queued.IsZero() || it.Bytes < 0 {
 			t.Fatalf("accepted %+v", it)
+		}
+		if it.Answer != nil && !knownKind(it.Answer.Kind) {
+			t.Fatalf("accepted an answer of kind %q", it.Answer.Kind)
 		}
 		again, err := marshalRecord(&it)
 		if err != nil {

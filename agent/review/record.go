@@ -73,6 +73,19 @@ type Item struct {
 	FrameHeight int  `json:"frameHeight,omitempty"`
 	// Bytes is the size of the sample's files in the queue (images and record).
 	Bytes int64 `json:"bytes"`
+	// Answer is the answer of a sample kept after it was answered (AnsweredDir); nil while
+	// it is pending.
+	Answer *Verdict `json:"answer,omitempty"`
+}
+
+// Verdict is what an answered sample was answered, and by whom.
+type Verdict struct {
+	Time time.Time `json:"time"`
+	// Kind is the answer's kind (Confirm, Correct, Missed, FalseDetection); Tag the tag it
+	// gave ("" for a missed part or a false detection).
+	Kind     string `json:"kind"`
+	Tag      string `json:"tag,omitempty"`
+	Operator string `json:"operator,omitempty"`
 }
 
 // WholeFrame reports whether the item has an image of the whole frame: the frame itself,
@@ -96,6 +109,8 @@ func parseRecord(raw []byte) (Item, error) {
 		return it, fmt.Errorf("review record %s lacks its queued time", it.ID)
 	case badTime(it.Queued) || badTime(it.Captured) || badTime(it.Created):
 		return it, fmt.Errorf("review record %s has a time out of range", it.ID)
+	case it.Answer != nil && (!knownKind(it.Answer.Kind) || badTime(it.Answer.Time)):
+		return it, fmt.Errorf("review record %s has an unreadable answer", it.ID)
 	case it.Bytes < 0 || it.CropWidth < 0 || it.CropHeight < 0 || it.FrameWidth < 0 || it.FrameHeight < 0:
 		return it, fmt.Errorf("review record %s has negative sizes", it.ID)
 	}

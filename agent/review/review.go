@@ -12,6 +12,7 @@
 //	<dir>/pending/<id>.json       the record of a pending sample (Item, JSON; "v": 1)
 //	<dir>/pending/<id>.crop.jpg   the crop the classifier saw (the whole frame without a detector)
 //	<dir>/pending/<id>.frame.jpg  the whole frame, when the sample carried it
+//	<dir>/answered/<id>.*         the same files of an answered sample, its record with the answer
 //	<dir>/answers.jsonl           the answers log: one JSON object a line, appended
 //
 // <id> is the sample's id (letters, digits, - and _). Every file is written to a temporary
@@ -21,6 +22,12 @@
 //
 // The queue is bounded by bytes (the images and records) and by age (since the sample was
 // queued): the oldest pending samples go first, counted as dropped by size or by age.
+//
+// An answered sample leaves the queue but its files stay, moved to answered/, while the
+// bounds allow (over the size bound they go before any pending sample): a correction that
+// comes later, by MQTT, still finds its images and what the models said (Stored,
+// FindPrediction, FindPart). OpenStore opens the same folder format with no data set: the store of
+// the samples a headless agent sent (samples.store), whose answers go into the log only.
 //
 // Each line of answers.jsonl is one answer: time, sampleId, agent, camera, reason, kind
 // (confirm, correct, missed, false-detection), operator, note, model, predicted (the
@@ -69,6 +76,9 @@ import (
 const (
 	PendingDir = "pending"
 	AnswersLog = "answers.jsonl"
+	// AnsweredDir keeps answered samples (record and images) within the bounds, so that a
+	// late correction of one can still be made (Stored).
+	AnsweredDir = "answered"
 )
 
 // The images of a pending sample, for Image.
@@ -89,9 +99,11 @@ var ErrNotFound = errors.New("sample is not in the review queue")
 type Queue struct {
 	dir      string
 	pending  string
+	kept     string
 	maxBytes int64
 	maxAge   time.Duration
-	ds       *dataset.Dataset
+	ds       *dataset.Dataset // nil: a store, whose answers go into the log only
+	key      string           // the config section that sets the folder and bounds
 	log      *slog.Logger
 
 	// now and writeFile are the clock and the file writer; tests replace them.
@@ -101,6 +113,7 @@ type Queue struct {
 	mu       sync.Mutex
 	labels   Labels
 	items    map[string]*Item
+	done     map[string]*Item // answered samples still on disk, in kept
 	answered map[string]bool
 	bytes    int64
 	stats    Stats
@@ -115,6 +128,9 @@ type Stats struct {
 	DroppedAge  uint64 `json:"droppedAge"`
 	// Answered counts answers since open.
 	Answered uint64 `json:"answered"`
+	// Kept counts the answered samples still on disk (AnsweredDir), for late corrections;
+	// Bytes counts them too, and the bounds drop them before the pending ones.
+	Kept int `json:"kept"`
 	// Corrupt counts records Open removed because they could not be read (a torn write);
 	// BadLogLines the lines of the answers log it could not read.
 	Corrupt     uint64 `json:"corrupt"`
@@ -128,14 +144,28 @@ func Open(dir string, maxBytes int64, maxAge time.Duration, ds *dataset.Dataset)
 	if ds == nil {
 		return nil, errors.New("review queue: no data set to save the answers into (ui.review.dataset)")
 	}
+	return openQueue(dir, maxBytes, maxAge, ds, "ui.review")
+}
+
+// OpenStore opens (creating) a queue in dir that keeps the samples an agent sent, for late
+// corrections, where no operator station reviews them (samples.store): the same folder
+// format and bounds as Open's, but an answer goes into the answers log only, with no data
+// set.
+func OpenStore(dir string, maxBytes int64, maxAge time.Duration) (*Queue, error) {
+	return openQueue(dir, maxBytes, maxAge, nil, "samples.store")
+}
+
+func openQueue(dir string, maxBytes int64, maxAge time.Duration, ds *dataset.Dataset, key string) (*Queue, error) {
 	if maxBytes < 0 || maxAge < 0 {
-		return nil, fmt.Errorf("review queue: bounds %d bytes, %v must not be negative (ui.review.max_mb, max_age)", maxBytes, maxAge)
+		return nil, fmt.Errorf("review queue: bounds %d bytes, %v must not be negative (%s.max_mb, max_age)", maxBytes, maxAge, key)
 	}
-	q := &Queue{dir: dir, pending: filepath.Join(dir, PendingDir), maxBytes: maxBytes, maxAge: maxAge, ds: ds,
+	q := &Queue{dir: dir, pending: filepath.Join(dir, PendingDir), kept: filepath.Join(dir, AnsweredDir), maxBytes: maxBytes, maxAge: maxAge, ds: ds, key: key,
 		log: slog.Default().With("component", "review"), now: time.Now, writeFile: syncedWrite,
-		items: map[string]*Item{}, answered: map[string]bool{}}
-	if err := os.MkdirAll(q.pending, 0o755); err != nil {
-		return nil, fmt.Errorf("review queue %s: %w (ui.review.dir must be a writable folder)", dir, err)
+		items: map[string]*Item{}, done: map[string]*Item{}, answered: map[string]bool{}}
+	for _, d := range []string{q.pending, q.kept} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("review queue %s: %w (%s.dir must be a writable folder)", dir, err, key)
+		}
 	}
 	bad, err := readLog(filepath.Join(dir, AnswersLog), func(l logLine) { q.answered[l.SampleID] = true })
 	if err != nil {
@@ -145,7 +175,10 @@ func Open(dir string, maxBytes int64, maxAge time.Duration, ds *dataset.Dataset)
 	if err := endLine(filepath.Join(dir, AnswersLog)); err != nil {
 		return nil, fmt.Errorf("review queue %s: repairing %s: %w", dir, AnswersLog, err)
 	}
-	if err := q.load(); err != nil {
+	if err := q.load(q.pending, q.items); err != nil {
+		return nil, fmt.Errorf("review queue %s: %w", dir, err)
+	}
+	if err := q.load(q.kept, q.done); err != nil {
 		return nil, fmt.Errorf("review queue %s: %w", dir, err)
 	}
 	q.mu.Lock()
@@ -154,9 +187,11 @@ func Open(dir string, maxBytes int64, maxAge time.Duration, ds *dataset.Dataset)
 	return q, nil
 }
 
-// load reads the pending folder, removing what a crash left behind.
-func (q *Queue) load() error {
-	entries, err := os.ReadDir(q.pending)
+// load reads the pending folder, or the answered one, into items, removing what a crash
+// left behind.
+func (q *Queue) load(dir string, items map[string]*Item) error {
+	answered := dir == q.kept
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
@@ -176,12 +211,14 @@ func (q *Queue) load() error {
 		if !ok {
 			continue
 		}
-		raw, err := os.ReadFile(filepath.Join(q.pending, name))
+		raw, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return err
 		}
 		it, err := parseRecord(raw)
 		switch {
+		case err == nil && answered != (it.Answer != nil):
+			err = fmt.Errorf("record %s is in the wrong folder for its answer", name)
 		case err == nil && it.ID != id:
 			err = fmt.Errorf("record %s names sample %s", name, it.ID)
 		case err == nil && files[id+".crop.jpg"] == 0:
@@ -192,22 +229,22 @@ func (q *Queue) load() error {
 		if err != nil {
 			q.stats.Corrupt++
 			q.log.Warn("review record unreadable; removed", "file", name, "err", err)
-			q.removeFiles(id)
+			removeIn(q.log, dir, id)
 			delete(files, name)
 			continue
 		}
-		if q.answered[id] { // answered, but the crash came before the files went
-			q.removeFiles(id)
+		if !answered && q.answered[id] { // answered, but the crash came before the files moved
+			removeIn(q.log, dir, id)
 			continue
 		}
 		it.Bytes = size + files[id+".crop.jpg"] + files[id+".frame.jpg"]
-		q.items[id] = &it
+		items[id] = &it
 		q.bytes += it.Bytes
 	}
 	for name := range files { // temporary files, and images without a record
 		id, _, _ := strings.Cut(name, ".")
-		if strings.HasSuffix(name, ".tmp") || q.items[id] == nil {
-			_ = os.Remove(filepath.Join(q.pending, name))
+		if strings.HasSuffix(name, ".tmp") || items[id] == nil {
+			_ = os.Remove(filepath.Join(dir, name))
 		}
 	}
 	return nil
@@ -241,11 +278,14 @@ func endLine(path string) error {
 	return f.Sync()
 }
 
-// removeFiles removes a sample's files; those already gone are no error.
-func (q *Queue) removeFiles(id string) {
+// removeFiles removes a pending sample's files; those already gone are no error.
+func (q *Queue) removeFiles(id string) { removeIn(q.log, q.pending, id) }
+
+// removeIn removes a sample's files in dir; those already gone are no error.
+func removeIn(log *slog.Logger, dir, id string) {
 	for _, suffix := range []string{".json", ".crop.jpg", ".frame.jpg"} {
-		if err := os.Remove(filepath.Join(q.pending, id+suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			q.log.Warn("review file not removed", "sample", id, "err", err)
+		if err := os.Remove(filepath.Join(dir, id+suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("review file not removed", "sample", id, "err", err)
 		}
 	}
 }
@@ -305,7 +345,7 @@ func (q *Queue) Add(s payload.Sample) (bool, error) {
 	it.Bytes = int64(len(rec) + len(crop) + len(frame))
 	if q.maxBytes > 0 && it.Bytes > q.maxBytes {
 		q.removeFiles(it.ID)
-		return false, fmt.Errorf("sample %s of %d bytes is larger than the whole review queue (%d bytes): raise ui.review.max_mb", s.ID, it.Bytes, q.maxBytes)
+		return false, fmt.Errorf("sample %s of %d bytes is larger than the whole review queue (%d bytes): raise %s.max_mb", s.ID, it.Bytes, q.maxBytes, q.key)
 	}
 	q.items[it.ID] = it
 	q.bytes += it.Bytes
@@ -323,7 +363,7 @@ func (q *Queue) store(it *Item, crop, frame []byte) ([]byte, error) {
 	write := func(suffix string, data []byte) error {
 		if err := q.writeFile(filepath.Join(q.pending, it.ID+suffix), data); err != nil {
 			q.removeFiles(it.ID)
-			return fmt.Errorf("review queue: sample %s not queued: %w (is the disk of ui.review.dir full?)", it.ID, err)
+			return fmt.Errorf("review queue: sample %s not queued: %w (is the disk of %s.dir full?)", it.ID, err, q.key)
 		}
 		return nil
 	}
@@ -341,20 +381,29 @@ func (q *Queue) store(it *Item, crop, frame []byte) ([]byte, error) {
 	return rec, nil
 }
 
-// prune drops the oldest pending samples while the queue is over its bounds. q.mu is held.
+// prune drops the oldest samples while the queue is over its bounds: by age, answered and
+// pending alike; by size, the answered ones kept for late corrections first. q.mu is held.
 func (q *Queue) prune() {
 	if q.maxAge <= 0 && (q.maxBytes <= 0 || q.bytes <= q.maxBytes) {
 		return
 	}
 	cutoff := q.now().Add(-q.maxAge)
+	for _, it := range sortItems(q.done, false) { // oldest first: the first one kept ends it
+		if !(q.maxAge > 0 && it.Queued.Before(cutoff)) && !(q.maxBytes > 0 && q.bytes > q.maxBytes) {
+			break
+		}
+		removeIn(q.log, q.kept, it.ID)
+		delete(q.done, it.ID)
+		q.bytes -= it.Bytes
+	}
 	for _, it := range q.sorted(false) {
 		switch {
 		case q.maxAge > 0 && it.Queued.Before(cutoff):
 			q.stats.DroppedAge++
-			q.log.Info("review sample dropped: older than ui.review.max_age", "sample", it.ID, "queued", it.Queued)
+			q.log.Info("review sample dropped: older than "+q.key+".max_age", "sample", it.ID, "queued", it.Queued)
 		case q.maxBytes > 0 && q.bytes > q.maxBytes:
 			q.stats.DroppedSize++
-			q.log.Info("review sample dropped: the queue is over ui.review.max_mb", "sample", it.ID, "queued", it.Queued)
+			q.log.Info("review sample dropped: the queue is over "+q.key+".max_mb", "sample", it.ID, "queued", it.Queued)
 		default:
 			return
 		}
@@ -366,9 +415,13 @@ func (q *Queue) prune() {
 
 // sorted lists the pending items by the time they were queued, oldest first (newest first
 // when newest is true); ties go by id. q.mu is held.
-func (q *Queue) sorted(newest bool) []*Item {
-	out := make([]*Item, 0, len(q.items))
-	for _, it := range q.items {
+func (q *Queue) sorted(newest bool) []*Item { return sortItems(q.items, newest) }
+
+// sortItems lists items by the time they were queued, oldest first (newest first when
+// newest is true); ties go by id.
+func sortItems(items map[string]*Item, newest bool) []*Item {
+	out := make([]*Item, 0, len(items))
+	for _, it := range items {
 		out = append(out, it)
 	}
 	slices.SortFunc(out, func(a, b *Item) int {
@@ -457,7 +510,7 @@ func (q *Queue) Stats() Stats {
 	defer q.mu.Unlock()
 	q.prune()
 	s := q.stats
-	s.Pending, s.Bytes = len(q.items), q.bytes
+	s.Pending, s.Bytes, s.Kept = len(q.items), q.bytes, len(q.done)
 	return s
 }
 
@@ -465,6 +518,10 @@ func (it *Item) clone() Item {
 	c := *it
 	c.Tags, c.Listed, c.TagModels = slices.Clone(it.Tags), slices.Clone(it.Listed), slices.Clone(it.TagModels)
 	c.Models = slices.Clone(it.Models)
+	if it.Answer != nil {
+		a := *it.Answer
+		c.Answer = &a
+	}
 	return c
 }
 

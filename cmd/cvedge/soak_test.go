@@ -496,6 +496,7 @@ mqtt:
   stats_interval: 2s
 spool: {dir: %s}
 store: {dir: %s}
+samples: {store: {dir: %s}}  # off the spool's tmpfs, which the soak fills
 http: {listen: "%s"}
 models:
   parts: {path: %s, threshold: 0.5}
@@ -506,7 +507,7 @@ cameras:
     loop: true
     realtime: true
     pipeline: {detector: parts, classifier: colour}
-`, soakAgentID, brokerURL, spoolDir, storeDir, listen, filepath.Join(demo, "detector"), filepath.Join(demo, "conveyor.avi"))
+`, soakAgentID, brokerURL, spoolDir, storeDir, filepath.Join(filepath.Dir(storeDir), "samples"), listen, filepath.Join(demo, "detector"), filepath.Join(demo, "conveyor.avi"))
 }
 
 // copyExportDir copies an export folder and gives it another iteration id in its manifest.
