@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -14,7 +15,10 @@ import (
 )
 
 // storeFlags find the model store: --store, or store.dir of --config.
-type storeFlags struct{ config, dir string }
+type storeFlags struct {
+	config, dir string
+	loaded      *configs.Config // the config open read, nil with --store
+}
 
 func (s *storeFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVarP(&s.config, "config", "c", "/etc/cvedge/cvedge.yaml", "config file whose store.dir and models to use")
@@ -31,7 +35,7 @@ func (s *storeFlags) open(library string) (*iterations.Manager, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w\n(give --store DIR to work on a store without a config)", err)
 		}
-		dir, m.Settings = cfg.Store.Dir, cfg.Models
+		dir, m.Settings, s.loaded = cfg.Store.Dir, cfg.Models, cfg
 	}
 	var err error
 	m.Store, err = store.Open(dir)
@@ -51,7 +55,8 @@ func modelsCmd(stdout io.Writer) *cobra.Command {
 		Example: "  cvedge models list\n  cvedge models --store ./models add --model colour --activate colour-v2.zip",
 	}
 	sf.register(cmd)
-	cmd.AddCommand(modelsListCmd(stdout, sf), modelsAddCmd(stdout, sf), modelsActivateCmd(stdout, sf), modelsRollbackCmd(stdout, sf))
+	cmd.AddCommand(modelsListCmd(stdout, sf), modelsAddCmd(stdout, sf), modelsActivateCmd(stdout, sf), modelsRollbackCmd(stdout, sf),
+		modelsShadowCmd(stdout, sf))
 	return cmd
 }
 
@@ -59,7 +64,7 @@ func modelsListCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list [MODEL]",
-		Short: "List models and their iterations; * marks the active one",
+		Short: "List models and their iterations; * marks the active one, shadow the candidate",
 		Long: "List the iterations of MODEL, or of every model in the store: id, whether it is active, SHA-256, when it was\n" +
 			"added and where from. Reads the store (--store, or store.dir of --config); writes nothing. --json prints the\n" +
 			"iterations as a JSON array (docs/cli.md).",
@@ -92,6 +97,7 @@ type iterationJSON struct {
 	Model     string    `json:"model"`
 	Iteration string    `json:"iteration"`
 	Active    bool      `json:"active"`
+	Shadow    bool      `json:"shadow"`
 	SHA256    string    `json:"sha256"`
 	Added     time.Time `json:"added"`
 	Source    string    `json:"source"`
@@ -107,7 +113,7 @@ func printIterationsJSON(stdout io.Writer, st *store.Store, names []string) erro
 			return err
 		}
 		for _, it := range state.Iterations {
-			list = append(list, iterationJSON{Model: n, Iteration: it.ID, Active: it.ID == state.Active, SHA256: it.SHA256, Added: it.Added, Source: it.Source})
+			list = append(list, iterationJSON{Model: n, Iteration: it.ID, Active: it.ID == state.Active, Shadow: it.ID == state.Shadow, SHA256: it.SHA256, Added: it.Added, Source: it.Source})
 		}
 	}
 	return writeJSON(stdout, list)
@@ -124,8 +130,11 @@ func printIterations(stdout io.Writer, st *store.Store, names []string) error {
 		}
 		for _, it := range state.Iterations {
 			mark := ""
-			if it.ID == state.Active {
+			switch it.ID {
+			case state.Active:
 				mark = "*"
+			case state.Shadow:
+				mark = "shadow"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n, it.ID, mark, it.SHA256[:12], it.Added.Format("2006-01-02 15:04"), it.Source)
 		}
@@ -227,5 +236,48 @@ func modelsRollbackCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&library, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
+	return cmd
+}
+
+func modelsShadowCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
+	var drop bool
+	cmd := &cobra.Command{
+		Use:   "shadow MODEL [ITERATION]",
+		Short: "Show, set or clear the store's shadow candidate of a model",
+		Long: "Without ITERATION, print the shadow candidate of MODEL in the store (what cvedge train set). With ITERATION (an\n" +
+			"id from cvedge models list, not the active one), make it the candidate; --clear removes the candidate. A running\n" +
+			"agent runs the candidate beside the active iteration from its next start or reload (SIGHUP), unless the config\n" +
+			"names a shadow (models.<name>.shadow), which goes first. Writes the store's state only.",
+		Example: "  cvedge models shadow colour\n  cvedge models shadow colour 71fba664-7191-5667-b5c3-0f61936e8c87\n  cvedge models shadow colour --clear",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if drop && len(args) == 2 {
+				return usageErrorf("give ITERATION or --clear, not both")
+			}
+			m, err := sf.open("")
+			if err != nil {
+				return err
+			}
+			var state store.State
+			switch {
+			case drop:
+				state, err = m.Store.SetShadow(args[0], "")
+			case len(args) == 2:
+				state, err = m.Store.SetShadow(args[0], args[1])
+			default:
+				state, err = m.Store.State(args[0])
+			}
+			if err != nil {
+				return err
+			}
+			if state.Shadow == "" {
+				fmt.Fprintf(stdout, "%s: no shadow candidate in the store\n", args[0])
+				return nil
+			}
+			fmt.Fprintf(stdout, "%s: shadow candidate %s (active %s)\n", args[0], state.Shadow, cmp.Or(state.Active, "none: models."+args[0]+".path serves"))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&drop, "clear", false, "remove the model's shadow candidate")
 	return cmd
 }

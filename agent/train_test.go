@@ -1,0 +1,62 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/agent/tools/collect"
+	"github.com/cvedge/cvedge/agent/tools/iterations"
+	"github.com/cvedge/cvedge/agent/tools/train"
+	"github.com/cvedge/cvedge/models/store"
+)
+
+// TestTrainedCandidateShadows: train -> export -> download of a real export (a fake Training
+// API on loopback) puts the iteration in the store as the colour model's shadow candidate,
+// not active; an agent whose config names no shadow then runs it beside the active
+// classifier on the demo video, and its stats show the comparison.
+func TestTrainedCandidateShadows(t *testing.T) {
+	const candidate = "1dd807c3-97bc-57c6-b821-d8500c86bc5b" // testdata/models/classifier-rgb01: answers as the demo classifier
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	api := testenv.StartFakeTraining(t, "p1", candidate)
+	api.TrainingPolls, api.ExportPolls = 2, 3
+	api.Download = testenv.ExportZip(t, testenv.Path("testdata", "models", "classifier-rgb01"))
+	st, err := store.Open(cfg.Store.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(api.Certificate())
+	sh := &train.Shipper{T: &collect.Training{Endpoint: api.URL, Key: testenv.FakeTrainingKey, Project: "p1", Client: store.Client(pool, 5*time.Second)},
+		M: &iterations.Manager{Store: st, Settings: cfg.Models}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := sh.Ship(ctx, train.Options{Model: "colour", Poll: time.Millisecond, Client: store.Client(pool, 5*time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if state, _ := st.State("colour"); state.Active != "" || state.Shadow != candidate {
+		t.Fatalf("store state %+v: want the candidate as shadow, nothing active", state)
+	}
+	m := cfg.Models["colour"]
+	m.Shadow.MaxPerSecond = 1000 // no iteration or path: the store's candidate runs
+	cfg.Models["colour"] = m
+	_, col := runDemo(t, broker, cfg)
+	s, _ := lastStats(col, "cvedge/e2e/stats")
+	var stats *payload.ShadowStats
+	for _, ms := range s.Models {
+		if ms.Name == "colour" {
+			stats = ms.Shadow
+			if ms.Iteration == candidate {
+				t.Fatalf("the candidate serves: %+v", ms)
+			}
+		}
+	}
+	if stats == nil || stats.Iteration != candidate || stats.Compared < 100 || stats.Agreement != 1 {
+		t.Fatalf("shadow stats %+v", stats)
+	}
+	col.ValidateAll(t)
+}

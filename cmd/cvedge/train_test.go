@@ -1,0 +1,71 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/agent/tools/collect"
+)
+
+// TestTrain runs cvedge train against a fake Training API: the iteration lands in the store
+// as the shadow candidate (models list marks it, models shadow names it), not active; the
+// training key and the export's SAS signature appear nowhere in stdout or stderr.
+func TestTrain(t *testing.T) {
+	needRuntime(t)
+	const candidate = "1dd807c3-97bc-57c6-b821-d8500c86bc5b"
+	api := testenv.StartFakeTraining(t, "p1", candidate)
+	api.TrainingPolls, api.ExportPolls = 1, 2
+	api.Download = testenv.ExportZip(t, testenv.Path("testdata", "models", "classifier-rgb01"))
+	t.Setenv(collect.EnvKey, testenv.FakeTrainingKey)
+	t.Setenv(collect.EnvEndpoint, "")
+	t.Setenv(collect.EnvProject, "")
+	dir := t.TempDir()
+	if code, _, errs := cvedge(t, "models", "--store", dir, "add", "--model", "colour", testenv.Path("testdata", "demo", "classifier")); code != 0 {
+		t.Fatalf("add: %s", errs)
+	}
+	code, out, errs := cvedge(t, "train", "--store", dir, "--model", "colour", "--training-endpoint", api.URL, "--project", "p1",
+		"--ca-file", api.CAFile(t), "--poll", "1ms")
+	if code != 0 || !strings.Contains(out, "colour: iteration "+candidate+" (Iteration 7) is in the store as the shadow candidate, not active") {
+		t.Fatalf("train: %d\n%s%s", code, out, errs)
+	}
+	for _, s := range []string{testenv.FakeTrainingKey, testenv.FakeSASSecret} {
+		if strings.Contains(out+errs, s) {
+			t.Fatalf("output shows %s:\n%s%s", s, out, errs)
+		}
+	}
+	_, out, _ = cvedge(t, "models", "--store", dir, "list")
+	if !strings.Contains(out, candidate+"  shadow") {
+		t.Fatalf("list:\n%s", out)
+	}
+	if _, out, _ = cvedge(t, "models", "--store", dir, "shadow", "colour"); !strings.Contains(out, "shadow candidate "+candidate+" (active ad92cb91") {
+		t.Fatalf("shadow: %s", out)
+	}
+	if _, out, _ = cvedge(t, "models", "--store", dir, "shadow", "colour", "--clear"); !strings.Contains(out, "no shadow candidate") {
+		t.Fatalf("shadow --clear: %s", out)
+	}
+}
+
+// TestTrainUsage: a missing model, a bad training type and a missing key are usage errors
+// or say what to set.
+func TestTrainUsage(t *testing.T) {
+	t.Setenv(collect.EnvKey, "")
+	t.Setenv(collect.EnvEndpoint, "")
+	t.Setenv(collect.EnvProject, "")
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"train", "--store", dir}, 2, "--model"},
+		{[]string{"train", "--store", dir, "--model", "colour", "--training-type", "Fast"}, 2, "give Regular or Advanced"},
+		{[]string{"train", "--store", dir, "--model", "colour", "--iteration", "../x"}, 2, "--iteration"},
+		{[]string{"train", "--store", dir, "--model", "colour", "--project", "p1"}, 1, collect.EnvEndpoint + ", " + collect.EnvKey},
+	} {
+		code, _, errs := cvedge(t, c.args...)
+		if code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, %s", c.args, code, errs)
+		}
+	}
+}
