@@ -215,6 +215,7 @@ func (a *Agent) startShadow(name string, stage *pipeline.ModelStage, mc configs.
 		m.Close()
 		return fmt.Errorf("models.%s.shadow: %w", name, err)
 	}
+	stage.SetShadowSummary(uint64(mc.Shadow.SummaryAfter))
 	a.log.Info("shadow run", "model", name, "active", stage.Ref().Iteration, "candidate", m.Info.Iteration, "max_per_second", mc.Shadow.MaxPerSecond)
 	return nil
 }

@@ -3,9 +3,11 @@ package agent_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/agent/tools/collect"
@@ -43,13 +45,14 @@ func TestTrainedCandidateShadows(t *testing.T) {
 	}
 	m := cfg.Models["colour"]
 	m.Shadow.MaxPerSecond = 1000 // no iteration or path: the store's candidate runs
+	m.Shadow.SummaryAfter = 50
 	cfg.Models["colour"] = m
 	_, col := runDemo(t, broker, cfg)
 	s, _ := lastStats(col, "cvedge/e2e/stats")
-	var stats *payload.ShadowStats
+	var stats, summary *payload.ShadowStats
 	for _, ms := range s.Models {
 		if ms.Name == "colour" {
-			stats = ms.Shadow
+			stats, summary = ms.Shadow, ms.ShadowSummary
 			if ms.Iteration == candidate {
 				t.Fatalf("the candidate serves: %+v", ms)
 			}
@@ -57,6 +60,18 @@ func TestTrainedCandidateShadows(t *testing.T) {
 	}
 	if stats == nil || stats.Iteration != candidate || stats.Compared < 100 || stats.Agreement != 1 {
 		t.Fatalf("shadow stats %+v", stats)
+	}
+	// the summary: the counters at exactly summary_after comparisons, in the stats and the store
+	if summary == nil || summary.Compared != 50 || summary.Iteration != candidate || summary.Agreement != 1 {
+		t.Fatalf("shadow summary in the stats %+v", summary)
+	}
+	raw, err := st.ShadowSummary("colour")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept agent.ShadowSummary
+	if err := json.Unmarshal(raw, &kept); err != nil || kept.Compared != 50 || kept.After != 50 || kept.Iteration != candidate || kept.Active == "" || len(kept.ByTag) == 0 {
+		t.Fatalf("shadow summary in the store %s (%v)", raw, err)
 	}
 	col.ValidateAll(t)
 }

@@ -2,13 +2,19 @@ package main
 
 import (
 	"cmp"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/tools/iterations"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models/store"
@@ -56,7 +62,7 @@ func modelsCmd(stdout io.Writer) *cobra.Command {
 	}
 	sf.register(cmd)
 	cmd.AddCommand(modelsListCmd(stdout, sf), modelsAddCmd(stdout, sf), modelsActivateCmd(stdout, sf), modelsRollbackCmd(stdout, sf),
-		modelsShadowCmd(stdout, sf))
+		modelsShadowCmd(stdout, sf), modelsShadowSummaryCmd(stdout, sf))
 	return cmd
 }
 
@@ -279,5 +285,58 @@ func modelsShadowCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&drop, "clear", false, "remove the model's shadow candidate")
+	return cmd
+}
+
+func modelsShadowSummaryCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "shadow-summary MODEL",
+		Short: "Print the summary of a shadow run the agent kept after models.<name>.shadow.summary_after parts",
+		Long: "Print the summary of the shadow run of MODEL that the agent kept in the store once the candidate had been\n" +
+			"compared models.<name>.shadow.summary_after times: the agreement with the active iteration, per tag, and how\n" +
+			"often the candidate was right where an operator corrected the active one. Exits 1 when there is none yet, so\n" +
+			"a script can wait for it. It decides nothing: activate the candidate yourself (cvedge models activate).",
+		Example: "  cvedge models shadow-summary colour\n  until cvedge models shadow-summary colour --json > summary.json; do sleep 60; done",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			m, err := sf.open("")
+			if err != nil {
+				return err
+			}
+			raw, err := m.Store.ShadowSummary(args[0])
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: no shadow summary yet: set models.%s.shadow.summary_after in the agent's config, and let it compare that many parts", args[0], args[0])
+			}
+			if err != nil {
+				return err
+			}
+			var sum agent.ShadowSummary
+			if err := json.Unmarshal(raw, &sum); err != nil {
+				return fmt.Errorf("%s: the shadow summary in the store is damaged (%v): it is written again after the next summary_after parts", args[0], err)
+			}
+			if asJSON {
+				return writeJSON(stdout, sum)
+			}
+			state, err := m.Store.State(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: candidate %s against %s, after %d compared parts (agent %s, %s)\n", args[0], sum.Iteration, sum.Active,
+				sum.Compared, sum.Agent, sum.Time.Format("2006-01-02 15:04"))
+			fmt.Fprintf(stdout, "agreement %.4f (%d of %d)\n", sum.Agreement, sum.Agreed, sum.Compared)
+			tags := slices.Sorted(maps.Keys(sum.ByTag))
+			for _, tag := range tags {
+				c := sum.ByTag[tag]
+				fmt.Fprintf(stdout, "  %s: %d of %d agreed\n", tag, c.Agreed, c.Compared)
+			}
+			fmt.Fprintf(stdout, "reviewed %d, candidate right %d\n", sum.Reviewed, sum.CandidateRight)
+			if state.Shadow != "" && state.Shadow != sum.Iteration {
+				fmt.Fprintf(stdout, "note: the store's shadow candidate is now %s; this summary is of an earlier one\n", state.Shadow)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON (docs/cli.md)")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/agent/tools/collect"
+	"github.com/cvedge/cvedge/models/store"
 )
 
 // TestTrain runs cvedge train against a fake Training API: the iteration lands in the store
@@ -40,6 +41,22 @@ func TestTrain(t *testing.T) {
 	}
 	if _, out, _ = cvedge(t, "models", "--store", dir, "shadow", "colour"); !strings.Contains(out, "shadow candidate "+candidate+" (active ad92cb91") {
 		t.Fatalf("shadow: %s", out)
+	}
+	if code, _, errs := cvedge(t, "models", "--store", dir, "shadow-summary", "colour"); code != 1 || !strings.Contains(errs, "no shadow summary yet: set models.colour.shadow.summary_after") {
+		t.Fatalf("shadow-summary before any: %d %s", code, errs)
+	}
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := `{"model":"colour","agent":"line3","active":"ad92cb91","time":"2026-11-29T12:00:00Z","summaryAfter":40,"iteration":"` + candidate +
+		`","compared":40,"agreed":38,"agreement":0.95,"byTag":{"blue":{"compared":12,"agreed":12},"red":{"compared":28,"agreed":26}},"reviewed":2,"candidateRight":2}`
+	if err := st.WriteShadowSummary("colour", []byte(sum)); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = cvedge(t, "models", "--store", dir, "shadow-summary", "colour")
+	if code != 0 || !strings.Contains(out, "agreement 0.9500 (38 of 40)") || !strings.Contains(out, "red: 26 of 28 agreed") || !strings.Contains(out, "candidate right 2") {
+		t.Fatalf("shadow-summary: %d\n%s%s", code, out, errs)
 	}
 	if _, out, _ = cvedge(t, "models", "--store", dir, "shadow", "colour", "--clear"); !strings.Contains(out, "no shadow candidate") {
 		t.Fatalf("shadow --clear: %s", out)

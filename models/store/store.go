@@ -364,6 +364,37 @@ func (s *Store) SetShadow(model, id string) (State, error) {
 	return st, s.save(model, st)
 }
 
+// summaryFile is, in a model's folder, the last shadow summary the agent kept.
+const summaryFile = "shadow-summary.json"
+
+// WriteShadowSummary keeps raw (JSON) as the shadow summary of model, replacing the one
+// before.
+func (s *Store) WriteShadowSummary(model string, raw []byte) error {
+	if err := CheckModel(model); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := filepath.Join(s.dir, model)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, summaryFile)
+	if err := os.WriteFile(path+".tmp", append(raw, '\n'), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// ShadowSummary returns the shadow summary of model the agent kept; an error that wraps
+// os.ErrNotExist when there is none.
+func (s *Store) ShadowSummary(model string) ([]byte, error) {
+	if err := CheckModel(model); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(s.dir, model, summaryFile))
+}
+
 // RollbackTarget is the iteration a rollback of model would activate.
 func (s *Store) RollbackTarget(model string) (string, error) {
 	st, err := s.State(model)
