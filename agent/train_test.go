@@ -75,3 +75,47 @@ func TestTrainedCandidateShadows(t *testing.T) {
 	}
 	col.ValidateAll(t)
 }
+
+// TestStoreShadowOnReload: a candidate put into the store while the agent runs is taken on
+// the next reload, without a change to the config; clearing it ends the shadow run on the
+// reload after.
+func TestStoreShadowOnReload(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "")
+	cfg.MQTT.StatsInterval = 100 * time.Millisecond
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/stats")
+	a := startAgent(t, cfg, nil)
+	shadowOf := func() (*payload.ShadowStats, bool) {
+		s, ok := lastStats(col, "cvedge/e2e/stats")
+		for _, ms := range s.Models {
+			if ms.Name == "colour" {
+				return ms.Shadow, ok
+			}
+		}
+		return nil, false
+	}
+	testenv.WaitFor(t, "stats", 30*time.Second, func() bool { _, ok := shadowOf(); return ok })
+	if sh, _ := shadowOf(); sh != nil {
+		t.Fatalf("a shadow before any candidate: %+v", sh)
+	}
+	st, err := store.Open(cfg.Store.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const candidate = "1dd807c3-97bc-57c6-b821-d8500c86bc5b"
+	m := &iterations.Manager{Store: st, Settings: cfg.Models}
+	if _, err := m.AddCandidate("colour", testenv.Path("testdata", "models", "classifier-rgb01"), "test", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the store's candidate in the stats", 30*time.Second, func() bool { sh, _ := shadowOf(); return sh != nil && sh.Iteration == candidate })
+	if _, err := st.SetShadow("colour", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "no shadow after clearing it", 30*time.Second, func() bool { sh, ok := shadowOf(); return ok && sh == nil })
+}
