@@ -78,7 +78,7 @@ func TestTrainedCandidateShadows(t *testing.T) {
 
 // TestStoreShadowOnReload: a candidate put into the store while the agent runs is taken on
 // the next reload, without a change to the config; clearing it ends the shadow run on the
-// reload after.
+// reload after; activating it ends the shadow run at once, and the store's candidate.
 func TestStoreShadowOnReload(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "")
@@ -118,4 +118,27 @@ func TestStoreShadowOnReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "no shadow after clearing it", 30*time.Second, func() bool { sh, ok := shadowOf(); return ok && sh == nil })
+
+	if _, err := st.SetShadow("colour", candidate); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the candidate again", 30*time.Second, func() bool { sh, _ := shadowOf(); return sh != nil && sh.Iteration == candidate })
+	if _, err := a.Activate("colour", candidate, false); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the candidate active, without a shadow", 30*time.Second, func() bool {
+		s, _ := lastStats(col, "cvedge/e2e/stats")
+		for _, ms := range s.Models {
+			if ms.Name == "colour" {
+				return ms.Iteration == candidate && ms.Shadow == nil
+			}
+		}
+		return false
+	})
+	if state, _ := st.State("colour"); state.Active != candidate || state.Shadow != "" {
+		t.Fatalf("store after activating the candidate: %+v", state)
+	}
 }
