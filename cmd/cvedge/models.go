@@ -55,9 +55,9 @@ func modelsCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "models",
 		Short: "Manage the iterations of models in the model store",
-		Long: "List, add, activate and roll back the iterations of the models in the model store, offline, with the checks\n" +
-			"the agent makes for the same commands over MQTT. The store is the folder --store, or store.dir of the config\n" +
-			"--config (default /etc/cvedge/cvedge.yaml, whose store.dir defaults to /var/lib/cvedge/models). " + runningHint + ".",
+		Long: "List, add, activate and roll back the iterations of the models in the model store, and set their shadow\n" +
+			"candidate, offline, with the checks the agent makes for the same commands over MQTT. The store is the folder\n" +
+			"--store, or store.dir of the config --config (default /etc/cvedge/cvedge.yaml, whose store.dir defaults to /var/lib/cvedge/models). " + runningHint + ".",
 		Example: "  cvedge models list\n  cvedge models --store ./models add --model colour --activate colour-v2.zip",
 	}
 	sf.register(cmd)

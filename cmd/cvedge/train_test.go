@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -38,6 +39,16 @@ func TestTrain(t *testing.T) {
 	_, out, _ = cvedge(t, "models", "--store", dir, "list")
 	if !strings.Contains(out, candidate+"  shadow") {
 		t.Fatalf("list:\n%s", out)
+	}
+	// again, for an iteration trained before: its export is there, and --json says what came of it
+	code, out, errs = cvedge(t, "train", "--store", dir, "--model", "colour", "--training-endpoint", api.URL, "--project", "p1",
+		"--ca-file", api.CAFile(t), "--poll", "1ms", "--iteration", candidate, "--json")
+	var res struct {
+		Iteration      string
+		Shadow, Active bool
+	}
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || res.Iteration != candidate || !res.Shadow || res.Active {
+		t.Fatalf("train --iteration --json: %d %v\n%s%s", code, err, out, errs)
 	}
 	if _, out, _ = cvedge(t, "models", "--store", dir, "shadow", "colour"); !strings.Contains(out, "shadow candidate "+candidate+" (active ad92cb91") {
 		t.Fatalf("shadow: %s", out)
