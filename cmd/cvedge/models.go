@@ -311,9 +311,9 @@ func modelsShadowSummaryCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var sum agent.ShadowSummary
-			if err := json.Unmarshal(raw, &sum); err != nil {
-				return fmt.Errorf("%s: the shadow summary in the store is damaged (%v): it is written again after the next summary_after parts", args[0], err)
+			sum, err := parseShadowSummary(args[0], raw)
+			if err != nil {
+				return err
 			}
 			if asJSON {
 				return writeJSON(stdout, sum)
@@ -322,15 +322,7 @@ func modelsShadowSummaryCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s: candidate %s against %s, after %d compared parts (agent %s, %s)\n", args[0], sum.Iteration, sum.Active,
-				sum.Compared, sum.Agent, sum.Time.Format("2006-01-02 15:04"))
-			fmt.Fprintf(stdout, "agreement %.4f (%d of %d)\n", sum.Agreement, sum.Agreed, sum.Compared)
-			tags := slices.Sorted(maps.Keys(sum.ByTag))
-			for _, tag := range tags {
-				c := sum.ByTag[tag]
-				fmt.Fprintf(stdout, "  %s: %d of %d agreed\n", tag, c.Agreed, c.Compared)
-			}
-			fmt.Fprintf(stdout, "reviewed %d, candidate right %d\n", sum.Reviewed, sum.CandidateRight)
+			printShadowSummary(stdout, args[0], sum)
 			if state.Shadow != "" && state.Shadow != sum.Iteration {
 				fmt.Fprintf(stdout, "note: the store's shadow candidate is now %s; this summary is of an earlier one\n", state.Shadow)
 			}
@@ -339,4 +331,24 @@ func modelsShadowSummaryCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON (docs/cli.md)")
 	return cmd
+}
+
+func parseShadowSummary(model string, raw []byte) (agent.ShadowSummary, error) {
+	var sum agent.ShadowSummary
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		return sum, fmt.Errorf("%s: the shadow summary in the store is damaged (%v): it is written again after the next summary_after parts", model, err)
+	}
+	return sum, nil
+}
+
+// printShadowSummary prints a shadow summary for a person.
+func printShadowSummary(stdout io.Writer, model string, sum agent.ShadowSummary) {
+	fmt.Fprintf(stdout, "%s: candidate %s against %s, after %d compared parts (agent %s, %s)\n", model, sum.Iteration, sum.Active,
+		sum.Compared, sum.Agent, sum.Time.Format("2006-01-02 15:04"))
+	fmt.Fprintf(stdout, "agreement %.4f (%d of %d)\n", sum.Agreement, sum.Agreed, sum.Compared)
+	for _, tag := range slices.Sorted(maps.Keys(sum.ByTag)) {
+		c := sum.ByTag[tag]
+		fmt.Fprintf(stdout, "  %s: %d of %d agreed\n", tag, c.Agreed, c.Compared)
+	}
+	fmt.Fprintf(stdout, "reviewed %d, candidate right %d\n", sum.Reviewed, sum.CandidateRight)
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/tools/collect"
 	"github.com/cvedge/cvedge/agent/tools/train"
 	"github.com/cvedge/cvedge/configs"
@@ -25,6 +27,8 @@ type trainFlags struct {
 	library, caFile   string
 	trainingType      string
 	asJSON            bool
+	waitSummary       bool
+	summaryTimeout    time.Duration
 }
 
 func trainCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -59,8 +63,11 @@ func trainCmd(stdout, stderr io.Writer) *cobra.Command {
 			if tf.opts.Train.ReservedHours < 0 {
 				return usageErrorf("--reserved-hours %d: give 0 or more hours", tf.opts.Train.ReservedHours)
 			}
-			if tf.opts.Poll <= 0 || tf.opts.TrainTimeout <= 0 || tf.opts.ExportTimeout <= 0 {
-				return usageErrorf("--poll, --train-timeout and --export-timeout must be above 0")
+			if tf.opts.Poll <= 0 || tf.opts.TrainTimeout <= 0 || tf.opts.ExportTimeout <= 0 || tf.summaryTimeout <= 0 {
+				return usageErrorf("--poll, --train-timeout, --export-timeout and --summary-timeout must be above 0")
+			}
+			if tf.waitSummary && tf.asJSON {
+				return usageErrorf("--wait-summary prints the summary for a person: leave out --json, and read it later with cvedge models shadow-summary --json")
 			}
 			if tf.opts.Iteration != "" {
 				if err := store.CheckIteration(tf.opts.Iteration); err != nil {
@@ -87,6 +94,8 @@ func trainCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&tf.caFile, "ca-file", "", "CA certificates to trust for the Training API and the download, beside the system's (default: the config's store.ca_file)")
 	f.StringVar(&tf.library, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
 	f.BoolVar(&tf.asJSON, "json", false, "print the result as JSON (docs/cli.md)")
+	f.BoolVar(&tf.waitSummary, "wait-summary", false, "then wait for the agent's shadow summary of the candidate (models.<name>.shadow.summary_after) and print it")
+	f.DurationVar(&tf.summaryTimeout, "summary-timeout", 24*time.Hour, "how long --wait-summary waits")
 	return cmd
 }
 
@@ -111,6 +120,10 @@ func (tf *trainFlags) run(stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c := tf.sf.loaded; tf.waitSummary && c != nil && c.Models[tf.opts.Model].Shadow.SummaryAfter <= 0 {
+		return fmt.Errorf("--wait-summary: models.%s.shadow.summary_after is not set in %s, so the agent makes no summary: set it (and reload the agent)", tf.opts.Model, tf.sf.config)
+	}
+	start := time.Now()
 	sc := configs.Default().Store
 	if tf.sf.loaded != nil {
 		sc = tf.sf.loaded.Store
@@ -162,5 +175,40 @@ func (tf *trainFlags) run(stdout, stderr io.Writer) error {
 		tf.opts.Model, res.Added.ID, res.Iteration.Name, res.Added.SHA256[:12])
 	fmt.Fprintf(stdout, "a running agent runs it beside the active iteration from its next start or reload (systemctl reload cvedge);\n"+
 		"promote it with: cvedge models activate %s %s\n", tf.opts.Model, res.Added.ID)
+	if !tf.waitSummary {
+		return nil
+	}
+	log.Info("waiting for the agent's shadow summary of the candidate; reload the agent if it has not taken the candidate yet",
+		"model", tf.opts.Model, "candidate", res.Added.ID, "timeout", tf.summaryTimeout)
+	sum, err := waitShadowSummary(ctx, m.Store, tf.opts.Model, res.Added.ID, start, tf.opts.Poll, tf.summaryTimeout)
+	if err != nil {
+		return err
+	}
+	printShadowSummary(stdout, tf.opts.Model, sum)
 	return nil
+}
+
+// waitShadowSummary waits until the store holds a shadow summary of candidate made after
+// since, looking every poll, at most timeout.
+func waitShadowSummary(ctx context.Context, st *store.Store, model, candidate string, since time.Time, poll, timeout time.Duration) (agent.ShadowSummary, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if raw, err := st.ShadowSummary(model); err == nil {
+			sum, err := parseShadowSummary(model, raw)
+			if err == nil && sum.Iteration == candidate && !sum.Time.Before(since) {
+				return sum, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return agent.ShadowSummary{}, fmt.Errorf("no shadow summary of %s after %v (--summary-timeout): is the agent running with the candidate (reload it) and seeing parts? Read it later with cvedge models shadow-summary %s", candidate, timeout, model)
+			}
+			return agent.ShadowSummary{}, ctx.Err()
+		case <-t.C:
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/agent/tools/collect"
@@ -68,6 +69,34 @@ func TestTrain(t *testing.T) {
 	code, out, errs = cvedge(t, "models", "--store", dir, "shadow-summary", "colour")
 	if code != 0 || !strings.Contains(out, "agreement 0.9500 (38 of 40)") || !strings.Contains(out, "red: 26 of 28 agreed") || !strings.Contains(out, "candidate right 2") {
 		t.Fatalf("shadow-summary: %d\n%s%s", code, out, errs)
+	}
+	// --wait-summary: waits for a summary of this candidate newer than its start, prints it
+	ship := []string{"train", "--store", dir, "--model", "colour", "--training-endpoint", api.URL, "--project", "p1",
+		"--ca-file", api.CAFile(t), "--poll", "1ms", "--iteration", candidate, "--wait-summary"}
+	if code, _, errs := cvedge(t, append(ship, "--summary-timeout", "50ms")...); code != 1 || !strings.Contains(errs, "no shadow summary of "+candidate+" after 50ms") {
+		t.Fatalf("--wait-summary with an old summary only: %d %s", code, errs)
+	}
+	done := make(chan struct{})
+	written := make(chan struct{})
+	go func() { // the agent, writing its summary now and then
+		defer close(written)
+		for {
+			fresh := strings.Replace(sum, "2026-11-29T12:00:00Z", time.Now().UTC().Add(time.Second).Format(time.RFC3339Nano), 1)
+			if err := st.WriteShadowSummary("colour", []byte(fresh)); err != nil {
+				t.Error(err)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	code, out, errs = cvedge(t, append(ship, "--summary-timeout", "30s")...)
+	close(done)
+	<-written
+	if code != 0 || !strings.Contains(out, "agreement 0.9500 (38 of 40)") {
+		t.Fatalf("--wait-summary: %d\n%s%s", code, out, errs)
 	}
 	if _, out, _ = cvedge(t, "models", "--store", dir, "shadow", "colour", "--clear"); !strings.Contains(out, "no shadow candidate") {
 		t.Fatalf("shadow --clear: %s", out)
