@@ -20,10 +20,14 @@ import (
 type reuse struct {
 	runs   map[string]*cameraRun // by camera name
 	stages map[string]*pipeline.ModelStage
-	paths  map[string]string        // the export each stage was loaded from
+	paths  map[string]string        // the export each stage was loaded from (+ storeShadowMark and the store's candidate it runs)
 	models map[string]configs.Model // the running config's models
 	ring   configs.Ring             // the running config's ring
 }
+
+// storeShadowMark joins, in a stage's entry of reuse.paths, the export to the model store's
+// shadow candidate the stage runs.
+const storeShadowMark = "\x00shadow="
 
 // sameCapture reports whether a camera configured as b reads exactly what one configured as
 // a does: everything but what happens to the frames afterwards is the same.
@@ -176,8 +180,14 @@ func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*pipeline.Model
 	} else if mc.Path == "" {
 		return nil, fmt.Errorf("models.%s.path: empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", name, cfg.Store.Dir, name)
 	}
-	if old, ok := prev.stages[name]; ok && prev.paths[name] == mc.Path && reflect.DeepEqual(prev.models[name], cfg.Models[name]) {
-		stages[name], paths[name] = old, mc.Path
+	loaded := mc.Path
+	fromStore := mc.Shadow.Iteration == "" && mc.Shadow.Path == "" && st.Shadow != "" && st.Shadow != st.Active
+	if fromStore { // the store's candidate (cvedge train), when the config names none
+		mc.Shadow.Iteration = st.Shadow
+		loaded += storeShadowMark + st.Shadow // a new candidate in the store reloads the stage
+	}
+	if old, ok := prev.stages[name]; ok && prev.paths[name] == loaded && reflect.DeepEqual(prev.models[name], cfg.Models[name]) {
+		stages[name], paths[name] = old, loaded
 		return old, nil
 	}
 	stage, err := pipeline.LoadStage(a.rt, name, mc)
@@ -185,10 +195,17 @@ func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*pipeline.Model
 		return nil, fmt.Errorf("models.%s: %w", name, err)
 	}
 	m := stage.Model()
-	stages[name], paths[name] = stage, mc.Path
+	stages[name], paths[name] = stage, loaded
 	if sh := mc.Shadow; sh.Iteration != "" || sh.Path != "" {
-		if err := a.startShadow(name, stage, mc); err != nil {
+		err := a.startShadow(name, stage, mc)
+		switch {
+		case err != nil && fromStore: // a candidate must not stop what serves
+			a.log.Warn("the model store's shadow candidate does not run; the model serves without it (set another with `cvedge train`, or clear it with `cvedge models shadow --clear`)",
+				"model", name, "candidate", st.Shadow, "err", err)
+		case err != nil:
 			return nil, err
+		case fromStore:
+			a.log.Info("shadow candidate from the model store", "model", name, "candidate", st.Shadow)
 		}
 	}
 	a.log.Info("model loaded", "model", name, "format", m.Info.Format, "iteration", m.Info.Iteration,
@@ -215,6 +232,7 @@ func (a *Agent) startShadow(name string, stage *pipeline.ModelStage, mc configs.
 		m.Close()
 		return fmt.Errorf("models.%s.shadow: %w", name, err)
 	}
+	stage.SetShadowSummary(uint64(mc.Shadow.SummaryAfter))
 	a.log.Info("shadow run", "model", name, "active", stage.Ref().Iteration, "candidate", m.Info.Iteration, "max_per_second", mc.Shadow.MaxPerSecond)
 	return nil
 }
@@ -267,9 +285,9 @@ func (a *Agent) stepsFor(cfg *configs.Config, i int, r *cameraRun, stages map[st
 	cc, name := r.cfg, r.cam.Name()
 	r.snaps = steps.NewSnapshots(a.env, name)
 	r.samples = steps.NewSamples(a.env, name, float32(cc.Pipeline.CropPadding), cfg.Samples, cc.Sampling && cfg.Samples.Enabled, uint64(i)+uint64(time.Now().UnixNano()))
-	var shadow steps.Shadower // the classifier, when it runs a candidate beside it
-	if sh := cfg.Models[cc.Pipeline.Classifier].Shadow; cc.Pipeline.Classifier != "" && (sh.Iteration != "" || sh.Path != "") {
-		shadow = stages[cc.Pipeline.Classifier]
+	var shadow steps.Shadower // the classifier, when it runs a candidate beside it (configured, or the store's)
+	if st, ok := stages[cc.Pipeline.Classifier]; ok && st.ShadowStats() != nil {
+		shadow = st
 	}
 	collect, err := steps.NewCollect(cc.Collect, cfg.Agent.ID, name, r.samples, a.log)
 	if err != nil {

@@ -72,6 +72,10 @@ func (a *Agent) activate(name, id string, rollback, allowTagChange bool) (string
 		return "", err
 	}
 	a.log.Info("model iteration swapped", "model", name, "from", old, "to", m.Info.Iteration, "store_id", id)
+	if sh := stage.ShadowStats(); sh != nil && sh.Iteration != "" && sh.Iteration == m.Info.Iteration {
+		stage.SetShadow(nil, 0) // the candidate serves now: comparing it with itself tells nothing
+		a.log.Info("shadow run ended: its candidate is active", "model", name, "iteration", m.Info.Iteration)
+	}
 	a.statusChanged(true)
 	return m.Info.Iteration, nil
 }

@@ -109,7 +109,12 @@ func (a *Agent) stats(now time.Time, secs float64, last map[string]pipeline.Coun
 	}
 	for _, n := range a.stageNames() {
 		if stage, ok := a.stageNamed(n); ok {
-			st.Models = append(st.Models, payload.ModelStats{Name: n, Iteration: stage.Ref().Iteration, Shadow: stage.ShadowStats()})
+			ms := payload.ModelStats{Name: n, Iteration: stage.Ref().Iteration, Shadow: stage.ShadowStats()}
+			var first bool
+			if ms.ShadowSummary, first = stage.ShadowSummary(); first {
+				a.keepShadowSummary(n, ms.ShadowSummary)
+			}
+			st.Models = append(st.Models, ms)
 		}
 	}
 	st.LLM = a.llm.Stats()

@@ -501,6 +501,10 @@ type Shadow struct {
 	Path      string `mapstructure:"path"`
 	// MaxPerSecond caps how often the candidate runs, to bound its cost.
 	MaxPerSecond float64 `mapstructure:"max_per_second"`
+	// SummaryAfter, above 0, makes the agent log one summary of the shadow's agreement once
+	// the candidate was compared that many times, keep it in the model store (`cvedge models
+	// shadow-summary`) and publish it in the stats (shadowSummary). 0: no summary.
+	SummaryAfter int `mapstructure:"summary_after"`
 }
 
 // Camera is one frame source and what runs on its frames.

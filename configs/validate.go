@@ -457,6 +457,9 @@ func (m Model) validate(p *problems, key string) {
 	if m.Shadow.MaxPerSecond <= 0 {
 		p.add(key+".shadow.max_per_second", "%v must be above 0", m.Shadow.MaxPerSecond)
 	}
+	if m.Shadow.SummaryAfter < 0 {
+		p.add(key+".shadow.summary_after", "%d must be 0 (no summary) or the number of compared parts after which to summarize", m.Shadow.SummaryAfter)
+	}
 	p.oneOf(key+".format", m.Format, ModelFormats)
 	if m.Project != "" && !guid.MatchString(m.Project) {
 		p.add(key+".project", "%q must be the Custom Vision project id, a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e (customvision.ai: the project's settings, Project Id), or empty", m.Project)

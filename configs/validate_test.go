@@ -43,3 +43,21 @@ func TestProblemsUnder(t *testing.T) {
 		}
 	}
 }
+
+// TestShadowSummaryAfter: a negative models.<name>.shadow.summary_after is refused, naming
+// the key; 0 (the default) and a count pass.
+func TestShadowSummaryAfter(t *testing.T) {
+	for _, c := range []struct {
+		n   int
+		bad bool
+	}{{0, false}, {500, false}, {-1, true}} {
+		cfg := Default()
+		m := DefaultModel()
+		m.Path, m.Shadow.SummaryAfter = "m.onnx", c.n
+		cfg.Models = map[string]Model{"m": m}
+		got := ProblemsUnder(cfg.Validate(), "models.m.shadow.")
+		if c.bad != (len(got) == 1 && got[0].Key == "models.m.shadow.summary_after") || (!c.bad && len(got) != 0) {
+			t.Errorf("summary_after %d: %v", c.n, got)
+		}
+	}
+}

@@ -379,6 +379,9 @@ type ModelStats struct {
 	Name      string       `json:"name"`
 	Iteration string       `json:"iteration"`
 	Shadow    *ShadowStats `json:"shadow,omitempty"`
+	// ShadowSummary is the shadow's counters as they were when the candidate had been compared
+	// models.<name>.shadow.summary_after times; absent before, and without summary_after.
+	ShadowSummary *ShadowStats `json:"shadowSummary,omitempty"`
 }
 
 // FollowUp is a later answer about a prediction, from another source than the models, on

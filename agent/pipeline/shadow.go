@@ -28,6 +28,9 @@ type shadowRun struct {
 	byTag          map[string]*[2]uint64 // active tag -> compared, agreed
 	reviewed       uint64                // operator corrections of regions the candidate also saw
 	candidateRight uint64                // ... where the candidate said the corrected tag
+	summaryAfter   uint64                // the comparisons after which to summarize; 0: never
+	summary        *payload.ShadowStats  // the counters at summaryAfter comparisons
+	summaryTaken   bool                  // TakeShadowSummary returned it
 }
 
 func newShadow(m *models.Model, resize string, maxPerSecond float64) (*shadowRun, error) {
@@ -64,6 +67,9 @@ func (s *shadowRun) record(activeTag string, agrees bool) {
 		s.agreed++
 		c[1]++
 	}
+	if s.compared == s.summaryAfter {
+		s.summary = s.statsLocked()
+	}
 }
 
 // review counts an operator's correction of a region the candidate answered.
@@ -80,6 +86,10 @@ func (s *shadowRun) review(candidateTag, correctTag string) {
 func (s *shadowRun) stats() *payload.ShadowStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.statsLocked()
+}
+
+func (s *shadowRun) statsLocked() *payload.ShadowStats {
 	st := &payload.ShadowStats{Iteration: s.l.ref.Iteration, Compared: s.compared, Agreed: s.agreed,
 		Reviewed: s.reviewed, CandidateRight: s.candidateRight, ByTag: map[string]payload.TagAgreement{}}
 	if s.compared > 0 {
@@ -156,4 +166,35 @@ func (s *ModelStage) ShadowReview(candidateTag, correctTag string) {
 	if s.shadow != nil {
 		s.shadow.review(candidateTag, correctTag)
 	}
+}
+
+// SetShadowSummary makes the stage's candidate keep a summary of its counters once it was
+// compared n times (0: never); see ShadowSummary.
+func (s *ModelStage) SetShadowSummary(n uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.shadow != nil {
+		s.shadow.mu.Lock()
+		s.shadow.summaryAfter = n
+		s.shadow.mu.Unlock()
+	}
+}
+
+// ShadowSummary returns the candidate's counters as they were at its summary's number of
+// comparisons, nil before (or without a summary or a candidate); first is true the first
+// time it is returned, for a caller that logs and keeps it once.
+func (s *ModelStage) ShadowSummary() (sum *payload.ShadowStats, first bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.shadow == nil {
+		return nil, false
+	}
+	s.shadow.mu.Lock()
+	defer s.shadow.mu.Unlock()
+	if s.shadow.summary == nil {
+		return nil, false
+	}
+	first = !s.shadow.summaryTaken
+	s.shadow.summaryTaken = true
+	return s.shadow.summary, first
 }

@@ -76,7 +76,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(runCmd(stderr), versionCmd(stdout), configCmd(stdout, stderr), inspectCmd(stdout), predictCmd(stdout, stderr),
-		collectCmd(stdout, stderr), evalCmd(stdout, stderr), modelsCmd(stdout), benchCmd(stdout, stderr))
+		collectCmd(stdout, stderr), evalCmd(stdout, stderr), modelsCmd(stdout), benchCmd(stdout, stderr),
+		trainCmd(stdout, stderr))
 	root.AddCommand(commandsCmd(os.Stdin, stdout), manCmd(root))
 	root.AddCommand(uiCmd(os.Stdin, stdout, stderr))
 	root.AddCommand(reviewCmd(stdout, stderr))

@@ -1,20 +1,30 @@
 package main
 
 import (
+	"cmp"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cvedge/cvedge/agent"
 	"github.com/cvedge/cvedge/agent/tools/iterations"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models/store"
 )
 
 // storeFlags find the model store: --store, or store.dir of --config.
-type storeFlags struct{ config, dir string }
+type storeFlags struct {
+	config, dir string
+	loaded      *configs.Config // the config open read, nil with --store
+}
 
 func (s *storeFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVarP(&s.config, "config", "c", "/etc/cvedge/cvedge.yaml", "config file whose store.dir and models to use")
@@ -31,7 +41,7 @@ func (s *storeFlags) open(library string) (*iterations.Manager, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w\n(give --store DIR to work on a store without a config)", err)
 		}
-		dir, m.Settings = cfg.Store.Dir, cfg.Models
+		dir, m.Settings, s.loaded = cfg.Store.Dir, cfg.Models, cfg
 	}
 	var err error
 	m.Store, err = store.Open(dir)
@@ -45,13 +55,14 @@ func modelsCmd(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "models",
 		Short: "Manage the iterations of models in the model store",
-		Long: "List, add, activate and roll back the iterations of the models in the model store, offline, with the checks\n" +
-			"the agent makes for the same commands over MQTT. The store is the folder --store, or store.dir of the config\n" +
-			"--config (default /etc/cvedge/cvedge.yaml, whose store.dir defaults to /var/lib/cvedge/models). " + runningHint + ".",
+		Long: "List, add, activate and roll back the iterations of the models in the model store, and set their shadow\n" +
+			"candidate, offline, with the checks the agent makes for the same commands over MQTT. The store is the folder\n" +
+			"--store, or store.dir of the config --config (default /etc/cvedge/cvedge.yaml, whose store.dir defaults to /var/lib/cvedge/models). " + runningHint + ".",
 		Example: "  cvedge models list\n  cvedge models --store ./models add --model colour --activate colour-v2.zip",
 	}
 	sf.register(cmd)
-	cmd.AddCommand(modelsListCmd(stdout, sf), modelsAddCmd(stdout, sf), modelsActivateCmd(stdout, sf), modelsRollbackCmd(stdout, sf))
+	cmd.AddCommand(modelsListCmd(stdout, sf), modelsAddCmd(stdout, sf), modelsActivateCmd(stdout, sf), modelsRollbackCmd(stdout, sf),
+		modelsShadowCmd(stdout, sf), modelsShadowSummaryCmd(stdout, sf))
 	return cmd
 }
 
@@ -59,7 +70,7 @@ func modelsListCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list [MODEL]",
-		Short: "List models and their iterations; * marks the active one",
+		Short: "List models and their iterations; * marks the active one, shadow the candidate",
 		Long: "List the iterations of MODEL, or of every model in the store: id, whether it is active, SHA-256, when it was\n" +
 			"added and where from. Reads the store (--store, or store.dir of --config); writes nothing. --json prints the\n" +
 			"iterations as a JSON array (docs/cli.md).",
@@ -92,6 +103,7 @@ type iterationJSON struct {
 	Model     string    `json:"model"`
 	Iteration string    `json:"iteration"`
 	Active    bool      `json:"active"`
+	Shadow    bool      `json:"shadow"`
 	SHA256    string    `json:"sha256"`
 	Added     time.Time `json:"added"`
 	Source    string    `json:"source"`
@@ -107,7 +119,7 @@ func printIterationsJSON(stdout io.Writer, st *store.Store, names []string) erro
 			return err
 		}
 		for _, it := range state.Iterations {
-			list = append(list, iterationJSON{Model: n, Iteration: it.ID, Active: it.ID == state.Active, SHA256: it.SHA256, Added: it.Added, Source: it.Source})
+			list = append(list, iterationJSON{Model: n, Iteration: it.ID, Active: it.ID == state.Active, Shadow: it.ID == state.Shadow, SHA256: it.SHA256, Added: it.Added, Source: it.Source})
 		}
 	}
 	return writeJSON(stdout, list)
@@ -124,8 +136,11 @@ func printIterations(stdout io.Writer, st *store.Store, names []string) error {
 		}
 		for _, it := range state.Iterations {
 			mark := ""
-			if it.ID == state.Active {
+			switch it.ID {
+			case state.Active:
 				mark = "*"
+			case state.Shadow:
+				mark = "shadow"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n, it.ID, mark, it.SHA256[:12], it.Added.Format("2006-01-02 15:04"), it.Source)
 		}
@@ -228,4 +243,112 @@ func modelsRollbackCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&library, "onnxruntime-library", "", "path of libonnxruntime.so (default: search)")
 	return cmd
+}
+
+func modelsShadowCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
+	var drop bool
+	cmd := &cobra.Command{
+		Use:   "shadow MODEL [ITERATION]",
+		Short: "Show, set or clear the store's shadow candidate of a model",
+		Long: "Without ITERATION, print the shadow candidate of MODEL in the store (what cvedge train set). With ITERATION (an\n" +
+			"id from cvedge models list, not the active one), make it the candidate; --clear removes the candidate. A running\n" +
+			"agent runs the candidate beside the active iteration from its next start or reload (SIGHUP), unless the config\n" +
+			"names a shadow (models.<name>.shadow), which goes first. Writes the store's state only.",
+		Example: "  cvedge models shadow colour\n  cvedge models shadow colour 71fba664-7191-5667-b5c3-0f61936e8c87\n  cvedge models shadow colour --clear",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if drop && len(args) == 2 {
+				return usageErrorf("give ITERATION or --clear, not both")
+			}
+			m, err := sf.open("")
+			if err != nil {
+				return err
+			}
+			var state store.State
+			switch {
+			case drop:
+				state, err = m.Store.SetShadow(args[0], "")
+			case len(args) == 2:
+				state, err = m.Store.SetShadow(args[0], args[1])
+			default:
+				state, err = m.Store.State(args[0])
+			}
+			if err != nil {
+				return err
+			}
+			if state.Shadow == "" {
+				fmt.Fprintf(stdout, "%s: no shadow candidate in the store\n", args[0])
+				return nil
+			}
+			fmt.Fprintf(stdout, "%s: shadow candidate %s (active %s)\n", args[0], state.Shadow, cmp.Or(state.Active, "none: models."+args[0]+".path serves"))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&drop, "clear", false, "remove the model's shadow candidate")
+	return cmd
+}
+
+func modelsShadowSummaryCmd(stdout io.Writer, sf *storeFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "shadow-summary MODEL",
+		Short: "Print the summary of a shadow run the agent kept after models.<name>.shadow.summary_after parts",
+		Long: "Print the summary of the shadow run of MODEL that the agent kept in the store once the candidate had been\n" +
+			"compared models.<name>.shadow.summary_after times: the agreement with the active iteration, per tag, and how\n" +
+			"often the candidate was right where an operator corrected the active one. Exits 1 when there is none yet, so\n" +
+			"a script can wait for it. It decides nothing: activate the candidate yourself (cvedge models activate).",
+		Example: "  cvedge models shadow-summary colour\n  until cvedge models shadow-summary colour --json > summary.json; do sleep 60; done",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			m, err := sf.open("")
+			if err != nil {
+				return err
+			}
+			raw, err := m.Store.ShadowSummary(args[0])
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: no shadow summary yet: set models.%s.shadow.summary_after in the agent's config, and let it compare that many parts", args[0], args[0])
+			}
+			if err != nil {
+				return err
+			}
+			sum, err := parseShadowSummary(args[0], raw)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(stdout, sum)
+			}
+			state, err := m.Store.State(args[0])
+			if err != nil {
+				return err
+			}
+			printShadowSummary(stdout, args[0], sum)
+			if state.Shadow != "" && state.Shadow != sum.Iteration {
+				fmt.Fprintf(stdout, "note: the store's shadow candidate is now %s; this summary is of an earlier one\n", state.Shadow)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON (docs/cli.md)")
+	return cmd
+}
+
+func parseShadowSummary(model string, raw []byte) (agent.ShadowSummary, error) {
+	var sum agent.ShadowSummary
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		return sum, fmt.Errorf("%s: the shadow summary in the store is damaged (%v): it is written again after the next summary_after parts", model, err)
+	}
+	return sum, nil
+}
+
+// printShadowSummary prints a shadow summary for a person.
+func printShadowSummary(stdout io.Writer, model string, sum agent.ShadowSummary) {
+	fmt.Fprintf(stdout, "%s: candidate %s against %s, after %d compared parts (agent %s, %s)\n", model, sum.Iteration, sum.Active,
+		sum.Compared, sum.Agent, sum.Time.Format("2006-01-02 15:04"))
+	fmt.Fprintf(stdout, "agreement %.4f (%d of %d)\n", sum.Agreement, sum.Agreed, sum.Compared)
+	for _, tag := range slices.Sorted(maps.Keys(sum.ByTag)) {
+		c := sum.ByTag[tag]
+		fmt.Fprintf(stdout, "  %s: %d of %d agreed\n", tag, c.Agreed, c.Compared)
+	}
+	fmt.Fprintf(stdout, "reviewed %d, candidate right %d\n", sum.Reviewed, sum.CandidateRight)
 }

@@ -290,3 +290,42 @@ func TestDownloadRedirect(t *testing.T) {
 		t.Fatalf("https to http: %v", err)
 	}
 }
+
+// TestDownloadExportHidesTheSAS: the downloadUri of a Custom Vision export is a SAS URL whose
+// query is a key. A refused answer, a dead server and a redirect to http name the URL
+// without it; a good download needs no SHA-256.
+func TestDownloadExportHidesTheSAS(t *testing.T) {
+	const secret = "sig=planted-sas-secret"
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok.zip":
+			w.Write([]byte("PK-ish"))
+		case "/redirect.zip":
+			http.Redirect(w, r, "http://127.0.0.1:1/plain.zip?"+secret, http.StatusFound)
+		default:
+			http.Error(w, "AuthenticationFailed", http.StatusForbidden)
+		}
+	}))
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	client := Client(pool, 5*time.Second)
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := httptest.NewTLSServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	for _, u := range []string{srv.URL + "/gone.zip?" + secret, srv.URL + "/redirect.zip?" + secret, deadURL + "/x.zip?" + secret, "ftp://host/x.zip?" + secret} {
+		_, err := s.DownloadExport(context.Background(), client, u, Limits{Timeout: 5 * time.Second})
+		if err == nil || strings.Contains(err.Error(), "planted") {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	f, err := s.DownloadExport(context.Background(), client, srv.URL+"/ok.zip?"+secret, Limits{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(f)
+}

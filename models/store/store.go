@@ -48,6 +48,9 @@ type State struct {
 	Active     string      `json:"active"`
 	History    []string    `json:"history"` // earlier active iterations, oldest first
 	Iterations []Iteration `json:"iterations"`
+	// Shadow is the iteration to run beside the active one as a candidate (set by `cvedge
+	// train`), "" for none. The config's models.<name>.shadow, when set, goes first.
+	Shadow string `json:"shadow,omitempty"`
 }
 
 // Find returns the iteration id.
@@ -193,6 +196,16 @@ type Described struct {
 // already there (same id) is not copied again. The first iteration of a model becomes
 // active.
 func (s *Store) Add(model, src, source string, check func(path string) (Described, error)) (Iteration, error) {
+	return s.add(model, src, source, check, false)
+}
+
+// AddCandidate is Add for a candidate: the iteration is not made active, also as the
+// model's first, and becomes the model's shadow (State.Shadow), in the same change of state.
+func (s *Store) AddCandidate(model, src, source string, check func(path string) (Described, error)) (Iteration, error) {
+	return s.add(model, src, source, check, true)
+}
+
+func (s *Store) add(model, src, source string, check func(path string) (Described, error), candidate bool) (Iteration, error) {
 	if err := CheckModel(model); err != nil {
 		return Iteration{}, err
 	}
@@ -214,6 +227,10 @@ func (s *Store) Add(model, src, source string, check func(path string) (Describe
 		if it.SHA256 != d.SHA256 {
 			return Iteration{}, fmt.Errorf("model %q already has an iteration %q with another model file (SHA-256 %s): remove it first, or export again", model, id, it.SHA256[:12])
 		}
+		if candidate && st.Shadow != id && st.Active != id {
+			st.Shadow = id
+			return it, s.save(model, st)
+		}
 		return it, nil
 	}
 	dir, err := s.inside(model, "iterations", id)
@@ -227,7 +244,10 @@ func (s *Store) Add(model, src, source string, check func(path string) (Describe
 	}
 	it := Iteration{ID: id, SHA256: d.SHA256, Source: source, Added: time.Now().UTC(), Export: filepath.ToSlash(filepath.Join("iterations", id, export))}
 	st.Iterations = append(st.Iterations, it)
-	if st.Active == "" {
+	switch {
+	case candidate:
+		st.Shadow = id
+	case st.Active == "":
 		st.Active = id
 	}
 	if err := s.save(model, st); err != nil {
@@ -311,7 +331,68 @@ func (s *Store) Activate(model, id string) (State, error) {
 		st.History = append(st.History, st.Active)
 	}
 	st.Active = id
+	if st.Shadow == id { // the candidate is promoted: it no longer runs beside itself
+		st.Shadow = ""
+	}
 	return st, s.save(model, st)
+}
+
+// SetShadow makes iteration id of model its shadow candidate ("" for none); the active
+// iteration cannot be its own candidate.
+func (s *Store) SetShadow(model, id string) (State, error) {
+	if id != "" {
+		if err := CheckIteration(id); err != nil {
+			return State{}, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.state(model)
+	if err != nil {
+		return st, err
+	}
+	if _, ok := st.Find(id); !ok && id != "" {
+		return st, fmt.Errorf("model %q has no iteration %q in the store (see `cvedge models list`)", model, id)
+	}
+	if id != "" && id == st.Active {
+		return st, fmt.Errorf("iteration %q is the active iteration of %q: a shadow runs a candidate beside it, not itself", id, model)
+	}
+	if st.Shadow == id {
+		return st, nil
+	}
+	st.Shadow = id
+	return st, s.save(model, st)
+}
+
+// summaryFile is, in a model's folder, the last shadow summary the agent kept.
+const summaryFile = "shadow-summary.json"
+
+// WriteShadowSummary keeps raw (JSON) as the shadow summary of model, replacing the one
+// before.
+func (s *Store) WriteShadowSummary(model string, raw []byte) error {
+	if err := CheckModel(model); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := filepath.Join(s.dir, model)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, summaryFile)
+	if err := os.WriteFile(path+".tmp", append(raw, '\n'), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// ShadowSummary returns the shadow summary of model the agent kept; an error that wraps
+// os.ErrNotExist when there is none.
+func (s *Store) ShadowSummary(model string) ([]byte, error) {
+	if err := CheckModel(model); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(s.dir, model, summaryFile))
 }
 
 // RollbackTarget is the iteration a rollback of model would activate.
@@ -339,6 +420,9 @@ func (s *Store) Rollback(model string) (State, error) {
 	}
 	st.Active = st.History[len(st.History)-1]
 	st.History = st.History[:len(st.History)-1]
+	if st.Shadow == st.Active {
+		st.Shadow = ""
+	}
 	return st, s.save(model, st)
 }
 

@@ -196,3 +196,42 @@ func TestDownload(t *testing.T) {
 		t.Errorf("short hash: %v", err)
 	}
 }
+
+// TestCandidate: a candidate is kept but not made active, even as a model's first iteration,
+// and becomes its shadow; activating it ends its shadow run; the active iteration and an
+// unknown one cannot be made the shadow.
+func TestCandidate(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, _ := export(t, "it-1")
+	d2, _ := export(t, "it-2")
+	if _, err := s.AddCandidate("colour", d1, "cv", check); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.State("colour"); st.Active != "" || st.Shadow != "it-1" {
+		t.Fatalf("first candidate: %+v", st)
+	}
+	if _, err := s.Activate("colour", "it-1"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.State("colour"); st.Active != "it-1" || st.Shadow != "" {
+		t.Fatalf("after promoting it: %+v", st)
+	}
+	if _, err := s.AddCandidate("colour", d2, "cv", check); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.State("colour"); st.Active != "it-1" || st.Shadow != "it-2" {
+		t.Fatalf("second candidate: %+v", st)
+	}
+	if _, err := s.SetShadow("colour", "it-1"); err == nil || !strings.Contains(err.Error(), "active") {
+		t.Fatalf("the active iteration as its own shadow: %v", err)
+	}
+	if _, err := s.SetShadow("colour", "nope"); err == nil {
+		t.Fatal("an unknown iteration became the shadow")
+	}
+	if st, err := s.SetShadow("colour", ""); err != nil || st.Shadow != "" {
+		t.Fatalf("clear: %+v %v", st, err)
+	}
+}

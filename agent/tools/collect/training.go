@@ -2,6 +2,7 @@ package collect
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -54,7 +55,14 @@ type Training struct {
 
 // TrainingFromEnv reads the project from the environment; the error names what is missing.
 func TrainingFromEnv(log *slog.Logger) (*Training, error) {
-	t := &Training{Endpoint: os.Getenv(EnvEndpoint), Key: os.Getenv(EnvKey), Project: os.Getenv(EnvProject)}
+	return TrainingFor("--upload", "", "", log)
+}
+
+// TrainingFor is TrainingFromEnv for a command that also takes the endpoint and the project
+// as flags: a non-empty endpoint or project is used instead of the environment's. The key
+// comes from the environment only. what names the command in the error.
+func TrainingFor(what, endpoint, project string, log *slog.Logger) (*Training, error) {
+	t := &Training{Endpoint: cmp.Or(endpoint, os.Getenv(EnvEndpoint)), Key: os.Getenv(EnvKey), Project: cmp.Or(project, os.Getenv(EnvProject))}
 	var missing []string
 	for _, kv := range [][2]string{{EnvEndpoint, t.Endpoint}, {EnvKey, t.Key}, {EnvProject, t.Project}} {
 		if kv[1] == "" {
@@ -62,13 +70,38 @@ func TrainingFromEnv(log *slog.Logger) (*Training, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("--upload needs %s in the environment (the training resource's endpoint and key, and the project id from the portal's project settings)", strings.Join(missing, ", "))
+		return nil, fmt.Errorf("%s needs %s in the environment (the training resource's endpoint and key, and the project id from the portal's project settings)", what, strings.Join(missing, ", "))
 	}
 	if u, err := url.Parse(t.Endpoint); err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("%s=%q is not a URL such as https://myresource.cognitiveservices.azure.com/", EnvEndpoint, t.Endpoint)
 	}
 	t.Log = log
 	return t, nil
+}
+
+// APIError is an answer of the Training API that refuses a call (a 4xx, or a 429 or 5xx
+// after the last try): its HTTP status and the error code of its body
+// ("BadRequestTrainingNotNeeded"), when it has one.
+type APIError struct {
+	Call   string // "POST projects/..."
+	Status int
+	Code   string
+	Body   string // trimmed
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", e.Call, http.StatusText(e.Status), e.Body)
+}
+
+func apiError(method, path string, status int, answer []byte) *APIError {
+	var body struct {
+		Code  string `json:"code"`
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(answer, &body) // a body that is not JSON has no code
+	return &APIError{Call: method + " " + path, Status: status, Code: cmp.Or(body.Code, body.Error.Code), Body: trim(answer)}
 }
 
 func (t *Training) defaults() {
@@ -135,7 +168,7 @@ func (t *Training) call(ctx context.Context, method, path string, query url.Valu
 		retry := err != nil || status == http.StatusTooManyRequests || status >= 500
 		if !retry {
 			if status/100 != 2 {
-				return &StatusError{Status: status, msg: fmt.Sprintf("%s %s: %s: %s", method, path, http.StatusText(status), trim(answer))}
+				return apiError(method, path, status, answer)
 			}
 			if out != nil {
 				if err := json.Unmarshal(answer, out); err != nil {
@@ -172,16 +205,8 @@ func (t *Training) call(ctx context.Context, method, path string, query url.Valu
 	}
 }
 
-// StatusError is the Training API's refusal of a call: its HTTP status and answer.
-type StatusError struct {
-	Status int
-	msg    string
-}
-
-func (e *StatusError) Error() string { return e.msg }
-
 // Get sends a GET of path (under /customvision/v3.3/training/) with query, and decodes the
-// JSON answer into out, retrying as call does. A refusal is a *StatusError.
+// JSON answer into out, retrying as call does. A refusal is an *APIError.
 func (t *Training) Get(ctx context.Context, path string, query url.Values, out any) error {
 	return t.call(ctx, http.MethodGet, path, query, nil, out)
 }

@@ -112,7 +112,7 @@ func FetchPortal(ctx context.Context, t *collect.Training, iteration string) (*P
 	q := url.Values{"threshold": {fmt.Sprint(PortalThreshold)}, "overlapThreshold": {fmt.Sprint(PortalOverlapThreshold)}}
 	path := "projects/" + url.PathEscape(t.Project) + "/iterations/" + url.PathEscape(iteration) + "/performance"
 	err := t.Get(ctx, path, q, &raw)
-	var se *collect.StatusError
+	var se *collect.APIError
 	switch {
 	case errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden):
 		return nil, fmt.Errorf("portal performance of iteration %s: the Training API refused the key (%s): check %s, the training resource's key (not the prediction key)", iteration, http.StatusText(se.Status), collect.EnvKey)

@@ -54,13 +54,49 @@ func (m *Manager) Add(name, export string, activate, allowTagChange bool) (store
 	if err != nil || !activate {
 		return it, err
 	}
+	return it, m.activateAdded(name, it, cur, added, allowTagChange)
+}
+
+// AddCandidate checks the export as Add does, and keeps it in the store as an iteration of
+// model name that is not active, as the model's shadow candidate (store.State.Shadow), for
+// the agent to run beside what serves now from its next start or reload. It must be able to
+// replace what serves now (the same job; the same tags unless allowTagChange), so that a
+// person can activate it later. source says where it came from (for `cvedge models list`).
+func (m *Manager) AddCandidate(name, export, source string, allowTagChange bool) (store.Iteration, error) {
+	if err := store.CheckModel(name); err != nil {
+		return store.Iteration{}, err
+	}
+	rt, mc, cur, err := m.servingNow(name)
+	if err != nil {
+		return store.Iteration{}, err
+	}
+	defer rt.Close()
+	return m.Store.AddCandidate(name, export, source, func(path string) (store.Described, error) {
+		c, err := models.LoadReplacement(rt, name, mc, path, cur, allowTagChange)
+		var refusal *models.ReplaceError
+		if errors.As(err, &refusal) {
+			return store.Described{}, fmt.Errorf("%s refused as a candidate of %s: it could not replace what serves now (%s): %w", export, name, cur.Source, err)
+		}
+		if err != nil {
+			return store.Described{}, err
+		}
+		defer c.Close()
+		if cur != nil && c.Info.Iteration != "" && c.Info.Iteration == cur.Iteration {
+			return store.Described{}, fmt.Errorf("%s is iteration %s, which serves %s now: a candidate must be another iteration", export, c.Info.Iteration, name)
+		}
+		return store.Described{IterationID: c.Info.Iteration, SHA256: c.Info.SHA256}, nil
+	})
+}
+
+// activateAdded activates it, just added, when added may replace cur (what serves now).
+func (m *Manager) activateAdded(name string, it store.Iteration, cur *models.Info, added models.Info, allowTagChange bool) error {
 	if cur != nil {
 		if err := models.CheckReplace(*cur, added, allowTagChange); err != nil {
-			return it, fmt.Errorf("%s: iteration %s is in the store but not active: %w", name, it.ID, err)
+			return fmt.Errorf("%s: iteration %s is in the store but not active: %w", name, it.ID, err)
 		}
 	}
-	_, err = m.Store.Activate(name, it.ID)
-	return it, err
+	_, err := m.Store.Activate(name, it.ID)
+	return err
 }
 
 // addCheck is the store's check of export, added as an iteration of model name: it must
