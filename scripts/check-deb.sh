@@ -45,7 +45,9 @@ for f in $elves; do
     pkg=$(dpkg -S "*$dir/$so" 2>/dev/null | sed -n '1s/[:,].*//p')
     [[ -n "$pkg" ]] || fail "$f needs $so ($path), which no Debian package here provides"
     providers+="$pkg"$'\n'
-    grep -qxF "$pkg" <<<"$depnames" || fail "$f needs $so from package $pkg, which Depends lacks: add it to depends in scripts/nfpm.yaml (Depends: $depends)"
+    hint=
+    [[ "$pkg" == libopencv-* ]] && hint=" if cvedge now calls that OpenCV module (and to scripts/opencv-flags.sh); else build the binary as make build does, with the flags of scripts/opencv-flags.sh and the customenv tag, which link only the modules cvedge uses"
+    grep -qxF "$pkg" <<<"$depnames" || fail "$f needs $so from package $pkg, which Depends lacks: add it to depends in scripts/nfpm.yaml$hint (Depends: $depends)"
   done
 done
 IFS=, read -ra groups <<<"$depends"
