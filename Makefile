@@ -11,7 +11,7 @@ CONFIG    ?= configs/demo.yaml
 # not compete for the CPU of a small box.
 TESTFLAGS ?= -p 1
 # matprofile makes gocv count live Mats; camera, preprocess and agent tests fail on a leak.
-TESTTAGS  ?= matprofile
+TESTTAGS  ?= matprofile,customenv
 
 export CGO_ENABLED := 1
 # The Go on PATH builds, or the build stops and says so: an older Go would otherwise try to
@@ -19,6 +19,17 @@ export CGO_ENABLED := 1
 # scripts/setup.sh checks the version against go.mod first. GOTOOLCHAIN=auto make ... allows it.
 GOTOOLCHAIN ?= local
 export GOTOOLCHAIN
+
+# OpenCV: only the modules cvedge uses are linked. gocv's customenv tag takes the cgo flags
+# from the environment, and scripts/opencv-flags.sh is the one place they are made (for
+# another root: SYSROOT=...), so build, test, deb and bench link what ships. A plain `go build`
+# or `go test` without the tag takes gocv's `pkg-config opencv4` (every module) and works too.
+export GOFLAGS += -tags=customenv
+opencv_flag = $(shell scripts/opencv-flags.sh $(SYSROOT) | sed -n "s/^$(1)='\(.*\)'$$/\1/p")
+export CGO_CPPFLAGS = $(call opencv_flag,CGO_CPPFLAGS)
+export CGO_CFLAGS = $(call opencv_flag,CGO_CFLAGS)
+export CGO_CXXFLAGS = $(call opencv_flag,CGO_CXXFLAGS)
+export CGO_LDFLAGS = $(call opencv_flag,CGO_LDFLAGS)
 
 NFPM      ?= go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 # Debian versions must start with a digit: a vX.Y.Z tag gives X.Y.Z, anything else 0.0.0+git<commit>.
@@ -31,6 +42,7 @@ setup:
 	@scripts/setup.sh
 
 build:
+	@scripts/opencv-flags.sh $(SYSROOT) >/dev/null
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/cvedge ./cmd/cvedge
 
 # The demo: a recorded conveyor through a detector and a classifier, predictions logged and
@@ -39,6 +51,7 @@ run: setup build
 	./bin/cvedge run --config $(CONFIG)
 
 test: setup lint
+	@scripts/opencv-flags.sh $(SYSROOT) >/dev/null
 	$(GO) test -tags $(TESTTAGS) $(TESTFLAGS) ./...
 	@# allocations per frame, counted without matprofile (which allocates to record each Mat)
 	$(GO) test -count 1 -run 'Allocations|ResultsReused' ./agent/pipeline ./models
@@ -56,7 +69,7 @@ bench: setup build
 # spool, so it runs as root. Not part of make test; see docs/operations.md#soak-test.
 SOAK_DURATION ?= 30m
 soak: setup build
-	SOAK_DURATION=$(SOAK_DURATION) SOAK_BIN=$(CURDIR)/bin/cvedge $(GO) test -tags soak -count 1 -timeout 0 -v -run '^TestSoak' ./cmd/cvedge
+	SOAK_DURATION=$(SOAK_DURATION) SOAK_BIN=$(CURDIR)/bin/cvedge $(GO) test -tags soak,customenv -count 1 -timeout 0 -v -run '^TestSoak' ./cmd/cvedge
 
 lint:
 	$(GO) vet ./...
@@ -77,7 +90,8 @@ fixtures:
 # A .deb for this machine's architecture (amd64 or arm64), with nfpm: the binary, onnxruntime,
 # the systemd unit, the sample config, the shell completions and a manual page per command
 # (both made by the binary just built, into dist/share). It is listed and checked by
-# scripts/check-deb.sh.
+# scripts/check-deb.sh, and its Depends are resolved against Debian 12 (amd64, arm64: also
+# Raspberry Pi OS) and Ubuntu 24.04 by scripts/check-deps.sh (package lists cached in .cache/apt).
 deb: setup build
 	@mkdir -p dist
 	rm -rf dist/cvedge_*.deb dist/share
@@ -89,6 +103,7 @@ deb: setup build
 	gzip -9n dist/share/man1/*.1
 	VERSION=$(DEB_VERSION) DEB_ARCH=$$(dpkg --print-architecture) $(NFPM) package --config scripts/nfpm.yaml --packager deb --target dist/
 	scripts/check-deb.sh dist/cvedge_*.deb
+	scripts/check-deps.sh dist/cvedge_*.deb
 	@if [ "$$(dpkg --print-architecture)" != arm64 ]; then \
 	  echo "deb: arm64 not built here: the cgo build needs OpenCV for arm64, and Debian 12's libopencv-dev:arm64 conflicts with libopencv-dev:amd64, so no cross toolchain can sit beside this build; run make deb on an arm64 machine (Raspberry Pi OS bookworm, Jetson)"; fi
 
