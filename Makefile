@@ -22,10 +22,11 @@ export GOTOOLCHAIN
 
 # OpenCV: only the modules cvedge uses are linked. gocv's customenv tag takes the cgo flags
 # from the environment, and scripts/opencv-flags.sh is the one place they are made (for
-# another root: SYSROOT=...), so build, test, deb and bench link what ships. A plain `go build`
+# another root: SYSROOT=...), so build, test, deb and bench link what ships (build and test run
+# the script first, so that its error, if any, is seen). A plain `go build`
 # or `go test` without the tag takes gocv's `pkg-config opencv4` (every module) and works too.
 export GOFLAGS += -tags=customenv
-opencv_flag = $(shell scripts/opencv-flags.sh $(SYSROOT) | sed -n "s/^$(1)='\(.*\)'$$/\1/p")
+opencv_flag = $(shell scripts/opencv-flags.sh $(SYSROOT) 2>/dev/null | sed -n "s/^$(1)='\(.*\)'$$/\1/p")
 export CGO_CPPFLAGS = $(call opencv_flag,CGO_CPPFLAGS)
 export CGO_CFLAGS = $(call opencv_flag,CGO_CFLAGS)
 export CGO_CXXFLAGS = $(call opencv_flag,CGO_CXXFLAGS)
