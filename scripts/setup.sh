@@ -15,7 +15,9 @@
 #     camera's stream from it), aravis-tools
 #     and iproute2 (the GenICam test runs arv-fake-gv-camera-0.8, a fake GigE Vision camera, in
 #     a network namespace of its own, set up with ip), chromium (the operator station's tests
-#     drive it headless); npm only when the onnxruntime library must be fetched.
+#     drive it headless); npm only when the onnxruntime library must be fetched; on amd64,
+#     gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu and qemu-user-static (make deb ARCH=arm64
+#     cross-builds the arm64 package and check-deb.sh runs it under qemu-aarch64-static).
 #   - the onnxruntime 1.24.1 shared library for this machine (amd64 or arm64) into lib/, taken
 #     from the npm package onnxruntime-node@1.24.1 and checked against a pinned SHA-256.
 #
@@ -35,6 +37,10 @@ declare -A ORT_SHA256=(
 PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd
   gstreamer1.0-plugins-good gstreamer1.0-libav python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
   libaravis-0.8-0 gstreamer1.0-plugins-bad aravis-tools iproute2 chromium)
+# the arm64 package's cross build and its emulated checks, on amd64 machines
+if [[ "$(dpkg --print-architecture 2>/dev/null)" == amd64 ]]; then
+  PACKAGES+=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static)
+fi
 GO_MIN=1.24
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
