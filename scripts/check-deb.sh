@@ -65,11 +65,6 @@ have=$(ls "$tmp/root/usr/share/man/man1" | sort)
 for page in "$tmp/root/usr/share/man/man1"/*.gz; do
   zcat "$page" | grep -q '^\.TH "CVEDGE" "1"' || fail "$(basename "$page") is not a manual page"
 done
-sed 's#^ExecStart=/usr/bin/cvedge#ExecStart='"$tmp"'/root/usr/bin/cvedge#' "$tmp/root/lib/systemd/system/cvedge.service" > "$tmp/cvedge.service"
-if command -v systemd-analyze >/dev/null; then
-  systemd-analyze verify "$tmp/cvedge.service" || fail "systemd-analyze verify refuses the unit"
-fi
-
 # smoke test: the packaged binary with the packaged onnxruntime (found beside it, in
 # ../lib/cvedge/) reads every model and gets the real photos right
 unset CVEDGE_ONNXRUNTIME_LIBRARY ONNXRUNTIME_SHARED_LIBRARY_PATH
@@ -99,5 +94,9 @@ if [[ -d "$real/hemlock-cherry-onnx12" ]]; then
     fail "cvedge eval on hemlock-cherry-onnx12: $out"
   grep -q 'accuracy 100.0% on 20 images (0 failed)' <<<"$out" || fail "cvedge eval on hemlock-cherry-onnx12 is not 20/20: $out"
   echo "check-deb: cvedge eval: $(grep 'accuracy' <<<"$out")"
+fi
+sed 's#^ExecStart=/usr/bin/cvedge#ExecStart='"$tmp"'/root/usr/bin/cvedge#' "$tmp/root/lib/systemd/system/cvedge.service" > "$tmp/cvedge.service"
+if command -v systemd-analyze >/dev/null; then
+  systemd-analyze verify "$tmp/cvedge.service" || fail "systemd-analyze verify refuses the unit"
 fi
 echo "check-deb: $deb: ok ($(dpkg-deb -f "$deb" Version), $(dpkg-deb -f "$deb" Architecture))"

@@ -37,10 +37,6 @@ declare -A ORT_SHA256=(
 PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd
   gstreamer1.0-plugins-good gstreamer1.0-libav python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
   libaravis-0.8-0 gstreamer1.0-plugins-bad aravis-tools iproute2 chromium)
-# the arm64 package's cross build and its emulated checks, on amd64 machines
-if [[ "$(dpkg --print-architecture 2>/dev/null)" == amd64 ]]; then
-  PACKAGES+=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static)
-fi
 GO_MIN=1.24
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -85,6 +81,10 @@ fi
 
 # --- Debian packages ----------------------------------------------------------------------
 command -v dpkg-query >/dev/null || die "this script expects a Debian-based system (Debian 12, Raspberry Pi OS, Ubuntu 24.04)"
+# the arm64 package's cross build and its emulated checks, on amd64 machines
+if [[ "$(dpkg --print-architecture)" == amd64 ]]; then
+  PACKAGES+=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static)
+fi
 mapfile -t need < <(missing_packages "${PACKAGES[@]}")
 if ((${#need[@]})); then
   $check_only && { say "missing packages: ${need[*]}"; exit 1; }
