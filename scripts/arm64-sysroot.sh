@@ -87,15 +87,13 @@ SOURCES
   ((${#pkgs[@]})) || die "apt could not resolve the arm64 runtime packages: ${apt[*]} -s install ${runtime[*]}"
   pkgs+=("${devel[@]}")
   say "downloading ${#pkgs[@]} arm64 packages into $aptdir/debs"
+  rm -rf "$aptdir/debs" # only this list's packages: an older version must not be unpacked too
   mkdir -p "$aptdir/debs"
   (cd "$aptdir/debs" && "${apt[@]}" download "${pkgs[@]}" >/dev/null) || die "apt-get download of the arm64 packages failed: check access to $MIRROR"
   say "unpacking into $sysroot"
   rm -rf "$sysroot.tmp"
   mkdir -p "$sysroot.tmp"
-  want=$(printf '%s\n' "${pkgs[@]}" | sort -u)
   for deb in "$aptdir"/debs/*.deb; do
-    name=$(dpkg-deb -f "$deb" Package)
-    grep -qx "$name" <<<"$want" || continue # a package of an earlier list
     dpkg-deb -x "$deb" "$sysroot.tmp"
   done
   # absolute symbolic links (libfoo.so -> /lib/...) point into the sysroot, not at this machine
