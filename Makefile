@@ -37,7 +37,35 @@ NFPM      ?= go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 TAG         := $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)
 DEB_VERSION ?= $(if $(TAG),$(patsubst v%,%,$(TAG)),0.0.0+git$(COMMIT))
 
-.PHONY: setup build run test bench soak lint clean fixtures deb proto
+.PHONY: setup build build-arm64 deb-unsupported run test bench soak lint clean fixtures deb proto
+
+# make deb ARCH=arm64 on an amd64 machine cross-builds the arm64 package: aarch64-linux-gnu-gcc
+# against a Debian 12 arm64 sysroot (scripts/arm64-sysroot.sh: OpenCV and what it needs,
+# unpacked into .cache/arm64/sysroot, and onnxruntime into .cache/arm64/lib/), gocv's customenv tag
+# with the cgo flags of ARM64_OPENCV_FLAGS, and check-deb.sh runs the result under
+# qemu-aarch64-static. On an arm64 machine ARCH=arm64 is the plain native build.
+HOST_ARCH     := $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
+# only from the command line: an ARCH in the environment (x86_64, ...) means something else
+ifneq ($(origin ARCH),command line)
+ARCH          := $(HOST_ARCH)
+endif
+ARM64_SYSROOT := $(CURDIR)/.cache/arm64/sysroot
+# prints CGO_CPPFLAGS, CGO_CFLAGS, CGO_CXXFLAGS and CGO_LDFLAGS for the sysroot given last: the
+# same few OpenCV modules as the native build
+ARM64_OPENCV_FLAGS ?= scripts/opencv-flags.sh
+ifeq ($(ARCH),$(HOST_ARCH))
+DEB_BIN   := bin/cvedge
+DEB_ORT   := lib/libonnxruntime.so.1.24.1
+DEB_BUILD := build
+DEB_RUN   :=
+else ifeq ($(ARCH),arm64)
+DEB_BIN   := bin/arm64/cvedge
+DEB_ORT   := .cache/arm64/lib/libonnxruntime.so.1.24.1
+DEB_BUILD := build-arm64
+DEB_RUN   := qemu-aarch64-static -L $(ARM64_SYSROOT)
+else
+DEB_BUILD := deb-unsupported
+endif
 
 setup:
 	@scripts/setup.sh
@@ -57,6 +85,8 @@ test: setup lint
 	@# allocations per frame, counted without matprofile (which allocates to record each Mat)
 	$(GO) test -count 1 -run 'Allocations|ResultsReused' ./agent/pipeline ./models
 	$(MAKE) --no-print-directory deb
+	@# the arm64 package too, cross-built and smoke-tested under qemu (check-deb.sh)
+	$(if $(filter amd64,$(HOST_ARCH)),$(MAKE) --no-print-directory deb ARCH=arm64)
 
 # Measures the demo on this machine (cvedge bench and the Go benchmarks) and writes the
 # figures into docs/benchmarks.md. Run it on an idle machine.
@@ -88,25 +118,39 @@ proto:
 fixtures:
 	/usr/bin/python3 testdata/gen_demo.py
 
-# A .deb for this machine's architecture (amd64 or arm64), with nfpm: the binary, onnxruntime,
-# the systemd unit, the sample config, the shell completions and a manual page per command
-# (both made by the binary just built, into dist/share). It is listed and checked by
-# scripts/check-deb.sh, and its Depends are resolved against Debian 12 (amd64, arm64: also
-# Raspberry Pi OS) and Ubuntu 24.04 by scripts/check-deps.sh (package lists cached in .cache/apt).
-deb: setup build
+# A .deb for this machine's architecture (amd64 or arm64), or for ARCH=arm64 from amd64, with
+# nfpm: the binary, onnxruntime, the systemd unit, the sample config, the shell completions and
+# a manual page per command (both made by the binary just built, into dist/share). It is listed
+# and checked by scripts/check-deb.sh, and its Depends are resolved against Debian 12 (amd64,
+# arm64: also Raspberry Pi OS) and Ubuntu 24.04 by scripts/check-deps.sh (package lists cached
+# in .cache/apt).
+deb: setup $(DEB_BUILD)
 	@mkdir -p dist
-	rm -rf dist/cvedge_*.deb dist/share
+	rm -rf dist/cvedge_*_$(ARCH).deb dist/share
 	mkdir -p dist/share/completions dist/share/man1
-	bin/cvedge completion bash > dist/share/completions/cvedge
-	bin/cvedge completion zsh > dist/share/completions/_cvedge
-	bin/cvedge completion fish > dist/share/completions/cvedge.fish
-	bin/cvedge __man dist/share/man1
+	$(DEB_RUN) $(DEB_BIN) completion bash > dist/share/completions/cvedge
+	$(DEB_RUN) $(DEB_BIN) completion zsh > dist/share/completions/_cvedge
+	$(DEB_RUN) $(DEB_BIN) completion fish > dist/share/completions/cvedge.fish
+	$(DEB_RUN) $(DEB_BIN) __man dist/share/man1
 	gzip -9n dist/share/man1/*.1
-	VERSION=$(DEB_VERSION) DEB_ARCH=$$(dpkg --print-architecture) $(NFPM) package --config scripts/nfpm.yaml --packager deb --target dist/
-	scripts/check-deb.sh dist/cvedge_*.deb
-	scripts/check-deps.sh dist/cvedge_*.deb
-	@if [ "$$(dpkg --print-architecture)" != arm64 ]; then \
-	  echo "deb: arm64 not built here: the cgo build needs OpenCV for arm64, and Debian 12's libopencv-dev:arm64 conflicts with libopencv-dev:amd64, so no cross toolchain can sit beside this build; run make deb on an arm64 machine (Raspberry Pi OS bookworm, Jetson)"; fi
+	VERSION=$(DEB_VERSION) DEB_ARCH=$(ARCH) DEB_BIN=$(DEB_BIN) DEB_ORT=$(DEB_ORT) $(NFPM) package --config scripts/nfpm.yaml --packager deb --target dist/
+	ARM64_SYSROOT=$(ARM64_SYSROOT) scripts/check-deb.sh dist/cvedge_*_$(ARCH).deb
+	scripts/check-deps.sh dist/cvedge_*_$(ARCH).deb
+
+deb-unsupported:
+	@echo "deb: ARCH=$(ARCH) cannot be built here: make deb builds for this machine ($(HOST_ARCH)), or ARCH=arm64"; exit 1
+
+# The arm64 binary, cross-built on an amd64 machine (see ARCH above).
+build-arm64:
+	@command -v aarch64-linux-gnu-g++ >/dev/null || { echo "build-arm64: aarch64-linux-gnu-g++ missing: run scripts/setup.sh (it installs g++-aarch64-linux-gnu)"; exit 1; }
+	scripts/arm64-sysroot.sh >/dev/null
+	@mkdir -p bin/arm64
+	eval "$$($(ARM64_OPENCV_FLAGS) $(ARM64_SYSROOT))" && export CGO_CPPFLAGS CGO_CFLAGS CGO_CXXFLAGS CGO_LDFLAGS && \
+	  GOOS=linux GOARCH=arm64 CGO_ENABLED=1 \
+	  CC="aarch64-linux-gnu-gcc --sysroot=$(ARM64_SYSROOT)" CXX="aarch64-linux-gnu-g++ --sysroot=$(ARM64_SYSROOT)" \
+	  PKG_CONFIG_SYSROOT_DIR=$(ARM64_SYSROOT) \
+	  PKG_CONFIG_LIBDIR=$(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu/pkgconfig:$(ARM64_SYSROOT)/usr/share/pkgconfig \
+	  $(GO) build -tags customenv -ldflags '$(LDFLAGS)' -o bin/arm64/cvedge ./cmd/cvedge
 
 clean:
 	rm -rf bin dist

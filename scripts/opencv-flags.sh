@@ -8,6 +8,7 @@
 # --as-needed keeps out any library nothing is taken from. A module missing from the list
 # fails the link (undefined reference), never the run.
 #
+# scripts/opencv-flags.sh --modules prints the list of modules alone.
 # It prints four shell assignments, to source or eval:
 #   eval "$(scripts/opencv-flags.sh)" && export CGO_CPPFLAGS CGO_CFLAGS CGO_CXXFLAGS CGO_LDFLAGS
 #   go build -tags customenv ./cmd/cvedge
@@ -19,6 +20,10 @@ set -euo pipefail
 # The OpenCV modules cvedge calls (camera, preprocess): libopencv_<module>.so.406, and the
 # Debian packages libopencv-<module>406 that scripts/nfpm.yaml depends on.
 modules="videoio imgcodecs imgproc core"
+if [ "${1:-}" = --modules ]; then # the list alone (scripts/arm64-sysroot.sh fetches these)
+	echo "$modules"
+	exit 0
+fi
 
 sysroot=${1:-/}
 sysroot=${sysroot%/}
@@ -37,6 +42,10 @@ done
 }
 
 ldflags="-L$libdir -Wl,-rpath-link,$libdir -Wl,--gc-sections -Wl,--as-needed"
+# another root's /lib/<triplet> too: what its OpenCV needs in turn (Debian 12 ships some there)
+if [ -n "$sysroot" ] && [ -d "$sysroot/lib/$(basename "$libdir")" ]; then
+	ldflags="$ldflags -Wl,-rpath-link,$sysroot/lib/$(basename "$libdir")"
+fi
 for m in $modules; do
 	[ -e "$libdir/libopencv_$m.so" ] || {
 		echo "opencv-flags: $libdir/libopencv_$m.so not found: install libopencv-dev in ${sysroot:-/}" >&2

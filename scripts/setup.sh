@@ -15,7 +15,9 @@
 #     camera's stream from it), aravis-tools
 #     and iproute2 (the GenICam test runs arv-fake-gv-camera-0.8, a fake GigE Vision camera, in
 #     a network namespace of its own, set up with ip), chromium (the operator station's tests
-#     drive it headless); npm only when the onnxruntime library must be fetched.
+#     drive it headless); npm only when the onnxruntime library must be fetched; on amd64,
+#     gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu and qemu-user-static (make deb ARCH=arm64
+#     cross-builds the arm64 package and check-deb.sh runs it under qemu-aarch64-static).
 #   - the onnxruntime 1.24.1 shared library for this machine (amd64 or arm64) into lib/, taken
 #     from the npm package onnxruntime-node@1.24.1 and checked against a pinned SHA-256.
 #
@@ -85,6 +87,10 @@ fi
 
 # --- Debian packages ----------------------------------------------------------------------
 command -v dpkg-query >/dev/null || die "this script expects a Debian-based system (Debian 12, Raspberry Pi OS, Ubuntu 24.04)"
+# the arm64 package's cross build and its emulated checks, on amd64 machines
+if [[ "$(dpkg --print-architecture)" == amd64 ]]; then
+  PACKAGES+=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static)
+fi
 mapfile -t need < <(missing_packages "${PACKAGES[@]}")
 if ((${#need[@]})); then
   $check_only && { say "missing packages: ${need[*]}"; exit 1; }
