@@ -25,32 +25,18 @@ type pipeSegment struct {
 // splitPipeline cuts a gst-launch string into its links. ok is false when the pipeline is not
 // a single chain (branches, named pads, bins), or quotes are unbalanced.
 func splitPipeline(s string) (segs []pipeSegment, ok bool) {
-	var parts []string
-	var cur strings.Builder
-	quote := rune(0)
-	for _, r := range s {
+	parts, ok := cutOutsideQuotes(s, func(r rune, cur string) int {
 		switch {
-		case quote != 0:
-			if r == quote {
-				quote = 0
-			}
-			cur.WriteRune(r)
-		case r == '"' || r == '\'':
-			quote = r
-			cur.WriteRune(r)
 		case r == '!':
-			parts = append(parts, cur.String())
-			cur.Reset()
-		case (r == '(' || r == ')') && !strings.Contains(cur.String(), "/"): // a bin, not a caps feature
-			return nil, false
-		default:
-			cur.WriteRune(r)
+			return cutHere
+		case (r == '(' || r == ')') && !strings.Contains(cur, "/"): // a bin, not a caps feature
+			return refuse
 		}
-	}
-	if quote != 0 {
+		return keep
+	})
+	if !ok {
 		return nil, false
 	}
-	parts = append(parts, cur.String())
 	for _, p := range parts {
 		p = strings.TrimSpace(p)
 		if p == "" {
@@ -65,10 +51,51 @@ func splitPipeline(s string) (segs []pipeSegment, ok bool) {
 	return segs, true
 }
 
+const (
+	keep    = iota // the rune belongs to the part
+	cutHere        // the rune ends the part, and is dropped
+	refuse         // the text is not what the caller reads
+)
+
+// cutOutsideQuotes splits s where cut says, outside single and double quotes (which stay in
+// the parts). cut sees each rune outside quotes with the part so far. ok is false when cut
+// refuses a rune, or a quote is left open.
+func cutOutsideQuotes(s string, cut func(r rune, cur string) int) (parts []string, ok bool) {
+	var cur strings.Builder
+	quote := rune(0)
+	for _, r := range s {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			}
+		case r == '"' || r == '\'':
+			quote = r
+		default:
+			switch cut(r, cur.String()) {
+			case cutHere:
+				parts = append(parts, cur.String())
+				cur.Reset()
+				continue
+			case refuse:
+				return nil, false
+			}
+		}
+		cur.WriteRune(r)
+	}
+	if quote != 0 {
+		return nil, false
+	}
+	return append(parts, cur.String()), true
+}
+
 // parseSegment reads one link: caps ("video/x-raw,format=BGR") or an element with its
 // properties ("nvarguscamerasrc sensor-id=0").
 func parseSegment(p string) (pipeSegment, bool) {
 	fields := splitFields(p)
+	if len(fields) == 0 {
+		return pipeSegment{}, false
+	}
 	head := fields[0]
 	if strings.Contains(head, "/") { // caps: the media type, then comma-separated fields
 		capFields := splitCaps(p)
@@ -103,32 +130,19 @@ func parseSegment(p string) (pipeSegment, bool) {
 	return seg, true
 }
 
-// splitFields splits on blanks outside quotes.
+// splitFields splits on blanks outside quotes; nothing when a quote is left open.
 func splitFields(p string) []string {
-	var out []string
-	var cur strings.Builder
-	quote := rune(0)
-	for _, r := range p {
-		switch {
-		case quote != 0:
-			if r == quote {
-				quote = 0
-			}
-			cur.WriteRune(r)
-		case r == '"' || r == '\'':
-			quote = r
-			cur.WriteRune(r)
-		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
-			if cur.Len() > 0 {
-				out = append(out, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteRune(r)
+	parts, _ := cutOutsideQuotes(p, func(r rune, _ string) int {
+		if r == ' ' || r == '\t' || r == '\n' || r == '\r' {
+			return cutHere
 		}
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
+		return keep
+	})
+	var out []string
+	for _, f := range parts {
+		if f != "" {
+			out = append(out, f)
+		}
 	}
 	return out
 }
