@@ -98,8 +98,7 @@ func (cf *cascadeFlags) run(cmd *cobra.Command, data, out string, asJSON, allowF
 	c := report.Cascade
 	if asJSON {
 		j := newEvalJSON(report, out)
-		j.Cascade = &cascadeJSON{Camera: c.Camera, Images: c.Images, Failed: c.Failed, Parts: c.Parts, Found: c.Found, Right: c.Right,
-			FalseParts: c.FalseParts, PartsFound: c.PartsFound, TagAccuracy: c.TagAccuracy, EndToEnd: c.EndToEnd, FalsePerImage: c.FalsePerImage}
+		j.Cascade = &cascadeJSON{Camera: c.Camera, Images: c.Images, Failed: c.Failed, PartScore: c.PartScore, FalsePerImage: c.FalsePerImage}
 		if err := writeJSON(stdout, j); err != nil {
 			return err
 		}
@@ -141,15 +140,9 @@ func cascadeCamera(cfg *configs.Config, path, name string) (string, error) {
 
 // cascadeJSON is the cascade's headline in `eval --config --json`; report.json has the rest.
 type cascadeJSON struct {
-	Camera        string  `json:"camera"`
-	Images        int     `json:"images"`
-	Failed        int     `json:"failed"`
-	Parts         int     `json:"parts"`
-	Found         int     `json:"found"`
-	Right         int     `json:"right"`
-	FalseParts    int     `json:"falseParts"`
-	PartsFound    float64 `json:"partsFound"`
-	TagAccuracy   float64 `json:"tagAccuracy"`
-	EndToEnd      float64 `json:"endToEnd"`
+	Camera string `json:"camera"`
+	Images int    `json:"images"`
+	Failed int    `json:"failed"`
+	eval.PartScore
 	FalsePerImage float64 `json:"falsePartsPerImage"`
 }

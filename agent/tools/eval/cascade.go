@@ -63,18 +63,9 @@ type CascadeReport struct {
 	// Failures names them, with why. The scores leave them out.
 	Failed   int            `json:"failed"`
 	Failures []ImageFailure `json:"failures,omitempty"`
-	// Parts are the labelled parts of the images scored; Found of them matched a detection,
-	// Right of those got their true tag as final tag. FalseParts are the detections that
-	// matched no labelled part.
-	Parts      int `json:"parts"`
-	Found      int `json:"found"`
-	Right      int `json:"right"`
-	FalseParts int `json:"falseParts"`
-	// PartsFound is Found/Parts, TagAccuracy Right/Found, EndToEnd Right/Parts and
-	// FalsePerImage FalseParts per image scored.
-	PartsFound    float64 `json:"partsFound"`
-	TagAccuracy   float64 `json:"tagAccuracy"`
-	EndToEnd      float64 `json:"endToEnd"`
+	// PartScore is the score on every labelled part of the images scored.
+	PartScore
+	// FalsePerImage is FalseParts per image scored.
 	FalsePerImage float64 `json:"falsePartsPerImage"`
 	// Tags are the same per tag: Parts, Found and Right by true tag, FalseParts by final tag.
 	Tags []CascadeTag `json:"tags"`
@@ -87,9 +78,18 @@ type CascadeReport struct {
 	Picture string `json:"picture,omitempty"`
 }
 
-// CascadeTag is the cascade's score on the parts of one tag.
+// CascadeTag is the cascade's score on the parts of one tag: Parts, Found and Right by true
+// tag, FalseParts by final tag.
 type CascadeTag struct {
-	Tag         string  `json:"tag"`
+	Tag string `json:"tag"`
+	PartScore
+}
+
+// PartScore is a cascade's score on a set of labelled parts: Parts of them, Found matched a
+// detection, Right of those got their true tag as final tag; FalseParts are the detections
+// that matched no labelled part. PartsFound is Found/Parts, TagAccuracy Right/Found and
+// EndToEnd Right/Parts.
+type PartScore struct {
 	Parts       int     `json:"parts"`
 	Found       int     `json:"found"`
 	Right       int     `json:"right"`
@@ -97,6 +97,11 @@ type CascadeTag struct {
 	PartsFound  float64 `json:"partsFound"`
 	TagAccuracy float64 `json:"tagAccuracy"`
 	EndToEnd    float64 `json:"endToEnd"`
+}
+
+// rates sets the ratios from the counts.
+func (p *PartScore) rates() {
+	p.PartsFound, p.TagAccuracy, p.EndToEnd = ratio(p.Found, p.Parts), ratio(p.Right, p.Found), ratio(p.Right, p.Parts)
 }
 
 // WrongPart is a part the cascade missed (Final ""), tagged wrong, or found where there is
@@ -309,11 +314,10 @@ func (cr *CascadeReport) score(counts []cascadeCount) {
 		}
 	}
 	for i := range tags {
-		t := &tags[i]
-		t.PartsFound, t.TagAccuracy, t.EndToEnd = ratio(t.Found, t.Parts), ratio(t.Right, t.Found), ratio(t.Right, t.Parts)
+		tags[i].rates()
 	}
 	cr.Tags = tags
-	cr.PartsFound, cr.TagAccuracy, cr.EndToEnd = ratio(cr.Found, cr.Parts), ratio(cr.Right, cr.Found), ratio(cr.Right, cr.Parts)
+	cr.rates()
 	cr.FalsePerImage = ratio(cr.FalseParts, cr.Images-cr.Failed)
 }
 

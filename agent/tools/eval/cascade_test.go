@@ -283,9 +283,9 @@ func TestCascade(t *testing.T) {
 		t.Errorf("matrix %s", got)
 	}
 	want := map[string]CascadeTag{
-		"brass":   {Tag: "brass", Parts: 1, Found: 1, Right: 1, PartsFound: 1, TagAccuracy: 1, EndToEnd: 1},
-		"plastic": {Tag: "plastic", Parts: 2, Found: 1, Right: 1, FalseParts: 1, PartsFound: .5, TagAccuracy: 1, EndToEnd: .5},
-		"steel":   {Tag: "steel", Parts: 2, Found: 2, Right: 1, PartsFound: 1, TagAccuracy: .5, EndToEnd: .5},
+		"brass":   {Tag: "brass", PartScore: PartScore{Parts: 1, Found: 1, Right: 1, PartsFound: 1, TagAccuracy: 1, EndToEnd: 1}},
+		"plastic": {Tag: "plastic", PartScore: PartScore{Parts: 2, Found: 1, Right: 1, FalseParts: 1, PartsFound: .5, TagAccuracy: 1, EndToEnd: .5}},
+		"steel":   {Tag: "steel", PartScore: PartScore{Parts: 2, Found: 2, Right: 1, PartsFound: 1, TagAccuracy: .5, EndToEnd: .5}},
 	}
 	if len(c.Tags) != 3 {
 		t.Errorf("tags %+v", c.Tags)
