@@ -82,6 +82,9 @@ type Agent struct {
 	// kept keeps the samples sent, for corrections after their frame left the ring: the
 	// review queue, or samples.store; nil: none.
 	kept *sampleStore
+	// sampleWriter writes the samples sent into the review queue or samples.store, off the
+	// camera loops; nil when neither keeps them.
+	sampleWriter *sampleWriter
 
 	env     *steps.Env      // what the steps of every camera share
 	llm     *steps.Fallback // nil: no LLM fallback
@@ -255,6 +258,9 @@ func (a *Agent) countsNow() []*steps.PartCounts {
 func (a *Agent) Close() {
 	for _, r := range a.runs {
 		r.close()
+	}
+	if a.sampleWriter != nil {
+		a.sampleWriter.stop() // the samples queued are written before the review's data set closes
 	}
 	if a.answers != nil {
 		if err := a.answers.Close(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
@@ -45,13 +44,14 @@ func (a *Agent) openSampleStore(cfg *configs.Config) error {
 		return a.labels(model)
 	})
 	a.kept = &sampleStore{q: q, what: fmt.Sprintf("samples.store: %d MB, %s", st.MaxMB, st.MaxAge)}
-	var warned atomic.Bool
-	a.env.Review = func(s payload.Sample) {
-		if _, err := q.Add(s); err != nil && !warned.Swap(true) {
-			a.log.Warn("sample store: a sample was not kept (said once)", "component", "samples", "sample", s.ID, "err", err)
-		}
-	}
+	a.keepSamples(q, "samples")
 	return nil
+}
+
+// keepSamples has every sample the agent sends written into q, off the camera loops.
+func (a *Agent) keepSamples(q *review.Queue, component string) {
+	a.sampleWriter = newSampleWriter(q, a.log.With("component", component))
+	a.env.Review = a.sampleWriter.keep
 }
 
 // storedSample finds the stored sample a correction names: by sampleId, else by its part,
@@ -61,6 +61,7 @@ func (a *Agent) storedSample(fb payload.Feedback) (review.Stored, error) {
 	if a.kept == nil {
 		return review.Stored{}, fmt.Errorf("no sample store (samples.store.enabled is off): %w", review.ErrNotFound)
 	}
+	a.sampleWriter.flush() // a sample sent a moment ago may be on its way to the disk still
 	id, err := fb.SampleID, error(nil)
 	switch {
 	case id != "":
@@ -145,6 +146,7 @@ func (a *Agent) answerStored(fb payload.Feedback, s *payload.Sample) {
 	if a.kept == nil {
 		return
 	}
+	a.sampleWriter.flush() // the sample corrected may be on its way to the disk still
 	id := fb.SampleID
 	if id == "" {
 		var err error

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/cvedge/cvedge/agent/dataset"
 	"github.com/cvedge/cvedge/agent/payload"
@@ -62,12 +61,7 @@ func (a *Agent) openReview(cfg *configs.Config) error {
 		return a.labels(model)
 	})
 	a.review, a.answers = q, ds
-	var warned atomic.Bool
-	a.env.Review = func(s payload.Sample) {
-		if _, err := q.Add(s); err != nil && !warned.Swap(true) {
-			a.log.Warn("review queue: a sample was not kept (said once)", "component", "ui", "sample", s.ID, "err", err)
-		}
-	}
+	a.keepSamples(q, "ui")
 	return nil
 }
 
