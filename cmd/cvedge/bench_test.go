@@ -60,6 +60,12 @@ func TestBench(t *testing.T) {
 	if r.EndToEnd.FPS <= 0 || r.ModelBoundFPS <= 0 || r.Efficiency != math.Round(r.EndToEnd.FPS/r.ModelBoundFPS*1000)/1000 {
 		t.Errorf("end to end %v fps, model-bound %v fps, efficiency %v", r.EndToEnd.FPS, r.ModelBoundFPS, r.Efficiency)
 	}
+	// the CPU outside the model: both sides measured, the overhead their ratio (the pipeline's
+	// CPU includes the models', so it cannot be much under it)
+	if r.Pipeline.CPUMsPerFrame <= 0 || r.ModelCPUMsPerFrame <= 0 || r.Pipeline.CPUMsPerFrame < 0.5*r.ModelCPUMsPerFrame ||
+		math.Abs(r.CPUOverhead-(r.Pipeline.CPUMsPerFrame-r.ModelCPUMsPerFrame)/r.ModelCPUMsPerFrame) > 0.01 {
+		t.Errorf("CPU per frame: pipeline %v ms, model %v ms, overhead %v", r.Pipeline.CPUMsPerFrame, r.ModelCPUMsPerFrame, r.CPUOverhead)
+	}
 	if r.PeakRSSMB <= 0 || r.AnonRSSMB <= 0 || r.FileRSSMB <= 0 || r.AnonRSSMB+r.FileRSSMB > r.PeakRSSMB+1 {
 		t.Errorf("memory: peak %v, anon %v, file %v", r.PeakRSSMB, r.AnonRSSMB, r.FileRSSMB)
 	}
@@ -72,7 +78,8 @@ func TestBench(t *testing.T) {
 		}
 	}
 	doc, err := os.ReadFile(md)
-	if err != nil || !strings.Contains(string(doc), "**efficiency**") || !strings.Contains(string(doc), "| cam2 |") || !strings.Contains(string(doc), "| detector | cpu | 1 |") {
+	if err != nil || !strings.Contains(string(doc), "**efficiency**") || !strings.Contains(string(doc), "| cam2 |") || !strings.Contains(string(doc), "| detector | cpu | 1 |") ||
+		!strings.Contains(string(doc), "**CPU outside the model**") {
 		t.Errorf("markdown: %v\n%s", err, doc)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cvedge/cvedge/agent"
@@ -108,6 +109,9 @@ type Report struct {
 		CropsPerFrame      float64                `json:"cropsPerFrame"`
 		AllocsPerFrame     float64                `json:"allocsPerFrame"`
 		BytesPerFrame      float64                `json:"bytesPerFrame"`
+		// CPUMsPerFrame is the process's CPU time (user and system, every thread: capture,
+		// decoding, preprocessing, the models, JSON) per frame of the pipeline run.
+		CPUMsPerFrame float64 `json:"cpuMsPerFrame"`
 	} `json:"pipeline"`
 	EndToEnd struct {
 		FPS       float64     `json:"fps"`
@@ -118,6 +122,11 @@ type Report struct {
 	// end-to-end throughput divided by it.
 	ModelBoundFPS float64 `json:"modelBoundFps"`
 	Efficiency    float64 `json:"efficiency"`
+	// ModelCPUMsPerFrame is onnxruntime's CPU time for the same work, from the models alone
+	// (the CPU time of their tight loops per call, weighted as the pipeline calls them);
+	// CPUOverhead is the rest of the pipeline's CPU time over it: (pipeline − model) / model.
+	ModelCPUMsPerFrame float64 `json:"modelCpuMsPerFrame"`
+	CPUOverhead        float64 `json:"cpuOverhead"`
 	// PeakRSSMB is the process's peak resident memory with one pipeline, its models and the
 	// embedded broker (measured before the multi-camera run).
 	PeakRSSMB float64 `json:"peakRssMB"`
@@ -239,6 +248,7 @@ type rawJob struct {
 	batch  int
 	weight int // calls of this batch size in the pipeline's work
 	calls  []time.Duration
+	cpu    time.Duration // the process's CPU time over calls
 }
 
 // measure runs the pipeline (1), the models alone on the same work (2), and the pipeline
@@ -260,8 +270,9 @@ func measure(ctx context.Context, o Options, det, cls *stage, rep *Report) error
 	if err := timeAll(jobs, func(n int) { o.progress(PhaseModelsAgain, n, len(jobs)) }); err != nil {
 		return err
 	}
-	var modelTime time.Duration
+	var modelTime, modelCPU time.Duration
 	for k, j := range jobs {
+		modelCPU += time.Duration(float64(j.weight) * float64(j.cpu) / float64(max(1, len(j.calls))))
 		t := rawTiming(j.m.Info.Name, j.batch, j.calls)
 		t.Provider = j.m.Provider()
 		rep.Raw = append(rep.Raw, t)
@@ -276,7 +287,21 @@ func measure(ctx context.Context, o Options, det, cls *stage, rep *Report) error
 	if rep.ModelBoundFPS > 0 {
 		rep.Efficiency = payload.Round(rep.EndToEnd.FPS/rep.ModelBoundFPS, 3)
 	}
+	if modelCPU > 0 {
+		m := float64(modelCPU.Microseconds()) / 1000 / float64(rep.Frames)
+		rep.ModelCPUMsPerFrame = payload.Round(m, 3)
+		rep.CPUOverhead = payload.Round((rep.Pipeline.CPUMsPerFrame-rep.ModelCPUMsPerFrame)/rep.ModelCPUMsPerFrame, 3)
+	}
 	return nil
+}
+
+// cpuTime is the CPU time the process has used, user and system, every thread together.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rawJobs is the pipeline's work as calls of the models alone: the detector once per frame,
@@ -315,10 +340,12 @@ func timeAll(jobs []*rawJob, done func(n int)) error {
 		if _, err := j.m.Time(j.batch, 5); err != nil { // warm-up
 			return err
 		}
+		c0 := cpuTime()
 		d, err := j.m.Time(j.batch, 50)
 		if err != nil {
 			return err
 		}
+		j.cpu += cpuTime() - c0
 		j.calls = append(j.calls, d...)
 		done(k + 1)
 	}
@@ -356,12 +383,13 @@ func benchPipeline(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 	const warm = 10
 	var ms0, ms1 runtime.MemStats
 	var start time.Time
+	var cpu0 time.Duration
 	err = benchStream(ctx, o, pl, cam, o.Frames+warm, func(i int, msg *payload.Prediction, _ []byte) {
 		o.progress(PhasePipeline, i, o.Frames+warm)
 		if i == warm {
 			runtime.GC()
 			runtime.ReadMemStats(&ms0)
-			start = time.Now()
+			start, cpu0 = time.Now(), cpuTime()
 		}
 		if i <= warm {
 			return
@@ -388,9 +416,10 @@ func benchPipeline(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 	if err != nil {
 		return nil, nil, err
 	}
-	wall := time.Since(start)
+	wall, cpu := time.Since(start), cpuTime()-cpu0
 	runtime.ReadMemStats(&ms1)
 	p := &rep.Pipeline
+	p.CPUMsPerFrame = payload.Round(float64(cpu.Microseconds())/1000/float64(o.Frames), 3)
 	p.FPS = payload.Round(float64(o.Frames)/wall.Seconds(), 2)
 	p.StageMs = map[string]Percentiles{}
 	for k, v := range stages {
@@ -758,6 +787,8 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "| pipeline throughput (capture, preprocess, models, JSON) | %.2f frames/s |\n", p.FPS)
 	fmt.Fprintf(&b, "| end-to-end throughput (and MQTT QoS 1 to an embedded broker) | %.2f frames/s |\n", r.EndToEnd.FPS)
 	fmt.Fprintf(&b, "| **efficiency** (end-to-end / model-bound) | **%.3f** |\n", r.Efficiency)
+	fmt.Fprintf(&b, "| CPU per frame: the pipeline (every thread), onnxruntime alone on the same work | %.2f ms, %.2f ms |\n", r.Pipeline.CPUMsPerFrame, r.ModelCPUMsPerFrame)
+	fmt.Fprintf(&b, "| **CPU outside the model**, of the model's CPU ((pipeline − model) / model) | **%.1f %%** |\n", 100*r.CPUOverhead)
 	fmt.Fprintf(&b, "| detections per frame, crops per frame | %.2f, %.2f |\n", p.DetectionsPerFrame, p.CropsPerFrame)
 	fmt.Fprintf(&b, "| Go heap allocations per frame (pipeline and JSON) | %.1f (%.0f bytes) |\n", p.AllocsPerFrame, p.BytesPerFrame)
 	fmt.Fprintf(&b, "| peak RSS (one pipeline, its models, the broker) | %.1f MB |\n", r.PeakRSSMB)
