@@ -85,6 +85,9 @@ type Agent struct {
 	// sampleWriter writes the samples sent into the review queue or samples.store, off the
 	// camera loops; nil when neither keeps them.
 	sampleWriter *sampleWriter
+	// noShadows: a desk tool's pipeline (OpenCameraPipeline) runs no shadow candidate, not
+	// even the model store's.
+	noShadows bool
 
 	env     *steps.Env      // what the steps of every camera share
 	llm     *steps.Fallback // nil: no LLM fallback

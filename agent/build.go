@@ -181,7 +181,7 @@ func (a *Agent) loadStage(cfg *configs.Config, stages map[string]*pipeline.Model
 		return nil, fmt.Errorf("models.%s.path: empty, and the model store (%s) has no active iteration of %q: give the export's path, or add one with `cvedge models add`", name, cfg.Store.Dir, name)
 	}
 	loaded := mc.Path
-	fromStore := mc.Shadow.Iteration == "" && mc.Shadow.Path == "" && st.Shadow != "" && st.Shadow != st.Active
+	fromStore := mc.Shadow.Iteration == "" && mc.Shadow.Path == "" && st.Shadow != "" && st.Shadow != st.Active && !a.noShadows
 	if fromStore { // the store's candidate (cvedge train), when the config names none
 		mc.Shadow.Iteration = st.Shadow
 		loaded += storeShadowMark + st.Shadow // a new candidate in the store reloads the stage

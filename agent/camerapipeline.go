@@ -59,7 +59,7 @@ func OpenCameraPipeline(cfg *configs.Config, name string, log *slog.Logger) (_ *
 		m.Shadow = configs.Shadow{}
 		one.Models[n] = m
 	}
-	a := &Agent{log: log}
+	a := &Agent{log: log, noShadows: true}
 	cp := &CameraPipeline{Camera: cfg.Cameras[i], stages: map[string]*pipeline.ModelStage{}}
 	defer func() {
 		if err != nil {
@@ -80,7 +80,11 @@ func OpenCameraPipeline(cfg *configs.Config, name string, log *slog.Logger) (_ *
 	}
 	p := cp.Camera.Pipeline
 	add := func(role, model string) {
-		if model != "" {
+		switch {
+		case model == "":
+		case one.Models[model].IsLLM(): // nothing loaded: its tags are the config's
+			cp.Roles = append(cp.Roles, ModelRole{Role: role, Info: models.Info{Name: model, Format: "llm", Labels: one.Models[model].Tags}})
+		default:
 			cp.Roles = append(cp.Roles, ModelRole{Role: role, Info: cp.stages[model].Model().Info})
 		}
 	}

@@ -69,3 +69,34 @@ func TestOpenCameraPipeline(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenCameraPipelineDeskOnly: a route to a model of type llm gives the LLM's own tags as
+// that route's role (nothing is loaded for it, and nothing panics), and the model store's
+// shadow candidate is not loaded beside the pipeline.
+func TestOpenCameraPipelineDeskOnly(t *testing.T) {
+	cfg := demoConfig(t, "tcp://127.0.0.1:1883", "")
+	addToStore(t, cfg.Store.Dir, "colour", testenv.Path("testdata", "demo", "classifier"))
+	v2 := addToStore(t, cfg.Store.Dir, "colour", testenv.Path("testdata", "models", "classifier-v2"))
+	s, err := store.Open(cfg.Store.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetShadow("colour", v2.ID); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Models["rare"] = configs.Model{Type: "llm", Tags: []string{"odd_part", "other"}, Prompt: "which part is it?"}
+	cfg.LLM.Enabled = true
+	cfg.Cameras[0].Pipeline.Routes = map[string]string{"red": "rare"}
+	var logs strings.Builder
+	cp, err := agent.OpenCameraPipeline(cfg, "conveyor", slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	if len(cp.Roles) != 3 || cp.Roles[2].Role != "routes.red" || cp.Roles[2].Info.Name != "rare" || !slices.Equal(cp.Roles[2].Info.Labels, []string{"odd_part", "other"}) {
+		t.Errorf("roles %+v", cp.Roles)
+	}
+	if strings.Contains(strings.ToLower(logs.String()), "shadow") {
+		t.Errorf("the store's candidate was loaded beside a desk tool's pipeline:\n%s", logs.String())
+	}
+}
