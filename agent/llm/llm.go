@@ -177,7 +177,11 @@ func (c *Client) ask(ctx context.Context, prompt string, tags []string, jpeg []b
 		return Answer{}, Usage{}, resp.StatusCode, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return Answer{}, Usage{}, resp.StatusCode, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(out[:min(len(out), 300)])))
+		body := string(out)
+		if c.Key != "" { // before it is cut short: a key cut in two would not be found after
+			body = strings.ReplaceAll(body, c.Key, "<key>")
+		}
+		return Answer{}, Usage{}, resp.StatusCode, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(body[:min(len(body), 300)]))
 	}
 	var completion struct {
 		Choices []struct {

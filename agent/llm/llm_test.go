@@ -170,4 +170,10 @@ func TestAskKeyNotInErrors(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("error %v", err)
 	}
+	// the key where the error's text is cut (300 characters): no part of it is left
+	f.reply = func(map[string]any) (int, string) { return http.StatusUnauthorized, strings.Repeat("x", 290) + key }
+	_, _, err = (&Client{Endpoint: srv.URL, Key: key}).Ask(context.Background(), "p", []string{"a"}, nil)
+	if err == nil || strings.Contains(err.Error(), key[:10]) {
+		t.Fatalf("a cut key is left in the error: %v", err)
+	}
 }
