@@ -34,3 +34,22 @@ func TestLLMBudgetPerDay(t *testing.T) {
 		}
 	}
 }
+
+// TestLLMBudgetRefund: a call allowed but not made (the queue was full) gives its place in
+// the day's budget back.
+func TestLLMBudgetRefund(t *testing.T) {
+	cfg := configs.Default().LLM
+	cfg.Enabled, cfg.Endpoint, cfg.PerMinute, cfg.PerHour, cfg.PerDay = true, "http://127.0.0.1:1/", 0, 0, 1
+	f := NewFallback(&Env{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
+	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	if !f.allow(t0) {
+		t.Fatal("the first call of the day was refused")
+	}
+	f.refund(t0)
+	if !f.allow(t0.Add(time.Second)) {
+		t.Fatal("a call dropped from the queue spent the day's budget")
+	}
+	if f.allow(t0.Add(2 * time.Second)) {
+		t.Fatal("per_day 1 allowed two calls")
+	}
+}

@@ -84,7 +84,7 @@ func NewFallback(env *Env, cfg configs.LLM) *Fallback {
 		jobs:   make(chan llmJob, cfg.Queue),
 		done:   make(chan struct{}),
 		budget: sampling.NewLimiter(cfg.PerMinute, cfg.PerHour),
-		lost:   sampling.NewLimiter(cfg.PerMinute, cfg.PerHour),
+		lost:   sampling.NewLimiter(lostCap(cfg.PerMinute, 6), lostCap(cfg.PerHour, 60)),
 	}
 	if f.client.Key == "" {
 		env.Log.Warn("LLM fallback without a key: nothing in the environment variable", "key_env", cfg.KeyEnv)
@@ -149,9 +149,28 @@ func (f *Fallback) allow(now time.Time) bool {
 	return true
 }
 
+// refund takes back the day's count of a call allowed at now but not made (the queue was
+// full). The per-minute and per-hour counts stay spent: those windows are short.
+func (f *Fallback) refund(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.day); n > 0 && f.day[n-1].Equal(now) {
+		f.day = f.day[:n-1]
+	}
+}
+
+// lostCap is a cap of the samples of unanswered routes: the budget's own when it is lower
+// than def, else def (also when the budget has none for that window, per_day alone).
+func lostCap(budget, def int) int {
+	if budget > 0 && budget < def {
+		return budget
+	}
+	return def
+}
+
 // keepLost reports whether the crop of a route's region the LLM could not answer may go out
-// as a sample now: as many as the budget's calls per minute and hour, so that an endpoint
-// down does not flood the samples.
+// as a sample now: at most 6 a minute and 60 an hour (the budget's rates when lower), so
+// that an endpoint down or a spent budget does not flood the samples.
 func (f *Fallback) keepLost(now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -300,12 +319,12 @@ func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c
 		if part.q != nil {
 			part.q.asking(part.track, payload.PartLLM{State: LLMOverBudget, Reason: ReasonOverBudget, Route: true, FrameID: msg.FrameID, PredictionID: msg.ID, Model: c.Model}, part.above, part.box, routed, now)
 		}
+		j := llmJob{samples: s.samples, camera: s.camera, msg: msg, detection: det, size: region.Size(), crop: relative(region, f.Bounds()), modelTag: routed, route: c.Model, part: part}
+		if part.q == nil { // every region gets its outcome; only the samples are limited
+			fb.followUp(j, llm.Answer{Tag: Unknown, Reason: ReasonOverBudget}, false, 0)
+		}
 		if !fb.keepLost(now) {
 			return
-		}
-		j := llmJob{samples: s.samples, camera: s.camera, msg: msg, detection: det, size: region.Size(), crop: relative(region, f.Bounds()), modelTag: routed, route: c.Model, part: part}
-		if part.q == nil {
-			fb.followUp(j, llm.Answer{Tag: Unknown, Reason: ReasonOverBudget}, false, 0)
 		}
 		if jpeg, err := preprocess.EncodeJPEG(f.Mat(), region, 85, fb.cfg.MaxImageKB<<10); err == nil {
 			j.jpeg = jpeg
@@ -344,6 +363,7 @@ func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c
 	case fb.jobs <- j:
 	default:
 		fb.dropped.Add(1)
+		fb.refund(now) // not asked: the day's budget is not spent on it
 		if part.q != nil { // a later frame of the part may ask
 			part.q.unask(part.track)
 		} else { // a region is not asked about again

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -371,5 +372,36 @@ func TestLLMRouteAfterTheFallback(t *testing.T) {
 	d, _ := publish.Decode[payload.Decision](c.rec, "/decisions")
 	if len(d) != 1 || d[0].TagName != "gizmo-9" || d[0].Source != "llm" {
 		t.Fatalf("decisions %+v, want the route's answer", d)
+	}
+}
+
+// TestLLMRouteRegionsOverBudgetEachGetTheirOutcome: on a camera without tracking, once the
+// day's budget is spent every routed region still gets its follow-up (unknown,
+// llm_over_budget), while the samples of their crops stop at 6 a minute even when the budget
+// has no per-minute or per-hour cap (per_day alone).
+func TestLLMRouteRegionsOverBudgetEachGetTheirOutcome(t *testing.T) {
+	srv := &openAI{t: t, reply: `{"tag":"gizmo-7","reason":"seven holes"}`}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	c := newRouteCamera(t, hs.URL, func(l *configs.LLM) { l.PerDay = 1 })
+	for i := range 10 {
+		c.handle(prediction(fmt.Sprintf("p%d", i), uint64(i+1), rare(0, 0.4)))
+	}
+	c.fb.Stop()
+	if n := srv.n(); n != 1 {
+		t.Fatalf("%d calls, want 1 (per_day 1)", n)
+	}
+	fu, _ := publish.Decode[payload.FollowUp](c.rec, "/followups")
+	over := 0
+	for _, f := range fu {
+		if f.Tag == steps.Unknown && f.Reason == steps.ReasonOverBudget {
+			over++
+		}
+	}
+	if len(fu) != 10 || over != 9 {
+		t.Fatalf("%d follow-ups, %d over budget; want 10, of which 9 over budget", len(fu), over)
+	}
+	if smp, _ := publish.Decode[payload.Sample](c.rec, "/samples"); len(smp) != 6 {
+		t.Fatalf("%d samples of unanswered regions, want 6 (a minute's cap)", len(smp))
 	}
 }
