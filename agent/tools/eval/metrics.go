@@ -168,7 +168,9 @@ func (d *Detections) AddImage(truth, found []Object) {
 func (d *Detections) AP(tag string) float64 { return averagePrecision(d.scored[tag], d.truths[tag]) }
 
 // averagePrecision is the area under the precision-recall curve of scored, ranked by score,
-// with n positives in all, precision made monotone (all-point interpolation).
+// with n positives in all, precision made monotone (all-point interpolation). Equal scores
+// make one point (a softmax often gives several images exactly 1.0), so the order the images
+// were read in does not change it.
 func averagePrecision(scored []scoredHit, n int) float64 {
 	if n == 0 {
 		return 0
@@ -180,6 +182,9 @@ func averagePrecision(scored []scoredHit, n int) float64 {
 	for i, h := range hits {
 		if h.hit {
 			tp++
+		}
+		if i+1 < len(hits) && hits[i+1].score == h.score {
+			continue // tied scores are one point of the curve, whatever order they came in
 		}
 		recall = append(recall, float64(tp)/float64(n))
 		precision = append(precision, float64(tp)/float64(i+1))
