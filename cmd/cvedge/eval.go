@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,8 +140,8 @@ func (f *portalFlags) training(models int, stderr io.Writer) (*collect.Training,
 		}
 		return nil, nil
 	}
-	if u, err := url.Parse(f.endpoint); err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, usageErrorf("--training-endpoint %q is not a URL such as https://myresource.cognitiveservices.azure.com/", f.endpoint)
+	if err := collect.CheckEndpoint(f.endpoint); err != nil {
+		return nil, usageErrorf("--training-endpoint %v", err)
 	}
 	t := &collect.Training{Endpoint: f.endpoint, Key: os.Getenv(collect.EnvKey), Project: f.project,
 		Log: newLogger(configs.Agent{LogLevel: "info", LogFormat: "auto"}, stderr)}

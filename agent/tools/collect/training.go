@@ -51,6 +51,8 @@ type Training struct {
 	Backoff, MaxBackoff time.Duration
 	Attempts            int
 	Log                 *slog.Logger
+
+	guarded bool // Client refuses redirects to another host (defaults)
 }
 
 // TrainingFromEnv reads the project from the environment; the error names what is missing.
@@ -72,11 +74,28 @@ func TrainingFor(what, endpoint, project string, log *slog.Logger) (*Training, e
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s needs %s in the environment (the training resource's endpoint and key, and the project id from the portal's project settings)", what, strings.Join(missing, ", "))
 	}
-	if u, err := url.Parse(t.Endpoint); err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("%s=%q is not a URL such as https://myresource.cognitiveservices.azure.com/", EnvEndpoint, t.Endpoint)
+	if err := CheckEndpoint(t.Endpoint); err != nil {
+		return nil, fmt.Errorf("%s: %w", EnvEndpoint, err)
 	}
 	t.Log = log
 	return t, nil
+}
+
+// CheckEndpoint refuses a Training API endpoint the key must not be sent to: not a URL, or
+// plain http to anything but this machine (loopback: a local proxy, a test server).
+func CheckEndpoint(endpoint string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return fmt.Errorf("%q is not a URL such as https://myresource.cognitiveservices.azure.com/", endpoint)
+	}
+	if u.Scheme == "https" {
+		return nil
+	}
+	ip := net.ParseIP(u.Hostname())
+	if u.Scheme == "http" && (u.Hostname() == "localhost" || ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("%q: the training key goes only over https (http only to this machine's loopback): use https://", endpoint)
 }
 
 // APIError is an answer of the Training API that refuses a call (a 4xx, or a 429 or 5xx
@@ -107,6 +126,20 @@ func apiError(method, path string, status int, answer []byte) *APIError {
 func (t *Training) defaults() {
 	if t.Client == nil {
 		t.Client = &http.Client{Timeout: 60 * time.Second}
+	}
+	if !t.guarded { // the Training-Key header would follow a redirect anywhere
+		c := *t.Client
+		then := c.CheckRedirect
+		c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
+				return fmt.Errorf("the Training API redirected to %s://%s: the key is not sent there; check %s", req.URL.Scheme, req.URL.Host, EnvEndpoint)
+			}
+			if then != nil {
+				return then(req, via)
+			}
+			return nil
+		}
+		t.Client, t.guarded = &c, true
 	}
 	if t.Backoff <= 0 {
 		t.Backoff = time.Second
@@ -186,7 +219,7 @@ func (t *Training) call(ctx context.Context, method, path string, query url.Valu
 		d := wait
 		if resp != nil {
 			if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s >= 0 {
-				d = time.Duration(s) * time.Second
+				d = min(time.Duration(s)*time.Second, t.MaxBackoff) // a day's Retry-After must not stall a command
 			}
 		}
 		if err != nil {
