@@ -234,7 +234,7 @@ func (s *askLLM) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predi
 		}
 		var part partRef
 		if d.TrackID != 0 && s.parts != nil && d.BoundingBox != nil {
-			if !s.parts.wants(d.TrackID, touchesEdge(msg.Width, msg.Height, *d.BoundingBox), routed != "") {
+			if !s.parts.wants(d.TrackID, touchesEdge(msg.Width, msg.Height, *d.BoundingBox), routed, time.Now()) {
 				continue
 			}
 			path := above(*d, level)

@@ -405,3 +405,34 @@ func TestLLMRouteRegionsOverBudgetEachGetTheirOutcome(t *testing.T) {
 		t.Fatalf("%d samples of unanswered regions, want 6 (a minute's cap)", len(smp))
 	}
 }
+
+// TestLLMRouteNeverAskedIsNotTheRoutingTag: a routed part seen only at the frame's edge (where
+// the question waits for a whole view) and then gone is never asked; its decision waits
+// llm.timeout for the question, then is unknown (llm_timeout), never the routing tag, which
+// names no product.
+func TestLLMRouteNeverAskedIsNotTheRoutingTag(t *testing.T) {
+	srv := &openAI{t: t, reply: `{"tag":"gizmo-7","reason":"seven holes"}`}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	c := newRouteCamera(t, hs.URL, func(l *configs.LLM) { l.Timeout = 100 * time.Millisecond })
+	c.handle(prediction("p1", 1, rare(1, 0)))
+	c.handle(prediction("p2", 2, rare(1, 0)))
+	var end *payload.Part
+	for i := 3; end == nil && i < 300; i++ {
+		c.handle(prediction(fmt.Sprintf("p%d", i), uint64(i)))
+		evs, _ := publish.Decode[payload.Part](c.rec, "/cameras/cam/parts")
+		for k := range evs {
+			if evs[k].Event == "end" && evs[k].TrackID == 1 {
+				end = &evs[k]
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.fb.Stop()
+	if n := srv.n(); n != 0 {
+		t.Fatalf("%d calls for a part only ever at the edge, want 0", n)
+	}
+	if end == nil || end.TagName != steps.Unknown || end.LLM == nil || end.LLM.Reason != steps.ReasonTimeout || !end.LLM.Route {
+		t.Fatalf("the routed part never asked: %+v", end)
+	}
+}

@@ -54,6 +54,11 @@ type partQuestion struct {
 	done   bool             // the part is decided: an answer would come too late
 	routed string           // the tag that routed the part to a model of type: llm ("": a fallback question)
 	at     time.Time        // when it was asked
+	// route is the tag that routed the part to a model of type: llm in some frame, and seen
+	// when first, whether or not the route's question could be asked then (at the edge, the
+	// queue full): its decision waits for that question too.
+	route string
+	seen  time.Time
 }
 
 // NewPartQuestions returns the meeting point of a camera's llm and parts steps, or nil when f
@@ -66,10 +71,11 @@ func NewPartQuestions(f *Fallback) *PartQuestions {
 }
 
 // wants reports whether the LLM should be asked now about part track, uncertain in this
-// frame, or routed to a model of type: llm (route): not when it was asked already (a route's
-// question may follow a fallback's, whose answer then is dropped: the route decides), nor
-// while it touches the frame's edge (at most edgePatience times).
-func (q *PartQuestions) wants(track uint64, edge, route bool) bool {
+// frame, or routed to a model of type: llm by tag routed (seen at now): not when it was asked
+// already (a route's question may follow a fallback's, whose answer then is dropped: the route
+// decides), nor while it touches the frame's edge (at most edgePatience times).
+func (q *PartQuestions) wants(track uint64, edge bool, routed string, now time.Time) bool {
+	route := routed != ""
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	pq := q.parts[track]
@@ -80,6 +86,9 @@ func (q *PartQuestions) wants(track uint64, edge, route bool) bool {
 		q.seq++
 		pq = &partQuestion{added: q.seq}
 		q.parts[track] = pq
+	}
+	if route && pq.route == "" {
+		pq.route, pq.seen = routed, now
 	}
 	if pq.asked != nil && !(route && pq.routed == "") || pq.done {
 		return false
@@ -202,7 +211,28 @@ func touchesEdge(w, h int, b payload.Box) bool {
 // type: llm, which has not answered yet, and was asked less than llm.timeout ago.
 func (s *parts) waits(p *partState, now time.Time) bool {
 	pq := s.questions.asked(p.ev.TrackID)
-	return pq != nil && pq.routed != "" && pq.asked.State == LLMPending && now.Sub(pq.at) < s.questions.wait
+	if pq != nil && pq.routed != "" && pq.asked.State == LLMPending && now.Sub(pq.at) < s.questions.wait {
+		return true
+	}
+	_, waiting := s.questions.unaskedRoute(p.ev.TrackID, now)
+	return waiting
+}
+
+// unaskedRoute is the tag that routed part track to a model of type: llm when the route's
+// question has not been asked (yet): at the frame's edge, or with the queue full; waiting is
+// true until llm.timeout after the route was first seen. "" when the part was asked as a
+// route, or never routed.
+func (q *PartQuestions) unaskedRoute(track uint64, now time.Time) (route string, waiting bool) {
+	if q == nil {
+		return "", false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	pq := q.parts[track]
+	if pq == nil || pq.route == "" || pq.asked != nil && pq.routed != "" {
+		return "", false
+	}
+	return pq.route, now.Sub(pq.seen) < q.wait
 }
 
 // llmVote puts what the LLM has said about part p on its event ev and returns the final tag

@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/ops"
@@ -301,6 +302,11 @@ func (s *parts) decide(p *partState, by string, now time.Time) {
 		ev.TagName = Unknown
 	}
 	routeAnswer(ev, pq)
+	if r, _ := s.questions.unaskedRoute(ev.TrackID, now); r != "" && strings.EqualFold(ev.TagName, r) {
+		// routed to the LLM, never asked in time: not the routing tag, which is no product
+		ev.TagName, ev.Source = Unknown, ""
+		ev.LLM = &payload.PartLLM{State: LLMPending, Reason: ReasonTimeout, Route: true}
+	}
 	ev.Probability = float32(payload.Round(float64(ev.Probability), 4))
 	ev.Verdict = s.verdicts.Of(ev.TagName)
 	decided := now.UTC()
