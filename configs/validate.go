@@ -74,6 +74,9 @@ func (c *Config) Validate() error {
 	sort.Strings(names)
 	for _, name := range names {
 		c.Models[name].validate(&p, "models."+name)
+		if c.Models[name].Shadow.SummaryAfter > 0 && c.MQTT.StatsInterval == 0 {
+			p.add("models."+name+".shadow.summary_after", "the summary is taken with the stats, which mqtt.stats_interval: 0 turns off: set mqtt.stats_interval (default 10s), or summary_after to 0")
+		}
 	}
 	if len(c.Cameras) == 0 {
 		p.add("cameras", "no camera configured: add at least one under 'cameras:' (see configs/cvedge.yaml)")

@@ -44,14 +44,19 @@ func TestProblemsUnder(t *testing.T) {
 	}
 }
 
-// TestShadowSummaryAfter: a negative models.<name>.shadow.summary_after is refused, naming
+// TestShadowSummaryAfter: a negative models.<name>.shadow.summary_after is refused, and so is
+// one with the stats off (mqtt.stats_interval: 0), naming
 // the key; 0 (the default) and a count pass.
 func TestShadowSummaryAfter(t *testing.T) {
 	for _, c := range []struct {
-		n   int
-		bad bool
-	}{{0, false}, {500, false}, {-1, true}} {
+		n       int
+		noStats bool
+		bad     bool
+	}{{0, false, false}, {500, false, false}, {-1, false, true}, {500, true, true}, {0, true, false}} {
 		cfg := Default()
+		if c.noStats { // the summary is taken with the stats: none, no summary
+			cfg.MQTT.StatsInterval = 0
+		}
 		m := DefaultModel()
 		m.Path, m.Shadow.SummaryAfter = "m.onnx", c.n
 		cfg.Models = map[string]Model{"m": m}
