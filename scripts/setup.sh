@@ -98,6 +98,12 @@ if ((${#need[@]})); then
 else
   say "packages present: ${PACKAGES[*]}"
 fi
+# npm fetches the arm64 onnxruntime for the arm64 package (scripts/arm64-sysroot.sh), also
+# when this machine's own library is there already
+if [[ "$(dpkg --print-architecture)" == amd64 && ! -f "$root/.cache/arm64/lib/libonnxruntime.so.1.24.1" ]] && ! command -v npm >/dev/null; then
+  $check_only && { say "missing: npm (the arm64 onnxruntime of make deb ARCH=arm64)"; exit 1; }
+  apt_install npm
+fi
 pkg-config --exists opencv4 || die "pkg-config cannot find opencv4 although libopencv-dev is installed; check 'pkg-config --modversion opencv4'"
 
 # --- onnxruntime --------------------------------------------------------------------------
