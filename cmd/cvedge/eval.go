@@ -218,7 +218,7 @@ type evalJSON struct {
 	Kind       string          `json:"kind"`
 	Report     string          `json:"report"`
 	ReportJSON string          `json:"reportJSON"`
-	ReportHTML string          `json:"reportHTML"`
+	ReportHTML string          `json:"reportHTML,omitempty"` // not for the cascade score
 	Models     []evalModelJSON `json:"models"`
 	// Cascade is the headline of the cascade score (--config), kind cascade.
 	Cascade *cascadeJSON `json:"cascade,omitempty"`
@@ -241,6 +241,9 @@ type evalModelJSON struct {
 func newEvalJSON(r *eval.Report, out string) evalJSON {
 	j := evalJSON{Data: r.Data, Kind: r.Kind, Report: filepath.Join(out, "report.md"), ReportJSON: filepath.Join(out, "report.json"),
 		ReportHTML: filepath.Join(out, "report.html"), Models: []evalModelJSON{}}
+	if r.Cascade != nil {
+		j.ReportHTML = ""
+	}
 	for _, m := range r.Models {
 		j.Models = append(j.Models, evalModelJSON{Name: m.Name, Source: m.Source, Iteration: m.Iteration, Images: m.Images,
 			Failed: m.Failed, Accuracy: m.Accuracy, MeanAP: m.MeanAP, MAP: m.MAP})

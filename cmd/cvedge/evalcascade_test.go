@@ -182,6 +182,9 @@ func TestEvalCascade(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if _, err := os.Stat(filepath.Join(out, "report.html")); !os.IsNotExist(err) {
+		t.Errorf("a cascade score wrote report.html, which shows the models' scores only: %v", err)
+	}
 	if _, err := os.Stat(storeDir); !os.IsNotExist(err) {
 		t.Errorf("the model store's folder was created: %v", err)
 	}

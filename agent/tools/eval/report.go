@@ -66,7 +66,7 @@ type Report struct {
 	Cascade *CascadeReport `json:"cascade,omitempty"`
 }
 
-// Write saves report.json, report.md, report.html (self-contained) and a confusion matrix
+// Write saves report.json, report.md, report.html (self-contained; not for a cascade score) and a confusion matrix
 // PNG per classifier into dir.
 func (r *Report) Write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -96,6 +96,9 @@ func (r *Report) Write(dir string) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.Markdown()), 0o644); err != nil {
 		return err
+	}
+	if r.Cascade != nil { // the cascade score has report.md, report.json and cascade.png
+		return nil
 	}
 	return r.writeHTML(dir)
 }
