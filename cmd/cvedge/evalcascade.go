@@ -67,6 +67,9 @@ func (cf *cascadeFlags) run(cmd *cobra.Command, data, out string, asJSON, allowF
 	var detectorTags []string
 	seen := map[string]bool{}
 	for _, r := range cp.Roles {
+		if r.Info.Format == "llm" {
+			return usageErrorf("camera %s: %s goes to model %q of type llm, whose answers come after the models, per part: the cascade score runs the models only; score a copy of the config without that route", name, r.Role, r.Info.Name)
+		}
 		o.Models = append(o.Models, eval.CascadeModel{Role: r.Role, Name: r.Info.Name, Iteration: r.Info.Iteration})
 		if r.Role == "detector" {
 			detectorTags = r.Info.Labels

@@ -221,6 +221,22 @@ func TestEvalCascadeRefuses(t *testing.T) {
 		{[]string{"--config", cfg, "--camera", "line1", "--data", bad}, 1, `tag "brass" is no final tag camera line1 can give`},
 		{[]string{"--config", filepath.Join(t.TempDir(), "none.yaml"), "--camera", "line1", "--data", data}, 1, "none.yaml"},
 	}
+	// a route to a model of type llm: its answers come after the models, so no cascade score
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	llmCfg := filepath.Join(t.TempDir(), "llm.yaml")
+	withLLM := strings.Replace(string(raw), "  shape: {path:", "  odd: {type: llm, tags: [gizmo], prompt: which gizmo}\n  shape: {path:", 1)
+	withLLM = strings.Replace(withLLM, "routes: {red: shape}", "routes: {red: odd}", 1) + "llm: {enabled: true, endpoint: \"https://llm.example/v1/chat/completions\"}\n"
+	if err := os.WriteFile(llmCfg, []byte(withLLM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, struct {
+		args []string
+		code int
+		want string
+	}{[]string{"--config", llmCfg, "--camera", "line1", "--data", data}, 2, `routes.red goes to model "odd" of type llm`})
 	for _, c := range cases {
 		code, stdout, errs := cvedge(t, append([]string{"eval", "--out", t.TempDir()}, c.args...)...)
 		if code != c.code || !strings.Contains(errs, c.want) {
