@@ -420,6 +420,20 @@ func scan(in string, max int, log *slog.Logger) (tags int, out []source, warning
 			return 0, nil, 0, fmt.Errorf("--in %s: %w", in, err)
 		}
 		sort.Strings(images)
+		// a.jpg and a.png would share their copies' names (a.aug-1.jpg) and their mask: the
+		// second is left out, said
+		stems := map[string]string{}
+		kept := images[:0]
+		for _, img := range images {
+			stem := strings.TrimSuffix(img, filepath.Ext(img))
+			if first, ok := stems[stem]; ok {
+				warn("left out: another image of the same name ("+filepath.Base(first)+") takes its copies' names; rename one", filepath.Join(in, img))
+				continue
+			}
+			stems[stem] = img
+			kept = append(kept, img)
+		}
+		images = kept
 		for m := range masks {
 			if !hasImage(images, m) {
 				warn("left out: a mask without its image (red/a.mask.png is the mask of red/a.jpg)", filepath.Join(in, m))

@@ -363,6 +363,7 @@ func TestRunBadInputs(t *testing.T) {
 	writeEncoded(t, filepath.Join(in, "green", "d"+dataset.MaskSuffix), image.NewGray(image.Rect(0, 0, 8, 8)))
 	writeEncoded(t, filepath.Join(in, "green", "orphan"+dataset.MaskSuffix), image.NewGray(image.Rect(0, 0, 8, 8)))
 	os.MkdirAll(filepath.Join(in, "empty"), 0o755)
+	writeImage(t, filepath.Join(in, "red", "a.png"), 40, 30, 9) // a.jpg's name: its copies would be a.jpg's
 	bg := filepath.Join(tmp, "bg")
 	writeImage(t, filepath.Join(bg, "wall.jpg"), 50, 50, 3)
 	o := options(in, filepath.Join(tmp, "out1"))
@@ -378,8 +379,8 @@ func TestRunBadInputs(t *testing.T) {
 			t.Errorf("failures %q: want %q", all, want)
 		}
 	}
-	if sum.Sources != 5 || sum.Warnings != 3 {
-		t.Fatalf("%+v: want the 5 good images done; notes.txt, the orphan mask and the empty folder warned about", sum)
+	if sum.Sources != 5 || sum.Warnings != 4 {
+		t.Fatalf("%+v: want the 5 good images done; notes.txt, red/a.png (a.jpg's name), the orphan mask and the empty folder warned about", sum)
 	}
 
 	for _, c := range []struct {
