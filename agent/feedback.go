@@ -61,7 +61,9 @@ func (a *Agent) storedSample(fb payload.Feedback) (review.Stored, error) {
 	if a.kept == nil {
 		return review.Stored{}, fmt.Errorf("no sample store (samples.store.enabled is off): %w", review.ErrNotFound)
 	}
-	a.sampleWriter.flush() // a sample sent a moment ago may be on its way to the disk still
+	if !a.sampleWriter.flush(flushWait) { // a sample sent a moment ago may be on its way to the disk still
+		return review.Stored{}, fmt.Errorf("the sample store's disk has not written the samples sent in the last moments within %v: send the correction again shortly, and check the disk of %s", flushWait, a.kept.what)
+	}
 	id, err := fb.SampleID, error(nil)
 	switch {
 	case id != "":
@@ -146,7 +148,10 @@ func (a *Agent) answerStored(fb payload.Feedback, s *payload.Sample) {
 	if a.kept == nil {
 		return
 	}
-	a.sampleWriter.flush() // the sample corrected may be on its way to the disk still
+	if !a.sampleWriter.flush(flushWait) { // the sample corrected may be on its way to the disk still
+		a.log.Warn("correction not recorded in the sample store, whose disk is behind; the station may still offer the sample", "component", "samples", "sample", s.ID)
+		return
+	}
 	id := fb.SampleID
 	if id == "" {
 		var err error

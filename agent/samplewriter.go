@@ -4,12 +4,17 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
 )
 
-// sampleQueue is how many sent samples may wait for the sample store's disk.
-const sampleQueue = 64
+// sampleQueue is how many sent samples may wait for the sample store's disk; flushWait is how
+// long a correction waits for them.
+const (
+	sampleQueue = 64
+	flushWait   = 10 * time.Second
+)
 
 // sampleAdder is where the samples the agent sends are kept: the review queue of the
 // station, or of samples.store.
@@ -78,16 +83,28 @@ func (w *sampleWriter) keep(s payload.Sample) {
 	}
 }
 
-// flush waits until every sample queued before it is in the store (a correction looks there).
-func (w *sampleWriter) flush() {
+// flush waits until every sample queued before it is in the store (a correction looks
+// there), at most limit: false when the disk did not keep up.
+func (w *sampleWriter) flush(limit time.Duration) bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
-		return
+		return true
 	}
 	done := make(chan struct{})
-	w.ch <- sampleJob{flushed: done} // the writer runs until stop, which waits for this
-	<-done
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case w.ch <- sampleJob{flushed: done}: // the writer runs until stop, which waits for this
+	case <-t.C:
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // stop writes what is queued and ends the goroutine.

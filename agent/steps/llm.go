@@ -363,7 +363,7 @@ func (s *askLLM) consider(f *pipeline.Frame, msg *payload.Prediction, det int, c
 	case fb.jobs <- j:
 	default:
 		fb.dropped.Add(1)
-		fb.refund(now) // not asked: the day's budget is not spent on it
+		fb.refund(now)     // not asked: the day's budget is not spent on it
 		if part.q != nil { // a later frame of the part may ask
 			part.q.unask(part.track)
 		} else { // a region is not asked about again
