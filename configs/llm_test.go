@@ -47,6 +47,8 @@ func TestLLMModelRefused(t *testing.T) {
 		{"no tags", "tags: [gizmo-7, gizmo-9]", "", "models.rare_llm.tags: empty"},
 		{"no prompt", "prompt: Tell the gizmos apart by their holes.", "", "models.rare_llm.prompt: empty"},
 		{"a path", "type: llm", "type: llm\n    path: x.zip", "models.rare_llm.path:"},
+		{"an export's setting", "type: llm", "type: llm\n    input_size: 224", "models.rare_llm: format, input_size and project describe an ONNX export"},
+		{"a fallback's tags", "type: llm", "type: llm\n    llm: {tags: [a]}", "models.rare_llm: a model of type: llm takes no llm: fallback"},
 		{"a tag twice", "[gizmo-7, gizmo-9]", "[gizmo-7, GIZMO-7]", "models.rare_llm.tags[1]:"},
 		{"bad type", "type: llm", "type: gpt", `models.rare_llm.type: "gpt" is not one of onnx, llm`},
 		{"as detector", "detector: det,", "detector: rare_llm,", "cameras[0].pipeline.detector: \"rare_llm\" is of type: llm"},

@@ -503,8 +503,12 @@ func (m Model) validateLLM(p *problems, key string) {
 		}
 		seen[strings.ToLower(t)] = true
 	}
-	if m.LLM.Prompt != "" || m.Shadow.Iteration != "" || m.Shadow.Path != "" {
-		p.add(key, "a model of type: llm takes no llm: fallback and no shadow: it is the LLM")
+	d := DefaultModel() // the keys that mean nothing for the LLM: left at their defaults
+	if m.LLM.Prompt != "" || len(m.LLM.Tags) > 0 || m.LLM.Below != 0 && m.LLM.Below != d.LLM.Below || m.Shadow.Iteration != "" || m.Shadow.Path != "" || m.Shadow.SummaryAfter != 0 {
+		p.add(key, "a model of type: llm takes no llm: fallback and no shadow: it is the LLM; remove them (its answers are tags:, its question prompt:)")
+	}
+	if (m.Format != "" && m.Format != d.Format) || (m.InputSize != 0 && m.InputSize != d.InputSize) || m.Project != "" {
+		p.add(key, "format, input_size and project describe an ONNX export; a model of type: llm has none: remove them")
 	}
 }
 
