@@ -72,6 +72,9 @@ func TestBench(t *testing.T) {
 	if len(r.Cameras) != 2 {
 		t.Fatalf("cameras: %+v", r.Cameras)
 	}
+	if r.CamerasCPUPercent <= 0 {
+		t.Errorf("the cameras' run has no CPU figure: %v", r.CamerasCPUPercent)
+	}
 	for _, c := range r.Cameras {
 		if c.FPS < 2 || c.FPS > 6 {
 			t.Errorf("camera %s at 5 fps processed %v fps", c.Name, c.FPS)

@@ -139,6 +139,9 @@ type Report struct {
 	// multi-camera run, per frame processed: the pipelines, the ring, samples, stats, the
 	// JSON, the MQTT client and the embedded broker.
 	AgentAllocsPerFrame float64 `json:"agentAllocsPerFrame,omitempty"`
+	// CamerasCPUPercent is the process's CPU time during the multi-camera run over its wall
+	// time, as top shows it: 100 is one core busy.
+	CamerasCPUPercent float64 `json:"camerasCpuPercent,omitempty"`
 	// Decisions are the parts the cameras decided at a line across the middle of the frame
 	// (or otherwise), with the latency a reject gate sees (cameras with a detector).
 	Decisions []DecisionBench `json:"decisions,omitempty"`
@@ -659,10 +662,12 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 		before[c.Name] = c
 	}
 	measured, start, seconds := time.Duration(o.Seconds*float64(time.Second)), time.Now(), max(1, int(math.Ceil(o.Seconds)))
+	cpu0 := cpuTime()
 	for k := 1; k <= seconds; k++ {
 		time.Sleep(time.Until(start.Add(min(time.Duration(k)*time.Second, measured))))
 		o.progress(PhaseCameras, k, seconds)
 	}
+	rep.CamerasCPUPercent = payload.Round(100*float64(cpuTime()-cpu0)/float64(time.Since(start)), 1)
 	runtime.ReadMemStats(&ms1)
 	var processed uint64
 	for _, c := range a.Stats() {
@@ -803,7 +808,7 @@ func (r *Report) Markdown() string {
 		for _, c := range r.Cameras {
 			fmt.Fprintf(&b, "| %s | %.2f | %d | %.3f | %.3f |\n", c.Name, c.FPS, c.Dropped, c.QueueMs.P50, c.QueueMs.P99)
 		}
-		fmt.Fprintf(&b, "\nThe whole agent in this run (pipelines, ring, stats, JSON, the MQTT client and the embedded broker): %.1f Go heap allocations per frame processed.\n", r.AgentAllocsPerFrame)
+		fmt.Fprintf(&b, "\nThe whole agent in this run (pipelines, ring, stats, JSON, the MQTT client and the embedded broker): %.1f Go heap allocations per frame processed, %.0f %% CPU (100 %% is one core busy).\n", r.AgentAllocsPerFrame, r.CamerasCPUPercent)
 		if len(r.Decisions) > 0 {
 			b.WriteString("\n| parts decided by (line across the middle of the frame) | parts | latency p50 ms | p99 ms |\n|---|---|---|---|\n")
 			for _, d := range r.Decisions {
