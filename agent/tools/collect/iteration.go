@@ -88,7 +88,7 @@ func (t *Training) Train(ctx context.Context, o TrainOptions) (Iteration, error)
 // Iteration reads iteration id of the project.
 func (t *Training) Iteration(ctx context.Context, id string) (Iteration, error) {
 	var it Iteration
-	if err := t.call(ctx, http.MethodGet, t.iterationPath(id), nil, nil, &it); err != nil {
+	if err := t.call(ctx, http.MethodGet, t.IterationPath(id), nil, nil, &it); err != nil {
 		return it, fmt.Errorf("iteration %s of project %s: %w", id, t.Project, err)
 	}
 	return it, nil
@@ -101,7 +101,7 @@ func (t *Training) Export(ctx context.Context, id, platform, flavor string) (Exp
 		q.Set("flavor", flavor)
 	}
 	var e Export
-	if err := t.call(ctx, http.MethodPost, t.iterationPath(id)+"/export", q, nil, &e); err != nil {
+	if err := t.call(ctx, http.MethodPost, t.IterationPath(id)+"/export", q, nil, &e); err != nil {
 		return e, fmt.Errorf("exporting iteration %s of project %s: %w", id, t.Project, err)
 	}
 	return e, nil
@@ -110,12 +110,14 @@ func (t *Training) Export(ctx context.Context, id, platform, flavor string) (Exp
 // Exports lists the exports of iteration id.
 func (t *Training) Exports(ctx context.Context, id string) ([]Export, error) {
 	var list []Export
-	if err := t.call(ctx, http.MethodGet, t.iterationPath(id)+"/export", nil, nil, &list); err != nil {
+	if err := t.call(ctx, http.MethodGet, t.IterationPath(id)+"/export", nil, nil, &list); err != nil {
 		return nil, fmt.Errorf("exports of iteration %s of project %s: %w", id, t.Project, err)
 	}
 	return list, nil
 }
 
-func (t *Training) iterationPath(id string) string {
+// IterationPath is the Training API path of iteration id of the project, under
+// /customvision/v3.3/training/.
+func (t *Training) IterationPath(id string) string {
 	return "projects/" + url.PathEscape(t.Project) + "/iterations/" + url.PathEscape(id)
 }

@@ -110,8 +110,7 @@ func FetchPortal(ctx context.Context, t *collect.Training, iteration string) (*P
 	}
 	var raw json.RawMessage
 	q := url.Values{"threshold": {fmt.Sprint(PortalThreshold)}, "overlapThreshold": {fmt.Sprint(PortalOverlapThreshold)}}
-	path := "projects/" + url.PathEscape(t.Project) + "/iterations/" + url.PathEscape(iteration) + "/performance"
-	err := t.Get(ctx, path, q, &raw)
+	err := t.Get(ctx, t.IterationPath(iteration)+"/performance", q, &raw)
 	var se *collect.APIError
 	switch {
 	case errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden):
