@@ -99,24 +99,12 @@ func (h *Hasher) Close() error {
 }
 
 // Thumbnail encodes img shrunk so that its longer side is at most side pixels (never
-// enlarged) as a JPEG of the given quality (1-100), for galleries in reports.
+// enlarged) as a JPEG of the given quality (1-100), for galleries in reports: the marked
+// JPEG of the live view without marks, its width bounded so that the height is too.
 func Thumbnail(img gocv.Mat, side, quality int) ([]byte, error) {
-	if img.Empty() {
-		return nil, errors.New("preprocess: empty frame")
+	width := side
+	if w, h := img.Cols(), img.Rows(); side > 0 && h > w {
+		width = max(1, w*side/h)
 	}
-	w, h := img.Cols(), img.Rows()
-	if side > 0 && max(w, h) > side {
-		if w >= h {
-			w, h = side, max(1, h*side/w)
-		} else {
-			w, h = max(1, w*side/h), side
-		}
-	}
-	if w == img.Cols() && h == img.Rows() {
-		return EncodeJPEG(img, image.Rectangle{}, quality, 0)
-	}
-	small := gocv.NewMat()
-	defer small.Close()
-	gocv.Resize(img, &small, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
-	return EncodeJPEG(small, image.Rectangle{}, quality, 0)
+	return EncodeMarkedJPEG(img, nil, width, quality, 0)
 }

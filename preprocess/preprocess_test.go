@@ -204,6 +204,16 @@ func TestThumbnail(t *testing.T) {
 	if b, r := back.GetVecbAt(20, 10), back.GetVecbAt(20, 150); b[0] < 150 || b[2] > 60 || r[2] < 150 || r[0] > 60 {
 		t.Errorf("colours left %v right %v", b, r)
 	}
+	portrait := halves(100, 400, [3]uint8{200, 0, 0}, [3]uint8{0, 0, 200})
+	defer portrait.Close()
+	if jpg, err = Thumbnail(portrait, 160, 80); err != nil {
+		t.Fatal(err)
+	}
+	upright, _ := gocv.IMDecode(jpg, gocv.IMReadColor)
+	defer upright.Close()
+	if upright.Cols() != 40 || upright.Rows() != 160 {
+		t.Errorf("a 100x400 image became %dx%d, want 40x160 (the longer side bounded)", upright.Cols(), upright.Rows())
+	}
 	tall := halves(40, 20, [3]uint8{1, 2, 3}, [3]uint8{4, 5, 6})
 	defer tall.Close()
 	jpg, err = Thumbnail(tall, 160, 80)
