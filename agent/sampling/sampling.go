@@ -272,37 +272,40 @@ func (s *Sampler) Admit(reason string, hash uint64, now time.Time) bool {
 	return true
 }
 
-// Limiter caps events per minute and per hour. It is not safe for concurrent use.
+// Limiter caps events per minute, per hour and per day. It is not safe for concurrent use.
 type Limiter struct {
-	perMinute, perHour int
-	sent               []time.Time
+	perMinute, perHour, perDay int
+	sent                       []time.Time
 }
 
-// NewLimiter returns a Limiter; 0 means no cap.
+// NewLimiter returns a Limiter of events per minute and per hour; 0 means no cap.
 func NewLimiter(perMinute, perHour int) *Limiter {
 	return &Limiter{perMinute: perMinute, perHour: perHour}
 }
 
+// NewDailyLimiter returns a Limiter of events in any 24 hours; 0 means no cap.
+func NewDailyLimiter(perDay int) *Limiter {
+	return &Limiter{perDay: perDay}
+}
+
 // Allow reports whether one more event fits under the caps now, and counts it if so.
 func (l *Limiter) Allow(now time.Time) bool {
+	window := time.Hour // the longest window with a cap (or the hour: memory stays bounded)
+	if l.perDay > 0 {
+		window = 24 * time.Hour
+	}
 	keep := l.sent[:0]
 	for _, t := range l.sent {
-		if now.Sub(t) < time.Hour {
+		if now.Sub(t) < window {
 			keep = append(keep, t)
 		}
 	}
 	l.sent = keep
-	if l.perHour > 0 && len(l.sent) >= l.perHour {
-		return false
-	}
-	if l.perMinute > 0 {
-		n := 0
-		for _, t := range l.sent {
-			if now.Sub(t) < time.Minute {
-				n++
-			}
-		}
-		if n >= l.perMinute {
+	for _, c := range [...]struct {
+		limit int
+		d     time.Duration
+	}{{l.perDay, 24 * time.Hour}, {l.perHour, time.Hour}, {l.perMinute, time.Minute}} {
+		if c.limit > 0 && l.within(now, c.d) >= c.limit {
 			return false
 		}
 	}
@@ -311,4 +314,23 @@ func (l *Limiter) Allow(now time.Time) bool {
 		l.sent = l.sent[len(l.sent)-100000:]
 	}
 	return true
+}
+
+// within counts the events of the last d before now.
+func (l *Limiter) within(now time.Time, d time.Duration) int {
+	n := 0
+	for _, t := range l.sent {
+		if now.Sub(t) < d {
+			n++
+		}
+	}
+	return n
+}
+
+// Undo takes back the event Allow counted at now, when it is the last one (it did not
+// happen after all).
+func (l *Limiter) Undo(now time.Time) {
+	if n := len(l.sent); n > 0 && l.sent[n-1].Equal(now) {
+		l.sent = l.sent[:n-1]
+	}
 }

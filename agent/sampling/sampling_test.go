@@ -155,3 +155,29 @@ func TestDedup(t *testing.T) {
 		t.Fatal("the same image after the window was refused")
 	}
 }
+
+// TestLimiterWindows: the caps per minute and per hour, and a daily one, each over its own
+// sliding window; Undo takes back the last event counted.
+func TestLimiterWindows(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	l := NewLimiter(2, 3)
+	for i, c := range []struct {
+		after time.Duration
+		want  bool
+	}{{0, true}, {time.Second, true}, {2 * time.Second, false}, {time.Minute, true}, {2 * time.Minute, false}, {time.Hour + time.Second, true}} {
+		if got := l.Allow(t0.Add(c.after)); got != c.want {
+			t.Errorf("per minute 2, per hour 3: event %d at +%v allowed %v, want %v", i, c.after, got, c.want)
+		}
+	}
+	d := NewDailyLimiter(2)
+	if !d.Allow(t0) || !d.Allow(t0.Add(time.Hour)) || d.Allow(t0.Add(23*time.Hour)) {
+		t.Error("per day 2: a third event within the day was allowed, or one of the first two refused")
+	}
+	if !d.Allow(t0.Add(24 * time.Hour)) { // the first is a day old
+		t.Error("per day 2: an event a day after the first was refused")
+	}
+	d.Undo(t0.Add(24 * time.Hour))
+	if !d.Allow(t0.Add(24*time.Hour + time.Second)) {
+		t.Error("Undo did not take the last event back")
+	}
+}

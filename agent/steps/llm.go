@@ -36,7 +36,7 @@ type Fallback struct {
 	jobs   chan llmJob
 	done   chan struct{}
 	budget *sampling.Limiter
-	day    []time.Time       // the calls of the last 24 hours, when llm.per_day caps them
+	day    *sampling.Limiter // llm.per_day; nil: no daily cap
 	lost   *sampling.Limiter // the samples of a route's regions the LLM could not answer
 	mu     sync.Mutex        // guards budget, day and lost
 
@@ -86,6 +86,9 @@ func NewFallback(env *Env, cfg configs.LLM) *Fallback {
 		budget: sampling.NewLimiter(cfg.PerMinute, cfg.PerHour),
 		lost:   sampling.NewLimiter(lostCap(cfg.PerMinute, 6), lostCap(cfg.PerHour, 60)),
 	}
+	if cfg.PerDay > 0 {
+		f.day = sampling.NewDailyLimiter(cfg.PerDay)
+	}
 	if f.client.Key == "" {
 		env.Log.Warn("LLM fallback without a key: nothing in the environment variable", "key_env", cfg.KeyEnv)
 	}
@@ -130,21 +133,14 @@ func (f *Fallback) Stats() *payload.LLMStats {
 func (f *Fallback) allow(now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if n := f.cfg.PerDay; n > 0 {
-		old := 0 // the calls are in order: those older than a day are the first ones
-		for old < len(f.day) && now.Sub(f.day[old]) >= 24*time.Hour {
-			old++
-		}
-		f.day = f.day[old:]
-		if len(f.day) >= n {
-			return false
-		}
-	}
-	if !f.budget.Allow(now) {
+	if f.day != nil && !f.day.Allow(now) {
 		return false
 	}
-	if f.cfg.PerDay > 0 {
-		f.day = append(f.day, now)
+	if !f.budget.Allow(now) {
+		if f.day != nil {
+			f.day.Undo(now)
+		}
+		return false
 	}
 	return true
 }
@@ -154,8 +150,8 @@ func (f *Fallback) allow(now time.Time) bool {
 func (f *Fallback) refund(now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if n := len(f.day); n > 0 && f.day[n-1].Equal(now) {
-		f.day = f.day[:n-1]
+	if f.day != nil {
+		f.day.Undo(now)
 	}
 }
 
