@@ -275,13 +275,9 @@ const GalleryMax = 100
 const thumbSide = 160
 
 // predictFile runs the pipeline on one image file.
-func predictFile(pl *pipeline.Pipeline, file string) (*payload.Prediction, error) {
-	f, err := camera.ReadImage(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return pl.Process(f)
+func predictFile(pl *pipeline.Pipeline, file string) (msg *payload.Prediction, err error) {
+	_, err = judgeFile(pl, file, func(m *payload.Prediction) (bool, error) { msg = m; return false, nil })
+	return msg, err
 }
 
 // judgeFile runs the pipeline on one image file and hands the answer to judge, which says
