@@ -157,7 +157,10 @@ func (p *Publisher) ack(tk spool.Ticket) {
 }
 
 // isPoison reports whether r was set aside as a message the broker drops the connection
-// over, and forgets it: the spool's copy is then acknowledged without sending it.
+// over: the spool's copy is then acknowledged without sending it. The message stays known,
+// so that every copy of it (the spool can hold more than one, from several connection
+// losses) is skipped, not only the first: one sent again would cost three more connections
+// and be set aside a second time.
 func (p *Publisher) isPoison(r spool.Record) bool {
 	if p.poison.Load() == 0 {
 		return false
@@ -165,10 +168,5 @@ func (p *Publisher) isPoison(r spool.Record) bool {
 	p.poisonMu.Lock()
 	defer p.poisonMu.Unlock()
 	k := poisonKey(p.wire(Message{Topic: r.Topic, Retained: r.Retained, Payload: r.Payload}).Topic, r.Payload) // as paho saw it
-	if !p.poisonSet[k] {
-		return false
-	}
-	delete(p.poisonSet, k)
-	p.poison.Add(-1)
-	return true
+	return p.poisonSet[k]
 }

@@ -157,7 +157,7 @@ type Publisher struct {
 	stalled    atomic.Bool   // connected, but the broker stopped acknowledging
 	upSince    atomic.Int64  // when the connection was made (Unix ns)
 	// poisonSet holds messages set aside because the broker closed the connection over
-	// them, until the drain meets their spooled copy; poison counts them.
+	// them, so that the drain skips their spooled copies; poison counts those set aside.
 	poisonMu  sync.Mutex
 	poisonSet map[uint64]bool
 	poison    atomic.Int64

@@ -19,8 +19,12 @@ import (
 )
 
 // poisonAfter is how many times in a row the broker may drop the connection while the same
-// spooled message is the one in flight before that message is set aside.
-const poisonAfter = 3
+// spooled message is the one in flight before that message is set aside; maxPoison bounds
+// how many set-aside messages are remembered (to skip their copies).
+const (
+	poisonAfter = 3
+	maxPoison   = 1024
+)
 
 // connectionLost is called when the connection drops. When the broker closed a connection
 // that lasted only a little, the oldest message paho keeps for resending (the one it sends
@@ -38,7 +42,7 @@ func (p *Publisher) connectionLost(err error) {
 		return
 	}
 	p.poisonMu.Lock()
-	if p.poisonSet == nil {
+	if p.poisonSet == nil || len(p.poisonSet) >= maxPoison { // bounded: such messages are rare
 		p.poisonSet = map[uint64]bool{}
 	}
 	k := poisonKey(pub.TopicName, pub.Payload)
