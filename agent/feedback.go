@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -61,9 +62,24 @@ func (a *Agent) storedSample(fb payload.Feedback) (review.Stored, error) {
 	if a.kept == nil {
 		return review.Stored{}, fmt.Errorf("no sample store (samples.store.enabled is off): %w", review.ErrNotFound)
 	}
-	if !a.sampleWriter.flush(flushWait) { // a sample sent a moment ago may be on its way to the disk still
-		return review.Stored{}, fmt.Errorf("the sample store's disk has not written the samples sent in the last moments within %v: send the correction again shortly, and check the disk of %s", flushWait, a.kept.what)
+	st, err := a.findStored(fb)
+	if errors.Is(err, review.ErrNotFound) { // a sample sent a moment ago may be on its way to the disk still
+		if !a.sampleWriter.flush(flushWait) {
+			return review.Stored{}, fmt.Errorf("the sample store's disk has not written the samples sent in the last moments within %v: send the correction again shortly, and check the disk of %s", flushWait, a.kept.what)
+		}
+		st, err = a.findStored(fb)
 	}
+	if err != nil {
+		return st, err
+	}
+	if fb.SampleID != "" && fb.PartID == "" && fb.PredictionID != "" && st.Item.PredictionID != fb.PredictionID {
+		return st, fmt.Errorf("sample %q is of prediction %q, not %q: name one of them, or both as the sample says", fb.SampleID, st.Item.PredictionID, fb.PredictionID)
+	}
+	return st, nil
+}
+
+// findStored looks the sample of a correction up in the store as it is on disk now.
+func (a *Agent) findStored(fb payload.Feedback) (review.Stored, error) {
 	id, err := fb.SampleID, error(nil)
 	switch {
 	case id != "":
@@ -75,14 +91,7 @@ func (a *Agent) storedSample(fb payload.Feedback) (review.Stored, error) {
 	if err != nil {
 		return review.Stored{}, err
 	}
-	st, err := a.kept.q.Stored(id)
-	if err != nil {
-		return st, err
-	}
-	if fb.SampleID != "" && fb.PartID == "" && fb.PredictionID != "" && st.Item.PredictionID != fb.PredictionID {
-		return st, fmt.Errorf("sample %q is of prediction %q, not %q: name one of them, or both as the sample says", fb.SampleID, st.Item.PredictionID, fb.PredictionID)
-	}
-	return st, nil
+	return a.kept.q.Stored(id)
 }
 
 // tooOld is the refusal of a correction neither the ring nor the store can answer.
@@ -148,16 +157,22 @@ func (a *Agent) answerStored(fb payload.Feedback, s *payload.Sample) {
 	if a.kept == nil {
 		return
 	}
-	if !a.sampleWriter.flush(flushWait) { // the sample corrected may be on its way to the disk still
-		a.log.Warn("correction not recorded in the sample store, whose disk is behind; the station may still offer the sample", "component", "samples", "sample", s.ID)
-		return
+	find := func() (string, error) {
+		if fb.SampleID != "" {
+			return fb.SampleID, nil
+		}
+		return a.kept.q.FindPrediction(s.PredictionID, s.Detection)
 	}
-	id := fb.SampleID
-	if id == "" {
-		var err error
-		if id, err = a.kept.q.FindPrediction(s.PredictionID, s.Detection); err != nil {
+	id, err := find()
+	if errors.Is(err, review.ErrNotFound) { // the sample corrected may be on its way to the disk still
+		if !a.sampleWriter.flush(flushWait) {
+			a.log.Warn("correction not recorded in the sample store, whose disk is behind; the station may still offer the sample", "component", "samples", "sample", s.ID)
 			return
 		}
+		id, err = find()
+	}
+	if err != nil {
+		return
 	}
 	st, err := a.kept.q.Stored(id)
 	if err != nil || st.Item.Answer != nil {
