@@ -37,22 +37,50 @@ type Frame struct {
 	// Pos is the frame's index in a file or folder (from 0); -1 for a live source.
 	Pos int64
 	mat gocv.Mat
+	// jpeg, for a frame from a JPEG source, holds the source's bytes; mat is decoded from
+	// them on first use (see jpeg.go).
+	jpeg *jpegFrame
 }
 
-// Mat returns the frame's pixels (BGR). It stays valid until Close.
-func (f *Frame) Mat() gocv.Mat { return f.mat }
+// Mat returns the frame's pixels (BGR) at full resolution. It stays valid until Close. A
+// frame from a JPEG source is decoded on the first call.
+func (f *Frame) Mat() gocv.Mat {
+	j := f.jpeg
+	if j == nil {
+		return f.mat
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if f.mat.Ptr() == nil {
+		f.mat = j.decode(1)
+	}
+	return f.mat
+}
 
 // Bounds is the frame's rectangle in pixels.
-func (f *Frame) Bounds() image.Rectangle { return image.Rect(0, 0, f.mat.Cols(), f.mat.Rows()) }
+func (f *Frame) Bounds() image.Rectangle {
+	if f.jpeg != nil {
+		return image.Rectangle{Max: f.jpeg.size}
+	}
+	return image.Rect(0, 0, f.mat.Cols(), f.mat.Rows())
+}
 
 // Image copies the frame's pixels into a Go image: for fake models and tests, which read
 // pixels without gocv. It costs a copy of the frame.
-func (f *Frame) Image() (image.Image, error) { return f.mat.ToImage() }
+func (f *Frame) Image() (image.Image, error) {
+	m := f.Mat()
+	return m.ToImage()
+}
 
 // Clone returns a copy of the frame with pixels of its own, for keeping past the frame's
-// steps; Close it when done.
+// steps; Close it when done. A frame from a JPEG source copies its JPEG, not its decoded
+// pixels.
 func (f *Frame) Clone() *Frame {
 	c := *f
+	if f.jpeg != nil {
+		c.mat, c.jpeg = gocv.Mat{}, f.jpeg.clone()
+		return &c
+	}
 	c.mat = f.mat.Clone()
 	return &c
 }
@@ -66,18 +94,35 @@ func (f *Frame) CloneRegion(r image.Rectangle) *Frame {
 		return f.Clone()
 	}
 	c := *f
-	roi := f.mat.Region(r)
+	c.jpeg = nil
+	m := f.Mat()
+	roi := m.Region(r)
 	c.mat = roi.Clone()
 	roi.Close()
 	return &c
 }
 
 // Closed reports whether the pixels were freed.
-func (f *Frame) Closed() bool { return f.mat.Ptr() == nil }
+func (f *Frame) Closed() bool {
+	if j := f.jpeg; j != nil {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.data.Ptr() == nil
+	}
+	return f.mat.Ptr() == nil
+}
 
 // Close frees the pixels. It is safe to call twice.
 func (f *Frame) Close() {
-	if f != nil && f.mat.Ptr() != nil {
+	if f == nil {
+		return
+	}
+	if j := f.jpeg; j != nil {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		j.close()
+	}
+	if f.mat.Ptr() != nil {
 		f.mat.Close()
 	}
 }
@@ -153,6 +198,7 @@ type Camera struct {
 
 	lastFrame atomic.Int64 // unix nanoseconds of the last frame read
 	stalled   atomic.Bool  // the watchdog saw no frame for NoFrame: reopen after this read
+	jpegOff   atomic.Bool  // the source's frames turned out not to be JPEG: read them decoded
 	shape     shaper
 	// opening counts the opens of the source still inside the capture library, including
 	// one the camera stopped waiting for when it closed (see openAbandonable).
@@ -330,6 +376,9 @@ func (c *Camera) run(ctx context.Context) {
 			backoff = min(2*backoff, c.MaxBackoff)
 			continue
 		}
+		if cg, ok := g.(*capture); ok && c.shape.identity() && !c.jpegOff.Load() {
+			cg.passJPEG(c.src)
+		}
 		c.lastFrame.Store(time.Now().UnixNano())
 		c.stalled.Store(false)
 		c.setState(StateOnline, "")
@@ -425,9 +474,13 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 	defer pace.Stop()
 	var pos int64
 	for ctx.Err() == nil {
-		f := &Frame{Camera: c.name, Pos: -1, mat: gocv.NewMat()} // read into f.mat: one allocation a frame
-		if err := g.read(&f.mat); err != nil {
+		f := &Frame{Camera: c.name, Pos: -1} // read into f: one allocation a frame
+		if err := readFrame(g, f); err != nil {
 			f.Close()
+			if errors.Is(err, errNotJPEG) {
+				c.jpegOff.Store(true) // the next open reads it decoded
+				c.log.Warn("the source's frames are not JPEG after all; reading it decoded from now on", "component", "camera", "err", err)
+			}
 			if errors.Is(err, errNoFrameYet) && !c.stalled.Load() {
 				continue // a bounded wait passed without a frame: look at ctx, wait again
 			}
@@ -441,7 +494,7 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 			f.Close()
 			return fmt.Errorf("no frame for %s", c.NoFrame)
 		}
-		if err := c.shape.apply(&f.mat, c.key()); err != nil {
+		if err := c.shape.apply(f, c.key()); err != nil {
 			f.Close()
 			return err
 		}
@@ -604,6 +657,59 @@ type capture struct {
 	vc    *gocv.VideoCapture
 	file  bool
 	fails int
+	// jpeg: the capture hands on its source's JPEG packets undecoded (see passJPEG).
+	jpeg bool
+}
+
+// OpenCV's capture backends and the FFmpeg backend's raw mode (CAP_PROP_FORMAT = -1: read
+// returns each packet as it is in the stream).
+const (
+	backendFFmpeg = 1900
+	formatRaw     = -1
+)
+
+// passJPEG switches c, before its first read, to hand on the frames of an MJPEG file or
+// stream read through FFmpeg as their JPEG packets, so that each stage decodes only what it
+// needs (jpeg.go). It leaves any other source decoding as before.
+func (c *capture) passJPEG(src Source) {
+	if src.Kind != KindFile && src.Kind != KindStream {
+		return
+	}
+	if c.vc.Get(gocv.VideoCaptureBackend) != backendFFmpeg || !mjpeg(c.vc.CodecString()) {
+		return
+	}
+	c.vc.Set(gocv.VideoCaptureFormat, formatRaw)
+	c.jpeg = c.vc.Get(gocv.VideoCaptureFormat) == formatRaw
+}
+
+// mjpeg reports whether FFmpeg's codec, as OpenCV names it, is Motion JPEG: the stream's
+// tag (MJPG in an AVI) or, without one, the first four letters of the codec's name ("mjpe"
+// for an HTTP multipart stream).
+func mjpeg(codec string) bool {
+	switch strings.ToLower(codec) {
+	case "mjpg", "mjpe", "jpeg":
+		return true
+	}
+	return false
+}
+
+// readFrame reads g's next frame into f: its JPEG from a capture that hands it on, else its
+// decoded pixels.
+func readFrame(g grabber, f *Frame) error {
+	if c, ok := g.(*capture); ok && c.jpeg {
+		data := gocv.NewMat()
+		if err := c.read(&data); err != nil {
+			data.Close()
+			return err
+		}
+		if err := f.setJPEG(data); err != nil {
+			data.Close()
+			return err
+		}
+		return nil
+	}
+	f.mat = gocv.NewMat()
+	return g.read(&f.mat)
 }
 
 func (c *capture) read(m *gocv.Mat) error {

@@ -556,7 +556,8 @@ func mjpegServer(t *testing.T) (url string, stop func()) {
 	return srv.URL + "/mjpeg", func() { srv.CloseClientConnections(); srv.Close() }
 }
 
-// TestHTTPStreamReconnects reads an MJPEG IP camera stream, loses it, and reports it.
+// TestHTTPStreamReconnects reads an MJPEG IP camera stream (its JPEG handed on undecoded),
+// loses it, and reports it.
 func TestHTTPStreamReconnects(t *testing.T) {
 	url, stop := mjpegServer(t)
 	cam := cameraFor(t, configs.Camera{Source: url})
@@ -569,8 +570,8 @@ func TestHTTPStreamReconnects(t *testing.T) {
 			t.Fatal(err)
 		}
 		mat := f.Mat()
-		if f.Bounds().Dx() != 160 || mat.GetUCharAt(60, 80*3+2) < 200 {
-			t.Fatalf("frame %v red %d", f.Bounds(), mat.GetUCharAt(60, 80*3+2))
+		if f.Bounds().Dx() != 160 || mat.GetUCharAt(60, 80*3+2) < 200 || !f.Encoded() {
+			t.Fatalf("frame %v red %d, handed on as JPEG %v", f.Bounds(), mat.GetUCharAt(60, 80*3+2), f.Encoded())
 		}
 		f.Close()
 	}

@@ -41,8 +41,21 @@ type SettingsError struct{ msg string }
 
 func (e *SettingsError) Error() string { return e.msg }
 
-// apply rotates and crops *m in place. key names the camera in the config (cameras[2]).
-func (s shaper) apply(m *gocv.Mat, key string) error {
+// identity reports whether the shaper leaves frames as they are.
+func (s shaper) identity() bool { return !s.doRotate && s.roi.Empty() }
+
+// apply rotates and crops f's pixels in place. key names the camera in the config
+// (cameras[2]). A shaper that changes nothing leaves a JPEG frame undecoded.
+func (s shaper) apply(f *Frame, key string) error {
+	if s.identity() {
+		return nil
+	}
+	m := &f.mat
+	if f.jpeg != nil { // not handed on when shaping (see Camera.run); decode it all the same
+		dec := f.Mat()
+		f.jpeg.close()
+		f.jpeg, f.mat = nil, dec
+	}
 	if s.doRotate {
 		r := gocv.NewMat()
 		gocv.Rotate(*m, &r, s.rotate)

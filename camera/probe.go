@@ -35,13 +35,13 @@ func (c *Camera) probe() error {
 		return err
 	}
 	defer g.close()
-	m := gocv.NewMat()
-	defer m.Close()
-	if err := g.read(&m); err != nil {
+	f := &Frame{mat: gocv.NewMat()}
+	defer f.Close()
+	if err := g.read(&f.mat); err != nil {
 		return fmt.Errorf("opened the %s source but read no frame from it: %w", c.src.Kind, err)
 	}
-	if m.Empty() {
+	if f.mat.Empty() {
 		return errors.New("opened the source but the frame read is empty")
 	}
-	return c.shape.apply(&m, c.key())
+	return c.shape.apply(f, c.key())
 }

@@ -19,9 +19,9 @@ type Quality struct {
 	Underexposed float64 `json:"underexposed"`
 }
 
-// measureWidth is the width frames are scaled to before measuring, so the cost does not grow
-// with the camera resolution.
-const measureWidth = 320
+// MeasureWidth is the width frames are scaled to before measuring, so the cost does not grow
+// with the camera resolution; a picture at least this wide measures the same.
+const MeasureWidth = 320
 
 // Meter measures Quality. It keeps scratch Mats, is not safe for concurrent use, and must be
 // closed.
@@ -49,7 +49,7 @@ func (m *Meter) Measure(img gocv.Mat, roi image.Rectangle) Quality {
 	}
 	region := img.Region(roi)
 	defer region.Close()
-	w := min(measureWidth, roi.Dx())
+	w := min(MeasureWidth, roi.Dx())
 	h := max(1, roi.Dy()*w/roi.Dx())
 	gocv.Resize(region, &m.small, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
 	switch m.small.Channels() {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -56,6 +57,15 @@ type Pipeline struct {
 	o     Options
 	ahead AheadStage // the detector, when it can fill its input ahead
 	meter *preprocess.Meter
+	// view is the least size of the frame's picture that the quality meter and the detector
+	// read (camera.Frame.View): a frame from a JPEG source is decoded for them at the
+	// coarsest scale that keeps it, once. Without a detector model, the full frame.
+	view image.Point
+	// cropped: the last frame completed had crops to classify. Parts stay in view for many
+	// frames, so the next frame likely has crops too: prepare then decodes a JPEG frame at
+	// full resolution at once, and the detector and the meter read it, instead of a reduced
+	// view decoded first and the full frame decoded again for the crops.
+	cropped atomic.Bool
 	// busy holds when each phase began on its current frame (unix ns), 0 between frames.
 	busy [phases]atomic.Int64
 	// Each phase has its own scratch, as Stream runs the phases of a frame on three
@@ -91,9 +101,13 @@ func New(o Options) *Pipeline {
 	if o.Frames == nil {
 		o.Frames = new(atomic.Uint64)
 	}
-	p := &Pipeline{o: o, meter: preprocess.NewMeter()}
+	p := &Pipeline{o: o, meter: preprocess.NewMeter(), view: image.Pt(math.MaxInt32, math.MaxInt32)}
 	if a, ok := o.Detector.(AheadStage); ok {
 		p.ahead = a
+	}
+	if s, ok := o.Detector.(interface{ InputSize() image.Point }); ok {
+		in := s.InputSize()
+		p.view = image.Pt(max(in.X, preprocess.MeasureWidth), in.Y)
 	}
 	return p
 }
@@ -150,7 +164,10 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 		*msg.SourcePos = f.Pos
 	}
 	msg.LatencyMs.Queue = payload.Ms(start.Sub(f.Captured))
-	q := p.meter.Measure(f.Mat(), image.Rectangle{})
+	if p.cropped.Load() {
+		f.Mat()
+	}
+	q := p.meter.Measure(f.View(full, p.view.X, p.view.Y))
 	msg.Quality = payload.Quality{Sharpness: q.Sharpness, Brightness: q.Brightness, Overexposed: q.Overexposed, Underexposed: q.Underexposed}
 	if g := p.o.Gate; g.Action == "flag" || g.Action == "skip" {
 		msg.Quality.Gate, msg.Quality.Failed = "pass", gateFailures(g, q)
@@ -310,6 +327,7 @@ func (p *Pipeline) classifyAll(f *camera.Frame, msg *payload.Prediction, kept []
 		c.index = append(c.index, i)
 		c.regions[i] = r
 	}
+	p.cropped.Store(len(c.crops) > 0)
 	if len(c.crops) == 0 {
 		return nil
 	}

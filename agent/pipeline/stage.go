@@ -57,6 +57,9 @@ type loaded struct {
 	model *models.Model
 	tz    *preprocess.Tensorizer
 	ref   payload.ModelRef
+	// view: the model reads a reduced view of the frame where one holds as many pixels as
+	// its input (a detector; see camera.Frame.View). A classifier reads full-resolution crops.
+	view bool
 }
 
 func newLoaded(m *models.Model, resize string) (*loaded, error) {
@@ -64,19 +67,29 @@ func newLoaded(m *models.Model, resize string) (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &loaded{model: m, tz: tz, ref: payload.ModelRef{
+	return &loaded{model: m, tz: tz, view: m.Info.Format.IsDetector(), ref: payload.ModelRef{
 		Name: m.Info.Name, Format: string(m.Info.Format), Iteration: m.Info.Iteration, SHA256: m.Info.SHA256,
 	}}, nil
+}
+
+// fill fills one input slot from region r of f: from a reduced view of the frame for a
+// detector, from its full-resolution pixels otherwise.
+func (l *loaded) fill(tz *preprocess.Tensorizer, f *camera.Frame, r image.Rectangle, slot models.Slot) error {
+	if l.view {
+		in := l.model.Info.Input
+		mat, vr := f.View(r, in.Width, in.Height)
+		return tz.Fill(mat, vr, slot.F32, slot.F16)
+	}
+	return tz.Fill(f.Mat(), r, slot.F32, slot.F16)
 }
 
 // infer fills the input from the frame and runs the model; the model's lock serializes
 // callers, and the Tensorizer is only used under it.
 func (l *loaded) infer(f *camera.Frame, regions []image.Rectangle, into *models.Results) (Inference, error) {
-	mat := f.Mat()
 	var fill time.Duration
 	err := l.model.PredictInto(into, len(regions), func(i int, slot models.Slot) error {
 		t := time.Now()
-		err := l.tz.Fill(mat, regions[i], slot.F32, slot.F16)
+		err := l.fill(l.tz, f, regions[i], slot)
 		fill += time.Since(t)
 		return err
 	})
@@ -193,8 +206,7 @@ func (s *ModelStage) FillAhead(a *Ahead, f *camera.Frame, r image.Rectangle) {
 		a.feed, a.tz, a.l = feed, tz, l
 	}
 	t := time.Now()
-	slot := a.feed.Slot()
-	if err := a.tz.Fill(f.Mat(), r, slot.F32, slot.F16); err != nil {
+	if err := l.fill(a.tz, f, r, a.feed.Slot()); err != nil {
 		return
 	}
 	a.filled, a.fill, a.at = true, time.Since(t), time.Now()
@@ -226,6 +238,12 @@ func (s *ModelStage) Ref() payload.ModelRef {
 
 // Detector implements Stage.
 func (s *ModelStage) Detector() bool { return s.Model().Info.Format.IsDetector() }
+
+// InputSize is the width and height of the serving iteration's input, in pixels.
+func (s *ModelStage) InputSize() image.Point {
+	in := s.Model().Info.Input
+	return image.Pt(in.Width, in.Height)
+}
 
 // Model returns the iteration serving now.
 func (s *ModelStage) Model() *models.Model {

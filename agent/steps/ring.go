@@ -12,7 +12,8 @@ import (
 )
 
 // Ring keeps one camera's recent frames with their predictions (ring), so that an operator's
-// correction can be answered with the image. It owns the frames it holds and closes them
+// correction can be answered with the image. A frame from a JPEG source is kept as its JPEG,
+// and ring.max_mb counts what the frames hold. It owns the frames it holds and closes them
 // when they leave. It outlives the steps of one config: a reload that keeps the ring's
 // settings hands it on, so the daemon, not the steps, closes it.
 type Ring struct {
@@ -43,11 +44,18 @@ func (r *Ring) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predict
 }
 
 func (r *Ring) push(f *camera.Frame, msg *payload.Prediction) {
-	b := f.Bounds()
-	m := f.Mat()
-	size := int64(b.Dx() * b.Dy() * m.Channels())
+	size := f.Bytes()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if n := len(r.items); n > 0 {
+		// the frame before is done with its steps: a frame from a JPEG source keeps only its
+		// JPEG (decoded again if a correction asks for it)
+		prev := &r.items[n-1]
+		prev.f.Compact()
+		now := prev.f.Bytes()
+		r.bytes += now - prev.bytes
+		prev.bytes = now
+	}
 	r.items = append(r.items, ringItem{f: f, msg: msg, bytes: size})
 	r.bytes += size
 	maxBytes := int64(r.cfg.MaxMB) << 20
@@ -75,6 +83,9 @@ func (r *Ring) With(id string, fn func(f *camera.Frame, msg *payload.Prediction)
 				return false
 			}
 			fn(it.f, it.msg)
+			if i < len(r.items)-1 {
+				it.f.Compact() // what fn decoded goes again (the newest frame may still be in its steps)
+			}
 			return true
 		}
 	}

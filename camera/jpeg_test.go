@@ -1,0 +1,213 @@
+package camera
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"testing"
+
+	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
+	"gocv.io/x/gocv"
+)
+
+// jpegOf encodes a w×h picture: left half dark, right half bright, a red square at (x, y).
+func jpegOf(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			v := uint8(40)
+			if x >= w/2 {
+				v = 220
+			}
+			img.Set(x, y, color.RGBA{v, v, v, 255})
+		}
+	}
+	for y := h / 4; y < h/4+h/8; y++ {
+		for x := w / 8; x < w/8+h/8; x++ {
+			img.Set(x, y, color.RGBA{230, 20, 20, 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestJPEGSize(t *testing.T) {
+	b := jpegOf(t, 1920, 1080)
+	if got, err := JPEGSize(b); err != nil || got != image.Pt(1920, 1080) {
+		t.Fatalf("JPEGSize = %v, %v; want 1920x1080", got, err)
+	}
+	for name, bad := range map[string][]byte{
+		"empty":     nil,
+		"png":       {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A},
+		"truncated": b[:20],
+		"no SOF":    {0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02},
+		"zero size": {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0, 0, 0, 0, 3, 1, 0x11, 0},
+		"long seg":  {0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xFF, 0},
+	} {
+		if _, err := JPEGSize(bad); !errors.Is(err, errNotJPEG) {
+			t.Errorf("%s: err %v, want errNotJPEG", name, err)
+		}
+	}
+}
+
+func FuzzJPEGSize(f *testing.F) {
+	f.Add(jpegOf(f, 64, 48))
+	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0, 16, 0, 32, 3, 1, 0x11, 0})
+	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xFF, 0xD0, 0xFF, 0xC2, 0x00, 0x08, 8, 0, 1, 0, 1})
+	f.Add([]byte{0xFF, 0xD8})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		size, err := JPEGSize(b)
+		if err == nil && (size.X <= 0 || size.Y <= 0) {
+			t.Fatalf("size %v without an error", size)
+		}
+	})
+}
+
+// TestJPEGFrameViews: a JPEG frame decodes the coarsest view that keeps the asked size, reuses
+// a finer one, maps regions into it, and decodes the full picture only when Mat is called.
+func TestJPEGFrameViews(t *testing.T) {
+	f, err := FrameOfJPEG(jpegOf(t, 1920, 1080))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !f.Encoded() || f.Bounds() != image.Rect(0, 0, 1920, 1080) {
+		t.Fatalf("encoded %v bounds %v", f.Encoded(), f.Bounds())
+	}
+	full := f.Bounds()
+	v, r := f.View(full, 416, 416) // 1080/2 = 540 >= 416, 1080/4 = 270 < 416
+	if v.Cols() != 960 || v.Rows() != 540 || r != image.Rect(0, 0, 960, 540) {
+		t.Fatalf("view for 416x416: %dx%d, region %v; want 960x540", v.Cols(), v.Rows(), r)
+	}
+	if f.mat.Ptr() != nil {
+		t.Fatal("a view decoded the full frame")
+	}
+	// the picture is right: dark left, bright right, the red square at its place
+	if l, rt := v.GetUCharAt(270, 3*100), v.GetUCharAt(270, 3*900); l > 80 || rt < 180 {
+		t.Fatalf("view pixels: left %d right %d", l, rt)
+	}
+	if red := v.GetUCharAt(1080/4/2+10, 3*(1920/8/2+10)+2); red < 180 {
+		t.Fatalf("the red square is not in the view (red %d)", red)
+	}
+	// a coarser request reuses the finer view; a region maps by the view's divisor
+	v2, r2 := f.View(image.Rect(100, 51, 901, 500), 64, 64)
+	if v2.Ptr() != v.Ptr() || r2 != image.Rect(50, 25, 451, 250) {
+		t.Fatalf("coarser view: same Mat %v, region %v; want the 1/2 view, (50,25)-(451,250)", v2.Ptr() == v.Ptr(), r2)
+	}
+	// a finer request than any reduction: the full frame
+	m, r3 := f.View(image.Rect(0, 0, 500, 500), 300, 300)
+	if m.Cols() != 1920 || r3 != image.Rect(0, 0, 500, 500) {
+		t.Fatalf("a 300x300 view of a 500x500 region: %dx%d %v; want the full frame", m.Cols(), m.Rows(), r3)
+	}
+	if again := f.Mat(); again.Ptr() != m.Ptr() {
+		t.Fatal("Mat decoded the frame again")
+	}
+	decoded := f.Bytes()
+	f.Compact()
+	if f.Bytes() >= decoded/20 || f.mat.Ptr() != nil {
+		t.Fatalf("compacted frame holds %d bytes (decoded %d)", f.Bytes(), decoded)
+	}
+	if m := f.Mat(); m.Cols() != 1920 || m.GetUCharAt(540, 3*1800) < 180 {
+		t.Fatal("a compacted frame does not decode again")
+	}
+}
+
+// TestJPEGFrameCloneAndBadData: a clone copies the JPEG (outliving its original); a JPEG whose
+// body libjpeg cannot decode gives black pixels of its size, never an empty Mat.
+func TestJPEGFrameCloneAndBadData(t *testing.T) {
+	f, err := FrameOfJPEG(jpegOf(t, 320, 240))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Seq = 9
+	c := f.Clone()
+	defer c.Close()
+	f.Close()
+	if !f.Closed() || c.Closed() || !c.Encoded() || c.Seq != 9 {
+		t.Fatalf("closed %v/%v encoded %v seq %d", f.Closed(), c.Closed(), c.Encoded(), c.Seq)
+	}
+	if m := c.Mat(); m.Cols() != 320 || m.GetUCharAt(120, 3*300) < 180 {
+		t.Fatal("the clone's pixels are wrong")
+	}
+	region := c.CloneRegion(image.Rect(160, 0, 320, 240))
+	defer region.Close()
+	if region.Encoded() || region.Bounds().Dx() != 160 {
+		t.Fatalf("a region clone: encoded %v size %v", region.Encoded(), region.Bounds())
+	}
+
+	// a header that parses, then garbage where the scan should be
+	b := jpegOf(t, 320, 240)
+	bad := append([]byte(nil), b[:200]...)
+	bad = append(bad, 0xFF, 0xD9)
+	g, err := FrameOfJPEG(bad)
+	if err != nil {
+		t.Fatalf("a parsable header: %v", err)
+	}
+	defer g.Close()
+	if m := g.Mat(); m.Empty() || m.Cols() != 320 || m.Rows() != 240 {
+		t.Fatalf("undecodable frame: %dx%d", m.Cols(), m.Rows())
+	}
+	if _, err := FrameOfJPEG([]byte("GIF89a")); !errors.Is(err, errNotJPEG) {
+		t.Fatalf("a GIF: %v", err)
+	}
+}
+
+// TestMJPEGFileHandsOnJPEG: an MJPEG video is read as its JPEG packets, the pixels the same
+// as OpenCV's own decoding; a rotated camera decodes as before.
+func TestMJPEGFileHandsOnJPEG(t *testing.T) {
+	src := testenv.Path("testdata", "demo", "conveyor.avi")
+	vc, err := gocv.VideoCaptureFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := gocv.NewMat()
+	defer want.Close()
+	for i := 0; i < 30; i++ { // a frame with a part in it
+		vc.Read(&want)
+	}
+	vc.Close()
+
+	cam := cameraFor(t, configs.Camera{Source: src})
+	cam.Start(context.Background())
+	defer cam.Close()
+	var f *Frame
+	for i := 0; i < 30; i++ {
+		if f != nil {
+			f.Close()
+		}
+		if f, err = cam.Next(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer f.Close()
+	if !f.Encoded() || f.Pos != 29 {
+		t.Fatalf("frame 30: encoded %v pos %d; want an MJPEG file handed on as JPEG", f.Encoded(), f.Pos)
+	}
+	got := f.Mat()
+	diff := gocv.NewMat()
+	defer diff.Close()
+	gocv.AbsDiff(got, want, &diff)
+	if mean := diff.Mean(); mean.Val1+mean.Val2+mean.Val3 > 3 {
+		t.Fatalf("the decoded JPEG differs from OpenCV's frame by %v on average", mean)
+	}
+
+	rot := cameraFor(t, configs.Camera{Source: src, Rotate: 180})
+	rot.Start(context.Background())
+	defer rot.Close()
+	r, err := rot.Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Encoded() || r.Bounds() != image.Rect(0, 0, 640, 360) {
+		t.Fatalf("a rotated camera: encoded %v bounds %v; want decoded frames", r.Encoded(), r.Bounds())
+	}
+}
