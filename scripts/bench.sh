@@ -3,7 +3,8 @@
 # between its "bench:begin" and "bench:end" markers (the text around them is kept).
 #
 #   1. cvedge bench on the demo: the models alone, the pipeline, end to end over MQTT,
-#      efficiency, allocations, memory, and 4 realtime cameras at 10 fps;
+#      efficiency, allocations, memory, and 4 realtime cameras at 10 fps; then the same on the
+#      demo upscaled to 1920x1080 MJPEG (scripts/video-1080p.sh);
 #   2. the Go benchmarks of preprocessing, YOLO decode and NMS, the pipeline and the tracker.
 #
 # Run it on an otherwise idle machine: the figures are ratios measured in one run, but a
@@ -31,6 +32,16 @@ echo "bench: cvedge bench on the demo ($frames frames, then $cameras cameras at 
 	--cameras "$cameras" --fps "$fps" --seconds "$seconds" \
 	--markdown "$work/report.md" --json >"$work/report.json"
 
+# the same at a real camera's size: the demo video upscaled to 1920x1080 MJPEG (generated
+# once into .cache/bench, not committed)
+video1080=.cache/bench/conveyor-1080p.avi
+[ -f "$video1080" ] || scripts/video-1080p.sh "$video1080" >/dev/null
+echo "bench: cvedge bench at 1080p ($frames frames, then $cameras cameras at $fps fps for ${seconds}s)" >&2
+./bin/cvedge bench --detector testdata/demo/detector --classifier testdata/demo/classifier \
+	--source "$video1080" --frames "$frames" \
+	--cameras "$cameras" --fps "$fps" --seconds "$seconds" \
+	--markdown "$work/report-1080p.md" --json >"$work/report-1080p.json"
+
 echo "bench: Go benchmarks (preprocess, models, pipeline, tracking)" >&2
 CGO_ENABLED=1 $GO test -run '^$' -bench . -benchmem -count 1 ./preprocess ./models ./agent/pipeline ./agent/steps | tee "$work/go.txt" >&2
 
@@ -40,6 +51,10 @@ CGO_ENABLED=1 $GO test -run '^$' -bench . -benchmem -count 1 ./preprocess ./mode
 	echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`make bench\`."
 	echo
 	cat "$work/report.md"
+	echo
+	echo "#### The same at 1080p (\`$video1080\`)"
+	echo
+	cat "$work/report-1080p.md"
 	echo
 	echo "| Go benchmark | ms/op | B/op | allocs/op |"
 	echo "|---|---|---|---|"

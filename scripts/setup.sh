@@ -10,7 +10,8 @@
 #     gstreamer1.0-plugins-good and gstreamer1.0-libav (RTSP cameras through rtspsrc,
 #     rtsp.transport auto, tcp or udp: rtspsrc, the H.264 decoder), the RTSP test server's python3-gi, python3-gst-1.0,
 #     gir1.2-gst-rtsp-server-1.0 and gstreamer1.0-plugins-bad (openh264enc), mosquitto and
-#     mosquitto-clients (tests and watching the MQTT output), systemd (systemd-analyze checks
+#     mosquitto-clients (tests and watching the MQTT output), gstreamer1.0-tools (gst-launch-1.0
+#     makes the 1080p bench video, scripts/video-1080p.sh), systemd (systemd-analyze checks
 #     the unit), libaravis-0.8-0 (GenICam cameras: the agent loads libaravis and reads the
 #     camera's stream from it), aravis-tools
 #     and iproute2 (the GenICam test runs arv-fake-gv-camera-0.8, a fake GigE Vision camera, in
@@ -36,7 +37,7 @@ declare -A ORT_SHA256=(
 )
 PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd
   gstreamer1.0-plugins-good gstreamer1.0-libav python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
-  libaravis-0.8-0 gstreamer1.0-plugins-bad aravis-tools iproute2 chromium)
+  libaravis-0.8-0 gstreamer1.0-plugins-bad aravis-tools iproute2 chromium gstreamer1.0-tools)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 libdir="$root/lib"

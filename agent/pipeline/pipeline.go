@@ -61,11 +61,6 @@ type Pipeline struct {
 	// read (camera.Frame.View): a frame from a JPEG source is decoded for them at the
 	// coarsest scale that keeps it, once. Without a detector model, the full frame.
 	view image.Point
-	// cropped: the last frame completed had crops to classify. Parts stay in view for many
-	// frames, so the next frame likely has crops too: prepare then decodes a JPEG frame at
-	// full resolution at once, and the detector and the meter read it, instead of a reduced
-	// view decoded first and the full frame decoded again for the crops.
-	cropped atomic.Bool
 	// busy holds when each phase began on its current frame (unix ns), 0 between frames.
 	busy [phases]atomic.Int64
 	// Each phase has its own scratch, as Stream runs the phases of a frame on three
@@ -164,9 +159,6 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 		*msg.SourcePos = f.Pos
 	}
 	msg.LatencyMs.Queue = payload.Ms(start.Sub(f.Captured))
-	if p.cropped.Load() {
-		f.Mat()
-	}
 	q := p.meter.Measure(f.View(full, p.view.X, p.view.Y))
 	msg.Quality = payload.Quality{Sharpness: q.Sharpness, Brightness: q.Brightness, Overexposed: q.Overexposed, Underexposed: q.Underexposed}
 	if g := p.o.Gate; g.Action == "flag" || g.Action == "skip" {
@@ -327,10 +319,10 @@ func (p *Pipeline) classifyAll(f *camera.Frame, msg *payload.Prediction, kept []
 		c.index = append(c.index, i)
 		c.regions[i] = r
 	}
-	p.cropped.Store(len(c.crops) > 0)
 	if len(c.crops) == 0 {
 		return nil
 	}
+	f.Mat() // a JPEG frame is decoded here, not under the classifier's lock that other cameras wait on
 	cls, err := p.classify(f, c.crops, msg)
 	if err != nil {
 		return err
