@@ -199,6 +199,7 @@ type Camera struct {
 	lastFrame atomic.Int64 // unix nanoseconds of the last frame read
 	stalled   atomic.Bool  // the watchdog saw no frame for NoFrame: reopen after this read
 	jpegOff   atomic.Bool  // the source's frames turned out not to be JPEG: read them decoded
+	badJPEG   atomic.Uint64
 	shape     shaper
 	// opening counts the opens of the source still inside the capture library, including
 	// one the camera stopped waiting for when it closed (see openAbandonable).
@@ -378,6 +379,7 @@ func (c *Camera) run(ctx context.Context) {
 		}
 		if cg, ok := g.(*capture); ok && c.shape.identity() && !c.jpegOff.Load() {
 			cg.passJPEG(c.src)
+			cg.undecodable = c.undecodableJPEG
 		}
 		c.lastFrame.Store(time.Now().UnixNano())
 		c.stalled.Store(false)
@@ -659,6 +661,8 @@ type capture struct {
 	fails int
 	// jpeg: the capture hands on its source's JPEG packets undecoded (see passJPEG).
 	jpeg bool
+	// undecodable is told of a handed-on frame that libjpeg could not decode.
+	undecodable func()
 }
 
 // OpenCV's capture backends and the FFmpeg backend's raw mode (CAP_PROP_FORMAT = -1: read
@@ -680,6 +684,15 @@ func (c *capture) passJPEG(src Source) {
 	}
 	c.vc.Set(gocv.VideoCaptureFormat, formatRaw)
 	c.jpeg = c.vc.Get(gocv.VideoCaptureFormat) == formatRaw
+}
+
+// undecodableJPEG counts and logs (the first, then every 100th) a frame handed on as JPEG
+// that libjpeg could not decode: its pixels are black, and the frame goes on.
+func (c *Camera) undecodableJPEG() {
+	if n := c.badJPEG.Add(1); n == 1 || n%100 == 0 {
+		c.log.Warn("a frame from the source is a JPEG that cannot be decoded; it went on as a black frame: check the camera's stream",
+			"component", "camera", "undecodable_total", n)
+	}
 }
 
 // mjpeg reports whether FFmpeg's codec, as OpenCV names it, is Motion JPEG: the stream's
@@ -706,6 +719,7 @@ func readFrame(g grabber, f *Frame) error {
 			data.Close()
 			return err
 		}
+		f.jpeg.onBad = c.undecodable
 		return nil
 	}
 	f.mat = gocv.NewMat()

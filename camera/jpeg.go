@@ -27,6 +27,8 @@ type jpegFrame struct {
 	view gocv.Mat // the finest reduced decode made so far (empty: none)
 	div  int      // its divisor
 	bad  bool     // a decode failed: the frame's pixels are black
+	// onBad, when set, is told of a decode that failed (the camera logs it)
+	onBad func()
 }
 
 // jpegFlags decode a video frame: colour, and no EXIF rotation (a stream's frames carry none,
@@ -112,6 +114,9 @@ func (j *jpegFrame) decode(div int) gocv.Mat {
 	if err != nil || m.Empty() || m.Cols() != w || m.Rows() != h || m.Type() != gocv.MatTypeCV8UC3 {
 		if err == nil {
 			m.Close()
+		}
+		if !j.bad && j.onBad != nil {
+			j.onBad()
 		}
 		j.bad = true
 		return gocv.NewMatWithSizeFromScalar(gocv.Scalar{}, h, w, gocv.MatTypeCV8UC3)

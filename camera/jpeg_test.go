@@ -152,8 +152,16 @@ func TestJPEGFrameCloneAndBadData(t *testing.T) {
 		t.Fatalf("a parsable header: %v", err)
 	}
 	defer g.Close()
+	told := 0
+	g.jpeg.onBad = func() { told++ }
+	if v, _ := g.View(g.Bounds(), 100, 100); v.Empty() || v.Cols() != 160 {
+		t.Fatalf("undecodable frame's view: %dx%d", v.Cols(), v.Rows())
+	}
 	if m := g.Mat(); m.Empty() || m.Cols() != 320 || m.Rows() != 240 {
 		t.Fatalf("undecodable frame: %dx%d", m.Cols(), m.Rows())
+	}
+	if told != 1 {
+		t.Fatalf("the camera was told of %d bad decodes of one frame, want 1", told)
 	}
 	if _, err := FrameOfJPEG([]byte("GIF89a")); !errors.Is(err, errNotJPEG) {
 		t.Fatalf("a GIF: %v", err)
