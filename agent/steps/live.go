@@ -61,11 +61,19 @@ func (l *Live) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Predict
 		return
 	}
 	l.last = now
+	// a frame from a JPEG source is read at the coarsest reduced size still max_width wide:
+	// an idle frame is not decoded whole for the live view. Boxes are fractions of the frame.
+	full := f.Bounds()
+	width := l.cfg.MaxWidth
+	if width <= 0 {
+		width = full.Dx()
+	}
+	img, vr := f.View(full, width, 1)
 	var marks []preprocess.Mark
 	if f.Err == nil {
-		marks = Marks(msg, f.Bounds())
+		marks = Marks(msg, vr)
 	}
-	jpeg, err := preprocess.EncodeMarkedJPEG(f.Mat(), marks, l.cfg.MaxWidth, l.cfg.JPEGQuality, 0)
+	jpeg, err := preprocess.EncodeMarkedJPEG(img, marks, l.cfg.MaxWidth, l.cfg.JPEGQuality, 0)
 	if err != nil {
 		l.onError(err)
 		return

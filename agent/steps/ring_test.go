@@ -58,3 +58,48 @@ func TestRingKeepsJPEG(t *testing.T) {
 		}
 	})
 }
+
+type liveSink struct{ got [][]byte }
+
+func (s *liveSink) Watching(string) bool          { return true }
+func (s *liveSink) Publish(_ string, jpeg []byte) { s.got = append(s.got, jpeg) }
+
+// TestLiveReadsAReducedView: the live view of a 1080p frame from a JPEG source, 480 wide,
+// is drawn from the 1/4 view (the full frame is never decoded for it), its box where the
+// part is.
+func TestLiveReadsAReducedView(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 1920, 1080))
+	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{90, 90, 90, 255}}, image.Point{}, draw.Src)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 85}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := camera.FrameOfJPEG(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sink := &liveSink{}
+	cfg := configs.Default().UI
+	cfg.MaxWidth = 480
+	live := steps.NewLive(sink, "cam", cfg, env(nil))
+	msg := prediction("p1", 1, detection(payload.Box{Left: 0.5, Top: 0.5, Width: 0.25, Height: 0.25}, "red", 0.9))
+	live.Handle(context.Background(), &pipeline.Frame{Frame: f, Camera: "cam"}, msg)
+	if len(sink.got) != 1 {
+		t.Fatalf("%d live frames, want 1", len(sink.got))
+	}
+	if held, want := f.Bytes(), int64(buf.Len()+480*270*3); held != want {
+		t.Fatalf("the frame holds %d bytes, want %d: its JPEG and the 1/4 view", held, want)
+	}
+	shown, err := jpeg.Decode(bytes.NewReader(sink.got[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := shown.Bounds(); b.Dx() != 480 || b.Dy() != 270 {
+		t.Fatalf("live frame %v, want 480x270", b)
+	}
+	// the box's left edge at x = 240, from y = 135: drawn, not grey
+	if r, g, _, _ := shown.At(240, 200).RGBA(); r>>8 == g>>8 {
+		t.Fatalf("no box drawn at (240, 200): %v", shown.At(240, 200))
+	}
+}
