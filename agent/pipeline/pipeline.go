@@ -102,7 +102,9 @@ func New(o Options) *Pipeline {
 	}
 	if s, ok := o.Detector.(interface{ InputSize() image.Point }); ok {
 		in := s.InputSize()
-		p.view = image.Pt(max(in.X, preprocess.MeasureWidth), in.Y)
+		// the meter's figures from a view at least twice its width are those of the full frame
+		// (at 1.5 times, the sharpness falls by a quarter)
+		p.view = image.Pt(max(in.X, 2*preprocess.MeasureWidth), in.Y)
 	}
 	return p
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image"
 	"image/jpeg"
+	"math"
 	"testing"
 
 	"github.com/cvedge/cvedge/agent/payload"
@@ -79,6 +80,9 @@ func TestReducedViewFindsTheSameParts(t *testing.T) {
 		}
 		if held := enc.Bytes(); held != want {
 			t.Fatalf("frame %d (%d parts) holds %d bytes, want %d: the JPEG, a half-size view, and the full frame when there are crops", i, len(got.Predictions), held, want)
+		}
+		if q, w := got.Quality, ref.Quality; math.Abs(q.Sharpness-w.Sharpness) > 0.03*w.Sharpness || math.Abs(q.Brightness-w.Brightness) > 1 {
+			t.Fatalf("frame %d: quality from the view %+v, from the whole frame %+v", i, q, w)
 		}
 		if len(got.Predictions) != len(wantParts) {
 			t.Fatalf("frame %d: %d parts from the reduced view, %d from the whole frame", i, len(got.Predictions), len(wantParts))
