@@ -30,7 +30,8 @@ func belt(w, h int, r image.Rectangle, bgr [3]uint8) gocv.Mat {
 
 // TestMotionStillAndPart: a still picture is unchanged against its reference; a part a tenth
 // of the frame high, of which only 8 pixels have come in at the left edge, is change on a
-// 640 x 360 frame and on a 1080p one; with no reference, or a picture of another size,
+// 640 x 360 frame and on a 1080p one, and so is a part of the belt's grey level in another
+// hue; with no reference, or a picture of another size,
 // everything is change.
 func TestMotionStillAndPart(t *testing.T) {
 	for _, size := range []image.Point{{640, 360}, {1920, 1080}} {
@@ -49,11 +50,17 @@ func TestMotionStillAndPart(t *testing.T) {
 		if got := m.Changed(part, 10); got < 3.0/(64*36) {
 			t.Errorf("%v: a part's edge came in: changed %.4f, want at least 3 cells", size, got)
 		}
+		// a part of the belt's grey level in another hue: blue, whose grey (0.114 B + 0.587 G
+		// + 0.299 R) is the belt's 100
+		hue := belt(size.X, size.Y, image.Rect(size.X/2, size.Y/2, size.X/2+size.X/10, size.Y/2+size.Y/10), [3]uint8{255, 75, 76})
+		if got := m.Changed(hue, 10); got < 20.0/(64*36) {
+			t.Errorf("%v: a part of the belt's grey in another hue: changed %.4f, want its cells", size, got)
+		}
 		other := belt(size.X/2, size.Y/2, image.Rectangle{}, [3]uint8{})
 		if got := m.Changed(other, 10); got != 1 {
 			t.Errorf("%v: another size: changed %.3f, want 1", size, got)
 		}
-		for _, mat := range []gocv.Mat{empty, part, other} {
+		for _, mat := range []gocv.Mat{empty, part, hue, other} {
 			mat.Close()
 		}
 		m.Close()
