@@ -101,6 +101,20 @@ func TestMotionCreepAddsUp(t *testing.T) {
 	t.Logf("the creep showed at %d px", caught)
 }
 
+// BenchmarkMotion360p: the same on a frame of the demo's size, 640 x 360.
+func BenchmarkMotion360p(b *testing.B) {
+	img := belt(640, 360, image.Rect(0, 150, 70, 230), [3]uint8{200, 40, 20})
+	defer img.Close()
+	m := NewMotion()
+	defer m.Close()
+	m.Changed(img, 10)
+	m.Keep()
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Changed(img, 10)
+	}
+}
+
 // BenchmarkMotion1080p: the cost of the gate's comparison on a 1080p frame, and its Go
 // allocations (none in steady state).
 func BenchmarkMotion1080p(b *testing.B) {
