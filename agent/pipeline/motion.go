@@ -50,41 +50,36 @@ const (
 // leaves frames with an Err alone). From the next frame on, prepare knows and holds the gate
 // open for Hold frames after it.
 type motionGate struct {
-	cfg configs.Motion // nil m: the gate is off
-	m   *preprocess.Motion
 	// prepare's
-	sent     int64     // frames sent on to the detector
-	last     time.Time // when the last of them was captured
-	changed  time.Time // when the last frame that changed (or had to go on for hold) was captured
-	reported time.Time // when the last unchanged report was captured
+	m        *preprocess.Motion // nil: the gate is off, or has not checked a frame yet
+	sent     int64              // frames sent on to the detector
+	last     time.Time          // when the last of them was captured
+	changed  time.Time          // when the last frame that changed (or had to go on for hold) was captured
+	reported time.Time          // when the last unchanged report was captured
 	// detect's, then shared
 	runs     int64        // frames the detector ran on, numbered as sent
 	lastSeen atomic.Int64 // the number (in sent) of the last frame with a detection; 0: none
 }
 
-func newMotionGate(cfg configs.Motion) *motionGate {
-	g := &motionGate{cfg: cfg}
-	if cfg.Enabled {
-		g.m = preprocess.NewMotion()
-	}
-	return g
-}
-
-// check compares img, the picture of a frame captured at at, with the reference and says
-// whether the frame goes through the models, is skipped, or is skipped and reported.
-func (g *motionGate) check(img gocv.Mat, at time.Time) motionVerdict {
-	if g.m == nil {
+// check compares img, the picture of a frame captured at at, with the reference and says,
+// by the gate's settings cfg, whether the frame goes through the models, is skipped, or is
+// skipped and reported.
+func (g *motionGate) check(cfg *configs.Motion, img gocv.Mat, at time.Time) motionVerdict {
+	if !cfg.Enabled {
 		return motionGo
 	}
-	share := g.m.Changed(img, float32(g.cfg.PixelDelta)) // 1 for the first frame: no reference yet
-	if seen := g.lastSeen.Load(); share >= g.cfg.Threshold || (seen > 0 && g.sent-seen < int64(g.cfg.Hold)) {
+	if g.m == nil {
+		g.m = preprocess.NewMotion()
+	}
+	share := g.m.Changed(img, float32(cfg.PixelDelta)) // 1 for the first frame: no reference yet
+	if seen := g.lastSeen.Load(); share >= cfg.Threshold || (seen > 0 && g.sent-seen < int64(cfg.Hold)) {
 		g.changed = at // changed, or parts were seen lately: look until their tracks end
 		return motionGo
 	}
-	if at.Sub(g.last) >= g.cfg.MaxInterval {
+	if at.Sub(g.last) >= cfg.MaxInterval {
 		return motionGo // the safety net
 	}
-	if g.cfg.ReportInterval > 0 && at.Sub(g.changed) >= g.cfg.ReportInterval && at.Sub(g.reported) >= g.cfg.ReportInterval {
+	if cfg.ReportInterval > 0 && at.Sub(g.changed) >= cfg.ReportInterval && at.Sub(g.reported) >= cfg.ReportInterval {
 		g.reported = at
 		return motionReport
 	}
@@ -103,9 +98,9 @@ func (g *motionGate) pass(at time.Time) {
 }
 
 // ran notes, in the detect phase, that the detector ran on the next frame sent on, and
-// whether it kept a detection there.
-func (g *motionGate) ran(found bool) {
-	if g.m == nil {
+// whether it kept a detection there; on is whether the gate is on.
+func (g *motionGate) ran(on, found bool) {
+	if !on {
 		return
 	}
 	g.runs++

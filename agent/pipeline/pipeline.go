@@ -59,8 +59,6 @@ type Pipeline struct {
 	o     Options
 	ahead AheadStage // the detector, when it can fill its input ahead
 	meter *preprocess.Meter
-	// motion is the motion gate's state: prepare decides, detect tells it the detections.
-	motion *motionGate
 	// busy holds when each phase began on its current frame (unix ns), 0 between frames.
 	busy [phases]atomic.Int64
 	// Each phase has its own scratch, as Stream runs the phases of a frame on three
@@ -89,6 +87,9 @@ type Pipeline struct {
 		regions    []image.Rectangle // by prediction: what the classifier saw (see Regions)
 		region     [1]image.Rectangle
 	}
+	// motion is the motion gate's state (Options.Motion): prepare decides, detect tells it
+	// the detections.
+	motion motionGate
 }
 
 // New returns a Pipeline; Close frees its quality meter.
@@ -96,7 +97,7 @@ func New(o Options) *Pipeline {
 	if o.Frames == nil {
 		o.Frames = new(atomic.Uint64)
 	}
-	p := &Pipeline{o: o, meter: preprocess.NewMeter(), motion: newMotionGate(o.Motion)}
+	p := &Pipeline{o: o, meter: preprocess.NewMeter()}
 	if a, ok := o.Detector.(AheadStage); ok {
 		p.ahead = a
 	}
@@ -159,11 +160,11 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 		msg.SourcePos = p.pre.pos.one()
 		*msg.SourcePos = f.Pos
 	}
-	msg.LatencyMs.Queue = payload.Ms(start.Sub(f.Captured))
-	motion := p.motion.check(f.Mat(), f.Captured)
+	motion := p.motion.check(&p.o.Motion, f.Mat(), f.Captured)
 	if motion == motionSkip {
 		return msg, ErrUnchanged
 	}
+	msg.LatencyMs.Queue = payload.Ms(start.Sub(f.Captured))
 	q := p.meter.Measure(f.Mat(), image.Rectangle{})
 	msg.Quality = payload.Quality{Sharpness: q.Sharpness, Brightness: q.Brightness, Overexposed: q.Overexposed, Underexposed: q.Underexposed}
 	if motion == motionReport {
@@ -190,7 +191,7 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 // detect runs the detector (if any) on f, on its input filled ahead in a when there is one,
 // adds the detections over the per-tag thresholds to msg, and returns their boxes.
 func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) (found []models.Box, _ error) {
-	defer func() { p.motion.ran(len(found) > 0) }()
+	defer func() { p.motion.ran(p.o.Motion.Enabled, len(found) > 0) }()
 	if p.o.Detector == nil {
 		return nil, nil
 	}
