@@ -160,6 +160,7 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 		msg.SourcePos = p.pre.pos.one()
 		*msg.SourcePos = f.Pos
 	}
+	// the motion gate: skipped, reported or on; any picture of the whole frame will do
 	motion := p.motion.check(&p.o.Motion, f.Mat(), f.Captured)
 	if motion == motionSkip {
 		return msg, ErrUnchanged
