@@ -256,6 +256,8 @@ func (a *Agent) assemble(cfg *configs.Config, i int, r *cameraRun, stages map[st
 func pipelineOptions(cfg *configs.Config, cc configs.Camera, stages map[string]*pipeline.ModelStage) pipeline.Options {
 	p := cc.Pipeline
 	o := pipeline.Options{Padding: float32(p.CropPadding), Gate: cc.QualityGate, Thresholds: p.Thresholds, Masks: cc.Masks}
+	o.Motion = cc.Motion
+	o.Motion.Hold = cc.MotionHold()
 	if p.Detector != "" {
 		o.Detector = stages[p.Detector]
 	}

@@ -100,7 +100,8 @@ func (a *Agent) stats(now time.Time, secs float64, last map[string]pipeline.Coun
 		frames := cur.Processed - before.Processed
 		cs := r.cam.Status()
 		c := payload.CameraStats{Name: r.cam.Name(), State: string(cs.State), FPS: payload.Round(float64(frames)/secs, 2),
-			Read: cs.Read, Dropped: cs.Dropped, Skipped: cs.Skipped, Overflow: cs.Overflow, Failed: cur.Failed, Gated: cur.Gated, Samples: cur.Samples}
+			Read: cs.Read, Dropped: cs.Dropped, Skipped: cs.Skipped, Overflow: cs.Overflow, Failed: cur.Failed, Gated: cur.Gated, Samples: cur.Samples,
+			Unchanged: cur.Unchanged}
 		if frames > 0 {
 			c.InferenceMs = payload.Round(float64(cur.InferUs-before.InferUs)/1000/float64(frames), 3)
 		}
@@ -128,7 +129,8 @@ func (a *Agent) snapshot() ops.Snapshot {
 	for _, r := range a.runsNow() {
 		st, n := r.cam.Status(), r.counts()
 		s.Cameras = append(s.Cameras, ops.CameraState{Name: r.cam.Name(), State: string(st.State), Read: st.Read, Dropped: st.Dropped,
-			Skipped: st.Skipped, Overflow: st.Overflow, Processed: n.Processed, Failed: n.Failed, Gated: n.Gated, Samples: n.Samples})
+			Skipped: st.Skipped, Overflow: st.Overflow, Processed: n.Processed, Failed: n.Failed, Gated: n.Gated, Samples: n.Samples,
+			Unchanged: n.Unchanged})
 	}
 	for _, name := range a.stageNames() {
 		stage, ok := a.stageNamed(name)

@@ -578,6 +578,45 @@ type Camera struct {
 	// Parts says what is published about each tracked part beside its start and end events
 	// (cameras with a detector and tracking).
 	Parts Parts `mapstructure:"parts"`
+	// Motion is the motion gate: while the picture does not change, the models are skipped
+	// and the camera reports that it is unchanged (see Motion).
+	Motion Motion `mapstructure:"motion"`
+}
+
+// Motion is a camera's motion gate (see docs/cameras.md, "Motion gate"): each frame, scaled
+// to a small grey picture, is compared with the picture of the last frame that went through
+// the models; while too little of it changed, no part was seen within Hold frames and
+// MaxInterval has not passed, the frame skips the models and is counted as unchanged. An
+// idle line (belt stopped or empty) then costs the comparison, about a millisecond a frame.
+type Motion struct {
+	// Enabled turns the gate on; off, every frame goes through the models.
+	Enabled bool `mapstructure:"enabled"`
+	// Threshold is the share (above 0, at most 1) of the picture's cells (64 x 36 for a 16:9
+	// frame) that must change for a frame to go through the models: 0.002 is 5 cells, a part
+	// a tenth of the frame high that has come 2 cells in.
+	Threshold float64 `mapstructure:"threshold"`
+	// PixelDelta is how many grey levels (1-254) a cell's mean must move to count as changed:
+	// above the flicker of the light and the noise of the sensor.
+	PixelDelta int `mapstructure:"pixel_delta"`
+	// ReportInterval is how often a camera whose picture stays unchanged publishes a
+	// prediction saying so ("motion": "unchanged", no predictions), so that an idle line is
+	// told from a dead camera; 0: never.
+	ReportInterval time.Duration `mapstructure:"report_interval"`
+	// MaxInterval is the longest time between two frames that go through the models,
+	// changed or not: the safety net of a change too slow or too faint to show.
+	MaxInterval time.Duration `mapstructure:"max_interval"`
+	// Hold is how many frames go through the models, changed or not, after the last frame
+	// with a detection, so that a part that stopped is still seen and a part that left ends
+	// its track and is decided; 0: tracking.max_missed + 1, the least that does.
+	Hold int `mapstructure:"hold"`
+}
+
+// MotionHold is the camera's motion.hold, or tracking.max_missed + 1 when it is 0.
+func (c Camera) MotionHold() int {
+	if c.Motion.Hold > 0 {
+		return c.Motion.Hold
+	}
+	return c.Tracking.MaxMissed + 1
 }
 
 // Tracks reports whether the camera follows parts from frame to frame: tracking is on and
@@ -900,5 +939,6 @@ func DefaultCamera() Camera {
 		Verdicts:     Verdicts{Default: "nok"},
 		Parts:        Parts{Image: PartImage{MaxKB: 256, JPEGQuality: 85}},
 		GenICam:      GenICam{PixelFormat: "Mono8"},
+		Motion:       Motion{Threshold: 0.002, PixelDelta: 10, ReportInterval: 10 * time.Second, MaxInterval: 5 * time.Second},
 	}
 }

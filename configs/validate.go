@@ -103,6 +103,7 @@ func (c *Config) Validate() error {
 		cam.validatePartImage(&p, key)
 		c.validatePipeline(&p, key+".pipeline", cam.Pipeline, cam.Collect.Enabled)
 		cam.validateParts(&p, key)
+		cam.validateMotion(&p, key)
 	}
 	return p.err()
 }
@@ -831,4 +832,29 @@ func LoopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// validateMotion checks cameras[].motion (key is the camera's).
+func (c Camera) validateMotion(p *problems, key string) {
+	m := c.Motion
+	if m.Threshold <= 0 || m.Threshold > 1 {
+		p.add(key+".motion.threshold", "%v must be a share of the picture above 0 and at most 1 (0.002 is 5 cells of 64 x 36)", m.Threshold)
+	}
+	if m.PixelDelta < 1 || m.PixelDelta > 254 {
+		p.add(key+".motion.pixel_delta", "%d must be 1 to 254 grey levels (10 is above the noise of most cameras)", m.PixelDelta)
+	}
+	if m.ReportInterval < 0 {
+		p.add(key+".motion.report_interval", "%v must be 0 (no reports) or more, such as 10s", m.ReportInterval)
+	}
+	if m.MaxInterval <= 0 {
+		p.add(key+".motion.max_interval", "%v must be above 0, such as 5s: a frame goes through the models at least this often", m.MaxInterval)
+	}
+	if m.Hold < 0 || m.Hold > MaxVoteGap {
+		p.add(key+".motion.hold", "%d is out of range: allowed 0 (tracking.max_missed + 1) to %d frames", m.Hold, MaxVoteGap)
+	} else if m.Hold > 0 && c.Tracks() && m.Hold < c.Tracking.MaxMissed+1 {
+		p.add(key+".motion.hold", "%d is under tracking.max_missed + 1 (%d): a part that left would keep its track open and go undecided while the picture stays still; raise it, or set 0", m.Hold, c.Tracking.MaxMissed+1)
+	}
+	if m.Enabled && (c.Trigger == "mqtt" || c.Trigger == "hardware") {
+		p.add(key+".motion.enabled", "a camera with trigger %s is asked for each frame it processes, which the gate must not skip: turn the gate off, or use trigger continuous or interval", c.Trigger)
+	}
 }

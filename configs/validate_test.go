@@ -66,3 +66,56 @@ func TestShadowSummaryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestMotionValidation: each bad key of cameras[].motion is refused under its own name, with
+// the fix; the defaults pass, with the gate on or off; a hold under tracking.max_missed + 1
+// is refused on a camera that tracks (not on one without a detector), and so is the gate on
+// a camera whose every frame is asked for.
+func TestMotionValidation(t *testing.T) {
+	base := func(edit func(c *Camera)) []*Problem {
+		cfg := Default()
+		cfg.Agent.ID, cfg.MQTT.TopicPrefix = "cell1", "cvedge/cell1"
+		m := DefaultModel()
+		m.Path = "m.onnx"
+		cfg.Models = map[string]Model{"parts": m}
+		cam := DefaultCamera()
+		cam.Name, cam.Source, cam.Pipeline.Detector = "cam1", "0", "parts"
+		edit(&cam)
+		cfg.Cameras = []Camera{cam}
+		return ProblemsUnder(cfg.Validate(), "cameras[0].motion")
+	}
+	for _, c := range []struct {
+		name string
+		edit func(c *Camera)
+		key  string // "": no problem
+		says string
+	}{
+		{"defaults, off", func(c *Camera) {}, "", ""},
+		{"defaults, on", func(c *Camera) { c.Motion.Enabled = true }, "", ""},
+		{"threshold 0", func(c *Camera) { c.Motion.Threshold = 0 }, "threshold", "above 0 and at most 1"},
+		{"threshold over 1", func(c *Camera) { c.Motion.Threshold = 1.5 }, "threshold", "above 0 and at most 1"},
+		{"pixel_delta 0", func(c *Camera) { c.Motion.PixelDelta = 0 }, "pixel_delta", "1 to 254"},
+		{"pixel_delta 255", func(c *Camera) { c.Motion.PixelDelta = 255 }, "pixel_delta", "1 to 254"},
+		{"report_interval negative", func(c *Camera) { c.Motion.ReportInterval = -1 }, "report_interval", "0 (no reports) or more"},
+		{"report_interval 0", func(c *Camera) { c.Motion.ReportInterval = 0 }, "", ""},
+		{"max_interval 0", func(c *Camera) { c.Motion.MaxInterval = 0 }, "max_interval", "must be above 0"},
+		{"hold negative", func(c *Camera) { c.Motion.Hold = -1 }, "hold", "allowed 0 (tracking.max_missed + 1) to 1000"},
+		{"hold under max_missed + 1", func(c *Camera) { c.Motion.Hold = 10 }, "hold", "under tracking.max_missed + 1 (11)"},
+		{"hold of max_missed + 1", func(c *Camera) { c.Motion.Hold = 11 }, "", ""},
+		{"short hold, no tracking", func(c *Camera) { c.Motion.Hold, c.Tracking.Enabled = 2, false }, "", ""},
+		{"trigger mqtt", func(c *Camera) { c.Motion.Enabled, c.Trigger = true, "mqtt" }, "enabled", "turn the gate off, or use trigger continuous or interval"},
+		{"trigger hardware", func(c *Camera) { c.Motion.Enabled, c.Trigger = true, "hardware" }, "enabled", "trigger hardware"},
+		{"trigger mqtt, gate off", func(c *Camera) { c.Trigger = "mqtt" }, "", ""},
+	} {
+		got := base(c.edit)
+		if c.key == "" {
+			if len(got) != 0 {
+				t.Errorf("%s: %v", c.name, got)
+			}
+			continue
+		}
+		if len(got) != 1 || got[0].Key != "cameras[0].motion."+c.key || !strings.Contains(got[0].Error(), c.says) {
+			t.Errorf("%s: %v; want one problem of cameras[0].motion.%s saying %q", c.name, got, c.key, c.says)
+		}
+	}
+}

@@ -31,6 +31,8 @@ type CameraState struct {
 	Name, State                                                string
 	Read, Dropped, Skipped, Overflow, Processed, Failed, Gated uint64
 	Samples                                                    map[string]uint64 // reason -> samples
+	// Unchanged counts the frames a motion gate kept from the models.
+	Unchanged uint64
 }
 
 // ModelState is one loaded model at scrape time.
@@ -119,6 +121,7 @@ var (
 	descLLM        = prometheus.NewDesc("cvedge_llm_calls_total", "LLM fallback calls by outcome.", []string{"outcome"}, nil)
 	descLLMTokens  = prometheus.NewDesc("cvedge_llm_tokens_total", "Tokens the LLM endpoint reported using, by kind: prompt, completion.", []string{"kind"}, nil)
 	descLLMCost    = prometheus.NewDesc("cvedge_llm_cost_total", "What the LLM's tokens cost at llm.prompt_price and llm.completion_price (per 1000 tokens); absent when no price is set.", nil, nil)
+	descUnchanged  = prometheus.NewDesc("cvedge_frames_unchanged_total", "Frames a motion gate kept from the models: the picture had not changed.", []string{"camera"}, nil)
 )
 
 // snapshotCollector turns a Snapshot into metrics at scrape time.
@@ -127,7 +130,7 @@ type snapshotCollector struct{ snap func() Snapshot }
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRead, descProcessed, descDropped, descSkipped, descOverflow, descFailed, descGated, descCamState, descSamples,
 		descModel, descShadow, descConnected, descMQTT, descSpoolMsgs, descSpoolBytes, descSpoolDrop, descLLM, descLLMTokens, descLLMCost,
-		descMQTTState, descInFlight, descWritable, descSpoolDisk, descSpoolFail, descCorrupt} {
+		descMQTTState, descInFlight, descWritable, descSpoolDisk, descSpoolFail, descCorrupt, descUnchanged} {
 		ch <- d
 	}
 }
@@ -148,6 +151,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descOverflow, cam.Overflow, cam.Name)
 		counter(descFailed, cam.Failed, cam.Name)
 		counter(descGated, cam.Gated, cam.Name)
+		counter(descUnchanged, cam.Unchanged, cam.Name)
 		for _, st := range CameraStates {
 			v := 0.0
 			if st == cam.State {

@@ -145,6 +145,10 @@ type Prediction struct {
 	Route     *Classification `json:"route,omitempty"`
 	Shadow    *ShadowAnswer   `json:"shadow,omitempty"`
 	Vote      *Vote           `json:"vote,omitempty"`
+	// Motion is "unchanged" on the report of a camera whose motion gate has kept its
+	// unchanged picture from the models since report_interval (cameras[].motion): no models
+	// ran, Predictions is empty. Absent on a frame that went through the models.
+	Motion string `json:"motion,omitempty"`
 }
 
 // CameraStatus is one camera in the agent status.
@@ -207,6 +211,9 @@ type CameraStats struct {
 	Samples map[string]uint64 `json:"samples"`
 	// InferenceMs is the mean model time (detect + classify) per frame over the interval.
 	InferenceMs float64 `json:"inferenceMs"`
+	// Unchanged counts frames a motion gate kept from the models (cameras[].motion): their
+	// picture had not changed.
+	Unchanged uint64 `json:"unchanged"`
 }
 
 // MQTTStats are the publisher's counters since start.

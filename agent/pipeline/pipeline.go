@@ -47,6 +47,9 @@ type Options struct {
 	// Project is the Custom Vision project id of the first stage's model (models.<name>.project),
 	// the messages' "project"; "" when not configured.
 	Project string
+	// Motion is the motion gate (cameras[].motion), its Hold resolved (Camera.MotionHold): a
+	// frame whose picture has not changed skips the models with ErrUnchanged.
+	Motion configs.Motion
 }
 
 // Pipeline turns one camera's frames into prediction payloads: measure quality, detect,
@@ -89,6 +92,9 @@ type Pipeline struct {
 		regions    []image.Rectangle // by prediction: what the classifier saw (see Regions)
 		region     [1]image.Rectangle
 	}
+	// motion is the motion gate's state (Options.Motion): prepare decides, detect tells it
+	// the detections.
+	motion motionGate
 }
 
 // New returns a Pipeline; Close frees its quality meter.
@@ -110,7 +116,10 @@ func New(o Options) *Pipeline {
 }
 
 // Close frees the pipeline's scratch memory.
-func (p *Pipeline) Close() { p.meter.Close() }
+func (p *Pipeline) Close() {
+	p.meter.Close()
+	p.motion.close()
+}
 
 // Regions returns, by prediction index of the last message completed, the pixel region the
 // classifier saw: a detection's padded crop (empty when the box lies outside the frame or
@@ -120,11 +129,13 @@ func (p *Pipeline) Regions() []image.Rectangle { return p.cmp.regions }
 
 // Process runs the stages on f and returns the prediction message. f stays owned by the
 // caller. A frame the quality gate skips returns ErrGated with a message that holds only its
-// quality (no FrameID: it is not published). Stream does the same work in three phases that
+// quality (no FrameID: it is not published); so does one the motion gate skips (ErrUnchanged),
+// except the unchanged report, numbered, every motion.report_interval. Stream does the same work in three phases that
 // overlap across frames: prepare, detect, complete.
 func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	msg, err := p.prepare(f, nil)
 	if err != nil {
+		p.report(msg, err)
 		return msg, err
 	}
 	kept, err := p.detect(f, msg, nil)
@@ -160,9 +171,18 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 		msg.SourcePos = p.pre.pos.one()
 		*msg.SourcePos = f.Pos
 	}
+	// the motion gate: skipped, reported or on; any picture of the whole frame will do
+	motion := p.motion.check(&p.o.Motion, f.Mat(), f.Captured)
+	if motion == motionSkip {
+		return msg, ErrUnchanged
+	}
 	msg.LatencyMs.Queue = payload.Ms(start.Sub(f.Captured))
 	q := p.meter.Measure(f.View(full, p.view.X, p.view.Y))
 	msg.Quality = payload.Quality{Sharpness: q.Sharpness, Brightness: q.Brightness, Overexposed: q.Overexposed, Underexposed: q.Underexposed}
+	if motion == motionReport {
+		msg.Motion = MotionUnchanged // numbered by report, with the frames completed before it
+		return msg, ErrUnchanged
+	}
 	if g := p.o.Gate; g.Action == "flag" || g.Action == "skip" {
 		msg.Quality.Gate, msg.Quality.Failed = "pass", gateFailures(g, q)
 		if len(msg.Quality.Failed) > 0 {
@@ -172,6 +192,7 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 			}
 		}
 	}
+	p.motion.pass(f.Captured)
 	msg.LatencyMs.Preprocess = payload.Ms(time.Since(start))
 	if p.ahead != nil && a != nil {
 		p.ahead.FillAhead(a, f, full)
@@ -181,7 +202,8 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 
 // detect runs the detector (if any) on f, on its input filled ahead in a when there is one,
 // adds the detections over the per-tag thresholds to msg, and returns their boxes.
-func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) ([]models.Box, error) {
+func (p *Pipeline) detect(f *camera.Frame, msg *payload.Prediction, a *Ahead) (found []models.Box, _ error) {
+	defer func() { p.motion.ran(p.o.Motion.Enabled, len(found) > 0) }()
 	if p.o.Detector == nil {
 		return nil, nil
 	}

@@ -18,8 +18,10 @@ type Step interface {
 	Name() string
 	// Handle does the step's work on f. msg is the frame's prediction, nil when the frame
 	// failed (f.Err says why); for a frame the quality gate skipped (f.Err is ErrGated) it
-	// holds only the quality and is not published. A step may change msg for the steps after
-	// it; it must not keep f past its call unless it takes the frame with f.Keep.
+	// holds only the quality and is not published; for a frame the motion gate skipped (f.Err
+	// is ErrUnchanged) it is published only when it is the unchanged report (its Motion is
+	// MotionUnchanged). A step may change msg for the steps after it; it must not keep f past
+	// its call unless it takes the frame with f.Keep.
 	Handle(ctx context.Context, f *Frame, msg *payload.Prediction)
 }
 
@@ -51,7 +53,8 @@ type Frame struct {
 	// Regions are, by prediction index, the pixel regions the classifier saw (see
 	// Pipeline.Regions); valid during the steps.
 	Regions []image.Rectangle
-	// Err is why the frame has no published message: ErrGated, or a failure of the models.
+	// Err is why the frame has no message from the models: ErrGated, ErrUnchanged, or a
+	// failure of the models.
 	Err  error
 	kept bool
 }
@@ -66,6 +69,8 @@ func (f *Frame) Keep() *camera.Frame {
 // Counts are a camera's counters since it started.
 type Counts struct {
 	Processed, Failed, Gated uint64
+	// Unchanged counts the frames the motion gate kept from the models.
+	Unchanged uint64
 	// InferUs is the model time (detect and classify) of the processed frames, microseconds.
 	InferUs uint64
 	// Samples counts the samples sent, by reason.
@@ -79,6 +84,7 @@ func (c *Counts) Add(o Counts) {
 	c.Processed += o.Processed
 	c.Failed += o.Failed
 	c.Gated += o.Gated
+	c.Unchanged += o.Unchanged
 	c.InferUs += o.InferUs
 	for k, v := range o.Samples {
 		if c.Samples == nil {

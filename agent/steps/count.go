@@ -14,14 +14,16 @@ import (
 // queueKept is how many recent queue latencies a camera keeps, for cvedge bench.
 const queueKept = 1000
 
-// counter counts one camera's frames: processed, failed (logged, the first and every 100th)
-// and skipped by the quality gate, the model time and the recent queue latencies.
+// counter counts one camera's frames: processed, failed (logged, the first and every 100th),
+// skipped by the quality gate and by the motion gate, the model time and the recent queue
+// latencies.
 type counter struct {
 	camera string
 	log    *slog.Logger
 
 	mu                       sync.Mutex
 	processed, failed, gated uint64
+	unchanged                uint64
 	inferUs                  uint64
 	queue                    []float64
 }
@@ -39,6 +41,8 @@ func (c *counter) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Pred
 	switch {
 	case errors.Is(f.Err, pipeline.ErrGated):
 		c.gated++
+	case errors.Is(f.Err, pipeline.ErrUnchanged):
+		c.unchanged++
 	case f.Err != nil:
 		c.failed++
 		if n := c.failed; n == 1 || n%100 == 0 {
@@ -61,6 +65,7 @@ func (c *counter) Count(n *pipeline.Counts) {
 	n.Processed += c.processed
 	n.Failed += c.failed
 	n.Gated += c.gated
+	n.Unchanged += c.unchanged
 	n.InferUs += c.inferUs
 	n.QueueMs = append(n.QueueMs, c.queue...)
 }

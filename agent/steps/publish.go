@@ -12,7 +12,8 @@ import (
 )
 
 // publishStep publishes each processed frame's prediction on
-// <prefix>/cameras/<camera>/predictions at mqtt.qos.
+// <prefix>/cameras/<camera>/predictions at mqtt.qos, and the unchanged reports of the motion
+// gate.
 type publishStep struct {
 	env    *Env
 	camera string
@@ -28,7 +29,7 @@ func NewPublish(env *Env, camera string, qos byte) pipeline.Step {
 func (s *publishStep) Name() string { return "publish" }
 
 func (s *publishStep) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
-	if f.Err != nil || msg == nil {
+	if (f.Err != nil && !pipeline.UnchangedReport(f.Err, msg)) || msg == nil {
 		return
 	}
 	body, err := json.Marshal(msg)

@@ -109,6 +109,8 @@ func notProcessed(err error) string {
 	switch {
 	case errors.Is(err, pipeline.ErrGated):
 		return "the quality gate kept the frame from the models"
+	case errors.Is(err, pipeline.ErrUnchanged):
+		return "the motion gate kept the frame from the models: the picture had not changed"
 	case err != nil:
 		return "the models failed on the frame"
 	}

@@ -127,6 +127,40 @@ func TestFailedAndGatedFrames(t *testing.T) {
 	}
 }
 
+// TestUnchangedFrames: the frames a pipeline's motion gate skips are counted as unchanged,
+// not as failed, and not published, except the unchanged report, which is published as a
+// prediction saying "motion": "unchanged", numbered next to the frame processed before it.
+func TestUnchangedFrames(t *testing.T) {
+	rec := &publish.Recorder{}
+	e := env(rec)
+	none := &pipeline.FakeStage{Model: "det", Iteration: "d1", Finds: true, Answer: func(*camera.Frame, image.Rectangle) []models.Prediction { return nil }}
+	g := configs.DefaultCamera().Motion
+	g.Enabled, g.ReportInterval, g.MaxInterval, g.Hold = true, time.Second, time.Hour, 11
+	pl := pipeline.New(pipeline.Options{Agent: "line1", Camera: "cam", Detector: none, Motion: g})
+	defer pl.Close()
+	list := pipeline.NewSteps(steps.NewCount("cam", e.Log), steps.NewPublish(e, "cam", 1))
+	start := time.Now()
+	for _, after := range []time.Duration{0, 500 * time.Millisecond, 1500 * time.Millisecond, 1700 * time.Millisecond} {
+		f := frame(t, 64, 48)
+		f.Captured = start.Add(after)
+		msg, err := pl.Process(f)
+		list.Handle(context.Background(), &pipeline.Frame{Frame: f, Camera: "cam", Err: err}, msg)
+	}
+	if c := list.Count(); c.Processed != 1 || c.Unchanged != 3 || c.Failed != 0 {
+		t.Fatalf("counts %+v: want 1 processed, 3 unchanged, none failed", c)
+	}
+	preds, err := publish.Decode[payload.Prediction](rec, "/cameras/cam/predictions")
+	if err != nil || len(preds) != 2 {
+		t.Fatalf("published %+v %v: want the frame processed and one unchanged report", preds, err)
+	}
+	if p := preds[0]; p.Motion != "" || p.FrameID != 1 || len(p.Models) != 1 {
+		t.Errorf("the frame processed: %+v", p)
+	}
+	if p := preds[1]; p.Motion != pipeline.MotionUnchanged || p.FrameID != 2 || len(p.Models) != 0 || len(p.Predictions) != 0 || !p.Captured.Equal(start.Add(1500*time.Millisecond)) || p.Quality.Brightness == 0 {
+		t.Errorf("the unchanged report: %+v", p)
+	}
+}
+
 // TestVoteFollowsParts: parts moving along a conveyor keep their track, are decided once
 // after N frames by majority, and a part entering far away gets a track of its own.
 func TestVoteFollowsParts(t *testing.T) {

@@ -85,6 +85,7 @@ func (bf *benchFlags) register(cmd *cobra.Command) {
 	f.IntVar(&bf.o.Cameras, "cameras", 0, "also run this many realtime cameras on the source, sharing the models")
 	f.Float64Var(&bf.o.FPS, "fps", 10, "frame rate of each realtime camera")
 	f.Float64Var(&bf.o.Seconds, "seconds", 10, "how long the realtime cameras run")
+	f.BoolVar(&bf.o.Motion, "motion", false, "with --cameras, turn each camera's motion gate on (cameras[].motion at its defaults)")
 	f.BoolVar(&bf.asJSON, "json", false, "print the report as one JSON object (docs/cli.md)")
 	f.StringVar(&bf.markdown, "markdown", "", "also write the report's tables to this file")
 	f.StringVar(&bf.lib, "onnxruntime-library", "", "path of libonnxruntime.so (default: the config's, or search)")

@@ -53,6 +53,9 @@ type Options struct {
 	// PhaseModelsAgain and, with Cameras, PhaseCameras. It is called on the goroutine doing
 	// the work, between frames: it should return quickly. nil is silent.
 	Progress func(phase string, n, total int)
+	// Motion turns each camera's motion gate on (cameras[].motion at its defaults) for the
+	// multi-camera run: what an idle line costs, against every frame through the models.
+	Motion bool
 }
 
 // The phases of a run, as Options.Progress names them.
@@ -95,6 +98,8 @@ type CameraBench struct {
 	FPS     float64     `json:"fps"`
 	Dropped uint64      `json:"dropped"`
 	QueueMs Percentiles `json:"queueMs"`
+	// Unchanged counts the frames the motion gate kept from the models (--motion).
+	Unchanged uint64 `json:"unchanged"`
 }
 
 // Report is what `cvedge bench` measured, in one run on one machine.
@@ -633,6 +638,7 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	for i := 0; i < o.Cameras; i++ {
 		c := configs.DefaultCamera()
 		c.Name, c.Source, c.Loop, c.Realtime, c.FPS, c.Pipeline = fmt.Sprintf("cam%d", i+1), o.Source, true, true, o.FPS, pipe
+		c.Motion.Enabled = o.Motion
 		if c.Tracks() {
 			c.Lines, c.Decision.Line = []configs.Line{benchLine}, benchLine.Name
 		}
@@ -674,7 +680,8 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 		b := before[c.Name]
 		n := c.Processed - b.Processed
 		processed += n
-		rep.Cameras = append(rep.Cameras, CameraBench{Name: c.Name, FPS: payload.Round(float64(n)/o.Seconds, 2), Dropped: c.Dropped - b.Dropped, QueueMs: percentiles(c.QueueMs)})
+		rep.Cameras = append(rep.Cameras, CameraBench{Name: c.Name, FPS: payload.Round(float64(n)/o.Seconds, 2), Dropped: c.Dropped - b.Dropped, QueueMs: percentiles(c.QueueMs),
+			Unchanged: c.Unchanged - b.Unchanged})
 	}
 	if processed > 0 {
 		rep.AgentAllocsPerFrame = payload.Round(float64(ms1.Mallocs-ms0.Mallocs)/float64(processed), 1)
@@ -807,6 +814,11 @@ func (r *Report) Markdown() string {
 		b.WriteString("\n| realtime camera | processed fps | dropped | queue p50 ms | queue p99 ms |\n|---|---|---|---|---|\n")
 		for _, c := range r.Cameras {
 			fmt.Fprintf(&b, "| %s | %.2f | %d | %.3f | %.3f |\n", c.Name, c.FPS, c.Dropped, c.QueueMs.P50, c.QueueMs.P99)
+		}
+		for _, c := range r.Cameras {
+			if c.Unchanged > 0 {
+				fmt.Fprintf(&b, "\nMotion gate: %s kept %d unchanged frames from the models.\n", c.Name, c.Unchanged)
+			}
 		}
 		fmt.Fprintf(&b, "\nThe whole agent in this run (pipelines, ring, stats, JSON, the MQTT client and the embedded broker): %.1f Go heap allocations per frame processed, %.0f %% CPU (100 %% is one core busy).\n", r.AgentAllocsPerFrame, r.CamerasCPUPercent)
 		if len(r.Decisions) > 0 {

@@ -1,9 +1,16 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/jpeg"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -132,4 +139,42 @@ func TestDecisionLatency(t *testing.T) {
 		t.Errorf("the report does not show them:\n%s", md)
 	}
 	t.Logf("%d parts decided at the line, latency p50 %.1f ms, p99 %.1f ms", line.Parts, line.Ms.P50, line.Ms.P99)
+}
+
+// TestMotionGateRun: with Motion, the cameras of the multi-camera run keep the frames of a
+// still, empty picture from the models and count them as unchanged; without it, none.
+func TestMotionGateRun(t *testing.T) {
+	if _, err := models.FindLibrary(""); err != nil {
+		testenv.Missing(t, "onnxruntime: %v", err)
+	}
+	dir := t.TempDir()
+	img := image.NewRGBA(image.Rect(0, 0, 320, 180))
+	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{72, 72, 72, 255}}, image.Point{}, draw.Src)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("belt_%d.jpg", i)), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, motion := range []bool{false, true} {
+		o := Options{Detector: testenv.Path("testdata", "demo", "detector"), Classifier: testenv.Path("testdata", "demo", "classifier"),
+			Source: dir, Frames: 2, Cameras: 1, FPS: 10, Seconds: 1.5, Runtime: configs.Default().ONNXRuntime, Motion: motion}
+		rep, err := Run(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Cameras) != 1 {
+			t.Fatalf("cameras: %+v", rep.Cameras)
+		}
+		c := rep.Cameras[0]
+		if motion != (c.Unchanged > 0) {
+			t.Errorf("motion %v: %d frames unchanged, %v fps through the models", motion, c.Unchanged, c.FPS)
+		}
+		if md := rep.Markdown(); motion != strings.Contains(md, "Motion gate: cam1 kept") {
+			t.Errorf("motion %v: the report's tables:\n%s", motion, md)
+		}
+	}
 }
