@@ -38,9 +38,9 @@ func (m *Motion) Changed(img gocv.Mat, delta float32) float64 {
 	if img.Empty() {
 		return 0
 	}
-	m.size = image.Pt(img.Cols(), img.Rows())
 	w := min(MotionWidth, img.Cols())
 	h := max(1, img.Rows()*w/img.Cols())
+	m.size = image.Pt(w, h) // a reduced view of the same frame gives the same small picture
 	gocv.Resize(img, &m.small, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
 	if m.refSize != m.size || m.ref.Type() != m.small.Type() {
 		return 1

@@ -31,7 +31,7 @@ func belt(w, h int, r image.Rectangle, bgr [3]uint8) gocv.Mat {
 // TestMotionStillAndPart: a still picture is unchanged against its reference; a part a tenth
 // of the frame high, of which only 8 pixels have come in at the left edge, is change on a
 // 640 x 360 frame and on a 1080p one, and so is a part of the belt's grey level in another
-// hue; with no reference, or a picture of another size,
+// hue; with no reference, or a picture of another shape,
 // everything is change.
 func TestMotionStillAndPart(t *testing.T) {
 	for _, size := range []image.Point{{640, 360}, {1920, 1080}} {
@@ -56,11 +56,16 @@ func TestMotionStillAndPart(t *testing.T) {
 		if got := m.Changed(hue, 10); got < 20.0/(64*36) {
 			t.Errorf("%v: a part of the belt's grey in another hue: changed %.4f, want its cells", size, got)
 		}
-		other := belt(size.X/2, size.Y/2, image.Rectangle{}, [3]uint8{})
-		if got := m.Changed(other, 10); got != 1 {
-			t.Errorf("%v: another size: changed %.3f, want 1", size, got)
+		half := gocv.NewMat() // a reduced view of the empty belt
+		gocv.Resize(empty, &half, image.Pt(size.X/2, size.Y/2), 0, 0, gocv.InterpolationArea)
+		if got := m.Changed(half, 10); got != 0 {
+			t.Errorf("%v: the reference at half size: changed %.3f, want 0", size, got)
 		}
-		for _, mat := range []gocv.Mat{empty, part, hue, other} {
+		other := belt(size.X, size.X, image.Rectangle{}, [3]uint8{})
+		if got := m.Changed(other, 10); got != 1 {
+			t.Errorf("%v: another shape: changed %.3f, want 1", size, got)
+		}
+		for _, mat := range []gocv.Mat{empty, part, hue, half, other} {
 			mat.Close()
 		}
 		m.Close()

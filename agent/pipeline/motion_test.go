@@ -1,11 +1,13 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"image"
 	"image/color"
 	"image/draw"
+	"image/jpeg"
 	"io"
 	"testing"
 	"time"
@@ -50,13 +52,26 @@ func belt(t testing.TB, i int, parts ...drawn) *camera.Frame {
 	for _, p := range parts {
 		draw.Draw(img, p.r.Intersect(img.Bounds()), &image.Uniform{p.c}, image.Point{}, draw.Src)
 	}
-	f, err := camera.FrameOf(img)
+	var f *camera.Frame
+	var err error
+	if beltJPEG {
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
+			t.Fatal(err)
+		}
+		f, err = camera.FrameOfJPEG(buf.Bytes())
+	} else {
+		f, err = camera.FrameOf(img)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Seq, f.Captured = uint64(i+1), gateStart.Add(time.Duration(i)*gateStep)
 	return f
 }
+
+// beltJPEG makes belt's frames come as from an MJPEG camera: the gate reads a 1/4 view.
+var beltJPEG bool
 
 // outcome is what the pipeline did with one frame.
 type outcome struct {
@@ -203,24 +218,29 @@ func smallestPart(t *testing.T) int {
 // TestMotionGateNeverDropsAPartEntering: on a still belt, the frame where a part first shows
 // (its first pixel column, at 1 pixel a frame, or a belt's pace) goes through the models,
 // and so does every frame while it is in view, one at a time and overlapped (Stream), for
-// each colour of the demo's parts. A part as small as the demo's smallest.
+// each colour of the demo's parts, from decoded frames and from JPEG ones (the gate reads a
+// reduced view of those). A part as small as the demo's smallest.
 func TestMotionGateNeverDropsAPartEntering(t *testing.T) {
 	side := smallestPart(t)
 	g := gateConfig()
-	for _, stream := range []bool{false, true} {
-		for _, name := range []string{"red", "green", "blue"} {
-			for _, speed := range []int{1, 3, 20} {
-				const first = 8
-				scene := partEntering(palette[name], side, first, speed, 0)
-				n := first + min((640+side)/speed, 40)
-				out := gateRun(t, g, n, stream, scene)
-				for i := first; i < n; i++ {
-					if !out[i].through {
-						t.Errorf("stream %v, %s part at %d px a frame: frame %d (%d after it came in) was kept from the models", stream, name, speed, i, i-first)
+	defer func() { beltJPEG = false }()
+	for _, enc := range []bool{false, true} {
+		beltJPEG = enc
+		for _, stream := range []bool{false, true} {
+			for _, name := range []string{"red", "green", "blue"} {
+				for _, speed := range []int{1, 3, 20} {
+					const first = 8
+					scene := partEntering(palette[name], side, first, speed, 0)
+					n := first + min((640+side)/speed, 40)
+					out := gateRun(t, g, n, stream, scene)
+					for i := first; i < n; i++ {
+						if !out[i].through {
+							t.Errorf("jpeg %v, stream %v, %s part at %d px a frame: frame %d (%d after it came in) was kept from the models", enc, stream, name, speed, i, i-first)
+						}
 					}
-				}
-				if out[first].found == 0 {
-					t.Errorf("stream %v, %s part at %d px a frame: its first frame went through and the fake detector did not find it", stream, name, speed)
+					if out[first].found == 0 {
+						t.Errorf("stream %v, %s part at %d px a frame: its first frame went through and the fake detector did not find it", stream, name, speed)
+					}
 				}
 			}
 		}

@@ -171,8 +171,11 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 		msg.SourcePos = p.pre.pos.one()
 		*msg.SourcePos = f.Pos
 	}
-	// the motion gate: skipped, reported or on; any picture of the whole frame will do
-	motion := p.motion.check(&p.o.Motion, f.Mat(), f.Captured)
+	// the motion gate: skipped, reported or on. Any picture of the whole frame twice the
+	// gate's width will do: a frame from a JPEG source is decoded at 1/8 for it (at 1080p),
+	// and a frame the gate skips is never decoded further.
+	still, _ := f.View(full, 2*preprocess.MotionWidth, 1)
+	motion := p.motion.check(&p.o.Motion, still, f.Captured)
 	if motion == motionSkip {
 		return msg, ErrUnchanged
 	}
