@@ -64,6 +64,11 @@ type Pipeline struct {
 	// read (camera.Frame.View): a frame from a JPEG source is decoded for them at the
 	// coarsest scale that keeps it, once. Without a detector model, the full frame.
 	view image.Point
+	// cropped: the last frame completed had crops to classify. Parts stay in view for many
+	// frames, so the next frame likely has crops too: prepare then decodes a JPEG frame at
+	// full resolution at once, and the gate, the meter and the detector read that, instead of
+	// a reduced view decoded first and the whole frame decoded again for the crops.
+	cropped atomic.Bool
 	// busy holds when each phase began on its current frame (unix ns), 0 between frames.
 	busy [phases]atomic.Int64
 	// Each phase has its own scratch, as Stream runs the phases of a frame on three
@@ -174,6 +179,9 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 	// the motion gate: skipped, reported or on. Any picture of the whole frame twice the
 	// gate's width will do: a frame from a JPEG source is decoded at 1/8 for it (at 1080p),
 	// and a frame the gate skips is never decoded further.
+	if p.cropped.Load() {
+		f.Mat()
+	}
 	still, _ := f.View(full, 2*preprocess.MotionWidth, 1)
 	motion := p.motion.check(&p.o.Motion, still, f.Captured)
 	if motion == motionSkip {
@@ -346,6 +354,7 @@ func (p *Pipeline) classifyAll(f *camera.Frame, msg *payload.Prediction, kept []
 		c.index = append(c.index, i)
 		c.regions[i] = r
 	}
+	p.cropped.Store(len(c.crops) > 0)
 	if len(c.crops) == 0 {
 		return nil
 	}

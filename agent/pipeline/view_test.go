@@ -38,6 +38,13 @@ func iou(a, b *payload.Box) float64 {
 // parts found, their boxes and their classes are those of the same frame decoded whole.
 func TestReducedViewFindsTheSameParts(t *testing.T) {
 	pl, frames := demoPipeline(t)
+	// a frame without parts before each JPEG frame: after a frame with crops, the pipeline
+	// decodes the next one whole at once (it likely has crops too), and makes no view
+	empty, err := camera.FrameOf(image.NewRGBA(image.Rect(0, 0, 1920, 1080)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
 	parts := 0
 	for i := 0; i < len(frames); i += 3 {
 		img, err := frames[i].Image()
@@ -68,6 +75,9 @@ func TestReducedViewFindsTheSameParts(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantParts := append([]payload.Tag(nil), ref.Predictions...)
+		if msg, err := pl.Process(empty); err != nil || len(msg.Predictions) > 0 {
+			t.Fatalf("an empty frame: %v, %d parts", err, len(msg.Predictions))
+		}
 		got, err := pl.Process(enc)
 		if err != nil {
 			t.Fatal(err)
@@ -80,6 +90,19 @@ func TestReducedViewFindsTheSameParts(t *testing.T) {
 		}
 		if held := enc.Bytes(); held != want {
 			t.Fatalf("frame %d (%d parts) holds %d bytes, want %d: the JPEG, a half-size view, and the full frame when there are crops", i, len(got.Predictions), held, want)
+		}
+		if len(got.Predictions) > 0 { // the next frame, after one with crops: decoded whole at once, no view
+			again, err := camera.FrameOfJPEG(buf.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Close()
+			if _, err := pl.Process(again); err != nil {
+				t.Fatal(err)
+			}
+			if held, want := again.Bytes(), int64(buf.Len()+1920*1080*3); held != want {
+				t.Fatalf("frame %d after a frame with crops holds %d bytes, want %d: the JPEG and the full frame", i, held, want)
+			}
 		}
 		if q, w := got.Quality, ref.Quality; math.Abs(q.Sharpness-w.Sharpness) > 0.03*w.Sharpness || math.Abs(q.Brightness-w.Brightness) > 1 {
 			t.Fatalf("frame %d: quality from the view %+v, from the whole frame %+v", i, q, w)
