@@ -4,13 +4,14 @@
 # next comes halfway in and is taken off), then 36 s of the empty belt standing still (the
 # demo's first frame, held), 40 s in all at 10 fps, so that a 40 s run sees one whole cycle.
 # The demo's MJPEG frames are copied, not encoded again. It is generated, not committed.
-# Default OUT: .cache/bench/idle.avi. Needs gst-launch-1.0 (Debian: gstreamer1.0-tools) with
+# IDLE_PASS and IDLE_STILL change the two counts (IDLE_PASS=1 IDLE_STILL=200: a belt standing
+# still for 20 s). Default OUT: .cache/bench/idle.avi. Needs gst-launch-1.0 (Debian: gstreamer1.0-tools) with
 # the base and good plugins.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${1:-$root/.cache/bench/idle.avi}
-pass=40   # frames of the demo video
-still=360 # frames of the empty belt after them
+pass=${IDLE_PASS:-40}    # frames of the demo video
+still=${IDLE_STILL:-360} # frames of the empty belt after them
 command -v gst-launch-1.0 >/dev/null || { echo "video-idle: gst-launch-1.0 missing: apt-get install gstreamer1.0-tools" >&2; exit 1; }
 mkdir -p "$(dirname "$out")"
 tmp=$(mktemp -d)
