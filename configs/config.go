@@ -591,9 +591,11 @@ type Camera struct {
 type Motion struct {
 	// Enabled turns the gate on; off, every frame goes through the models.
 	Enabled bool `mapstructure:"enabled"`
-	// Threshold is the share (above 0, at most 1) of the picture's cells (64 x 36 for a 16:9
-	// frame) that must change for a frame to go through the models: 0.002 is 5 cells, a part
-	// a tenth of the frame high that has come 2 cells in.
+	// Threshold is the share (0 to below 1) of the picture's cells (64 x 36 for a 16:9 frame)
+	// that must be exceeded for a frame to go through the models: 0, the default, lets one
+	// changed cell through (a part covering a fifth of a cell, 6 x 6 px of a 1080p frame, at
+	// 50 grey levels of contrast moves its cell by the default pixel_delta); 0.002 needs more
+	// than 4 cells, for a picture with some motion of its own.
 	Threshold float64 `mapstructure:"threshold"`
 	// PixelDelta is how many grey levels (1-254) a cell's mean must move to count as changed:
 	// above the flicker of the light and the noise of the sensor.
@@ -939,6 +941,6 @@ func DefaultCamera() Camera {
 		Verdicts:     Verdicts{Default: "nok"},
 		Parts:        Parts{Image: PartImage{MaxKB: 256, JPEGQuality: 85}},
 		GenICam:      GenICam{PixelFormat: "Mono8"},
-		Motion:       Motion{Threshold: 0.002, PixelDelta: 10, ReportInterval: 10 * time.Second, MaxInterval: 5 * time.Second},
+		Motion:       Motion{Threshold: 0, PixelDelta: 10, ReportInterval: 10 * time.Second, MaxInterval: 5 * time.Second},
 	}
 }

@@ -469,10 +469,10 @@ func (m Model) validate(p *problems, key string) {
 		p.add(key+".project", "%q must be the Custom Vision project id, a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e (customvision.ai: the project's settings, Project Id), or empty", m.Project)
 	}
 	p.oneOf(key+".resize", m.Resize, ResizeModes)
-	if m.Threshold < 0 || m.Threshold > 1 {
+	if !(m.Threshold >= 0 && m.Threshold <= 1) { // NaN too
 		p.add(key+".threshold", "%v must be between 0 and 1", m.Threshold)
 	}
-	if m.NMSIoU <= 0 || m.NMSIoU > 1 {
+	if !(m.NMSIoU > 0 && m.NMSIoU <= 1) {
 		p.add(key+".nms_iou", "%v must be above 0 and at most 1", m.NMSIoU)
 	}
 	if m.MaxDetections < 1 {
@@ -837,8 +837,8 @@ func LoopbackAddr(addr string) bool {
 // validateMotion checks cameras[].motion (key is the camera's).
 func (c Camera) validateMotion(p *problems, key string) {
 	m := c.Motion
-	if m.Threshold <= 0 || m.Threshold > 1 {
-		p.add(key+".motion.threshold", "%v must be a share of the picture above 0 and at most 1 (0.002 is 5 cells of 64 x 36)", m.Threshold)
+	if !(m.Threshold >= 0 && m.Threshold < 1) { // NaN too
+		p.add(key+".motion.threshold", "%v must be a share of the picture's cells from 0 (one changed cell is change) to below 1 (0.002: more than 4 cells of 64 x 36)", m.Threshold)
 	}
 	if m.PixelDelta < 1 || m.PixelDelta > 254 {
 		p.add(key+".motion.pixel_delta", "%d must be 1 to 254 grey levels (10 is above the noise of most cameras)", m.PixelDelta)

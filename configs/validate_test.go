@@ -3,6 +3,7 @@ package configs
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 )
@@ -92,8 +93,9 @@ func TestMotionValidation(t *testing.T) {
 	}{
 		{"defaults, off", func(c *Camera) {}, "", ""},
 		{"defaults, on", func(c *Camera) { c.Motion.Enabled = true }, "", ""},
-		{"threshold 0", func(c *Camera) { c.Motion.Threshold = 0 }, "threshold", "above 0 and at most 1"},
-		{"threshold over 1", func(c *Camera) { c.Motion.Threshold = 1.5 }, "threshold", "above 0 and at most 1"},
+		{"threshold below 0", func(c *Camera) { c.Motion.Threshold = -0.1 }, "threshold", "from 0 (one changed cell is change) to below 1"},
+		{"threshold 1", func(c *Camera) { c.Motion.Threshold = 1 }, "threshold", "from 0 (one changed cell is change) to below 1"},
+		{"threshold NaN", func(c *Camera) { c.Motion.Threshold = math.NaN() }, "threshold", "from 0 (one changed cell is change) to below 1"},
 		{"pixel_delta 0", func(c *Camera) { c.Motion.PixelDelta = 0 }, "pixel_delta", "1 to 254"},
 		{"pixel_delta 255", func(c *Camera) { c.Motion.PixelDelta = 255 }, "pixel_delta", "1 to 254"},
 		{"report_interval negative", func(c *Camera) { c.Motion.ReportInterval = -1 }, "report_interval", "0 (no reports) or more"},

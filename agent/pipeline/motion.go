@@ -72,7 +72,7 @@ func (g *motionGate) check(cfg *configs.Motion, img gocv.Mat, at time.Time) moti
 		g.m = preprocess.NewMotion()
 	}
 	share := g.m.Changed(img, float32(cfg.PixelDelta)) // 1 for the first frame: no reference yet
-	if seen := g.lastSeen.Load(); share >= cfg.Threshold || (seen > 0 && g.sent-seen < int64(cfg.Hold)) {
+	if seen := g.lastSeen.Load(); share > cfg.Threshold || (seen > 0 && g.sent-seen < int64(cfg.Hold)) {
 		g.changed = at // changed, or parts were seen lately: look until their tracks end
 		return motionGo
 	}

@@ -319,3 +319,22 @@ func TestMotionGateHoldsAfterTheLastDetection(t *testing.T) {
 		}
 	}
 }
+
+// TestMotionGateSeesASmallPart: with the default settings, a part covering part of one cell
+// (4 x 4 pixels of the 640-wide frame, white on the belt) appearing on a still belt goes
+// through the models: one changed cell is change.
+func TestMotionGateSeesASmallPart(t *testing.T) {
+	const at = 8
+	out := gateRun(t, gateConfig(), at+1, false, func(i int) []drawn {
+		if i < at {
+			return nil
+		}
+		return []drawn{{color.RGBA{255, 255, 255, 255}, image.Rect(301, 201, 305, 205)}}
+	})
+	if out[at-1].through {
+		t.Fatalf("the still belt's frame %d went through the models: the test shows nothing", at-1)
+	}
+	if !out[at].through {
+		t.Fatal("a 4 x 4 pixel part came into view and the frame was kept from the models")
+	}
+}
