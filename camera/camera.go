@@ -76,13 +76,18 @@ func (f *Frame) Image() (image.Image, error) {
 // steps; Close it when done. A frame from a JPEG source copies its JPEG, not its decoded
 // pixels.
 func (f *Frame) Clone() *Frame {
-	c := *f
+	c := f.meta()
 	if f.jpeg != nil {
-		c.mat, c.jpeg = gocv.Mat{}, f.jpeg.clone()
-		return &c
+		c.jpeg = f.jpeg.clone()
+		return c
 	}
 	c.mat = f.mat.Clone()
-	return &c
+	return c
+}
+
+// meta is a Frame with f's numbers and times, and no pixels.
+func (f *Frame) meta() *Frame {
+	return &Frame{Camera: f.Camera, Seq: f.Seq, Captured: f.Captured, Pos: f.Pos}
 }
 
 // CloneRegion returns a copy of region r of the frame (clamped to it; the whole frame when
@@ -93,13 +98,12 @@ func (f *Frame) CloneRegion(r image.Rectangle) *Frame {
 	if r.Empty() || r == f.Bounds() {
 		return f.Clone()
 	}
-	c := *f
-	c.jpeg = nil
+	c := f.meta()
 	m := f.Mat()
 	roi := m.Region(r)
 	c.mat = roi.Clone()
 	roi.Close()
-	return &c
+	return c
 }
 
 // Closed reports whether the pixels were freed.
@@ -200,6 +204,8 @@ type Camera struct {
 	stalled   atomic.Bool  // the watchdog saw no frame for NoFrame: reopen after this read
 	jpegOff   atomic.Bool  // the source's frames turned out not to be JPEG: read them decoded
 	badJPEG   atomic.Uint64
+	undecoded atomic.Bool // maxUndecodable JPEG frames could not be decoded: reopen decoded
+	resume    int64       // the frame a file reopened decoded goes on from (run's goroutine)
 	shape     shaper
 	// opening counts the opens of the source still inside the capture library, including
 	// one the camera stopped waiting for when it closed (see openAbandonable).
@@ -380,6 +386,8 @@ func (c *Camera) run(ctx context.Context) {
 		if cg, ok := g.(*capture); ok && c.shape.identity() && !c.jpegOff.Load() {
 			cg.passJPEG(c.src)
 			cg.undecodable = c.undecodableJPEG
+		} else if ok && c.resume > 0 {
+			cg.vc.Set(gocv.VideoCapturePosFrames, float64(c.resume))
 		}
 		c.lastFrame.Store(time.Now().UnixNano())
 		c.stalled.Store(false)
@@ -474,14 +482,14 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 	next := time.Now()
 	pace := time.NewTimer(time.Hour) // one timer for the run, not one per frame
 	defer pace.Stop()
-	var pos int64
+	pos := c.resume // a file reopened to read it decoded goes on where it was
+	c.resume = 0
 	for ctx.Err() == nil {
 		f := &Frame{Camera: c.name, Pos: -1} // read into f: one allocation a frame
 		if err := readFrame(g, f); err != nil {
 			f.Close()
 			if errors.Is(err, errNotJPEG) {
-				c.jpegOff.Store(true) // the next open reads it decoded
-				c.log.Warn("the source's frames are not JPEG after all; reading it decoded from now on", "component", "camera", "err", err)
+				c.decodeFrom(pos, err)
 			}
 			if errors.Is(err, errNoFrameYet) && !c.stalled.Load() {
 				continue // a bounded wait passed without a frame: look at ctx, wait again
@@ -492,6 +500,12 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 			return err
 		}
 		c.lastFrame.Store(time.Now().UnixNano())
+		if c.undecoded.Swap(false) { // JPEG frames libjpeg could not decode: read them decoded
+			f.Close()
+			err := fmt.Errorf("%w: %d frames from the source could not be decoded", errNotJPEG, c.badJPEG.Load())
+			c.decodeFrom(pos, err)
+			return err
+		}
 		if c.stalled.Load() {
 			f.Close()
 			return fmt.Errorf("no frame for %s", c.NoFrame)
@@ -663,6 +677,10 @@ type capture struct {
 	jpeg bool
 	// undecodable is told of a handed-on frame that libjpeg could not decode.
 	undecodable func()
+	// size is the stream's frame size, as FFmpeg read it from the stream (0 x 0: unknown).
+	size image.Point
+	// wrongSize counts JPEG frames in a row whose size is not the stream's.
+	wrongSize int
 }
 
 // OpenCV's capture backends and the FFmpeg backend's raw mode (CAP_PROP_FORMAT = -1: read
@@ -682,17 +700,36 @@ func (c *capture) passJPEG(src Source) {
 	if c.vc.Get(gocv.VideoCaptureBackend) != backendFFmpeg || !mjpeg(c.vc.CodecString()) {
 		return
 	}
+	c.size = image.Pt(int(c.vc.Get(gocv.VideoCaptureFrameWidth)), int(c.vc.Get(gocv.VideoCaptureFrameHeight)))
 	c.vc.Set(gocv.VideoCaptureFormat, formatRaw)
 	c.jpeg = c.vc.Get(gocv.VideoCaptureFormat) == formatRaw
 }
 
-// undecodableJPEG counts and logs (the first, then every 100th) a frame handed on as JPEG
-// that libjpeg could not decode: its pixels are black, and the frame goes on.
+// undecodableJPEG counts and logs a frame handed on as JPEG that libjpeg could not decode:
+// its pixels are black, and the frame goes on. At the third, the camera reopens its source
+// to read it decoded by the capture library (see decodeFrom).
 func (c *Camera) undecodableJPEG() {
-	if n := c.badJPEG.Add(1); n == 1 || n%100 == 0 {
-		c.log.Warn("a frame from the source is a JPEG that cannot be decoded; it went on as a black frame: check the camera's stream",
-			"component", "camera", "undecodable_total", n)
+	n := c.badJPEG.Add(1)
+	c.log.Warn("a frame from the source is a JPEG that cannot be decoded; it went on as a black frame: check the camera's stream",
+		"component", "camera", "undecodable_total", n)
+	if n >= maxUndecodable {
+		c.undecoded.Store(true)
 	}
+}
+
+// maxUndecodable JPEG frames from a source make the camera read it decoded.
+const maxUndecodable = 3
+
+// decodeFrom makes the camera's next open read its source decoded, not as JPEG (a file from
+// frame pos on, where it was), and says so once.
+func (c *Camera) decodeFrom(pos int64, why error) {
+	if c.jpegOff.Swap(true) {
+		return
+	}
+	if c.src.Kind == KindFile {
+		c.resume = pos
+	}
+	c.log.Warn("the source's frames cannot be handed on as JPEG; reading it decoded from now on", "component", "camera", "err", why)
 }
 
 // mjpeg reports whether FFmpeg's codec, as OpenCV names it, is Motion JPEG: the stream's
@@ -720,6 +757,19 @@ func readFrame(g grabber, f *Frame) error {
 			return err
 		}
 		f.jpeg.onBad = c.undecodable
+		if s := f.jpeg.size; c.size.X > 0 && c.size.Y > 0 && s != c.size {
+			// a corrupt header, or a hostile one that would make a black frame of its size
+			f.Close()
+			if c.wrongSize++; c.wrongSize >= maxUndecodable {
+				return fmt.Errorf("%w: %d frames in a row say they are %dx%d in a %dx%d stream", errNotJPEG, c.wrongSize, s.X, s.Y, c.size.X, c.size.Y)
+			}
+			if c.undecodable != nil {
+				c.undecodable()
+			}
+			*f = Frame{Camera: f.Camera, Pos: -1}
+			return readFrame(g, f)
+		}
+		c.wrongSize = 0
 		return nil
 	}
 	f.mat = gocv.NewMat()

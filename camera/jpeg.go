@@ -39,6 +39,10 @@ const jpegFlags = gocv.IMReadColor | gocv.IMReadIgnoreOrientation
 var reducedFlags = [...]gocv.IMReadFlag{jpegFlags, gocv.IMReadReducedColor2 | gocv.IMReadIgnoreOrientation,
 	gocv.IMReadReducedColor4 | gocv.IMReadIgnoreOrientation, gocv.IMReadReducedColor8 | gocv.IMReadIgnoreOrientation}
 
+// maxJPEGPixels bounds the picture a JPEG frame may say it is (twice 8K): a corrupt or hostile
+// header must not make the black frame of its size that an undecodable JPEG becomes.
+const maxJPEGPixels = 2 * 7680 * 4320
+
 // errNotJPEG: a source read in passthrough delivered a packet that is not a JPEG picture.
 var errNotJPEG = errors.New("not a JPEG picture")
 
@@ -97,6 +101,9 @@ func (f *Frame) setJPEG(data gocv.Mat) error {
 	if err != nil {
 		return err
 	}
+	if size.X*size.Y > maxJPEGPixels {
+		return fmt.Errorf("%w: its header says %dx%d, larger than any camera's picture", errNotJPEG, size.X, size.Y)
+	}
 	f.jpeg = &jpegFrame{data: data, size: size}
 	return nil
 }
@@ -105,6 +112,9 @@ func (f *Frame) setJPEG(data gocv.Mat) error {
 // decode gives black pixels of the right size, and marks the frame bad: the frame goes on,
 // its steps never see an empty Mat.
 func (j *jpegFrame) decode(div int) gocv.Mat {
+	if j.data.Ptr() == nil {
+		return gocv.Mat{} // closed: read after Close, as an empty Mat
+	}
 	b, err := j.data.DataPtrUint8()
 	var m gocv.Mat
 	if err == nil {
@@ -196,7 +206,7 @@ func (f *Frame) Bytes() int64 {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return int64(j.data.Cols()) + matBytes(f.mat) + matBytes(j.view)
+	return matBytes(j.data) + matBytes(f.mat) + matBytes(j.view)
 }
 
 func matBytes(m gocv.Mat) int64 {
@@ -210,6 +220,9 @@ func matBytes(m gocv.Mat) int64 {
 func (j *jpegFrame) clone() *jpegFrame {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.data.Ptr() == nil {
+		return &jpegFrame{size: j.size} // a clone of a closed frame is closed
+	}
 	return &jpegFrame{data: j.data.Clone(), size: j.size}
 }
 

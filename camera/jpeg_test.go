@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
@@ -163,6 +168,12 @@ func TestJPEGFrameCloneAndBadData(t *testing.T) {
 	if told != 1 {
 		t.Fatalf("the camera was told of %d bad decodes of one frame, want 1", told)
 	}
+	giant := append([]byte(nil), b...)
+	sof := bytes.Index(giant, []byte{0xFF, 0xC0})
+	giant[sof+5], giant[sof+6], giant[sof+7], giant[sof+8] = 0xEA, 0x60, 0xEA, 0x60 // 60000 x 60000
+	if _, err := FrameOfJPEG(giant); !errors.Is(err, errNotJPEG) {
+		t.Fatalf("a header saying 60000x60000: %v; want it refused", err)
+	}
 	if _, err := FrameOfJPEG([]byte("GIF89a")); !errors.Is(err, errNotJPEG) {
 		t.Fatalf("a GIF: %v", err)
 	}
@@ -217,5 +228,70 @@ func TestMJPEGFileHandsOnJPEG(t *testing.T) {
 	defer r.Close()
 	if r.Encoded() || r.Bounds() != image.Rect(0, 0, 640, 360) {
 		t.Fatalf("a rotated camera: encoded %v bounds %v; want decoded frames", r.Encoded(), r.Bounds())
+	}
+}
+
+// TestJPEGStreamBadFrames: an MJPEG stream whose frame says another size than the stream's is
+// dropped (a corrupt or hostile header never becomes a frame of its size), and after three
+// frames libjpeg cannot decode, the camera reads the stream decoded by FFmpeg instead.
+func TestJPEGStreamBadFrames(t *testing.T) {
+	m := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(40, 160, 220, 0), 120, 160, gocv.MatTypeCV8UC3)
+	buf, err := gocv.IMEncode(gocv.JPEGFileExt, m)
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := append([]byte(nil), buf.GetBytes()...)
+	buf.Close()
+	sos := bytes.Index(good, []byte{0xFF, 0xDA})
+	sof := bytes.Index(good, []byte{0xFF, 0xC0})
+	if sos < 0 || sof < 0 {
+		t.Fatal("no SOF or SOS in OpenCV's JPEG")
+	}
+	noScan := append(append([]byte(nil), good[:sos]...), 0xFF, 0xD9) // header, no picture
+	huge := append([]byte(nil), good...)
+	huge[sof+5], huge[sof+6], huge[sof+7], huge[sof+8] = 0x04, 0xB0, 0x06, 0x40 // 1600 x 1200
+	var conns atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first := conns.Add(1) == 1
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+		for i := 0; r.Context().Err() == nil; i++ {
+			frame := good
+			if first && i >= 3 && i < 6 {
+				frame = [][]byte{huge, noScan, noScan}[i-3]
+			}
+			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(frame))
+			w.Write(frame)
+			w.Write([]byte("\r\n"))
+			w.(http.Flusher).Flush()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}))
+	defer func() { srv.CloseClientConnections(); srv.Close() }()
+	cam := cameraFor(t, configs.Camera{Source: srv.URL + "/mjpeg", Type: "stream"})
+	cam.MinBackoff, cam.MaxBackoff = 50*time.Millisecond, 100*time.Millisecond
+	cam.Start(context.Background())
+	defer cam.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	encoded, decoded := 0, 0
+	for decoded < 3 {
+		f, err := cam.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %d JPEG and %d decoded frames: %v", encoded, decoded, err)
+		}
+		if b := f.Bounds(); b != image.Rect(0, 0, 160, 120) {
+			t.Fatalf("a frame of %v from a 160x120 stream", b)
+		}
+		if f.Encoded() {
+			encoded++
+		} else {
+			decoded++
+		}
+		f.Mat() // the pipeline decodes it
+		f.Close()
+	}
+	if encoded == 0 || conns.Load() < 2 {
+		t.Fatalf("%d JPEG frames, %d connections: want the stream handed on as JPEG first, then reopened decoded", encoded, conns.Load())
 	}
 }
