@@ -1,15 +1,7 @@
 package agent_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
-	"image/jpeg"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,18 +18,7 @@ import (
 func TestMotionGateIdleCamera(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "")
-	dir := t.TempDir()
-	img := image.NewRGBA(image.Rect(0, 0, 320, 180))
-	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{72, 72, 72, 255}}, image.Point{}, draw.Src)
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("belt_%d.jpg", i)), buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := testenv.StillBelt(t, 3, 320, 180)
 	c := &cfg.Cameras[0]
 	c.Source, c.Loop, c.Realtime, c.FPS = dir, true, true, 20
 	c.Motion.Enabled, c.Motion.ReportInterval, c.Motion.MaxInterval = true, 300*time.Millisecond, time.Hour

@@ -2,9 +2,13 @@ package testenv
 
 import (
 	"bytes"
+	"fmt"
 	"image"
 	"image/color"
+	"image/draw"
 	"image/jpeg"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -23,4 +27,23 @@ func JPEG(tb testing.TB, w, h int, shade uint8) []byte {
 		tb.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// StillBelt writes n copies of a w x h JPEG of one grey into a new folder and returns it: a
+// folder source whose picture never changes (a belt standing empty), for the motion gate.
+func StillBelt(tb testing.TB, n, w, h int) string {
+	tb.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{72, 72, 72, 255}}, image.Point{}, draw.Src)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("belt_%d.jpg", i)), buf.Bytes(), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -1,16 +1,9 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
-	"image/jpeg"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -147,18 +140,7 @@ func TestMotionGateRun(t *testing.T) {
 	if _, err := models.FindLibrary(""); err != nil {
 		testenv.Missing(t, "onnxruntime: %v", err)
 	}
-	dir := t.TempDir()
-	img := image.NewRGBA(image.Rect(0, 0, 320, 180))
-	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{72, 72, 72, 255}}, image.Point{}, draw.Src)
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("belt_%d.jpg", i)), buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := testenv.StillBelt(t, 3, 320, 180)
 	for _, motion := range []bool{false, true} {
 		o := Options{Detector: testenv.Path("testdata", "demo", "detector"), Classifier: testenv.Path("testdata", "demo", "classifier"),
 			Source: dir, Frames: 2, Cameras: 1, FPS: 10, Seconds: 1.5, Runtime: configs.Default().ONNXRuntime, Motion: motion}
