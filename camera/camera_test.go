@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -535,19 +536,34 @@ func TestGStreamerPipeline(t *testing.T) {
 // mjpegServer serves an endless multipart MJPEG stream, as IP cameras do, until stopped.
 func mjpegServer(t *testing.T) (url string, stop func()) {
 	t.Helper()
+	frame := orangeJPEG(t)
+	return mjpegServerOf(func(int32, int) []byte { return frame })
+}
+
+// orangeJPEG is a 160 x 120 orange picture, encoded by OpenCV.
+func orangeJPEG(t *testing.T) []byte {
+	t.Helper()
 	m := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(40, 160, 220, 0), 120, 160, gocv.MatTypeCV8UC3)
 	buf, err := gocv.IMEncode(gocv.JPEGFileExt, m)
 	m.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	frame := append([]byte(nil), buf.GetBytes()...)
-	buf.Close()
+	defer buf.Close()
+	return append([]byte(nil), buf.GetBytes()...)
+}
+
+// mjpegServerOf serves an MJPEG stream, 50 frames a second: frame i of connection conn (from
+// 1) is frame(conn, i).
+func mjpegServerOf(frame func(conn int32, i int) []byte) (url string, stop func()) {
+	var conns atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn := conns.Add(1)
 		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-		for r.Context().Err() == nil {
-			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(frame))
-			w.Write(frame)
+		for i := 0; r.Context().Err() == nil; i++ {
+			f := frame(conn, i)
+			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(f))
+			w.Write(f)
 			w.Write([]byte("\r\n"))
 			w.(http.Flusher).Flush()
 			time.Sleep(20 * time.Millisecond)

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,14 +232,7 @@ func TestMJPEGFileHandsOnJPEG(t *testing.T) {
 // dropped (a corrupt or hostile header never becomes a frame of its size), and after three
 // frames libjpeg cannot decode, the camera reads the stream decoded by FFmpeg instead.
 func TestJPEGStreamBadFrames(t *testing.T) {
-	m := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(40, 160, 220, 0), 120, 160, gocv.MatTypeCV8UC3)
-	buf, err := gocv.IMEncode(gocv.JPEGFileExt, m)
-	m.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	good := append([]byte(nil), buf.GetBytes()...)
-	buf.Close()
+	good := orangeJPEG(t)
 	sos := bytes.Index(good, []byte{0xFF, 0xDA})
 	sof := bytes.Index(good, []byte{0xFF, 0xC0})
 	if sos < 0 || sof < 0 {
@@ -252,23 +242,15 @@ func TestJPEGStreamBadFrames(t *testing.T) {
 	huge := append([]byte(nil), good...)
 	huge[sof+5], huge[sof+6], huge[sof+7], huge[sof+8] = 0x04, 0xB0, 0x06, 0x40 // 1600 x 1200
 	var conns atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		first := conns.Add(1) == 1
-		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-		for i := 0; r.Context().Err() == nil; i++ {
-			frame := good
-			if first && i >= 3 && i < 6 {
-				frame = [][]byte{huge, noScan, noScan}[i-3]
-			}
-			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(frame))
-			w.Write(frame)
-			w.Write([]byte("\r\n"))
-			w.(http.Flusher).Flush()
-			time.Sleep(20 * time.Millisecond)
+	url, stop := mjpegServerOf(func(conn int32, i int) []byte {
+		conns.Store(conn)
+		if conn == 1 && i >= 3 && i < 6 {
+			return [][]byte{huge, noScan, noScan}[i-3]
 		}
-	}))
-	defer func() { srv.CloseClientConnections(); srv.Close() }()
-	cam := cameraFor(t, configs.Camera{Source: srv.URL + "/mjpeg", Type: "stream"})
+		return good
+	})
+	defer stop()
+	cam := cameraFor(t, configs.Camera{Source: url, Type: "stream"})
 	cam.MinBackoff, cam.MaxBackoff = 50*time.Millisecond, 100*time.Millisecond
 	cam.Start(context.Background())
 	defer cam.Close()
