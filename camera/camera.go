@@ -712,7 +712,7 @@ func (c *Camera) undecodableJPEG() {
 	n := c.badJPEG.Add(1)
 	c.log.Warn("a frame from the source is a JPEG that cannot be decoded; it went on as a black frame: check the camera's stream",
 		"component", "camera", "undecodable_total", n)
-	if n >= maxUndecodable {
+	if n >= maxUndecodable && !c.jpegOff.Load() { // not for a frame read before the switch
 		c.undecoded.Store(true)
 	}
 }
