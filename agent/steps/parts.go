@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 
@@ -97,9 +98,11 @@ func NewParts(env *Env, cc configs.Camera, m *ops.Metrics, counts *PartCounts, w
 func (s *parts) Name() string { return "parts" }
 
 // Handle adds a processed frame's detections to their parts, counts the lines they cross,
-// decides the parts whose deadline came, and ends the parts it did not see for too long.
+// decides the parts whose deadline came, and ends the parts it did not see for too long. A
+// frame the motion gate kept from the models after one where they found nothing
+// (ErrUnchangedEmpty) is a frame without detections.
 func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
-	if f.Err != nil || msg == nil {
+	if msg == nil || (f.Err != nil && !errors.Is(f.Err, pipeline.ErrUnchangedEmpty)) {
 		return
 	}
 	now := time.Now()
