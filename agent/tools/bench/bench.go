@@ -147,11 +147,49 @@ type Report struct {
 	// CamerasCPUPercent is the process's CPU time during the multi-camera run over its wall
 	// time, as top shows it: 100 is one core busy.
 	CamerasCPUPercent float64 `json:"camerasCpuPercent,omitempty"`
+	// CamerasMemory is the process's memory during the multi-camera run.
+	CamerasMemory *MemoryBench `json:"camerasMemory,omitempty"`
 	// Decisions are the parts the cameras decided at a line across the middle of the frame
 	// (or otherwise), with the latency a reject gate sees (cameras with a detector).
 	Decisions []DecisionBench `json:"decisions,omitempty"`
 	// Tracking is what following the parts costs (with a detector only).
 	Tracking *TrackingBench `json:"tracking,omitempty"`
+}
+
+// MemoryBench is the process's memory during the multi-camera run, read from /proc/self/status
+// each second of it: the whole agent with its cameras, models, ring and the embedded broker.
+type MemoryBench struct {
+	// PrivateMB is the private resident memory (RssAnon: heaps, frames, the models' buffers)
+	// and RSSMB all of it (with the shared libraries' pages): at the first second of the run,
+	// at its end, and the least and most read.
+	PrivateMB Span `json:"privateMB"`
+	RSSMB     Span `json:"rssMB"`
+	// Growth is how much the private memory grew from the first second to the end, as a share
+	// of the first (0.05: 5 %).
+	Growth float64 `json:"growth"`
+	// PeakRSSMB is the process's peak resident memory at the end (VmHWM, since it started).
+	PeakRSSMB float64 `json:"peakRssMB"`
+	// GoHeapMB is the Go heap in use at the end (the rest of the private memory is C's:
+	// OpenCV's frames, onnxruntime, FFmpeg).
+	GoHeapMB float64 `json:"goHeapMB"`
+}
+
+// Span is a figure read over a run: the first and last read, the least and the most.
+type Span struct {
+	First float64 `json:"first"`
+	Last  float64 `json:"last"`
+	Min   float64 `json:"min"`
+	Max   float64 `json:"max"`
+	n     int     // reads so far
+}
+
+// add notes one more read v.
+func (s *Span) add(v float64) {
+	if s.n == 0 {
+		s.First, s.Min, s.Max = v, v, v
+	}
+	s.n++
+	s.Last, s.Min, s.Max = v, min(s.Min, v), max(s.Max, v)
 }
 
 // TrackingBench is the time and the Go heap allocations per frame of the track step
@@ -669,12 +707,22 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	}
 	measured, start, seconds := time.Duration(o.Seconds*float64(time.Second)), time.Now(), max(1, int(math.Ceil(o.Seconds)))
 	cpu0 := cpuTime()
+	mem := &MemoryBench{}
 	for k := 1; k <= seconds; k++ {
 		time.Sleep(time.Until(start.Add(min(time.Duration(k)*time.Second, measured))))
 		o.progress(PhaseCameras, k, seconds)
+		_, anon, file := memoryMB()
+		mem.PrivateMB.add(anon)
+		mem.RSSMB.add(payload.Round(anon+file, 1))
 	}
 	rep.CamerasCPUPercent = payload.Round(100*float64(cpuTime()-cpu0)/float64(time.Since(start)), 1)
 	runtime.ReadMemStats(&ms1)
+	mem.PeakRSSMB, _, _ = memoryMB()
+	mem.GoHeapMB = payload.Round(float64(ms1.HeapInuse)/(1<<20), 1)
+	if mem.PrivateMB.First > 0 {
+		mem.Growth = payload.Round(mem.PrivateMB.Last/mem.PrivateMB.First-1, 3)
+		rep.CamerasMemory = mem
+	}
 	var processed uint64
 	for _, c := range a.Stats() {
 		b := before[c.Name]
@@ -821,6 +869,10 @@ func (r *Report) Markdown() string {
 			}
 		}
 		fmt.Fprintf(&b, "\nThe whole agent in this run (pipelines, ring, stats, JSON, the MQTT client and the embedded broker): %.1f Go heap allocations per frame processed, %.0f %% CPU (100 %% is one core busy).\n", r.AgentAllocsPerFrame, r.CamerasCPUPercent)
+		if m := r.CamerasMemory; m != nil {
+			fmt.Fprintf(&b, "Its memory: private %.1f MB at the first second, %.1f MB at the end (%+.1f %%; least %.1f, most %.1f), of it %.1f MB Go heap; resident %.1f MB at the end, peak %.1f MB.\n",
+				m.PrivateMB.First, m.PrivateMB.Last, 100*m.Growth, m.PrivateMB.Min, m.PrivateMB.Max, m.GoHeapMB, m.RSSMB.Last, m.PeakRSSMB)
+		}
 		if len(r.Decisions) > 0 {
 			b.WriteString("\n| parts decided by (line across the middle of the frame) | parts | latency p50 ms | p99 ms |\n|---|---|---|---|\n")
 			for _, d := range r.Decisions {

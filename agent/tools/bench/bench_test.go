@@ -135,7 +135,8 @@ func TestDecisionLatency(t *testing.T) {
 }
 
 // TestMotionGateRun: with Motion, the cameras of the multi-camera run keep the frames of a
-// still, empty picture from the models and count them as unchanged; without it, none.
+// still, empty picture from the models and count them as unchanged; without it, none. Either
+// way the report has the process's memory over the run, read each second.
 func TestMotionGateRun(t *testing.T) {
 	if _, err := models.FindLibrary(""); err != nil {
 		testenv.Missing(t, "onnxruntime: %v", err)
@@ -155,8 +156,24 @@ func TestMotionGateRun(t *testing.T) {
 		if motion != (c.Unchanged > 0) {
 			t.Errorf("motion %v: %d frames unchanged, %v fps through the models", motion, c.Unchanged, c.FPS)
 		}
-		if md := rep.Markdown(); motion != strings.Contains(md, "Motion gate: cam1 kept") {
+		if md := rep.Markdown(); motion != strings.Contains(md, "Motion gate: cam1 kept") || !strings.Contains(md, "Its memory: private") {
 			t.Errorf("motion %v: the report's tables:\n%s", motion, md)
+		}
+		// the cameras run's memory: read each second, the whole process's
+		m := rep.CamerasMemory
+		if m == nil {
+			t.Fatalf("motion %v: no memory of the cameras run", motion)
+		}
+		for name, s := range map[string]Span{"private": m.PrivateMB, "resident": m.RSSMB} {
+			if s.Min <= 0 || s.Min > s.First || s.First > s.Max || s.Min > s.Last || s.Last > s.Max {
+				t.Errorf("motion %v: %s memory %+v", motion, name, s)
+			}
+		}
+		if m.RSSMB.First < m.PrivateMB.First || m.RSSMB.Last < m.PrivateMB.Last || m.PeakRSSMB < m.RSSMB.Max-0.2 || m.GoHeapMB <= 0 || m.GoHeapMB > m.PrivateMB.Last {
+			t.Errorf("motion %v: memory %+v", motion, m)
+		}
+		if want := m.PrivateMB.Last/m.PrivateMB.First - 1; math.Abs(m.Growth-want) > 0.001 {
+			t.Errorf("motion %v: growth %v, want %v", motion, m.Growth, want)
 		}
 	}
 }
