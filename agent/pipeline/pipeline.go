@@ -185,7 +185,8 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 	}
 	// the motion gate: skipped, reported or on. Any picture of the whole frame twice the
 	// gate's width will do: a frame from a JPEG source is decoded at 1/8 for it (at 1080p),
-	// and a frame the gate skips is never decoded further.
+	// and a frame the gate skips is not decoded further (unless the frame before had crops:
+	// then it was decoded whole at once, see cropped).
 	if p.cropped.Load() {
 		f.Mat()
 	}
