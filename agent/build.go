@@ -257,7 +257,7 @@ func pipelineOptions(cfg *configs.Config, cc configs.Camera, stages map[string]*
 	p := cc.Pipeline
 	o := pipeline.Options{Padding: float32(p.CropPadding), Gate: cc.QualityGate, Thresholds: p.Thresholds, Masks: cc.Masks}
 	o.Motion = cc.Motion
-	o.Motion.Hold, o.Misses = cc.MotionHold(), cc.PartMisses()
+	o.Motion.Hold = cc.MotionHold()
 	if p.Detector != "" {
 		o.Detector = stages[p.Detector]
 	}

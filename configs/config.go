@@ -610,9 +610,7 @@ type Motion struct {
 	// Hold is how many frames go through the models, changed or not, after the last frame
 	// with a detection, so that a part that stopped in view is still looked at; 0: 2
 	// (MotionHoldFrames). A part that left needs no hold to end its track: a frame unchanged
-	// since one that changed and where the models found nothing counts as one that did not
-	// see it. After frames that missed a part on a still picture, the gate holds open longer
-	// (Camera.PartMisses + 1), so that a flickering score ends no track.
+	// since one where the models found nothing counts as one that did not see it.
 	Hold int `mapstructure:"hold"`
 }
 
@@ -628,20 +626,6 @@ func (c Camera) MotionHold() int {
 		return c.Motion.Hold
 	}
 	return MotionHoldFrames
-}
-
-// PartMisses is how many frames in a row the camera's steps let a part go unseen before they
-// end it: tracking.max_missed when it tracks, pipeline.vote.max_gap when it votes, the
-// larger; 0 when it does neither.
-func (c Camera) PartMisses() int {
-	n := 0
-	if c.Tracks() {
-		n = c.Tracking.MaxMissed
-	}
-	if c.Pipeline.Vote.Frames > 0 {
-		n = max(n, c.Pipeline.Vote.MaxGap)
-	}
-	return n
 }
 
 // Tracks reports whether the camera follows parts from frame to frame: tracking is on and

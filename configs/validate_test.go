@@ -120,27 +120,3 @@ func TestMotionValidation(t *testing.T) {
 		}
 	}
 }
-
-// TestPartMisses: how long the steps let a part go unseen, which the motion gate holds open
-// for after a part standing still was missed: tracking's max_missed, vote's max_gap when the
-// camera votes, the larger, and nothing for a camera that does neither.
-func TestPartMisses(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		edit func(c *Camera)
-		want int
-	}{
-		{"tracking", func(c *Camera) {}, 10},
-		{"tracking and a longer vote gap", func(c *Camera) { c.Pipeline.Vote.Frames, c.Pipeline.Vote.MaxGap = 3, 12 }, 12},
-		{"a vote gap without voting", func(c *Camera) { c.Pipeline.Vote.MaxGap = 12 }, 10},
-		{"voting alone", func(c *Camera) { c.Tracking.Enabled, c.Pipeline.Vote.Frames = false, 3 }, 2},
-		{"no detector", func(c *Camera) { c.Pipeline.Detector = "" }, 0},
-	} {
-		cc := DefaultCamera()
-		cc.Pipeline.Detector = "det"
-		c.edit(&cc)
-		if got := cc.PartMisses(); got != c.want {
-			t.Errorf("%s: %d, want %d", c.name, got, c.want)
-		}
-	}
-}

@@ -16,16 +16,13 @@ import (
 // changed since the last frame that went through them (cameras[].motion).
 var ErrUnchanged = errors.New("frame unchanged since the last one through the models: skipped by the motion gate")
 
-// ErrUnchangedEmpty is ErrUnchanged (errors.Is) for a frame unchanged since a frame that the
-// models found nothing in and that went through them because its picture had changed (a part
-// left): the models would find nothing in it either. The steps that follow parts (tracking,
-// parts, voting) count it as a frame that did not see them, as they would if it had gone
-// through, so a part that left ends its track on a still picture as soon as without the gate.
-// A frame unchanged since one with detections is left alone: the parts are still where they
-// were. So is one after a frame that found nothing on an unchanged picture (it went through
-// for hold or max_interval): there the part is likely still in view and the detector's score
-// flickered, and the gate holds open until the steps have seen the misses through the models.
-var ErrUnchangedEmpty = fmt.Errorf("%w, after a change where they found nothing", ErrUnchanged)
+// ErrUnchangedEmpty is ErrUnchanged (errors.Is) for a frame whose reference, the last frame
+// through the models, had no detection: the models would find nothing in it either. The
+// steps that follow parts (tracking, parts, voting) count it as a frame that did not see
+// them, as they would if it had gone through, so a part that left ends its track on a still
+// picture as soon as without the gate. A frame unchanged from one with detections is left
+// alone: the parts are still where they were.
+var ErrUnchangedEmpty = fmt.Errorf("%w, where they found nothing", ErrUnchanged)
 
 // MotionUnchanged is the "motion" of an unchanged report: a prediction message without
 // predictions, sent every motion.report_interval while the picture stays the same.
@@ -69,23 +66,15 @@ type motionGate struct {
 	last     time.Time          // when the last of them was captured
 	changed  time.Time          // when the last frame that changed (or had to go on for hold) was captured
 	reported time.Time          // when the last unchanged report was captured
-	// changes says, by number in sent (modulo its length), whether each frame went on because
-	// its picture had changed (not for hold or max_interval). prepare writes it before it
-	// hands the frame on; detect and complete, at most a few frames behind, read it after.
-	changes [8]bool
-	now     bool // the frame last checked changed
 	// detect's, then shared
 	runs     int64        // frames the detector ran on, numbered as sent
 	lastSeen atomic.Int64 // the number (in sent) of the last frame with a detection; 0: none
-	lastLeft atomic.Int64 // the number of the last frame that changed and had none
-	// complete's
-	done int64 // frames through the detector, completed or failed, numbered as sent
 }
 
 // check compares img, the picture of a frame captured at at, with the reference and says,
 // by the gate's settings cfg, whether the frame goes through the models, is skipped, or is
-// skipped and reported. misses is how many frames in a row the steps let a part go unseen.
-func (g *motionGate) check(cfg *configs.Motion, misses int, img gocv.Mat, at time.Time) motionVerdict {
+// skipped and reported.
+func (g *motionGate) check(cfg *configs.Motion, img gocv.Mat, at time.Time) motionVerdict {
 	if !cfg.Enabled {
 		return motionGo
 	}
@@ -93,17 +82,8 @@ func (g *motionGate) check(cfg *configs.Motion, misses int, img gocv.Mat, at tim
 		g.m = preprocess.NewMotion()
 	}
 	share := g.m.Changed(img, float32(cfg.PixelDelta)) // 1 for the first frame: no reference yet
-	g.now = share > cfg.Threshold
-	hold := int64(cfg.Hold)
-	seen := g.lastSeen.Load()
-	if g.lastLeft.Load() < seen {
-		// No frame has changed and found nothing since the last detection: the frames that
-		// missed the part since then, if any, showed it standing still. Look until the steps
-		// have seen it missed through the models, so that a flickering score ends no track.
-		hold = max(hold, int64(misses)+1)
-	}
-	if g.now || (seen > 0 && g.sent-seen < hold) {
-		g.changed = at // changed, or parts were seen lately
+	if seen := g.lastSeen.Load(); share > cfg.Threshold || (seen > 0 && g.sent-seen < int64(cfg.Hold)) {
+		g.changed = at // changed, or parts were seen lately: look until their tracks end
 		return motionGo
 	}
 	if at.Sub(g.last) >= cfg.MaxInterval {
@@ -124,7 +104,6 @@ func (g *motionGate) pass(at time.Time) {
 	}
 	g.m.Keep()
 	g.sent++
-	g.changes[g.sent%int64(len(g.changes))] = g.now
 	g.last = at
 }
 
@@ -137,19 +116,7 @@ func (g *motionGate) ran(on, found bool) {
 	g.runs++
 	if found {
 		g.lastSeen.Store(g.runs)
-	} else if g.changes[g.runs%int64(len(g.changes))] {
-		g.lastLeft.Store(g.runs)
 	}
-}
-
-// completed says, in the completing goroutine, for the next frame sent on, whether it went
-// on because its picture changed; on is whether the gate is on.
-func (g *motionGate) completed(on bool) (changed bool) {
-	if !on {
-		return false
-	}
-	g.done++
-	return g.changes[g.done%int64(len(g.changes))]
 }
 
 func (g *motionGate) close() {
@@ -160,14 +127,13 @@ func (g *motionGate) close() {
 
 // report settles err, the error of a frame that did not complete, on the goroutine that
 // completes the frames, in their order. A frame the gate skipped (ErrUnchanged) becomes
-// ErrUnchangedEmpty when the models found nothing since a frame that changed (empty), and its unchanged
+// ErrUnchangedEmpty when the last frame through the detector found nothing, and its unchanged
 // report msg is numbered, so that messages are numbered in the order they go out. A frame
 // that failed in the detector leaves what the models would find unknown. err, settled, is
 // returned.
 func (p *Pipeline) report(msg *payload.Prediction, err error) error {
 	if !errors.Is(err, ErrUnchanged) {
-		if !errors.Is(err, ErrGated) { // not kept from the detector: it failed there
-			p.motion.completed(p.o.Motion.Enabled)
+		if !errors.Is(err, ErrGated) { // the quality gate kept it from the detector
 			p.empty = false
 		}
 		return err

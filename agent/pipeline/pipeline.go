@@ -50,10 +50,6 @@ type Options struct {
 	// Motion is the motion gate (cameras[].motion), its Hold resolved (Camera.MotionHold): a
 	// frame whose picture has not changed skips the models with ErrUnchanged.
 	Motion configs.Motion
-	// Misses is how many frames in a row the steps after the pipeline let a part go unseen
-	// before they end it (Camera.PartMisses): after frames that missed a part standing
-	// still, the gate holds open for Misses + 1 frames.
-	Misses int
 }
 
 // Pipeline turns one camera's frames into prediction payloads: measure quality, detect,
@@ -104,9 +100,8 @@ type Pipeline struct {
 	// motion is the motion gate's state (Options.Motion): prepare decides, detect tells it
 	// the detections.
 	motion motionGate
-	// empty: the last frame through the detector that changed, in the order the frames
-	// complete, kept no detection, and none has since (see ErrUnchangedEmpty). The
-	// completing goroutine's.
+	// empty: the last frame through the detector, in the order the frames complete, kept
+	// no detection (see ErrUnchangedEmpty). The completing goroutine's.
 	empty bool
 }
 
@@ -191,7 +186,7 @@ func (p *Pipeline) prepare(f *camera.Frame, a *Ahead) (*payload.Prediction, erro
 		f.Mat()
 	}
 	still, _ := f.View(full, 2*preprocess.MotionWidth, 1)
-	motion := p.motion.check(&p.o.Motion, p.o.Misses, still, f.Captured)
+	motion := p.motion.check(&p.o.Motion, still, f.Captured)
 	if motion == motionSkip {
 		return msg, ErrUnchanged
 	}
@@ -286,11 +281,7 @@ func (p *Pipeline) masked(b models.Box) bool {
 func (p *Pipeline) complete(f *camera.Frame, msg *payload.Prediction, kept []models.Box) (*payload.Prediction, error) {
 	p.begin(phaseComplete)
 	defer p.end(phaseComplete)
-	if changed := p.motion.completed(p.o.Motion.Enabled); len(kept) > 0 || p.o.Detector == nil {
-		p.empty = false
-	} else if changed {
-		p.empty = true
-	} // nothing found on an unchanged picture (hold, max_interval): as it was
+	p.empty = p.o.Detector != nil && len(kept) == 0
 	if err := p.classifyAll(f, msg, kept); err != nil {
 		return nil, err
 	}

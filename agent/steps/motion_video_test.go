@@ -96,7 +96,7 @@ func decidedParts(t *testing.T, det, cls pipeline.Stage, video string, motion bo
 	cam.Start(ctx)
 	defer cam.Close()
 	o := pipeline.Options{Agent: "line1", Camera: cc.Name, Detector: det, Classifier: cls, Padding: float32(cc.Pipeline.CropPadding), Motion: cc.Motion}
-	o.Motion.Hold, o.Misses = cc.MotionHold(), cc.PartMisses()
+	o.Motion.Hold = cc.MotionHold()
 	pl := pipeline.New(o)
 	defer pl.Close()
 	rec := &publish.Recorder{}

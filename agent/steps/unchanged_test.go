@@ -2,12 +2,7 @@ package steps_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
-	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,9 +11,7 @@ import (
 	"github.com/cvedge/cvedge/agent/pipeline"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/steps"
-	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
-	"github.com/cvedge/cvedge/models"
 )
 
 // TestUnchangedFramesAfterNothingEndParts: a part seen in 4 frames, then frames without it.
@@ -112,95 +105,5 @@ func TestUnchangedFramesAfterNothingBreakVotes(t *testing.T) {
 	}
 	if a, b := voteAfter(pipeline.ErrUnchanged); a != b {
 		t.Errorf("after %d frames unchanged since the part was seen, a new vote started (%d, then %d)", cfg.MaxGap+1, a, b)
-	}
-}
-
-// stillPartRun streams frames of a part lying still on the belt for frames [10, 150) of 200
-// through a pipeline with the motion gate on or off (hold as given) and the track and parts
-// steps, with a detector that finds the square the scene drew except on the frames in miss
-// (a score at the threshold flickering on the sensor's noise). It returns the parts started
-// and the frames showing the part that the gate kept from the models as empty.
-func stillPartRun(t *testing.T, gate bool, hold int, miss map[uint64]bool) (parts, empties int) {
-	t.Helper()
-	const n, in, out = 200, 10, 150
-	cc := configs.DefaultCamera()
-	cc.Name, cc.Pipeline.Detector = "cam", "det"
-	cc.Motion.Enabled, cc.Motion.Hold = gate, hold
-	det := &pipeline.FakeStage{Model: "det", Finds: true, Answer: func(f *camera.Frame, _ image.Rectangle) []models.Prediction {
-		if f.Seq < in || f.Seq >= out || miss[f.Seq] {
-			return nil
-		}
-		return []models.Prediction{{TagName: "part", Probability: 0.9, Box: &models.Box{Left: 0.4, Top: 0.4, Width: 0.1, Height: 0.1}}}
-	}}
-	o := pipeline.Options{Agent: "line1", Camera: cc.Name, Detector: det, Motion: cc.Motion}
-	o.Motion.Hold, o.Misses = cc.MotionHold(), cc.PartMisses()
-	pl := pipeline.New(o)
-	defer pl.Close()
-	rec := &publish.Recorder{}
-	list := pipeline.NewSteps(steps.NewTrack(cc.Tracking, true, new(atomic.Uint64)), steps.NewParts(env(rec), cc, nil, nil, nil))
-	start := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
-	i := uint64(0)
-	_, err := pipeline.Stream(context.Background(), pl, func(context.Context) (*camera.Frame, struct{}, error) {
-		if i == n {
-			return nil, struct{}{}, io.EOF
-		}
-		img := image.NewRGBA(image.Rect(0, 0, 640, 360))
-		draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{40, 40, 40, 255}}, image.Point{}, draw.Src)
-		if i >= in && i < out {
-			draw.Draw(img, image.Rect(256, 144, 320, 180), &image.Uniform{color.RGBA{200, 20, 20, 255}}, image.Point{}, draw.Src)
-		}
-		f, err := camera.FrameOf(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Seq, f.Captured = i, start.Add(time.Duration(i)*100*time.Millisecond)
-		i++
-		return f, struct{}{}, nil
-	}, func(f *camera.Frame, _ struct{}, msg *payload.Prediction, err error) {
-		if errors.Is(err, pipeline.ErrUnchangedEmpty) && f.Seq >= in && f.Seq < out {
-			empties++
-		}
-		list.Handle(context.Background(), &pipeline.Frame{Frame: f, Camera: cc.Name, Err: err}, msg)
-		f.Close()
-	})
-	if !errors.Is(err, io.EOF) {
-		t.Fatal(err)
-	}
-	list.Close()
-	evs, err := publish.Decode[payload.Part](rec, "/cameras/cam/parts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ev := range evs {
-		if ev.Event == "start" {
-			parts++
-		}
-	}
-	return parts, empties
-}
-
-// TestMotionGateStillPartFlickering: a part lying still whose detection flickers (missed on
-// one or two frames in a row) is one part with the gate on, as with it off: the frames that
-// miss it went through on an unchanged picture, so the gate holds open until the steps have
-// seen the misses through the models, and no frame showing it is kept from them as empty.
-func TestMotionGateStillPartFlickering(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		hold int
-		miss map[uint64]bool
-	}{
-		{"two misses, default hold", 0, map[uint64]bool{40: true, 41: true}},
-		{"one miss, default hold", 0, map[uint64]bool{40: true}},
-		{"one miss, hold 1", 1, map[uint64]bool{40: true}},
-		{"one miss after it, hold 1", 1, map[uint64]bool{41: true}},
-		{"five misses, default hold", 0, map[uint64]bool{40: true, 41: true, 42: true, 43: true, 44: true}},
-	} {
-		off, _ := stillPartRun(t, false, c.hold, c.miss)
-		for range 3 { // the Stream's goroutines meet differently each run
-			on, empties := stillPartRun(t, true, c.hold, c.miss)
-			if on != off || on != 1 || empties != 0 {
-				t.Errorf("%s: %d parts with the gate, %d without (want 1); %d frames showing the part kept from the models as empty", c.name, on, off, empties)
-			}
-		}
 	}
 }
