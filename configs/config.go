@@ -608,24 +608,17 @@ type Motion struct {
 	// changed or not: the safety net of a change too slow or too faint to show.
 	MaxInterval time.Duration `mapstructure:"max_interval"`
 	// Hold is how many frames go through the models, changed or not, after the last frame
-	// with a detection, so that a part that stopped in view is still looked at; 0: 2
-	// (MotionHoldFrames). A part that left needs no hold to end its track: a frame unchanged
-	// since one where the models found nothing counts as one that did not see it.
+	// with a detection, so that a part that stopped is still seen and a part that left ends
+	// its track and is decided; 0: tracking.max_missed + 1, the least that does.
 	Hold int `mapstructure:"hold"`
 }
 
-// MotionHoldFrames is motion.hold when it is 0: the frame after the last one with a
-// detection, and the one the gate decides while the detector has not yet said what it found
-// in that frame (the detector runs a frame behind the gate), so that while a part is in view
-// every frame goes through.
-const MotionHoldFrames = 2
-
-// MotionHold is the camera's motion.hold, or MotionHoldFrames when it is 0.
+// MotionHold is the camera's motion.hold, or tracking.max_missed + 1 when it is 0.
 func (c Camera) MotionHold() int {
 	if c.Motion.Hold > 0 {
 		return c.Motion.Hold
 	}
-	return MotionHoldFrames
+	return c.Tracking.MaxMissed + 1
 }
 
 // Tracks reports whether the camera follows parts from frame to frame: tracking is on and

@@ -850,7 +850,9 @@ func (c Camera) validateMotion(p *problems, key string) {
 		p.add(key+".motion.max_interval", "%v must be above 0, such as 5s: a frame goes through the models at least this often", m.MaxInterval)
 	}
 	if m.Hold < 0 || m.Hold > MaxVoteGap {
-		p.add(key+".motion.hold", "%d is out of range: allowed 0 (%d frames) to %d frames", m.Hold, MotionHoldFrames, MaxVoteGap)
+		p.add(key+".motion.hold", "%d is out of range: allowed 0 (tracking.max_missed + 1) to %d frames", m.Hold, MaxVoteGap)
+	} else if m.Hold > 0 && c.Tracks() && m.Hold < c.Tracking.MaxMissed+1 {
+		p.add(key+".motion.hold", "%d is under tracking.max_missed + 1 (%d): a part that left would keep its track open and go undecided while the picture stays still; raise it, or set 0", m.Hold, c.Tracking.MaxMissed+1)
 	}
 	if m.Enabled && (c.Trigger == "mqtt" || c.Trigger == "hardware") {
 		p.add(key+".motion.enabled", "a camera with trigger %s is asked for each frame it processes, which the gate must not skip: turn the gate off, or use trigger continuous or interval", c.Trigger)

@@ -69,9 +69,9 @@ func TestShadowSummaryAfter(t *testing.T) {
 }
 
 // TestMotionValidation: each bad key of cameras[].motion is refused under its own name, with
-// the fix; the defaults pass, with the gate on or off; any hold from 0 to 1000 passes, also
-// under tracking.max_missed on a camera that tracks; the gate is refused on a camera whose
-// every frame is asked for.
+// the fix; the defaults pass, with the gate on or off; a hold under tracking.max_missed + 1
+// is refused on a camera that tracks (not on one without a detector), and so is the gate on
+// a camera whose every frame is asked for.
 func TestMotionValidation(t *testing.T) {
 	base := func(edit func(c *Camera)) []*Problem {
 		cfg := Default()
@@ -101,9 +101,10 @@ func TestMotionValidation(t *testing.T) {
 		{"report_interval negative", func(c *Camera) { c.Motion.ReportInterval = -1 }, "report_interval", "0 (no reports) or more"},
 		{"report_interval 0", func(c *Camera) { c.Motion.ReportInterval = 0 }, "", ""},
 		{"max_interval 0", func(c *Camera) { c.Motion.MaxInterval = 0 }, "max_interval", "must be above 0"},
-		{"hold negative", func(c *Camera) { c.Motion.Hold = -1 }, "hold", "allowed 0 (2 frames) to 1000"},
-		{"hold over 1000", func(c *Camera) { c.Motion.Hold = 1001 }, "hold", "allowed 0 (2 frames) to 1000"},
-		{"hold of 1, tracking", func(c *Camera) { c.Motion.Hold = 1 }, "", ""},
+		{"hold negative", func(c *Camera) { c.Motion.Hold = -1 }, "hold", "allowed 0 (tracking.max_missed + 1) to 1000"},
+		{"hold under max_missed + 1", func(c *Camera) { c.Motion.Hold = 10 }, "hold", "under tracking.max_missed + 1 (11)"},
+		{"hold of max_missed + 1", func(c *Camera) { c.Motion.Hold = 11 }, "", ""},
+		{"short hold, no tracking", func(c *Camera) { c.Motion.Hold, c.Tracking.Enabled = 2, false }, "", ""},
 		{"trigger mqtt", func(c *Camera) { c.Motion.Enabled, c.Trigger = true, "mqtt" }, "enabled", "turn the gate off, or use trigger continuous or interval"},
 		{"trigger hardware", func(c *Camera) { c.Motion.Enabled, c.Trigger = true, "hardware" }, "enabled", "trigger hardware"},
 		{"trigger mqtt, gate off", func(c *Camera) { c.Trigger = "mqtt" }, "", ""},

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -15,14 +14,6 @@ import (
 // ErrUnchanged marks a frame the motion gate kept from the models: its picture has not
 // changed since the last frame that went through them (cameras[].motion).
 var ErrUnchanged = errors.New("frame unchanged since the last one through the models: skipped by the motion gate")
-
-// ErrUnchangedEmpty is ErrUnchanged (errors.Is) for a frame whose reference, the last frame
-// through the models, had no detection: the models would find nothing in it either. The
-// steps that follow parts (tracking, parts, voting) count it as a frame that did not see
-// them, as they would if it had gone through, so a part that left ends its track on a still
-// picture as soon as without the gate. A frame unchanged from one with detections is left
-// alone: the parts are still where they were.
-var ErrUnchangedEmpty = fmt.Errorf("%w, where they found nothing", ErrUnchanged)
 
 // MotionUnchanged is the "motion" of an unchanged report: a prediction message without
 // predictions, sent every motion.report_interval while the picture stays the same.
@@ -55,10 +46,9 @@ const (
 // with a reference no older than the frame that had the detection: a frame that shows
 // anything new (the part moved, another came in) changed against it and goes on regardless
 // of hold; one that shows the same picture has nothing for the models to find that they have
-// not found already, and a skipped frame unchanged since a frame with detections is not a
-// missed frame for tracking (the steps leave ErrUnchanged alone; only ErrUnchangedEmpty, set
-// in frame order when the frame compared with had none, counts as a miss). From the next
-// frame on, prepare knows and holds the gate open for Hold frames after it.
+// not found already, and a skipped frame is not a missed frame for tracking (the track step
+// leaves frames with an Err alone). From the next frame on, prepare knows and holds the gate
+// open for Hold frames after it.
 type motionGate struct {
 	// prepare's
 	m        *preprocess.Motion // nil: the gate is off, or has not checked a frame yet
@@ -125,24 +115,12 @@ func (g *motionGate) close() {
 	}
 }
 
-// report settles err, the error of a frame that did not complete, on the goroutine that
-// completes the frames, in their order. A frame the gate skipped (ErrUnchanged) becomes
-// ErrUnchangedEmpty when the last frame through the detector found nothing, and its unchanged
-// report msg is numbered, so that messages are numbered in the order they go out. A frame
-// that failed in the detector leaves what the models would find unknown. err, settled, is
-// returned.
-func (p *Pipeline) report(msg *payload.Prediction, err error) error {
-	if !errors.Is(err, ErrUnchanged) {
-		if !errors.Is(err, ErrGated) { // the quality gate kept it from the detector
-			p.empty = false
-		}
-		return err
-	}
-	if p.empty {
-		err = ErrUnchangedEmpty
-	}
-	if msg == nil || msg.Motion != MotionUnchanged {
-		return err
+// report numbers the unchanged report msg of a frame the gate skipped (err ErrUnchanged), on
+// the goroutine that completes the frames, so that messages are numbered in the order they
+// go out; any other msg is left as it is.
+func (p *Pipeline) report(msg *payload.Prediction, err error) {
+	if msg == nil || msg.Motion != MotionUnchanged || !errors.Is(err, ErrUnchanged) {
+		return
 	}
 	msg.FrameID = p.o.Frames.Add(1)
 	msg.Created = time.Now().UTC()
@@ -152,5 +130,4 @@ func (p *Pipeline) report(msg *payload.Prediction, err error) error {
 	for _, v := range []*float64{&q.Sharpness, &q.Brightness, &q.Overexposed, &q.Underexposed} {
 		*v = payload.Round(*v, 4)
 	}
-	return err
 }

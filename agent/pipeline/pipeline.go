@@ -100,9 +100,6 @@ type Pipeline struct {
 	// motion is the motion gate's state (Options.Motion): prepare decides, detect tells it
 	// the detections.
 	motion motionGate
-	// empty: the last frame through the detector, in the order the frames complete, kept
-	// no detection (see ErrUnchangedEmpty). The completing goroutine's.
-	empty bool
 }
 
 // New returns a Pipeline; Close frees its quality meter.
@@ -143,11 +140,12 @@ func (p *Pipeline) Regions() []image.Rectangle { return p.cmp.regions }
 func (p *Pipeline) Process(f *camera.Frame) (*payload.Prediction, error) {
 	msg, err := p.prepare(f, nil)
 	if err != nil {
-		return msg, p.report(msg, err)
+		p.report(msg, err)
+		return msg, err
 	}
 	kept, err := p.detect(f, msg, nil)
 	if err != nil {
-		return nil, p.report(nil, err)
+		return nil, err
 	}
 	return p.complete(f, msg, kept)
 }
@@ -281,7 +279,6 @@ func (p *Pipeline) masked(b models.Box) bool {
 func (p *Pipeline) complete(f *camera.Frame, msg *payload.Prediction, kept []models.Box) (*payload.Prediction, error) {
 	p.begin(phaseComplete)
 	defer p.end(phaseComplete)
-	p.empty = p.o.Detector != nil && len(kept) == 0
 	if err := p.classifyAll(f, msg, kept); err != nil {
 		return nil, err
 	}

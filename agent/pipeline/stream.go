@@ -15,8 +15,7 @@ import (
 //
 // done gets each frame in order, with its message or error (ErrGated for a frame the gate
 // skipped, with its quality; ErrUnchanged for one the motion gate skipped, its message the
-// numbered unchanged report when one is due, ErrUnchangedEmpty when the detector found nothing
-// in the frame the gate compared it with); done owns f. meta travels with its frame.
+// numbered unchanged report when one is due); done owns f. meta travels with its frame.
 // When next fails (io.EOF at the end of a file, or ctx ended), Stream returns that call's
 // meta and error once every earlier frame is done. p must not be used elsewhere meanwhile.
 func Stream[T any](ctx context.Context, p *Pipeline, next func(context.Context) (*camera.Frame, T, error),
@@ -75,7 +74,7 @@ func Stream[T any](ctx context.Context, p *Pipeline, next func(context.Context) 
 		if err == nil {
 			msg, err = p.complete(j.f, msg, j.kept)
 		} else {
-			err = p.report(msg, err)
+			p.report(msg, err)
 		}
 		done(j.f, j.meta, msg, err)
 	}

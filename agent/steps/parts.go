@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"time"
 
@@ -98,11 +97,9 @@ func NewParts(env *Env, cc configs.Camera, m *ops.Metrics, counts *PartCounts, w
 func (s *parts) Name() string { return "parts" }
 
 // Handle adds a processed frame's detections to their parts, counts the lines they cross,
-// decides the parts whose deadline came, and ends the parts it did not see for too long. A
-// frame the motion gate kept from the models after one where they found nothing
-// (ErrUnchangedEmpty) is a frame without detections.
+// decides the parts whose deadline came, and ends the parts it did not see for too long.
 func (s *parts) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
-	if msg == nil || (f.Err != nil && !errors.Is(f.Err, pipeline.ErrUnchangedEmpty)) {
+	if f.Err != nil || msg == nil {
 		return
 	}
 	now := time.Now()

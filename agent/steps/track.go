@@ -3,7 +3,6 @@ package steps
 import (
 	"cmp"
 	"context"
-	"errors"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -56,11 +55,9 @@ func NewTrack(cfg configs.Tracking, detector bool, ids *atomic.Uint64) pipeline.
 
 func (t *partTracker) Name() string { return "track" }
 
-// Handle sets the TrackID of every detection of a processed frame. A frame the motion gate
-// kept from the models after one where they found nothing (ErrUnchangedEmpty) misses every
-// part, as it would have in them.
+// Handle sets the TrackID of every detection of a processed frame.
 func (t *partTracker) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
-	if msg == nil || (f.Err != nil && !errors.Is(f.Err, pipeline.ErrUnchangedEmpty)) {
+	if f.Err != nil || msg == nil {
 		return
 	}
 	t.frame(msg.Predictions, aspect(msg))

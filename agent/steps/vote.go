@@ -2,7 +2,6 @@ package steps
 
 import (
 	"context"
-	"errors"
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
@@ -22,11 +21,9 @@ func NewVote(cfg configs.Vote, detector bool) pipeline.Step {
 
 func (tr *tracker) Name() string { return "vote" }
 
-// Handle sets the Vote of each detection of msg, or of msg itself for a classifier alone. A
-// frame the motion gate kept from the models after one where they found nothing
-// (ErrUnchangedEmpty) misses every part, as it would have in them.
+// Handle sets the Vote of each detection of msg, or of msg itself for a classifier alone.
 func (tr *tracker) Handle(_ context.Context, f *pipeline.Frame, msg *payload.Prediction) {
-	if msg == nil || (f.Err != nil && !errors.Is(f.Err, pipeline.ErrUnchangedEmpty)) {
+	if f.Err != nil || msg == nil {
 		return
 	}
 	if tr.boxes {
