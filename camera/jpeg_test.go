@@ -277,3 +277,52 @@ func TestJPEGStreamBadFrames(t *testing.T) {
 		t.Fatalf("%d JPEG frames, %d connections: want the stream handed on as JPEG first, then reopened decoded", encoded, conns.Load())
 	}
 }
+
+// BenchmarkJPEGDecode1080p decodes a frame of the demo video upscaled to 1920×1080 and encoded
+// at quality 85 (as scripts/video-1080p.sh makes them) whole and at each reduced scale that
+// View chooses. Every scale reads the whole entropy-coded stream; what the scales save is the
+// inverse DCT, the upsampling and the colour conversion of the pixels they do not make. The
+// 1/8 scale, which keeps only each block's DC, is about the floor any decoding of the frame
+// costs.
+func BenchmarkJPEGDecode1080p(b *testing.B) {
+	vc, err := gocv.VideoCaptureFile(testenv.Path("testdata", "demo", "conveyor.avi"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := gocv.NewMat()
+	defer src.Close()
+	for range 20 { // a frame with parts in view
+		if !vc.Read(&src) {
+			b.Fatal("the demo video has fewer than 20 frames")
+		}
+	}
+	vc.Close()
+	big := gocv.NewMat()
+	defer big.Close()
+	gocv.Resize(src, &big, image.Pt(1920, 1080), 0, 0, gocv.InterpolationLinear)
+	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, big, []int{gocv.IMWriteJpegQuality, 85})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := append([]byte(nil), buf.GetBytes()...)
+	buf.Close()
+	full := image.Rect(0, 0, 1920, 1080)
+	for _, c := range []struct {
+		name string
+		w    int // the least width View must keep
+	}{{"whole", 1920}, {"half", 960}, {"quarter", 480}, {"eighth", 240}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				f, err := FrameOfJPEG(data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if m, _ := f.View(full, c.w, 1); m.Cols() < c.w {
+					b.Fatalf("a view %d wide, want %d", m.Cols(), c.w)
+				}
+				f.Close()
+			}
+		})
+	}
+}
