@@ -25,6 +25,12 @@ type Step interface {
 	Handle(ctx context.Context, f *Frame, msg *payload.Prediction)
 }
 
+// Finisher is a Step told when every step has handled a frame: no step reads its pixels any
+// more, so one that kept the frame may let what was decoded of it go.
+type Finisher interface {
+	Finished(f *Frame)
+}
+
 // Counter is a Step with counters: Count adds them to c.
 type Counter interface {
 	Count(c *Counts)
@@ -109,10 +115,16 @@ func NewSteps(list ...Step) Steps {
 	return out
 }
 
-// Handle runs every step on the frame, then closes its pixels unless a step kept them.
+// Handle runs every step on the frame, tells the Finishers, then closes its pixels unless a
+// step kept them.
 func (s Steps) Handle(ctx context.Context, f *Frame, msg *payload.Prediction) {
 	for _, st := range s {
 		st.Handle(ctx, f, msg)
+	}
+	for _, st := range s {
+		if fi, ok := st.(Finisher); ok {
+			fi.Finished(f)
+		}
 	}
 	if !f.kept {
 		f.Frame.Close()

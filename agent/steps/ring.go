@@ -27,6 +27,7 @@ type ringItem struct {
 	f     *camera.Frame
 	msg   *payload.Prediction
 	bytes int64
+	done  bool // its steps are done (Finished)
 }
 
 // NewRing returns an empty ring bounded by cfg.
@@ -48,13 +49,7 @@ func (r *Ring) push(f *camera.Frame, msg *payload.Prediction) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if n := len(r.items); n > 0 {
-		// the frame before is done with its steps: a frame from a JPEG source keeps only its
-		// JPEG (decoded again if a correction asks for it)
-		prev := &r.items[n-1]
-		prev.f.Compact()
-		now := prev.f.Bytes()
-		r.bytes += now - prev.bytes
-		prev.bytes = now
+		r.compact(&r.items[n-1]) // the frame before is done with its steps (Finished did it, in Steps)
 	}
 	r.items = append(r.items, ringItem{f: f, msg: msg, bytes: size})
 	r.bytes += size
@@ -62,6 +57,30 @@ func (r *Ring) push(f *camera.Frame, msg *payload.Prediction) {
 	for len(r.items) > 1 && (len(r.items) > r.cfg.Frames || r.bytes > maxBytes || time.Since(r.items[0].msg.Captured) > r.cfg.MaxAge) {
 		r.drop()
 	}
+}
+
+// Finished lets the decoded pixels of the frame just kept go once all its steps are done: a
+// frame from a JPEG source waits in the ring as its JPEG (0.12 MB at 1080p, against 6.2 MB
+// decoded), decoded again if a correction reads it.
+func (r *Ring) Finished(f *pipeline.Frame) {
+	if f.Err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.items); n > 0 && r.items[n-1].f == f.Frame {
+		r.items[n-1].done = true
+		r.compact(&r.items[n-1])
+	}
+}
+
+// compact keeps only the JPEG of a frame from a JPEG source (decoded again when read), under
+// r.mu, and counts it so.
+func (r *Ring) compact(it *ringItem) {
+	it.f.Compact()
+	now := it.f.Bytes()
+	r.bytes += now - it.bytes
+	it.bytes = now
 }
 
 func (r *Ring) drop() {
@@ -83,8 +102,8 @@ func (r *Ring) With(id string, fn func(f *camera.Frame, msg *payload.Prediction)
 				return false
 			}
 			fn(it.f, it.msg)
-			if i < len(r.items)-1 {
-				it.f.Compact() // what fn decoded goes again (the newest frame may still be in its steps)
+			if i < len(r.items)-1 || it.done {
+				r.compact(&r.items[i]) // what fn decoded goes again, unless the frame is still in its steps
 			}
 			return true
 		}

@@ -59,6 +59,58 @@ func TestRingKeepsJPEG(t *testing.T) {
 	})
 }
 
+// matReader is a step after the ring that reads the frame's pixels, as the crops and the
+// samples do, and notes what the frame held then.
+type matReader struct{ held int64 }
+
+func (m *matReader) Name() string { return "reader" }
+func (m *matReader) Handle(_ context.Context, f *pipeline.Frame, _ *payload.Prediction) {
+	f.Mat()
+	m.held = f.Bytes()
+}
+
+// TestRingLetsTheNewestFrameGoWhenItsStepsAreDone: the newest frame of a JPEG source keeps
+// its decoded pixels while its steps run (a step after the ring reads them), and only its
+// JPEG once they are done; a correction that reads it decodes it again, and what it decoded
+// goes once the correction is answered.
+func TestRingLetsTheNewestFrameGoWhenItsStepsAreDone(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 1920, 1080))
+	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{90, 90, 90, 255}}, image.Point{}, draw.Src)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 85}); err != nil {
+		t.Fatal(err)
+	}
+	ring := steps.NewRing(configs.Ring{Frames: 5, MaxMB: 64, MaxAge: time.Minute})
+	defer ring.Clear()
+	reader := &matReader{}
+	list := pipeline.NewSteps(ring, reader)
+	jpegSize := int64(buf.Len())
+	for i := range 3 {
+		f, err := camera.FrameOfJPEG(buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := string(rune('a' + i))
+		list.Handle(context.Background(), &pipeline.Frame{Frame: f, Camera: "cam"}, prediction(id, uint64(i+1)))
+		if reader.held < 1920*1080*3 {
+			t.Fatalf("frame %s held %d bytes while its steps ran, want its decoded pixels", id, reader.held)
+		}
+		ring.With(id, func(f *camera.Frame, _ *payload.Prediction) {
+			if f.Bytes() != jpegSize {
+				t.Errorf("frame %s, the newest, holds %d bytes once its steps are done, want its JPEG's %d", id, f.Bytes(), jpegSize)
+			}
+			if m := f.Mat(); m.Cols() != 1920 || m.Rows() != 1080 {
+				t.Errorf("frame %s decoded again: %dx%d", id, m.Cols(), m.Rows())
+			}
+		})
+		ring.With(id, func(f *camera.Frame, _ *payload.Prediction) {
+			if f.Bytes() != jpegSize {
+				t.Errorf("frame %s holds %d bytes after a correction read it, want its JPEG's %d", id, f.Bytes(), jpegSize)
+			}
+		})
+	}
+}
+
 type liveSink struct{ got [][]byte }
 
 func (s *liveSink) Watching(string) bool          { return true }
