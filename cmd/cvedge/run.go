@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cvedge/cvedge/agent"
+	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 )
 
@@ -36,6 +37,7 @@ http.listen when set. The Debian package runs it as the cvedge service.`,
 			if err != nil {
 				return err
 			}
+			camera.KeepFrameMemory() // each frame's pixels reuse the memory of the frame before
 			a, err := agent.New(cfg, newLogger(cfg.Agent, stderr))
 			if err != nil {
 				return err

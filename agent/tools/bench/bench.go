@@ -223,6 +223,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	camera.KeepFrameMemory() // as cvedge run does
 	rt, err := models.NewRuntime(models.RuntimeOptions(o.Runtime, o.Log))
 	if err != nil {
 		return nil, err
@@ -816,6 +817,12 @@ func machine(rt *models.Runtime) map[string]string {
 	m["malloc arenas"] = "glibc default (8 per core)"
 	if v := os.Getenv("MALLOC_ARENA_MAX"); v != "" {
 		m["malloc arenas"] = "MALLOC_ARENA_MAX=" + v
+	}
+	m["malloc"] = "frame memory kept (heap up to 32 MiB buffers, trim above 128 MiB)"
+	for _, k := range []string{"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} {
+		if v := os.Getenv(k); v != "" {
+			m["malloc"] = "environment: " + k + "=" + v // KeepFrameMemory leaves it
+		}
 	}
 	return m
 }
