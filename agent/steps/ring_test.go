@@ -17,17 +17,25 @@ import (
 	"github.com/cvedge/cvedge/configs"
 )
 
-// TestRingKeepsJPEG: the ring keeps a frame from a JPEG source as its JPEG once the frame's
-// steps are done, not as decoded pixels, so max_mb holds many more 1080p frames; a frame it
-// gives back for a correction decodes again.
-func TestRingKeepsJPEG(t *testing.T) {
+// belt1080p encodes a 1920x1080 grey frame with a red part at r (none when r is empty) as a
+// JPEG at quality 85, as an MJPEG camera sends it.
+func belt1080p(t *testing.T, r image.Rectangle) *bytes.Buffer {
+	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, 1920, 1080))
 	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{90, 90, 90, 255}}, image.Point{}, draw.Src)
-	draw.Draw(img, image.Rect(800, 400, 1100, 700), &image.Uniform{color.RGBA{200, 20, 20, 255}}, image.Point{}, draw.Src)
+	draw.Draw(img, r, &image.Uniform{color.RGBA{200, 20, 20, 255}}, image.Point{}, draw.Src)
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 85}); err != nil {
 		t.Fatal(err)
 	}
+	return &buf
+}
+
+// TestRingKeepsJPEG: the ring keeps a frame from a JPEG source as its JPEG once the frame's
+// steps are done, not as decoded pixels, so max_mb holds many more 1080p frames; a frame it
+// gives back for a correction decodes again.
+func TestRingKeepsJPEG(t *testing.T) {
+	buf := belt1080p(t, image.Rect(800, 400, 1100, 700))
 	// 8 MB: two decoded 1080p frames (6.2 MB each) would not fit, 20 JPEG frames do
 	ring := steps.NewRing(configs.Ring{Frames: 20, MaxMB: 8, MaxAge: time.Minute})
 	defer ring.Clear()
@@ -74,12 +82,7 @@ func (m *matReader) Handle(_ context.Context, f *pipeline.Frame, _ *payload.Pred
 // JPEG once they are done; a correction that reads it decodes it again, and what it decoded
 // goes once the correction is answered.
 func TestRingLetsTheNewestFrameGoWhenItsStepsAreDone(t *testing.T) {
-	img := image.NewRGBA(image.Rect(0, 0, 1920, 1080))
-	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{90, 90, 90, 255}}, image.Point{}, draw.Src)
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 85}); err != nil {
-		t.Fatal(err)
-	}
+	buf := belt1080p(t, image.Rectangle{})
 	ring := steps.NewRing(configs.Ring{Frames: 5, MaxMB: 64, MaxAge: time.Minute})
 	defer ring.Clear()
 	reader := &matReader{}
@@ -120,12 +123,7 @@ func (s *liveSink) Publish(_ string, jpeg []byte) { s.got = append(s.got, jpeg) 
 // is drawn from the 1/4 view (the full frame is never decoded for it), its box where the
 // part is.
 func TestLiveReadsAReducedView(t *testing.T) {
-	img := image.NewRGBA(image.Rect(0, 0, 1920, 1080))
-	draw.Draw(img, img.Bounds(), &image.Uniform{color.RGBA{90, 90, 90, 255}}, image.Point{}, draw.Src)
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 85}); err != nil {
-		t.Fatal(err)
-	}
+	buf := belt1080p(t, image.Rectangle{})
 	f, err := camera.FrameOfJPEG(buf.Bytes())
 	if err != nil {
 		t.Fatal(err)
