@@ -5,7 +5,11 @@ package camera
 */
 import "C"
 
-import "os"
+import (
+	"os"
+	"strconv"
+	"strings"
+)
 
 // Frame memory: glibc and the frames' buffers.
 //
@@ -16,12 +20,21 @@ import "os"
 
 // KeepFrameMemory makes glibc serve buffers under 32 MB from its heap and keep up to 128 MB
 // free at the heap's top, so that a frame's pixels reuse the memory of the frame before. A
-// setting given in the environment (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) wins.
-func KeepFrameMemory() {
-	if os.Getenv("MALLOC_MMAP_THRESHOLD_") == "" {
-		C.mallopt(C.M_MMAP_THRESHOLD, 32<<20)
+// setting given in the environment (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) wins. It
+// returns what holds now, for the record (cvedge bench's machine table).
+func KeepFrameMemory() string {
+	var held []string
+	for _, s := range []struct {
+		env   string
+		param C.int
+		value C.int
+	}{{"MALLOC_MMAP_THRESHOLD_", C.M_MMAP_THRESHOLD, 32 << 20}, {"MALLOC_TRIM_THRESHOLD_", C.M_TRIM_THRESHOLD, 128 << 20}} {
+		if v := os.Getenv(s.env); v != "" {
+			held = append(held, s.env+"="+v+" (environment)")
+			continue
+		}
+		C.mallopt(s.param, s.value)
+		held = append(held, s.env+"="+strconv.Itoa(int(s.value))+" (cvedge)")
 	}
-	if os.Getenv("MALLOC_TRIM_THRESHOLD_") == "" {
-		C.mallopt(C.M_TRIM_THRESHOLD, 128<<20)
-	}
+	return strings.Join(held, ", ")
 }

@@ -223,13 +223,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	camera.KeepFrameMemory() // as cvedge run does
+	frameMemory := camera.KeepFrameMemory() // as cvedge run does
 	rt, err := models.NewRuntime(models.RuntimeOptions(o.Runtime, o.Log))
 	if err != nil {
 		return nil, err
 	}
 	defer rt.Close()
 	rep := &Report{Machine: machine(rt), Frames: o.Frames}
+	rep.Machine["malloc"] = frameMemory
 	rt0 := o.Runtime
 	rep.Machine["onnxruntime session"] = fmt.Sprintf("provider %s (configured; each model's own in the raw timings), intra_op_threads %d, inter_op_threads %d, graph_optimization %s, memory_arena %v, spinning %v",
 		rt0.ExecutionProvider, rt0.IntraOpThreads, rt0.InterOpThreads, rt0.GraphOptimization, rt0.MemoryArena, rt0.Spinning)
@@ -817,12 +818,6 @@ func machine(rt *models.Runtime) map[string]string {
 	m["malloc arenas"] = "glibc default (8 per core)"
 	if v := os.Getenv("MALLOC_ARENA_MAX"); v != "" {
 		m["malloc arenas"] = "MALLOC_ARENA_MAX=" + v
-	}
-	m["malloc"] = "frame memory kept (heap up to 32 MiB buffers, trim above 128 MiB)"
-	for _, k := range []string{"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} {
-		if v := os.Getenv(k); v != "" {
-			m["malloc"] = "environment: " + k + "=" + v // KeepFrameMemory leaves it
-		}
 	}
 	return m
 }
