@@ -108,9 +108,10 @@ func (f *Frame) setJPEG(data gocv.Mat) error {
 	return nil
 }
 
-// decode decodes the JPEG at 1/div of its size (div 1, 2, 4 or 8). A picture libjpeg cannot
-// decode gives black pixels of the right size, and marks the frame bad: the frame goes on,
-// its steps never see an empty Mat.
+// decode decodes the JPEG at 1/div of its size (div 1, 2, 4 or 8): by TurboJPEG, or OpenCV's
+// imdecode where TurboJPEG cannot (turbojpeg.go). A picture neither can decode gives black
+// pixels of the right size, and marks the frame bad: the frame goes on, its steps never see
+// an empty Mat.
 func (j *jpegFrame) decode(div int) gocv.Mat {
 	if j.data.Ptr() == nil {
 		return gocv.Mat{} // closed: read after Close, as an empty Mat
@@ -118,7 +119,9 @@ func (j *jpegFrame) decode(div int) gocv.Mat {
 	b, err := j.data.DataPtrUint8()
 	var m gocv.Mat
 	if err == nil {
-		m, err = gocv.IMDecode(b, reducedFlags[log2(div)])
+		if m, err = decodeTurbo(b, j.size, div); err != nil {
+			m, err = gocv.IMDecode(b, reducedFlags[log2(div)])
+		}
 	}
 	w, h := (j.size.X+div-1)/div, (j.size.Y+div-1)/div
 	if err != nil || m.Empty() || m.Cols() != w || m.Rows() != h || m.Type() != gocv.MatTypeCV8UC3 {

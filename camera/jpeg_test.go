@@ -7,6 +7,8 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -307,7 +309,7 @@ func BenchmarkJPEGDecode1080p(b *testing.B) {
 	data := append([]byte(nil), buf.GetBytes()...)
 	buf.Close()
 	full := image.Rect(0, 0, 1920, 1080)
-	for _, c := range []struct {
+	for i, c := range []struct {
 		name string
 		w    int // the least width View must keep
 	}{{"whole", 1920}, {"half", 960}, {"quarter", 480}, {"eighth", 240}} {
@@ -324,5 +326,114 @@ func BenchmarkJPEGDecode1080p(b *testing.B) {
 				f.Close()
 			}
 		})
+		// the same pixels by OpenCV's imdecode, as frames were decoded before TurboJPEG
+		b.Run(c.name+"/imdecode", func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				m, err := gocv.IMDecode(data, reducedFlags[i])
+				if err != nil || m.Cols() < c.w {
+					b.Fatalf("imdecode: %v, %d wide", err, m.Cols())
+				}
+				m.Close()
+			}
+		})
 	}
+}
+
+// TestTurboJPEGDecodesAsIMDecode: a JPEG frame's pixels, decoded by TurboJPEG, are those
+// OpenCV's imdecode gives (at each scale, for 4:2:0 and 4:4:4 colour, grey, progressive, odd
+// sizes, and real photos with EXIF orientation, which a video frame ignores): the detector,
+// the classifier and the quality figures see what they saw before.
+func TestTurboJPEGDecodesAsIMDecode(t *testing.T) {
+	enc := func(img gocv.Mat, params ...int) []byte {
+		buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, img, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer buf.Close()
+		return append([]byte(nil), buf.GetBytes()...)
+	}
+	belt, err := gocv.IMDecode(jpegOf(t, 1001, 777), gocv.IMReadColor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer belt.Close()
+	gocv.GaussianBlur(belt, &belt, image.Pt(0, 0), 3, 3, gocv.BorderDefault) // gradients, not flat halves
+	grey := gocv.NewMat()
+	defer grey.Close()
+	gocv.CvtColor(belt, &grey, gocv.ColorBGRToGray)
+	pictures := map[string][]byte{
+		"4:2:0 odd size":      enc(belt, gocv.IMWriteJpegQuality, 85),
+		"4:4:4":               enc(belt, gocv.IMWriteJpegQuality, 85, 7 /* IMWRITE_JPEG_SAMPLING_FACTOR */, 0x111111),
+		"4:2:2":               enc(belt, gocv.IMWriteJpegQuality, 85, 7, 0x221111),
+		"progressive":         enc(belt, gocv.IMWriteJpegQuality, 90, gocv.IMWriteJpegProgressive, 1),
+		"grey":                enc(grey, gocv.IMWriteJpegQuality, 90),
+		"restart intervals":   enc(belt, gocv.IMWriteJpegQuality, 90, gocv.IMWriteJpegRstInterval, 4),
+		"Go's encoder, 1080p": jpegOf(t, 1920, 1080),
+	}
+	photos, _ := filepath.Glob(filepath.Join(testenv.RealData(t, "hemlock-cherry-onnx12", "images"), "*", "*.jpg"))
+	if len(photos) == 0 {
+		t.Fatal("no photos under the hemlock-cherry-onnx12 images")
+	}
+	for _, p := range photos[:min(4, len(photos))] {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pictures[filepath.Base(p)] = b
+	}
+	for name, b := range pictures {
+		size, err := JPEGSize(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for i, div := range []int{1, 2, 4, 8} {
+			got, err := turboDecode(b, size, div)
+			if err != nil {
+				t.Fatalf("%s at 1/%d: %v", name, div, err)
+			}
+			want, err := gocv.IMDecode(b, reducedFlags[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Cols() != want.Cols() || got.Rows() != want.Rows() || got.Type() != want.Type() {
+				t.Errorf("%s at 1/%d: %dx%d type %v, imdecode %dx%d type %v", name, div, got.Cols(), got.Rows(), got.Type(), want.Cols(), want.Rows(), want.Type())
+			} else if n := maxDiff(got, want); n != 0 {
+				t.Errorf("%s at 1/%d: pixels differ from imdecode's by up to %v", name, div, n)
+			}
+			got.Close()
+			want.Close()
+		}
+	}
+}
+
+// TestJPEGFrameFallsBackToIMDecode: a picture TurboJPEG refuses (a CMYK JPEG, say) is decoded
+// by imdecode as before, not made black.
+func TestJPEGFrameFallsBackToIMDecode(t *testing.T) {
+	b := jpegOf(t, 640, 360)
+	refused := 0
+	turbo := decodeTurbo
+	decodeTurbo = func([]byte, image.Point, int) (gocv.Mat, error) { refused++; return gocv.Mat{}, errTurboJPEG }
+	t.Cleanup(func() { decodeTurbo = turbo })
+	f, err := FrameOfJPEG(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want, err := gocv.IMDecode(b, jpegFlags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	if n := maxDiff(f.Mat(), want); refused != 1 || n != 0 || f.jpeg.bad {
+		t.Fatalf("TurboJPEG asked %d times; pixels differ from imdecode's by %v; bad %v", refused, n, f.jpeg.bad)
+	}
+}
+
+// maxDiff is the largest difference between two pictures of one size and type.
+func maxDiff(a, b gocv.Mat) float64 {
+	d := gocv.NewMat()
+	defer d.Close()
+	gocv.AbsDiff(a, b, &d)
+	return gocv.Norm(d, gocv.NormInf)
 }

@@ -3,6 +3,7 @@ package preprocess
 import (
 	"image"
 	"math"
+	"path/filepath"
 	"testing"
 
 	"github.com/x448/float16"
@@ -230,4 +231,78 @@ func TestThumbnail(t *testing.T) {
 	if _, err := Thumbnail(empty, 160, 80); err == nil {
 		t.Error("empty Mat: no error")
 	}
+}
+
+// areaThenGrey is how the meter shrank a picture before shrink: one area average of the
+// colour picture to w×h, then grey.
+func areaThenGrey(img gocv.Mat, w, h int, small, grey *gocv.Mat) {
+	gocv.Resize(img, small, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
+	gocv.CvtColor(*small, grey, gocv.ColorBGRToGray)
+}
+
+// demo1080p is a still of the demo belt scaled to 1920×1080.
+func demo1080p(tb testing.TB) gocv.Mat {
+	tb.Helper()
+	still := gocv.IMRead(filepath.Join("..", "testdata", "demo", "stills", "frame_080.jpg"), gocv.IMReadColor)
+	if still.Empty() {
+		tb.Fatal("testdata/demo/stills/frame_080.jpg cannot be read")
+	}
+	defer still.Close()
+	big := gocv.NewMat()
+	gocv.Resize(still, &big, image.Pt(1920, 1080), 0, 0, gocv.InterpolationCubic)
+	return big
+}
+
+// TestQualityOfLargePictures: a 1080p picture, halved before it is averaged to the meter's
+// width, measures as the one area average of it did: brightness and exposure to a grey
+// level's rounding, sharpness within 2 %. So do a 1280×720 and a 4K one, and an odd-sized
+// region (not halved).
+func TestQualityOfLargePictures(t *testing.T) {
+	big := demo1080p(t)
+	defer big.Close()
+	m := NewMeter()
+	defer m.Close()
+	small, grey, lap, mean, std := gocv.NewMat(), gocv.NewMat(), gocv.NewMat(), gocv.NewMat(), gocv.NewMat()
+	defer func() {
+		for _, x := range []gocv.Mat{small, grey, lap, mean, std} {
+			x.Close()
+		}
+	}()
+	for _, size := range []image.Point{{1920, 1080}, {1280, 720}, {3840, 2160}, {1001, 777}} {
+		img := gocv.NewMat()
+		gocv.Resize(big, &img, size, 0, 0, gocv.InterpolationLinear)
+		got := m.Measure(img, image.Rectangle{})
+		w := MeasureWidth
+		areaThenGrey(img, w, size.Y*w/size.X, &small, &grey)
+		gocv.Laplacian(grey, &lap, gocv.MatTypeCV64F, 1, 1, 0, gocv.BorderDefault)
+		gocv.MeanStdDev(lap, &mean, &std)
+		want := std.GetDoubleAt(0, 0) * std.GetDoubleAt(0, 0)
+		b := grey.Mean().Val1
+		img.Close()
+		if math.Abs(got.Sharpness-want) > 0.02*want || math.Abs(got.Brightness-b) > 1 {
+			t.Errorf("%v: sharpness %.1f, brightness %.2f; one area average gives %.1f, %.2f", size, got.Sharpness, got.Brightness, want, b)
+		}
+	}
+}
+
+// BenchmarkMeasure1080p: the quality figures of a 1080p frame, against one area average of
+// the colour picture (the meter before shrink).
+func BenchmarkMeasure1080p(b *testing.B) {
+	big := demo1080p(b)
+	defer big.Close()
+	b.Run("meter", func(b *testing.B) {
+		m := NewMeter()
+		defer m.Close()
+		for b.Loop() {
+			m.Measure(big, image.Rectangle{})
+		}
+	})
+	b.Run("area-then-grey", func(b *testing.B) {
+		small, grey := gocv.NewMat(), gocv.NewMat()
+		defer small.Close()
+		defer grey.Close()
+		for b.Loop() {
+			areaThenGrey(big, MeasureWidth, 180, &small, &grey)
+		}
+	})
 }

@@ -27,11 +27,13 @@ const MeasureWidth = 320
 // closed.
 type Meter struct {
 	small, gray, lap, mean, std gocv.Mat
+	half                        [2]gocv.Mat // halvings of a large picture (shrink)
 }
 
 // NewMeter returns a Meter.
 func NewMeter() *Meter {
-	return &Meter{small: gocv.NewMat(), gray: gocv.NewMat(), lap: gocv.NewMat(), mean: gocv.NewMat(), std: gocv.NewMat()}
+	return &Meter{small: gocv.NewMat(), gray: gocv.NewMat(), lap: gocv.NewMat(), mean: gocv.NewMat(), std: gocv.NewMat(),
+		half: [2]gocv.Mat{gocv.NewMat(), gocv.NewMat()}}
 }
 
 // Measure computes the quality of region roi of img (the whole image when roi is empty).
@@ -51,15 +53,7 @@ func (m *Meter) Measure(img gocv.Mat, roi image.Rectangle) Quality {
 	defer region.Close()
 	w := min(MeasureWidth, roi.Dx())
 	h := max(1, roi.Dy()*w/roi.Dx())
-	gocv.Resize(region, &m.small, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
-	switch m.small.Channels() {
-	case 3:
-		gocv.CvtColor(m.small, &m.gray, gocv.ColorBGRToGray)
-	case 4:
-		gocv.CvtColor(m.small, &m.gray, gocv.ColorBGRAToGray)
-	default:
-		m.small.CopyTo(&m.gray)
-	}
+	m.shrink(region, w, h)
 	gocv.Laplacian(m.gray, &m.lap, gocv.MatTypeCV64F, 1, 1, 0, gocv.BorderDefault)
 	gocv.MeanStdDev(m.lap, &m.mean, &m.std)
 	sd := m.std.GetDoubleAt(0, 0)
@@ -84,9 +78,32 @@ func (m *Meter) Measure(img gocv.Mat, roi image.Rectangle) Quality {
 	return q
 }
 
+// shrink makes m.gray the grey picture of img, area-averaged to w×h. A picture four or more
+// times as wide as w is first halved (OpenCV averages 2×2 blocks with SIMD; larger blocks it
+// sums pixel by pixel), and made grey before the last step: at 1080p that takes a third of
+// the time of averaging 6×6 blocks of the colour picture, for the same figures to a grey
+// level's rounding.
+func (m *Meter) shrink(img gocv.Mat, w, h int) {
+	src := img
+	for i := 0; src.Cols() >= 4*w && src.Cols()%2 == 0 && src.Rows()%2 == 0; i++ {
+		dst := &m.half[i%2]
+		gocv.Resize(src, dst, image.Pt(src.Cols()/2, src.Rows()/2), 0, 0, gocv.InterpolationArea)
+		src = *dst
+	}
+	switch src.Channels() {
+	case 3:
+		gocv.CvtColor(src, &m.small, gocv.ColorBGRToGray)
+		src = m.small
+	case 4:
+		gocv.CvtColor(src, &m.small, gocv.ColorBGRAToGray)
+		src = m.small
+	}
+	gocv.Resize(src, &m.gray, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
+}
+
 // Close frees the scratch Mats.
 func (m *Meter) Close() error {
-	for _, mat := range []*gocv.Mat{&m.small, &m.gray, &m.lap, &m.mean, &m.std} {
+	for _, mat := range []*gocv.Mat{&m.small, &m.gray, &m.lap, &m.mean, &m.std, &m.half[0], &m.half[1]} {
 		mat.Close()
 	}
 	return nil

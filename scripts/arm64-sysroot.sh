@@ -36,8 +36,9 @@ say() { printf 'arm64-sysroot: %s\n' "$*" >&2; }
 die() { printf 'arm64-sysroot: error: %s\n' "$*" >&2; exit 1; }
 
 
-runtime=(libc6-dev libstdc++-12-dev)
-devel=()
+# libturbojpeg: camera/turbojpeg.go decodes MJPEG frames with it
+runtime=(libc6-dev libstdc++-12-dev libturbojpeg0)
+devel=(libturbojpeg0-dev)
 for m in "${OPENCV_MODULES[@]}"; do runtime+=("libopencv-${m}406"); devel+=("libopencv-${m}-dev"); done
 ((${#OPENCV_MODULES[@]})) || die "scripts/opencv-flags.sh --modules named no module"
 for m in "${OPENCV_HEADERS_ONLY[@]}"; do devel+=("libopencv-${m}-dev"); done

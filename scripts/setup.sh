@@ -5,7 +5,8 @@
 #   scripts/setup.sh --check    report what is missing, install nothing, exit 1 if anything is
 #
 # It installs:
-#   - Debian packages: g++, pkg-config, libopencv-dev (gocv), gstreamer1.0-plugins-base
+#   - Debian packages: g++, pkg-config, libopencv-dev (gocv), libturbojpeg0-dev (camera/turbojpeg.go
+#     decodes MJPEG frames with it), gstreamer1.0-plugins-base
 #     (GStreamer camera pipelines: videoconvert, appsink, videotestsrc),
 #     gstreamer1.0-plugins-good and gstreamer1.0-libav (RTSP cameras through rtspsrc,
 #     rtsp.transport auto, tcp or udp: rtspsrc, the H.264 decoder), the RTSP test server's python3-gi, python3-gst-1.0,
@@ -37,7 +38,8 @@ declare -A ORT_SHA256=(
 )
 PACKAGES=(g++ pkg-config libopencv-dev gstreamer1.0-plugins-base mosquitto mosquitto-clients systemd
   gstreamer1.0-plugins-good gstreamer1.0-libav python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0
-  libaravis-0.8-0 gstreamer1.0-plugins-bad aravis-tools iproute2 chromium gstreamer1.0-tools)
+  libaravis-0.8-0 gstreamer1.0-plugins-bad aravis-tools iproute2 chromium gstreamer1.0-tools
+  libturbojpeg0-dev)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 libdir="$root/lib"
