@@ -285,7 +285,8 @@ func TestJPEGStreamBadFrames(t *testing.T) {
 // View chooses. Every scale reads the whole entropy-coded stream; what the scales save is the
 // inverse DCT, the upsampling and the colour conversion of the pixels they do not make. The
 // 1/8 scale, which keeps only each block's DC, is about the floor any decoding of the frame
-// costs.
+// costs. Each scale runs twice: by TurboJPEG, and by OpenCV's imdecode (/imdecode), the
+// frame's path the same but for the decoder.
 func BenchmarkJPEGDecode1080p(b *testing.B) {
 	vc, err := gocv.VideoCaptureFile(testenv.Path("testdata", "demo", "conveyor.avi"))
 	if err != nil {
@@ -309,34 +310,33 @@ func BenchmarkJPEGDecode1080p(b *testing.B) {
 	data := append([]byte(nil), buf.GetBytes()...)
 	buf.Close()
 	full := image.Rect(0, 0, 1920, 1080)
-	for i, c := range []struct {
+	turbo := decodeTurbo
+	defer func() { decodeTurbo = turbo }()
+	refuse := func([]byte, image.Point, int) (gocv.Mat, error) { return gocv.Mat{}, errTurboJPEG }
+	for _, c := range []struct {
 		name string
 		w    int // the least width View must keep
 	}{{"whole", 1920}, {"half", 960}, {"quarter", 480}, {"eighth", 240}} {
-		b.Run(c.name, func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				f, err := FrameOfJPEG(data)
-				if err != nil {
-					b.Fatal(err)
+		// TurboJPEG, and OpenCV's imdecode (as frames were decoded before TurboJPEG)
+		for _, d := range []struct {
+			name   string
+			decode func([]byte, image.Point, int) (gocv.Mat, error)
+		}{{"", turbo}, {"/imdecode", refuse}} {
+			b.Run(c.name+d.name, func(b *testing.B) {
+				decodeTurbo = d.decode
+				b.SetBytes(int64(len(data)))
+				for b.Loop() {
+					f, err := FrameOfJPEG(data)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if m, _ := f.View(full, c.w, 1); m.Cols() < c.w {
+						b.Fatalf("a view %d wide, want %d", m.Cols(), c.w)
+					}
+					f.Close()
 				}
-				if m, _ := f.View(full, c.w, 1); m.Cols() < c.w {
-					b.Fatalf("a view %d wide, want %d", m.Cols(), c.w)
-				}
-				f.Close()
-			}
-		})
-		// the same pixels by OpenCV's imdecode, as frames were decoded before TurboJPEG
-		b.Run(c.name+"/imdecode", func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				m, err := gocv.IMDecode(data, reducedFlags[i])
-				if err != nil || m.Cols() < c.w {
-					b.Fatalf("imdecode: %v, %d wide", err, m.Cols())
-				}
-				m.Close()
-			}
-		})
+			})
+		}
 	}
 }
 
