@@ -75,6 +75,39 @@ func FuzzJPEGSize(f *testing.F) {
 	})
 }
 
+// FuzzJPEGFrame: whatever bytes a stream delivers as a JPEG, a frame made of them is
+// refused with an error, or decodes (by TurboJPEG, else imdecode, else black) at each scale
+// to a picture of the size its header says, scaled as libjpeg scales; nothing panics.
+func FuzzJPEGFrame(f *testing.F) {
+	good := jpegOf(f, 64, 48)
+	f.Add(good)
+	f.Add(good[:len(good)/2]) // truncated: decodes with a warning
+	flipped := append([]byte(nil), good...)
+	for i := len(flipped) / 3; i < len(flipped)-2; i += 97 {
+		flipped[i] ^= 0x5A
+	}
+	f.Add(flipped)
+	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0, 16, 0, 32, 3, 1, 0x11, 0}) // a header alone
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := FrameOfJPEG(b)
+		if err != nil {
+			return
+		}
+		defer fr.Close()
+		size := fr.jpeg.size
+		if size.X*size.Y > 4096*4096 {
+			return // a valid header of a huge picture: decoding it is slow, not wrong
+		}
+		for _, div := range []int{8, 4, 2, 1} {
+			r := image.Rect(0, 0, size.X, size.Y)
+			m, _ := fr.View(r, (size.X+div-1)/div, (size.Y+div-1)/div)
+			if m.Cols() < (size.X+div-1)/div || m.Rows() < (size.Y+div-1)/div || m.Type() != gocv.MatTypeCV8UC3 {
+				t.Fatalf("%v picture at 1/%d: view %dx%d type %v", size, div, m.Cols(), m.Rows(), m.Type())
+			}
+		}
+	})
+}
+
 // TestJPEGFrameViews: a JPEG frame decodes the coarsest view that keeps the asked size, reuses
 // a finer one, maps regions into it, and decodes the full picture only when Mat is called.
 func TestJPEGFrameViews(t *testing.T) {
