@@ -204,9 +204,11 @@ type Camera struct {
 	stalled   atomic.Bool  // the watchdog saw no frame for NoFrame: reopen after this read
 	jpegOff   atomic.Bool  // the source's frames turned out not to be JPEG: read them decoded
 	badJPEG   atomic.Uint64
-	undecoded atomic.Bool // maxUndecodable JPEG frames could not be decoded: reopen decoded
-	resume    int64       // the frame a file reopened decoded goes on from (run's goroutine)
-	shape     shaper
+	// refusedOnce: a frame TurboJPEG left to imdecode has been logged
+	refusedOnce atomic.Bool
+	undecoded   atomic.Bool // maxUndecodable JPEG frames could not be decoded: reopen decoded
+	resume      int64       // the frame a file reopened decoded goes on from (run's goroutine)
+	shape       shaper
 	// opening counts the opens of the source still inside the capture library, including
 	// one the camera stopped waiting for when it closed (see openAbandonable).
 	opening atomic.Int32
@@ -385,7 +387,7 @@ func (c *Camera) run(ctx context.Context) {
 		}
 		if cg, ok := g.(*capture); ok && c.shape.identity() && !c.jpegOff.Load() {
 			cg.passJPEG(c.src)
-			cg.undecodable = c.undecodableJPEG
+			cg.undecodable, cg.refused = c.undecodableJPEG, c.turboRefused
 		} else if ok && c.resume > 0 {
 			cg.vc.Set(gocv.VideoCapturePosFrames, float64(c.resume))
 		}
@@ -677,6 +679,8 @@ type capture struct {
 	jpeg bool
 	// undecodable is told of a handed-on frame that libjpeg could not decode.
 	undecodable func()
+	// refused is told of a handed-on frame that TurboJPEG left to imdecode (turbojpeg.go).
+	refused func(error)
 	// size is the stream's frame size, as FFmpeg read it from the stream (0 x 0: unknown).
 	size image.Point
 	// wrongSize counts JPEG frames in a row whose size is not the stream's.
@@ -715,6 +719,18 @@ func (c *Camera) undecodableJPEG() {
 	if n >= maxUndecodable && !c.jpegOff.Load() { // not for a frame read before the switch
 		c.undecoded.Store(true)
 	}
+}
+
+// turboRefused logs, once per camera, a frame that TurboJPEG did not decode whole and clean,
+// so imdecode decoded it (as every frame was before TurboJPEG): a camera whose every frame
+// carries a flaw libjpeg repairs (stray bytes between markers) is decoded at the slower speed,
+// and this says why.
+func (c *Camera) turboRefused(err error) {
+	if c.refusedOnce.Swap(true) {
+		return
+	}
+	c.log.Warn("a frame from the source is a JPEG that TurboJPEG did not decode cleanly; OpenCV decoded it (more slowly). Said once; if every frame is so, check the camera's JPEG settings or firmware",
+		"component", "camera", "err", err)
 }
 
 // maxUndecodable JPEG frames from a source make the camera read it decoded.
@@ -756,7 +772,7 @@ func readFrame(g grabber, f *Frame) error {
 			data.Close()
 			return err
 		}
-		f.jpeg.onBad = c.undecodable
+		f.jpeg.onBad, f.jpeg.onRefused = c.undecodable, c.refused
 		if s := f.jpeg.size; c.size.X > 0 && c.size.Y > 0 && s != c.size {
 			// a corrupt header, or a hostile one that would make a black frame of its size
 			f.Close()

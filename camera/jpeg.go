@@ -29,6 +29,8 @@ type jpegFrame struct {
 	bad  bool     // a decode failed: the frame's pixels are black
 	// onBad, when set, is told of a decode that failed (the camera logs it)
 	onBad func()
+	// onRefused, when set, is told of a decode TurboJPEG left to imdecode
+	onRefused func(error)
 }
 
 // jpegFlags decode a video frame: colour, and no EXIF rotation (a stream's frames carry none,
@@ -119,7 +121,14 @@ func (j *jpegFrame) decode(div int) gocv.Mat {
 	b, err := j.data.DataPtrUint8()
 	var m gocv.Mat
 	if err == nil {
-		if m, err = decodeTurbo(b, j.size, div); err != nil {
+		// a picture under 8 pixels both ways TurboJPEG may scale by another factor of the
+		// same size (5/8 for 1/2): imdecode's pixels are the ones asked for
+		if div > 1 && max(j.size.X, j.size.Y) < 8 {
+			err = errTurboJPEG
+		} else if m, err = decodeTurbo(b, j.size, div); err != nil && j.onRefused != nil {
+			j.onRefused(err)
+		}
+		if err != nil {
 			m, err = gocv.IMDecode(b, reducedFlags[log2(div)])
 		}
 	}

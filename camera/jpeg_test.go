@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -76,36 +77,117 @@ func FuzzJPEGSize(f *testing.F) {
 }
 
 // FuzzJPEGFrame: whatever bytes a stream delivers as a JPEG, a frame made of them is
-// refused with an error, or decodes (by TurboJPEG, else imdecode, else black) at each scale
-// to a picture of the size its header says, scaled as libjpeg scales; nothing panics.
+// refused with an error, or decodes at each scale as imdecode decodes them: the same pixels
+// where imdecode decodes the picture, a black frame marked bad where it cannot. Nothing
+// panics, and no pixel is left unwritten.
 func FuzzJPEGFrame(f *testing.F) {
-	good := jpegOf(f, 64, 48)
-	f.Add(good)
-	f.Add(good[:len(good)/2]) // truncated: decodes with a warning
+	for _, b := range corruptJPEGs(f) {
+		f.Add(b)
+	}
+	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0, 16, 0, 32, 3, 1, 0x11, 0}) // a header alone
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if size, err := JPEGSize(b); err != nil || size.X*size.Y > 2048*2048 {
+			return // refused; or a valid header of a huge picture: slow to decode, not wrong
+		}
+		for i, div := range []int{1, 2, 4, 8} {
+			decodesAsIMDecode(t, b, div, reducedFlags[i])
+		}
+	})
+}
+
+// corruptJPEGs are pictures a stream may deliver broken: whole, cut short, with bits
+// flipped, with stray bytes before a marker (which libjpeg repairs with a warning), and a
+// progressive picture cut inside its first scan and followed by a whole picture (a spliced
+// stream: TurboJPEG 2.1 reports its fatal error as a warning).
+func corruptJPEGs(tb testing.TB) map[string][]byte {
+	good := jpegOf(tb, 64, 48)
 	flipped := append([]byte(nil), good...)
 	for i := len(flipped) / 3; i < len(flipped)-2; i += 97 {
 		flipped[i] ^= 0x5A
 	}
-	f.Add(flipped)
-	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 8, 0, 16, 0, 32, 3, 1, 0x11, 0}) // a header alone
-	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := FrameOfJPEG(b)
-		if err != nil {
-			return
+	sos0 := bytes.Index(good, []byte{0xFF, 0xDA})
+	if sos0 < 0 {
+		tb.Fatal("no start of scan in the picture")
+	}
+	stray := append(append(append([]byte(nil), good[:sos0]...), 0x00, 0x00), good[sos0:]...)
+	img, err := gocv.IMDecode(good, gocv.IMReadColor)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer img.Close()
+	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, img, []int{gocv.IMWriteJpegQuality, 90, gocv.IMWriteJpegProgressive, 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	prog := append([]byte(nil), buf.GetBytes()...)
+	buf.Close()
+	sos := bytes.Index(prog, []byte{0xFF, 0xDA})
+	if sos < 0 {
+		tb.Fatal("no start of scan in the progressive picture")
+	}
+	spliced := append(append([]byte(nil), prog[:sos+30]...), good...)
+	return map[string][]byte{"whole": good, "cut short": good[:len(good)/2], "bits flipped": flipped,
+		"stray bytes": stray, "spliced": spliced}
+}
+
+// decodesAsIMDecode checks that a frame of b, viewed at 1/div, holds what imdecode makes of b
+// with flags: its pixels, or, where imdecode cannot decode b, black pixels in a frame marked
+// bad.
+func decodesAsIMDecode(t *testing.T, b []byte, div int, flags gocv.IMReadFlag) {
+	t.Helper()
+	fr, err := FrameOfJPEG(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fr.Close()
+	size := fr.jpeg.size
+	w, h := (size.X+div-1)/div, (size.Y+div-1)/div
+	got, _ := fr.View(image.Rect(0, 0, size.X, size.Y), w, h)
+	if got.Cols() != w || got.Rows() != h || got.Type() != gocv.MatTypeCV8UC3 {
+		t.Fatalf("%v picture at 1/%d: %dx%d type %v", size, div, got.Cols(), got.Rows(), got.Type())
+	}
+	want, err := gocv.IMDecode(b, flags)
+	if err != nil || want.Empty() || want.Cols() != w || want.Rows() != h || want.Type() != gocv.MatTypeCV8UC3 {
+		if err == nil {
+			want.Close()
 		}
-		defer fr.Close()
-		size := fr.jpeg.size
-		if size.X*size.Y > 4096*4096 {
-			return // a valid header of a huge picture: decoding it is slow, not wrong
+		grey := got.Reshape(1, 0)
+		lit := gocv.CountNonZero(grey)
+		grey.Close()
+		if !fr.jpeg.bad || lit != 0 {
+			t.Fatalf("%v picture at 1/%d: imdecode cannot decode it, yet the frame is not black and bad (bad %v)", size, div, fr.jpeg.bad)
 		}
-		for _, div := range []int{8, 4, 2, 1} {
-			r := image.Rect(0, 0, size.X, size.Y)
-			m, _ := fr.View(r, (size.X+div-1)/div, (size.Y+div-1)/div)
-			if m.Cols() < (size.X+div-1)/div || m.Rows() < (size.Y+div-1)/div || m.Type() != gocv.MatTypeCV8UC3 {
-				t.Fatalf("%v picture at 1/%d: view %dx%d type %v", size, div, m.Cols(), m.Rows(), m.Type())
+		return
+	}
+	defer want.Close()
+	if n := maxDiff(got, want); n != 0 || fr.jpeg.bad {
+		t.Fatalf("%v picture at 1/%d: pixels differ from imdecode's by up to %v (bad %v)", size, div, n, fr.jpeg.bad)
+	}
+}
+
+// TestCorruptJPEGsDecodeAsIMDecode: broken pictures give what imdecode gave before TurboJPEG,
+// at each scale, and the camera is told once per frame that TurboJPEG left one to imdecode.
+func TestCorruptJPEGsDecodeAsIMDecode(t *testing.T) {
+	for name, b := range corruptJPEGs(t) {
+		t.Run(name, func(t *testing.T) {
+			for i, div := range []int{1, 2, 4, 8} {
+				decodesAsIMDecode(t, b, div, reducedFlags[i])
 			}
+		})
+	}
+	for name, wantRefused := range map[string]bool{"whole": false, "stray bytes": true, "spliced": true} {
+		f, err := FrameOfJPEG(corruptJPEGs(t)[name])
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
+		var refused []error
+		f.jpeg.onRefused = func(err error) { refused = append(refused, err) }
+		f.Mat()
+		f.Close()
+		if (len(refused) == 1) != wantRefused || len(refused) > 1 || (wantRefused && !errors.Is(refused[0], errTurboJPEG)) {
+			t.Errorf("%s: TurboJPEG refused it %d times (%v), want %v", name, len(refused), refused, wantRefused)
+		}
+	}
 }
 
 // TestJPEGFrameViews: a JPEG frame decodes the coarsest view that keeps the asked size, reuses
@@ -310,6 +392,51 @@ func TestJPEGStreamBadFrames(t *testing.T) {
 	}
 	if encoded == 0 || conns.Load() < 2 {
 		t.Fatalf("%d JPEG frames, %d connections: want the stream handed on as JPEG first, then reopened decoded", encoded, conns.Load())
+	}
+}
+
+// TestJPEGStreamStrayBytes: a camera whose every frame carries stray bytes before a marker
+// (libjpeg repairs them, with a warning) still hands on its frames as JPEG; they decode as
+// imdecode decodes them, and the log says once, not per frame, that TurboJPEG left them to
+// imdecode.
+func TestJPEGStreamStrayBytes(t *testing.T) {
+	good := orangeJPEG(t)
+	sos := bytes.Index(good, []byte{0xFF, 0xDA})
+	if sos < 0 {
+		t.Fatal("no SOS in OpenCV's JPEG")
+	}
+	stray := append(append(append([]byte(nil), good[:sos]...), 0x00, 0x00), good[sos:]...)
+	want, err := gocv.IMDecode(stray, jpegFlags)
+	if err != nil || want.Empty() {
+		t.Fatalf("imdecode of the stray bytes picture: %v", err)
+	}
+	defer want.Close()
+	url, stop := mjpegServerOf(func(int32, int) []byte { return stray })
+	defer stop()
+	var logs testenv.LogBuffer
+	cam, err := New(configs.Camera{Name: "stray", Source: url, Type: "stream"}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cam.Start(context.Background())
+	defer cam.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 5 {
+		f, err := cam.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !f.Encoded() {
+			t.Fatalf("frame %d was not handed on as JPEG", i)
+		}
+		if n := maxDiff(f.Mat(), want); n != 0 || f.jpeg.bad {
+			t.Fatalf("frame %d differs from imdecode's picture by up to %v (bad %v)", i, n, f.jpeg.bad)
+		}
+		f.Close()
+	}
+	if n := logs.Count("TurboJPEG did not decode cleanly"); n != 1 {
+		t.Fatalf("the log says %d times that TurboJPEG left frames to imdecode, want once:\n%s", n, logs.String())
 	}
 }
 

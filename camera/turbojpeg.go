@@ -7,9 +7,10 @@ package camera
 
 // cvedge_tj_decode decodes the JPEG picture src (n bytes), whose frame header says it is
 // full_w×full_h, into dst as w×h BGR pixels (rows of 3*w bytes): libjpeg-turbo picks the
-// scaling (1/2, 1/4, 1/8) that gives w×h. It returns 0 when the picture decoded, 1 when it
-// decoded with a warning (corrupt data: some pixels may be grey), -1 when it did not; msg
-// then says why.
+// scaling (1/2, 1/4, 1/8) that gives w×h. It returns 0 when the picture decoded whole and
+// clean, -1 otherwise; msg then says why. A warning (corrupt data, bytes between markers)
+// stops it too: TurboJPEG 2.1 reports a fatal error that follows a warning as a warning,
+// with the pixels unwritten, so only a clean decode can be trusted.
 static int cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_w, int full_h,
 		unsigned char *dst, int w, int h, char *msg, int msglen) {
 	tjhandle t = tjInitDecompress();
@@ -24,9 +25,9 @@ static int cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_
 	} else if (hw != full_w || hh != full_h) {
 		snprintf(msg, msglen, "libjpeg reads a %dx%d picture where the first frame header says %dx%d", hw, hh, full_w, full_h);
 		rc = -1;
-	} else if (tjDecompress2(t, src, n, dst, w, 3 * w, h, TJPF_BGR, 0) != 0) {
+	} else if (tjDecompress2(t, src, n, dst, w, 3 * w, h, TJPF_BGR, TJFLAG_STOPONWARNING) != 0) {
 		snprintf(msg, msglen, "%s", tjGetErrorStr2(t));
-		rc = tjGetErrorCode(t) == TJERR_WARNING ? 1 : -1;
+		rc = -1;
 	}
 	tjDestroy(t);
 	return rc;
@@ -46,10 +47,11 @@ import (
 // order OpenCV and the models' tensorizer read. OpenCV's imdecode (built against the same
 // libjpeg-turbo on Debian) decodes to RGB and swaps the channels in a loop of its own: a
 // whole 1080p frame took it a quarter longer (BenchmarkJPEGDecode1080p). The pixels are the
-// same (TestTurboJPEGDecodesAsIMDecode). A picture TurboJPEG cannot turn into BGR (CMYK)
-// goes to imdecode as before.
+// same (TestTurboJPEGDecodesAsIMDecode). A picture TurboJPEG cannot decode whole and clean
+// goes to imdecode, which decodes it as before: one it cannot turn into BGR (CMYK), and a
+// corrupt one, which imdecode decodes with libjpeg's repairs or refuses (a black frame).
 
-// errTurboJPEG: TurboJPEG could not decode the picture; imdecode gets a try.
+// errTurboJPEG: TurboJPEG did not decode the picture whole and clean; imdecode gets a try.
 var errTurboJPEG = errors.New("turbojpeg")
 
 // decodeTurbo is turboDecode; a test replaces it.

@@ -2,6 +2,7 @@ package preprocess
 
 import (
 	"image"
+	"image/color"
 	"math"
 	"path/filepath"
 	"testing"
@@ -260,6 +261,9 @@ func demo1080p(tb testing.TB) gocv.Mat {
 func TestQualityOfLargePictures(t *testing.T) {
 	big := demo1080p(t)
 	defer big.Close()
+	// a blown-out patch and a black one, for the exposure shares
+	gocv.Rectangle(&big, image.Rect(100, 100, 500, 400), color.RGBA{255, 255, 255, 0}, -1)
+	gocv.Rectangle(&big, image.Rect(1300, 600, 1700, 1000), color.RGBA{0, 0, 0, 0}, -1)
 	m := NewMeter()
 	defer m.Close()
 	small, grey, lap, mean, std := gocv.NewMat(), gocv.NewMat(), gocv.NewMat(), gocv.NewMat(), gocv.NewMat()
@@ -278,11 +282,34 @@ func TestQualityOfLargePictures(t *testing.T) {
 		gocv.MeanStdDev(lap, &mean, &std)
 		want := std.GetDoubleAt(0, 0) * std.GetDoubleAt(0, 0)
 		b := grey.Mean().Val1
+		over, under := shares(t, grey)
+		if over < 0.03 || under < 0.03 {
+			t.Fatalf("%v: the patches make %.3f of the picture blown out and %.3f black, want 0.03 or more", size, over, under)
+		}
 		img.Close()
 		if math.Abs(got.Sharpness-want) > 0.02*want || math.Abs(got.Brightness-b) > 1 {
 			t.Errorf("%v: sharpness %.1f, brightness %.2f; one area average gives %.1f, %.2f", size, got.Sharpness, got.Brightness, want, b)
 		}
+		if math.Abs(got.Overexposed-over) > 0.01 || math.Abs(got.Underexposed-under) > 0.01 {
+			t.Errorf("%v: overexposed %.4f, underexposed %.4f; one area average gives %.4f, %.4f", size, got.Overexposed, got.Underexposed, over, under)
+		}
 	}
+}
+
+// shares are the shares of a grey picture's pixels at or above 250 and at or below 5.
+func shares(t *testing.T, grey gocv.Mat) (over, under float64) {
+	data, err := grey.DataPtrUint8()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range data {
+		if v >= 250 {
+			over++
+		} else if v <= 5 {
+			under++
+		}
+	}
+	return over / float64(len(data)), under / float64(len(data))
 }
 
 // BenchmarkMeasure1080p: the quality figures of a 1080p frame, against one area average of

@@ -79,7 +79,7 @@ func (m *Meter) Measure(img gocv.Mat, roi image.Rectangle) Quality {
 }
 
 // shrink makes m.gray the grey picture of img, area-averaged to w×h. A picture four or more
-// times as wide as w is first halved (OpenCV averages 2×2 blocks with SIMD; larger blocks it
+// times as wide as w, with even sides, is first halved (OpenCV averages 2×2 blocks with SIMD; larger blocks it
 // sums pixel by pixel), and made grey before the last step: at 1080p that takes a third of
 // the time of averaging 6×6 blocks of the colour picture, for the same figures to a grey
 // level's rounding.
