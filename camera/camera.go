@@ -204,11 +204,11 @@ type Camera struct {
 	stalled   atomic.Bool  // the watchdog saw no frame for NoFrame: reopen after this read
 	jpegOff   atomic.Bool  // the source's frames turned out not to be JPEG: read them decoded
 	badJPEG   atomic.Uint64
-	// refusedOnce: a frame TurboJPEG left to imdecode has been logged
-	refusedOnce atomic.Bool
-	undecoded   atomic.Bool // maxUndecodable JPEG frames could not be decoded: reopen decoded
-	resume      int64       // the frame a file reopened decoded goes on from (run's goroutine)
-	shape       shaper
+	// flawedOnce: a frame that did not decode clean has been logged (flawedJPEG)
+	flawedOnce atomic.Bool
+	undecoded  atomic.Bool // maxUndecodable JPEG frames could not be decoded: reopen decoded
+	resume     int64       // the frame a file reopened decoded goes on from (run's goroutine)
+	shape      shaper
 	// opening counts the opens of the source still inside the capture library, including
 	// one the camera stopped waiting for when it closed (see openAbandonable).
 	opening atomic.Int32
@@ -387,7 +387,7 @@ func (c *Camera) run(ctx context.Context) {
 		}
 		if cg, ok := g.(*capture); ok && c.shape.identity() && !c.jpegOff.Load() {
 			cg.passJPEG(c.src)
-			cg.undecodable, cg.refused = c.undecodableJPEG, c.turboRefused
+			cg.undecodable, cg.flawed = c.undecodableJPEG, c.flawedJPEG
 		} else if ok && c.resume > 0 {
 			cg.vc.Set(gocv.VideoCapturePosFrames, float64(c.resume))
 		}
@@ -679,8 +679,8 @@ type capture struct {
 	jpeg bool
 	// undecodable is told of a handed-on frame that libjpeg could not decode.
 	undecodable func()
-	// refused is told of a handed-on frame that TurboJPEG left to imdecode (turbojpeg.go).
-	refused func(error)
+	// flawed is told of a handed-on frame that did not decode clean (turbojpeg.go).
+	flawed func(error)
 	// size is the stream's frame size, as FFmpeg read it from the stream (0 x 0: unknown).
 	size image.Point
 	// wrongSize counts JPEG frames in a row whose size is not the stream's.
@@ -721,15 +721,15 @@ func (c *Camera) undecodableJPEG() {
 	}
 }
 
-// turboRefused logs, once per camera, a frame that TurboJPEG did not decode whole and clean,
-// so imdecode decoded it (as every frame was before TurboJPEG): a camera whose every frame
-// carries a flaw libjpeg repairs (stray bytes between markers) is decoded at the slower speed,
-// and this says why.
-func (c *Camera) turboRefused(err error) {
-	if c.refusedOnce.Swap(true) {
+// flawedJPEG logs, once per camera, a frame that did not decode clean: libjpeg repaired it
+// (corrupt or cut-short data, stray bytes between markers), or TurboJPEG could not decode it
+// and OpenCV's imdecode got it. One such frame is a glitch; a camera whose every frame is so
+// has a cable, a setting or firmware to look at.
+func (c *Camera) flawedJPEG(err error) {
+	if c.flawedOnce.Swap(true) {
 		return
 	}
-	c.log.Warn("a frame from the source is a JPEG that TurboJPEG did not decode cleanly; OpenCV decoded it (more slowly). Said once; if every frame is so, check the camera's JPEG settings or firmware",
+	c.log.Warn("a frame from the source is a flawed JPEG (decoded as far as libjpeg could, or by OpenCV); said once: if it goes on, check the camera's cable, JPEG settings and firmware",
 		"component", "camera", "err", err)
 }
 
@@ -772,7 +772,7 @@ func readFrame(g grabber, f *Frame) error {
 			data.Close()
 			return err
 		}
-		f.jpeg.onBad, f.jpeg.onRefused = c.undecodable, c.refused
+		f.jpeg.onBad, f.jpeg.onFlawed = c.undecodable, c.flawed
 		if s := f.jpeg.size; c.size.X > 0 && c.size.Y > 0 && s != c.size {
 			// a corrupt header, or a hostile one that would make a black frame of its size
 			f.Close()

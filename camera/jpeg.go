@@ -29,8 +29,11 @@ type jpegFrame struct {
 	bad  bool     // a decode failed: the frame's pixels are black
 	// onBad, when set, is told of a decode that failed (the camera logs it)
 	onBad func()
-	// onRefused, when set, is told of a decode TurboJPEG left to imdecode
-	onRefused func(error)
+	// onFlawed, when set, is told of a decode that was not clean: libjpeg repaired the
+	// picture, or TurboJPEG could not decode it and left it to imdecode
+	onFlawed func(error)
+	// imdecoded: a decode was left to imdecode
+	imdecoded bool
 }
 
 // jpegFlags decode a video frame: colour, and no EXIF rotation (a stream's frames carry none,
@@ -110,8 +113,8 @@ func (f *Frame) setJPEG(data gocv.Mat) error {
 	return nil
 }
 
-// decode decodes the JPEG at 1/div of its size (div 1, 2, 4 or 8): by TurboJPEG, or OpenCV's
-// imdecode where TurboJPEG cannot (turbojpeg.go). A picture neither can decode gives black
+// decode decodes the JPEG at 1/div of its size (div 1, 2, 4 or 8): by TurboJPEG (repairing
+// what libjpeg repairs), or OpenCV's imdecode where TurboJPEG cannot (turbojpeg.go). A picture neither can decode gives black
 // pixels of the right size, and marks the frame bad: the frame goes on, its steps never see
 // an empty Mat.
 func (j *jpegFrame) decode(div int) gocv.Mat {
@@ -125,11 +128,14 @@ func (j *jpegFrame) decode(div int) gocv.Mat {
 		// same size (5/8 for 1/2): imdecode's pixels are the ones asked for
 		if div > 1 && max(j.size.X, j.size.Y) < 8 {
 			err = errTurboJPEG
-		} else if m, err = decodeTurbo(b, j.size, div); err != nil && j.onRefused != nil {
-			j.onRefused(err)
+		} else if m, err = decodeTurbo(b, j.size, div); err != nil && j.onFlawed != nil {
+			j.onFlawed(err)
 		}
-		if err != nil {
+		if errors.Is(err, errTurboJPEG) {
+			j.imdecoded = true
 			m, err = gocv.IMDecode(b, reducedFlags[log2(div)])
+		} else {
+			err = nil // decoded, or repaired
 		}
 	}
 	w, h := (j.size.X+div-1)/div, (j.size.Y+div-1)/div

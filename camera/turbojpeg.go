@@ -7,10 +7,14 @@ package camera
 
 // cvedge_tj_decode decodes the JPEG picture src (n bytes), whose frame header says it is
 // full_w×full_h, into dst as w×h BGR pixels (rows of 3*w bytes): libjpeg-turbo picks the
-// scaling (1/2, 1/4, 1/8) that gives w×h. It returns 0 when the picture decoded whole and
-// clean, -1 otherwise; msg then says why. A warning (corrupt data, bytes between markers)
-// stops it too: TurboJPEG 2.1 reports a fatal error that follows a warning as a warning,
-// with the pixels unwritten, so only a clean decode can be trusted.
+// scaling (1/2, 1/4, 1/8) that gives w×h. It returns 0 when the picture decoded clean, 1 when
+// it decoded whole with flaws libjpeg repaired (corrupt data, data cut short: grey from there,
+// stray bytes between markers), -1 when it did not decode; msg then says why.
+//
+// TurboJPEG 2.1 reports a fatal error that follows a warning as a warning, with the pixels
+// from there on unwritten. libjpeg writes the rows top to bottom and, when it repairs, every
+// one of them; so the last row is filled with a pattern first, and a "warning" that leaves it
+// unwritten is the failure it is.
 static int cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_w, int full_h,
 		unsigned char *dst, int w, int h, char *msg, int msglen) {
 	tjhandle t = tjInitDecompress();
@@ -19,15 +23,30 @@ static int cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_
 		return -1;
 	}
 	int rc = 0, hw = 0, hh = 0, ss = 0, cs = 0;
-	if (tjDecompressHeader3(t, src, n, &hw, &hh, &ss, &cs) != 0) {
+	// a warning alone still gives the size (set only once the header is read)
+	if (tjDecompressHeader3(t, src, n, &hw, &hh, &ss, &cs) != 0 && (hw == 0 || hh == 0)) {
 		snprintf(msg, msglen, "%s", tjGetErrorStr2(t));
 		rc = -1;
 	} else if (hw != full_w || hh != full_h) {
 		snprintf(msg, msglen, "libjpeg reads a %dx%d picture where the first frame header says %dx%d", hw, hh, full_w, full_h);
 		rc = -1;
-	} else if (tjDecompress2(t, src, n, dst, w, 3 * w, h, TJPF_BGR, TJFLAG_STOPONWARNING) != 0) {
-		snprintf(msg, msglen, "%s", tjGetErrorStr2(t));
-		rc = -1;
+	} else {
+		unsigned char *last = dst + (size_t)3 * w * (h - 1);
+		for (int i = 0; i < 3 * w; i++) {
+			last[i] = (unsigned char)(i * 151 + 89);
+		}
+		if (tjDecompress2(t, src, n, dst, w, 3 * w, h, TJPF_BGR, 0) != 0) {
+			snprintf(msg, msglen, "%s", tjGetErrorStr2(t));
+			rc = -1;
+			if (tjGetErrorCode(t) == TJERR_WARNING) {
+				for (int i = 0; i < 3 * w; i++) {
+					if (last[i] != (unsigned char)(i * 151 + 89)) {
+						rc = 1; // the last row written: repaired
+						break;
+					}
+				}
+			}
+		}
 	}
 	tjDestroy(t);
 	return rc;
@@ -46,19 +65,23 @@ import (
 // JPEG frames are decoded by libjpeg-turbo's TurboJPEG API straight into BGR pixels, the
 // order OpenCV and the models' tensorizer read. OpenCV's imdecode (built against the same
 // libjpeg-turbo on Debian) decodes to RGB and swaps the channels in a loop of its own: a
-// whole 1080p frame took it a quarter longer (BenchmarkJPEGDecode1080p). The pixels are the
-// same (TestTurboJPEGDecodesAsIMDecode). A picture TurboJPEG cannot decode whole and clean
-// goes to imdecode, which decodes it as before: one it cannot turn into BGR (CMYK), and a
-// corrupt one, which imdecode decodes with libjpeg's repairs or refuses (a black frame).
+// whole 1080p frame took it a quarter longer (BenchmarkJPEGDecode1080p). A sound picture's
+// pixels are the same (TestTurboJPEGDecodesAsIMDecode). A picture with flaws libjpeg repairs is decoded
+// whole, missing data grey; a picture TurboJPEG cannot decode goes to imdecode, which decodes
+// what it can (CMYK) and refuses the rest (a black frame).
 
-// errTurboJPEG: TurboJPEG did not decode the picture whole and clean; imdecode gets a try.
+// errTurboJPEG: TurboJPEG did not decode the picture; imdecode gets a try.
 var errTurboJPEG = errors.New("turbojpeg")
+
+// errJPEGRepaired: TurboJPEG decoded the picture whole, repairing flaws (the pixels stand).
+var errJPEGRepaired = errors.New("libjpeg repaired a flawed picture")
 
 // decodeTurbo is turboDecode; a test replaces it.
 var decodeTurbo = turboDecode
 
 // turboDecode decodes the JPEG b, whose header says it is size, at 1/div of it (div 1, 2, 4
-// or 8), into a new BGR Mat of the scaled size (rounded up, as libjpeg scales).
+// or 8), into a new BGR Mat of the scaled size (rounded up, as libjpeg scales). With an error
+// wrapping errJPEGRepaired the Mat holds the repaired picture; with errTurboJPEG it is empty.
 func turboDecode(b []byte, size image.Point, div int) (gocv.Mat, error) {
 	if len(b) == 0 {
 		return gocv.Mat{}, errTurboJPEG
@@ -73,9 +96,12 @@ func turboDecode(b []byte, size image.Point, div int) (gocv.Mat, error) {
 	var msg [200]C.char
 	rc := C.cvedge_tj_decode((*C.uchar)(unsafe.Pointer(&b[0])), C.ulong(len(b)), C.int(size.X), C.int(size.Y),
 		(*C.uchar)(unsafe.Pointer(&dst[0])), C.int(w), C.int(h), &msg[0], C.int(len(msg)))
-	if rc < 0 {
+	switch {
+	case rc < 0:
 		m.Close()
 		return gocv.Mat{}, errors.Join(errTurboJPEG, errors.New(C.GoString(&msg[0])))
+	case rc > 0:
+		return m, errors.Join(errJPEGRepaired, errors.New(C.GoString(&msg[0])))
 	}
 	return m, nil
 }
