@@ -181,13 +181,20 @@ func checkDecode(t *testing.T, b []byte, div int) decoded {
 		t.Fatalf("%v picture at 1/%d decoded clean, but its pixels are not imdecode's (bad %v)", size, d, r.bad)
 	case r.imdecoded && !ok && (!r.bad || !r.black):
 		t.Fatalf("%v picture at 1/%d: neither decoder could decode it, yet the frame is not black and bad (bad %v)", size, d, r.bad)
-	case !r.imdecoded:
-		again, fr2, _ := view()
-		n := maxDiff(got, again)
-		fr2.Close()
-		if n != 0 {
-			t.Fatalf("%v picture at 1/%d: two decodes differ by up to %v: pixels left unwritten", size, d, n)
+	case r.imdecoded && ok && !r.same:
+		t.Fatalf("%v picture at 1/%d went to imdecode, but its pixels are not imdecode's", size, d)
+	case !r.imdecoded: // decoded again into pixels filled black, then white: every pixel written
+		t.Cleanup(func() { decodeFill = -1 })
+		for _, fill := range []int{0x00, 0xFF} {
+			decodeFill = fill
+			again, fr2, _ := view()
+			n := maxDiff(got, again)
+			fr2.Close()
+			if n != 0 {
+				t.Fatalf("%v picture at 1/%d: decoded into pixels filled with %#x, it differs by up to %v: pixels left unwritten", size, d, fill, n)
+			}
 		}
+		decodeFill = -1
 	}
 	return r
 }

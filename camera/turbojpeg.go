@@ -23,7 +23,9 @@ static int cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_
 		return -1;
 	}
 	int rc = 0, hw = 0, hh = 0, ss = 0, cs = 0;
-	// a warning alone still gives the size (set only once the header is read)
+	// a failed header read that still gave the size (a warning, such as stray bytes, or a
+	// sampling TurboJPEG has no name for) goes on: tjDecompress2 reads the header again and
+	// says what it makes of the picture
 	if (tjDecompressHeader3(t, src, n, &hw, &hh, &ss, &cs) != 0 && (hw == 0 || hh == 0)) {
 		snprintf(msg, msglen, "%s", tjGetErrorStr2(t));
 		rc = -1;
@@ -79,6 +81,11 @@ var errJPEGRepaired = errors.New("libjpeg repaired a flawed picture")
 // decodeTurbo is turboDecode; a test replaces it.
 var decodeTurbo = turboDecode
 
+// decodeFill, when 0-255, fills a picture's pixels before TurboJPEG decodes into them: tests
+// decode twice with two fills to see that every pixel is written. -1 (always, but in tests):
+// no fill, the pixels are whatever the new Mat holds until the decode writes them.
+var decodeFill = -1
+
 // turboDecode decodes the JPEG b, whose header says it is size, at 1/div of it (div 1, 2, 4
 // or 8), into a new BGR Mat of the scaled size (rounded up, as libjpeg scales). With an error
 // wrapping errJPEGRepaired the Mat holds the repaired picture; with errTurboJPEG it is empty.
@@ -92,6 +99,11 @@ func turboDecode(b []byte, size image.Point, div int) (gocv.Mat, error) {
 	if err != nil || len(dst) < 3*w*h {
 		m.Close()
 		return gocv.Mat{}, errTurboJPEG
+	}
+	if decodeFill >= 0 {
+		for i := range dst {
+			dst[i] = byte(decodeFill)
+		}
 	}
 	var msg [200]C.char
 	rc := C.cvedge_tj_decode((*C.uchar)(unsafe.Pointer(&b[0])), C.ulong(len(b)), C.int(size.X), C.int(size.Y),
