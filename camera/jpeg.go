@@ -114,9 +114,9 @@ func (f *Frame) setJPEG(data gocv.Mat) error {
 }
 
 // decode decodes the JPEG at 1/div of its size (div 1, 2, 4 or 8): by TurboJPEG (repairing
-// what libjpeg repairs), or OpenCV's imdecode where TurboJPEG cannot (turbojpeg.go). A picture neither can decode gives black
-// pixels of the right size, and marks the frame bad: the frame goes on, its steps never see
-// an empty Mat.
+// what libjpeg repairs), or OpenCV's imdecode where TurboJPEG cannot (turbojpeg.go). A
+// picture neither can decode gives black pixels of the right size, and marks the frame bad:
+// the frame goes on, its steps never see an empty Mat.
 func (j *jpegFrame) decode(div int) gocv.Mat {
 	if j.data.Ptr() == nil {
 		return gocv.Mat{} // closed: read after Close, as an empty Mat

@@ -116,12 +116,7 @@ func corruptJPEGs(tb testing.TB) map[string][]byte {
 		tb.Fatal(err)
 	}
 	defer img.Close()
-	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, img, []int{gocv.IMWriteJpegQuality, 90, gocv.IMWriteJpegProgressive, 1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	prog := append([]byte(nil), buf.GetBytes()...)
-	buf.Close()
+	prog := encodeJPEG(tb, img, gocv.IMWriteJpegQuality, 90, gocv.IMWriteJpegProgressive, 1)
 	sos := bytes.Index(prog, []byte{0xFF, 0xDA})
 	if sos < 0 {
 		tb.Fatal("no start of scan in the progressive picture")
@@ -493,12 +488,7 @@ func BenchmarkJPEGDecode1080p(b *testing.B) {
 	big := gocv.NewMat()
 	defer big.Close()
 	gocv.Resize(src, &big, image.Pt(1920, 1080), 0, 0, gocv.InterpolationLinear)
-	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, big, []int{gocv.IMWriteJpegQuality, 85})
-	if err != nil {
-		b.Fatal(err)
-	}
-	data := append([]byte(nil), buf.GetBytes()...)
-	buf.Close()
+	data := encodeJPEG(b, big, gocv.IMWriteJpegQuality, 85)
 	full := image.Rect(0, 0, 1920, 1080)
 	turbo := decodeTurbo
 	defer func() { decodeTurbo = turbo }()
@@ -535,14 +525,7 @@ func BenchmarkJPEGDecode1080p(b *testing.B) {
 // sizes, and real photos with EXIF orientation, which a video frame ignores): the detector,
 // the classifier and the quality figures see what they saw before.
 func TestTurboJPEGDecodesAsIMDecode(t *testing.T) {
-	enc := func(img gocv.Mat, params ...int) []byte {
-		buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, img, params)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer buf.Close()
-		return append([]byte(nil), buf.GetBytes()...)
-	}
+	enc := func(img gocv.Mat, params ...int) []byte { return encodeJPEG(t, img, params...) }
 	belt, err := gocv.IMDecode(jpegOf(t, 1001, 777), gocv.IMReadColor)
 	if err != nil {
 		t.Fatal(err)
@@ -618,6 +601,18 @@ func TestJPEGFrameFallsBackToIMDecode(t *testing.T) {
 	if n := maxDiff(f.Mat(), want); refused != 1 || n != 0 || f.jpeg.bad {
 		t.Fatalf("TurboJPEG asked %d times; pixels differ from imdecode's by %v; bad %v", refused, n, f.jpeg.bad)
 	}
+}
+
+// encodeJPEG encodes img as a JPEG picture with OpenCV's encoder, with the IMWrite params given
+// (at least one: gocv 0.32 cannot take none).
+func encodeJPEG(tb testing.TB, img gocv.Mat, params ...int) []byte {
+	tb.Helper()
+	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, img, params)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer buf.Close()
+	return append([]byte(nil), buf.GetBytes()...)
 }
 
 // maxDiff is the largest difference between two pictures of one size and type.

@@ -15,6 +15,9 @@ package camera
 // from there on unwritten. libjpeg writes the rows top to bottom and, when it repairs, every
 // one of them; so the last row is filled with a pattern first, and a "warning" that leaves it
 // unwritten is the failure it is.
+// CVEDGE_MARK is the pattern byte i of the last row holds before the decode.
+#define CVEDGE_MARK(i) ((unsigned char)((i) * 151 + 89))
+
 static int cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_w, int full_h,
 		unsigned char *dst, int w, int h, char *msg, int msglen) {
 	tjhandle t = tjInitDecompress();
@@ -35,14 +38,14 @@ static int cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_
 	} else {
 		unsigned char *last = dst + (size_t)3 * w * (h - 1);
 		for (int i = 0; i < 3 * w; i++) {
-			last[i] = (unsigned char)(i * 151 + 89);
+			last[i] = CVEDGE_MARK(i);
 		}
 		if (tjDecompress2(t, src, n, dst, w, 3 * w, h, TJPF_BGR, 0) != 0) {
 			snprintf(msg, msglen, "%s", tjGetErrorStr2(t));
 			rc = -1;
 			if (tjGetErrorCode(t) == TJERR_WARNING) {
 				for (int i = 0; i < 3 * w; i++) {
-					if (last[i] != (unsigned char)(i * 151 + 89)) {
+					if (last[i] != CVEDGE_MARK(i)) {
 						rc = 1; // the last row written: repaired
 						break;
 					}
@@ -68,9 +71,9 @@ import (
 // order OpenCV and the models' tensorizer read. OpenCV's imdecode (built against the same
 // libjpeg-turbo on Debian) decodes to RGB and swaps the channels in a loop of its own: a
 // whole 1080p frame took it a quarter longer (BenchmarkJPEGDecode1080p). A sound picture's
-// pixels are the same (TestTurboJPEGDecodesAsIMDecode). A picture with flaws libjpeg repairs is decoded
-// whole, missing data grey; a picture TurboJPEG cannot decode goes to imdecode, which decodes
-// what it can (CMYK) and refuses the rest (a black frame).
+// pixels are the same (TestTurboJPEGDecodesAsIMDecode). A picture with flaws libjpeg repairs
+// is decoded whole, missing data grey; a picture TurboJPEG cannot decode goes to imdecode,
+// which decodes what it can (CMYK) and refuses the rest (a black frame).
 
 // errTurboJPEG: TurboJPEG did not decode the picture; imdecode gets a try.
 var errTurboJPEG = errors.New("turbojpeg")

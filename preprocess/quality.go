@@ -79,10 +79,10 @@ func (m *Meter) Measure(img gocv.Mat, roi image.Rectangle) Quality {
 }
 
 // shrink makes m.gray the grey picture of img, area-averaged to w×h. A picture four or more
-// times as wide as w, with even sides, is first halved (OpenCV averages 2×2 blocks with SIMD; larger blocks it
-// sums pixel by pixel), and made grey before the last step: at 1080p that takes a third of
-// the time of averaging 6×6 blocks of the colour picture, for the same figures to a grey
-// level's rounding.
+// times as wide as w, with even sides, is first halved (OpenCV averages 2×2 blocks with
+// SIMD; larger blocks it sums pixel by pixel), and made grey before the last step: at 1080p
+// that takes a third of the time of averaging 6×6 blocks of the colour picture, for the same
+// figures to a grey level's rounding.
 func (m *Meter) shrink(img gocv.Mat, w, h int) {
 	src := img
 	for i := 0; src.Cols() >= 4*w && src.Cols()%2 == 0 && src.Rows()%2 == 0; i++ {
