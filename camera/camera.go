@@ -385,8 +385,10 @@ func (c *Camera) run(ctx context.Context) {
 			backoff = min(2*backoff, c.MaxBackoff)
 			continue
 		}
-		if cg, ok := g.(*capture); ok && c.shape.identity() && !c.jpegOff.Load() {
-			cg.passJPEG(c.src)
+		if cg, ok := g.(*capture); ok && (cg.sniff || c.shape.identity() && !c.jpegOff.Load()) {
+			if !cg.sniff {
+				cg.passJPEG(c.src)
+			}
 			cg.undecodable, cg.flawed = c.undecodableJPEG, c.flawedJPEG
 		} else if ok && c.resume > 0 {
 			cg.vc.Set(gocv.VideoCapturePosFrames, float64(c.resume))
@@ -502,7 +504,10 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 			return err
 		}
 		c.lastFrame.Store(time.Now().UnixNano())
-		if c.undecoded.Swap(false) { // JPEG frames libjpeg could not decode: read them decoded
+		// JPEG frames libjpeg could not decode: read them decoded. Only while the capture hands
+		// them on: the flag may be set late by a frame of the read before, decoded after the
+		// switch was made
+		if cg, ok := g.(*capture); ok && cg.jpeg && c.undecoded.Swap(false) {
 			f.Close()
 			err := fmt.Errorf("%w: %d frames from the source could not be decoded", errNotJPEG, c.badJPEG.Load())
 			c.decodeFrom(pos, err)
@@ -667,16 +672,28 @@ func openSource(src Source, cfg configs.Camera, log *slog.Logger) (grabber, erro
 			log.Warn("the camera ignored settings", "ignored", strings.Join(ignored, "; "))
 		}
 	}
-	return &capture{vc: vc, file: src.Kind == KindFile}, nil
+	return &capture{vc: vc, file: src.Kind == KindFile, sniff: src.Kind == KindGStreamer}, nil
+}
+
+// videoCapture is the part of gocv.VideoCapture a capture uses (a fake stands in the tests
+// for a V4L2 camera, which this machine lacks).
+type videoCapture interface {
+	propDevice
+	Read(m *gocv.Mat) bool
+	CodecString() string
+	Close() error
 }
 
 // capture reads from a gocv VideoCapture.
 type capture struct {
-	vc    *gocv.VideoCapture
+	vc    videoCapture
 	file  bool
 	fails int
 	// jpeg: the capture hands on its source's JPEG packets undecoded (see passJPEG).
 	jpeg bool
+	// sniff: the capture's frames may be JPEG packets (a GStreamer pipeline whose appsink
+	// takes image/jpeg): each frame that is one is handed on as JPEG (see readFrame).
+	sniff bool
 	// undecodable is told of a handed-on frame that libjpeg could not decode.
 	undecodable func()
 	// flawed is told of a handed-on frame that did not decode clean (turbojpeg.go).
@@ -690,33 +707,52 @@ type capture struct {
 // OpenCV's capture backends and the FFmpeg backend's raw mode (CAP_PROP_FORMAT = -1: read
 // returns each packet as it is in the stream).
 const (
+	backendV4L2   = 200
 	backendFFmpeg = 1900
 	formatRaw     = -1
 )
 
-// passJPEG switches c, before its first read, to hand on the frames of an MJPEG file or
-// stream read through FFmpeg as their JPEG packets, so that each stage decodes only what it
-// needs (jpeg.go). It leaves any other source decoding as before.
+// passJPEG switches c, before its first read, to hand on the frames of an MJPEG source as
+// their JPEG packets, so that each stage decodes only what it needs (jpeg.go):
+//   - a file or stream read through FFmpeg whose codec is Motion JPEG, in FFmpeg's raw mode;
+//   - a USB camera that delivers MJPEG (device.fourcc: MJPG, or the camera's own choice),
+//     with OpenCV's V4L2 backend told not to convert (CAP_PROP_CONVERT_RGB = 0): a read
+//     then returns the driver's buffer, one row of bytes.
+//
+// It leaves any other source decoding as before. A GStreamer pipeline needs no switch: its
+// JPEG frames are found as they come (readFrame).
 func (c *capture) passJPEG(src Source) {
-	if src.Kind != KindFile && src.Kind != KindStream {
-		return
+	switch src.Kind {
+	case KindFile, KindStream:
+		if c.vc.Get(gocv.VideoCaptureBackend) != backendFFmpeg || !mjpeg(c.vc.CodecString()) {
+			return
+		}
+		c.size = image.Pt(int(c.vc.Get(gocv.VideoCaptureFrameWidth)), int(c.vc.Get(gocv.VideoCaptureFrameHeight)))
+		c.vc.Set(gocv.VideoCaptureFormat, formatRaw)
+		c.jpeg = c.vc.Get(gocv.VideoCaptureFormat) == formatRaw
+	case KindUSB:
+		if c.vc.Get(gocv.VideoCaptureBackend) != backendV4L2 || !mjpeg(fourccString(c.vc.Get(gocv.VideoCaptureFOURCC))) {
+			return
+		}
+		c.size = image.Pt(int(c.vc.Get(gocv.VideoCaptureFrameWidth)), int(c.vc.Get(gocv.VideoCaptureFrameHeight)))
+		c.vc.Set(gocv.VideoCaptureConvertRGB, 0)
+		c.jpeg = c.vc.Get(gocv.VideoCaptureConvertRGB) == 0
 	}
-	if c.vc.Get(gocv.VideoCaptureBackend) != backendFFmpeg || !mjpeg(c.vc.CodecString()) {
-		return
-	}
-	c.size = image.Pt(int(c.vc.Get(gocv.VideoCaptureFrameWidth)), int(c.vc.Get(gocv.VideoCaptureFrameHeight)))
-	c.vc.Set(gocv.VideoCaptureFormat, formatRaw)
-	c.jpeg = c.vc.Get(gocv.VideoCaptureFormat) == formatRaw
 }
 
 // undecodableJPEG counts and logs a frame handed on as JPEG that libjpeg could not decode:
 // its pixels are black, and the frame goes on. At the third, the camera reopens its source
-// to read it decoded by the capture library (see decodeFrom).
+// to read it decoded by the capture library (see decodeFrom); a GStreamer pipeline's frames
+// go on as they are, and the log says so at the first three and every hundredth.
 func (c *Camera) undecodableJPEG() {
 	n := c.badJPEG.Add(1)
-	c.log.Warn("a frame from the source is a JPEG that cannot be decoded; it went on as a black frame: check the camera's stream",
-		"component", "camera", "undecodable_total", n)
-	if n >= maxUndecodable && !c.jpegOff.Load() { // not for a frame read before the switch
+	if n <= maxUndecodable || n%100 == 0 {
+		c.log.Warn("a frame from the source is a JPEG that cannot be decoded; it went on as a black frame: check the camera's stream",
+			"component", "camera", "undecodable_total", n)
+	}
+	// not for a frame read before the switch, nor for a GStreamer pipeline, whose JPEG
+	// (image/jpeg) only the agent decodes
+	if n >= maxUndecodable && !c.jpegOff.Load() && c.src.Kind != KindGStreamer {
 		c.undecoded.Store(true)
 	}
 }
@@ -759,37 +795,71 @@ func mjpeg(codec string) bool {
 	return false
 }
 
-// readFrame reads g's next frame into f: its JPEG from a capture that hands it on, else its
-// decoded pixels.
+// readFrame reads g's next frame into f: its JPEG from a capture that hands it on, or from a
+// GStreamer pipeline that delivers JPEG; else its decoded pixels.
 func readFrame(g grabber, f *Frame) error {
-	if c, ok := g.(*capture); ok && c.jpeg {
-		data := gocv.NewMat()
-		if err := c.read(&data); err != nil {
-			data.Close()
+	c, _ := g.(*capture)
+	if c == nil || !c.jpeg {
+		f.mat = gocv.NewMat()
+		if err := g.read(&f.mat); err != nil {
 			return err
 		}
-		if err := f.setJPEG(data); err != nil {
-			data.Close()
-			return err
-		}
-		f.jpeg.onBad, f.jpeg.onFlawed = c.undecodable, c.flawed
-		if s := f.jpeg.size; c.size.X > 0 && c.size.Y > 0 && s != c.size {
-			// a corrupt header, or a hostile one that would make a black frame of its size
-			f.Close()
-			if c.wrongSize++; c.wrongSize >= maxUndecodable {
-				return fmt.Errorf("%w: %d frames in a row say they are %dx%d in a %dx%d stream", errNotJPEG, c.wrongSize, s.X, s.Y, c.size.X, c.size.Y)
+		if c != nil && c.sniff && jpegPacket(f.mat) {
+			// a GStreamer pipeline whose appsink takes image/jpeg: OpenCV hands on each
+			// sample's bytes as one row, and no element of the pipeline decodes them
+			data := f.mat
+			f.mat = gocv.Mat{}
+			if err := f.setJPEG(data); err != nil {
+				data.Close()
+				// a header that gives no size: the frame is dropped, as a corrupt one is
+				if c.wrongSize++; c.wrongSize >= maxUndecodable {
+					return fmt.Errorf("%d samples in a row from the pipeline's image/jpeg are not JPEG pictures (%v): check the camera's stream, or decode in the pipeline (jpegdec ! videoconvert ! video/x-raw,format=BGR ! appsink)", c.wrongSize, err)
+				}
+				if c.undecodable != nil {
+					c.undecodable()
+				}
+				*f = Frame{Camera: f.Camera, Pos: -1}
+				return readFrame(g, f)
 			}
-			if c.undecodable != nil {
-				c.undecodable()
-			}
-			*f = Frame{Camera: f.Camera, Pos: -1}
-			return readFrame(g, f)
+			f.jpeg.onBad, f.jpeg.onFlawed = c.undecodable, c.flawed
+			c.wrongSize = 0
 		}
-		c.wrongSize = 0
 		return nil
 	}
-	f.mat = gocv.NewMat()
-	return g.read(&f.mat)
+	data := gocv.NewMat()
+	if err := c.read(&data); err != nil {
+		data.Close()
+		return err
+	}
+	if err := f.setJPEG(data); err != nil {
+		data.Close()
+		return err
+	}
+	f.jpeg.onBad, f.jpeg.onFlawed = c.undecodable, c.flawed
+	if s := f.jpeg.size; c.size.X > 0 && c.size.Y > 0 && s != c.size {
+		// a corrupt header, or a hostile one that would make a black frame of its size
+		f.Close()
+		if c.wrongSize++; c.wrongSize >= maxUndecodable {
+			return fmt.Errorf("%w: %d frames in a row say they are %dx%d in a %dx%d stream", errNotJPEG, c.wrongSize, s.X, s.Y, c.size.X, c.size.Y)
+		}
+		if c.undecodable != nil {
+			c.undecodable()
+		}
+		*f = Frame{Camera: f.Camera, Pos: -1}
+		return readFrame(g, f)
+	}
+	c.wrongSize = 0
+	return nil
+}
+
+// jpegPacket reports whether m is encoded bytes that begin as a JPEG picture does (SOI and a
+// marker): one row of 8-bit values, as OpenCV delivers a sample of image/jpeg caps.
+func jpegPacket(m gocv.Mat) bool {
+	if m.Rows() != 1 || m.Cols() < 4 || m.Type() != gocv.MatTypeCV8U {
+		return false
+	}
+	b, err := m.DataPtrUint8()
+	return err == nil && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF
 }
 
 func (c *capture) read(m *gocv.Mat) error {

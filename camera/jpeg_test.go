@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -371,6 +372,77 @@ func TestMJPEGFileHandsOnJPEG(t *testing.T) {
 	}
 }
 
+// TestGStreamerJPEGPipeline: a GStreamer pipeline whose appsink takes image/jpeg (a USB
+// camera's MJPEG as v4l2src delivers it) hands on JPEG frames that the agent decodes, with the
+// colour the pipeline made; a rotated camera decodes them whole; the probe reads the
+// picture's size, not the row of bytes OpenCV returns for such a sample.
+func TestGStreamerJPEGPipeline(t *testing.T) {
+	if err := checkPipeline("videotestsrc ! jpegenc ! appsink"); err != nil || gstWhy != "" {
+		testenv.Missing(t, "GStreamer's videotestsrc and jpegenc (apt-get install gstreamer1.0-plugins-base gstreamer1.0-plugins-good): %v %s", err, gstWhy)
+	}
+	// foreground-color is ARGB: B 200, G 120, R 60, which the round trip through YUV and
+	// JPEG moves a little: the want is what GStreamer's own decoder makes of the same JPEG
+	pattern := "videotestsrc pattern=solid-color foreground-color=0xff3c78c8 ! video/x-raw,width=320,height=240,framerate=30/1 ! jpegenc quality=95 ! "
+	src := pattern + "appsink"
+	ref := cameraFor(t, configs.Camera{Source: pattern + "jpegdec ! videoconvert ! video/x-raw,format=BGR ! appsink"})
+	ref.Start(context.Background())
+	defer ref.Close()
+	rf, err := ref.Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rf.Encoded() {
+		t.Fatal("a pipeline that decodes its JPEG: frames handed on encoded")
+	}
+	rm := rf.Mat()
+	want := rm.Mean()
+	rf.Close()
+	cam := cameraFor(t, configs.Camera{Source: src})
+	if err := cam.Probe(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cam.Start(context.Background())
+	defer cam.Close()
+	for i := 0; i < 3; i++ {
+		f, err := cam.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !f.Encoded() || f.Bounds() != image.Rect(0, 0, 320, 240) {
+			t.Fatalf("frame %d: encoded %v bounds %v; want a 320x240 JPEG frame", i, f.Encoded(), f.Bounds())
+		}
+		m := f.Mat()
+		if mean := m.Mean(); m.Channels() != 3 || absf(mean.Val1-want.Val1) > 2 || absf(mean.Val2-want.Val2) > 2 || absf(mean.Val3-want.Val3) > 2 {
+			t.Fatalf("frame %d: %d channels, mean BGR %.1f %.1f %.1f; want %.1f %.1f %.1f as jpegdec decodes it", i, m.Channels(), mean.Val1, mean.Val2, mean.Val3, want.Val1, want.Val2, want.Val3)
+		}
+		f.Close()
+	}
+
+	rot := cameraFor(t, configs.Camera{Source: src, Rotate: 90})
+	rot.Start(context.Background())
+	defer rot.Close()
+	r, err := rot.Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Encoded() || r.Bounds() != image.Rect(0, 0, 240, 320) {
+		t.Fatalf("a rotated camera: encoded %v bounds %v; want decoded 240x320 frames", r.Encoded(), r.Bounds())
+	}
+
+	wide := cameraFor(t, configs.Camera{Source: src, ROI: []int{0, 0, 400, 100}})
+	if err := wide.Probe(10 * time.Second); err == nil || !strings.Contains(err.Error(), "320x240") {
+		t.Fatalf("an roi wider than the picture: probe says %v; want it outside the 320x240 frame", err)
+	}
+}
+
+func absf(v float64) float64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
 // TestJPEGStreamBadFrames: an MJPEG stream whose frame says another size than the stream's is
 // dropped (a corrupt or hostile header never becomes a frame of its size), and after three
 // frames libjpeg cannot decode, the camera reads the stream decoded by FFmpeg instead.
@@ -621,4 +693,189 @@ func maxDiff(a, b gocv.Mat) float64 {
 	defer d.Close()
 	gocv.AbsDiff(a, b, &d)
 	return gocv.Norm(d, gocv.NormInf)
+}
+
+// fakeV4L2 stands for a USB camera read through OpenCV 4.6's V4L2 backend, which this
+// machine cannot open (no /dev/video*). It behaves as that backend's source does: it reports
+// backend 200 and the camera's pixel format; with CAP_PROP_CONVERT_RGB on (the default) a
+// read decodes the MJPEG buffer to BGR (imdecode), and with it off a read returns the
+// driver's buffer as one row of bytes. frame(i) is the camera's i-th JPEG (from 0).
+type fakeV4L2 struct {
+	fakeDevice
+	frame func(i int) []byte
+	reads int
+}
+
+func newFakeV4L2(pixfmt string, w, h int, frame func(int) []byte) *fakeV4L2 {
+	return &fakeV4L2{fakeDevice: fakeDevice{props: map[gocv.VideoCaptureProperties]float64{
+		gocv.VideoCaptureBackend: backendV4L2, gocv.VideoCaptureFOURCC: fourcc(pixfmt), gocv.VideoCaptureConvertRGB: 1,
+		gocv.VideoCaptureFrameWidth: float64(w), gocv.VideoCaptureFrameHeight: float64(h)}}, frame: frame}
+}
+
+func (v *fakeV4L2) Read(m *gocv.Mat) bool {
+	b := v.frame(v.reads)
+	v.reads++
+	m.Close()
+	if v.props[gocv.VideoCaptureConvertRGB] == 0 {
+		raw, err := gocv.NewMatFromBytes(1, len(b), gocv.MatTypeCV8U, b)
+		*m = raw
+		return err == nil
+	}
+	dec, err := gocv.IMDecode(b, gocv.IMReadColor)
+	*m = dec
+	return err == nil && !dec.Empty()
+}
+func (v *fakeV4L2) CodecString() string { return "" }
+func (v *fakeV4L2) Close() error        { return nil }
+
+// TestUSBCameraHandsOnMJPEG: a USB camera that delivers MJPEG is read as its JPEG buffers
+// (the backend told not to convert), decoded as imdecode decodes them; one that delivers YUYV,
+// or a backend that will not stop converting, is read decoded as before; and after three
+// buffers libjpeg cannot decode, the camera reopens with the backend decoding.
+func TestUSBCameraHandsOnMJPEG(t *testing.T) {
+	good := jpegOf(t, 320, 240)
+	want, err := gocv.IMDecode(good, gocv.IMReadColor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	for _, tc := range []struct {
+		name    string
+		pixfmt  string
+		refuses bool
+		jpeg    bool
+	}{{"MJPG", "MJPG", false, true}, {"JPEG", "JPEG", false, true}, {"YUYV", "YUYV", false, false}, {"converts regardless", "MJPG", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newFakeV4L2(tc.pixfmt, 320, 240, func(int) []byte { return good })
+			if tc.refuses {
+				v.ignores = map[gocv.VideoCaptureProperties]bool{gocv.VideoCaptureConvertRGB: true}
+			}
+			c := &capture{vc: v}
+			c.passJPEG(Source{Kind: KindUSB, Target: "/dev/video0", Index: -1})
+			if c.jpeg != tc.jpeg {
+				t.Fatalf("handed on as JPEG: %v, want %v", c.jpeg, tc.jpeg)
+			}
+			f := &Frame{Pos: -1}
+			defer f.Close()
+			if err := readFrame(c, f); err != nil {
+				t.Fatal(err)
+			}
+			if f.Encoded() != tc.jpeg || f.Bounds() != image.Rect(0, 0, 320, 240) {
+				t.Fatalf("encoded %v bounds %v", f.Encoded(), f.Bounds())
+			}
+			if d := maxDiff(f.Mat(), want); d != 0 {
+				t.Fatalf("the frame differs from imdecode's picture by up to %v", d)
+			}
+		})
+	}
+
+	t.Run("undecodable", func(t *testing.T) {
+		sos := bytes.Index(good, []byte{0xFF, 0xDA})
+		noScan := append(append([]byte(nil), good[:sos]...), 0xFF, 0xD9) // header, no picture
+		cam := cameraFor(t, configs.Camera{Source: "/dev/video0", Type: "usb"})
+		cam.MinBackoff, cam.MaxBackoff = 10*time.Millisecond, 20*time.Millisecond
+		var opens atomic.Int32
+		cam.open = func() (grabber, error) {
+			n := opens.Add(1)
+			return &capture{vc: newFakeV4L2("MJPG", 320, 240, func(i int) []byte {
+				if n == 1 && i >= 2 {
+					return noScan // the backend's imdecode cannot decode it either
+				}
+				return good
+			})}, nil
+		}
+		cam.Start(context.Background())
+		defer cam.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		encoded, decoded := 0, 0
+		for decoded < 3 {
+			f, err := cam.Next(ctx)
+			if err != nil {
+				t.Fatalf("after %d JPEG and %d decoded frames: %v", encoded, decoded, err)
+			}
+			if f.Encoded() {
+				encoded++
+			} else {
+				decoded++
+			}
+			f.Mat()
+			f.Close()
+		}
+		if encoded < 2 || opens.Load() != 2 {
+			t.Fatalf("%d JPEG frames, %d opens: want MJPEG handed on first, then one reopen decoded by the backend", encoded, opens.Load())
+		}
+	})
+}
+
+// TestMotionJPEGWithoutHuffmanTables: many USB cameras send MJPEG frames without Huffman
+// tables (DHT), leaving the standard ones of the JPEG specification implied, as AVI's MJPEG
+// does. Such a frame decodes clean, at every scale, as the same picture with its tables does.
+func TestMotionJPEGWithoutHuffmanTables(t *testing.T) {
+	whole := jpegOf(t, 320, 240) // Go's encoder writes the standard tables
+	bare := []byte{0xFF, 0xD8}
+	for i := 2; ; {
+		if i+4 > len(whole) || whole[i] != 0xFF {
+			t.Fatalf("no marker at %d", i)
+		}
+		if whole[i+1] == 0xDA { // the scan, and the rest, as they are
+			bare = append(bare, whole[i:]...)
+			break
+		}
+		n := 2 + (int(whole[i+2])<<8 | int(whole[i+3]))
+		if whole[i+1] != 0xC4 {
+			bare = append(bare, whole[i:i+n]...)
+		}
+		i += n
+	}
+	if bytes.Contains(bare[:bytes.Index(bare, []byte{0xFF, 0xDA})], []byte{0xFF, 0xC4}) || len(bare) >= len(whole) {
+		t.Fatalf("the DHT segments were not taken out (%d of %d bytes)", len(bare), len(whole))
+	}
+	view := func(b []byte, div int) (gocv.Mat, *Frame) {
+		f, err := FrameOfJPEG(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := f.View(f.Bounds(), 320/div, 240/div)
+		return m, f
+	}
+	for _, div := range []int{1, 2, 4, 8} {
+		if r := checkDecode(t, bare, div); !r.clean || !r.same || r.bad {
+			t.Fatalf("1/%d: a frame without DHT decoded %+v; want clean, as imdecode decodes it", div, r)
+		}
+		got, fg := view(bare, div)
+		want, fw := view(whole, div)
+		if d := maxDiff(got, want); d != 0 {
+			t.Fatalf("1/%d: without DHT the picture differs by up to %v", div, d)
+		}
+		fg.Close()
+		fw.Close()
+	}
+}
+
+// TestSniffedJPEGWithoutSize: a GStreamer pipeline's sample that begins as a JPEG but whose
+// header gives no size is dropped and counted; the next good one is the frame; three in a
+// row end the read with an error that says what to do.
+func TestSniffedJPEGWithoutSize(t *testing.T) {
+	good := jpegOf(t, 64, 48)
+	junk := []byte{0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xD9} // no frame header
+	frames := [][]byte{junk, good, junk, junk, junk}
+	v := newFakeV4L2("MJPG", 64, 48, func(i int) []byte { return frames[i%len(frames)] })
+	v.props[gocv.VideoCaptureConvertRGB] = 0 // samples as OpenCV's GStreamer backend gives image/jpeg: one row of bytes
+	bad := 0
+	c := &capture{vc: v, sniff: true, undecodable: func() { bad++ }}
+	f := &Frame{Pos: -1}
+	if err := readFrame(c, f); err != nil {
+		t.Fatal(err)
+	}
+	if !f.Encoded() || f.Bounds() != image.Rect(0, 0, 64, 48) || bad != 1 {
+		t.Fatalf("encoded %v bounds %v, %d counted undecodable; want the good frame after one dropped", f.Encoded(), f.Bounds(), bad)
+	}
+	f.Close()
+	f = &Frame{Pos: -1}
+	err := readFrame(c, f)
+	f.Close()
+	if err == nil || !strings.Contains(err.Error(), "3 samples in a row") || !strings.Contains(err.Error(), "jpegdec") {
+		t.Fatalf("three bad samples in a row: %v", err)
+	}
 }

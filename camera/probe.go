@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"gocv.io/x/gocv"
 )
 
 // Probe opens the camera's source once, reads one frame, applies the rotation and the ROI to
@@ -35,12 +33,12 @@ func (c *Camera) probe() error {
 		return err
 	}
 	defer g.close()
-	f := &Frame{mat: gocv.NewMat()}
+	f := &Frame{Pos: -1}
 	defer f.Close()
-	if err := g.read(&f.mat); err != nil {
+	if err := readFrame(g, f); err != nil {
 		return fmt.Errorf("opened the %s source but read no frame from it: %w", c.src.Kind, err)
 	}
-	if f.mat.Empty() {
+	if f.Bounds().Empty() {
 		return errors.New("opened the source but the frame read is empty")
 	}
 	return c.shape.apply(f, c.key())
