@@ -207,7 +207,10 @@ type Camera struct {
 	// flawedOnce: a frame that did not decode clean has been logged (flawedJPEG)
 	flawedOnce atomic.Bool
 	undecoded  atomic.Bool // maxUndecodable JPEG frames could not be decoded: reopen decoded
-	resume     int64       // the frame a file reopened decoded goes on from (run's goroutine)
+	badMu      sync.Mutex
+	badAt      [maxUndecodable]time.Time // when the last bad JPEG frames came, a ring
+	badNext    int                       // the ring's next slot: its oldest
+	resume     int64                     // the frame a file reopened decoded goes on from (run's goroutine)
 	shape      shaper
 	// opening counts the opens of the source still inside the capture library, including
 	// one the camera stopped waiting for when it closed (see openAbandonable).
@@ -389,7 +392,7 @@ func (c *Camera) run(ctx context.Context) {
 			if !cg.sniff {
 				cg.passJPEG(c.src)
 			}
-			cg.undecodable, cg.flawed = c.undecodableJPEG, c.flawedJPEG
+			cg.undecodable, cg.dropped, cg.flawed = c.undecodableJPEG, c.droppedJPEG, c.flawedJPEG
 		} else if ok && c.resume > 0 {
 			cg.vc.Set(gocv.VideoCapturePosFrames, float64(c.resume))
 		}
@@ -672,7 +675,12 @@ func openSource(src Source, cfg configs.Camera, log *slog.Logger) (grabber, erro
 			log.Warn("the camera ignored settings", "ignored", strings.Join(ignored, "; "))
 		}
 	}
-	return &capture{vc: vc, file: src.Kind == KindFile, sniff: src.Kind == KindGStreamer}, nil
+	c := &capture{vc: vc, file: src.Kind == KindFile}
+	if src.Kind == KindGStreamer {
+		// the caps' size: an image/jpeg sample's pictures must have it
+		c.sniff, c.size = true, image.Pt(int(vc.Get(gocv.VideoCaptureFrameWidth)), int(vc.Get(gocv.VideoCaptureFrameHeight)))
+	}
+	return c, nil
 }
 
 // videoCapture is the part of gocv.VideoCapture a capture uses (a fake stands in the tests
@@ -694,14 +702,19 @@ type capture struct {
 	// sniff: the capture's frames may be JPEG packets (a GStreamer pipeline whose appsink
 	// takes image/jpeg): each frame that is one is handed on as JPEG (see readFrame).
 	sniff bool
+	// kind is the source's, once passJPEG switched the capture to hand on JPEG.
+	kind Kind
 	// undecodable is told of a handed-on frame that libjpeg could not decode.
 	undecodable func()
+	// dropped is told of a frame dropped because it is not a JPEG picture of the stream's size.
+	dropped func(error)
 	// flawed is told of a handed-on frame that did not decode clean (turbojpeg.go).
 	flawed func(error)
-	// size is the stream's frame size, as FFmpeg read it from the stream (0 x 0: unknown).
+	// size is the stream's frame size, as the capture library read it from the stream or
+	// the pipeline's caps (0 x 0: unknown).
 	size image.Point
-	// wrongSize counts JPEG frames in a row whose size is not the stream's.
-	wrongSize int
+	// droppedInRow counts the frames dropped in a row (see dropped).
+	droppedInRow int
 }
 
 // OpenCV's capture backends and the FFmpeg backend's raw mode (CAP_PROP_FORMAT = -1: read
@@ -715,7 +728,7 @@ const (
 // passJPEG switches c, before its first read, to hand on the frames of an MJPEG source as
 // their JPEG packets, so that each stage decodes only what it needs (jpeg.go):
 //   - a file or stream read through FFmpeg whose codec is Motion JPEG, in FFmpeg's raw mode;
-//   - a USB camera that delivers MJPEG (device.fourcc: MJPG, or the camera's own choice),
+//   - a USB camera that delivers MJPEG (device.fourcc: MJPG),
 //     with OpenCV's V4L2 backend told not to convert (CAP_PROP_CONVERT_RGB = 0): a read
 //     then returns the driver's buffer, one row of bytes.
 //
@@ -730,6 +743,7 @@ func (c *capture) passJPEG(src Source) {
 		c.size = image.Pt(int(c.vc.Get(gocv.VideoCaptureFrameWidth)), int(c.vc.Get(gocv.VideoCaptureFrameHeight)))
 		c.vc.Set(gocv.VideoCaptureFormat, formatRaw)
 		c.jpeg = c.vc.Get(gocv.VideoCaptureFormat) == formatRaw
+		c.kind = src.Kind
 	case KindUSB:
 		if c.vc.Get(gocv.VideoCaptureBackend) != backendV4L2 || !mjpeg(fourccString(c.vc.Get(gocv.VideoCaptureFOURCC))) {
 			return
@@ -737,22 +751,46 @@ func (c *capture) passJPEG(src Source) {
 		c.size = image.Pt(int(c.vc.Get(gocv.VideoCaptureFrameWidth)), int(c.vc.Get(gocv.VideoCaptureFrameHeight)))
 		c.vc.Set(gocv.VideoCaptureConvertRGB, 0)
 		c.jpeg = c.vc.Get(gocv.VideoCaptureConvertRGB) == 0
+		c.kind = src.Kind
 	}
 }
 
 // undecodableJPEG counts and logs a frame handed on as JPEG that libjpeg could not decode:
-// its pixels are black, and the frame goes on. At the third, the camera reopens its source
-// to read it decoded by the capture library (see decodeFrom); a GStreamer pipeline's frames
-// go on as they are, and the log says so at the first three and every hundredth.
-func (c *Camera) undecodableJPEG() {
+// its pixels are black, and the frame goes on (see badJPEGFrame).
+func (c *Camera) undecodableJPEG() { c.badJPEGFrame(nil) }
+
+// droppedJPEG counts and logs a frame dropped because it is not a JPEG picture of the
+// stream's size (see badJPEGFrame).
+func (c *Camera) droppedJPEG(why error) { c.badJPEGFrame(why) }
+
+// undecodableWindow: maxUndecodable bad JPEG frames within it make the camera read its source
+// decoded; as many spread over a long run (a glitch now and then) do not.
+const undecodableWindow = time.Minute
+
+// badJPEGFrame counts a JPEG frame that went on black (dropped nil) or was dropped, and logs
+// it (the first three and every hundredth). At the third within undecodableWindow, the
+// camera reopens its source to read it decoded by the capture library (see decodeFrom); a
+// GStreamer pipeline's frames go on as they are, as only the agent decodes its JPEG.
+func (c *Camera) badJPEGFrame(dropped error) {
 	n := c.badJPEG.Add(1)
 	if n <= maxUndecodable || n%100 == 0 {
-		c.log.Warn("a frame from the source is a JPEG that cannot be decoded; it went on as a black frame: check the camera's stream",
-			"component", "camera", "undecodable_total", n)
+		if dropped != nil {
+			c.log.Warn("a frame from the source was dropped: it is not a JPEG picture of the stream's size: check the camera's stream",
+				"component", "camera", "err", dropped, "undecodable_total", n)
+		} else {
+			c.log.Warn("a frame from the source is a JPEG that cannot be decoded; it went on as a black frame: check the camera's stream",
+				"component", "camera", "undecodable_total", n)
+		}
 	}
-	// not for a frame read before the switch, nor for a GStreamer pipeline, whose JPEG
-	// (image/jpeg) only the agent decodes
-	if n >= maxUndecodable && !c.jpegOff.Load() && c.src.Kind != KindGStreamer {
+	if c.jpegOff.Load() || c.src.Kind == KindGStreamer { // not for a frame read before the switch
+		return
+	}
+	c.badMu.Lock()
+	defer c.badMu.Unlock()
+	now := time.Now()
+	c.badAt[c.badNext] = now
+	c.badNext = (c.badNext + 1) % maxUndecodable
+	if oldest := c.badAt[c.badNext]; !oldest.IsZero() && now.Sub(oldest) <= undecodableWindow {
 		c.undecoded.Store(true)
 	}
 }
@@ -796,70 +834,60 @@ func mjpeg(codec string) bool {
 }
 
 // readFrame reads g's next frame into f: its JPEG from a capture that hands it on, or from a
-// GStreamer pipeline that delivers JPEG; else its decoded pixels.
+// GStreamer pipeline that delivers JPEG; else its decoded pixels. A JPEG frame that is not a
+// picture of the stream's size (a corrupt or hostile header) is dropped and the next read;
+// maxUndecodable in a row end the read.
 func readFrame(g grabber, f *Frame) error {
 	c, _ := g.(*capture)
-	if c == nil || !c.jpeg {
+	if c == nil || !c.jpeg && !c.sniff {
 		f.mat = gocv.NewMat()
-		if err := g.read(&f.mat); err != nil {
-			return err
-		}
-		if c != nil && c.sniff && jpegPacket(f.mat) {
-			// a GStreamer pipeline whose appsink takes image/jpeg: OpenCV hands on each
-			// sample's bytes as one row, and no element of the pipeline decodes them
-			data := f.mat
-			f.mat = gocv.Mat{}
-			if err := f.setJPEG(data); err != nil {
-				data.Close()
-				// a header that gives no size: the frame is dropped, as a corrupt one is
-				if c.wrongSize++; c.wrongSize >= maxUndecodable {
-					return fmt.Errorf("%d samples in a row from the pipeline's image/jpeg are not JPEG pictures (%v): check the camera's stream, or decode in the pipeline (jpegdec ! videoconvert ! video/x-raw,format=BGR ! appsink)", c.wrongSize, err)
-				}
-				if c.undecodable != nil {
-					c.undecodable()
-				}
-				*f = Frame{Camera: f.Camera, Pos: -1}
-				return readFrame(g, f)
-			}
-			f.jpeg.onBad, f.jpeg.onFlawed = c.undecodable, c.flawed
-			c.wrongSize = 0
-		}
-		return nil
+		return g.read(&f.mat)
 	}
 	data := gocv.NewMat()
 	if err := c.read(&data); err != nil {
 		data.Close()
 		return err
 	}
-	if err := f.setJPEG(data); err != nil {
-		data.Close()
-		return err
+	if c.sniff && !c.encodedSample(data) {
+		f.mat = data // pixels: the pipeline decodes its frames itself
+		return nil
 	}
-	f.jpeg.onBad, f.jpeg.onFlawed = c.undecodable, c.flawed
-	if s := f.jpeg.size; c.size.X > 0 && c.size.Y > 0 && s != c.size {
+	err := f.setJPEG(data)
+	switch {
+	case err != nil:
+		data.Close()
+		if !c.sniff && c.kind != KindUSB {
+			return err // FFmpeg's packets are not JPEG after all: read the source decoded
+		}
+	case c.size.X > 0 && c.size.Y > 0 && f.jpeg.size != c.size:
 		// a corrupt header, or a hostile one that would make a black frame of its size
+		err = fmt.Errorf("%w: it says it is %dx%d in a %dx%d stream", errNotJPEG, f.jpeg.size.X, f.jpeg.size.Y, c.size.X, c.size.Y)
 		f.Close()
-		if c.wrongSize++; c.wrongSize >= maxUndecodable {
-			return fmt.Errorf("%w: %d frames in a row say they are %dx%d in a %dx%d stream", errNotJPEG, c.wrongSize, s.X, s.Y, c.size.X, c.size.Y)
-		}
-		if c.undecodable != nil {
-			c.undecodable()
-		}
+	}
+	if err != nil {
 		*f = Frame{Camera: f.Camera, Pos: -1}
+		if c.droppedInRow++; c.droppedInRow >= maxUndecodable {
+			if c.sniff {
+				return fmt.Errorf("%d samples in a row from the pipeline are not JPEG pictures of its %dx%d (the last: %v): check the camera's stream, or decode in the pipeline (jpegdec ! videoconvert ! video/x-raw,format=BGR ! appsink)",
+					c.droppedInRow, c.size.X, c.size.Y, err)
+			}
+			return fmt.Errorf("%w: %d frames in a row are not pictures of the stream's size (the last: %v)", errNotJPEG, c.droppedInRow, err)
+		}
+		if c.dropped != nil {
+			c.dropped(err)
+		}
 		return readFrame(g, f)
 	}
-	c.wrongSize = 0
+	f.jpeg.onBad, f.jpeg.onFlawed = c.undecodable, c.flawed
+	c.droppedInRow = 0
 	return nil
 }
 
-// jpegPacket reports whether m is encoded bytes that begin as a JPEG picture does (SOI and a
-// marker): one row of 8-bit values, as OpenCV delivers a sample of image/jpeg caps.
-func jpegPacket(m gocv.Mat) bool {
-	if m.Rows() != 1 || m.Cols() < 4 || m.Type() != gocv.MatTypeCV8U {
-		return false
-	}
-	b, err := m.DataPtrUint8()
-	return err == nil && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF
+// encodedSample reports whether m, a frame from a GStreamer pipeline, is encoded bytes (one
+// row of 8-bit values, as OpenCV delivers a sample of image/jpeg caps), not a picture one
+// pixel high of the caps' size (a line-scan camera's).
+func (c *capture) encodedSample(m gocv.Mat) bool {
+	return m.Rows() == 1 && m.Type() == gocv.MatTypeCV8U && !(c.size.Y == 1 && c.size.X == m.Cols())
 }
 
 func (c *capture) read(m *gocv.Mat) error {

@@ -853,29 +853,91 @@ func TestMotionJPEGWithoutHuffmanTables(t *testing.T) {
 	}
 }
 
-// TestSniffedJPEGWithoutSize: a GStreamer pipeline's sample that begins as a JPEG but whose
-// header gives no size is dropped and counted; the next good one is the frame; three in a
-// row end the read with an error that says what to do.
-func TestSniffedJPEGWithoutSize(t *testing.T) {
+// TestSniffedJPEGDropped: a GStreamer pipeline's sample that is not a JPEG picture of the
+// caps' size (a header without a size, another size, bytes that are not a JPEG) is dropped
+// and counted, and the next good one is the frame; three in a row end the read with an error
+// that says what to do. A line-scan camera's row of pixels, the caps' size, is pixels.
+func TestSniffedJPEGDropped(t *testing.T) {
 	good := jpegOf(t, 64, 48)
 	junk := []byte{0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xD9} // no frame header
-	frames := [][]byte{junk, good, junk, junk, junk}
+	small := jpegOf(t, 32, 24)
+	notJPEG := bytes.Repeat([]byte{7}, 300)
+	frames := [][]byte{junk, good, small, notJPEG, good, junk, small, notJPEG}
 	v := newFakeV4L2("MJPG", 64, 48, func(i int) []byte { return frames[i%len(frames)] })
 	v.props[gocv.VideoCaptureConvertRGB] = 0 // samples as OpenCV's GStreamer backend gives image/jpeg: one row of bytes
-	bad := 0
-	c := &capture{vc: v, sniff: true, undecodable: func() { bad++ }}
-	f := &Frame{Pos: -1}
-	if err := readFrame(c, f); err != nil {
-		t.Fatal(err)
+	var dropped []error
+	c := &capture{vc: v, sniff: true, size: image.Pt(64, 48), dropped: func(err error) { dropped = append(dropped, err) }}
+	for i, want := range []int{1, 3} {
+		f := &Frame{Pos: -1}
+		if err := readFrame(c, f); err != nil {
+			t.Fatal(err)
+		}
+		if !f.Encoded() || f.Bounds() != image.Rect(0, 0, 64, 48) || len(dropped) != want {
+			t.Fatalf("read %d: encoded %v bounds %v, %d dropped; want the good frame after %d dropped", i, f.Encoded(), f.Bounds(), len(dropped), want)
+		}
+		f.Close()
 	}
-	if !f.Encoded() || f.Bounds() != image.Rect(0, 0, 64, 48) || bad != 1 {
-		t.Fatalf("encoded %v bounds %v, %d counted undecodable; want the good frame after one dropped", f.Encoded(), f.Bounds(), bad)
+	f := &Frame{Pos: -1}
+	err := readFrame(c, f)
+	f.Close()
+	if err == nil || !strings.Contains(err.Error(), "3 samples in a row") || !strings.Contains(err.Error(), "64x48") || !strings.Contains(err.Error(), "jpegdec") {
+		t.Fatalf("three bad samples in a row: %v", err)
+	}
+
+	line := newFakeV4L2("GREY", 300, 1, func(int) []byte { return notJPEG })
+	line.props[gocv.VideoCaptureConvertRGB] = 0
+	lc := &capture{vc: line, sniff: true, size: image.Pt(300, 1)}
+	f = &Frame{Pos: -1}
+	defer f.Close()
+	if err := readFrame(lc, f); err != nil || f.Encoded() || f.Bounds() != image.Rect(0, 0, 300, 1) {
+		t.Fatalf("a line-scan row: %v, encoded %v bounds %v; want pixels", err, f.Encoded(), f.Bounds())
+	}
+}
+
+// TestUSBBadBuffersDropped: a USB camera's buffer that is not a JPEG picture (a glitch on the
+// bus) is dropped, not taken for a sign that the camera sends no MJPEG; three in a row are.
+func TestUSBBadBuffersDropped(t *testing.T) {
+	good := jpegOf(t, 64, 48)
+	frames := [][]byte{{1, 2, 3, 4, 5}, good, {1, 2, 3}, {4, 5, 6}, {7, 8, 9}}
+	v := newFakeV4L2("MJPG", 64, 48, func(i int) []byte { return frames[i%len(frames)] })
+	dropped := 0
+	c := &capture{vc: v, dropped: func(error) { dropped++ }}
+	c.passJPEG(Source{Kind: KindUSB, Target: "/dev/video0", Index: -1})
+	f := &Frame{Pos: -1}
+	if err := readFrame(c, f); err != nil || !f.Encoded() || dropped != 1 {
+		t.Fatalf("%v, encoded %v, %d dropped; want the good frame after one dropped", err, f.Encoded(), dropped)
 	}
 	f.Close()
 	f = &Frame{Pos: -1}
 	err := readFrame(c, f)
 	f.Close()
-	if err == nil || !strings.Contains(err.Error(), "3 samples in a row") || !strings.Contains(err.Error(), "jpegdec") {
-		t.Fatalf("three bad samples in a row: %v", err)
+	if !errors.Is(err, errNotJPEG) || !strings.Contains(err.Error(), "3 frames in a row") {
+		t.Fatalf("three bad buffers in a row: %v; want errNotJPEG, to read the camera decoded", err)
+	}
+}
+
+// TestUndecodableWithinAMinute: three JPEG frames libjpeg cannot decode within a minute make
+// the camera read its source decoded; three spread over more than a minute (a glitch now and
+// then, in a run of months) do not.
+func TestUndecodableWithinAMinute(t *testing.T) {
+	cam := cameraFor(t, configs.Camera{Source: "/dev/video0", Type: "usb"})
+	cam.undecodableJPEG()
+	cam.undecodableJPEG()
+	for i := range cam.badAt {
+		if !cam.badAt[i].IsZero() {
+			cam.badAt[i] = cam.badAt[i].Add(-2 * undecodableWindow)
+		}
+	}
+	cam.droppedJPEG(errNotJPEG)
+	if cam.undecoded.Load() {
+		t.Fatal("three bad frames over more than a minute switched the camera to decoding")
+	}
+	cam.undecodableJPEG()
+	if cam.undecoded.Load() {
+		t.Fatal("two bad frames within a minute (and two before it) switched the camera to decoding")
+	}
+	cam.undecodableJPEG()
+	if !cam.undecoded.Load() {
+		t.Fatal("three bad frames within a minute did not switch the camera to decoding")
 	}
 }
