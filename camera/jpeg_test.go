@@ -359,15 +359,7 @@ func TestMJPEGFileHandsOnJPEG(t *testing.T) {
 		t.Fatalf("the decoded JPEG differs from OpenCV's frame by %v on average", mean)
 	}
 
-	rot := cameraFor(t, configs.Camera{Source: src, Rotate: 180})
-	rot.Start(context.Background())
-	defer rot.Close()
-	r, err := rot.Next(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if r.Encoded() || r.Bounds() != image.Rect(0, 0, 640, 360) {
+	if r := firstFrame(t, configs.Camera{Source: src, Rotate: 180}); r.Encoded() || r.Bounds() != image.Rect(0, 0, 640, 360) {
 		t.Fatalf("a rotated camera: encoded %v bounds %v; want decoded frames", r.Encoded(), r.Bounds())
 	}
 }
@@ -384,19 +376,12 @@ func TestGStreamerJPEGPipeline(t *testing.T) {
 	// JPEG moves a little: the want is what GStreamer's own decoder makes of the same JPEG
 	pattern := "videotestsrc pattern=solid-color foreground-color=0xff3c78c8 ! video/x-raw,width=320,height=240,framerate=30/1 ! jpegenc quality=95 ! "
 	src := pattern + "appsink"
-	ref := cameraFor(t, configs.Camera{Source: pattern + "jpegdec ! videoconvert ! video/x-raw,format=BGR ! appsink"})
-	ref.Start(context.Background())
-	defer ref.Close()
-	rf, err := ref.Next(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rf := firstFrame(t, configs.Camera{Source: pattern + "jpegdec ! videoconvert ! video/x-raw,format=BGR ! appsink"})
 	if rf.Encoded() {
 		t.Fatal("a pipeline that decodes its JPEG: frames handed on encoded")
 	}
 	rm := rf.Mat()
 	want := rm.Mean()
-	rf.Close()
 	cam := cameraFor(t, configs.Camera{Source: src})
 	if err := cam.Probe(10 * time.Second); err != nil {
 		t.Fatal(err)
@@ -418,15 +403,7 @@ func TestGStreamerJPEGPipeline(t *testing.T) {
 		f.Close()
 	}
 
-	rot := cameraFor(t, configs.Camera{Source: src, Rotate: 90})
-	rot.Start(context.Background())
-	defer rot.Close()
-	r, err := rot.Next(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if r.Encoded() || r.Bounds() != image.Rect(0, 0, 240, 320) {
+	if r := firstFrame(t, configs.Camera{Source: src, Rotate: 90}); r.Encoded() || r.Bounds() != image.Rect(0, 0, 240, 320) {
 		t.Fatalf("a rotated camera: encoded %v bounds %v; want decoded 240x320 frames", r.Encoded(), r.Bounds())
 	}
 
@@ -434,6 +411,21 @@ func TestGStreamerJPEGPipeline(t *testing.T) {
 	if err := wide.Probe(10 * time.Second); err == nil || !strings.Contains(err.Error(), "320x240") {
 		t.Fatalf("an roi wider than the picture: probe says %v; want it outside the 320x240 frame", err)
 	}
+}
+
+// firstFrame starts a camera on cfg and returns its first frame; the frame and the camera
+// are closed when the test ends.
+func firstFrame(t *testing.T, cfg configs.Camera) *Frame {
+	t.Helper()
+	cam := cameraFor(t, cfg)
+	cam.Start(context.Background())
+	t.Cleanup(func() { cam.Close() })
+	f, err := cam.Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
 }
 
 func absf(v float64) float64 {
