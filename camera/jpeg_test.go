@@ -461,28 +461,34 @@ func TestJPEGStreamBadFrames(t *testing.T) {
 	cam.MinBackoff, cam.MaxBackoff = 50*time.Millisecond, 100*time.Millisecond
 	cam.Start(context.Background())
 	defer cam.Close()
+	if encoded := untilDecoded(t, cam, image.Pt(160, 120)); encoded == 0 || conns.Load() < 2 {
+		t.Fatalf("%d JPEG frames, %d connections: want the stream handed on as JPEG first, then reopened decoded", encoded, conns.Load())
+	}
+}
+
+// untilDecoded reads the camera's frames, each of size, decoding each as the pipeline would,
+// until three came decoded; it returns how many came as JPEG before.
+func untilDecoded(t *testing.T, cam *Camera, size image.Point) (encoded int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	encoded, decoded := 0, 0
-	for decoded < 3 {
+	for decoded := 0; decoded < 3; {
 		f, err := cam.Next(ctx)
 		if err != nil {
 			t.Fatalf("after %d JPEG and %d decoded frames: %v", encoded, decoded, err)
 		}
-		if b := f.Bounds(); b != image.Rect(0, 0, 160, 120) {
-			t.Fatalf("a frame of %v from a 160x120 stream", b)
+		if b := f.Bounds(); b != (image.Rectangle{Max: size}) {
+			t.Fatalf("a frame of %v from a %dx%d source", b, size.X, size.Y)
 		}
 		if f.Encoded() {
 			encoded++
 		} else {
 			decoded++
 		}
-		f.Mat() // the pipeline decodes it
+		f.Mat()
 		f.Close()
 	}
-	if encoded == 0 || conns.Load() < 2 {
-		t.Fatalf("%d JPEG frames, %d connections: want the stream handed on as JPEG first, then reopened decoded", encoded, conns.Load())
-	}
+	return encoded
 }
 
 // TestJPEGStreamStrayBytes: a camera whose every frame carries stray bytes before a marker
@@ -778,23 +784,7 @@ func TestUSBCameraHandsOnMJPEG(t *testing.T) {
 		}
 		cam.Start(context.Background())
 		defer cam.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		encoded, decoded := 0, 0
-		for decoded < 3 {
-			f, err := cam.Next(ctx)
-			if err != nil {
-				t.Fatalf("after %d JPEG and %d decoded frames: %v", encoded, decoded, err)
-			}
-			if f.Encoded() {
-				encoded++
-			} else {
-				decoded++
-			}
-			f.Mat()
-			f.Close()
-		}
-		if encoded < 2 || opens.Load() != 2 {
+		if encoded := untilDecoded(t, cam, image.Pt(320, 240)); encoded < 2 || opens.Load() != 2 {
 			t.Fatalf("%d JPEG frames, %d opens: want MJPEG handed on first, then one reopen decoded by the backend", encoded, opens.Load())
 		}
 	})
