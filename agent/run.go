@@ -147,11 +147,12 @@ func (a *Agent) connect() (*publish.Publisher, error) {
 	}, a.log)
 }
 
-// background starts the stats loop and the systemd watchdog, tells systemd the agent is
-// ready, and returns what stops them.
+// background starts the stats loop, the systemd watchdog and the C heap's trim, tells
+// systemd the agent is ready, and returns what stops them.
 func (a *Agent) background() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	wg.Go(func() { releaseMemory(ctx, releaseEvery) })
 	if a.c().MQTT.StatsInterval > 0 {
 		wg.Go(func() { a.statsLoop(ctx) })
 	}

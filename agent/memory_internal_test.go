@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/cvedge/cvedge/camera"
+)
+
+// TestFreedFrameMemoryGoesBack: pictures freed between pictures still in use stay in glibc's
+// heap as holes, which no trim of its top returns (camera.KeepFrameMemory keeps even the
+// top); the running agent's trim gives their pages back to the system.
+func TestFreedFrameMemoryGoesBack(t *testing.T) {
+	camera.KeepFrameMemory()
+	const n, size = 96, 1 << 20 // 96 MB of 1 MB pictures, each followed by a small one kept
+	big, small := make([]gocv.Mat, n), make([]gocv.Mat, n)
+	for i := range n {
+		big[i] = gocv.NewMatWithSizeFromScalar(gocv.NewScalar(1, 0, 0, 0), size/1024, 1024, gocv.MatTypeCV8U) // written: resident
+		small[i] = gocv.NewMatWithSizeFromScalar(gocv.NewScalar(2, 0, 0, 0), 1, 64, gocv.MatTypeCV8U)
+	}
+	defer func() {
+		for i := range small {
+			small[i].Close()
+		}
+	}()
+	held := privateMB(t)
+	for i := range big {
+		big[i].Close()
+	}
+	freed := privateMB(t)
+	if held-freed > n/4 {
+		t.Fatalf("glibc returned the freed pictures itself (%d → %d MB): camera.KeepFrameMemory did not hold", held, freed)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { releaseMemory(ctx, 10*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for privateMB(t) > freed-n/2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("private memory %d MB with the pictures, %d MB once freed, %d MB after the trims: the freed pages were not given back", held, freed, privateMB(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// privateMB is the process's private resident memory (RssAnon), in MB.
+func privateMB(t *testing.T) int {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc/self/status: %v", err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb >> 10
+		}
+	}
+	t.Fatal("no RssAnon in /proc/self/status")
+	return 0
+}
