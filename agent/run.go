@@ -152,7 +152,7 @@ func (a *Agent) connect() (*publish.Publisher, error) {
 func (a *Agent) background() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { releaseMemory(ctx, releaseEvery) })
+	wg.Go(func() { releaseMemory(ctx, ReleaseMemoryEvery) })
 	if a.c().MQTT.StatsInterval > 0 {
 		wg.Go(func() { a.statsLoop(ctx) })
 	}

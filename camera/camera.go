@@ -768,7 +768,8 @@ func (c *Camera) droppedJPEG(why error) { c.badJPEGFrame(why) }
 const undecodableWindow = time.Minute
 
 // badJPEGFrame counts a JPEG frame that went on black (dropped nil) or was dropped, and logs
-// it (the first three and every hundredth). At the third within undecodableWindow, the
+// it (the first three and every hundredth). At the third of either within undecodableWindow
+// (wall-clock time: for a file read faster than real time, more frames apart), the
 // camera reopens its source to read it decoded by the capture library (see decodeFrom); a
 // GStreamer pipeline's frames go on as they are, as only the agent decodes its JPEG.
 func (c *Camera) badJPEGFrame(dropped error) {
@@ -776,10 +777,10 @@ func (c *Camera) badJPEGFrame(dropped error) {
 	if n <= maxUndecodable || n%100 == 0 {
 		if dropped != nil {
 			c.log.Warn("a frame from the source was dropped: it is not a JPEG picture of the stream's size: check the camera's stream",
-				"component", "camera", "err", dropped, "undecodable_total", n)
+				"component", "camera", "err", dropped, "bad_jpeg_total", n)
 		} else {
 			c.log.Warn("a frame from the source is a JPEG that cannot be decoded; it went on as a black frame: check the camera's stream",
-				"component", "camera", "undecodable_total", n)
+				"component", "camera", "bad_jpeg_total", n)
 		}
 	}
 	if c.jpegOff.Load() || c.src.Kind == KindGStreamer { // not for a frame read before the switch
@@ -850,6 +851,7 @@ func readFrame(g grabber, f *Frame) error {
 	}
 	if c.sniff && !c.encodedSample(data) {
 		f.mat = data // pixels: the pipeline decodes its frames itself
+		c.droppedInRow = 0
 		return nil
 	}
 	err := f.setJPEG(data)

@@ -230,7 +230,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer rt.Close()
 	rep := &Report{Machine: machine(rt), Frames: o.Frames}
-	rep.Machine["malloc"] = frameMemory
+	rep.Machine["malloc"] = fmt.Sprintf("%s; the cameras run trims the C heap every %s, as cvedge run does", frameMemory, agent.ReleaseMemoryEvery)
 	rt0 := o.Runtime
 	rep.Machine["onnxruntime session"] = fmt.Sprintf("provider %s (configured; each model's own in the raw timings), intra_op_threads %d, inter_op_threads %d, graph_optimization %s, memory_arena %v, spinning %v",
 		rt0.ExecutionProvider, rt0.IntraOpThreads, rt0.InterOpThreads, rt0.GraphOptimization, rt0.MemoryArena, rt0.Spinning)
