@@ -735,24 +735,27 @@ const (
 // It leaves any other source decoding as before. A GStreamer pipeline needs no switch: its
 // JPEG frames are found as they come (readFrame).
 func (c *capture) passJPEG(src Source) {
+	var (
+		raw gocv.VideoCaptureProperties // the property that hands on the packets
+		on  float64                     // its value that does
+	)
 	switch src.Kind {
 	case KindFile, KindStream:
 		if c.vc.Get(gocv.VideoCaptureBackend) != backendFFmpeg || !mjpeg(c.vc.CodecString()) {
 			return
 		}
-		c.size = image.Pt(int(c.vc.Get(gocv.VideoCaptureFrameWidth)), int(c.vc.Get(gocv.VideoCaptureFrameHeight)))
-		c.vc.Set(gocv.VideoCaptureFormat, formatRaw)
-		c.jpeg = c.vc.Get(gocv.VideoCaptureFormat) == formatRaw
-		c.kind = src.Kind
+		raw, on = gocv.VideoCaptureFormat, formatRaw
 	case KindUSB:
 		if c.vc.Get(gocv.VideoCaptureBackend) != backendV4L2 || !mjpeg(fourccString(c.vc.Get(gocv.VideoCaptureFOURCC))) {
 			return
 		}
-		c.size = image.Pt(int(c.vc.Get(gocv.VideoCaptureFrameWidth)), int(c.vc.Get(gocv.VideoCaptureFrameHeight)))
-		c.vc.Set(gocv.VideoCaptureConvertRGB, 0)
-		c.jpeg = c.vc.Get(gocv.VideoCaptureConvertRGB) == 0
-		c.kind = src.Kind
+		raw, on = gocv.VideoCaptureConvertRGB, 0
+	default:
+		return
 	}
+	c.size = image.Pt(int(c.vc.Get(gocv.VideoCaptureFrameWidth)), int(c.vc.Get(gocv.VideoCaptureFrameHeight)))
+	c.vc.Set(raw, on)
+	c.jpeg, c.kind = c.vc.Get(raw) == on, src.Kind
 }
 
 // undecodableJPEG counts and logs a frame handed on as JPEG that libjpeg could not decode:
