@@ -111,3 +111,24 @@ func privateMB(t *testing.T) int {
 	t.Fatal("no RssAnon in /proc/self/status")
 	return 0
 }
+
+// TestTuneMemorySetsTheCollector: the agent runs the Go collector at GCPercent, unless GOGC is
+// set in the environment, which wins.
+func TestTuneMemorySetsTheCollector(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	t.Setenv("GOGC", "")
+	if got := TuneMemory(); !strings.Contains(got, "GOGC=25 (cvedge)") {
+		t.Errorf("TuneMemory says %q", got)
+	}
+	if got := debug.SetGCPercent(100); got != GCPercent {
+		t.Errorf("the collector runs at GOGC=%d, want %d", got, GCPercent)
+	}
+	t.Setenv("GOGC", "80")
+	if got := TuneMemory(); !strings.Contains(got, "GOGC=80 (environment)") {
+		t.Errorf("with GOGC in the environment TuneMemory says %q", got)
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC in the environment the collector was set to %d", got)
+	}
+}

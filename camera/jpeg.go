@@ -34,6 +34,9 @@ type jpegFrame struct {
 	onFlawed func(error)
 	// imdecoded: a decode was left to imdecode
 	imdecoded bool
+	// held, when set, is the block of store that data lies in (StoreJPEG): released on close
+	held  *jpegBlock
+	store *JPEGStore
 }
 
 // jpegFlags decode a video frame: colour, and no EXIF rotation (a stream's frames carry none,
@@ -248,6 +251,10 @@ func (j *jpegFrame) clone() *jpegFrame {
 func (j *jpegFrame) close() {
 	closeMat(&j.data)
 	closeMat(&j.view)
+	if j.held != nil {
+		j.store.release(j.held)
+		j.held, j.store = nil, nil
+	}
 }
 
 // closeMat frees *m if it holds pixels.

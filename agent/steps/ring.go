@@ -13,7 +13,7 @@ import (
 
 // Ring keeps one camera's recent frames with their predictions (ring), so that an operator's
 // correction can be answered with the image. A frame from a JPEG source is kept as its JPEG,
-// and ring.max_mb counts what the frames hold. It owns the frames it holds and closes them
+// in memory of the ring's own (camera.JPEGStore), and ring.max_mb counts what the frames hold. It owns the frames it holds and closes them
 // when they leave. It outlives the steps of one config: a reload that keeps the ring's
 // settings hands it on, so the daemon, not the steps, closes it.
 type Ring struct {
@@ -21,6 +21,7 @@ type Ring struct {
 	mu    sync.Mutex
 	items []ringItem // oldest first
 	bytes int64
+	store *camera.JPEGStore // where the kept frames' JPEGs lie
 }
 
 type ringItem struct {
@@ -31,7 +32,7 @@ type ringItem struct {
 }
 
 // NewRing returns an empty ring bounded by cfg.
-func NewRing(cfg configs.Ring) *Ring { return &Ring{cfg: cfg} }
+func NewRing(cfg configs.Ring) *Ring { return &Ring{cfg: cfg, store: new(camera.JPEGStore)} }
 
 func (r *Ring) Name() string { return "ring" }
 
@@ -74,10 +75,11 @@ func (r *Ring) Finished(f *pipeline.Frame) {
 	}
 }
 
-// compact keeps only the JPEG of a frame from a JPEG source (decoded again when read), under
-// r.mu, and counts it so.
+// compact keeps only the JPEG of a frame from a JPEG source (decoded again when read), moved
+// into the ring's store, under r.mu, and counts it so.
 func (r *Ring) compact(it *ringItem) {
 	it.f.Compact()
+	it.f.StoreJPEG(r.store)
 	now := it.f.Bytes()
 	r.bytes += now - it.bytes
 	it.bytes = now
@@ -111,11 +113,21 @@ func (r *Ring) With(id string, fn func(f *camera.Frame, msg *payload.Prediction)
 	return false
 }
 
-// Clear frees every frame. (It is not Close: the steps' Close leaves the ring alone.)
+// StoreBytes is the memory the ring's store maps for its frames' JPEGs (camera.JPEGStore).
+func (r *Ring) StoreBytes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.store.Mapped()
+}
+
+// Clear frees every frame, and the store's memory. (It is not Close: the steps' Close leaves
+// the ring alone.)
 func (r *Ring) Clear() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for len(r.items) > 0 {
 		r.drop()
 	}
+	r.store.Close()
+	r.store = new(camera.JPEGStore)
 }

@@ -67,6 +67,36 @@ func TestRingKeepsJPEG(t *testing.T) {
 	})
 }
 
+// TestRingStoresJPEGApart: the frames the ring keeps lie in its own store, which maps about
+// what they hold, and nothing once the ring is cleared; they still decode.
+func TestRingStoresJPEGApart(t *testing.T) {
+	buf := belt1080p(t, image.Rect(800, 400, 1100, 700))
+	ring := steps.NewRing(configs.Ring{Frames: 10, MaxMB: 64, MaxAge: time.Minute})
+	for i := range 40 {
+		f, err := camera.FrameOfJPEG(buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ring.Handle(context.Background(), &pipeline.Frame{Frame: f, Camera: "cam"}, prediction(string(rune('a'+i)), uint64(i+1)))
+		ring.Finished(&pipeline.Frame{Frame: f, Camera: "cam"})
+	}
+	const blocks = 4 << 20 // at most two of the store's 2 MB blocks beyond the frames
+	if got := ring.StoreBytes(); got < 10*buf.Len() || got > 10*buf.Len()+blocks {
+		t.Errorf("the store maps %d bytes for 10 frames of %d: the frames are not in it, or it does not let the dropped ones go", got, buf.Len())
+	}
+	if !ring.With(string(rune('a'+39)), func(f *camera.Frame, _ *payload.Prediction) {
+		if m := f.Mat(); m.Cols() != 1920 || m.GetUCharAt(550, 3*950+2) < 150 {
+			t.Errorf("the stored frame decoded %dx%d, red %d", m.Cols(), m.Rows(), m.GetUCharAt(550, 3*950+2))
+		}
+	}) {
+		t.Fatal("the ring let its newest frame go")
+	}
+	ring.Clear()
+	if got := ring.StoreBytes(); got != 0 {
+		t.Errorf("cleared, the ring's store still maps %d bytes", got)
+	}
+}
+
 // matReader is a step after the ring that reads the frame's pixels, as the crops and the
 // samples do, and notes what the frame held then.
 type matReader struct{ held int64 }

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cvedge/cvedge/agent"
-	"github.com/cvedge/cvedge/camera"
 	"github.com/cvedge/cvedge/configs"
 )
 
@@ -37,7 +36,7 @@ http.listen when set. The Debian package runs it as the cvedge service.`,
 			if err != nil {
 				return err
 			}
-			camera.KeepFrameMemory() // each frame's pixels reuse the memory of the frame before
+			agent.TuneMemory() // frames reuse the memory of the frames before; the Go heap stays small
 			a, err := agent.New(cfg, newLogger(cfg.Agent, stderr))
 			if err != nil {
 				return err

@@ -223,7 +223,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	frameMemory := camera.KeepFrameMemory() // as cvedge run does
+	frameMemory := agent.TuneMemory() // as cvedge run does
 	rt, err := models.NewRuntime(models.RuntimeOptions(o.Runtime, o.Log))
 	if err != nil {
 		return nil, err
