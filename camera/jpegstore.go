@@ -38,7 +38,9 @@ type jpegBlock struct {
 }
 
 // jpegBlockBytes is the size of a block: 16 JPEGs of a 1080p frame at 0.12 MB. A JPEG larger
-// than a block gets a block of its own.
+// than a quarter of it (a 4K frame's) gets a mapping of its own, its size rounded up to pages,
+// so that no block is left more than a quarter empty when it fills. A store thus maps at most
+// what its frames hold, a quarter more, and the block being filled.
 const jpegBlockBytes = 2 << 20
 
 // put copies b into the store and returns a 1×len(b) CV_8U Mat over the copy, and the block
@@ -55,17 +57,18 @@ func (s *JPEGStore) put(b []byte) (m gocv.Mat, blk *jpegBlock, ok bool) {
 	}
 	n := (len(b) + 15) &^ 15 // each part starts 16-aligned
 	blk = s.cur
-	if blk == nil || blk.used+n > len(blk.mem) {
+	own := n > jpegBlockBytes/4
+	if own || blk == nil || blk.used+n > len(blk.mem) {
 		size := jpegBlockBytes
-		if n > size {
+		if own {
 			size = (n + os.Getpagesize() - 1) &^ (os.Getpagesize() - 1)
 		}
 		next, err := s.mapBlock(size)
 		if err != nil {
 			return gocv.Mat{}, nil, false
 		}
-		if n > jpegBlockBytes {
-			blk = next // a block of its own; the block being filled stays
+		if own {
+			blk = next // a mapping of its own; the block being filled stays
 		} else {
 			s.retire(s.cur)
 			s.cur, blk = next, next

@@ -2,6 +2,7 @@ package camera
 
 import (
 	"bytes"
+	"os"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -68,26 +69,39 @@ func TestJPEGStoreKeepsFramesWhole(t *testing.T) {
 	}
 }
 
+// noiseJPEG encodes a w×h picture of noise, which JPEG cannot make small.
+func noiseJPEG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8UC3)
+	defer img.Close()
+	gocv.RandU(&img, gocv.NewScalar(0, 0, 0, 0), gocv.NewScalar(255, 255, 255, 0))
+	return encodeJPEG(t, img, gocv.IMWriteJpegQuality, 90)
+}
+
 // TestJPEGStoreGivesMemoryBack keeps frames as a ring does (the newest in, the oldest out) and
-// checks that the store maps no more than the frames held and a block, and nothing once they
-// and the store are gone.
+// checks that the store maps no more than the frames hold, a third more and two blocks, and
+// nothing once they and the store are gone.
 func TestJPEGStoreGivesMemoryBack(t *testing.T) {
-	jpegs := [][]byte{jpegOf(t, 640, 360), jpegOf(t, 1280, 720), jpegOf(t, 320, 240)}
+	jpegs := [][]byte{noiseJPEG(t, 480, 270), noiseJPEG(t, 320, 240), jpegOf(t, 640, 360)}
 	s := new(JPEGStore)
 	var ring []*Frame
-	var held int
+	var held, stored int
 	for i := range 400 {
 		b := jpegs[i%len(jpegs)]
 		ring = append(ring, storedFrame(t, s, b))
 		held += len(b)
+		stored += len(b)
 		if len(ring) > 40 {
 			held -= int(ring[0].Bytes())
 			ring[0].Close()
 			ring = ring[1:]
 		}
-		if m := s.Mapped(); m > held+2*jpegBlockBytes {
-			t.Fatalf("frame %d: the store maps %d bytes for %d held", i, m, held)
+		if m := s.Mapped(); m > held+held/3+2*jpegBlockBytes {
+			t.Fatalf("frame %d: the store maps %d bytes for %d held: blocks the ring let go stay mapped", i, m, held)
 		}
+	}
+	if stored < 10*jpegBlockBytes {
+		t.Fatalf("the frames filled only %d bytes, not the many blocks this test needs", stored)
 	}
 	for i, f := range ring {
 		if !bytes.Equal(jpegBytes(t, f), jpegs[(400-len(ring)+i)%len(jpegs)]) {
@@ -107,11 +121,7 @@ func TestJPEGStoreGivesMemoryBack(t *testing.T) {
 func TestJPEGStoreLargeAndClosed(t *testing.T) {
 	s := new(JPEGStore)
 	small := storedFrame(t, s, jpegOf(t, 320, 240))
-	// a JPEG larger than a block: noise does not compress
-	img := gocv.NewMatWithSize(2160, 3840, gocv.MatTypeCV8UC3)
-	gocv.RandU(&img, gocv.NewScalar(0, 0, 0, 0), gocv.NewScalar(255, 255, 255, 0))
-	big := encodeJPEG(t, img, gocv.IMWriteJpegQuality, 95)
-	img.Close()
+	big := noiseJPEG(t, 3840, 2160) // larger than a block
 	if len(big) <= jpegBlockBytes {
 		t.Fatalf("the large JPEG is %d bytes, not over a block", len(big))
 	}
@@ -123,6 +133,15 @@ func TestJPEGStoreLargeAndClosed(t *testing.T) {
 		t.Fatalf("the store maps %d bytes: the large JPEG did not get a block of its own", m)
 	}
 	large.Close()
+	medium := noiseJPEG(t, 1024, 768) // over a quarter of a block: a mapping of its own, not a block
+	if len(medium) <= jpegBlockBytes/4 || len(medium) >= jpegBlockBytes {
+		t.Fatalf("the medium JPEG is %d bytes, not between a quarter of a block and a block", len(medium))
+	}
+	mid := storedFrame(t, s, medium)
+	if m, want := s.Mapped(), jpegBlockBytes+(len(medium)+os.Getpagesize()-1)&^(os.Getpagesize()-1); m != want {
+		t.Errorf("with a %d-byte JPEG the store maps %d bytes, want %d: the block and the JPEG's pages", len(medium), m, want)
+	}
+	mid.Close()
 	if m := s.Mapped(); m != jpegBlockBytes {
 		t.Errorf("the large JPEG closed, the store maps %d bytes, want the one block %d", m, jpegBlockBytes)
 	}

@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"image/draw"
 	"image/jpeg"
+	"math/rand"
 	"testing"
 	"time"
 
@@ -67,26 +68,56 @@ func TestRingKeepsJPEG(t *testing.T) {
 	})
 }
 
-// TestRingStoresJPEGApart: the frames the ring keeps lie in its own store, which maps about
-// what they hold, and nothing once the ring is cleared; they still decode.
+// noise640 encodes a 640x360 picture of noise, which JPEG cannot make small (about 0.3 MB).
+func noise640(t *testing.T, seed int64) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 640, 360))
+	rand.New(rand.NewSource(seed)).Read(img.Pix)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 85}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestRingStoresJPEGApart: the frames the ring keeps lie in its own store, which lets the
+// memory of the frames it dropped go (it maps about what the kept ones hold), and nothing once
+// the ring is cleared; they still decode.
 func TestRingStoresJPEGApart(t *testing.T) {
-	buf := belt1080p(t, image.Rect(800, 400, 1100, 700))
-	ring := steps.NewRing(configs.Ring{Frames: 10, MaxMB: 64, MaxAge: time.Minute})
-	for i := range 40 {
-		f, err := camera.FrameOfJPEG(buf.Bytes())
+	ring := steps.NewRing(configs.Ring{Frames: 5, MaxMB: 64, MaxAge: time.Minute})
+	t.Cleanup(ring.Clear)
+	var kept, pushed []int
+	for i := range 100 {
+		b := noise640(t, int64(i))
+		f, err := camera.FrameOfJPEG(b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ring.Handle(context.Background(), &pipeline.Frame{Frame: f, Camera: "cam"}, prediction(string(rune('a'+i)), uint64(i+1)))
 		ring.Finished(&pipeline.Frame{Frame: f, Camera: "cam"})
+		pushed = append(pushed, len(b))
 	}
-	const blocks = 4 << 20 // at most two of the store's 2 MB blocks beyond the frames
-	if got := ring.StoreBytes(); got < 10*buf.Len() || got > 10*buf.Len()+blocks {
-		t.Errorf("the store maps %d bytes for 10 frames of %d: the frames are not in it, or it does not let the dropped ones go", got, buf.Len())
+	kept = pushed[len(pushed)-5:]
+	held, all := 0, 0
+	for _, n := range kept {
+		held += n
 	}
-	if !ring.With(string(rune('a'+39)), func(f *camera.Frame, _ *payload.Prediction) {
-		if m := f.Mat(); m.Cols() != 1920 || m.GetUCharAt(550, 3*950+2) < 150 {
-			t.Errorf("the stored frame decoded %dx%d, red %d", m.Cols(), m.Rows(), m.GetUCharAt(550, 3*950+2))
+	for _, n := range pushed {
+		all += n
+	}
+	const blocks = 4 << 20 // the store's 2 MB block being filled, and one its oldest frames keep
+	if got := ring.StoreBytes(); got < held || got > held+held/3+blocks {
+		t.Errorf("the store maps %d bytes for 5 frames of %d in all (%d pushed): the frames are not in it, or it kept the dropped ones", got, held, all)
+	}
+	if all < 3*(held+held/3+blocks) {
+		t.Fatalf("the frames pushed (%d bytes) are too few to tell a store that keeps them all", all)
+	}
+	if !ring.With(string(rune('a'+99)), func(f *camera.Frame, _ *payload.Prediction) {
+		if f.Bytes() != int64(kept[4]) {
+			t.Errorf("the stored frame holds %d bytes, want its JPEG's %d", f.Bytes(), kept[4])
+		}
+		if m := f.Mat(); m.Cols() != 640 || m.Rows() != 360 {
+			t.Errorf("the stored frame decoded %dx%d", m.Cols(), m.Rows())
 		}
 	}) {
 		t.Fatal("the ring let its newest frame go")

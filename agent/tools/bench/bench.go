@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -223,6 +224,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	// TuneMemory's collector setting ends with the bench (tests run it in their process)
+	gc := debug.SetGCPercent(-1)
+	debug.SetGCPercent(gc)
+	defer debug.SetGCPercent(gc)
 	frameMemory := agent.TuneMemory() // as cvedge run does
 	rt, err := models.NewRuntime(models.RuntimeOptions(o.Runtime, o.Log))
 	if err != nil {
