@@ -39,8 +39,9 @@ type jpegBlock struct {
 
 // jpegBlockBytes is the size of a block: 16 JPEGs of a 1080p frame at 0.12 MB. A JPEG larger
 // than a quarter of it (a 4K frame's) gets a mapping of its own, its size rounded up to pages,
-// so that no block is left more than a quarter empty when it fills. A store thus maps at most
-// what its frames hold, a quarter more, and the block being filled.
+// so that no block is left more than a quarter empty when it fills. While frames leave in the
+// order they came, as from a ring, a store thus maps at most what its frames hold, a third
+// more, and two blocks: the one being filled, and the oldest, partly let go.
 const jpegBlockBytes = 2 << 20
 
 // put copies b into the store and returns a 1×len(b) CV_8U Mat over the copy, and the block
