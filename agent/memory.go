@@ -16,8 +16,8 @@ import (
 // with 4 cameras at 1080p the Go heap (the detector's inputs, the models' batches, messages)
 // has 33 MB live and grew to 66 MB between collections, one every 50 s. At 25 it grows to
 // about 42 MB, and the collector runs about four times as often, estimated from the live heap
-// (each collection took 2–10 ms of CPU at the default); the private memory was 20–25 MB lower and the CPU the same
-// (docs/benchmarks.md, "Cameras at 1080p").
+// (each collection took 2–10 ms of CPU at the default); the private memory was 20–25 MB lower
+// and the CPU the same (docs/benchmarks.md, "Cameras at 1080p").
 const GCPercent = 25
 
 // TuneMemory sets the process up for a long run of frames: glibc keeps frame memory for reuse

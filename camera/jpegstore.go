@@ -1,7 +1,6 @@
 package camera
 
 import (
-	"fmt"
 	"os"
 	"sync"
 	"syscall"
@@ -64,8 +63,8 @@ func (s *JPEGStore) put(b []byte) (m gocv.Mat, blk *jpegBlock, ok bool) {
 		if own {
 			size = (n + os.Getpagesize() - 1) &^ (os.Getpagesize() - 1)
 		}
-		next, err := s.mapBlock(size)
-		if err != nil {
+		next := s.mapBlock(size)
+		if next == nil {
 			return gocv.Mat{}, nil, false
 		}
 		if own {
@@ -112,13 +111,15 @@ func (s *JPEGStore) retire(blk *jpegBlock) {
 	}
 }
 
-func (s *JPEGStore) mapBlock(size int) (*jpegBlock, error) {
+// mapBlock maps a block of size bytes; nil when the kernel gives no memory (the caller then
+// keeps its JPEG where it is, so the reason is not needed).
+func (s *JPEGStore) mapBlock(size int) *jpegBlock {
 	mem, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
 	if err != nil {
-		return nil, fmt.Errorf("map %d bytes for kept JPEGs: %w", size, err)
+		return nil
 	}
 	s.mapped += size
-	return &jpegBlock{mem: mem}, nil
+	return &jpegBlock{mem: mem}
 }
 
 func (s *JPEGStore) unmap(blk *jpegBlock) {

@@ -143,7 +143,7 @@ func TestJPEGStoreLargeAndClosed(t *testing.T) {
 	}
 	mid.Close()
 	if m := s.Mapped(); m != jpegBlockBytes {
-		t.Errorf("the large JPEG closed, the store maps %d bytes, want the one block %d", m, jpegBlockBytes)
+		t.Errorf("the large and medium JPEGs closed, the store maps %d bytes, want the one block %d", m, jpegBlockBytes)
 	}
 
 	s.Close()

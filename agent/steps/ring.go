@@ -14,9 +14,9 @@ import (
 // Ring keeps one camera's recent frames with their predictions (ring), so that an operator's
 // correction can be answered with the image. A frame from a JPEG source is kept as its JPEG,
 // in memory of the ring's own (camera.JPEGStore), and ring.max_mb counts what the frames
-// hold. It owns the frames it holds and closes them
-// when they leave. It outlives the steps of one config: a reload that keeps the ring's
-// settings hands it on, so the daemon, not the steps, closes it.
+// hold. It owns the frames it holds and closes them when they leave. It outlives the steps of
+// one config: a reload that keeps the ring's settings hands it on, so the daemon, not the
+// steps, closes it.
 type Ring struct {
 	cfg   configs.Ring
 	mu    sync.Mutex
