@@ -6,7 +6,7 @@
 package bench
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -166,8 +166,19 @@ type MemoryBench struct {
 	PrivateMB Span `json:"privateMB"`
 	RSSMB     Span `json:"rssMB"`
 	// Growth is how much the private memory grew from the first second to the end, as a share
-	// of the first (0.05: 5 %).
+	// of the first (0.05: 5 %). The first second is the agent starting, not a level it holds:
+	// the settled figures below measure flatness.
 	Growth float64 `json:"growth"`
+	// PrivateTenthsMB are the means of the private memory's reads over each tenth of the run,
+	// in order (one per read for a run under 10 s). The first tenth holds the start, the
+	// rings filling (10 s at 10 fps) and the heaps growing to their working size.
+	PrivateTenthsMB []float64 `json:"privateTenthsMB,omitempty"`
+	// SettledGrowth is the last tenth's mean over the second's, less 1: how much the private
+	// memory grew after the first tenth. SettledSpread is the largest of the tenths from the
+	// second on over the smallest, less 1: how flat it stayed (a one-hour run: 6-minute
+	// means after the first 6 minutes). Both are 0 for a run of fewer than 3 reads.
+	SettledGrowth float64 `json:"settledGrowth"`
+	SettledSpread float64 `json:"settledSpread"`
 	// PeakRSSMB is the process's peak resident memory at the end (VmHWM, since it started).
 	PeakRSSMB float64 `json:"peakRssMB"`
 	// GoHeapMB is the Go heap in use at the end (the rest of the private memory is C's:
@@ -715,11 +726,13 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	measured, start, seconds := time.Duration(o.Seconds*float64(time.Second)), time.Now(), max(1, int(math.Ceil(o.Seconds)))
 	cpu0 := cpuTime()
 	mem := &MemoryBench{}
+	reads := make([]float64, 0, seconds)
 	for k := 1; k <= seconds; k++ {
 		time.Sleep(time.Until(start.Add(min(time.Duration(k)*time.Second, measured))))
 		o.progress(PhaseCameras, k, seconds)
 		_, anon, file := memoryMB()
 		mem.PrivateMB.add(anon)
+		reads = append(reads, anon)
 		mem.RSSMB.add(payload.Round(anon+file, 1))
 	}
 	rep.CamerasCPUPercent = payload.Round(100*float64(cpuTime()-cpu0)/float64(time.Since(start)), 1)
@@ -728,6 +741,7 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	mem.GoHeapMB = payload.Round(float64(ms1.HeapInuse)/(1<<20), 1)
 	if mem.PrivateMB.First > 0 {
 		mem.Growth = payload.Round(mem.PrivateMB.Last/mem.PrivateMB.First-1, 3)
+		mem.settle(reads)
 		rep.CamerasMemory = mem
 	}
 	var processed uint64
@@ -744,6 +758,41 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	rep.Decisions = gate.stop()
 	cancel()
 	return <-done
+}
+
+// settle fills in the means of the tenths of reads (one read each where there are fewer than
+// ten) and the settled growth and spread over the tenths after the first.
+func (m *MemoryBench) settle(reads []float64) {
+	n := len(reads)
+	k := min(10, n)
+	means := make([]float64, 0, k)
+	for i := range k {
+		w := reads[i*n/k : (i+1)*n/k]
+		var sum float64
+		for _, v := range w {
+			sum += v
+		}
+		means = append(means, sum/float64(len(w)))
+	}
+	m.PrivateTenthsMB = make([]float64, len(means))
+	for i, v := range means {
+		m.PrivateTenthsMB[i] = payload.Round(v, 1)
+	}
+	if k < 3 {
+		return
+	}
+	after := means[1:]
+	m.SettledGrowth = payload.Round(means[k-1]/means[1]-1, 3)
+	m.SettledSpread = payload.Round(slices.Max(after)/slices.Min(after)-1, 3)
+}
+
+// joinMB writes figures of megabytes as a list.
+func joinMB(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.1f", x)
+	}
+	return strings.Join(s, ", ")
 }
 
 // rawTiming summarises the durations of one model's calls on batches of batch images.
@@ -786,17 +835,27 @@ func memoryMB() (peak, anon, file float64) {
 		return 0, 0, 0
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
+	// read each second of the cameras run, whose allocations per frame count the whole
+	// process: into one buffer, parsed without a string per line
+	var buf [8192]byte
+	n := 0
+	for n < len(buf) {
+		k, err := f.Read(buf[n:])
+		n += k
+		if err != nil || k == 0 {
+			break
+		}
+	}
+	for line := range bytes.SplitSeq(buf[:n], []byte("\n")) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue
 		}
-		var kb float64
-		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%f kB", &kb); err != nil {
+		kb, ok := kilobytes(v)
+		if !ok {
 			continue
 		}
-		switch k {
+		switch string(k) {
 		case "VmHWM":
 			peak = payload.Round(kb/1024, 1)
 		case "RssAnon":
@@ -806,6 +865,22 @@ func memoryMB() (peak, anon, file float64) {
 		}
 	}
 	return peak, anon, file
+}
+
+// kilobytes reads a figure of /proc/self/status such as "\t  1234 kB".
+func kilobytes(v []byte) (float64, bool) {
+	v, ok := bytes.CutSuffix(bytes.TrimSpace(v), []byte(" kB"))
+	if !ok || len(v) == 0 {
+		return 0, false
+	}
+	var kb float64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		kb = 10*kb + float64(c-'0')
+	}
+	return kb, true
 }
 
 // machine names what the figures were measured on.
@@ -879,6 +954,10 @@ func (r *Report) Markdown() string {
 		if m := r.CamerasMemory; m != nil {
 			fmt.Fprintf(&b, "Its memory: private %.1f MB at the first second, %.1f MB at the end (%+.1f %%; least %.1f, most %.1f), of it %.1f MB Go heap; resident %.1f MB at the end, peak %.1f MB.\n",
 				m.PrivateMB.First, m.PrivateMB.Last, 100*m.Growth, m.PrivateMB.Min, m.PrivateMB.Max, m.GoHeapMB, m.RSSMB.Last, m.PeakRSSMB)
+			if len(m.PrivateTenthsMB) >= 3 {
+				fmt.Fprintf(&b, "Private memory by tenth of the run (means, MB): %s; after the first tenth it grew %+.1f %% and stayed within %.1f %%.\n",
+					joinMB(m.PrivateTenthsMB), 100*m.SettledGrowth, 100*m.SettledSpread)
+			}
 		}
 		if len(r.Decisions) > 0 {
 			b.WriteString("\n| parts decided by (line across the middle of the frame) | parts | latency p50 ms | p99 ms |\n|---|---|---|---|\n")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
 	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
@@ -174,6 +175,86 @@ func TestMotionGateRun(t *testing.T) {
 		}
 		if want := m.PrivateMB.Last/m.PrivateMB.First - 1; math.Abs(m.Growth-want) > 0.001 {
 			t.Errorf("motion %v: growth %v, want %v", motion, m.Growth, want)
+		}
+		// 1.5 s: two reads, too few for the settled figures
+		if len(m.PrivateTenthsMB) != 2 || m.SettledGrowth != 0 || m.SettledSpread != 0 {
+			t.Errorf("motion %v: tenths %v, settled growth %v, spread %v", motion, m.PrivateTenthsMB, m.SettledGrowth, m.SettledSpread)
+		}
+	}
+}
+
+// The settled figures are of the tenths of the run after the first: a start far below the
+// level the run holds is not growth, a creep after it is, and reads that do not split evenly
+// each count once.
+func TestMemorySettles(t *testing.T) {
+	// 60 reads: 6 of the start at 100 MB, then 200 MB rising by 1 MB each 6 reads
+	var reads []float64
+	for i := range 60 {
+		v := 100.0
+		if i >= 6 {
+			v = 200 + float64(i/6-1)
+		}
+		reads = append(reads, v)
+	}
+	var m MemoryBench
+	m.settle(reads)
+	if want := []float64{100, 200, 201, 202, 203, 204, 205, 206, 207, 208}; fmt.Sprint(m.PrivateTenthsMB) != fmt.Sprint(want) {
+		t.Errorf("tenths %v, want %v", m.PrivateTenthsMB, want)
+	}
+	if want := math.Round(1000*(208.0/200-1)) / 1000; m.SettledGrowth != want || m.SettledSpread != want {
+		t.Errorf("settled growth %v, spread %v, want %v both", m.SettledGrowth, m.SettledSpread, want)
+	}
+	rep := &Report{Cameras: []CameraBench{{Name: "cam1"}}, CamerasMemory: &m}
+	if md := rep.Markdown(); !strings.Contains(md, "(means, MB): 100.0, 200.0, 201.0,") || !strings.Contains(md, "it grew +4.0 % and stayed within 4.0 %") {
+		t.Errorf("the report's tables:\n%s", md)
+	}
+	// flat after a dip: no growth, but a spread
+	reads = reads[:0]
+	for i := range 25 {
+		v := 300.0
+		if i >= 10 && i < 15 {
+			v = 270
+		}
+		reads = append(reads, v)
+	}
+	m = MemoryBench{}
+	m.settle(reads)
+	var sum float64
+	for i, v := range m.PrivateTenthsMB {
+		n := (i+1)*25/10 - i*25/10
+		sum += v * float64(n)
+	}
+	if len(m.PrivateTenthsMB) != 10 || sum != 300*20+270*5 {
+		t.Errorf("tenths %v: %v MB·reads in all, want %v", m.PrivateTenthsMB, sum, 300*20+270*5)
+	}
+	if m.SettledGrowth != 0 || m.SettledSpread != payload.Round(300.0/270-1, 3) {
+		t.Errorf("settled growth %v, spread %v", m.SettledGrowth, m.SettledSpread)
+	}
+	m = MemoryBench{}
+	m.settle([]float64{50, 60})
+	if fmt.Sprint(m.PrivateTenthsMB) != "[50 60]" || m.SettledGrowth != 0 || m.SettledSpread != 0 {
+		t.Errorf("two reads: %+v", m)
+	}
+}
+
+// Reading the memory allocates next to nothing: the cameras run reads it each second, and its
+// allocations per frame are the whole process's.
+func TestMemoryReadAllocatesLittle(t *testing.T) {
+	peak, anon, file := memoryMB()
+	if peak <= 0 || anon <= 0 || file <= 0 || anon+file > peak+1 {
+		t.Fatalf("peak %v, private %v, file-backed %v MB", peak, anon, file)
+	}
+	if n := testing.AllocsPerRun(20, func() { memoryMB() }); n > 5 {
+		t.Errorf("a read of the memory made %v allocations", n)
+	}
+	for in, want := range map[string]float64{"\t  1234 kB": 1234, " 0 kB": 0, "7 kB": 7} {
+		if kb, ok := kilobytes([]byte(in)); !ok || kb != want {
+			t.Errorf("kilobytes(%q) = %v, %v; want %v", in, kb, ok, want)
+		}
+	}
+	for _, in := range []string{"", " kB", "12", "1.5 kB", "-3 kB", "\t12 MB", "0x10 kB"} {
+		if kb, ok := kilobytes([]byte(in)); ok {
+			t.Errorf("kilobytes(%q) = %v, want no figure", in, kb)
 		}
 	}
 }
