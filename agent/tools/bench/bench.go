@@ -176,7 +176,9 @@ type MemoryBench struct {
 	// SettledGrowth is the last tenth's mean over the second's, less 1: how much the private
 	// memory grew after the first tenth. SettledSpread is the largest of the tenths from the
 	// second on over the smallest, less 1: how flat it stayed (a one-hour run: 6-minute
-	// means after the first 6 minutes). Both are 0 for a run of fewer than 3 reads.
+	// means after the first 6 minutes). Both are 0 for a run of fewer than 3 reads. They
+	// measure flatness in runs of a few minutes or more: in a shorter run the tenths after
+	// the first still hold the rings filling.
 	SettledGrowth float64 `json:"settledGrowth"`
 	SettledSpread float64 `json:"settledSpread"`
 	// PeakRSSMB is the process's peak resident memory at the end (VmHWM, since it started).
@@ -732,7 +734,9 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 		o.progress(PhaseCameras, k, seconds)
 		_, anon, file := memoryMB()
 		mem.PrivateMB.add(anon)
-		reads = append(reads, anon)
+		if anon > 0 { // 0: /proc could not be read (no file descriptor left)
+			reads = append(reads, anon)
+		}
 		mem.RSSMB.add(payload.Round(anon+file, 1))
 	}
 	rep.CamerasCPUPercent = payload.Round(100*float64(cpuTime()-cpu0)/float64(time.Since(start)), 1)
@@ -778,10 +782,10 @@ func (m *MemoryBench) settle(reads []float64) {
 	for i, v := range means {
 		m.PrivateTenthsMB[i] = payload.Round(v, 1)
 	}
-	if k < 3 {
+	after := means[1:]
+	if k < 3 || slices.Min(after) <= 0 {
 		return
 	}
-	after := means[1:]
 	m.SettledGrowth = payload.Round(means[k-1]/means[1]-1, 3)
 	m.SettledSpread = payload.Round(slices.Max(after)/slices.Min(after)-1, 3)
 }

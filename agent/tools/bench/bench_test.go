@@ -230,6 +230,28 @@ func TestMemorySettles(t *testing.T) {
 	if m.SettledGrowth != 0 || m.SettledSpread != payload.Round(300.0/270-1, 3) {
 		t.Errorf("settled growth %v, spread %v", m.SettledGrowth, m.SettledSpread)
 	}
+	// three reads, a tenth each: the third over the second
+	m = MemoryBench{}
+	m.settle([]float64{50, 60, 66})
+	if fmt.Sprint(m.PrivateTenthsMB) != "[50 60 66]" || m.SettledGrowth != 0.1 || m.SettledSpread != 0.1 {
+		t.Errorf("three reads: %+v", m)
+	}
+	// 15 reads rising by 1 MB: tenths of 1 and 2 reads, in the order 1,2,1,2,... (i*15/10)
+	reads = reads[:0]
+	for i := range 15 {
+		reads = append(reads, float64(100+i))
+	}
+	m = MemoryBench{}
+	m.settle(reads)
+	if want := "[100 101.5 103 104.5 106 107.5 109 110.5 112 113.5]"; fmt.Sprint(m.PrivateTenthsMB) != want {
+		t.Errorf("15 reads: tenths %v, want %v", m.PrivateTenthsMB, want)
+	}
+	// no figure from a tenth that is nothing but failed reads
+	m = MemoryBench{}
+	m.settle([]float64{200, 0, 210})
+	if m.SettledGrowth != 0 || m.SettledSpread != 0 {
+		t.Errorf("a read of 0: %+v", m)
+	}
 	m = MemoryBench{}
 	m.settle([]float64{50, 60})
 	if fmt.Sprint(m.PrivateTenthsMB) != "[50 60]" || m.SettledGrowth != 0 || m.SettledSpread != 0 {
