@@ -181,6 +181,7 @@ type MemoryBench struct {
 	// the first still hold the rings filling.
 	SettledGrowth float64 `json:"settledGrowth"`
 	SettledSpread float64 `json:"settledSpread"`
+	reads         int     // the reads the tenths are of
 	// PeakRSSMB is the process's peak resident memory at the end (VmHWM, since it started).
 	PeakRSSMB float64 `json:"peakRssMB"`
 	// GoHeapMB is the Go heap in use at the end (the rest of the private memory is C's:
@@ -764,10 +765,15 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	return <-done
 }
 
+// shortRun is the run, in seconds of reads, under which the settled figures still hold the
+// start: the rings fill in 10 s at 10 fps, the first tenth of a 100 s run.
+const shortRun = 100
+
 // settle fills in the means of the tenths of reads (one read each where there are fewer than
 // ten) and the settled growth and spread over the tenths after the first.
 func (m *MemoryBench) settle(reads []float64) {
 	n := len(reads)
+	m.reads = n
 	k := min(10, n)
 	means := make([]float64, 0, k)
 	for i := range k {
@@ -959,8 +965,12 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "Its memory: private %.1f MB at the first second, %.1f MB at the end (%+.1f %%; least %.1f, most %.1f), of it %.1f MB Go heap; resident %.1f MB at the end, peak %.1f MB.\n",
 				m.PrivateMB.First, m.PrivateMB.Last, 100*m.Growth, m.PrivateMB.Min, m.PrivateMB.Max, m.GoHeapMB, m.RSSMB.Last, m.PeakRSSMB)
 			if len(m.PrivateTenthsMB) >= 3 {
-				fmt.Fprintf(&b, "Private memory by tenth of the run (means, MB): %s; after the first tenth it grew %+.1f %% and stayed within %.1f %%.\n",
+				fmt.Fprintf(&b, "Private memory by tenth of the run (means, MB): %s; after the first tenth it grew %+.1f %% and stayed within %.1f %%",
 					joinMB(m.PrivateTenthsMB), 100*m.SettledGrowth, 100*m.SettledSpread)
+				if m.reads < shortRun {
+					fmt.Fprintf(&b, " (a run under %d s: the tenths after the first still hold the rings filling, so these two are no measure of flatness)", shortRun)
+				}
+				b.WriteString(".\n")
 			}
 		}
 		if len(r.Decisions) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -205,8 +206,14 @@ func TestMemorySettles(t *testing.T) {
 		t.Errorf("settled growth %v, spread %v, want %v both", m.SettledGrowth, m.SettledSpread, want)
 	}
 	rep := &Report{Cameras: []CameraBench{{Name: "cam1"}}, CamerasMemory: &m}
-	if md := rep.Markdown(); !strings.Contains(md, "(means, MB): 100.0, 200.0, 201.0,") || !strings.Contains(md, "it grew +4.0 % and stayed within 4.0 %") {
+	if md := rep.Markdown(); !strings.Contains(md, "(means, MB): 100.0, 200.0, 201.0,") || !strings.Contains(md, "it grew +4.0 % and stayed within 4.0 % (a run under 100 s:") {
 		t.Errorf("the report's tables:\n%s", md)
+	}
+	long := MemoryBench{}
+	long.settle(slices.Repeat([]float64{300}, 100))
+	rep.CamerasMemory = &long
+	if md := rep.Markdown(); !strings.Contains(md, "it grew +0.0 % and stayed within 0.0 %.\n") {
+		t.Errorf("a run of 100 s, the report's tables:\n%s", md)
 	}
 	// flat after a dip: no growth, but a spread
 	reads = reads[:0]
