@@ -83,7 +83,7 @@ test: setup lint
 	@scripts/opencv-flags.sh $(SYSROOT) >/dev/null
 	$(GO) test -tags $(TESTTAGS) $(TESTFLAGS) ./...
 	@# allocations per frame, counted without matprofile (which allocates to record each Mat)
-	$(GO) test -count 1 -run 'Allocations|ResultsReused' ./agent/pipeline ./models
+	$(GO) test -count 1 -run 'Allocations|ResultsReused' ./agent/pipeline ./models ./camera
 	$(MAKE) --no-print-directory deb
 	@# the arm64 package too, cross-built and smoke-tested under qemu (check-deb.sh)
 	$(if $(filter amd64,$(HOST_ARCH)),$(MAKE) --no-print-directory deb ARCH=arm64)

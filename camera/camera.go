@@ -847,8 +847,13 @@ func readFrame(g grabber, f *Frame) error {
 		f.mat = gocv.NewMat()
 		return g.read(&f.mat)
 	}
-	data := gocv.NewMat()
-	if err := c.read(&data); err != nil {
+	// read into the frame's own Mat (on the heap already), then moved out: a Mat of this
+	// function's own that the read points to would be one allocation a frame
+	f.mat = gocv.NewMat()
+	err := c.read(&f.mat)
+	data := f.mat
+	f.mat = gocv.Mat{}
+	if err != nil {
 		data.Close()
 		return err
 	}
@@ -857,7 +862,7 @@ func readFrame(g grabber, f *Frame) error {
 		c.droppedInRow = 0
 		return nil
 	}
-	err := f.setJPEG(data)
+	err = f.setJPEG(data)
 	switch {
 	case err != nil:
 		data.Close()

@@ -5,7 +5,7 @@ package camera
 #include <stdio.h>
 #include <turbojpeg.h>
 
-// cvedge_tj_decode decodes the JPEG picture src (n bytes), whose frame header says it is
+// cvedge_tj_decode_into decodes the JPEG picture src (n bytes), whose frame header says it is
 // full_w×full_h, into dst as w×h BGR pixels (rows of 3*w bytes): libjpeg-turbo picks the
 // scaling (1/2, 1/4, 1/8) that gives w×h. It returns 0 when the picture decoded clean, 1 when
 // it decoded whole with flaws libjpeg repaired (corrupt data, data cut short: grey from there,
@@ -18,7 +18,7 @@ package camera
 // CVEDGE_MARK is the pattern byte i of the last row holds before the decode.
 #define CVEDGE_MARK(i) ((unsigned char)((i) * 151 + 89))
 
-static int cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_w, int full_h,
+static int cvedge_tj_decode_into(const unsigned char *src, unsigned long n, int full_w, int full_h,
 		unsigned char *dst, int w, int h, char *msg, int msglen) {
 	tjhandle t = tjInitDecompress();
 	if (t == NULL) {
@@ -55,6 +55,21 @@ static int cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_
 	}
 	tjDestroy(t);
 	return rc;
+}
+
+// cvedge_tj_result is what cvedge_tj_decode returns: rc, and msg when rc is not 0. It is
+// returned by value, so that the message takes no memory of Go's.
+typedef struct {
+	int rc;
+	char msg[200];
+} cvedge_tj_result;
+
+static cvedge_tj_result cvedge_tj_decode(const unsigned char *src, unsigned long n, int full_w, int full_h,
+		unsigned char *dst, int w, int h) {
+	cvedge_tj_result r;
+	r.msg[0] = 0;
+	r.rc = cvedge_tj_decode_into(src, n, full_w, full_h, dst, w, h, r.msg, sizeof r.msg);
+	return r;
 }
 */
 import "C"
@@ -108,15 +123,29 @@ func turboDecode(b []byte, size image.Point, div int) (gocv.Mat, error) {
 			dst[i] = byte(decodeFill)
 		}
 	}
-	var msg [200]C.char
-	rc := C.cvedge_tj_decode((*C.uchar)(unsafe.Pointer(&b[0])), C.ulong(len(b)), C.int(size.X), C.int(size.Y),
-		(*C.uchar)(unsafe.Pointer(&dst[0])), C.int(w), C.int(h), &msg[0], C.int(len(msg)))
+	// the message comes back inside the result, by value: a buffer of Go's handed to C
+	// would be one allocation a decode
+	r := C.cvedge_tj_decode((*C.uchar)(unsafe.Pointer(&b[0])), C.ulong(len(b)), C.int(size.X), C.int(size.Y),
+		(*C.uchar)(unsafe.Pointer(&dst[0])), C.int(w), C.int(h))
 	switch {
-	case rc < 0:
+	case r.rc < 0:
 		m.Close()
-		return gocv.Mat{}, errors.Join(errTurboJPEG, errors.New(C.GoString(&msg[0])))
-	case rc > 0:
-		return m, errors.Join(errJPEGRepaired, errors.New(C.GoString(&msg[0])))
+		return gocv.Mat{}, errors.Join(errTurboJPEG, errors.New(message(r)))
+	case r.rc > 0:
+		return m, errors.Join(errJPEGRepaired, errors.New(message(r)))
 	}
 	return m, nil
+}
+
+// message is the text of r's message, copied out in Go (C.GoString of the result would move
+// it to Go's heap on every decode).
+func message(r C.cvedge_tj_result) string {
+	b := make([]byte, 0, len(r.msg))
+	for _, c := range r.msg {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
 }
