@@ -492,7 +492,7 @@ func (c *Camera) readAll(ctx context.Context, g grabber) error {
 	pos := c.resume // a file reopened to read it decoded goes on where it was
 	c.resume = 0
 	for ctx.Err() == nil {
-		f := &Frame{Camera: c.name, Pos: -1} // read into f: one allocation a frame
+		f := &Frame{Camera: c.name, Pos: -1} // read into f: one allocation a frame (two for a JPEG frame)
 		if err := readFrame(g, f); err != nil {
 			f.Close()
 			if errors.Is(err, errNotJPEG) {
