@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cvedge/cvedge/agent/testenv"
@@ -55,5 +57,18 @@ func TestReadAndDecodeAllocations(t *testing.T) {
 		if n != 0 {
 			t.Errorf("a decode at 1/%d made %v allocations; want none", div, n)
 		}
+	}
+	// the message, returned by value, still comes back: a picture cut short is repaired, and
+	// libjpeg says why
+	m, err := turboDecode(b[:len(b)/2], size, 1)
+	if err == nil {
+		m.Close()
+		t.Fatal("half a JPEG decoded clean")
+	}
+	if m.Ptr() != nil {
+		m.Close()
+	}
+	if _, why, _ := strings.Cut(err.Error(), "\n"); !errors.Is(err, errJPEGRepaired) && !errors.Is(err, errTurboJPEG) || strings.TrimSpace(why) == "" {
+		t.Errorf("half a JPEG: %q; want TurboJPEG's reason after the kind of failure", err)
 	}
 }

@@ -137,15 +137,7 @@ func turboDecode(b []byte, size image.Point, div int) (gocv.Mat, error) {
 	return m, nil
 }
 
-// message is the text of r's message, copied out in Go (C.GoString of the result would move
-// it to Go's heap on every decode).
-func message(r C.cvedge_tj_result) string {
-	b := make([]byte, 0, len(r.msg))
-	for _, c := range r.msg {
-		if c == 0 {
-			break
-		}
-		b = append(b, byte(c))
-	}
-	return string(b)
-}
+// message is the text of r's message (NUL-terminated by snprintf). It takes r by value: the
+// copy C.GoString points into is made only for a decode that failed, where taking the address
+// of the result itself would move it to Go's heap on every decode.
+func message(r C.cvedge_tj_result) string { return C.GoString(&r.msg[0]) }

@@ -848,14 +848,7 @@ func memoryMB() (peak, anon, file float64) {
 	// read each second of the cameras run, whose allocations per frame count the whole
 	// process: into one buffer, parsed without a string per line
 	var buf [8192]byte
-	n := 0
-	for n < len(buf) {
-		k, err := f.Read(buf[n:])
-		n += k
-		if err != nil || k == 0 {
-			break
-		}
-	}
+	n, _ := io.ReadFull(f, buf[:]) // the file is shorter: ErrUnexpectedEOF, with all of it read
 	for line := range bytes.SplitSeq(buf[:n], []byte("\n")) {
 		k, v, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
