@@ -34,9 +34,10 @@ func benchCmd(stdout, stderr io.Writer) *cobra.Command {
 			"at a line across the middle of the frame, with the latency from the part's last frame to its decision's\n" +
 			"arrival at a subscriber. Timings are measured, never asserted.\n\n" +
 			"Reads the models and the source (a video file or an image folder, looped as needed); starts its own MQTT broker\n" +
-			"on a free loopback port; writes the report to stdout (tables, or --json), the tables also to --markdown, and\n" +
-			"the profiles to --cpuprofile and --memprofile. On a terminal it shows the progress of each phase (pipeline\n" +
-			"frames, models alone, end to end, models alone again, cameras) on stderr; piped, it does not.",
+			"on a free loopback port, in the process (--broker: publishes to a running one instead, so that the figures are\n" +
+			"the agent's alone); writes the report to stdout (tables, or --json), the tables also to --markdown, and the\n" +
+			"profiles to --cpuprofile and --memprofile. On a terminal it shows the progress of each phase (pipeline frames,\n" +
+			"models alone, end to end, models alone again, cameras) on stderr; piped, it does not.",
 		Example: "  cvedge bench --detector parts.zip --classifier colour.zip --source line1.mp4\n" +
 			"  cvedge bench --detector parts.zip --source stills/ --frames 100 --cameras 4 --fps 10 --json > bench.json",
 		Args: cobra.NoArgs,
@@ -86,6 +87,7 @@ func (bf *benchFlags) register(cmd *cobra.Command) {
 	f.Float64Var(&bf.o.FPS, "fps", 10, "frame rate of each realtime camera")
 	f.Float64Var(&bf.o.Seconds, "seconds", 10, "how long the realtime cameras run")
 	f.BoolVar(&bf.o.Motion, "motion", false, "with --cameras, turn each camera's motion gate on (cameras[].motion at its defaults)")
+	f.StringVar(&bf.o.Broker, "broker", "", "publish to this running MQTT broker (tcp://HOST:PORT, no credentials), under cvedge/bench/, instead of one embedded in the process: the figures are then the agent's alone")
 	f.BoolVar(&bf.asJSON, "json", false, "print the report as one JSON object (docs/cli.md)")
 	f.StringVar(&bf.markdown, "markdown", "", "also write the report's tables to this file")
 	f.StringVar(&bf.lib, "onnxruntime-library", "", "path of libonnxruntime.so (default: the config's, or search)")

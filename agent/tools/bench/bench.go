@@ -1,5 +1,5 @@
 // Package bench is `cvedge bench`: it measures, in one run on one machine, the models alone,
-// the pipeline, the pipeline publishing to an embedded broker, the tracking steps on the
+// the pipeline, the pipeline publishing to a broker, the tracking steps on the
 // pipeline's detections, and a whole agent running several realtime cameras. It uses the
 // public API of the pipeline, the steps and the daemon only, and reports figures; it asserts
 // none.
@@ -16,6 +16,7 @@ import (
 	"maps"
 	"math"
 	"net"
+	neturl "net/url"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -57,6 +58,11 @@ type Options struct {
 	// Motion turns each camera's motion gate on (cameras[].motion at its defaults) for the
 	// multi-camera run: what an idle line costs, against every frame through the models.
 	Motion bool
+	// Broker is a running MQTT broker (tcp://HOST:PORT, no credentials) that the end-to-end
+	// run and the cameras publish to, under cvedge/bench/: the figures are then the agent's
+	// alone, as in a plant whose broker runs in a process of its own. "": a broker embedded in
+	// the process, on a free loopback port, whose work counts in the figures.
+	Broker string
 }
 
 // The phases of a run, as Options.Progress names them.
@@ -134,16 +140,19 @@ type Report struct {
 	ModelCPUMsPerFrame float64 `json:"modelCpuMsPerFrame"`
 	CPUOverhead        float64 `json:"cpuOverhead"`
 	// PeakRSSMB is the process's peak resident memory with one pipeline, its models and the
-	// embedded broker (measured before the multi-camera run).
+	// embedded broker, unless Broker is set (measured before the multi-camera run).
 	PeakRSSMB float64 `json:"peakRssMB"`
 	// AnonRSSMB and FileRSSMB split the resident memory at that point into private memory
 	// and file-backed pages (code and data of cvedge and its shared libraries).
 	AnonRSSMB float64       `json:"anonRssMB"`
 	FileRSSMB float64       `json:"fileRssMB"`
 	Cameras   []CameraBench `json:"cameras,omitempty"`
+	// Broker is the outside broker the end-to-end run and the cameras published to
+	// (Options.Broker); absent, a broker embedded in the process, whose work the figures count.
+	Broker string `json:"broker,omitempty"`
 	// AgentAllocsPerFrame is the Go heap allocations of the whole agent during the
 	// multi-camera run, per frame processed: the pipelines, the ring, samples, stats, the
-	// JSON, the MQTT client and the embedded broker.
+	// JSON, the MQTT client and the embedded broker (unless Broker is set).
 	AgentAllocsPerFrame float64 `json:"agentAllocsPerFrame,omitempty"`
 	// CamerasCPUPercent is the process's CPU time during the multi-camera run over its wall
 	// time, as top shows it: 100 is one core busy.
@@ -158,7 +167,8 @@ type Report struct {
 }
 
 // MemoryBench is the process's memory during the multi-camera run, read from /proc/self/status
-// each second of it: the whole agent with its cameras, models, ring and the embedded broker.
+// each second of it: the whole agent with its cameras, models, ring and the embedded broker
+// (unless Report.Broker is set).
 type MemoryBench struct {
 	// PrivateMB is the private resident memory (RssAnon: heaps, frames, the models' buffers)
 	// and RSSMB all of it (with the shared libraries' pages): at the first second of the run,
@@ -232,6 +242,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Detector == "" && o.Classifier == "" {
 		return nil, errors.New("give a detector, a classifier, or both")
 	}
+	if err := checkBroker(o.Broker); err != nil {
+		return nil, err
+	}
 	if o.Frames <= 0 {
 		o.Frames = 200
 	}
@@ -248,7 +261,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer rt.Close()
-	rep := &Report{Machine: machine(rt), Frames: o.Frames}
+	rep := &Report{Machine: machine(rt), Frames: o.Frames, Broker: o.Broker}
+	rep.Machine["broker"] = rep.brokerWords()
 	rep.Machine["malloc"] = fmt.Sprintf("%s; the cameras run trims the C heap every %s, as cvedge run does", frameMemory, agent.ReleaseMemoryEvery)
 	rt0 := o.Runtime
 	rep.Machine["onnxruntime session"] = fmt.Sprintf("provider %s (configured; each model's own in the raw timings), intra_op_threads %d, inter_op_threads %d, graph_optimization %s, memory_arena %v, spinning %v",
@@ -609,20 +623,16 @@ func benchStream(ctx context.Context, o Options, pl *pipeline.Pipeline, cam *cam
 	return nil
 }
 
-// benchEndToEnd runs the frames again, publishing each prediction at QoS 1 to an embedded
-// broker on loopback, and waits until the broker acknowledged every one.
+// benchEndToEnd runs the frames again, publishing each prediction at QoS 1 to the broker
+// (embedded on loopback, or Options.Broker), and waits until it acknowledged every one.
 func benchEndToEnd(ctx context.Context, o Options, det, cls pipeline.Stage, rep *Report) error {
-	addr, err := freeAddr()
+	url, stop, err := o.startBroker()
 	if err != nil {
 		return err
 	}
-	b, err := broker.Start(addr, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		return err
-	}
-	defer b.Close()
+	defer stop()
 	mc := configs.Default().MQTT
-	mc.Broker, mc.ClientID, mc.QueueSize = "tcp://"+addr, "cvedge-bench", 4096
+	mc.Broker, mc.ClientID, mc.QueueSize = url, "cvedge-bench", 4096
 	var publishMs []float64
 	var acked atomic.Int64
 	pub, err := publish.Connect(mc, publish.Options{Observe: func(_ publish.Message, d time.Duration) {
@@ -635,7 +645,7 @@ func benchEndToEnd(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 	defer pub.Close(context.Background())
 	for deadline := time.Now().Add(10 * time.Second); !pub.Connected(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return errors.New("bench: the embedded broker did not accept the connection")
+			return fmt.Errorf("bench: the broker at %s did not accept the connection within 10 s: is it running, and open without credentials?", url)
 		}
 	}
 	cam, err := benchSource(o, "bench")
@@ -667,9 +677,13 @@ func benchEndToEnd(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 // benchCameras runs realtime cameras on the source through one agent, with the models
 // shared, and reports each camera's rate, drops and queue latency.
 func benchCameras(ctx context.Context, o Options, rep *Report) error {
-	addr, err := freeAddr()
-	if err != nil {
-		return err
+	url, addr := o.Broker, ""
+	if url == "" {
+		var err error
+		if addr, err = freeAddr(); err != nil {
+			return err
+		}
+		url = "tcp://" + addr
 	}
 	dir, err := os.MkdirTemp("", "cvedge-bench-")
 	if err != nil {
@@ -678,8 +692,10 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	defer os.RemoveAll(dir)
 	cfg := configs.Default()
 	cfg.Agent.ID, cfg.ONNXRuntime = "bench", o.Runtime
-	cfg.MQTT.Broker, cfg.MQTT.ClientID, cfg.MQTT.TopicPrefix, cfg.MQTT.StatsInterval = "tcp://"+addr, "cvedge-bench-cams", "cvedge/bench", 0
-	cfg.MQTT.Embedded = configs.Embedded{Enabled: true, Listen: addr}
+	cfg.MQTT.Broker, cfg.MQTT.ClientID, cfg.MQTT.TopicPrefix, cfg.MQTT.StatsInterval = url, "cvedge-bench-cams", "cvedge/bench", 0
+	if addr != "" {
+		cfg.MQTT.Embedded = configs.Embedded{Enabled: true, Listen: addr}
+	}
 	cfg.Spool.Dir, cfg.Store.Dir, cfg.HTTP.Listen = dir+"/spool", dir+"/models", ""
 	cfg.Samples.Enabled = false
 	cfg.Models = map[string]configs.Model{}
@@ -714,7 +730,7 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(runCtx) }()
 	time.Sleep(time.Second) // cameras open, the first frames pass
-	gate, err := watchDecisions(addr, cfg.MQTT.TopicPrefix)
+	gate, err := watchDecisions(url, cfg.MQTT.TopicPrefix)
 	if err != nil {
 		cancel()
 		<-done
@@ -827,6 +843,60 @@ func percentiles(v []float64) Percentiles {
 	return Percentiles{P50: at(0.5), P99: at(0.99)}
 }
 
+// startBroker returns the URL of the broker to publish to: o.Broker, or a broker embedded in
+// the process on a free loopback port, which stop closes.
+func (o Options) startBroker() (url string, stop func(), err error) {
+	if o.Broker != "" {
+		return o.Broker, func() {}, nil
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	b, err := broker.Start(addr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return "", nil, err
+	}
+	return "tcp://" + addr, func() { b.Close() }, nil
+}
+
+// checkBroker checks Options.Broker before the run: empty, or tcp://HOST:PORT of something
+// that takes a TCP connection.
+func checkBroker(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := neturl.Parse(s)
+	if err != nil || u.Scheme != "tcp" || u.Hostname() == "" || u.Port() == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("bench: broker %q: give tcp://HOST:PORT of a running MQTT broker that takes connections without credentials or TLS (e.g. a mosquitto on this machine: tcp://127.0.0.1:1883), or none for one embedded in the process", withoutUser(s))
+	}
+	c, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("bench: broker %s: %w: start it, or give none for one embedded in the process", s, err)
+	}
+	return c.Close()
+}
+
+// withoutUser is broker URL s with what stands before an "@" in its host part (a user and
+// password) left out, for messages.
+func withoutUser(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		scheme, rest = "", s
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	if i := strings.LastIndex(host, "@"); i >= 0 {
+		host = "…@" + host[i+1:]
+	}
+	if ok {
+		scheme += "://"
+	}
+	if path != "" || strings.Contains(rest, "/") {
+		host += "/"
+	}
+	return scheme + host + path
+}
+
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -905,6 +975,22 @@ func machine(rt *models.Runtime) map[string]string {
 	return m
 }
 
+// brokerWords names the broker the report's messages went to.
+func (r *Report) brokerWords() string {
+	if r.Broker != "" {
+		return "the broker at " + r.Broker + ", outside the process"
+	}
+	return "a broker embedded in the process"
+}
+
+// ifEmbedded is s when the broker ran in the process, and "" when it ran outside.
+func (r *Report) ifEmbedded(s string) string {
+	if r.Broker != "" {
+		return ""
+	}
+	return s
+}
+
 // Markdown renders the report as the table of docs/benchmarks.md.
 func (r *Report) Markdown() string {
 	var b strings.Builder
@@ -930,13 +1016,13 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "\n| figure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| throughput allowed by the raw model times (same work) | %.2f frames/s |\n", r.ModelBoundFPS)
 	fmt.Fprintf(&b, "| pipeline throughput (capture, preprocess, models, JSON) | %.2f frames/s |\n", p.FPS)
-	fmt.Fprintf(&b, "| end-to-end throughput (and MQTT QoS 1 to an embedded broker) | %.2f frames/s |\n", r.EndToEnd.FPS)
+	fmt.Fprintf(&b, "| end-to-end throughput (and MQTT QoS 1 to %s) | %.2f frames/s |\n", r.brokerWords(), r.EndToEnd.FPS)
 	fmt.Fprintf(&b, "| **efficiency** (end-to-end / model-bound) | **%.3f** |\n", r.Efficiency)
 	fmt.Fprintf(&b, "| CPU per frame: the pipeline (every thread), onnxruntime alone on the same work | %.2f ms, %.2f ms |\n", r.Pipeline.CPUMsPerFrame, r.ModelCPUMsPerFrame)
 	fmt.Fprintf(&b, "| **CPU outside the model**, of the model's CPU ((pipeline − model) / model) | **%.1f %%** |\n", 100*r.CPUOverhead)
 	fmt.Fprintf(&b, "| detections per frame, crops per frame | %.2f, %.2f |\n", p.DetectionsPerFrame, p.CropsPerFrame)
 	fmt.Fprintf(&b, "| Go heap allocations per frame (pipeline and JSON) | %.1f (%.0f bytes) |\n", p.AllocsPerFrame, p.BytesPerFrame)
-	fmt.Fprintf(&b, "| peak RSS (one pipeline, its models, the broker) | %.1f MB |\n", r.PeakRSSMB)
+	fmt.Fprintf(&b, "| peak RSS (one pipeline, its models%s) | %.1f MB |\n", r.ifEmbedded(", the broker"), r.PeakRSSMB)
 	fmt.Fprintf(&b, "| of the resident memory then: private, file-backed (shared libraries) | %.1f MB, %.1f MB |\n", r.AnonRSSMB, r.FileRSSMB)
 	if t := r.Tracking; t != nil {
 		fmt.Fprintf(&b, "| tracking (track step) per frame, and of the detector's time | %.2f µs, %.2g %% |\n", t.TrackMs*1000, t.TrackOfDetector*100)
@@ -953,7 +1039,7 @@ func (r *Report) Markdown() string {
 				fmt.Fprintf(&b, "\nMotion gate: %s kept %d unchanged frames from the models.\n", c.Name, c.Unchanged)
 			}
 		}
-		fmt.Fprintf(&b, "\nThe whole agent in this run (pipelines, ring, stats, JSON, the MQTT client and the embedded broker): %.1f Go heap allocations per frame processed, %.0f %% CPU (100 %% is one core busy).\n", r.AgentAllocsPerFrame, r.CamerasCPUPercent)
+		fmt.Fprintf(&b, "\nThe whole agent in this run (pipelines, ring, stats, JSON, the MQTT client%s): %.1f Go heap allocations per frame processed, %.0f %% CPU (100 %% is one core busy).\n", r.ifEmbedded(" and the embedded broker"), r.AgentAllocsPerFrame, r.CamerasCPUPercent)
 		if m := r.CamerasMemory; m != nil {
 			fmt.Fprintf(&b, "Its memory: private %.1f MB at the first second, %.1f MB at the end (%+.1f %%; least %.1f, most %.1f), of it %.1f MB Go heap; resident %.1f MB at the end, peak %.1f MB.\n",
 				m.PrivateMB.First, m.PrivateMB.Last, 100*m.Growth, m.PrivateMB.Min, m.PrivateMB.Max, m.GoHeapMB, m.RSSMB.Last, m.PeakRSSMB)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
@@ -284,6 +285,55 @@ func TestMemoryReadAllocatesLittle(t *testing.T) {
 	for _, in := range []string{"", " kB", "12", "1.5 kB", "-3 kB", "\t12 MB", "0x10 kB"} {
 		if kb, ok := kilobytes([]byte(in)); ok {
 			t.Errorf("kilobytes(%q) = %v, want no figure", in, kb)
+		}
+	}
+}
+
+// TestOutsideBroker: with Broker set, the end-to-end run and the cameras publish to that
+// broker, and the report says so and no longer counts an embedded one.
+func TestOutsideBroker(t *testing.T) {
+	if _, err := models.FindLibrary(""); err != nil {
+		testenv.Missing(t, "onnxruntime: %v", err)
+	}
+	b := testenv.StartMosquitto(t)
+	in := testenv.Subscribe(t, b.URL, "cvedge/bench/#")
+	o := Options{Detector: testenv.Path("testdata", "demo", "detector"), Classifier: testenv.Path("testdata", "demo", "classifier"),
+		Source: testenv.Path("testdata", "demo", "conveyor.avi"), Frames: 4, Cameras: 1, FPS: 5, Seconds: 1.5,
+		Runtime: configs.Default().ONNXRuntime, Broker: b.URL}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the end-to-end run's predictions at the broker", 5*time.Second, func() bool {
+		return len(in.Get("cvedge/bench/cameras/bench/predictions")) == o.Frames
+	})
+	testenv.WaitFor(t, "the camera's predictions at the broker", 5*time.Second, func() bool {
+		return len(in.Get("cvedge/bench/cameras/cam1/predictions")) > 0
+	})
+	if rep.Broker != b.URL || !strings.Contains(rep.Machine["broker"], b.URL+", outside the process") {
+		t.Errorf("broker %q, machine's %q", rep.Broker, rep.Machine["broker"])
+	}
+	if md := rep.Markdown(); strings.Contains(md, "embedded") || !strings.Contains(md, "QoS 1 to the broker at "+b.URL) {
+		t.Errorf("the tables do not name the outside broker:\n%s", md)
+	}
+}
+
+// TestBrokerChecked: a broker that is no tcp://HOST:PORT, or where nothing answers, is refused
+// before the run, naming it and what to give instead.
+func TestBrokerChecked(t *testing.T) {
+	closed := fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(t))
+	for _, bad := range []string{"127.0.0.1:1883", "ssl://127.0.0.1:8883", "tcp://127.0.0.1", "tcp://user:pw@127.0.0.1:1883", "tcp://:1883", "tcp://h:1/x", "tcp://[::1", closed} {
+		o := Options{Detector: "nowhere", Source: "nowhere", Broker: bad}
+		_, err := Run(context.Background(), o)
+		if err == nil || !strings.Contains(err.Error(), withoutUser(bad)) || !strings.Contains(err.Error(), "embedded in the process") {
+			t.Errorf("broker %q: %v", bad, err)
+		}
+	}
+	// a user and password given by mistake never reach the message
+	for _, bad := range []string{"tcp://user:Pa55w0rd@127.0.0.1:1883", "tcp://user:Pa55w0rd@[::1", "user:Pa55w0rd@host:1883/x"} {
+		_, err := Run(context.Background(), Options{Detector: "nowhere", Source: "nowhere", Broker: bad})
+		if err == nil || strings.Contains(err.Error(), "Pa55w0rd") || strings.Contains(err.Error(), "user") || !strings.Contains(err.Error(), "…@") {
+			t.Errorf("broker %q: %v", bad, err)
 		}
 	}
 }

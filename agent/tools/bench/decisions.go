@@ -34,13 +34,13 @@ type decisionWatch struct {
 	ms     map[string][]float64 // by cause
 }
 
-// watchDecisions subscribes to the decisions under prefix on the broker at addr.
-func watchDecisions(addr, prefix string) (*decisionWatch, error) {
+// watchDecisions subscribes to the decisions under prefix on the broker at url.
+func watchDecisions(url, prefix string) (*decisionWatch, error) {
 	w := &decisionWatch{ms: map[string][]float64{}}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("cvedge-bench-gate").SetAutoReconnect(false)
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID("cvedge-bench-gate").SetAutoReconnect(false)
 	w.client = paho.NewClient(opts)
 	if t := w.client.Connect(); !t.WaitTimeout(5*time.Second) || t.Error() != nil {
-		return nil, fmt.Errorf("bench: the decisions' subscriber cannot connect to %s: %v", addr, t.Error())
+		return nil, fmt.Errorf("bench: the decisions' subscriber cannot connect to %s: %v", url, t.Error())
 	}
 	t := w.client.Subscribe(prefix+"/cameras/+/decisions", 1, func(_ paho.Client, m paho.Message) {
 		at := time.Now()
