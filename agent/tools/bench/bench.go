@@ -236,8 +236,8 @@ type TrackingBench struct {
 	PartsAllocsPerFrame float64 `json:"partsAllocsPerFrame"`
 }
 
-// Run measures the models alone, the pipeline, and the pipeline publishing to an embedded
-// broker, in one run.
+// Run measures the models alone, the pipeline, and the pipeline publishing to a broker
+// (embedded in the process unless Options.Broker), in one run.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Detector == "" && o.Classifier == "" {
 		return nil, errors.New("give a detector, a classifier, or both")
@@ -280,7 +280,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := measure(ctx, o, det, cls, rep); err != nil {
 		return nil, err
 	}
-	rep.PeakRSSMB, rep.AnonRSSMB, rep.FileRSSMB = memoryMB() // one pipeline, its models and a broker; before the cameras run
+	rep.PeakRSSMB, rep.AnonRSSMB, rep.FileRSSMB = memoryMB() // one pipeline, its models and the embedded broker (unless o.Broker); before the cameras run
 	// 4. several realtime cameras sharing the models
 	if o.Cameras > 0 {
 		if err := benchCameras(ctx, o, rep); err != nil {
@@ -632,7 +632,7 @@ func benchEndToEnd(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 	}
 	defer stop()
 	mc := configs.Default().MQTT
-	mc.Broker, mc.ClientID, mc.QueueSize = url, "cvedge-bench", 4096
+	mc.Broker, mc.ClientID, mc.QueueSize = url, clientID("pipeline"), 4096
 	var publishMs []float64
 	var acked atomic.Int64
 	pub, err := publish.Connect(mc, publish.Options{Observe: func(_ publish.Message, d time.Duration) {
@@ -677,51 +677,16 @@ func benchEndToEnd(ctx context.Context, o Options, det, cls pipeline.Stage, rep 
 // benchCameras runs realtime cameras on the source through one agent, with the models
 // shared, and reports each camera's rate, drops and queue latency.
 func benchCameras(ctx context.Context, o Options, rep *Report) error {
-	url, addr := o.Broker, ""
-	if url == "" {
-		var err error
-		if addr, err = freeAddr(); err != nil {
-			return err
-		}
-		url = "tcp://" + addr
-	}
 	dir, err := os.MkdirTemp("", "cvedge-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	cfg := configs.Default()
-	cfg.Agent.ID, cfg.ONNXRuntime = "bench", o.Runtime
-	cfg.MQTT.Broker, cfg.MQTT.ClientID, cfg.MQTT.TopicPrefix, cfg.MQTT.StatsInterval = url, "cvedge-bench-cams", "cvedge/bench", 0
-	if addr != "" {
-		cfg.MQTT.Embedded = configs.Embedded{Enabled: true, Listen: addr}
-	}
-	cfg.Spool.Dir, cfg.Store.Dir, cfg.HTTP.Listen = dir+"/spool", dir+"/models", ""
-	cfg.Samples.Enabled = false
-	cfg.Models = map[string]configs.Model{}
-	pipe := configs.Pipeline{CropPadding: 0.1, Vote: configs.Vote{IoU: 0.3}}
-	if o.Detector != "" {
-		m := configs.DefaultModel()
-		m.Path = o.Detector
-		cfg.Models["detector"], pipe.Detector = m, "detector"
-	}
-	if o.Classifier != "" {
-		m := configs.DefaultModel()
-		m.Path = o.Classifier
-		cfg.Models["classifier"], pipe.Classifier = m, "classifier"
-	}
-	for i := 0; i < o.Cameras; i++ {
-		c := configs.DefaultCamera()
-		c.Name, c.Source, c.Loop, c.Realtime, c.FPS, c.Pipeline = fmt.Sprintf("cam%d", i+1), o.Source, true, true, o.FPS, pipe
-		c.Motion.Enabled = o.Motion
-		if c.Tracks() {
-			c.Lines, c.Decision.Line = []configs.Line{benchLine}, benchLine.Name
-		}
-		cfg.Cameras = append(cfg.Cameras, c)
-	}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := camerasConfig(o, dir)
+	if err != nil {
 		return err
 	}
+	url := cfg.MQTT.Broker
 	a, err := agent.New(&cfg, o.Log)
 	if err != nil {
 		return err
@@ -779,6 +744,58 @@ func benchCameras(ctx context.Context, o Options, rep *Report) error {
 	rep.Decisions = gate.stop()
 	cancel()
 	return <-done
+}
+
+// camerasConfig is the agent's config for the cameras run, its spool and model store in dir:
+// o.Cameras realtime cameras on the source, sharing the models, publishing to o.Broker or to
+// a broker the agent embeds on a free loopback port.
+func camerasConfig(o Options, dir string) (configs.Config, error) {
+	cfg := configs.Default()
+	cfg.Agent.ID, cfg.ONNXRuntime = "bench", o.Runtime
+	cfg.MQTT.ClientID, cfg.MQTT.TopicPrefix, cfg.MQTT.StatsInterval = clientID("cams"), "cvedge/bench", 0
+	cfg.MQTT.Broker = o.Broker
+	if o.Broker == "" {
+		addr, err := freeAddr()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.MQTT.Broker, cfg.MQTT.Embedded = "tcp://"+addr, configs.Embedded{Enabled: true, Listen: addr}
+	}
+	cfg.Spool.Dir, cfg.Store.Dir, cfg.HTTP.Listen = dir+"/spool", dir+"/models", ""
+	cfg.Samples.Enabled = false
+	cfg.Models = map[string]configs.Model{}
+	pipe := configs.Pipeline{CropPadding: 0.1, Vote: configs.Vote{IoU: 0.3}}
+	if o.Detector != "" {
+		m := configs.DefaultModel()
+		m.Path = o.Detector
+		cfg.Models["detector"], pipe.Detector = m, "detector"
+	}
+	if o.Classifier != "" {
+		m := configs.DefaultModel()
+		m.Path = o.Classifier
+		cfg.Models["classifier"], pipe.Classifier = m, "classifier"
+	}
+	for i := 0; i < o.Cameras; i++ {
+		c := configs.DefaultCamera()
+		c.Name, c.Source, c.Loop, c.Realtime, c.FPS, c.Pipeline = fmt.Sprintf("cam%d", i+1), o.Source, true, true, o.FPS, pipe
+		c.Motion.Enabled = o.Motion
+		if c.Tracks() {
+			c.Lines, c.Decision.Line = []configs.Line{benchLine}, benchLine.Name
+		}
+		cfg.Cameras = append(cfg.Cameras, c)
+	}
+	return cfg, cfg.Validate()
+}
+
+// clientID is bench's MQTT client id for role: cvedge-bench-<role>-<host>, so that benches on
+// two machines sharing one broker do not take each other's sessions.
+func clientID(role string) string {
+	host, _ := os.Hostname()
+	id := "cvedge-bench-" + role
+	if host != "" {
+		id += "-" + host
+	}
+	return id
 }
 
 // shortRun is the run, in seconds of reads, under which the settled figures still hold the
@@ -867,34 +884,24 @@ func checkBroker(s string) error {
 		return nil
 	}
 	u, err := neturl.Parse(s)
-	if err != nil || u.Scheme != "tcp" || u.Hostname() == "" || u.Port() == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+	if err != nil || u.Scheme != "tcp" || u.Hostname() == "" || u.Port() == "" || u.User != nil || u.Opaque != "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return fmt.Errorf("bench: broker %q: give tcp://HOST:PORT of a running MQTT broker that takes connections without credentials or TLS (e.g. a mosquitto on this machine: tcp://127.0.0.1:1883), or none for one embedded in the process", withoutUser(s))
 	}
 	c, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
 	if err != nil {
-		return fmt.Errorf("bench: broker %s: %w: start it, or give none for one embedded in the process", s, err)
+		return fmt.Errorf("bench: broker tcp://%s: %w: start it, or give none for one embedded in the process", u.Host, err)
 	}
 	return c.Close()
 }
 
-// withoutUser is broker URL s with what stands before an "@" in its host part (a user and
-// password) left out, for messages.
+// withoutUser is broker URL s with all before its last "@" (a user and password) left out,
+// for messages.
 func withoutUser(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		scheme, rest = "", s
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		return "…@" + s[i+1:]
 	}
-	host, path, _ := strings.Cut(rest, "/")
-	if i := strings.LastIndex(host, "@"); i >= 0 {
-		host = "…@" + host[i+1:]
-	}
-	if ok {
-		scheme += "://"
-	}
-	if path != "" || strings.Contains(rest, "/") {
-		host += "/"
-	}
-	return scheme + host + path
+	return s
 }
 
 func freeAddr() (string, error) {

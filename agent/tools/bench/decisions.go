@@ -37,7 +37,7 @@ type decisionWatch struct {
 // watchDecisions subscribes to the decisions under prefix on the broker at url.
 func watchDecisions(url, prefix string) (*decisionWatch, error) {
 	w := &decisionWatch{ms: map[string][]float64{}}
-	opts := paho.NewClientOptions().AddBroker(url).SetClientID("cvedge-bench-gate").SetAutoReconnect(false)
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID(clientID("gate")).SetAutoReconnect(false)
 	w.client = paho.NewClient(opts)
 	if t := w.client.Connect(); !t.WaitTimeout(5*time.Second) || t.Error() != nil {
 		return nil, fmt.Errorf("bench: the decisions' subscriber cannot connect to %s: %v", url, t.Error())
