@@ -165,8 +165,12 @@ func strictJSON(raw []byte, v any) error {
 	return nil
 }
 
-// looseID digs the id out of a message that failed strict parsing, for the error result.
+// looseID digs the id out of a message that failed strict parsing, for the error result. A
+// message over maxMessage is not read: decoding it would cost many times its size.
 func looseID(raw []byte) string {
+	if len(raw) > maxMessage {
+		return ""
+	}
 	var m map[string]any
 	if json.NewDecoder(bytes.NewReader(raw)).Decode(&m) != nil {
 		return ""

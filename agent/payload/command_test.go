@@ -2,6 +2,7 @@ package payload
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -33,6 +34,28 @@ func TestParseCommand(t *testing.T) {
 		}
 		if cmd.ID != c.id {
 			t.Errorf("ParseCommand(%.40q): id %q, want %q", c.in, cmd.ID, c.id)
+		}
+	}
+}
+
+// TestOversizedNotDecoded: a command or feedback message over the bound is refused without
+// being decoded: a flood of large ones (MQTT allows 256 MiB) must not cost many times their
+// size each.
+func TestOversizedNotDecoded(t *testing.T) {
+	raw := []byte(`{"id":"x","p":[` + strings.Repeat("1.5,", 4<<20) + `1.5]}`) // 16 MiB
+	for name, parse := range map[string]func([]byte) (string, error){
+		"command":  func(b []byte) (string, error) { c, err := ParseCommand(b); return c.ID, err },
+		"feedback": func(b []byte) (string, error) { f, err := ParseFeedback(b); return f.ID, err },
+	} {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		id, err := parse(raw)
+		runtime.ReadMemStats(&m1)
+		if err == nil || !strings.Contains(err.Error(), "larger than") || id != "" {
+			t.Errorf("%s: id %q, error %v", name, id, err)
+		}
+		if grew := m1.TotalAlloc - m0.TotalAlloc; grew > 1<<20 {
+			t.Errorf("%s: refusing a message of %d MiB allocated %d MiB", name, len(raw)>>20, grew>>20)
 		}
 	}
 }
