@@ -300,6 +300,10 @@ func badScalars(key string, val any, t reflect.Type) []error {
 		if err := checkWhole(key, val); err != nil {
 			return []error{err}
 		}
+	case reflect.Float32, reflect.Float64:
+		if err := checkFinite(key, val); err != nil {
+			return []error{err}
+		}
 	}
 	sort.Slice(bad, func(i, j int) bool { return bad[i].Error() < bad[j].Error() })
 	return bad
@@ -344,6 +348,27 @@ func checkDuration(key string, val any) error {
 		return noUnit(strconv.FormatFloat(rv.Float(), 'g', -1, 64))
 	}
 	return nil // other types: mapstructure says what is wrong
+}
+
+// checkFinite refuses a number that is not one: YAML's .nan and .inf, or NaN and Inf from the
+// environment, which would pass every range check written as v < lo || v > hi.
+func checkFinite(key string, val any) error {
+	rv := reflect.ValueOf(val)
+	f := 0.0
+	switch {
+	case rv.Kind() == reflect.String:
+		v, err := strconv.ParseFloat(strings.TrimSpace(rv.String()), 64)
+		if err != nil {
+			return nil // mapstructure says what is wrong
+		}
+		f = v
+	case rv.CanFloat():
+		f = rv.Float()
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("%s: %v is not a number: write one, e.g. 0.5", key, f)
+	}
+	return nil
 }
 
 // checkWhole accepts a whole number in the range of an int64: a YAML integer, or digits from

@@ -112,7 +112,7 @@ func (c *Config) Validate() error {
 // value within them exhausts the box (a queue_size of 1e9 asked for gigabytes at start).
 const (
 	MaxQueueSize     = 100_000   // mqtt.queue_size, messages
-	MaxDiskMB        = 1 << 20   // spool.max_mb, cameras[].collect.max_mb and samples.store.max_mb: 1 TiB
+	MaxDiskMB        = 1 << 20   // spool.max_mb and dead_letter_mb, cameras[].collect.max_mb, samples.store.max_mb, store.max_download_mb and max_unpacked_mb, ui.review.max_mb: 1 TiB
 	MaxRingFrames    = 10_000    // ring.frames, per camera
 	MaxRingMB        = 16 << 10  // ring.max_mb, per camera: 16 GiB
 	MaxImageKB       = 16 << 10  // samples.max_image_kb and llm.max_image_kb: 16 MiB
@@ -137,6 +137,10 @@ func (c *Config) validateBounds(p *problems) {
 	upTo("mqtt.queue_size", c.MQTT.QueueSize, 1, MaxQueueSize)
 	upTo("spool.max_mb", c.Spool.MaxMB, 1, MaxDiskMB)
 	upTo("samples.store.max_mb", c.Samples.Store.MaxMB, 1, MaxDiskMB)
+	upTo("spool.dead_letter_mb", c.Spool.DeadLetterMB, 1, MaxDiskMB)
+	upTo("store.max_download_mb", c.Store.MaxDownloadMB, 1, MaxDiskMB)
+	upTo("store.max_unpacked_mb", c.Store.MaxUnpackedMB, 1, MaxDiskMB)
+	upTo("ui.review.max_mb", c.UI.Review.MaxMB, 1, MaxDiskMB)
 	upTo("ring.frames", c.Ring.Frames, 1, MaxRingFrames)
 	upTo("ring.max_mb", c.Ring.MaxMB, 1, MaxRingMB)
 	upTo("samples.max_image_kb", c.Samples.MaxImageKB, 4, MaxImageKB)
