@@ -71,6 +71,14 @@ func TestArvToBGR(t *testing.T) {
 	if err := arvToBGR(make([]byte, w*h-1), w, h, pfMono8, &m); err == nil || !strings.Contains(err.Error(), "8x6") {
 		t.Errorf("a short Mono8 buffer: %v", err)
 	}
+	// a leader whose sizes overflow w*h*bpp must not reach OpenCV (which aborts the process)
+	for _, size := range [][2]int{{1<<31 - 1, 1<<31 - 1}, {1 << 32, 1 << 32}, {70000, 2}, {20000, 20000}} {
+		for _, pf := range []uint32{pfRGB8, pfMono16, pfMono8} {
+			if err := arvToBGR(make([]byte, 16), size[0], size[1], pf, &m); err == nil || !strings.Contains(err.Error(), "larger than any camera's picture") {
+				t.Errorf("a frame of %dx%d, format 0x%08x: %v", size[0], size[1], pf, err)
+			}
+		}
+	}
 }
 
 // BenchmarkArvToBGR measures turning one 1280x1024 frame from Aravis into the BGR frame the

@@ -47,9 +47,14 @@ const jpegFlags = gocv.IMReadColor | gocv.IMReadIgnoreOrientation
 var reducedFlags = [...]gocv.IMReadFlag{jpegFlags, gocv.IMReadReducedColor2 | gocv.IMReadIgnoreOrientation,
 	gocv.IMReadReducedColor4 | gocv.IMReadIgnoreOrientation, gocv.IMReadReducedColor8 | gocv.IMReadIgnoreOrientation}
 
-// maxJPEGPixels bounds the picture a JPEG frame may say it is (twice 8K): a corrupt or hostile
-// header must not make the black frame of its size that an undecodable JPEG becomes.
+// maxJPEGPixels bounds the picture a JPEG frame (or a GenICam frame) may say it is (twice 8K):
+// a corrupt or hostile header must not make the black frame of its size that an undecodable
+// JPEG becomes.
 const maxJPEGPixels = 2 * 7680 * 4320
+
+// maxSide bounds a GenICam frame's width and height as its leader gives them, before their
+// product (with maxJPEGPixels) is taken: two 32-bit sizes could overflow it.
+const maxSide = 1 << 16
 
 // errNotJPEG: a source read in passthrough delivered a packet that is not a JPEG picture.
 var errNotJPEG = errors.New("not a JPEG picture")
