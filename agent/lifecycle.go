@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
+	"github.com/cvedge/cvedge/configs"
 	"github.com/cvedge/cvedge/models"
 	"github.com/cvedge/cvedge/models/store"
 )
@@ -102,7 +103,7 @@ func (a *Agent) AddRemote(ctx context.Context, name, url, sha string, activate, 
 	dir := file + ".d"
 	defer os.RemoveAll(dir)
 	if err := store.Unpack(ctx, file, dir, lim); err != nil {
-		return store.Iteration{}, fmt.Errorf("export from %s refused: %w", url, err)
+		return store.Iteration{}, fmt.Errorf("export from %s refused: %w", store.ShownURL(url), err)
 	}
 	if err := ctx.Err(); err != nil {
 		return store.Iteration{}, err
@@ -112,7 +113,7 @@ func (a *Agent) AddRemote(ctx context.Context, name, url, sha string, activate, 
 	if _, ok := a.stageNamed(name); !ok { // a reload may have taken it away meanwhile
 		return store.Iteration{}, fmt.Errorf("model %q serves no camera on this agent (models: %v)", name, a.stageNames())
 	}
-	it, err := a.store.Add(name, dir, url, a.describe(name))
+	it, err := a.store.Add(name, dir, store.ShownURL(url), a.describe(name)) // a SAS URL's query is its key
 	if err != nil {
 		return it, err
 	}
@@ -181,7 +182,7 @@ func (a *Agent) lifecycleCommand(cmd payload.Command) {
 		detail["iteration"] = iteration
 	}
 	if err != nil {
-		a.log.Warn("model command failed", "command", cmd.Command, "model", cmd.Model, "err", err)
+		a.log.Warn("model command failed", "command", cmd.Command, "model", cmd.Model, "err", configs.RedactError(err))
 	}
 	a.env.Result(cmd.ID, cmd.Command, err, detail)
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -167,7 +169,9 @@ func TestHotSwapUnderLoad(t *testing.T) {
 }
 
 // TestRemoteAdd downloads an iteration over https, checks its SHA-256, and activates it
-// once the tag change is allowed; a zip bomb is refused by store.max_unpacked_mb.
+// once the tag change is allowed; a zip bomb is refused by store.max_unpacked_mb. The URLs
+// carry a SAS key in their query (and one a password), which no result, log line or record
+// of the store shows.
 func TestRemoteAdd(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	zipPath := testenv.ZipDir(t, testenv.Path("testdata", "models", "classifier-v2"), "", nil)
@@ -190,10 +194,12 @@ func TestRemoteAdd(t *testing.T) {
 	cfg.Store.MaxUnpackedMB = 64
 	cfg.Commands.Allow = append(cfg.Commands.Allow, "add")
 	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
-	runAgent(t, cfg)
+	var logs testenv.LogBuffer
+	stop := runAgentLogged(t, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	testenv.WaitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get("cvedge/e2e/cameras/conveyor/predictions")) > 5 })
+	const sas = "?sv=2022-11-02&se=2026-12-01&sp=r&sig=PlantedSig%2Bkey%3D"
 
-	command(t, col, fmt.Sprintf(`{"id":"r0","command":"add","model":"colour","url":%q,"sha256":%q}`, bombSrv.URL+"/bomb.zip", hex.EncodeToString(bombSum[:])))
+	command(t, col, fmt.Sprintf(`{"id":"r0","command":"add","model":"colour","url":%q,"sha256":%q}`, bombSrv.URL+"/bomb.zip"+sas, hex.EncodeToString(bombSum[:])))
 	if r := resultFor(t, col, "r0"); r.OK || !strings.Contains(r.Error, "more than store.max_unpacked_mb (64 MiB)") {
 		t.Fatalf("zip bomb: %+v", r)
 	}
@@ -202,15 +208,19 @@ func TestRemoteAdd(t *testing.T) {
 	if r := resultFor(t, col, "r1"); r.OK || !strings.Contains(r.Error, "refused") {
 		t.Fatalf("bad hash: %+v", r)
 	}
-	command(t, col, fmt.Sprintf(`{"id":"r2","command":"add","model":"colour","url":%q,"sha256":%q}`, "http://127.0.0.1:1/v2.zip", hex.EncodeToString(sum[:])))
+	command(t, col, fmt.Sprintf(`{"id":"r2","command":"add","model":"colour","url":%q,"sha256":%q}`, "http://127.0.0.1:1/v2.zip"+sas, hex.EncodeToString(sum[:])))
 	if r := resultFor(t, col, "r2"); r.OK || !strings.Contains(r.Error, "takes an https URL") {
 		t.Fatalf("http: %+v", r)
+	}
+	command(t, col, fmt.Sprintf(`{"id":"r2a","command":"add","model":"colour","url":%q,"sha256":%q}`, "https://user:PlantedPw@[::1/v2.zip"+sas, hex.EncodeToString(sum[:])))
+	if r := resultFor(t, col, "r2a"); r.OK || !strings.Contains(r.Error, "takes an https URL") {
+		t.Fatalf("an https URL that does not parse: %+v", r)
 	}
 	command(t, col, fmt.Sprintf(`{"id":"r2b","command":"add","model":"colour","url":%q,"sha256":%q,"activate":true}`, srv.URL+"/v2.zip", hex.EncodeToString(sum[:])))
 	if r := resultFor(t, col, "r2b"); r.OK || !strings.Contains(r.Error, `tags change (added: "blue_v2"`) {
 		t.Fatalf("add and activate with other tags, not allowed: %+v", r)
 	}
-	command(t, col, fmt.Sprintf(`{"id":"r3","command":"add","model":"colour","url":%q,"sha256":%q,"activate":true,"allowTagChange":true}`, srv.URL+"/v2.zip", hex.EncodeToString(sum[:])))
+	command(t, col, fmt.Sprintf(`{"id":"r3","command":"add","model":"colour","url":%q,"sha256":%q,"activate":true,"allowTagChange":true}`, srv.URL+"/v2.zip"+sas, hex.EncodeToString(sum[:])))
 	r := resultFor(t, col, "r3")
 	if !r.OK || r.Detail["storeId"] == "" || r.Detail["iteration"] != r.Detail["storeId"] {
 		t.Fatalf("add and activate: %+v", r)
@@ -221,4 +231,21 @@ func TestRemoteAdd(t *testing.T) {
 		json.Unmarshal(msgs[len(msgs)-1], &p)
 		return len(p.Predictions) > 0 && p.Predictions[0].Classification != nil && strings.HasSuffix(p.Predictions[0].Classification.Predictions[0].TagName, "_v2")
 	})
+	stop()
+	for _, secret := range []string{"PlantedSig", "PlantedPw"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log shows %s:\n%s", secret, logs.String())
+		}
+		for _, m := range col.Get("cvedge/e2e/commands/results") {
+			if strings.Contains(string(m), secret) {
+				t.Errorf("a result shows %s: %s", secret, m)
+			}
+		}
+		filepath.WalkDir(cfg.Store.Dir, func(path string, d fs.DirEntry, err error) error {
+			if b, _ := os.ReadFile(path); err == nil && !d.IsDir() && strings.Contains(string(b), secret) {
+				t.Errorf("the model store's %s shows %s", path, secret)
+			}
+			return nil
+		})
+	}
 }

@@ -22,10 +22,17 @@ import (
 	"github.com/cvedge/cvedge/configs"
 )
 
-// runAgent runs an agent in-process until the returned stop is called.
+// runAgent runs an agent in-process, logging warnings to stderr, until the returned stop is
+// called.
 func runAgent(t *testing.T, cfg *configs.Config) (stop func()) {
 	t.Helper()
-	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	return runAgentLogged(t, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// runAgentLogged is runAgent with the agent's log going to log.
+func runAgentLogged(t *testing.T, cfg *configs.Config, log *slog.Logger) (stop func()) {
+	t.Helper()
+	a, err := agent.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

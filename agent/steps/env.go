@@ -14,6 +14,7 @@ import (
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/spool"
+	"github.com/cvedge/cvedge/configs"
 )
 
 // Sender takes a message for the broker and never blocks (publish.Publisher, or a
@@ -44,7 +45,7 @@ func (e *Env) Topic(path string) string { return e.Prefix + "/" + path }
 func (e *Env) Result(id, command string, err error, detail map[string]string) {
 	res := payload.Result{Schema: payload.Schema, Agent: e.Agent, ID: id, Command: command, OK: err == nil, Time: time.Now().UTC(), Detail: detail}
 	if err != nil {
-		res.Error = err.Error()
+		res.Error = configs.Redact(err.Error()) // an error may quote a URL with its key
 	}
 	e.sendResult(res)
 }

@@ -72,7 +72,7 @@ func Client(roots *x509.CertPool, timeout time.Duration) *http.Client {
 func (s *Store) Download(ctx context.Context, client *http.Client, rawURL, want string, lim Limits) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return "", fmt.Errorf("url %q: a remote add takes an https URL", rawURL)
+		return "", fmt.Errorf("url %q: a remote add takes an https URL", ShownURL(rawURL))
 	}
 	want = strings.ToLower(want)
 	if !shaRE.MatchString(want) {
@@ -87,11 +87,7 @@ func (s *Store) Download(ctx context.Context, client *http.Client, rawURL, want 
 func (s *Store) DownloadExport(ctx context.Context, client *http.Client, rawURL string, lim Limits) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		shown := rawURL
-		if i := strings.IndexAny(shown, "?#"); i >= 0 {
-			shown = shown[:i]
-		}
-		return "", fmt.Errorf("export download URL %q is not an https URL: ask for the export again", shown)
+		return "", fmt.Errorf("export download URL %q is not an https URL: ask for the export again", ShownURL(rawURL))
 	}
 	return s.download(ctx, client, u, "", lim)
 }
@@ -105,6 +101,27 @@ func Shown(u *url.URL) string {
 		return c.String() + "?..."
 	}
 	return c.String()
+}
+
+// ShownURL is raw as errors, logs and the store's records may show it: Shown of it, or, when
+// it does not parse as a URL with a host (user:pw@host parses as scheme "user"), what comes
+// before its query or fragment with any user info left out.
+func ShownURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+		return Shown(u)
+	}
+	shown := raw
+	if i := strings.IndexAny(shown, "?#"); i >= 0 {
+		shown = shown[:i] + "?..."
+	}
+	if i := strings.LastIndex(shown, "@"); i >= 0 {
+		scheme := ""
+		if j := strings.Index(shown[:i], "://"); j >= 0 {
+			scheme = shown[:j+3]
+		}
+		shown = scheme + "...@" + shown[i+1:]
+	}
+	return shown
 }
 
 // download fetches u (checking its SHA-256 against want, unless want is "").

@@ -329,3 +329,30 @@ func TestDownloadExportHidesTheSAS(t *testing.T) {
 	}
 	os.Remove(f)
 }
+
+// TestShownURL: a URL as errors and records show it keeps its scheme, host and path, and
+// loses its user info, query and fragment, whether it parses or not.
+func TestShownURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://acct.blob.core.windows.net/c/x.zip?sv=1&sig=planted": "https://acct.blob.core.windows.net/c/x.zip?...",
+		"https://u:planted@host/x.zip":                                "https://host/x.zip",
+		"https://u:planted@[::1/x.zip?sig=planted":                    "https://...@[::1/x.zip?...",
+		"https://[::1/x.zip#planted":                                  "https://[::1/x.zip?...",
+		"u:planted@host:1/x":                                          "...@host:1/x",
+		"https://host/x.zip":                                          "https://host/x.zip",
+	} {
+		if got := ShownURL(in); got != want || strings.Contains(got, "planted") {
+			t.Errorf("ShownURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Download refuses a URL that is no https one without quoting its key
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"http://host/x.zip?sig=planted", "https://u:planted@[::1/x.zip"} {
+		if _, err := s.Download(context.Background(), http.DefaultClient, u, strings.Repeat("ab", 32), Limits{}); err == nil || strings.Contains(err.Error(), "planted") {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
