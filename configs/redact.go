@@ -54,7 +54,8 @@ func Redact(s string) string {
 
 // redactUserinfo masks the password of every URL in s: after each "://", the authority runs
 // to the path, the query, whitespace or a quote; its userinfo is what comes before its last
-// '@', and the password what follows the userinfo's first ':'.
+// '@', and the password what follows the userinfo's first ':'. An authority with a ':' and no
+// '@' runs on to the last '@' of its word, for a password with '/', '?' or '#' in it.
 func redactUserinfo(s string) string {
 	var b strings.Builder
 	done := 0 // s[:done] is in b
@@ -69,7 +70,23 @@ func redactUserinfo(s string) string {
 			end++
 		}
 		auth := s[start:end]
-		if at := strings.LastIndexByte(auth, '@'); at >= 0 {
+		at := strings.LastIndexByte(auth, '@')
+		if at < 0 && strings.IndexByte(auth, ':') >= 0 {
+			// a password with an unescaped '/', '?' or '#' ends the authority early
+			// (user:Cam#Pa55@host): its '@' comes later in the same word. A '@' in a path or
+			// query after a port is masked too: the safe way to be wrong.
+			word := end
+			for word < len(s) && !isWordEnd(s[word]) {
+				word++
+			}
+			if k := strings.Index(s[end:word], "://"); k >= 0 {
+				word = end + k
+			}
+			if k := strings.LastIndexByte(s[end:word], '@'); k >= 0 {
+				at, auth = end-start+k, s[start:end+k]
+			}
+		}
+		if at >= 0 {
 			if colon := strings.IndexByte(auth[:at], ':'); colon >= 0 {
 				b.WriteString(s[done : start+colon+1])
 				b.WriteString(Masked)
@@ -83,6 +100,15 @@ func redactUserinfo(s string) string {
 	}
 	b.WriteString(s[done:])
 	return b.String()
+}
+
+// isWordEnd reports whether c ends the word a URL is written in.
+func isWordEnd(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\r', '\v', '\f', '"', '\'', '<', '>':
+		return true
+	}
+	return false
 }
 
 func isAuthorityEnd(c byte) bool {

@@ -20,6 +20,17 @@ func TestRedact(t *testing.T) {
 		{"rtsps://a:b@h", "rtsps://a:***@h"},
 		{"rtsp://viewer:p@ss@10.0.0.5/x", "rtsp://viewer:***@10.0.0.5/x"}, // an @ in the password, unescaped
 		{"rtsp://viewer:p%40ss@10.0.0.5/x", "rtsp://viewer:***@10.0.0.5/x"},
+		// a '#', '/' or '?' in the password, unescaped, as some cameras require
+		{"rtsp://admin:Cam#Pa55@10.0.0.5/stream", "rtsp://admin:***@10.0.0.5/stream"},
+		{"rtsp://admin:Cam/Pa55@10.0.0.5:554/s", "rtsp://admin:***@10.0.0.5:554/s"},
+		{"rtsp://admin:Cam?Pa55@10.0.0.5/s", "rtsp://admin:***@10.0.0.5/s"},
+		{"rtsp://admin:12#34@10.0.0.5/s", "rtsp://admin:***@10.0.0.5/s"},
+		{"tcp://u:p#w@host:1883", "tcp://u:***@host:1883"},
+		{"rtspsrc location=rtsp://admin:Cam#Pa55@10.0.0.5/s latency=0 ! appsink", "rtspsrc location=rtsp://admin:***@10.0.0.5/s latency=0 ! appsink"},
+		{`"rtsp://a:b#c@h/x" "http://host:8080/x"`, `"rtsp://a:***@h/x" "http://host:8080/x"`},
+		{"http://host:8080/x rtsp://u:p@h", "http://host:8080/x rtsp://u:***@h"},
+		{"http://host:8080/x?mail=a@b", "http://host:***@b"}, // over-masked, the safe way
+		{"http://host/x?mail=a@b", "http://host/x?mail=a@b"}, // no ':' before: nothing to hide
 		{"rtsp://viewer:@10.0.0.5/x", "rtsp://viewer:***@10.0.0.5/x"},
 		{"rtsp://admin@10.0.0.5/x", "rtsp://admin@10.0.0.5/x"}, // a user name alone
 		{"tcp://agent:CamPa55word@127.0.0.1:1883", "tcp://agent:***@127.0.0.1:1883"},
@@ -156,7 +167,7 @@ func FuzzRedact(f *testing.F) {
 				t.Fatalf("not idempotent on %q: %q then %q", in, out, Redact(out))
 			}
 		}
-		if pass == "" || pass == Masked || strings.ContainsAny(pass, "/?#@ \t\r\n\v\f\"'<>\\!:=") {
+		if pass == "" || pass == Masked || strings.ContainsAny(pass, "@ \t\r\n\v\f\"'<>\\!:=") {
 			return // not a password a URL or an unquoted property can carry as it is
 		}
 		if !validScheme(scheme) || strings.ContainsAny(user, ":/?#@ \t\r\n\v\f\"'<>") || strings.ContainsAny(host, "@ \t\r\n\v\f") {
