@@ -402,12 +402,16 @@ func (c *Camera) run(ctx context.Context) {
 		before := c.read.Load()
 		err = c.readAll(ctx, g)
 		g.close()
-		if c.read.Load() > before {
+		delivered := c.read.Load() > before
+		if delivered {
 			backoff = c.MinBackoff // it delivered: the next failure starts the backoff again
 		}
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, io.EOF) && c.cfg.Loop && !delivered:
+			// a folder or file with nothing readable would be reopened at once, for ever
+			err = fmt.Errorf("the %s ended without one frame the agent could read: check that it holds pictures or video OpenCV decodes", c.src.Kind)
 		case errors.Is(err, io.EOF) && c.cfg.Loop:
 			continue
 		case errors.Is(err, io.EOF):

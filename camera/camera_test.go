@@ -252,6 +252,28 @@ func TestFolderLoops(t *testing.T) {
 	}
 }
 
+// TestLoopOfNothingBacksOff: a looping folder whose only picture is unreadable is reopened
+// with the backoff, reconnecting with the reason, not at once and for ever with the camera
+// said to be online.
+func TestLoopOfNothingBacksOff(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.jpg"), []byte("x"), 0o600)
+	cam := cameraFor(t, configs.Camera{Source: dir, Loop: true})
+	cam.MinBackoff, cam.MaxBackoff = 100*time.Millisecond, 100*time.Millisecond
+	var opens openLog
+	cam.open = opens.wrap(cam.open)
+	cam.Start(context.Background())
+	defer cam.Close()
+	time.Sleep(500 * time.Millisecond)
+	if n := opens.count(); n > 8 {
+		t.Errorf("%d opens in 0.5 s with a backoff of 0.1 s", n)
+	}
+	st := cam.Status()
+	if st.State != StateReconnecting || !strings.Contains(st.Reason, "without one frame the agent could read") {
+		t.Errorf("state %s (%q)", st.State, st.Reason)
+	}
+}
+
 // flaky fails to open a number of times, then delivers frames.
 type flaky struct {
 	mu    sync.Mutex
