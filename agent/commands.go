@@ -22,6 +22,7 @@ type commandState struct {
 	verifier *payload.Verifier
 	keyOf    string // the commands.public_key, public_key_file and max_age the verifier was made for
 	adding   string // the id of the remote add in flight, "" when none
+	changes  int    // model changes and reloads queued or running
 }
 
 // context is cancelled when the agent stops.
@@ -49,6 +50,24 @@ func (s *commandState) startAdd(id string) (busy string) {
 	}
 	s.adding = id
 	return ""
+}
+
+// startChange counts one more model change or reload, unless max are queued or running
+// already: then it returns false.
+func (s *commandState) startChange(max int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changes >= max {
+		return false
+	}
+	s.changes++
+	return true
+}
+
+func (s *commandState) doneChange() {
+	s.mu.Lock()
+	s.changes--
+	s.mu.Unlock()
 }
 
 func (s *commandState) doneAdd() {

@@ -17,11 +17,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/testenv"
+	"github.com/cvedge/cvedge/configs"
 )
 
 // zipBomb writes a ZIP whose model.onnx inflates to n zero bytes (a few hundred KB on disk).
@@ -158,5 +161,55 @@ func TestRemoteAddInBackground(t *testing.T) {
 	}
 	if r := resultFor(t, col, "b1"); r.OK || !strings.Contains(r.Error, "cancelled: the agent is stopping") {
 		t.Fatalf("the cancelled add: %+v", r)
+	}
+}
+
+// TestChangeCommandsBounded: a flood of reload commands while reloads are slow queues no more
+// than maxChanges of them; the rest are refused at once, each with a result, and the queued
+// ones still run once the config can be read.
+func TestChangeCommandsBounded(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := demoConfig(t, broker.URL, "    loop: true\n")
+	col := testenv.Subscribe(t, broker.URL, "cvedge/e2e/#")
+	release := make(chan struct{})
+	var reading atomic.Int32
+	startAgent(t, cfg, func() (*configs.Config, error) {
+		reading.Add(1)
+		<-release
+		return cfg, nil
+	})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the agent stops, which waits for the reloads
+	testenv.WaitFor(t, "predictions", 20*time.Second, func() bool { return len(col.Get("cvedge/e2e/cameras/conveyor/predictions")) > 2 })
+	const n = 40
+	for i := range n {
+		command(t, col, fmt.Sprintf(`{"id":"q%d","command":"reload"}`, i))
+	}
+	results := func() (refused, ok int) {
+		for _, raw := range col.Get("cvedge/e2e/commands/results") {
+			var r payload.Result
+			json.Unmarshal(raw, &r)
+			switch {
+			case r.OK:
+				ok++
+			case strings.Contains(r.Error, "4 model changes or reloads are still queued"):
+				refused++
+			default:
+				t.Errorf("result %+v", r)
+			}
+		}
+		return refused, ok
+	}
+	testenv.WaitFor(t, "the refusals", 10*time.Second, func() bool { r, _ := results(); return r >= n-4 })
+	time.Sleep(300 * time.Millisecond)
+	if r, ok := results(); r != n-4 || ok != 0 || reading.Load() > 4 {
+		t.Fatalf("%d refused, %d done, %d reading the config, while the config cannot be read: want %d, 0, at most 4", r, ok, reading.Load(), n-4)
+	}
+	free()
+	testenv.WaitFor(t, "the queued reloads", 30*time.Second, func() bool { _, ok := results(); return ok == 4 })
+	command(t, col, `{"id":"after","command":"reload"}`)
+	if r := resultFor(t, col, "after"); !r.OK {
+		t.Fatalf("a reload once the queue emptied: %+v", r)
 	}
 }

@@ -76,8 +76,13 @@ func (a *Agent) cameraCommand(cmd payload.Command) error {
 	}
 }
 
+// maxChanges bounds the model changes and reloads queued or running at once: each holds a
+// goroutine, and they run one after another, so a flood of commands must not pile them up.
+const maxChanges = 4
+
 // changeCommand runs a model change or a reload off paho's goroutine (loading models and
-// downloads take a while), unless the agent is stopping or a remote add is in flight.
+// downloads take a while), unless the agent is stopping, a remote add is in flight, or
+// maxChanges are queued already.
 func (a *Agent) changeCommand(cmd payload.Command) {
 	a.life.mu.Lock()
 	defer a.life.mu.Unlock()
@@ -85,13 +90,19 @@ func (a *Agent) changeCommand(cmd payload.Command) {
 		a.env.Result(cmd.ID, cmd.Command, errors.New("the agent is stopping"), nil)
 		return
 	}
+	if !a.cmds.startChange(maxChanges) {
+		a.env.Result(cmd.ID, cmd.Command, fmt.Errorf("%d model changes or reloads are still queued; send this one again after their results", maxChanges), nil)
+		return
+	}
 	if cmd.Command == payload.CmdAdd {
 		if busy := a.cmds.startAdd(cmd.ID); busy != "" {
+			a.cmds.doneChange()
 			a.env.Result(cmd.ID, cmd.Command, fmt.Errorf("the remote add %s is still running; send this one again after its result", busy), nil)
 			return
 		}
 	}
 	a.life.running.Go(func() {
+		defer a.cmds.doneChange()
 		if cmd.Command == payload.CmdAdd {
 			defer a.cmds.doneAdd()
 		}
