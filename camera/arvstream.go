@@ -361,10 +361,10 @@ func arvToBGR(data []byte, w, h int, pf uint32, dst *gocv.Mat) error {
 	default:
 		return fmt.Errorf("it streams pixel format 0x%08x, which the agent does not convert: set genicam.pixel_format to Mono8, Mono16, RGB8 or a Bayer 8 format", pf)
 	}
-	if w <= 0 || h <= 0 || w > maxSide || h > maxSide || w*h > maxJPEGPixels {
+	if w > maxSide || h > maxSide || w*h > maxJPEGPixels {
 		return fmt.Errorf("a frame of %dx%d pixels is larger than any camera's picture: a faulty camera, or a packet not from it", w, h)
 	}
-	if len(data) < w*h*bpp {
+	if w <= 0 || h <= 0 || len(data) < w*h*bpp {
 		return fmt.Errorf("a frame of %dx%d pixels came with %d bytes, fewer than its pixel format needs", w, h, len(data))
 	}
 	src := gocv.NewMatWithSize(h, w, typ)

@@ -93,7 +93,7 @@ func redactUserinfo(s string) string {
 				done = start + at
 			}
 		}
-		i = start
+		i = max(start, done) // a "://" inside what was masked starts no URL
 	}
 	if done == 0 {
 		return s

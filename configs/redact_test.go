@@ -29,8 +29,10 @@ func TestRedact(t *testing.T) {
 		{"rtspsrc location=rtsp://admin:Cam#Pa55@10.0.0.5/s latency=0 ! appsink", "rtspsrc location=rtsp://admin:***@10.0.0.5/s latency=0 ! appsink"},
 		{`"rtsp://a:b#c@h/x" "http://host:8080/x"`, `"rtsp://a:***@h/x" "http://host:8080/x"`},
 		{"http://host:8080/x rtsp://u:p@h", "http://host:8080/x rtsp://u:***@h"},
-		{"http://host:8080/x?mail=a@b", "http://host:***@b"}, // over-masked, the safe way
-		{"http://host/x?mail=a@b", "http://host/x?mail=a@b"}, // no ':' before: nothing to hide
+		{"http://host:8080/x?mail=a@b", "http://host:***@b"},                 // over-masked, the safe way
+		{"http://host/x?mail=a@b", "http://host/x?mail=a@b"},                 // no ':' before: nothing to hide
+		{"rtsp://rtsp://admin:CamPa55word@host/s", "rtsp://rtsp:***@host/s"}, // pasted twice
+		{"rtsp://a:b://c:CamPa55word@h", "rtsp://a:***@h"},
 		{"rtsp://viewer:@10.0.0.5/x", "rtsp://viewer:***@10.0.0.5/x"},
 		{"rtsp://admin@10.0.0.5/x", "rtsp://admin@10.0.0.5/x"}, // a user name alone
 		{"tcp://agent:CamPa55word@127.0.0.1:1883", "tcp://agent:***@127.0.0.1:1883"},
@@ -161,6 +163,7 @@ func FuzzRedact(f *testing.F) {
 	f.Add("Error opening file: ", "http", "viewer", planted, "127.0.0.1:9/x", " with api backend: 1900")
 	f.Add(`souphttpsrc location="`, "http", "", "x", `h/" user-pw="`, `"`)
 	f.Add("/dev/video", "file", "a", "b", "0", "")
+	f.Add("rtsp://", "rtsp", "admin", "Cam#Pa55", "host/s", "")
 	f.Fuzz(func(t *testing.T, prefix, scheme, user, pass, host, rest string) {
 		for _, in := range []string{prefix, scheme, user, pass, host, rest, prefix + scheme + user + pass + host + rest} {
 			if out := Redact(in); Redact(out) != out {

@@ -103,23 +103,24 @@ func Shown(u *url.URL) string {
 	return c.String()
 }
 
-// ShownURL is raw as errors, logs and the store's records may show it: Shown of it, or, when
-// it does not parse as a URL with a host (user:pw@host parses as scheme "user"), what comes
-// before its query or fragment with any user info left out.
+// ShownURL is raw as errors, logs and the store's records may show it: Shown of it when it
+// parses as a URL whose user info, if any, Go found; otherwise all from its "://" to its last
+// '@' (a password with '#', '?' or '/' in it ends the host early), and its query and fragment,
+// left out. A '@' in a query then hides the host too: the safe way to be wrong.
 func ShownURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+	if u, err := url.Parse(raw); err == nil && u.Opaque == "" && (u.User != nil || !strings.Contains(raw, "@")) {
 		return Shown(u)
 	}
 	shown := raw
-	if i := strings.IndexAny(shown, "?#"); i >= 0 {
-		shown = shown[:i] + "?..."
-	}
 	if i := strings.LastIndex(shown, "@"); i >= 0 {
 		scheme := ""
 		if j := strings.Index(shown[:i], "://"); j >= 0 {
 			scheme = shown[:j+3]
 		}
 		shown = scheme + "...@" + shown[i+1:]
+	}
+	if i := strings.IndexAny(shown, "?#"); i >= 0 {
+		shown = shown[:i] + "?..."
 	}
 	return shown
 }

@@ -340,6 +340,10 @@ func TestShownURL(t *testing.T) {
 		"https://[::1/x.zip#planted":                                  "https://[::1/x.zip?...",
 		"u:planted@host:1/x":                                          "...@host:1/x",
 		"https://host/x.zip":                                          "https://host/x.zip",
+		"https://u:pa#planted@host/x.zip":                             "https://...@host/x.zip",
+		"https://u:12#planted@host/x.zip":                             "https://...@host/x.zip",
+		"https://u:pa?planted@host/x.zip?sig=planted":                 "https://...@host/x.zip?...",
+		"https://u:pa/planted@host/x.zip":                             "https://...@host/x.zip",
 	} {
 		if got := ShownURL(in); got != want || strings.Contains(got, "planted") {
 			t.Errorf("ShownURL(%q) = %q, want %q", in, got, want)
