@@ -111,12 +111,10 @@ func isWordEnd(c byte) bool {
 	return false
 }
 
+// isAuthorityEnd reports whether c ends a URL's authority: its path, query or fragment
+// starts, or its word ends.
 func isAuthorityEnd(c byte) bool {
-	switch c {
-	case '/', '?', '#', ' ', '\t', '\n', '\r', '\v', '\f', '"', '\'', '<', '>':
-		return true
-	}
-	return false
+	return c == '/' || c == '?' || c == '#' || isWordEnd(c)
 }
 
 // RedactError returns err with Redact applied to its text. The result still matches its
