@@ -36,6 +36,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,6 +243,7 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 		}
 	})
 	p.client = paho.NewClient(opts)
+	p.route(o)
 	p.client.Connect() // with ConnectRetry the token completes only once connected; do not wait
 	p.wg.Add(4)
 	if p.hub != nil {
@@ -254,6 +257,34 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 	return p, nil
 }
 
+// route gives each subscription its handler before the first connection. The broker hands
+// over what the persistent session kept (commands sent while the agent was away) the moment
+// it accepts the connection, before onConnect has run: a message with no handler yet would
+// be neither handled nor acknowledged, and would hold back the rest until a later
+// reconnection.
+func (p *Publisher) route(o Options) {
+	if p.hub != nil {
+		if len(o.Subscriptions) > 0 {
+			p.client.AddRoute(p.hub.deviceBound(), p.onDeviceBound(o.Subscriptions))
+		}
+		return
+	}
+	for topic, handle := range o.Subscriptions {
+		p.client.AddRoute(topic, func(_ paho.Client, m paho.Message) { handle(m.Payload()) })
+	}
+}
+
+// subscribed returns the topics onConnect subscribes to: those route gave a handler.
+func (p *Publisher) subscribed(o Options) []string {
+	if p.hub != nil {
+		if len(o.Subscriptions) > 0 {
+			return []string{p.hub.deviceBound()}
+		}
+		return nil
+	}
+	return slices.Sorted(maps.Keys(o.Subscriptions))
+}
+
 // onConnect runs on each connection: it subscribes to o's topics, publishes what
 // o.OnConnect returns (subscribing to o.Echo to see its own status come back), hands the
 // subscriptions to watchSubscriptions, and wakes the spool's drain.
@@ -262,14 +293,8 @@ func (p *Publisher) onConnect(c paho.Client, clientID string, o Options) {
 	p.connected()
 	conn := p.upSince.Load()
 	var toks []paho.Token
-	if p.hub != nil && len(o.Subscriptions) > 0 {
-		toks = append(toks, c.Subscribe(p.hub.deviceBound(), 1, p.onDeviceBound(o.Subscriptions)))
-	}
-	for topic, handle := range o.Subscriptions {
-		if p.hub != nil {
-			break
-		}
-		toks = append(toks, c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { handle(m.Payload()) }))
+	for _, topic := range p.subscribed(o) {
+		toks = append(toks, c.Subscribe(topic, 1, nil)) // routed by route
 	}
 	var msgs []Message
 	if o.OnConnect != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -39,6 +40,12 @@ type harness struct {
 
 func start(t *testing.T, cfg configs.MQTT, o publish.Options) *harness {
 	t.Helper()
+	return startLogging(t, cfg, o, func(w io.Writer) io.Writer { return w })
+}
+
+// startLogging is start with the publisher's log written through wrap(the harness's log).
+func startLogging(t *testing.T, cfg configs.MQTT, o publish.Options, wrap func(io.Writer) io.Writer) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	s, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{DropOrder: []string{spool.Samples, spool.Predictions}})
 	if err != nil {
@@ -50,7 +57,7 @@ func start(t *testing.T, cfg configs.MQTT, o publish.Options) *harness {
 	}
 	h := &harness{spool: s, dead: dl, logs: &testenv.LogBuffer{}}
 	o.Spool, o.DeadLetter = s, dl
-	h.pub, err = publish.Connect(cfg, o, slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	h.pub, err = publish.Connect(cfg, o, slog.New(slog.NewTextHandler(wrap(h.logs), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,5 +384,50 @@ func TestOutageOnEmbeddedBroker(t *testing.T) {
 	}
 	if st := h.pub.Stats(); st.Lost != 0 || st.Spooled != n/2 {
 		t.Fatalf("stats %+v: want %d spooled, none lost", st, n/2)
+	}
+}
+
+// TestCommandsSentWhileAwayArrive: commands sent while the agent is away wait in its
+// persistent session at the broker, which hands them over the moment the agent connects
+// again. Each one reaches its handler, whether it comes before or after the agent's
+// subscriptions are renewed; none is left unacknowledged until some later reconnection.
+// The second publisher's log is slow (a busy box), so the messages come first.
+func TestCommandsSentWhileAwayArrive(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := mqttConfig(broker.URL)
+	got := make(chan string, 100)
+	opts := publish.Options{Subscriptions: map[string]func([]byte){"t/commands": func(b []byte) { got <- string(b) }}}
+	first := start(t, cfg, opts)
+	first.waitConnected(t)
+	in := testenv.Subscribe(t, broker.URL, "t/none")
+	testenv.WaitFor(t, "the first session's subscription", 10*time.Second, func() bool {
+		in.Publish(t, "t/commands", "probe")
+		select {
+		case <-got:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	first.pub.Close(ctx)
+	cancel()
+	for len(got) > 0 {
+		<-got
+	}
+	const n = 30
+	for i := range n {
+		in.Publish(t, "t/commands", fmt.Sprint("away-", i))
+	}
+	startLogging(t, cfg, opts, func(w io.Writer) io.Writer { return testenv.SlowWriter{W: w, Delay: 300 * time.Millisecond} })
+	seen := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(seen) < n {
+		select {
+		case b := <-got:
+			seen[b] = true
+		case <-deadline:
+			t.Fatalf("%d of the %d commands sent while the agent was away reached it", len(seen), n)
+		}
 	}
 }

@@ -427,6 +427,42 @@ func TestCollectorOverMQTT(t *testing.T) {
 	}
 }
 
+// TestSamplesSentWhileAwayCollected: samples published while the collector is stopped wait
+// in its persistent session, and the broker hands them over as it connects again, before
+// the collector has logged its connection and subscribed (a busy box, here a slow log).
+// Each one is collected.
+func TestSamplesSentWhileAwayCollected(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	ds, err := dataset.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	cfg := configs.Default().MQTT
+	cfg.Broker, cfg.ClientID = broker.URL, "collector-away-test"
+	run := func(c *Collector, until func() bool) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx, cfg, "cvedge/+/cameras/+/samples", time.Second) }()
+		defer func() { cancel(); <-done }()
+		testenv.WaitFor(t, "the samples", 10*time.Second, until)
+	}
+	agent := testenv.Subscribe(t, broker.URL, "none")
+	send := func(i int) {
+		raw, _ := json.Marshal(sample(t, i, "red", false))
+		agent.Publish(t, "cvedge/line3/cameras/cam1/samples", string(raw))
+	}
+	first := &Collector{DS: ds, Log: quiet}
+	run(first, func() bool { send(0); return first.Counts().Added > 0 }) // its session is made
+	const n = 8
+	for i := 1; i <= n; i++ {
+		send(i)
+	}
+	second := &Collector{DS: ds, Log: testenv.SlowLog(300 * time.Millisecond)}
+	run(second, func() bool { return second.Counts().Added >= n })
+}
+
 // TestRunStopsAtOnceMidUpload: a Ctrl-C while Custom Vision does not answer ends Run within
 // a second; it does not wait out the answer, the retries or a last upload.
 func TestRunStopsAtOnceMidUpload(t *testing.T) {

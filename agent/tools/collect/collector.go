@@ -75,9 +75,12 @@ func (c *Collector) Run(ctx context.Context, cfg configs.MQTT, topic string, upl
 	if err != nil {
 		return err
 	}
+	// every message goes to Handle, also those the session kept, which the broker hands over
+	// as it accepts the connection, before the subscription below is made again
+	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.Handle(m.Topic(), m.Payload()) })
 	opts.SetOnConnectHandler(func(cl paho.Client) {
 		c.Log.Info("connected; subscribing", "broker", configs.Redact(cfg.Broker), "topic", topic)
-		cl.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { c.Handle(m.Topic(), m.Payload()) })
+		cl.Subscribe(topic, 1, nil)
 	})
 	opts.SetConnectionLostHandler(func(_ paho.Client, err error) { c.Log.Warn("lost the broker; reconnecting", "err", err) })
 	cl := paho.NewClient(opts)

@@ -56,9 +56,12 @@ func (p *Plant) Start(cfg configs.MQTT, filters []string) error {
 	// of a camera, are taken as they were sent
 	opts.SetOrderMatters(true)
 	broker := configs.Redact(cfg.Broker)
+	// every message goes to handle, also those the session kept, which the broker hands over
+	// as it accepts the connection, before the subscriptions below are made again
+	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.handle(p, m) })
 	opts.SetOnConnectHandler(func(cl paho.Client) {
 		p.log.Info("connected; subscribing", "broker", broker, "filters", filters)
-		tok := cl.SubscribeMultiple(subs, func(_ paho.Client, m paho.Message) { c.handle(p, m) })
+		tok := cl.SubscribeMultiple(subs, nil)
 		if !tok.WaitTimeout(max(cfg.ConnectTimeout, time.Second)) {
 			p.log.Warn("the broker did not answer the subscription in time; it is made again on the next connection", "broker", broker)
 		} else if err := tok.Error(); err != nil {

@@ -107,3 +107,38 @@ func TestStationOverMosquitto(t *testing.T) {
 		t.Error("feedback after Close")
 	}
 }
+
+// TestSamplesSentWhileAwayQueued: samples published while the station is stopped wait in its
+// persistent session, and the broker hands them over as it connects again, before the
+// station has logged its connection and subscribed (a busy box, here a slow log). Each one
+// reaches the review queue.
+func TestSamplesSentWhileAwayQueued(t *testing.T) {
+	b := testenv.StartMosquitto(t)
+	agent := testenv.Subscribe(t, b.URL, "none")
+	send := func(n int) {
+		agent.Publish(t, "cvedge/line3/cameras/cam1/samples", string(mustJSON(t, sample(t, "line3", "cam1", n))))
+	}
+	q := openQueue(t)
+	cfg := configs.Default().MQTT
+	cfg.Broker, cfg.ClientID = b.URL, fmt.Sprintf("test-review-%d", time.Now().UnixNano())
+	filters, err := Filters([]string{DefaultPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := New(Options{Queue: q, Log: quiet})
+	if err := first.Start(cfg, filters); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the first session's subscription", 10*time.Second, func() bool { send(0); return len(q.List(review.Filter{})) > 0 })
+	first.Close()
+	const n = 8
+	for i := 1; i <= n; i++ {
+		send(i)
+	}
+	second := New(Options{Queue: q, Log: testenv.SlowLog(300 * time.Millisecond)})
+	if err := second.Start(cfg, filters); err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	testenv.WaitFor(t, "the samples sent while away", 10*time.Second, func() bool { return len(q.List(review.Filter{})) == n+1 })
+}
