@@ -23,6 +23,8 @@ type commandState struct {
 	keyOf    string // the commands.public_key, public_key_file and max_age the verifier was made for
 	adding   string // the id of the remote add in flight, "" when none
 	changes  int    // model changes and reloads queued or running
+	// last is closed when the change queued last ends (nextTurn)
+	last chan struct{}
 }
 
 // context is cancelled when the agent stops.
@@ -62,6 +64,21 @@ func (s *commandState) startChange(max int) bool {
 	}
 	s.changes++
 	return true
+}
+
+// nextTurn returns what a change waits for before it runs (the end of the change queued
+// before it) and what it closes when it ends, so that changes run in the order their
+// commands came: activate 5, then activate 6, leaves 6 serving.
+func (s *commandState) nextTurn() (prev <-chan struct{}, mine chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mine = make(chan struct{})
+	if s.last == nil {
+		s.last = make(chan struct{})
+		close(s.last)
+	}
+	prev, s.last = s.last, mine
+	return prev, mine
 }
 
 func (s *commandState) doneChange() {

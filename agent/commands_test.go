@@ -166,7 +166,7 @@ func TestRemoteAddInBackground(t *testing.T) {
 
 // TestChangeCommandsBounded: a flood of reload commands while reloads are slow queues no more
 // than maxChanges of them; the rest are refused at once, each with a result, and the queued
-// ones still run once the config can be read.
+// ones still run once the config can be read, one after another, in the order sent.
 func TestChangeCommandsBounded(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := demoConfig(t, broker.URL, "    loop: true\n")
@@ -203,11 +203,21 @@ func TestChangeCommandsBounded(t *testing.T) {
 	}
 	testenv.WaitFor(t, "the refusals", 10*time.Second, func() bool { r, _ := results(); return r >= n-4 })
 	time.Sleep(300 * time.Millisecond)
-	if r, ok := results(); r != n-4 || ok != 0 || reading.Load() > 4 {
-		t.Fatalf("%d refused, %d done, %d reading the config, while the config cannot be read: want %d, 0, at most 4", r, ok, reading.Load(), n-4)
+	if r, ok := results(); r != n-4 || ok != 0 || reading.Load() != 1 {
+		t.Fatalf("%d refused, %d done, %d reading the config, while the config cannot be read: want %d, 0, and 1 (the others wait their turn)", r, ok, reading.Load(), n-4)
 	}
 	free()
 	testenv.WaitFor(t, "the queued reloads", 30*time.Second, func() bool { _, ok := results(); return ok == 4 })
+	var done []string
+	for _, raw := range col.Get("cvedge/e2e/commands/results") {
+		var r payload.Result
+		if json.Unmarshal(raw, &r) == nil && r.OK {
+			done = append(done, r.ID)
+		}
+	}
+	if strings.Join(done, " ") != "q0 q1 q2 q3" {
+		t.Errorf("reloads done in the order %v; want the first four sent, in the order sent", done)
+	}
 	command(t, col, `{"id":"after","command":"reload"}`)
 	if r := resultFor(t, col, "after"); !r.OK {
 		t.Fatalf("a reload once the queue emptied: %+v", r)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cvedge/cvedge/agent/payload"
 	"github.com/cvedge/cvedge/agent/pipeline"
+	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/review"
 	"github.com/cvedge/cvedge/agent/steps"
 	"github.com/cvedge/cvedge/camera"
@@ -38,6 +39,19 @@ func (a *Agent) onCommand(raw []byte) {
 	default:
 		a.env.Result(cmd.ID, cmd.Command, fmt.Errorf("command %q is not available in cvedge %s", cmd.Command, Version), nil)
 	}
+}
+
+// onBusy answers a command or a correction that came while publish.InboxSize others on its
+// topic still waited to be handled: refused, naming its id, to be sent again.
+func (a *Agent) onBusy(topic string, raw []byte) {
+	err := fmt.Errorf("%d earlier messages on %s are still waiting to be handled; send this one again after their results", publish.InboxSize, topic)
+	if topic == a.Topic("feedback") {
+		fb, _ := payload.ParseFeedback(raw)
+		a.env.Result(fb.ID, "feedback", err, nil)
+		return
+	}
+	cmd, _, _ := payload.ParseSignedCommand(raw)
+	a.env.Result(cmd.ID, cmd.Command, err, nil)
 }
 
 // resetCounts starts the part counts of camera (every camera when "") again from zero.
@@ -80,9 +94,10 @@ func (a *Agent) cameraCommand(cmd payload.Command) error {
 // goroutine, and they run one after another, so a flood of commands must not pile them up.
 const maxChanges = 4
 
-// changeCommand runs a model change or a reload off paho's goroutine (loading models and
-// downloads take a while), unless the agent is stopping, a remote add is in flight, or
-// maxChanges are queued already.
+// changeCommand runs a model change or a reload off the goroutine that takes commands
+// (loading models and downloads take a while), unless the agent is stopping, a remote add is
+// in flight, or maxChanges are queued already. Reloads, activates and rollbacks run one
+// after another, in the order they came; an add downloads beside them.
 func (a *Agent) changeCommand(cmd payload.Command) {
 	a.life.mu.Lock()
 	defer a.life.mu.Unlock()
@@ -101,11 +116,19 @@ func (a *Agent) changeCommand(cmd payload.Command) {
 			return
 		}
 	}
+	if cmd.Command == payload.CmdAdd { // it downloads beside the others
+		a.life.running.Go(func() {
+			defer a.cmds.doneChange()
+			defer a.cmds.doneAdd()
+			a.lifecycleCommand(cmd)
+		})
+		return
+	}
+	prev, mine := a.cmds.nextTurn()
 	a.life.running.Go(func() {
 		defer a.cmds.doneChange()
-		if cmd.Command == payload.CmdAdd {
-			defer a.cmds.doneAdd()
-		}
+		defer close(mine)
+		<-prev
 		if cmd.Command == payload.CmdReload {
 			a.reloadCommand(cmd)
 			return

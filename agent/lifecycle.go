@@ -153,7 +153,7 @@ func (a *Agent) downloadClient(timeout time.Duration) (*http.Client, error) {
 	return store.Client(pool, timeout), nil
 }
 
-// lifecycleCommand runs activate, rollback and add for onCommand, off paho's goroutine.
+// lifecycleCommand runs activate, rollback and add for onCommand, off the goroutine that takes commands.
 func (a *Agent) lifecycleCommand(cmd payload.Command) {
 	var (
 		iteration string

@@ -143,6 +143,7 @@ func (a *Agent) connect() (*publish.Publisher, error) {
 			a.Topic("commands"): a.onCommand,
 			a.Topic("feedback"): a.onFeedback,
 		},
+		Busy:    a.onBusy,
 		Observe: a.observePublish,
 	}, a.log)
 }

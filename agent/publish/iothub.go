@@ -176,7 +176,7 @@ func (h *hub) deviceBound() string { return "devices/" + h.dev.DeviceID + "/mess
 // route picks the subscription a cloud-to-device message on topic is for: the one whose
 // topic is its topic property, or ends with /<topic> or /<kind> (so topic=commands reaches
 // <prefix>/commands). "" when none.
-func route(topic string, subs map[string]func([]byte)) (string, error) {
+func route[V any](topic string, subs map[string]V) (string, error) {
 	i := strings.Index(topic, "/messages/devicebound/")
 	if i < 0 {
 		return "", fmt.Errorf("topic %q is not a cloud-to-device topic", clipped(topic))
@@ -200,20 +200,22 @@ func route(topic string, subs map[string]func([]byte)) (string, error) {
 	return "", nil
 }
 
-// onDeviceBound hands a cloud-to-device message to its subscription, and logs one it cannot
-// place (without its payload).
-func (p *Publisher) onDeviceBound(subs map[string]func([]byte)) paho.MessageHandler {
-	return func(_ paho.Client, m paho.Message) {
-		sub, err := route(m.Topic(), subs)
-		if err == nil && sub == "" {
-			err = fmt.Errorf("no topic or kind property names commands or feedback")
-		}
-		if err != nil {
-			p.log.Warn("cloud-to-device message ignored: send it with the property topic=commands (or feedback)", "err", err)
-			return
-		}
-		subs[sub](m.Payload())
+// onDeviceBound is paho's handler of cloud-to-device messages: each goes to its
+// subscription's inbox; one it cannot place is acknowledged and logged (without its payload,
+// at most every logEvery).
+func (p *Publisher) onDeviceBound(_ paho.Client, m paho.Message) {
+	sub, err := route(m.Topic(), p.inboxes)
+	if err == nil && sub == "" {
+		err = fmt.Errorf("no topic or kind property names commands or feedback")
 	}
+	if err != nil {
+		m.Ack()
+		if p.strayLog.due(time.Now()) {
+			p.log.Warn("cloud-to-device message ignored: send it with the property topic=commands (or feedback)", "err", err)
+		}
+		return
+	}
+	p.take(p.inboxes[sub], m)
 }
 
 // renewToken reconnects with a fresh SAS token before the connection's token expires, so

@@ -25,7 +25,8 @@
 // collect's, gets its paho options and TLS from ClientOptions (connection.go); connection
 // failures are explained by Explain. Files: publish.go (queue, window, acknowledgements),
 // drain.go (the spool's delivery), session.go (paho's session store, messages the broker
-// drops the connection over), connection.go (options, TLS, subscriptions, failures),
+// drops the connection over), connection.go (options, TLS, the broker's answer to the
+// subscriptions, failures), subscriptions.go (each subscription's queue and goroutine),
 // iothub.go (the Azure IoT Hub dialect: SAS tokens, the events topic's property bag,
 // cloud-to-device messages), recorder.go (Recorder, the fake for tests).
 package publish
@@ -36,8 +37,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,8 +76,13 @@ type Options struct {
 	// counted.
 	DeadLetter *spool.DeadLetter
 	// Subscriptions are topics to subscribe to (QoS 1, again on every reconnection), with the
-	// function that takes each message. Handlers run on paho's goroutines: keep them short.
+	// function that takes each message. Each topic's handler runs on a goroutine of its own,
+	// one message at a time, in the order the broker sent them (see subscriptions.go).
 	Subscriptions map[string]func(payload []byte)
+	// Busy, when set, takes a message that came while InboxSize others of its topic were
+	// still waiting for the handler: it is not handled, so answer the sender (a "busy"
+	// result). It runs on paho's goroutine: keep it short.
+	Busy func(topic string, payload []byte)
 	// Echo is a topic one of the OnConnect messages goes to (the retained status). The
 	// publisher subscribes to it too: when its own message does not come back, the broker's
 	// access rules refuse this client writing or reading its topics (MQTT 3.1.1 brokers drop
@@ -172,6 +176,13 @@ type Publisher struct {
 	closed  bool
 	wg      sync.WaitGroup
 
+	// inboxes are the subscriptions' queues, by topic (subscriptions.go); busy is
+	// Options.Busy; refused counts the messages given to it.
+	inboxes           map[string]*inbox
+	busy              func(topic string, payload []byte)
+	refused           atomic.Uint64
+	busyLog, strayLog every
+
 	sent, spooled, drained, skipped, lost, setAside atomic.Uint64
 	observe                                         func(Message, time.Duration)
 }
@@ -199,7 +210,7 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 		spoolFirst: cfg.SpoolFirst && o.Spool != nil,
 		queue:      make(chan Message, cfg.QueueSize), flights: make(chan flight, window), slots: make(chan struct{}, window), subs: make(chan subCheck, 4), echo: make(chan int64, 1),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), alarm: newSignal(), observe: o.Observe,
-		session: newSessionStore(),
+		session: newSessionStore(), busyLog: every{period: logEvery}, strayLog: every{period: logEvery},
 	}
 	if p.stallAfter <= 0 {
 		p.stallAfter = max(cfg.PublishTimeout, cfg.KeepAlive, time.Second)
@@ -242,8 +253,11 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 			p.failed("cannot connect", n.Reason)
 		}
 	})
+	// handlers never wait (subscriptions.go), so paho may call them in order, from its one
+	// goroutine; each message is acknowledged once handled
+	opts.SetOrderMatters(true).SetAutoAckDisabled(true).SetDefaultPublishHandler(p.unrouted)
 	p.client = paho.NewClient(opts)
-	p.route(o)
+	p.routeSubscriptions(o)
 	p.client.Connect() // with ConnectRetry the token completes only once connected; do not wait
 	p.wg.Add(4)
 	if p.hub != nil {
@@ -257,34 +271,6 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 	return p, nil
 }
 
-// route gives each subscription its handler before the first connection. The broker hands
-// over what the persistent session kept (commands sent while the agent was away) the moment
-// it accepts the connection, before onConnect has run: a message with no handler yet would
-// be neither handled nor acknowledged, and would hold back the rest until a later
-// reconnection.
-func (p *Publisher) route(o Options) {
-	if p.hub != nil {
-		if len(o.Subscriptions) > 0 {
-			p.client.AddRoute(p.hub.deviceBound(), p.onDeviceBound(o.Subscriptions))
-		}
-		return
-	}
-	for topic, handle := range o.Subscriptions {
-		p.client.AddRoute(topic, func(_ paho.Client, m paho.Message) { handle(m.Payload()) })
-	}
-}
-
-// subscribed returns the topics onConnect subscribes to: those route gave a handler.
-func (p *Publisher) subscribed(o Options) []string {
-	if p.hub != nil {
-		if len(o.Subscriptions) > 0 {
-			return []string{p.hub.deviceBound()}
-		}
-		return nil
-	}
-	return slices.Sorted(maps.Keys(o.Subscriptions))
-}
-
 // onConnect runs on each connection: it subscribes to o's topics, publishes what
 // o.OnConnect returns (subscribing to o.Echo to see its own status come back), hands the
 // subscriptions to watchSubscriptions, and wakes the spool's drain.
@@ -293,7 +279,7 @@ func (p *Publisher) onConnect(c paho.Client, clientID string, o Options) {
 	p.connected()
 	conn := p.upSince.Load()
 	var toks []paho.Token
-	for _, topic := range p.subscribed(o) {
+	for _, topic := range p.subscribed() {
 		toks = append(toks, c.Subscribe(topic, 1, nil)) // routed by route
 	}
 	var msgs []Message
@@ -309,6 +295,7 @@ func (p *Publisher) onConnect(c paho.Client, clientID string, o Options) {
 	}
 	if echo != "" {
 		toks = append(toks, c.Subscribe(echo, 1, func(_ paho.Client, m paho.Message) {
+			defer m.Ack()
 			if want := p.echoWant.Load(); want != nil && bytes.Equal(*want, m.Payload()) {
 				select {
 				case p.echo <- conn:

@@ -9,9 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cvedge/cvedge/agent/publish"
 	"github.com/cvedge/cvedge/agent/spool"
@@ -430,4 +434,151 @@ func TestCommandsSentWhileAwayArrive(t *testing.T) {
 			t.Fatalf("%d of the %d commands sent while the agent was away reached it", len(seen), n)
 		}
 	}
+}
+
+// TestFloodWhileHandlerIsSlow: while a handler is held up (a correction waiting on a hung
+// disk), a flood of 300 more messages at QoS 0 (no in-flight limit at the broker) keeps at most
+// publish.InboxSize of them waiting, on no extra goroutine; each one beyond goes to Busy, so
+// its sender gets an answer. None is lost or handled twice, and the other topic's messages
+// still go through meanwhile.
+func TestFloodWhileHandlerIsSlow(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	release, entered := make(chan struct{}), make(chan struct{}, 1000)
+	var mu sync.Mutex
+	handled, busy, other := map[string]int{}, map[string]int{}, 0
+	h := start(t, mqttConfig(broker.URL), publish.Options{
+		Subscriptions: map[string]func([]byte){
+			"t/feedback": func(b []byte) {
+				entered <- struct{}{}
+				<-release
+				mu.Lock()
+				handled[string(b)]++
+				mu.Unlock()
+			},
+			"t/commands": func([]byte) { mu.Lock(); other++; mu.Unlock() },
+		},
+		Busy: func(topic string, b []byte) {
+			mu.Lock()
+			if topic == "t/feedback" {
+				busy[string(b)]++
+			}
+			mu.Unlock()
+		},
+	})
+	h.waitConnected(t)
+	in := testenv.Subscribe(t, broker.URL, "t/none")
+	testenv.WaitFor(t, "the subscriptions", 10*time.Second, func() bool {
+		in.Publish(t, "t/commands", "probe")
+		mu.Lock()
+		defer mu.Unlock()
+		return other > 0
+	})
+	in.Publish(t, "t/feedback", "first")
+	select {
+	case <-entered: // the handler is held up from now on
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first message did not reach the handler")
+	}
+	base := runtime.NumGoroutine()
+	const n = 300
+	for i := range n {
+		in.C.Publish("t/feedback", 0, false, fmt.Sprint(i))
+	}
+	want := n - publish.InboxSize // InboxSize wait, the rest are refused
+	testenv.WaitFor(t, "the busy answers", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(busy) >= want
+	})
+	if g := runtime.NumGoroutine(); g > base+20 {
+		t.Errorf("%d goroutines during the flood, %d before", g, base)
+	}
+	before := other
+	in.Publish(t, "t/commands", "beside the flood")
+	testenv.WaitFor(t, "the other topic's message", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return other > before })
+	close(release)
+	testenv.WaitFor(t, "every message handled or refused", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled)+len(busy) == n+1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(busy) != want || len(handled) != publish.InboxSize+1 {
+		t.Errorf("%d handled and %d refused; want %d (with the first) and %d", len(handled), len(busy), publish.InboxSize+1, want)
+	}
+	for i := range n {
+		if k := fmt.Sprint(i); handled[k]+busy[k] != 1 {
+			t.Errorf("message %s: handled %d times, refused %d times", k, handled[k], busy[k])
+		}
+	}
+}
+
+// TestCommandsInOrder: commands reach their handler in the order they were sent (an
+// activate, then a rollback).
+func TestCommandsInOrder(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	got := make(chan string, 1000)
+	h := start(t, mqttConfig(broker.URL), publish.Options{Subscriptions: map[string]func([]byte){"t/commands": func(b []byte) { got <- string(b) }}})
+	h.waitConnected(t)
+	in := testenv.Subscribe(t, broker.URL, "t/none")
+	testenv.WaitFor(t, "the subscription", 10*time.Second, func() bool {
+		in.Publish(t, "t/commands", "probe")
+		return len(got) > 0
+	})
+	time.Sleep(200 * time.Millisecond)
+	for len(got) > 0 {
+		<-got
+	}
+	const n = 200
+	toks := make([]paho.Token, n)
+	for i := range n {
+		toks[i] = in.C.Publish("t/commands", 1, false, fmt.Sprint(i))
+	}
+	for _, tok := range toks {
+		tok.Wait()
+	}
+	for i := range n {
+		select {
+		case b := <-got:
+			if b != fmt.Sprint(i) {
+				t.Fatalf("command %s came as number %d", b, i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d commands came", i, n)
+		}
+	}
+}
+
+// TestOldSubscriptionAcknowledged: the persistent session still has a subscription from an
+// earlier topic prefix. Messages on it are acknowledged and dropped, so that they do not fill
+// the broker's in-flight window (mosquitto: 20 messages) and hold back the commands on the
+// new prefix.
+func TestOldSubscriptionAcknowledged(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := mqttConfig(broker.URL)
+	got := make(chan string, 100)
+	old := start(t, cfg, publish.Options{Subscriptions: map[string]func([]byte){"old/commands": func(b []byte) { got <- string(b) }}})
+	in := testenv.Subscribe(t, broker.URL, "t/none")
+	testenv.WaitFor(t, "the old subscription", 10*time.Second, func() bool {
+		in.Publish(t, "old/commands", "probe")
+		return len(got) > 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	old.pub.Close(ctx)
+	cancel()
+	h := start(t, cfg, publish.Options{Subscriptions: map[string]func([]byte){"t/commands": func(b []byte) { got <- string(b) }}})
+	h.waitConnected(t)
+	for i := range 30 {
+		in.Publish(t, "old/commands", fmt.Sprint("old-", i))
+	}
+	testenv.WaitFor(t, "a command on the new prefix", 10*time.Second, func() bool {
+		in.Publish(t, "t/commands", "new")
+		for len(got) > 0 {
+			if <-got == "new" {
+				return true
+			}
+		}
+		return false
+	})
 }
