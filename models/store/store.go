@@ -148,7 +148,7 @@ func (s *Store) state(model string) (State, error) {
 	}
 	var st State
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return State{}, fmt.Errorf("model store %s: %s is damaged: %v", model, stateFile, err)
+		return State{}, fmt.Errorf("model store: %s is damaged (%v): restore it from a backup, or remove it; the agent then serves models.%s.path of its config, and `cvedge models add --model %s` keeps iterations again", filepath.Join(s.dir, model, stateFile), err, model, model)
 	}
 	return st, nil
 }
@@ -158,12 +158,39 @@ func (s *Store) save(model string, st State) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.dir, model, stateFile)
+	return syncedWrite(filepath.Join(s.dir, model, stateFile), append(raw, '\n'))
+}
+
+// syncedWrite replaces path with data so that a power cut at any moment leaves the old file
+// or the new one, whole: a temporary file, synced, renamed into place, and the folder
+// synced. Without the syncs a file system may keep the rename and lose the data, leaving an
+// empty state file after a power cut during an activate, and an agent that cannot start.
+func syncedWrite(path string, data []byte) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(raw, '\n'), 0o640); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // ExportPath is where iteration id of model lies, checked to be inside the store.
@@ -379,11 +406,7 @@ func (s *Store) WriteShadowSummary(model string, raw []byte) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, summaryFile)
-	if err := os.WriteFile(path+".tmp", append(raw, '\n'), 0o640); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return syncedWrite(filepath.Join(dir, summaryFile), append(raw, '\n'))
 }
 
 // ShadowSummary returns the shadow summary of model the agent kept; an error that wraps

@@ -235,3 +235,27 @@ func TestCandidate(t *testing.T) {
 		t.Fatalf("clear: %+v %v", st, err)
 	}
 }
+
+// TestDamagedState: a state file cut short (a power cut on a file system that kept the
+// rename and lost the data) is refused with its path and the way out, not a bare JSON error.
+// The store itself writes it whole: synced, renamed into place, no temporary file left.
+func TestDamagedState(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	dir, _ := export(t, "it-one")
+	if _, err := s.Add("colour", dir, "local", check); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.Dir(), "colour", "state.json")
+	if left, _ := filepath.Glob(path + "*"); len(left) != 1 {
+		t.Fatalf("files beside the state: %v", left)
+	}
+	if err := os.WriteFile(path, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.State("colour")
+	for _, want := range []string{path, "is damaged", "remove it", "models.colour.path", "cvedge models add --model colour"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("damaged state: %v; want it to say %q", err, want)
+		}
+	}
+}
