@@ -89,6 +89,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-ctx.Done()
 	ops.NewNotifier().Send("STOPPING=1")
 	a.log.Info("stopping: finishing in-flight frames and flushing MQTT")
+	pub.StopHandling() // commands and corrections from now on wait at the broker for the next run
 	a.life.mu.Lock()
 	a.life.stopping = true
 	a.life.mu.Unlock()

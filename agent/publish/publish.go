@@ -176,10 +176,15 @@ type Publisher struct {
 	closed  bool
 	wg      sync.WaitGroup
 
-	// inboxes are the subscriptions' queues, by topic (subscriptions.go); busy is
-	// Options.Busy; refused counts the messages given to it.
+	// inboxes are the subscriptions' queues, by topic, each served by a goroutine counted in
+	// serving, until quiet closes (subscriptions.go); busy is Options.Busy, fed by busyQ;
+	// refused counts the messages refused as busy.
 	inboxes           map[string]*inbox
+	serving           sync.WaitGroup
+	quiet             chan struct{}
+	quietOnce         sync.Once
 	busy              func(topic string, payload []byte)
+	busyQ             chan busyAnswer
 	refused           atomic.Uint64
 	busyLog, strayLog every
 
@@ -518,9 +523,10 @@ func (p *Publisher) Stats() Stats {
 // Connected reports whether the broker is connected now.
 func (p *Publisher) Connected() bool { return p.client.IsConnectionOpen() }
 
-// Close delivers what is queued in memory until ctx ends, then spools the rest; it publishes
-// last (such as a retained "offline" status), disconnects and stops its goroutines. The
-// spool stays open: it belongs to the caller.
+// Close stops handling the subscriptions' messages (waiting up to handlerWait for a handler
+// to end the one it handles), delivers what is queued in memory until ctx ends, then spools
+// the rest; it publishes last (such as a retained "offline" status), disconnects and stops
+// its goroutines. The spool stays open: it belongs to the caller.
 func (p *Publisher) Close(ctx context.Context, last ...Message) error {
 	p.closeMu.Lock()
 	if p.closed {
@@ -540,6 +546,10 @@ func (p *Publisher) Close(ctx context.Context, last ...Message) error {
 		case <-done:
 		}
 	}()
+	p.StopHandling()
+	hctx, hcancel := context.WithTimeout(ctx, handlerWait)
+	p.waitHandlers(hctx)
+	hcancel()
 	close(p.stop)
 	p.wg.Wait()
 	close(done)

@@ -437,7 +437,7 @@ func TestCommandsSentWhileAwayArrive(t *testing.T) {
 }
 
 // TestFloodWhileHandlerIsSlow: while a handler is held up (a correction waiting on a hung
-// disk), a flood of 300 more messages at QoS 0 (no in-flight limit at the broker) keeps at most
+// disk), a flood of 100 more messages at QoS 0 (no in-flight limit at the broker) keeps at most
 // publish.InboxSize of them waiting, on no extra goroutine; each one beyond goes to Busy, so
 // its sender gets an answer. None is lost or handled twice, and the other topic's messages
 // still go through meanwhile.
@@ -480,7 +480,7 @@ func TestFloodWhileHandlerIsSlow(t *testing.T) {
 		t.Fatal("the first message did not reach the handler")
 	}
 	base := runtime.NumGoroutine()
-	const n = 300
+	const n = 100
 	for i := range n {
 		in.C.Publish("t/feedback", 0, false, fmt.Sprint(i))
 	}
@@ -581,4 +581,111 @@ func TestOldSubscriptionAcknowledged(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestSlowCorrectionsHoldNoCommand: at QoS 1, messages waiting for a held-up handler are not
+// acknowledged yet, and the broker sends a client at most 20 unacknowledged messages in all
+// (mosquitto's max_inflight_messages). 30 corrections behind a stuck one must leave room for
+// a command: those beyond publish.InboxSize are refused as busy, and acknowledged.
+func TestSlowCorrectionsHoldNoCommand(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	release := make(chan struct{})
+	defer close(release)
+	commands := make(chan string, 100)
+	h := start(t, mqttConfig(broker.URL), publish.Options{
+		Subscriptions: map[string]func([]byte){
+			"t/feedback": func([]byte) { <-release },
+			"t/commands": func(b []byte) { commands <- string(b) },
+		},
+		Busy: func(string, []byte) {},
+	})
+	h.waitConnected(t)
+	in := testenv.Subscribe(t, broker.URL, "t/none")
+	testenv.WaitFor(t, "the subscriptions", 10*time.Second, func() bool {
+		in.Publish(t, "t/commands", "probe")
+		return len(commands) > 0
+	})
+	for i := range 30 {
+		in.Publish(t, "t/feedback", fmt.Sprint(i))
+	}
+	in.Publish(t, "t/commands", "snapshot")
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case b := <-commands:
+			if b == "snapshot" {
+				return
+			}
+		case <-deadline:
+			t.Fatal("a command waits behind corrections held up by their handler")
+		}
+	}
+}
+
+// TestCloseWithStuckHandler: a handler stuck for good (a hung disk) does not hold up the
+// shutdown: Close waits a moment for it, then goes on.
+func TestCloseWithStuckHandler(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	stuck, entered := make(chan struct{}), make(chan struct{}, 10)
+	defer close(stuck)
+	h := start(t, mqttConfig(broker.URL), publish.Options{Subscriptions: map[string]func([]byte){"t/feedback": func([]byte) { entered <- struct{}{}; <-stuck }}})
+	h.waitConnected(t)
+	in := testenv.Subscribe(t, broker.URL, "t/none")
+	testenv.WaitFor(t, "the handler", 10*time.Second, func() bool {
+		in.Publish(t, "t/feedback", "x")
+		return len(entered) > 0
+	})
+	closed := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.pub.Close(ctx)
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close still waits for a stuck handler after 15 s")
+	}
+	if !strings.Contains(h.logs.String(), "still being handled") {
+		t.Errorf("the stuck handler is not logged:\n%s", h.logs)
+	}
+}
+
+// TestStopHandlingLeavesCommandsForNextRun: once the agent begins to stop, a command that
+// comes is neither handled nor acknowledged: the broker hands it over on the next run.
+func TestStopHandlingLeavesCommandsForNextRun(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	cfg := mqttConfig(broker.URL)
+	got := make(chan string, 100)
+	opts := publish.Options{Subscriptions: map[string]func([]byte){"t/commands": func(b []byte) { got <- string(b) }}}
+	first := start(t, cfg, opts)
+	first.waitConnected(t)
+	in := testenv.Subscribe(t, broker.URL, "t/none")
+	testenv.WaitFor(t, "the subscription", 10*time.Second, func() bool {
+		in.Publish(t, "t/commands", "probe")
+		return len(got) > 0
+	})
+	time.Sleep(200 * time.Millisecond)
+	for len(got) > 0 {
+		<-got
+	}
+	first.pub.StopHandling()
+	in.Publish(t, "t/commands", "during the shutdown")
+	time.Sleep(300 * time.Millisecond)
+	if len(got) > 0 {
+		t.Fatalf("handled after StopHandling: %q", <-got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	first.pub.Close(ctx)
+	cancel()
+	start(t, cfg, opts)
+	select {
+	case b := <-got:
+		if b != "during the shutdown" {
+			t.Fatalf("the next run got %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command sent during the shutdown did not come on the next run")
+	}
 }

@@ -463,6 +463,47 @@ func TestSamplesSentWhileAwayCollected(t *testing.T) {
 	run(second, func() bool { return second.Counts().Added >= n })
 }
 
+// TestOldTopicNotCollected: the collector's persistent session still has the subscription
+// of an earlier run with another --topic. Samples on that old topic are not collected.
+func TestOldTopicNotCollected(t *testing.T) {
+	broker := testenv.StartMosquitto(t)
+	ds, err := dataset.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	cfg := configs.Default().MQTT
+	cfg.Broker, cfg.ClientID = broker.URL, "collector-topic-test"
+	agent := testenv.Subscribe(t, broker.URL, "none")
+	send := func(line string, i int) {
+		raw, _ := json.Marshal(sample(t, i, "red", false))
+		agent.Publish(t, "cvedge/"+line+"/cameras/cam1/samples", string(raw))
+	}
+	run := func(c *Collector, topic string, until func() bool) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx, cfg, topic, time.Second) }()
+		defer func() { cancel(); <-done }()
+		testenv.WaitFor(t, "the samples", 10*time.Second, until)
+	}
+	first := &Collector{DS: ds, Log: quiet}
+	run(first, "cvedge/line1/cameras/+/samples", func() bool { send("line1", 0); return first.Counts().Added > 0 })
+	second := &Collector{DS: ds, Log: quiet}
+	run(second, "cvedge/line2/cameras/+/samples", func() bool {
+		send("line1", 1)
+		send("line2", 2)
+		if second.Counts().Added == 0 {
+			return false
+		}
+		time.Sleep(500 * time.Millisecond) // the rest of what was sent
+		return true
+	})
+	if got := second.Counts(); got.Added != 1 || ds.Len() != 2 {
+		t.Fatalf("counts %+v, %d in the data set: samples of the old topic were collected", got, ds.Len())
+	}
+}
+
 // TestRunStopsAtOnceMidUpload: a Ctrl-C while Custom Vision does not answer ends Run within
 // a second; it does not wait out the answer, the retries or a last upload.
 func TestRunStopsAtOnceMidUpload(t *testing.T) {

@@ -75,15 +75,18 @@ func (c *Collector) Run(ctx context.Context, cfg configs.MQTT, topic string, upl
 	if err != nil {
 		return err
 	}
-	// every message goes to Handle, also those the session kept, which the broker hands over
-	// as it accepts the connection, before the subscription below is made again
-	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.Handle(m.Topic(), m.Payload()) })
+	// a message on another topic (an old subscription the session still has) is acknowledged
+	// and dropped
+	opts.SetDefaultPublishHandler(func(paho.Client, paho.Message) {})
 	opts.SetOnConnectHandler(func(cl paho.Client) {
 		c.Log.Info("connected; subscribing", "broker", configs.Redact(cfg.Broker), "topic", topic)
 		cl.Subscribe(topic, 1, nil)
 	})
 	opts.SetConnectionLostHandler(func(_ paho.Client, err error) { c.Log.Warn("lost the broker; reconnecting", "err", err) })
 	cl := paho.NewClient(opts)
+	// routed before connecting: the broker hands over what the session kept as it accepts
+	// the connection, before the subscription above is made again
+	cl.AddRoute(topic, func(_ paho.Client, m paho.Message) { c.Handle(m.Topic(), m.Payload()) })
 	cl.Connect()
 	defer cl.Disconnect(250)
 	c.pending.Store(true) // upload what an earlier run left

@@ -56,9 +56,9 @@ func (p *Plant) Start(cfg configs.MQTT, filters []string) error {
 	// of a camera, are taken as they were sent
 	opts.SetOrderMatters(true)
 	broker := configs.Redact(cfg.Broker)
-	// every message goes to handle, also those the session kept, which the broker hands over
-	// as it accepts the connection, before the subscriptions below are made again
-	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.handle(p, m) })
+	// a message on another topic (an old subscription the session still has) is acknowledged
+	// and dropped
+	opts.SetDefaultPublishHandler(func(paho.Client, paho.Message) {})
 	opts.SetOnConnectHandler(func(cl paho.Client) {
 		p.log.Info("connected; subscribing", "broker", broker, "filters", filters)
 		tok := cl.SubscribeMultiple(subs, nil)
@@ -72,6 +72,11 @@ func (p *Plant) Start(cfg configs.MQTT, filters []string) error {
 		p.log.Warn("lost the broker; reconnecting", "broker", broker, "err", err)
 	})
 	c.cl = paho.NewClient(opts)
+	// routed before connecting: the broker hands over what the session kept as it accepts
+	// the connection, before the subscriptions above are made again
+	for _, f := range filters {
+		c.cl.AddRoute(f, func(_ paho.Client, m paho.Message) { c.handle(p, m) })
+	}
 	go func() {
 		defer close(c.done)
 		for m := range c.samples {

@@ -142,3 +142,49 @@ func TestSamplesSentWhileAwayQueued(t *testing.T) {
 	defer second.Close()
 	testenv.WaitFor(t, "the samples sent while away", 10*time.Second, func() bool { return len(q.List(review.Filter{})) == n+1 })
 }
+
+// TestOldPrefixNotQueued: the station's persistent session still has the subscriptions of an
+// earlier run with another prefix. Samples under that prefix are acknowledged and dropped,
+// not queued for review.
+func TestOldPrefixNotQueued(t *testing.T) {
+	b := testenv.StartMosquitto(t)
+	agent := testenv.Subscribe(t, b.URL, "none")
+	send := func(prefix string, n int) {
+		agent.Publish(t, prefix+"/cameras/cam1/samples", string(mustJSON(t, sample(t, "line3", "cam1", n))))
+	}
+	q := openQueue(t)
+	cfg := configs.Default().MQTT
+	cfg.Broker, cfg.ClientID = b.URL, fmt.Sprintf("test-review-%d", time.Now().UnixNano())
+	start := func(prefix string) *Plant {
+		t.Helper()
+		filters, err := Filters([]string{prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := New(Options{Queue: q, Log: quiet})
+		if err := p.Start(cfg, filters); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first := start("acme/plant1/line1")
+	testenv.WaitFor(t, "the first session's subscription", 10*time.Second, func() bool {
+		send("acme/plant1/line1", 0)
+		return len(q.List(review.Filter{})) > 0
+	})
+	first.Close()
+	second := start("acme/plant1/line2")
+	defer second.Close()
+	testenv.WaitFor(t, "the new prefix's sample", 10*time.Second, func() bool {
+		send("acme/plant1/line1", 1)
+		send("acme/plant1/line2", 2)
+		if len(q.List(review.Filter{})) < 2 {
+			return false
+		}
+		time.Sleep(500 * time.Millisecond) // the rest of what was sent
+		return true
+	})
+	if n := len(q.List(review.Filter{})); n != 2 {
+		t.Fatalf("%d samples queued: those of the old prefix were taken", n)
+	}
+}
