@@ -187,6 +187,10 @@ type Publisher struct {
 	busyQ             chan busyAnswer
 	refused           atomic.Uint64
 	busyLog, strayLog every
+	// lostAt is when the connection was last lost (mono); an acknowledgement sent from
+	// lossWindow before it may not have reached the broker.
+	lostAt     atomic.Int64
+	lossWindow time.Duration
 
 	sent, spooled, drained, skipped, lost, setAside atomic.Uint64
 	observe                                         func(Message, time.Duration)
@@ -216,6 +220,7 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 		queue:      make(chan Message, cfg.QueueSize), flights: make(chan flight, window), slots: make(chan struct{}, window), subs: make(chan subCheck, 4), echo: make(chan int64, 1),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), alarm: newSignal(), observe: o.Observe,
 		session: newSessionStore(), busyLog: every{period: logEvery}, strayLog: every{period: logEvery},
+		lossWindow: max(2*cfg.KeepAlive, 10*time.Second),
 	}
 	if p.stallAfter <= 0 {
 		p.stallAfter = max(cfg.PublishTimeout, cfg.KeepAlive, time.Second)
@@ -258,8 +263,9 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 			p.failed("cannot connect", n.Reason)
 		}
 	})
-	// handlers never wait (subscriptions.go), so paho may call them in order, from its one
-	// goroutine; each message is acknowledged once handled
+	// paho's handlers only queue a message (waiting at most a moment, see stuckAfter in
+	// subscriptions.go), so paho may call them in order, from its one goroutine; each message
+	// is acknowledged once handled
 	opts.SetOrderMatters(true).SetAutoAckDisabled(true).SetDefaultPublishHandler(p.unrouted)
 	p.client = paho.NewClient(opts)
 	p.routeSubscriptions(o)

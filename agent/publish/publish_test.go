@@ -657,19 +657,21 @@ func TestCloseWithStuckHandler(t *testing.T) {
 func TestStopHandlingLeavesCommandsForNextRun(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
 	cfg := mqttConfig(broker.URL)
-	got := make(chan string, 100)
-	opts := publish.Options{Subscriptions: map[string]func([]byte){"t/commands": func(b []byte) { got <- string(b) }}}
+	got, probes := make(chan string, 100), make(chan string, 100)
+	opts := publish.Options{Subscriptions: map[string]func([]byte){"t/commands": func(b []byte) {
+		if string(b) == "probe" {
+			probes <- string(b)
+			return
+		}
+		got <- string(b)
+	}}}
 	first := start(t, cfg, opts)
 	first.waitConnected(t)
 	in := testenv.Subscribe(t, broker.URL, "t/none")
 	testenv.WaitFor(t, "the subscription", 10*time.Second, func() bool {
 		in.Publish(t, "t/commands", "probe")
-		return len(got) > 0
+		return len(probes) > 0
 	})
-	time.Sleep(200 * time.Millisecond)
-	for len(got) > 0 {
-		<-got
-	}
 	first.pub.StopHandling()
 	in.Publish(t, "t/commands", "during the shutdown")
 	time.Sleep(300 * time.Millisecond)

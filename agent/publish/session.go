@@ -30,8 +30,10 @@ const (
 // that lasted only a little, the oldest message paho keeps for resending (the one it sends
 // first, alone, after each reconnection) counts the loss; one that reaches poisonAfter
 // such losses in a row is set aside and removed from paho's session, so that it is not
-// sent again and the messages behind it flow.
+// sent again and the messages behind it flow. It records when, for the subscriptions'
+// duplicates (subscriptions.go).
 func (p *Publisher) connectionLost(err error) {
+	p.lostAt.Store(int64(mono()))
 	up := time.Since(time.Unix(0, p.upSince.Load()))
 	if up > shortConnection || !closedByBroker(err) {
 		p.session.forgive()

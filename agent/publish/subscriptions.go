@@ -18,25 +18,40 @@ import (
 // topic's messages must leave room in that window for the other topics'.
 const InboxSize = 8
 
-// inbox is one subscription's queue. paho's handler (take) puts each message in it, never
-// waiting; one goroutine (serve) hands them to the subscription's handler in the order they
-// came, and acknowledges each once handled. So:
+// inbox is one subscription's queue. paho's handler (take) puts each message in it; one
+// goroutine (serve) hands them to the subscription's handler in the order they came, and
+// acknowledges each once handled. So:
 //   - a slow handler (a correction waiting on a hung disk) holds up only its own topic, and
 //     a flood holds at most InboxSize messages and one goroutine, whatever its QoS;
 //   - commands are taken in the order they were sent;
 //   - a message not handled when the agent stops is not acknowledged, and the broker hands
-//     it over again from the persistent session on the next connection.
+//     it over again from the persistent session on the next connection;
+//   - a message the broker sends again, flagged as a duplicate, because a lost connection
+//     took its acknowledgement, is acknowledged and not handled twice: when a copy of it
+//     waits in the inbox, or was handled shortly before the connection was lost.
 type inbox struct {
 	topic  string
 	handle func([]byte)
 	msgs   chan paho.Message
-	// started is when the handler began the message it handles (Unix ns), 0 while idle.
+	// started is when the handler began the message it handles (mono), 0 while idle.
 	started atomic.Int64
-	// handled remembers the last QoS 1 messages handled, so that one the broker sends again
-	// (flagged as a duplicate) because a lost connection took its acknowledgement is not
-	// handled twice. Only serve touches it.
+
+	mu sync.Mutex
+	// queued counts the messages waiting in msgs, by key (recent.key).
+	queued map[uint64]int
+	// handled is when each of the last QoS 1 messages handled was acknowledged (mono).
 	handled recent
+	// waitFrom and waited: how long take waited for room in the second from waitFrom.
+	// Only take touches them (paho's one goroutine).
+	waitFrom, waited time.Duration
 }
+
+// epoch is the origin of mono.
+var epoch = time.Now()
+
+// mono is the time since the process started, from the monotonic clock: a clock step does
+// not move it. Never 0.
+func mono() time.Duration { return time.Since(epoch) + 1 }
 
 // busyAnswers is how many refused messages wait for Options.Busy; beyond, they go
 // unanswered. A payload over maxBusyPayload is not kept for it (Busy gets nil): the agent
@@ -86,7 +101,7 @@ func (p *Publisher) routeSubscriptions(o Options) {
 }
 
 func newInbox(topic string, handle func([]byte)) *inbox {
-	return &inbox{topic: topic, handle: handle, msgs: make(chan paho.Message, InboxSize), handled: newRecent(256)}
+	return &inbox{topic: topic, handle: handle, msgs: make(chan paho.Message, InboxSize), queued: map[uint64]int{}, handled: newRecent(256)}
 }
 
 // subscribed returns the topics onConnect subscribes to: those routeSubscriptions routed.
@@ -118,31 +133,45 @@ func (p *Publisher) quieted() bool {
 }
 
 // stuckAfter is how long a handler may take over one message and still count as keeping
-// up: behind it, a message that finds the inbox full waits up to stuckAfter for room (a
-// burst); behind a handler held up longer, it is refused at once.
-const stuckAfter = 250 * time.Millisecond
+// up: behind it, a QoS 1 message that finds the inbox full waits up to stuckAfter for room
+// (a burst of commands). The waits of one inbox add up to at most waitBudget a second:
+// while take waits, paho reads nothing else from the connection, the broker's
+// acknowledgements included. Behind a handler held up longer, or past the budget, or at
+// QoS 0 (which the broker does not bound), the message is refused at once.
+const (
+	stuckAfter = 250 * time.Millisecond
+	waitBudget = 250 * time.Millisecond
+)
 
 // take is paho's handler of a subscription's messages: it queues m for the inbox's
-// goroutine. When InboxSize messages wait already, and the handler is held up (or does not
-// make room within stuckAfter), m is acknowledged and goes to Options.Busy instead, so the
-// sender gets an answer.
+// goroutine. When InboxSize messages wait already, it may wait for room (see stuckAfter);
+// failing that, m is acknowledged and goes to Options.Busy, so the sender gets an answer.
 func (p *Publisher) take(in *inbox, m paho.Message) {
 	if p.quieted() {
 		return
 	}
-	select {
-	case in.msgs <- m:
+	key := in.handled.key(m.Payload())
+	if m.Duplicate() && p.seen(in, key) {
+		m.Ack()
 		return
-	default:
 	}
-	if since := in.started.Load(); since == 0 || time.Since(time.Unix(0, since)) < stuckAfter {
-		// a burst behind a handler that keeps up: wait for room, a little
+	if in.enqueue(m, key) {
+		return
+	}
+	if m.Qos() > 0 && in.keepsUp() && in.mayWait() {
 		t := time.NewTimer(stuckAfter)
+		start := mono()
 		select {
 		case in.msgs <- m:
 			t.Stop()
+			in.waited += mono() - start
+			in.count(key, 1)
+			return
+		case <-p.quiet: // stopping: left for the next run
+			t.Stop()
 			return
 		case <-t.C:
+			in.waited += stuckAfter
 		}
 	}
 	n := p.refused.Add(1)
@@ -163,6 +192,54 @@ func (p *Publisher) take(in *inbox, m paho.Message) {
 	m.Ack()
 }
 
+// enqueue puts m in the inbox if there is room.
+func (in *inbox) enqueue(m paho.Message, key uint64) bool {
+	in.count(key, 1) // before serve can take it
+	select {
+	case in.msgs <- m:
+		return true
+	default:
+		in.count(key, -1)
+		return false
+	}
+}
+
+// seen reports whether a message with key waits in the inbox, or was acknowledged shortly
+// before the last connection was lost (or after), so its acknowledgement may not have
+// reached the broker.
+func (p *Publisher) seen(in *inbox, key uint64) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.queued[key] > 0 {
+		return true
+	}
+	at, ok := in.handled.get(key)
+	return ok && at > time.Duration(p.lostAt.Load())-p.lossWindow
+}
+
+func (in *inbox) count(key uint64, d int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.queued[key] += d; in.queued[key] <= 0 {
+		delete(in.queued, key)
+	}
+}
+
+// keepsUp reports whether the handler is idle or began its message less than stuckAfter
+// ago.
+func (in *inbox) keepsUp() bool {
+	since := in.started.Load()
+	return since == 0 || mono()-time.Duration(since) < stuckAfter
+}
+
+// mayWait reports whether take's waits of this second leave room for another.
+func (in *inbox) mayWait() bool {
+	if now := mono(); now-in.waitFrom > time.Second {
+		in.waitFrom, in.waited = now, 0
+	}
+	return in.waited < waitBudget
+}
+
 // serve hands in's messages to its handler, one at a time, until handling stops.
 func (p *Publisher) serve(in *inbox) {
 	defer p.serving.Done()
@@ -171,20 +248,19 @@ func (p *Publisher) serve(in *inbox) {
 		case <-p.quiet:
 			return
 		case m := <-in.msgs:
+			key := in.handled.key(m.Payload())
+			in.count(key, -1)
 			if p.quieted() {
 				return
 			}
-			key := in.handled.key(m.Payload())
-			if m.Duplicate() && in.handled.has(key) {
-				m.Ack()
-				continue
-			}
-			in.started.Store(time.Now().UnixNano())
+			in.started.Store(int64(mono()))
 			in.handle(m.Payload())
 			in.started.Store(0)
 			m.Ack()
 			if m.Qos() > 0 {
-				in.handled.add(key)
+				in.mu.Lock()
+				in.handled.add(key, mono())
+				in.mu.Unlock()
 			}
 		}
 	}
@@ -196,7 +272,14 @@ func (p *Publisher) answerBusy() {
 	for {
 		select {
 		case <-p.stop:
-			return
+			for { // those refused before the stop still get their answer
+				select {
+				case b := <-p.busyQ:
+					p.busy(b.topic, b.payload)
+				default:
+					return
+				}
+			}
 		case b := <-p.busyQ:
 			p.busy(b.topic, b.payload)
 		}
@@ -230,30 +313,37 @@ func (p *Publisher) unrouted(_ paho.Client, m paho.Message) {
 	}
 }
 
-// recent is a set of the last n keys added.
+// recent keeps a value for each of the last n keys added.
 type recent struct {
 	seed maphash.Seed
 	ring []uint64
-	set  map[uint64]int
+	vals map[uint64]time.Duration
+	refs map[uint64]int
 	next int
 }
 
 func newRecent(n int) recent {
-	return recent{seed: maphash.MakeSeed(), ring: make([]uint64, n), set: map[uint64]int{}}
+	return recent{seed: maphash.MakeSeed(), ring: make([]uint64, n), vals: map[uint64]time.Duration{}, refs: map[uint64]int{}}
 }
 
 func (r *recent) key(b []byte) uint64 { return maphash.Bytes(r.seed, b) }
 
-func (r *recent) has(k uint64) bool { return r.set[k] > 0 }
+func (r *recent) get(k uint64) (time.Duration, bool) {
+	v, ok := r.vals[k]
+	return v, ok
+}
 
-func (r *recent) add(k uint64) {
-	if old := r.ring[r.next]; r.set[old] > 0 {
-		if r.set[old]--; r.set[old] == 0 {
-			delete(r.set, old)
+// add sets k's value, and forgets the key added n adds ago (unless added again since).
+func (r *recent) add(k uint64, v time.Duration) {
+	if old := r.ring[r.next]; r.refs[old] > 0 {
+		if r.refs[old]--; r.refs[old] == 0 {
+			delete(r.refs, old)
+			delete(r.vals, old)
 		}
 	}
 	r.ring[r.next] = k
-	r.set[k]++
+	r.refs[k]++
+	r.vals[k] = v
 	r.next = (r.next + 1) % len(r.ring)
 }
 

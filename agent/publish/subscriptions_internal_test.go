@@ -3,6 +3,7 @@ package publish
 import (
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,13 +28,21 @@ func (m message) Ack()              { m.acks.Add(1) }
 
 // TestRedeliveryHandledOnce: a QoS 1 message handled while the connection dropped lost its
 // acknowledgement with it, and the broker sends it again, flagged as a duplicate. It is
-// acknowledged, not handled twice. The same command sent again by its sender (not flagged) is
-// handled again, and so is a flagged message never handled before.
+// acknowledged, not handled twice; so is a duplicate of one still waiting in the inbox. The
+// same command sent again by its sender (not flagged) is handled again, and so is a flagged
+// message never handled before, or one handled long before the connection was lost.
 func TestRedeliveryHandledOnce(t *testing.T) {
 	var handled []string
 	done := make(chan struct{}, 10)
-	p := &Publisher{log: slog.New(slog.NewTextHandler(io.Discard, nil)), quiet: make(chan struct{}), busyLog: every{period: logEvery}}
-	in := newInbox("t/commands", func(b []byte) { handled = append(handled, string(b)); done <- struct{}{} })
+	hold := make(chan struct{})
+	p := &Publisher{log: slog.New(slog.NewTextHandler(io.Discard, nil)), quiet: make(chan struct{}), busyLog: every{period: logEvery}, lossWindow: time.Hour, session: newSessionStore()}
+	in := newInbox("t/commands", func(b []byte) {
+		if string(b) == "hold" {
+			<-hold
+		}
+		handled = append(handled, string(b))
+		done <- struct{}{}
+	})
 	p.serving.Add(1)
 	go p.serve(in)
 	defer func() { p.StopHandling(); p.serving.Wait() }()
@@ -41,39 +50,60 @@ func TestRedeliveryHandledOnce(t *testing.T) {
 	send := func(payload string, dup bool) {
 		p.take(in, message{topic: "t/commands", payload: []byte(payload), qos: 1, dup: dup, acks: &acks})
 	}
-	send(`{"id":"c1"}`, false)
-	send(`{"id":"c1"}`, true)  // the broker's redelivery
-	send(`{"id":"c1"}`, false) // the sender's second send
-	send(`{"id":"c2"}`, true)  // redelivered, never handled here
-	deadline := time.Now().Add(5 * time.Second)
-	for acks.Load() < 4 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	waitAcks := func(n int32) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for acks.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if acks.Load() != n {
+			t.Fatalf("%d of %d messages acknowledged", acks.Load(), n)
+		}
 	}
-	if acks.Load() != 4 {
-		t.Fatalf("%d of 4 messages acknowledged", acks.Load())
-	}
-	for range 3 {
+	send("c1", false)
+	waitAcks(1)
+	p.connectionLost(nil) // c1's acknowledgement may be lost with it
+	send("c1", true)      // the broker's redelivery: acknowledged, not handled
+	send("c1", false)     // the sender's second send: handled
+	send("c2", true)      // redelivered, never handled here: handled
+	waitAcks(4)
+	send("hold", false)
+	send("c3", false)
+	send("c3", true) // redelivered while its first copy waits
+	close(hold)
+	waitAcks(7)
+	p.lossWindow = 0
+	p.connectionLost(nil) // long after c1 was handled: its acknowledgement reached the broker
+	send("c1", true)
+	waitAcks(8)
+	for range 6 {
 		<-done
 	}
-	if got := len(handled); got != 3 || handled[0] != `{"id":"c1"}` || handled[1] != `{"id":"c1"}` || handled[2] != `{"id":"c2"}` {
-		t.Fatalf("handled %q; want c1, c1 (sent again), c2", handled)
+	if got := strings.Join(handled, " "); got != "c1 c1 c2 hold c3 c1" {
+		t.Fatalf("handled %q; want c1, c1 (sent again), c2, hold, c3, c1 (from long before the loss)", got)
 	}
 }
 
-// TestRecent: the set holds the last n keys added.
+// TestRecent: it keeps the last n keys added.
 func TestRecent(t *testing.T) {
 	r := newRecent(3)
 	for k := uint64(1); k <= 5; k++ {
-		r.add(k)
+		r.add(k, time.Duration(k))
 	}
 	for k, want := range map[uint64]bool{1: false, 2: false, 3: true, 4: true, 5: true} {
-		if r.has(k) != want {
-			t.Errorf("has(%d) = %v, want %v", k, !want, want)
+		if v, ok := r.get(k); ok != want || (ok && v != time.Duration(k)) {
+			t.Errorf("get(%d) = %v, %v; want %v", k, v, ok, want)
 		}
 	}
-	r.add(5)
-	r.add(5)
-	if !r.has(5) || r.has(3) || r.has(4) {
+	r.add(5, 7)
+	r.add(5, 8)
+	if v, ok := r.get(5); !ok || v != 8 {
+		t.Errorf("get(5) = %v, %v: want the last value", v, ok)
+	}
+	if _, ok := r.get(3); ok {
+		t.Error("a key added again: the older keys leave first")
+	}
+	if _, ok := r.get(4); ok {
 		t.Error("a key added again: the older keys leave first")
 	}
 }

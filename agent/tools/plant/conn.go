@@ -3,6 +3,7 @@ package plant
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,9 +57,15 @@ func (p *Plant) Start(cfg configs.MQTT, filters []string) error {
 	// of a camera, are taken as they were sent
 	opts.SetOrderMatters(true)
 	broker := configs.Redact(cfg.Broker)
-	// a message on another topic (an old subscription the session still has) is acknowledged
-	// and dropped
-	opts.SetDefaultPublishHandler(func(paho.Client, paho.Message) {})
+	// one handler, set before connecting: the broker hands over what the session kept as it
+	// accepts the connection, before the subscriptions below are made again. A message is
+	// taken once, however many filters it matches; one on another topic (an old
+	// subscription the session still has) is acknowledged and dropped.
+	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+		if slices.ContainsFunc(filters, func(f string) bool { return matches(f, m.Topic()) }) {
+			c.handle(p, m)
+		}
+	})
 	opts.SetOnConnectHandler(func(cl paho.Client) {
 		p.log.Info("connected; subscribing", "broker", broker, "filters", filters)
 		tok := cl.SubscribeMultiple(subs, nil)
@@ -72,11 +79,6 @@ func (p *Plant) Start(cfg configs.MQTT, filters []string) error {
 		p.log.Warn("lost the broker; reconnecting", "broker", broker, "err", err)
 	})
 	c.cl = paho.NewClient(opts)
-	// routed before connecting: the broker hands over what the session kept as it accepts
-	// the connection, before the subscriptions above are made again
-	for _, f := range filters {
-		c.cl.AddRoute(f, func(_ paho.Client, m paho.Message) { c.handle(p, m) })
-	}
 	go func() {
 		defer close(c.done)
 		for m := range c.samples {

@@ -188,3 +188,48 @@ func TestOldPrefixNotQueued(t *testing.T) {
 		t.Fatalf("%d samples queued: those of the old prefix were taken", n)
 	}
 }
+
+// TestOverlappingPrefixesTakeOnce: with prefix patterns that overlap, a message matches
+// several subscriptions; it is taken once.
+func TestOverlappingPrefixesTakeOnce(t *testing.T) {
+	b := testenv.StartMosquitto(t)
+	agent := testenv.Subscribe(t, b.URL, "none")
+	q := openQueue(t)
+	cfg := configs.Default().MQTT
+	cfg.Broker, cfg.ClientID = b.URL, fmt.Sprintf("test-review-%d", time.Now().UnixNano())
+	filters, err := Filters([]string{"cvedge/+", "cvedge/line3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{Queue: q, Log: quiet})
+	if err := p.Start(cfg, filters); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	testenv.WaitFor(t, "the subscriptions", 10*time.Second, func() bool { return p.Connected() })
+	time.Sleep(300 * time.Millisecond)
+	agent.Publish(t, "cvedge/line3/cameras/cam1/counts", string(mustJSON(t, counts("line3", "cam1", 12))))
+	testenv.WaitFor(t, "the counts", 10*time.Second, func() bool { return p.Counters().Taken > 0 })
+	time.Sleep(300 * time.Millisecond)
+	if n := p.Counters().Taken; n != 1 {
+		t.Fatalf("the message was taken %d times", n)
+	}
+}
+
+func TestMatches(t *testing.T) {
+	for _, c := range []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"cvedge/+/status", "cvedge/line3/status", true},
+		{"cvedge/line3/status", "cvedge/line3/status", true},
+		{"cvedge/+/status", "cvedge/line3/stats", false},
+		{"cvedge/+/status", "cvedge/a/b/status", false},
+		{"acme/+/+/cameras/+/samples", "acme/p1/l2/cameras/c/samples", true},
+		{"cvedge/+/status", "other/line3/status", false},
+	} {
+		if got := matches(c.filter, c.topic); got != c.want {
+			t.Errorf("matches(%q, %q) = %v", c.filter, c.topic, got)
+		}
+	}
+}

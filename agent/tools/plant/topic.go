@@ -123,6 +123,21 @@ func Filters(patterns []string) ([]string, error) {
 	return out, nil
 }
 
+// matches reports whether topic is one of filter's (levels that are "+" or names, as
+// Filters makes them).
+func matches(filter, topic string) bool {
+	f, t := strings.Split(filter, "/"), strings.Split(topic, "/")
+	if len(f) != len(t) {
+		return false
+	}
+	for i := range f {
+		if f[i] != "+" && f[i] != t[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // checkPattern checks a prefix pattern: levels that are "+" or names without wildcards, no
 // "#" (it would take every message, predictions included).
 func checkPattern(p string) error {
