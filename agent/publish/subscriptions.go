@@ -27,8 +27,7 @@ const InboxSize = 8
 //   - a message not handled when the agent stops is not acknowledged, and the broker hands
 //     it over again from the persistent session on the next connection;
 //   - a message the broker sends again, flagged as a duplicate, because a lost connection
-//     took its acknowledgement, is acknowledged and not handled twice: when a copy of it
-//     waits in the inbox, or was handled shortly before the connection was lost.
+//     took its acknowledgement, is not handled twice (see duplicate).
 type inbox struct {
 	topic  string
 	handle func([]byte)
@@ -37,8 +36,10 @@ type inbox struct {
 	started atomic.Int64
 
 	mu sync.Mutex
-	// queued counts the messages waiting in msgs, by key (recent.key).
-	queued map[uint64]int
+	// queued counts the messages waiting in msgs or being handled, by key (recent.key);
+	// pending keeps the duplicates of those, to be acknowledged with them.
+	queued  map[uint64]int
+	pending map[uint64][]paho.Message
 	// handled is when each of the last QoS 1 messages handled was acknowledged (mono).
 	handled recent
 	// waitFrom and waited: how long take waited for room in the second from waitFrom.
@@ -101,7 +102,7 @@ func (p *Publisher) routeSubscriptions(o Options) {
 }
 
 func newInbox(topic string, handle func([]byte)) *inbox {
-	return &inbox{topic: topic, handle: handle, msgs: make(chan paho.Message, InboxSize), queued: map[uint64]int{}, handled: newRecent(256)}
+	return &inbox{topic: topic, handle: handle, msgs: make(chan paho.Message, InboxSize), queued: map[uint64]int{}, pending: map[uint64][]paho.Message{}, handled: newRecent(256)}
 }
 
 // subscribed returns the topics onConnect subscribes to: those routeSubscriptions routed.
@@ -151,9 +152,14 @@ func (p *Publisher) take(in *inbox, m paho.Message) {
 		return
 	}
 	key := in.handled.key(m.Payload())
-	if m.Duplicate() && p.seen(in, key) {
-		m.Ack()
-		return
+	if m.Duplicate() {
+		switch p.duplicate(in, key, m) {
+		case withCopy:
+			return
+		case handledBefore:
+			m.Ack()
+			return
+		}
 	}
 	if in.enqueue(m, key) {
 		return
@@ -161,17 +167,19 @@ func (p *Publisher) take(in *inbox, m paho.Message) {
 	if m.Qos() > 0 && in.keepsUp() && in.mayWait() {
 		t := time.NewTimer(stuckAfter)
 		start := mono()
+		in.count(key, 1) // before serve can take it
 		select {
 		case in.msgs <- m:
 			t.Stop()
 			in.waited += mono() - start
-			in.count(key, 1)
 			return
 		case <-p.quiet: // stopping: left for the next run
 			t.Stop()
+			in.count(key, -1)
 			return
 		case <-t.C:
 			in.waited += stuckAfter
+			in.count(key, -1)
 		}
 	}
 	n := p.refused.Add(1)
@@ -204,17 +212,48 @@ func (in *inbox) enqueue(m paho.Message, key uint64) bool {
 	}
 }
 
-// seen reports whether a message with key waits in the inbox, or was acknowledged shortly
-// before the last connection was lost (or after), so its acknowledgement may not have
-// reached the broker.
-func (p *Publisher) seen(in *inbox, key uint64) bool {
+// What duplicate found of a message flagged as a duplicate.
+const (
+	notSeen       = iota // taken as any message
+	withCopy             // kept, to be acknowledged with its copy once that is handled
+	handledBefore        // handled shortly before the connection was lost: acknowledge it
+)
+
+// duplicate looks for an earlier copy of m, which the broker sent again because the
+// acknowledgement may not have reached it. A copy waiting in the inbox, or being handled,
+// came on the connection that was lost, so its own acknowledgement goes nowhere: m is kept
+// and acknowledged once that copy is handled, or never if the agent stops first (the broker
+// then sends it again on the next run). A copy handled from lossWindow before the loss on
+// may have lost its acknowledgement: m is acknowledged, not handled again.
+func (p *Publisher) duplicate(in *inbox, key uint64, m paho.Message) int {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.queued[key] > 0 {
-		return true
+		in.pending[key] = append(in.pending[key], m)
+		return withCopy
 	}
-	at, ok := in.handled.get(key)
-	return ok && at > time.Duration(p.lostAt.Load())-p.lossWindow
+	if at, ok := in.handled.get(key); ok && at > time.Duration(p.lostAt.Load())-p.lossWindow {
+		return handledBefore
+	}
+	return notSeen
+}
+
+// done records that a message with key was handled (in handled, when remember) and no
+// longer waits; when no other copy waits, it returns the duplicates kept for it, to be
+// acknowledged.
+func (in *inbox) done(key uint64, remember bool) []paho.Message {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if remember {
+		in.handled.add(key, mono())
+	}
+	if in.queued[key]--; in.queued[key] > 0 {
+		return nil
+	}
+	delete(in.queued, key)
+	kept := in.pending[key]
+	delete(in.pending, key)
+	return kept
 }
 
 func (in *inbox) count(key uint64, d int) {
@@ -248,8 +287,6 @@ func (p *Publisher) serve(in *inbox) {
 		case <-p.quiet:
 			return
 		case m := <-in.msgs:
-			key := in.handled.key(m.Payload())
-			in.count(key, -1)
 			if p.quieted() {
 				return
 			}
@@ -257,10 +294,8 @@ func (p *Publisher) serve(in *inbox) {
 			in.handle(m.Payload())
 			in.started.Store(0)
 			m.Ack()
-			if m.Qos() > 0 {
-				in.mu.Lock()
-				in.handled.add(key, mono())
-				in.mu.Unlock()
+			for _, d := range in.done(in.handled.key(m.Payload()), m.Qos() > 0) {
+				d.Ack()
 			}
 		}
 	}

@@ -69,7 +69,12 @@ func TestRedeliveryHandledOnce(t *testing.T) {
 	waitAcks(4)
 	send("hold", false)
 	send("c3", false)
-	send("c3", true) // redelivered while its first copy waits
+	send("c3", true) // redelivered while its first copy waits: acknowledged with it
+	time.Sleep(50 * time.Millisecond)
+	if acks.Load() != 4 {
+		close(hold)
+		t.Fatalf("%d acknowledgements while c3 waits, want 4: its duplicate waits for it", acks.Load())
+	}
 	close(hold)
 	waitAcks(7)
 	p.lossWindow = 0
@@ -81,6 +86,36 @@ func TestRedeliveryHandledOnce(t *testing.T) {
 	}
 	if got := strings.Join(handled, " "); got != "c1 c1 c2 hold c3 c1" {
 		t.Fatalf("handled %q; want c1, c1 (sent again), c2, hold, c3, c1 (from long before the loss)", got)
+	}
+}
+
+// TestDuplicateOfUnhandledCopyLeftForNextRun: the agent stops before it handles a message
+// whose duplicate came meanwhile. Neither is acknowledged, so the broker sends it again on
+// the next run.
+func TestDuplicateOfUnhandledCopyLeftForNextRun(t *testing.T) {
+	hold, entered := make(chan struct{}), make(chan struct{}, 1)
+	p := &Publisher{log: slog.New(slog.NewTextHandler(io.Discard, nil)), quiet: make(chan struct{}), busyLog: every{period: logEvery}, lossWindow: time.Hour, session: newSessionStore()}
+	in := newInbox("t/commands", func(b []byte) {
+		if string(b) == "hold" {
+			entered <- struct{}{}
+			<-hold
+		}
+	})
+	p.serving.Add(1)
+	go p.serve(in)
+	var acks atomic.Int32
+	send := func(payload string, dup bool) {
+		p.take(in, message{topic: "t/commands", payload: []byte(payload), qos: 1, dup: dup, acks: &acks})
+	}
+	send("hold", false)
+	<-entered
+	send("c4", false)
+	send("c4", true)
+	p.StopHandling()
+	close(hold)
+	p.serving.Wait()
+	if n := acks.Load(); n != 1 {
+		t.Fatalf("%d acknowledgements; want 1 (hold): c4 and its duplicate must stay unacknowledged", n)
 	}
 }
 

@@ -427,6 +427,16 @@ func TestCollectorOverMQTT(t *testing.T) {
 	}
 }
 
+// runUntil runs c on topic until until returns true (within 10 s), then stops it.
+func runUntil(t *testing.T, c *Collector, cfg configs.MQTT, topic string, until func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, cfg, topic, time.Second) }()
+	defer func() { cancel(); <-done }()
+	testenv.WaitFor(t, "the samples", 10*time.Second, until)
+}
+
 // TestSamplesSentWhileAwayCollected: samples published while the collector is stopped wait
 // in its persistent session, and the broker hands them over as it connects again, before
 // the collector has logged its connection and subscribed (a busy box, here a slow log).
@@ -440,27 +450,19 @@ func TestSamplesSentWhileAwayCollected(t *testing.T) {
 	defer ds.Close()
 	cfg := configs.Default().MQTT
 	cfg.Broker, cfg.ClientID = broker.URL, "collector-away-test"
-	run := func(c *Collector, until func() bool) {
-		t.Helper()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx, cfg, "cvedge/+/cameras/+/samples", time.Second) }()
-		defer func() { cancel(); <-done }()
-		testenv.WaitFor(t, "the samples", 10*time.Second, until)
-	}
 	agent := testenv.Subscribe(t, broker.URL, "none")
 	send := func(i int) {
 		raw, _ := json.Marshal(sample(t, i, "red", false))
 		agent.Publish(t, "cvedge/line3/cameras/cam1/samples", string(raw))
 	}
 	first := &Collector{DS: ds, Log: quiet}
-	run(first, func() bool { send(0); return first.Counts().Added > 0 }) // its session is made
+	runUntil(t, first, cfg, "cvedge/+/cameras/+/samples", func() bool { send(0); return first.Counts().Added > 0 }) // its session is made
 	const n = 8
 	for i := 1; i <= n; i++ {
 		send(i)
 	}
 	second := &Collector{DS: ds, Log: testenv.SlowLog(300 * time.Millisecond)}
-	run(second, func() bool { return second.Counts().Added >= n })
+	runUntil(t, second, cfg, "cvedge/+/cameras/+/samples", func() bool { return second.Counts().Added >= n })
 }
 
 // TestOldTopicNotCollected: the collector's persistent session still has the subscription
@@ -479,18 +481,10 @@ func TestOldTopicNotCollected(t *testing.T) {
 		raw, _ := json.Marshal(sample(t, i, "red", false))
 		agent.Publish(t, "cvedge/"+line+"/cameras/cam1/samples", string(raw))
 	}
-	run := func(c *Collector, topic string, until func() bool) {
-		t.Helper()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx, cfg, topic, time.Second) }()
-		defer func() { cancel(); <-done }()
-		testenv.WaitFor(t, "the samples", 10*time.Second, until)
-	}
 	first := &Collector{DS: ds, Log: quiet}
-	run(first, "cvedge/line1/cameras/+/samples", func() bool { send("line1", 0); return first.Counts().Added > 0 })
+	runUntil(t, first, cfg, "cvedge/line1/cameras/+/samples", func() bool { send("line1", 0); return first.Counts().Added > 0 })
 	second := &Collector{DS: ds, Log: quiet}
-	run(second, "cvedge/line2/cameras/+/samples", func() bool {
+	runUntil(t, second, cfg, "cvedge/line2/cameras/+/samples", func() bool {
 		send("line1", 1)
 		send("line2", 2)
 		if second.Counts().Added == 0 {
