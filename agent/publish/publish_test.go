@@ -429,7 +429,9 @@ func TestCommandsSentWhileAwayArrive(t *testing.T) {
 	for len(seen) < n {
 		select {
 		case b := <-got:
-			seen[b] = true
+			if b != "probe" { // a late probe of the first session
+				seen[b] = true
+			}
 		case <-deadline:
 			t.Fatalf("%d of the %d commands sent while the agent was away reached it", len(seen), n)
 		}
@@ -518,18 +520,20 @@ func TestFloodWhileHandlerIsSlow(t *testing.T) {
 // activate, then a rollback).
 func TestCommandsInOrder(t *testing.T) {
 	broker := testenv.StartMosquitto(t)
-	got := make(chan string, 1000)
-	h := start(t, mqttConfig(broker.URL), publish.Options{Subscriptions: map[string]func([]byte){"t/commands": func(b []byte) { got <- string(b) }}})
+	got, probes := make(chan string, 1000), make(chan string, 1000)
+	h := start(t, mqttConfig(broker.URL), publish.Options{Subscriptions: map[string]func([]byte){"t/commands": func(b []byte) {
+		if string(b) == "probe" {
+			probes <- string(b)
+			return
+		}
+		got <- string(b)
+	}}})
 	h.waitConnected(t)
 	in := testenv.Subscribe(t, broker.URL, "t/none")
 	testenv.WaitFor(t, "the subscription", 10*time.Second, func() bool {
 		in.Publish(t, "t/commands", "probe")
-		return len(got) > 0
+		return len(probes) > 0
 	})
-	time.Sleep(200 * time.Millisecond)
-	for len(got) > 0 {
-		<-got
-	}
 	const n = 200
 	toks := make([]paho.Token, n)
 	for i := range n {
