@@ -179,14 +179,14 @@ type Publisher struct {
 	// inboxes are the subscriptions' queues, by topic, each served by a goroutine counted in
 	// serving, until quiet closes (subscriptions.go); busy is Options.Busy, fed by busyQ;
 	// refused counts the messages refused as busy.
-	inboxes           map[string]*inbox
-	serving           sync.WaitGroup
-	quiet             chan struct{}
-	quietOnce         sync.Once
-	busy              func(topic string, payload []byte)
-	busyQ             chan busyAnswer
-	refused           atomic.Uint64
-	busyLog, strayLog every
+	inboxes   map[string]*inbox
+	serving   sync.WaitGroup
+	quiet     chan struct{}
+	quietOnce sync.Once
+	busy      func(topic string, payload []byte)
+	busyQ     chan busyAnswer
+	refused   atomic.Uint64
+	strayLog  every
 	// lostAt is when the connection was last lost (mono); an acknowledgement sent from
 	// lossWindow before it may not have reached the broker.
 	lostAt     atomic.Int64
@@ -219,7 +219,7 @@ func Connect(cfg configs.MQTT, o Options, log *slog.Logger) (*Publisher, error) 
 		spoolFirst: cfg.SpoolFirst && o.Spool != nil,
 		queue:      make(chan Message, cfg.QueueSize), flights: make(chan flight, window), slots: make(chan struct{}, window), subs: make(chan subCheck, 4), echo: make(chan int64, 1),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), alarm: newSignal(), observe: o.Observe,
-		session: newSessionStore(), busyLog: every{period: logEvery}, strayLog: every{period: logEvery},
+		session: newSessionStore(), strayLog: every{period: logEvery},
 		lossWindow: max(2*cfg.KeepAlive, 10*time.Second),
 	}
 	if p.stallAfter <= 0 {

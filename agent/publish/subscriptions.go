@@ -31,7 +31,7 @@ const InboxSize = 8
 type inbox struct {
 	topic  string
 	handle func([]byte)
-	msgs   chan paho.Message
+	msgs   chan keyed
 	// started is when the handler began the message it handles (mono), 0 while idle.
 	started atomic.Int64
 
@@ -45,6 +45,12 @@ type inbox struct {
 	// waitFrom and waited: how long take waited for room in the second from waitFrom.
 	// Only take touches them (paho's one goroutine).
 	waitFrom, waited time.Duration
+}
+
+// keyed is a message with its key (recent.key of its payload).
+type keyed struct {
+	m   paho.Message
+	key uint64
 }
 
 // epoch is the origin of mono.
@@ -102,7 +108,7 @@ func (p *Publisher) routeSubscriptions(o Options) {
 }
 
 func newInbox(topic string, handle func([]byte)) *inbox {
-	return &inbox{topic: topic, handle: handle, msgs: make(chan paho.Message, InboxSize), queued: map[uint64]int{}, pending: map[uint64][]paho.Message{}, handled: newRecent(256)}
+	return &inbox{topic: topic, handle: handle, msgs: make(chan keyed, InboxSize), queued: map[uint64]int{}, pending: map[uint64][]paho.Message{}, handled: newRecent(256)}
 }
 
 // subscribed returns the topics onConnect subscribes to: those routeSubscriptions routed.
@@ -169,7 +175,7 @@ func (p *Publisher) take(in *inbox, m paho.Message) {
 		start := mono()
 		in.count(key, 1) // before serve can take it
 		select {
-		case in.msgs <- m:
+		case in.msgs <- keyed{m, key}:
 			t.Stop()
 			in.waited += mono() - start
 			return
@@ -182,11 +188,9 @@ func (p *Publisher) take(in *inbox, m paho.Message) {
 			in.count(key, -1)
 		}
 	}
-	n := p.refused.Add(1)
-	if p.busyLog.due(time.Now()) {
-		p.log.Warn("messages come faster than they are handled; each one over the queue is refused with a busy answer",
-			"topic", in.topic, "queue", InboxSize, "refused_so_far", n)
-	}
+	// the process's logger passes this warning at most every 10 s (ops.LimitedHandler)
+	p.log.Warn("messages come faster than they are handled; each one over the queue is refused with a busy answer",
+		"topic", in.topic, "queue", InboxSize, "refused_so_far", p.refused.Add(1))
 	if p.busy != nil {
 		b := busyAnswer{in.topic, m.Payload()}
 		if len(b.payload) > maxBusyPayload {
@@ -204,7 +208,7 @@ func (p *Publisher) take(in *inbox, m paho.Message) {
 func (in *inbox) enqueue(m paho.Message, key uint64) bool {
 	in.count(key, 1) // before serve can take it
 	select {
-	case in.msgs <- m:
+	case in.msgs <- keyed{m, key}:
 		return true
 	default:
 		in.count(key, -1)
@@ -286,15 +290,15 @@ func (p *Publisher) serve(in *inbox) {
 		select {
 		case <-p.quiet:
 			return
-		case m := <-in.msgs:
+		case k := <-in.msgs:
 			if p.quieted() {
 				return
 			}
 			in.started.Store(int64(mono()))
-			in.handle(m.Payload())
+			in.handle(k.m.Payload())
 			in.started.Store(0)
-			m.Ack()
-			for _, d := range in.done(in.handled.key(m.Payload()), m.Qos() > 0) {
+			k.m.Ack()
+			for _, d := range in.done(k.key, k.m.Qos() > 0) {
 				d.Ack()
 			}
 		}
@@ -382,7 +386,8 @@ func (r *recent) add(k uint64, v time.Duration) {
 	r.next = (r.next + 1) % len(r.ring)
 }
 
-// logEvery is how often a flood of busy or stray messages is logged.
+// logEvery is how often a flood of stray messages is logged: at Info, or with an error
+// that differs from one to the next, which the process logger's limit does not catch.
 const logEvery = 10 * time.Second
 
 // every lets something happen at most once per period (a log line in a flood).

@@ -35,7 +35,7 @@ func TestRedeliveryHandledOnce(t *testing.T) {
 	var handled []string
 	done := make(chan struct{}, 10)
 	hold := make(chan struct{})
-	p := &Publisher{log: slog.New(slog.NewTextHandler(io.Discard, nil)), quiet: make(chan struct{}), busyLog: every{period: logEvery}, lossWindow: time.Hour, session: newSessionStore()}
+	p := &Publisher{log: slog.New(slog.NewTextHandler(io.Discard, nil)), quiet: make(chan struct{}), lossWindow: time.Hour, session: newSessionStore()}
 	in := newInbox("t/commands", func(b []byte) {
 		if string(b) == "hold" {
 			<-hold
@@ -94,7 +94,7 @@ func TestRedeliveryHandledOnce(t *testing.T) {
 // the next run.
 func TestDuplicateOfUnhandledCopyLeftForNextRun(t *testing.T) {
 	hold, entered := make(chan struct{}), make(chan struct{}, 1)
-	p := &Publisher{log: slog.New(slog.NewTextHandler(io.Discard, nil)), quiet: make(chan struct{}), busyLog: every{period: logEvery}, lossWindow: time.Hour, session: newSessionStore()}
+	p := &Publisher{log: slog.New(slog.NewTextHandler(io.Discard, nil)), quiet: make(chan struct{}), lossWindow: time.Hour, session: newSessionStore()}
 	in := newInbox("t/commands", func(b []byte) {
 		if string(b) == "hold" {
 			entered <- struct{}{}

@@ -427,6 +427,21 @@ func TestCollectorOverMQTT(t *testing.T) {
 	}
 }
 
+// onBroker starts a broker, and returns an empty data set, the collector's MQTT config
+// (clientID, on that broker) and a client that plays the agents.
+func onBroker(t *testing.T, clientID string) (*dataset.Dataset, configs.MQTT, *testenv.Inbox) {
+	t.Helper()
+	broker := testenv.StartMosquitto(t)
+	ds, err := dataset.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ds.Close() })
+	cfg := configs.Default().MQTT
+	cfg.Broker, cfg.ClientID = broker.URL, clientID
+	return ds, cfg, testenv.Subscribe(t, broker.URL, "none")
+}
+
 // runUntil runs c on topic until until returns true (within 10 s), then stops it.
 func runUntil(t *testing.T, c *Collector, cfg configs.MQTT, topic string, until func() bool) {
 	t.Helper()
@@ -442,15 +457,7 @@ func runUntil(t *testing.T, c *Collector, cfg configs.MQTT, topic string, until 
 // the collector has logged its connection and subscribed (a busy box, here a slow log).
 // Each one is collected.
 func TestSamplesSentWhileAwayCollected(t *testing.T) {
-	broker := testenv.StartMosquitto(t)
-	ds, err := dataset.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ds.Close()
-	cfg := configs.Default().MQTT
-	cfg.Broker, cfg.ClientID = broker.URL, "collector-away-test"
-	agent := testenv.Subscribe(t, broker.URL, "none")
+	ds, cfg, agent := onBroker(t, "collector-away-test")
 	send := func(i int) {
 		raw, _ := json.Marshal(sample(t, i, "red", false))
 		agent.Publish(t, "cvedge/line3/cameras/cam1/samples", string(raw))
@@ -468,15 +475,7 @@ func TestSamplesSentWhileAwayCollected(t *testing.T) {
 // TestOldTopicNotCollected: the collector's persistent session still has the subscription
 // of an earlier run with another --topic. Samples on that old topic are not collected.
 func TestOldTopicNotCollected(t *testing.T) {
-	broker := testenv.StartMosquitto(t)
-	ds, err := dataset.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ds.Close()
-	cfg := configs.Default().MQTT
-	cfg.Broker, cfg.ClientID = broker.URL, "collector-topic-test"
-	agent := testenv.Subscribe(t, broker.URL, "none")
+	ds, cfg, agent := onBroker(t, "collector-topic-test")
 	send := func(line string, i int) {
 		raw, _ := json.Marshal(sample(t, i, "red", false))
 		agent.Publish(t, "cvedge/"+line+"/cameras/cam1/samples", string(raw))
